@@ -1,0 +1,170 @@
+/**
+ * Member addresses: an IPv4 or IPv6 address plus a UDP port, parsed and formatted without
+ * `node:net` so that the core stays pure. Members are keyed by the canonical text form
+ * `1.2.3.4:9999` or `[2001:db8::1]:9999` (RFC 5952 for IPv6), which `key` holds.
+ */
+
+export type AddressFamily = 4 | 6;
+
+export interface Address {
+  readonly family: AddressFamily;
+  /** 4 or 16 bytes, network order. */
+  readonly ip: Uint8Array;
+  /** 1..65535 */
+  readonly port: number;
+  /** Canonical `ip:port` / `[ip]:port` text; the member key. */
+  readonly key: string;
+}
+
+export function makeAddress(ip: Uint8Array, port: number): Address {
+  if (ip.length !== 4 && ip.length !== 16) throw new RangeError(`an IP address has 4 or 16 bytes, not ${ip.length}`);
+  if (!isValidPort(port)) throw new RangeError(`port must be an integer in 1..65535, got ${port}`);
+  const family: AddressFamily = ip.length === 4 ? 4 : 6;
+  const text = formatIp(ip);
+  return { family, ip, port, key: family === 4 ? `${text}:${port}` : `[${text}]:${port}` };
+}
+
+export function isValidPort(port: number): boolean {
+  return Number.isInteger(port) && port >= 1 && port <= 65535;
+}
+
+/** Parses IPv4 dotted-quad or IPv6 text (with `::`, embedded IPv4, no zone). Null if invalid. */
+export function parseIp(text: string): Uint8Array | null {
+  if (text.includes(":")) return parseIpv6(text);
+  return parseIpv4(text);
+}
+
+function parseIpv4(text: string): Uint8Array | null {
+  const parts = text.split(".");
+  if (parts.length !== 4) return null;
+  const out = new Uint8Array(4);
+  for (let i = 0; i < 4; i++) {
+    const p = parts[i] as string;
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return null;
+    const v = Number(p);
+    if (v > 255) return null;
+    out[i] = v;
+  }
+  return out;
+}
+
+function parseIpv6(text: string): Uint8Array | null {
+  if (text.length > 45 || text.length < 2) return null;
+  const halves = text.split("::");
+  if (halves.length > 2) return null;
+  const parseGroups = (s: string): number[] | null => {
+    if (s === "") return [];
+    const groups: number[] = [];
+    const parts = s.split(":");
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i] as string;
+      if (i === parts.length - 1 && p.includes(".")) {
+        const v4 = parseIpv4(p);
+        if (v4 === null) return null;
+        groups.push(((v4[0] as number) << 8) | (v4[1] as number), ((v4[2] as number) << 8) | (v4[3] as number));
+        continue;
+      }
+      if (!/^[0-9a-fA-F]{1,4}$/.test(p)) return null;
+      groups.push(parseInt(p, 16));
+    }
+    return groups;
+  };
+  const head = parseGroups(halves[0] as string);
+  const tail = halves.length === 2 ? parseGroups(halves[1] as string) : [];
+  if (head === null || tail === null) return null;
+  let groups: number[];
+  if (halves.length === 2) {
+    const missing = 8 - head.length - tail.length;
+    if (missing < 1) return null;
+    groups = [...head, ...new Array<number>(missing).fill(0), ...tail];
+  } else {
+    groups = head;
+  }
+  if (groups.length !== 8) return null;
+  const out = new Uint8Array(16);
+  for (let i = 0; i < 8; i++) {
+    const g = groups[i] as number;
+    out[2 * i] = g >> 8;
+    out[2 * i + 1] = g & 0xff;
+  }
+  return out;
+}
+
+/** Canonical text of a 4- or 16-byte address (RFC 5952 for IPv6). */
+export function formatIp(ip: Uint8Array): string {
+  if (ip.length === 4) return `${ip[0]}.${ip[1]}.${ip[2]}.${ip[3]}`;
+  const groups: number[] = [];
+  for (let i = 0; i < 8; i++) groups.push(((ip[2 * i] as number) << 8) | (ip[2 * i + 1] as number));
+  // IPv4-mapped addresses keep their dotted tail, as is conventional.
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    return `::ffff:${ip[12]}.${ip[13]}.${ip[14]}.${ip[15]}`;
+  }
+  let bestStart = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (g: number): string => g.toString(16);
+  if (bestLen < 2) return groups.map(hex).join(":");
+  const head = groups.slice(0, bestStart).map(hex).join(":");
+  const tail = groups.slice(bestStart + bestLen).map(hex).join(":");
+  return `${head}::${tail}`;
+}
+
+/**
+ * Parses `ip:port`, `[ipv6]:port`, or a bare IP with `defaultPort`. Returns an Address or a
+ * one-line reason.
+ */
+export function parseAddress(text: string, defaultPort?: number): Address | string {
+  const trimmed = text.trim();
+  let host: string;
+  let portText: string | undefined;
+  if (trimmed.startsWith("[")) {
+    const close = trimmed.indexOf("]");
+    if (close < 0) return `"${text}" is not an address: missing "]"`;
+    host = trimmed.slice(1, close);
+    const rest = trimmed.slice(close + 1);
+    if (rest === "") portText = undefined;
+    else if (rest.startsWith(":")) portText = rest.slice(1);
+    else return `"${text}" is not an address: expected ":port" after "]"`;
+  } else {
+    const colons = trimmed.split(":").length - 1;
+    if (colons === 1) {
+      const i = trimmed.indexOf(":");
+      host = trimmed.slice(0, i);
+      portText = trimmed.slice(i + 1);
+    } else {
+      host = trimmed;
+      portText = undefined;
+    }
+  }
+  const ip = parseIp(host);
+  if (ip === null) return `"${host}" is not an IPv4 or IPv6 address`;
+  let port: number;
+  if (portText === undefined) {
+    if (defaultPort === undefined) return `"${text}" has no port (use ip:port or [ipv6]:port)`;
+    port = defaultPort;
+  } else {
+    if (!/^[0-9]{1,5}$/.test(portText)) return `"${portText}" is not a port number`;
+    port = Number(portText);
+  }
+  if (!isValidPort(port)) return `port ${port} is out of range 1..65535`;
+  return makeAddress(ip, port);
+}
+
+/** Like parseAddress, but throws RangeError on invalid input (for trusted, programmatic use). */
+export function addr(text: string): Address {
+  const a = parseAddress(text);
+  if (typeof a === "string") throw new RangeError(a);
+  return a;
+}

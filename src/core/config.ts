@@ -1,0 +1,224 @@
+/**
+ * Protocol configuration: every tunable of the SWIM + Lifeguard core, with its unit, range and
+ * formula, the named presets (`lan`, `local`, `wan`, `thread`) and `validateConfig`, which
+ * returns exact one-line messages for every field that is out of range.
+ */
+
+import { FIXED_HEADER_BYTES, SEALED_OVERHEAD_BYTES } from "./wire/messages.js";
+
+export interface SwimConfig {
+  /** Base protocol period (ms), one probe per period. Range 10..600000. Scaled by Lifeguard health: interval * (health + 1). */
+  probeIntervalMs: number;
+  /** How long a direct ping waits for an ack before indirect probes start (ms). Range 1..probeIntervalMs. Scaled like the interval. */
+  probeTimeoutMs: number;
+  /** k, members asked to ping-req a target that missed its direct ack. Range 0..16. */
+  indirectChecks: number;
+  /** Retransmit multiplier: each update is piggybacked retransmitMult * ceil(log10(N + 1)) times. Range 1..32. */
+  retransmitMult: number;
+  /** Suspicion multiplier: min timeout = suspicionMult * max(1, log10 N) * probeIntervalMs (ms). Range 1..64. */
+  suspicionMult: number;
+  /** Lifeguard: a fresh suspicion lasts suspicionMaxTimeoutMult * min and shrinks with confirmations down to min. Range 1..100. Ignored when lifeguard is off (timeout = min). */
+  suspicionMaxTimeoutMult: number;
+  /** Period (ms) of the gossip round that pushes queued updates to `gossipFanout` random members. 0 disables, else 5..600000. */
+  gossipIntervalMs: number;
+  /** Members gossiped to per gossip round. Range 0..16. */
+  gossipFanout: number;
+  /** Dead members still receive gossip for this long after they died (ms), so a false positive learns of it. Range 0..86400000. */
+  gossipToTheDeadMs: number;
+  /** Period (ms) of a ping to one random dead member, which heals partitions. 0 disables, else 10..86400000. */
+  reconnectIntervalMs: number;
+  /** Period (ms) of an anti-entropy member-list exchange (push-pull) with one random member. 0 disables, else 100..86400000. */
+  pushPullIntervalMs: number;
+  /** Dead and left members are forgotten this long after their last state change (ms). Range 1000..604800000. */
+  reapAfterMs: number;
+  /** Lifeguard local health: the score ranges over 0..awarenessMaxMultiplier - 1. Range 1..32. */
+  awarenessMaxMultiplier: number;
+  /** Lifeguard on: local health multiplier, nacks, shrinking suspicion timeouts, buddy system. */
+  lifeguard: boolean;
+  /** Hard limit on every datagram, envelope included (bytes). Default 1232, the IPv6 minimum-MTU payload. Range 64..65507. */
+  maxPacketBytes: number;
+  /** Limit on ping, ack, ping-req and nack datagrams, piggyback included (bytes). Range 48..maxPacketBytes. */
+  probePacketBytes: number;
+  /** Largest user broadcast payload (bytes). Range 1..(maxPacketBytes - largest overhead); 256 on IPv4 and 512 on IPv6 by default. */
+  maxBroadcastBytes: number;
+  /** Outgoing user broadcasts waiting to be spread; beyond it the oldest, most-sent one is dropped and counted. Range 1..1048576. */
+  maxQueuedBroadcasts: number;
+  /** Outgoing membership updates waiting to be spread; beyond it the most-sent one is dropped and counted. Range 16..4194304. */
+  maxQueuedUpdates: number;
+  /** Sequence numbers remembered per broadcast origin for de-duplication. Range 64..65536, a multiple of 32. */
+  broadcastDedupeWindow: number;
+  /** Broadcast origins remembered for de-duplication. Range 16..4194304. */
+  maxBroadcastOrigins: number;
+  /** How long a join or a user ping waits for its answer (ms). Range 10..600000. */
+  requestTimeoutMs: number;
+  /** Join requests sent to a seed before the join is reported failed. Range 1..100. */
+  joinAttempts: number;
+  /** Most datagrams in one member-list snapshot (SYNC); a larger list is sent in part, from a rotating offset. Range 1..65536. */
+  syncMaxDatagrams: number;
+  /** Reserve room in every datagram for the AES-GCM envelope (SEALED_OVERHEAD_BYTES). */
+  sealed: boolean;
+}
+
+export type PresetName = "lan" | "local" | "wan" | "thread";
+export const PRESET_NAMES: readonly PresetName[] = ["lan", "local", "wan", "thread"];
+
+const common = {
+  indirectChecks: 3,
+  suspicionMaxTimeoutMult: 6,
+  awarenessMaxMultiplier: 8,
+  lifeguard: true,
+  maxPacketBytes: 1232,
+  maxBroadcastBytes: 256,
+  maxQueuedBroadcasts: 4096,
+  maxQueuedUpdates: 65536,
+  broadcastDedupeWindow: 4096,
+  maxBroadcastOrigins: 65536,
+  joinAttempts: 3,
+  syncMaxDatagrams: 256,
+  sealed: false,
+} satisfies Partial<SwimConfig>;
+
+/** Presets after memberlist's LAN/local/WAN defaults, plus `thread` for 802.15.4 meshes. */
+export const PRESETS: Readonly<Record<PresetName, Readonly<SwimConfig>>> = {
+  lan: {
+    ...common,
+    probeIntervalMs: 1000,
+    probeTimeoutMs: 500,
+    retransmitMult: 4,
+    suspicionMult: 4,
+    gossipIntervalMs: 200,
+    gossipFanout: 3,
+    gossipToTheDeadMs: 30_000,
+    reconnectIntervalMs: 2_000,
+    pushPullIntervalMs: 30_000,
+    reapAfterMs: 300_000,
+    probePacketBytes: 1232,
+    requestTimeoutMs: 1_000,
+  },
+  local: {
+    ...common,
+    probeIntervalMs: 1000,
+    probeTimeoutMs: 200,
+    indirectChecks: 1,
+    retransmitMult: 2,
+    suspicionMult: 3,
+    gossipIntervalMs: 100,
+    gossipFanout: 3,
+    gossipToTheDeadMs: 15_000,
+    reconnectIntervalMs: 1_000,
+    pushPullIntervalMs: 15_000,
+    reapAfterMs: 120_000,
+    probePacketBytes: 1232,
+    requestTimeoutMs: 500,
+  },
+  wan: {
+    ...common,
+    probeIntervalMs: 5000,
+    probeTimeoutMs: 3000,
+    retransmitMult: 4,
+    suspicionMult: 6,
+    gossipIntervalMs: 500,
+    gossipFanout: 4,
+    gossipToTheDeadMs: 60_000,
+    reconnectIntervalMs: 10_000,
+    pushPullIntervalMs: 60_000,
+    reapAfterMs: 900_000,
+    probePacketBytes: 1232,
+    requestTimeoutMs: 5_000,
+  },
+  thread: {
+    ...common,
+    probeIntervalMs: 5000,
+    probeTimeoutMs: 2000,
+    indirectChecks: 2,
+    retransmitMult: 3,
+    suspicionMult: 5,
+    gossipIntervalMs: 1000,
+    gossipFanout: 2,
+    gossipToTheDeadMs: 60_000,
+    reconnectIntervalMs: 15_000,
+    pushPullIntervalMs: 120_000,
+    reapAfterMs: 900_000,
+    // A ping or ack with its piggyback stays inside one 802.15.4 frame's payload.
+    probePacketBytes: 80,
+    maxBroadcastBytes: 512,
+    syncMaxDatagrams: 64,
+    requestTimeoutMs: 4_000,
+  },
+};
+
+/** Default broadcast payload limit per address family, as the original TamTam. */
+export function defaultMaxBroadcastBytes(family: 4 | 6): number {
+  return family === 6 ? 512 : 256;
+}
+
+/** Bytes of a datagram that are not payload for a broadcast item, in the worst case (IPv6 everywhere). */
+export function broadcastOverheadBytes(sealed: boolean): number {
+  // fixed header + from + incarnation + GOSSIP body, then tag + origin + epoch + seq + length
+  const header = FIXED_HEADER_BYTES + 19 + 5;
+  const item = 1 + 19 + 5 + 5 + 5;
+  return header + item + (sealed ? SEALED_OVERHEAD_BYTES : 0);
+}
+
+/** Builds a config from a preset and overrides. Does not validate; call validateConfig. */
+export function makeConfig(preset: PresetName = "lan", overrides: Partial<SwimConfig> = {}): SwimConfig {
+  return { ...PRESETS[preset], ...overrides };
+}
+
+interface Range {
+  readonly min: number;
+  readonly max: number | ((c: SwimConfig) => number);
+  readonly unit: string;
+  readonly zeroDisables?: boolean;
+}
+
+const RANGES: Readonly<Record<Exclude<keyof SwimConfig, "lifeguard" | "sealed">, Range>> = {
+  probeIntervalMs: { min: 10, max: 600_000, unit: "ms" },
+  probeTimeoutMs: { min: 1, max: (c) => c.probeIntervalMs, unit: "ms" },
+  indirectChecks: { min: 0, max: 16, unit: "members" },
+  retransmitMult: { min: 1, max: 32, unit: "" },
+  suspicionMult: { min: 1, max: 64, unit: "" },
+  suspicionMaxTimeoutMult: { min: 1, max: 100, unit: "" },
+  gossipIntervalMs: { min: 5, max: 600_000, unit: "ms", zeroDisables: true },
+  gossipFanout: { min: 0, max: 16, unit: "members" },
+  gossipToTheDeadMs: { min: 0, max: 86_400_000, unit: "ms" },
+  reconnectIntervalMs: { min: 10, max: 86_400_000, unit: "ms", zeroDisables: true },
+  pushPullIntervalMs: { min: 100, max: 86_400_000, unit: "ms", zeroDisables: true },
+  reapAfterMs: { min: 1000, max: 604_800_000, unit: "ms" },
+  awarenessMaxMultiplier: { min: 1, max: 32, unit: "" },
+  maxPacketBytes: { min: 64, max: 65507, unit: "bytes" },
+  probePacketBytes: { min: 48, max: (c) => c.maxPacketBytes, unit: "bytes" },
+  maxBroadcastBytes: { min: 1, max: (c) => c.maxPacketBytes - broadcastOverheadBytes(c.sealed), unit: "bytes" },
+  maxQueuedBroadcasts: { min: 1, max: 1_048_576, unit: "broadcasts" },
+  maxQueuedUpdates: { min: 16, max: 4_194_304, unit: "updates" },
+  broadcastDedupeWindow: { min: 64, max: 65_536, unit: "sequence numbers" },
+  maxBroadcastOrigins: { min: 16, max: 4_194_304, unit: "origins" },
+  requestTimeoutMs: { min: 10, max: 600_000, unit: "ms" },
+  joinAttempts: { min: 1, max: 100, unit: "attempts" },
+  syncMaxDatagrams: { min: 1, max: 65_536, unit: "datagrams" },
+};
+
+/** Every problem with `config`, one line each; an empty list means it is valid. */
+export function validateConfig(config: SwimConfig): string[] {
+  const problems: string[] = [];
+  for (const [field, range] of Object.entries(RANGES) as [keyof typeof RANGES, Range][]) {
+    const value = config[field];
+    const max = typeof range.max === "function" ? range.max(config) : range.max;
+    const unit = range.unit === "" ? "" : ` ${range.unit}`;
+    if (typeof value !== "number" || !Number.isInteger(value)) {
+      problems.push(`${field} must be an integer, got ${String(value)}`);
+    } else if (range.zeroDisables === true && value === 0) {
+      continue;
+    } else if (value < range.min || value > max) {
+      const zero = range.zeroDisables === true ? " (or 0 to disable)" : "";
+      problems.push(`${field} must be in ${range.min}..${max}${unit}${zero}, got ${value}`);
+    }
+  }
+  if (config.broadcastDedupeWindow % 32 !== 0) {
+    problems.push(`broadcastDedupeWindow must be a multiple of 32, got ${config.broadcastDedupeWindow}`);
+  }
+  for (const flag of ["lifeguard", "sealed"] as const) {
+    if (typeof config[flag] !== "boolean") problems.push(`${flag} must be true or false, got ${String(config[flag])}`);
+  }
+  return problems;
+}

@@ -1,0 +1,64 @@
+/**
+ * The boundary between the pure core and its hosts (engine worker, inline host, simulator):
+ * what the core asks a host to do (send, set a timer, deliver an event) and the events and
+ * timers it speaks of. Hosts call back into the core with time and bytes as arguments.
+ */
+
+import type { Address } from "./address.js";
+import type { MemberState } from "./wire/messages.js";
+
+/** What the core needs from its host. Every call is synchronous and must not re-enter the core. */
+export interface Runtime {
+  /** Send one datagram (already within its byte budget) to `to`. */
+  send(to: Address, datagram: Uint8Array): void;
+  /** Call `SwimNode.handleTimer(atMs', timer)` at or after `atMs`. Timers are never cancelled; stale ones are ignored by the core. */
+  setTimer(atMs: number, timer: Timer): void;
+  /** Deliver an event to the application. */
+  emit(event: CoreEvent): void;
+}
+
+export type Timer =
+  | { readonly kind: "probe"; readonly epoch: number }
+  | { readonly kind: "probeTimeout"; readonly seq: number }
+  | { readonly kind: "probeDeadline"; readonly seq: number }
+  | { readonly kind: "relayTimeout"; readonly seq: number }
+  | { readonly kind: "suspicion"; readonly key: string; readonly token: number }
+  | { readonly kind: "reap"; readonly key: string; readonly token: number }
+  | { readonly kind: "gossip" }
+  | { readonly kind: "reconnect" }
+  | { readonly kind: "pushPull" }
+  | { readonly kind: "request"; readonly seq: number };
+
+/** A member as the local node sees it. */
+export interface MemberInfo {
+  readonly address: Address;
+  readonly state: MemberState;
+  readonly incarnation: number;
+  /** Local time (ms) of the last state change. */
+  readonly stateChangedAtMs: number;
+  /** Local time (ms) a datagram was last received from it; -1 if never. */
+  readonly lastHeardAtMs: number;
+  /** Round trip of the last answered direct probe (ms); -1 no data yet, -2 the last probe timed out. */
+  readonly lastRttMs: number;
+  /** Remaining piggyback transmissions of the newest update about it (0 when none queued). */
+  readonly pendingTransmits: number;
+  readonly isSelf: boolean;
+}
+
+export type CoreEvent =
+  /** A member appeared or changed state or incarnation. `previous` is null for a new member. */
+  | { readonly type: "member"; readonly member: MemberInfo; readonly previous: MemberState | null }
+  /** A dead or left member was reaped from the table. */
+  | { readonly type: "memberRemoved"; readonly address: Address }
+  /** A user broadcast delivered to this node, exactly once. */
+  | {
+      readonly type: "broadcast";
+      readonly origin: Address;
+      readonly epoch: number;
+      readonly seq: number;
+      readonly payload: Uint8Array;
+    }
+  /** Outcome of `join` for one seed: the seed answered with its member list, or not in time. */
+  | { readonly type: "joinResult"; readonly seed: Address; readonly ok: boolean; readonly token: number }
+  /** Outcome of a user `ping`: round trip in ms, or null if it timed out. */
+  | { readonly type: "pingResult"; readonly target: Address; readonly rttMs: number | null; readonly token: number };

@@ -1,0 +1,124 @@
+/**
+ * The gossip wire format of TamTam, version 1: message and item types, and the exact byte
+ * layout. The message-type and item-tag registries are append-only: a number, once shipped,
+ * keeps its meaning forever; new kinds take new numbers.
+ *
+ * All integers are big-endian. `varint` is unsigned LEB128, 1..5 bytes, value < 2^32, and must
+ * be minimally encoded. `address` is `u8 family (4|6)`, 4 or 16 IP bytes, `u16 port (1..65535)`:
+ * 7 bytes for IPv4, 19 for IPv6.
+ *
+ *   offset 0  u8  0x54 'T'     magic
+ *          1  u8  0x6D 'm'     magic
+ *          2  u8  version = 1
+ *          3  u8  flags        bit 0 SEALED: an AES-GCM envelope follows (key id, nonce,
+ *                              ciphertext, tag; SEALED_OVERHEAD_BYTES in all). The envelope
+ *                              layer opens it before decoding; other bits must be 0.
+ *          4  u8  message type (MessageType)
+ *          5  address  from         the sender's advertised address
+ *             varint   incarnation  the sender's current incarnation
+ *             body                  per message type, below
+ *             items...              piggybacked items up to the end of the datagram
+ *
+ * Bodies:
+ *   PING     0x01  varint seq
+ *   ACK      0x02  varint seq
+ *   PING_REQ 0x03  varint seq, address target
+ *   NACK     0x04  varint seq
+ *   JOIN     0x05  (empty)                      "send me your member list"
+ *   SYNC     0x06  u8 syncFlags                 bit 0 REPLY_WANTED (push-pull); others 0.
+ *                                               Its items are a member-list snapshot.
+ *   GOSSIP   0x07  (empty)                      items only
+ *
+ * Items (the canonical encoding puts membership items before broadcast items; the decoder
+ * accepts any order):
+ *   0x10 ALIVE      varint incarnation, address member
+ *   0x11 SUSPECT    varint incarnation, address member, address suspectedBy
+ *   0x12 DEAD       varint incarnation, address member
+ *   0x13 LEFT       varint incarnation, address member
+ *   0x20 BROADCAST  address origin, varint epoch, varint seq, varint length (>= 1), bytes payload
+ */
+
+import type { Address } from "../address.js";
+
+export const WIRE_MAGIC_0 = 0x54;
+export const WIRE_MAGIC_1 = 0x6d;
+export const WIRE_VERSION = 1;
+export const FLAG_SEALED = 0x01;
+export const SYNC_REPLY_WANTED = 0x01;
+
+/** magic (2) + version (1) + flags (1) + type (1) */
+export const FIXED_HEADER_BYTES = 5;
+/** key id (1) + AES-GCM nonce (12) + tag (16): what a sealed datagram adds. */
+export const SEALED_OVERHEAD_BYTES = 29;
+/** The largest UDP payload over IPv4; nothing larger is ever decoded. */
+export const MAX_DATAGRAM_BYTES = 65507;
+
+export const MessageType = {
+  Ping: 0x01,
+  Ack: 0x02,
+  PingReq: 0x03,
+  Nack: 0x04,
+  Join: 0x05,
+  Sync: 0x06,
+  Gossip: 0x07,
+} as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+/** Member states; the numeric order is the precedence at equal incarnation. */
+export const MemberState = {
+  Alive: 0,
+  Suspect: 1,
+  Dead: 2,
+  Left: 3,
+} as const;
+export type MemberState = (typeof MemberState)[keyof typeof MemberState];
+
+export const MEMBER_STATE_NAMES: Record<MemberState, "alive" | "suspect" | "dead" | "left"> = {
+  0: "alive",
+  1: "suspect",
+  2: "dead",
+  3: "left",
+};
+
+export const ItemTag = {
+  Alive: 0x10,
+  Suspect: 0x11,
+  Dead: 0x12,
+  Left: 0x13,
+  Broadcast: 0x20,
+} as const;
+export type ItemTag = (typeof ItemTag)[keyof typeof ItemTag];
+
+/** A statement about one member. `suspectedBy` is present exactly when state is Suspect. */
+export interface MemberUpdate {
+  readonly state: MemberState;
+  readonly incarnation: number;
+  readonly member: Address;
+  readonly suspectedBy?: Address;
+}
+
+/** A user broadcast, identified by (origin, epoch, seq). */
+export interface UserBroadcast {
+  readonly origin: Address;
+  /** Chosen by the origin at start so that a restarted origin never reuses ids. */
+  readonly epoch: number;
+  readonly seq: number;
+  readonly payload: Uint8Array;
+}
+
+export type Body =
+  | { readonly type: typeof MessageType.Ping; readonly seq: number }
+  | { readonly type: typeof MessageType.Ack; readonly seq: number }
+  | { readonly type: typeof MessageType.PingReq; readonly seq: number; readonly target: Address }
+  | { readonly type: typeof MessageType.Nack; readonly seq: number }
+  | { readonly type: typeof MessageType.Join }
+  | { readonly type: typeof MessageType.Sync; readonly replyWanted: boolean }
+  | { readonly type: typeof MessageType.Gossip };
+
+export interface Datagram {
+  readonly from: Address;
+  readonly incarnation: number;
+  readonly body: Body;
+  readonly updates: readonly MemberUpdate[];
+  readonly broadcasts: readonly UserBroadcast[];
+}
