@@ -16,12 +16,51 @@ export interface Address {
   readonly key: string;
 }
 
+/**
+ * The Address for `ip` and `port`. Addresses are interned: the same (ip, port) always yields
+ * the same frozen object, so member keys are shared strings whose hash is computed once, which
+ * keeps member-table lookups cheap when every datagram names dozens of members. The IP bytes
+ * are copied; never mutate `Address.ip`.
+ */
 export function makeAddress(ip: Uint8Array, port: number): Address {
   if (ip.length !== 4 && ip.length !== 16) throw new RangeError(`an IP address has 4 or 16 bytes, not ${ip.length}`);
   if (!isValidPort(port)) throw new RangeError(`port must be an integer in 1..65535, got ${port}`);
-  const family: AddressFamily = ip.length === 4 ? 4 : 6;
-  const text = formatIp(ip);
-  return { family, ip, port, key: family === 4 ? `${text}:${port}` : `[${text}]:${port}` };
+  return ip.length === 4 ? internIpv4(ip, 0, port) : internIpv6(ip, 0, port);
+}
+
+/** Interned addresses kept at most; beyond it the table starts afresh (correct, only slower). */
+const MAX_INTERNED = 1 << 21;
+const internedV4 = new Map<number, Address>();
+const internedV6 = new Map<string, Address>();
+
+/** The interned IPv4 Address for bytes b[p..p+3] and `port` (1..65535, not checked). */
+export function internIpv4(b: Uint8Array, p: number, port: number): Address {
+  const id = ((((b[p] as number) << 24) | ((b[p + 1] as number) << 16) | ((b[p + 2] as number) << 8) | (b[p + 3] as number)) >>> 0) * 65536 + port;
+  let a = internedV4.get(id);
+  if (a === undefined) {
+    if (internedV4.size >= MAX_INTERNED) internedV4.clear();
+    const ip = new Uint8Array(4);
+    for (let i = 0; i < 4; i++) ip[i] = b[p + i] as number;
+    a = Object.freeze({ family: 4 as const, ip, port, key: `${formatIp(ip)}:${port}` });
+    internedV4.set(id, a);
+  }
+  return a;
+}
+
+/** The interned IPv6 Address for bytes b[p..p+15] and `port` (1..65535, not checked). */
+export function internIpv6(b: Uint8Array, p: number, port: number): Address {
+  let id = "";
+  for (let i = 0; i < 16; i += 2) id += String.fromCharCode(((b[p + i] as number) << 8) | (b[p + i + 1] as number));
+  id += String.fromCharCode(port);
+  let a = internedV6.get(id);
+  if (a === undefined) {
+    if (internedV6.size >= MAX_INTERNED) internedV6.clear();
+    const ip = new Uint8Array(16);
+    for (let i = 0; i < 16; i++) ip[i] = b[p + i] as number;
+    a = Object.freeze({ family: 6 as const, ip, port, key: `[${formatIp(ip)}]:${port}` });
+    internedV6.set(id, a);
+  }
+  return a;
 }
 
 export function isValidPort(port: number): boolean {

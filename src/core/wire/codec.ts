@@ -1,0 +1,434 @@
+/**
+ * The byte-exact codec of the gossip wire format (layout in messages.ts): item and header
+ * sizes, pre-encoded items, the reusable DatagramWriter that builds every outgoing datagram,
+ * and the decoder, which turns any byte string into a Datagram or a ProtocolError and nothing
+ * else. Encoding rejects values the decoder would refuse (RangeError); decoding never reads
+ * out of bounds and copies every byte it keeps, so the input buffer may be reused at once.
+ */
+
+import { internIpv4, internIpv6, type Address } from "../address.js";
+import { ProtocolError, type ProtocolErrorCode } from "../errors.js";
+import {
+  FIXED_HEADER_BYTES,
+  FLAG_SEALED,
+  ItemTag,
+  MAX_DATAGRAM_BYTES,
+  MemberState,
+  MessageType,
+  SYNC_REPLY_WANTED,
+  WIRE_MAGIC_0,
+  WIRE_MAGIC_1,
+  WIRE_VERSION,
+  type Body,
+  type Datagram,
+  type MemberUpdate,
+  type UserBroadcast,
+} from "./messages.js";
+
+// ---------------------------------------------------------------------------------------------
+// Sizes. They also validate what they measure, so that every encoder (which always measures
+// first) refuses values that would not decode.
+
+/** Bytes of `value` as a minimal unsigned LEB128 varint (1..5). RangeError unless a u32. */
+export function varintBytes(value: number): number {
+  if (value >>> 0 !== value) throw new RangeError(`a varint holds an integer in 0..2^32-1, got ${value}`);
+  return value < 0x80 ? 1 : value < 0x4000 ? 2 : value < 0x200000 ? 3 : value < 0x10000000 ? 4 : 5;
+}
+
+/** Bytes of an encoded address: 7 for IPv4, 19 for IPv6. RangeError if malformed. */
+export function addressBytes(a: Address): number {
+  const port = a.port;
+  if (port >>> 0 !== port || port < 1 || port > 65535) throw new RangeError(`port must be in 1..65535, got ${port}`);
+  const n = a.ip.length;
+  if (a.family === 4 && n === 4) return 7;
+  if (a.family === 6 && n === 16) return 19;
+  throw new RangeError(`address family ${a.family} with ${n} IP bytes`);
+}
+
+/** Bytes of a complete membership item, tag included. */
+export function updateItemBytes(u: MemberUpdate): number {
+  const state = u.state;
+  let n = 1 + varintBytes(u.incarnation) + addressBytes(u.member);
+  if (state === MemberState.Suspect) {
+    if (u.suspectedBy === undefined) throw new RangeError("a SUSPECT update needs suspectedBy");
+    n += addressBytes(u.suspectedBy);
+  } else if (state === MemberState.Alive || state === MemberState.Dead || state === MemberState.Left) {
+    if (u.suspectedBy !== undefined) throw new RangeError("only a SUSPECT update carries suspectedBy");
+  } else {
+    throw new RangeError(`unknown member state ${String(state)}`);
+  }
+  return n;
+}
+
+/** Bytes of a complete broadcast item, tag included. */
+export function broadcastItemBytes(b: UserBroadcast): number {
+  const len = b.payload.length;
+  if (len < 1) throw new RangeError("a broadcast payload has at least 1 byte");
+  return 1 + addressBytes(b.origin) + varintBytes(b.epoch) + varintBytes(b.seq) + varintBytes(len) + len;
+}
+
+function bodyBytes(body: Body): number {
+  switch (body.type) {
+    case MessageType.Ping:
+    case MessageType.Ack:
+    case MessageType.Nack:
+      return varintBytes(body.seq);
+    case MessageType.PingReq:
+      return varintBytes(body.seq) + addressBytes(body.target);
+    case MessageType.Join:
+    case MessageType.Gossip:
+      return 0;
+    case MessageType.Sync:
+      return 1;
+    default:
+      throw new RangeError(`unknown message type ${String((body as { type: unknown }).type)}`);
+  }
+}
+
+/** Bytes of fixed header + from + incarnation + body: everything before the items. */
+export function headerBytes(from: Address, incarnation: number, body: Body): number {
+  return FIXED_HEADER_BYTES + addressBytes(from) + varintBytes(incarnation) + bodyBytes(body);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writers. Each takes a buffer and a position, returns the position after what it wrote, and
+// trusts that the value was measured (validated) and that the buffer has room.
+
+function writeVarint(buf: Uint8Array, p: number, value: number): number {
+  let v = value;
+  while (v >= 0x80) {
+    buf[p++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  buf[p++] = v;
+  return p;
+}
+
+function writeAddress(buf: Uint8Array, p: number, a: Address): number {
+  const ip = a.ip;
+  if (a.family === 4) {
+    buf[p] = 4;
+    buf[p + 1] = ip[0] as number;
+    buf[p + 2] = ip[1] as number;
+    buf[p + 3] = ip[2] as number;
+    buf[p + 4] = ip[3] as number;
+    p += 5;
+  } else {
+    buf[p++] = 6;
+    for (let i = 0; i < 16; i++) buf[p + i] = ip[i] as number;
+    p += 16;
+  }
+  buf[p] = a.port >>> 8;
+  buf[p + 1] = a.port & 0xff;
+  return p + 2;
+}
+
+function writeHeader(buf: Uint8Array, from: Address, incarnation: number, body: Body): number {
+  buf[0] = WIRE_MAGIC_0;
+  buf[1] = WIRE_MAGIC_1;
+  buf[2] = WIRE_VERSION;
+  buf[3] = 0;
+  buf[4] = body.type;
+  let p = writeAddress(buf, FIXED_HEADER_BYTES, from);
+  p = writeVarint(buf, p, incarnation);
+  switch (body.type) {
+    case MessageType.Ping:
+    case MessageType.Ack:
+    case MessageType.Nack:
+      return writeVarint(buf, p, body.seq);
+    case MessageType.PingReq:
+      p = writeVarint(buf, p, body.seq);
+      return writeAddress(buf, p, body.target);
+    case MessageType.Sync:
+      buf[p] = body.replyWanted ? SYNC_REPLY_WANTED : 0;
+      return p + 1;
+    default:
+      return p;
+  }
+}
+
+function writeUpdate(buf: Uint8Array, p: number, u: MemberUpdate): number {
+  buf[p] = ItemTag.Alive + u.state;
+  p = writeVarint(buf, p + 1, u.incarnation);
+  p = writeAddress(buf, p, u.member);
+  if (u.state === MemberState.Suspect) p = writeAddress(buf, p, u.suspectedBy as Address);
+  return p;
+}
+
+function writeBroadcast(buf: Uint8Array, p: number, b: UserBroadcast): number {
+  const payload = b.payload;
+  buf[p] = ItemTag.Broadcast;
+  p = writeAddress(buf, p + 1, b.origin);
+  p = writeVarint(buf, p, b.epoch);
+  p = writeVarint(buf, p, b.seq);
+  p = writeVarint(buf, p, payload.length);
+  buf.set(payload, p);
+  return p + payload.length;
+}
+
+/** A complete membership item (tag included), ready for DatagramWriter.tryAppend. */
+export function encodeUpdateItem(u: MemberUpdate): Uint8Array {
+  const out = new Uint8Array(updateItemBytes(u));
+  writeUpdate(out, 0, u);
+  return out;
+}
+
+/** A complete broadcast item (tag included), ready for DatagramWriter.tryAppend. */
+export function encodeBroadcastItem(b: UserBroadcast): Uint8Array {
+  const out = new Uint8Array(broadcastItemBytes(b));
+  writeBroadcast(out, 0, b);
+  return out;
+}
+
+/**
+ * Builds datagrams in one reusable buffer: `begin` writes the header and body, `tryAppend`
+ * adds pre-encoded items while they fit, `finish` returns a copy of the bytes written.
+ */
+export class DatagramWriter {
+  private readonly buf: Uint8Array;
+  /** Bytes written; 0 until `begin` succeeds (a header is never empty). */
+  private len = 0;
+
+  constructor(capacityBytes: number) {
+    if (!Number.isInteger(capacityBytes) || capacityBytes < FIXED_HEADER_BYTES || capacityBytes > MAX_DATAGRAM_BYTES) {
+      throw new RangeError(`datagram capacity must be an integer in ${FIXED_HEADER_BYTES}..${MAX_DATAGRAM_BYTES}, got ${capacityBytes}`);
+    }
+    this.buf = new Uint8Array(capacityBytes);
+  }
+
+  get capacity(): number {
+    return this.buf.length;
+  }
+
+  /** Starts a new datagram. RangeError (and nothing begun) if header and body exceed the capacity. */
+  begin(from: Address, incarnation: number, body: Body): void {
+    this.len = 0;
+    const size = headerBytes(from, incarnation, body);
+    if (size > this.buf.length) {
+      throw new RangeError(`a ${size}-byte header does not fit in a ${this.buf.length}-byte datagram`);
+    }
+    this.len = writeHeader(this.buf, from, incarnation, body);
+  }
+
+  /** Bytes still free for items. */
+  get remaining(): number {
+    return this.buf.length - this.len;
+  }
+
+  /** Bytes written so far. */
+  get length(): number {
+    return this.len;
+  }
+
+  /** Appends a pre-encoded item if it fits; otherwise writes nothing and returns false. */
+  tryAppend(item: Uint8Array): boolean {
+    const len = this.len;
+    if (len === 0) throw new Error("DatagramWriter.tryAppend before begin");
+    const n = item.length;
+    if (n > this.buf.length - len) return false;
+    const buf = this.buf;
+    if (n <= 32) {
+      for (let i = 0; i < n; i++) buf[len + i] = item[i] as number;
+    } else {
+      buf.set(item, len);
+    }
+    this.len = len + n;
+    return true;
+  }
+
+  /** A fresh copy of exactly the bytes written. */
+  finish(): Uint8Array {
+    if (this.len === 0) throw new Error("DatagramWriter.finish before begin");
+    return this.buf.slice(0, this.len);
+  }
+}
+
+/**
+ * The canonical encoding: header, body, every update in order, then every broadcast in order.
+ * RangeError if a value is not encodable or the result would exceed `maxBytes`.
+ */
+export function encodeDatagram(d: Datagram, maxBytes: number = MAX_DATAGRAM_BYTES): Uint8Array {
+  const updates = d.updates;
+  const broadcasts = d.broadcasts;
+  let size = headerBytes(d.from, d.incarnation, d.body);
+  for (let i = 0; i < updates.length; i++) size += updateItemBytes(updates[i] as MemberUpdate);
+  for (let i = 0; i < broadcasts.length; i++) size += broadcastItemBytes(broadcasts[i] as UserBroadcast);
+  if (size > maxBytes || size > MAX_DATAGRAM_BYTES) {
+    throw new RangeError(`a ${size}-byte datagram exceeds the ${Math.min(maxBytes, MAX_DATAGRAM_BYTES)}-byte limit`);
+  }
+  const out = new Uint8Array(size);
+  let p = writeHeader(out, d.from, d.incarnation, d.body);
+  for (let i = 0; i < updates.length; i++) p = writeUpdate(out, p, updates[i] as MemberUpdate);
+  for (let i = 0; i < broadcasts.length; i++) p = writeBroadcast(out, p, broadcasts[i] as UserBroadcast);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoder. The read position lives in one module variable (`at`): decoding is synchronous and
+// calls nothing that could re-enter it, and this keeps the readers free of allocations.
+
+let at = 0;
+
+const JOIN_BODY: Body = Object.freeze({ type: MessageType.Join });
+const GOSSIP_BODY: Body = Object.freeze({ type: MessageType.Gossip });
+const SYNC_REPLY_BODY: Body = Object.freeze({ type: MessageType.Sync, replyWanted: true });
+const SYNC_NO_REPLY_BODY: Body = Object.freeze({ type: MessageType.Sync, replyWanted: false });
+
+function fail(code: ProtocolErrorCode, offset: number, detail?: string): never {
+  throw new ProtocolError(code, offset, detail);
+}
+
+function readVarint(b: Uint8Array): number {
+  const start = at;
+  const n = b.length;
+  let p = start;
+  if (p >= n) fail("TRUNCATED", start, "varint");
+  let byte = b[p++] as number;
+  if (byte < 0x80) {
+    at = p;
+    return byte;
+  }
+  let value = byte & 0x7f;
+  if (p >= n) fail("TRUNCATED", start, "varint");
+  byte = b[p++] as number;
+  value |= (byte & 0x7f) << 7;
+  if (byte < 0x80) {
+    if (byte === 0) fail("VARINT_NONCANONICAL", start);
+    at = p;
+    return value;
+  }
+  if (p >= n) fail("TRUNCATED", start, "varint");
+  byte = b[p++] as number;
+  value |= (byte & 0x7f) << 14;
+  if (byte < 0x80) {
+    if (byte === 0) fail("VARINT_NONCANONICAL", start);
+    at = p;
+    return value;
+  }
+  if (p >= n) fail("TRUNCATED", start, "varint");
+  byte = b[p++] as number;
+  value |= (byte & 0x7f) << 21;
+  if (byte < 0x80) {
+    if (byte === 0) fail("VARINT_NONCANONICAL", start);
+    at = p;
+    return value;
+  }
+  if (p >= n) fail("TRUNCATED", start, "varint");
+  byte = b[p++] as number;
+  if (byte > 0x0f) fail("VARINT_OVERFLOW", start, byte >= 0x80 ? "more than 5 bytes" : "value >= 2^32");
+  if (byte === 0) fail("VARINT_NONCANONICAL", start);
+  at = p;
+  return (value | (byte << 28)) >>> 0;
+}
+
+function readAddress(b: Uint8Array): Address {
+  const start = at;
+  const n = b.length;
+  if (start >= n) fail("TRUNCATED", start, "address");
+  const family = b[start] as number;
+  const p = start + 1;
+  const ipBytes = family === 4 ? 4 : family === 6 ? 16 : 0;
+  if (ipBytes === 0) return fail("BAD_ADDRESS", start, `family ${family}`);
+  if (p + ipBytes + 2 > n) fail("TRUNCATED", start, "address");
+  const port = ((b[p + ipBytes] as number) << 8) | (b[p + ipBytes + 1] as number);
+  if (port === 0) fail("BAD_ADDRESS", start, "port 0");
+  at = p + ipBytes + 2;
+  // Interned: copies the IP bytes once per distinct address, then shares the object.
+  return family === 4 ? internIpv4(b, p, port) : internIpv6(b, p, port);
+}
+
+function readBody(b: Uint8Array, type: number): Body {
+  switch (type) {
+    case MessageType.Ping:
+      return { type: MessageType.Ping, seq: readVarint(b) };
+    case MessageType.Ack:
+      return { type: MessageType.Ack, seq: readVarint(b) };
+    case MessageType.Nack:
+      return { type: MessageType.Nack, seq: readVarint(b) };
+    case MessageType.PingReq: {
+      const seq = readVarint(b);
+      return { type: MessageType.PingReq, seq, target: readAddress(b) };
+    }
+    case MessageType.Join:
+      return JOIN_BODY;
+    case MessageType.Gossip:
+      return GOSSIP_BODY;
+    case MessageType.Sync: {
+      const p = at;
+      if (p >= b.length) fail("TRUNCATED", p, "sync flags");
+      const flags = b[p] as number;
+      if ((flags & ~SYNC_REPLY_WANTED) !== 0) fail("BAD_LENGTH", p, `unknown sync flags 0x${flags.toString(16)}`);
+      at = p + 1;
+      return flags === 0 ? SYNC_NO_REPLY_BODY : SYNC_REPLY_BODY;
+    }
+    default:
+      return fail("UNKNOWN_TYPE", 4, `message type 0x${type.toString(16)}`);
+  }
+}
+
+/** A fresh copy of b[start, start + len) as a plain Uint8Array (a Node Buffer's slice is a view). */
+function copyBytes(b: Uint8Array, start: number, len: number): Uint8Array {
+  const out = new Uint8Array(len);
+  if (len <= 32) {
+    for (let i = 0; i < len; i++) out[i] = b[start + i] as number;
+  } else {
+    out.set(b.subarray(start, start + len));
+  }
+  return out;
+}
+
+/**
+ * Decodes one unsealed datagram. Throws only ProtocolError; never reads out of bounds, never
+ * allocates more than the input implies, and keeps no reference to `bytes`.
+ */
+export function decodeDatagram(bytes: Uint8Array): Datagram {
+  const b = bytes;
+  const n = b.length;
+  if (n > MAX_DATAGRAM_BYTES) fail("TOO_LARGE", MAX_DATAGRAM_BYTES, `${n} bytes`);
+  if (n < FIXED_HEADER_BYTES) fail("TRUNCATED", n, "header");
+  if (b[0] !== WIRE_MAGIC_0 || b[1] !== WIRE_MAGIC_1) fail("BAD_MAGIC", 0);
+  if (b[2] !== WIRE_VERSION) fail("BAD_VERSION", 2, `version ${b[2]}`);
+  const flags = b[3] as number;
+  if ((flags & ~FLAG_SEALED) !== 0) fail("BAD_FLAGS", 3, `flags 0x${flags.toString(16)}`);
+  if (flags !== 0) fail("SEALED", 3);
+  const type = b[4] as number;
+  if (type < MessageType.Ping || type > MessageType.Gossip) fail("UNKNOWN_TYPE", 4, `message type 0x${type.toString(16)}`);
+
+  at = FIXED_HEADER_BYTES;
+  const from = readAddress(b);
+  const incarnation = readVarint(b);
+  const body = readBody(b, type);
+
+  const updates: MemberUpdate[] = [];
+  const broadcasts: UserBroadcast[] = [];
+  while (at < n) {
+    const itemStart = at;
+    const tag = b[itemStart] as number;
+    at = itemStart + 1;
+    if (tag === ItemTag.Suspect) {
+      const incarnation = readVarint(b);
+      const member = readAddress(b);
+      const suspectedBy = readAddress(b);
+      updates.push({ state: MemberState.Suspect, incarnation, member, suspectedBy });
+    } else if (tag === ItemTag.Alive || tag === ItemTag.Dead || tag === ItemTag.Left) {
+      const incarnation = readVarint(b);
+      const member = readAddress(b);
+      updates.push({ state: (tag - ItemTag.Alive) as MemberState, incarnation, member });
+    } else if (tag === ItemTag.Broadcast) {
+      const origin = readAddress(b);
+      const epoch = readVarint(b);
+      const seq = readVarint(b);
+      const lengthAt = at;
+      const len = readVarint(b);
+      if (len === 0) fail("BAD_LENGTH", lengthAt, "empty broadcast payload");
+      const p = at;
+      if (len > n - p) fail("TRUNCATED", itemStart, `broadcast payload of ${len} bytes, ${n - p} left`);
+      const payload = copyBytes(b, p, len);
+      at = p + len;
+      broadcasts.push({ origin, epoch, seq, payload });
+    } else {
+      fail("UNKNOWN_ITEM", itemStart, `item tag 0x${tag.toString(16)}`);
+    }
+  }
+  return { from, incarnation, body, updates, broadcasts };
+}
