@@ -1,0 +1,205 @@
+/**
+ * src/shm/index.ts: the public face of src/shm. Re-exports the ring and doorbell, and owns the
+ * engine's ring bundle: the four SPSC rings between the main thread (UDP sockets, gRPC) and the
+ * protocol worker, plus one shared doorbell per consuming thread so each thread sleeps on a
+ * single word until any of its input rings has data. The bundle is created once from one config
+ * (per-ring capacities), travels to the worker as one structured-cloneable object of
+ * SharedArrayBuffers (workerData), and each thread attaches its typed end.
+ *
+ *   ring      producer -> consumer   carries                      consumer's doorbell
+ *   inbound   main     -> worker     received datagrams + meta    workerDoorbell
+ *   commands  main     -> worker     control-plane commands       workerDoorbell
+ *   outbound  worker   -> main       datagrams to send + meta     mainDoorbell
+ *   events    worker   -> main       membership/state events      mainDoorbell
+ */
+
+import { isMainThread } from "node:worker_threads";
+import { Doorbell, ShmRing, type RingConsumer, type RingProducer, type RingStats } from "./ring.js";
+
+export {
+  DEFAULT_SPIN_ITERATIONS,
+  Doorbell,
+  RingCorruptedError,
+  ShmRing,
+  type FrameVisitor,
+  type RawFrameVisitor,
+  type RingConsumer,
+  type RingOptions,
+  type RingProducer,
+  type RingStats,
+} from "./ring.js";
+
+/** Size of one ring: data area (power of two) and largest payload. */
+export interface RingSizeConfig {
+  readonly capacityBytes: number;
+  readonly maxFrameBytes: number;
+}
+
+export interface EngineRingsConfig {
+  readonly inbound: RingSizeConfig;
+  readonly commands: RingSizeConfig;
+  readonly outbound: RingSizeConfig;
+  readonly events: RingSizeConfig;
+}
+
+/** Largest UDP payload (65,507 bytes over IPv4) plus room for the engine's per-datagram metadata. */
+const DATAGRAM_FRAME_BYTES = 65_536 + 64;
+
+export const DEFAULT_ENGINE_RINGS_CONFIG: EngineRingsConfig = {
+  inbound: { capacityBytes: 1 << 20, maxFrameBytes: DATAGRAM_FRAME_BYTES },
+  commands: { capacityBytes: 1 << 18, maxFrameBytes: 65_536 },
+  outbound: { capacityBytes: 1 << 20, maxFrameBytes: DATAGRAM_FRAME_BYTES },
+  events: { capacityBytes: 1 << 20, maxFrameBytes: 65_536 },
+};
+
+/** The whole bundle as plain SharedArrayBuffers: pass it to the worker in workerData. */
+export interface EngineRingBuffers {
+  readonly inbound: SharedArrayBuffer;
+  readonly commands: SharedArrayBuffer;
+  readonly outbound: SharedArrayBuffer;
+  readonly events: SharedArrayBuffer;
+  /** Rung by the main thread when it publishes inbound or commands; the worker sleeps on it. */
+  readonly workerDoorbell: SharedArrayBuffer;
+  /** Rung by the worker when it publishes outbound or events; the main thread awaits it. */
+  readonly mainDoorbell: SharedArrayBuffer;
+}
+
+/** The main thread's end: produces inbound and commands, consumes outbound and events. */
+export interface MainSideRings {
+  readonly inbound: RingProducer;
+  readonly commands: RingProducer;
+  readonly outbound: RingConsumer;
+  readonly events: RingConsumer;
+  /** Whether outbound or events has frames. */
+  hasWork(): boolean;
+  /** Resolves true once outbound or events has frames, false after `timeoutMs`. Never blocks. */
+  waitAsync(timeoutMs: number): Promise<boolean>;
+  stats(): EngineRingStats;
+  check(options?: { deep?: boolean }): void;
+}
+
+/** The worker's end: consumes inbound and commands, produces outbound and events. */
+export interface WorkerSideRings {
+  readonly inbound: RingConsumer;
+  readonly commands: RingConsumer;
+  readonly outbound: RingProducer;
+  readonly events: RingProducer;
+  /** Whether inbound or commands has frames. */
+  hasWork(): boolean;
+  /**
+   * Blocks until inbound or commands has frames (true) or `timeoutMs` passes (false), e.g. the
+   * worker's next timer deadline. Spins briefly first. Throws on the main thread.
+   */
+  waitSync(timeoutMs: number): boolean;
+  stats(): EngineRingStats;
+  check(options?: { deep?: boolean }): void;
+}
+
+export interface EngineRingStats {
+  readonly inbound: RingStats;
+  readonly commands: RingStats;
+  readonly outbound: RingStats;
+  readonly events: RingStats;
+}
+
+export interface AttachOptions {
+  /** Busy-wait checks before the worker sleeps. Default DEFAULT_SPIN_ITERATIONS. */
+  spinIterations?: number;
+}
+
+/** Creates the four rings and two doorbells of one engine from `config`. */
+export function createEngineRingBuffers(config: EngineRingsConfig = DEFAULT_ENGINE_RINGS_CONFIG): EngineRingBuffers {
+  const workerDoorbell = Doorbell.create();
+  const mainDoorbell = Doorbell.create();
+  const make = (size: RingSizeConfig, doorbell: Doorbell): SharedArrayBuffer =>
+    ShmRing.create(size.capacityBytes, size.maxFrameBytes, { doorbell }).sharedBuffer;
+  return {
+    inbound: make(config.inbound, workerDoorbell),
+    commands: make(config.commands, workerDoorbell),
+    outbound: make(config.outbound, mainDoorbell),
+    events: make(config.events, mainDoorbell),
+    workerDoorbell: workerDoorbell.sharedBuffer,
+    mainDoorbell: mainDoorbell.sharedBuffer,
+  };
+}
+
+interface AttachedRings {
+  readonly inbound: ShmRing;
+  readonly commands: ShmRing;
+  readonly outbound: ShmRing;
+  readonly events: ShmRing;
+  readonly workerDoorbell: Doorbell;
+  readonly mainDoorbell: Doorbell;
+  stats(): EngineRingStats;
+  check(options?: { deep?: boolean }): void;
+}
+
+function attachAll(buffers: EngineRingBuffers, options: AttachOptions): AttachedRings {
+  const workerDoorbell = Doorbell.attach(buffers.workerDoorbell);
+  const mainDoorbell = Doorbell.attach(buffers.mainDoorbell);
+  if (options.spinIterations !== undefined) {
+    workerDoorbell.spinIterations = options.spinIterations;
+    mainDoorbell.spinIterations = options.spinIterations;
+  }
+  const inbound = ShmRing.attach(buffers.inbound, { doorbell: workerDoorbell });
+  const commands = ShmRing.attach(buffers.commands, { doorbell: workerDoorbell });
+  const outbound = ShmRing.attach(buffers.outbound, { doorbell: mainDoorbell });
+  const events = ShmRing.attach(buffers.events, { doorbell: mainDoorbell });
+  return {
+    inbound,
+    commands,
+    outbound,
+    events,
+    workerDoorbell,
+    mainDoorbell,
+    stats: () => ({
+      inbound: inbound.stats(),
+      commands: commands.stats(),
+      outbound: outbound.stats(),
+      events: events.stats(),
+    }),
+    check: (checkOptions) => {
+      inbound.check(checkOptions);
+      commands.check(checkOptions);
+      outbound.check(checkOptions);
+      events.check(checkOptions);
+    },
+  };
+}
+
+/** The main thread's typed end of a bundle made by createEngineRingBuffers. */
+export function attachMainSide(buffers: EngineRingBuffers, options: AttachOptions = {}): MainSideRings {
+  const all = attachAll(buffers, options);
+  const { outbound, events, mainDoorbell } = all;
+  const hasWork = (): boolean => outbound.hasData() || events.hasData();
+  return {
+    inbound: all.inbound,
+    commands: all.commands,
+    outbound,
+    events,
+    hasWork,
+    waitAsync: (timeoutMs) => mainDoorbell.waitAsync(timeoutMs, hasWork),
+    stats: all.stats,
+    check: all.check,
+  };
+}
+
+/** The worker's typed end of a bundle received through workerData. */
+export function attachWorkerSide(buffers: EngineRingBuffers, options: AttachOptions = {}): WorkerSideRings {
+  const all = attachAll(buffers, options);
+  const { inbound, commands, workerDoorbell } = all;
+  const hasWork = (): boolean => inbound.hasData() || commands.hasData();
+  return {
+    inbound,
+    commands,
+    outbound: all.outbound,
+    events: all.events,
+    hasWork,
+    waitSync: (timeoutMs) => {
+      if (isMainThread) throw new Error("WorkerSideRings.waitSync would block the main thread");
+      return workerDoorbell.waitSync(timeoutMs, hasWork);
+    },
+    stats: all.stats,
+    check: all.check,
+  };
+}
