@@ -1,0 +1,492 @@
+/**
+ * Generic glue between protobuf-es v2 service descriptors (`GenService`, e.g. `TamTam` from
+ * src/gen/service/tamtam_pb.ts) and @grpc/grpc-js. This module owns:
+ *
+ *   - `serviceDefinition(service)`: the grpc-js `ServiceDefinition` (method paths
+ *     `/<package>.<Service>/<Method>`, stream flags from `methodKind`, binary (de)serializers);
+ *   - `addService(server, service, impl)`: registers promise/async-iterable handlers, typed from
+ *     the descriptor, with cancellation (an AbortSignal per call) and status-error mapping;
+ *   - `makeClientClass(service)` / `createClient(...)`: a typed client whose unary methods return
+ *     promises and whose server-streaming methods return cancellable async iterables, with
+ *     per-call deadlines, a client-wide default timeout, and AbortSignal cancellation;
+ *   - `RpcError`: the error handlers throw to answer with a specific gRPC status.
+ *
+ * Client- and bidi-streaming methods are not supported (the TamTam API has none); a service
+ * containing one is rejected when the definition is built.
+ */
+
+import { once } from "node:events";
+import * as grpc from "@grpc/grpc-js";
+import {
+  create,
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type DescMethod,
+  type MessageInitShape,
+  type MessageShape,
+} from "@bufbuild/protobuf";
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/**
+ * A gRPC status as an Error. Thrown by handlers to answer with that status; also what clients
+ * reject with when a call is refused before it starts (e.g. an already-aborted signal). Shaped
+ * like grpc-js's `ServiceError` (`code`, `details`, `metadata`), so callers can treat both alike.
+ */
+export class RpcError extends Error implements grpc.StatusObject {
+  override readonly name = "RpcError";
+  readonly code: grpc.status;
+  readonly details: string;
+  readonly metadata: grpc.Metadata;
+
+  constructor(code: grpc.status, details: string, metadata: grpc.Metadata = new grpc.Metadata()) {
+    super(`${code} ${grpc.status[code] ?? "UNKNOWN"}: ${details}`);
+    this.code = code;
+    this.details = details;
+    this.metadata = metadata;
+  }
+}
+
+/** What a handler's failure turns into: its own status if it carries one, else UNKNOWN. */
+function toStatus(err: unknown): grpc.StatusObject {
+  if (typeof err === "object" && err !== null) {
+    const e = err as { code?: unknown; details?: unknown; message?: unknown; metadata?: unknown };
+    const metadata = e.metadata instanceof grpc.Metadata ? e.metadata : new grpc.Metadata();
+    // Only integer gRPC codes count: Node errors carry string codes such as "ECONNREFUSED".
+    if (typeof e.code === "number" && Number.isInteger(e.code) && e.code >= 0 && e.code <= 16) {
+      const details =
+        typeof e.details === "string" ? e.details : typeof e.message === "string" ? e.message : "";
+      return { code: e.code, details, metadata };
+    }
+    if (typeof e.message === "string") {
+      return { code: grpc.status.UNKNOWN, details: e.message, metadata };
+    }
+  }
+  return { code: grpc.status.UNKNOWN, details: String(err), metadata: new grpc.Metadata() };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Service definition
+
+type Input<M extends GenServiceMethods, K extends keyof M> = M[K]["input"];
+type Output<M extends GenServiceMethods, K extends keyof M> = M[K]["output"];
+
+/** The grpc-js definition of a service, keyed by the methods' `localName` (e.g. `setHeartbeat`). */
+export type TypedServiceDefinition<M extends GenServiceMethods> = {
+  readonly [K in keyof M]: grpc.MethodDefinition<
+    MessageShape<Input<M, K>>,
+    MessageShape<Output<M, K>>
+  >;
+};
+
+/** `/<package>.<Service>/<Method>`, e.g. `/service.TamTam/Join`. */
+export function methodPath(method: DescMethod): string {
+  return `/${method.parent.typeName}/${method.name}`;
+}
+
+function serializer<D extends DescMessage>(schema: D): (value: MessageShape<D>) => Buffer {
+  return (value) => {
+    const bytes = toBinary(schema, value);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}
+
+function deserializer<D extends DescMessage>(schema: D): (bytes: Buffer) => MessageShape<D> {
+  return (bytes) => fromBinary(schema, bytes);
+}
+
+function methodDefinition<I extends DescMessage, O extends DescMessage>(
+  method: DescMethod & { input: I; output: O },
+): grpc.MethodDefinition<MessageShape<I>, MessageShape<O>> {
+  if (method.methodKind !== "unary" && method.methodKind !== "server_streaming") {
+    throw new Error(`${methodPath(method)}: ${method.methodKind} methods are not supported`);
+  }
+  return {
+    path: methodPath(method),
+    originalName: method.name,
+    requestStream: false,
+    responseStream: method.methodKind === "server_streaming",
+    requestSerialize: serializer(method.input),
+    requestDeserialize: deserializer(method.input),
+    responseSerialize: serializer(method.output),
+    responseDeserialize: deserializer(method.output),
+  };
+}
+
+/**
+ * The grpc-js `ServiceDefinition` of a protobuf-es service: usable with `server.addService`
+ * (with raw grpc-js handlers) or `grpc.makeGenericClientConstructor`.
+ */
+export function serviceDefinition<M extends GenServiceMethods>(
+  service: GenService<M>,
+): TypedServiceDefinition<M> {
+  const out: Record<string, grpc.MethodDefinition<MessageShape<DescMessage>, MessageShape<DescMessage>>> = {};
+  for (const method of service.methods) out[method.localName] = methodDefinition(method);
+  // Built by iterating the descriptor, so every key of M is present with its own schemas.
+  return out as unknown as TypedServiceDefinition<M>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server side
+
+/** Per-call information handed to every handler. */
+export interface CallContext {
+  /** Aborted when the client cancels, the deadline passes, or the connection drops. */
+  readonly signal: AbortSignal;
+  /** The request metadata (headers). */
+  readonly metadata: grpc.Metadata;
+  /** The client's address as grpc-js reports it, e.g. "127.0.0.1:53412". */
+  readonly peer: string;
+  /** The call's deadline (`Infinity` when the client set none). */
+  readonly deadline: grpc.Deadline;
+}
+
+/** A unary handler: resolves to the response (a message or its init shape) or throws. */
+export type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
+  request: MessageShape<I>,
+  context: CallContext,
+) => MessageInitShape<O> | Promise<MessageInitShape<O>>;
+
+/**
+ * A server-streaming handler: the async iterable's items are sent in order; the stream ends OK
+ * when the iterable completes, or with the thrown status. On cancellation the adapter stops
+ * pulling and calls the iterator's `return()`; a generator blocked on an await should watch
+ * `context.signal` to end promptly.
+ */
+export type ServerStreamHandler<I extends DescMessage, O extends DescMessage> = (
+  request: MessageShape<I>,
+  context: CallContext,
+) => AsyncIterable<MessageInitShape<O>>;
+
+/** The handlers of a service, keyed by method `localName`, typed from the descriptor. */
+export type ServiceImplementation<M extends GenServiceMethods> = {
+  [K in keyof M]: M[K]["methodKind"] extends "unary"
+    ? UnaryHandler<Input<M, K>, Output<M, K>>
+    : M[K]["methodKind"] extends "server_streaming"
+      ? ServerStreamHandler<Input<M, K>, Output<M, K>>
+      : never;
+};
+
+type AnyUnaryCall = grpc.ServerUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage>>;
+type AnyStreamCall = grpc.ServerWritableStream<MessageShape<DescMessage>, MessageShape<DescMessage>>;
+
+function contextFor(call: AnyUnaryCall | AnyStreamCall): { context: CallContext; done: () => void } {
+  const controller = new AbortController();
+  const onCancel = (): void => controller.abort(new RpcError(grpc.status.CANCELLED, "call cancelled"));
+  if (call.cancelled) onCancel();
+  else call.once("cancelled", onCancel);
+  return {
+    context: {
+      signal: controller.signal,
+      metadata: call.metadata,
+      peer: call.getPeer(),
+      deadline: call.getDeadline(),
+    },
+    done: () => call.removeListener("cancelled", onCancel),
+  };
+}
+
+function unaryHandler(
+  method: DescMethod,
+  handler: UnaryHandler<DescMessage, DescMessage>,
+): grpc.handleUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage>> {
+  return (call, callback) => {
+    const { context, done } = contextFor(call);
+    // Promise.resolve().then(...) turns a synchronous throw into a rejection too.
+    Promise.resolve()
+      .then(() => handler(call.request, context))
+      .then(
+        (init) => callback(null, create(method.output, init)),
+        (err: unknown) => callback(toStatus(err)),
+      )
+      .catch((err: unknown) => callback(toStatus(err))) // create() rejected the handler's value
+      .finally(done);
+  };
+}
+
+function serverStreamHandler(
+  method: DescMethod,
+  handler: ServerStreamHandler<DescMessage, DescMessage>,
+): grpc.handleServerStreamingCall<MessageShape<DescMessage>, MessageShape<DescMessage>> {
+  return (call) => {
+    const { context, done } = contextFor(call);
+    const run = async (): Promise<void> => {
+      for await (const init of handler(call.request, context)) {
+        if (context.signal.aborted) break;
+        if (!call.write(create(method.output, init))) {
+          // Backpressure: wait for the transport, unless the call goes away first.
+          try {
+            await once(call, "drain", { signal: context.signal });
+          } catch {
+            break;
+          }
+        }
+      }
+    };
+    run()
+      .then(
+        () => {
+          if (!context.signal.aborted) call.end();
+        },
+        (err: unknown) => {
+          // grpc-js turns an 'error' event on a server stream into the call's final status.
+          if (!context.signal.aborted) call.emit("error", toStatus(err));
+        },
+      )
+      .finally(done);
+  };
+}
+
+/** grpc-js handlers for a typed implementation (for `server.addService(definition, ...)`). */
+export function serviceHandlers<M extends GenServiceMethods>(
+  service: GenService<M>,
+  implementation: ServiceImplementation<M>,
+): grpc.UntypedServiceImplementation {
+  const impl = implementation as Record<string, unknown>;
+  const out: grpc.UntypedServiceImplementation = {};
+  for (const method of service.methods) {
+    const handler = impl[method.localName];
+    if (typeof handler !== "function") {
+      throw new Error(`${methodPath(method)}: no handler "${method.localName}"`);
+    }
+    out[method.localName] =
+      method.methodKind === "unary"
+        ? unaryHandler(method, handler as UnaryHandler<DescMessage, DescMessage>)
+        : serverStreamHandler(method, handler as ServerStreamHandler<DescMessage, DescMessage>);
+  }
+  return out;
+}
+
+/** Registers a typed implementation of `service` on a grpc-js server. */
+export function addService<M extends GenServiceMethods>(
+  server: grpc.Server,
+  service: GenService<M>,
+  implementation: ServiceImplementation<M>,
+): void {
+  server.addService(serviceDefinition(service), serviceHandlers(service, implementation));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client side
+
+/** Options of one call. */
+export interface CallOptions {
+  /** Relative deadline in milliseconds; overrides the client's `defaultTimeoutMs`. */
+  timeoutMs?: number;
+  /** Absolute deadline; takes precedence over `timeoutMs`. */
+  deadline?: Date;
+  /** Aborting cancels the call; the promise / iterator then fails with CANCELLED. */
+  signal?: AbortSignal;
+  /** Request metadata (headers). */
+  metadata?: grpc.Metadata;
+}
+
+/** Options of a client: grpc-js channel options plus adapter defaults. */
+export interface ClientOptions extends grpc.ClientOptions {
+  /**
+   * Deadline applied to unary calls that set neither `timeoutMs` nor `deadline`. Server streams
+   * are long-lived and get no default deadline.
+   */
+  defaultTimeoutMs?: number;
+}
+
+/** A running server-streaming call: iterate it for the responses, or cancel it. */
+export interface ServerStreamingCall<T> extends AsyncIterable<T> {
+  /** Cancels the call; iteration then ends with a CANCELLED error (unless already finished). */
+  cancel(): void;
+}
+
+export type UnaryMethod<I extends DescMessage, O extends DescMessage> = (
+  request: MessageInitShape<I>,
+  options?: CallOptions,
+) => Promise<MessageShape<O>>;
+
+export type ServerStreamingMethod<I extends DescMessage, O extends DescMessage> = (
+  request: MessageInitShape<I>,
+  options?: CallOptions,
+) => ServerStreamingCall<MessageShape<O>>;
+
+/** Lifecycle members shared by every generated client; RPC names must not collide with them. */
+export interface ClientLifecycle {
+  /** The underlying grpc-js client (channel access, interceptors, ...). */
+  readonly grpcClient: grpc.Client;
+  /** Resolves once the channel is connected, rejects if not by `deadline`. */
+  waitForReady(deadline: Date | number): Promise<void>;
+  /** Closes the channel; calls in flight are cancelled. */
+  close(): void;
+}
+
+/** A typed client of `service`: one method per RPC, keyed by `localName`. */
+export type ServiceClient<M extends GenServiceMethods> = ClientLifecycle & {
+  readonly [K in keyof M]: M[K]["methodKind"] extends "unary"
+    ? UnaryMethod<Input<M, K>, Output<M, K>>
+    : M[K]["methodKind"] extends "server_streaming"
+      ? ServerStreamingMethod<Input<M, K>, Output<M, K>>
+      : never;
+};
+
+export interface ServiceClientConstructor<M extends GenServiceMethods> {
+  new (address: string, credentials: grpc.ChannelCredentials, options?: ClientOptions): ServiceClient<M>;
+  /** The descriptor the class was made from. */
+  readonly service: GenService<M>;
+}
+
+function deadlineOf(options: CallOptions | undefined, defaultTimeoutMs: number | undefined): grpc.Deadline | undefined {
+  if (options?.deadline !== undefined) return options.deadline;
+  const timeout = options?.timeoutMs ?? defaultTimeoutMs;
+  return timeout === undefined ? undefined : Date.now() + timeout;
+}
+
+function abortedError(): RpcError {
+  return new RpcError(grpc.status.CANCELLED, "Cancelled on client");
+}
+
+class ClientBase implements ClientLifecycle {
+  readonly grpcClient: grpc.Client;
+  readonly defaultTimeoutMs: number | undefined;
+
+  constructor(address: string, credentials: grpc.ChannelCredentials, options: ClientOptions = {}) {
+    const { defaultTimeoutMs, ...channelOptions } = options;
+    this.grpcClient = new grpc.Client(address, credentials, channelOptions);
+    this.defaultTimeoutMs = defaultTimeoutMs;
+  }
+
+  waitForReady(deadline: Date | number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.grpcClient.waitForReady(deadline, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  close(): void {
+    this.grpcClient.close();
+  }
+}
+
+function callUnary(
+  client: ClientBase,
+  method: DescMethod,
+  request: MessageInitShape<DescMessage>,
+  options: CallOptions | undefined,
+): Promise<MessageShape<DescMessage>> {
+  return new Promise((resolve, reject) => {
+    const signal = options?.signal;
+    if (signal?.aborted) {
+      reject(abortedError());
+      return;
+    }
+    const deadline = deadlineOf(options, client.defaultTimeoutMs);
+    const callOptions: grpc.CallOptions = deadline === undefined ? {} : { deadline };
+    const onAbort = (): void => call.cancel();
+    const call = client.grpcClient.makeUnaryRequest(
+      methodPath(method),
+      serializer(method.input),
+      deserializer(method.output),
+      create(method.input, request),
+      options?.metadata ?? new grpc.Metadata(),
+      callOptions,
+      (err, value) => {
+        signal?.removeEventListener("abort", onAbort);
+        if (err) reject(err);
+        else if (value === undefined) reject(new RpcError(grpc.status.INTERNAL, "no response message"));
+        else resolve(value);
+      },
+    );
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+function callServerStream(
+  client: ClientBase,
+  method: DescMethod,
+  request: MessageInitShape<DescMessage>,
+  options: CallOptions | undefined,
+): ServerStreamingCall<MessageShape<DescMessage>> {
+  const signal = options?.signal;
+  if (signal?.aborted) {
+    return {
+      cancel: () => {},
+      [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(abortedError()) }),
+    };
+  }
+  const deadline = deadlineOf(options, undefined);
+  const call = client.grpcClient.makeServerStreamRequest(
+    methodPath(method),
+    serializer(method.input),
+    deserializer(method.output),
+    create(method.input, request),
+    options?.metadata ?? new grpc.Metadata(),
+    deadline === undefined ? {} : { deadline },
+  );
+  // grpc-js emits the final non-OK status as an 'error' event, even after the consumer stopped
+  // reading; without a listener that would crash the process. The iterator below still sees it.
+  call.on("error", () => {});
+  const onAbort = (): void => call.cancel();
+  signal?.addEventListener("abort", onAbort, { once: true });
+  call.once("close", () => signal?.removeEventListener("abort", onAbort));
+
+  async function* iterate(): AsyncGenerator<MessageShape<DescMessage>> {
+    let finished = false;
+    try {
+      for await (const message of call as AsyncIterable<MessageShape<DescMessage>>) yield message;
+      finished = true;
+    } finally {
+      // Early exit (break / return / throw in the consumer): tell the server to stop.
+      if (!finished) call.cancel();
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+  return { cancel: () => call.cancel(), [Symbol.asyncIterator]: iterate };
+}
+
+/**
+ * A client class for `service`. Its instances have one method per RPC (by `localName`: `join`,
+ * `setHeartbeat`, ...): unary ones return a promise of the response, server-streaming ones a
+ * `ServerStreamingCall`. Failures reject with grpc-js `ServiceError`s (`code`, `details`).
+ */
+export function makeClientClass<M extends GenServiceMethods>(
+  service: GenService<M>,
+): ServiceClientConstructor<M> {
+  class Client extends ClientBase {
+    static readonly service = service;
+  }
+  for (const method of service.methods) {
+    methodDefinition(method); // validates the method kind
+    if (method.localName in Client.prototype || method.localName === "grpcClient" || method.localName === "defaultTimeoutMs") {
+      throw new Error(`${methodPath(method)}: method name "${method.localName}" collides with a client member`);
+    }
+    const invoke =
+      method.methodKind === "unary"
+        ? function (this: ClientBase, request: MessageInitShape<DescMessage>, options?: CallOptions) {
+            return callUnary(this, method, request, options);
+          }
+        : function (this: ClientBase, request: MessageInitShape<DescMessage>, options?: CallOptions) {
+            return callServerStream(this, method, request, options);
+          };
+    Object.defineProperty(Client.prototype, method.localName, { value: invoke, writable: true, configurable: true });
+  }
+  // The per-method members are attached above at run time; the type is their static description.
+  return Client as unknown as ServiceClientConstructor<M>;
+}
+
+const clientClasses = new WeakMap<object, unknown>();
+
+/**
+ * Shorthand for `new (makeClientClass(service))(address, credentials, options)`, with the class
+ * made once per service. Credentials default to insecure (plaintext HTTP/2).
+ */
+export function createClient<M extends GenServiceMethods>(
+  service: GenService<M>,
+  address: string,
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+  options?: ClientOptions,
+): ServiceClient<M> {
+  let Client = clientClasses.get(service) as ServiceClientConstructor<M> | undefined;
+  if (Client === undefined) {
+    Client = makeClientClass(service);
+    clientClasses.set(service, Client);
+  }
+  return new Client(address, credentials, options);
+}
