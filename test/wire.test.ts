@@ -385,7 +385,9 @@ describe("ProtocolError codes", () => {
     ["UNKNOWN_ITEM", "tag 0x00", `${PING} 00`],
     ["UNKNOWN_ITEM", "tag 0x14", `${PING} 14 01 ${A4_HEX}`],
     ["UNKNOWN_ITEM", "tag 0x21", `${PING} 21`],
-    ["UNKNOWN_ITEM", "after a valid item", `${PING} 10 01 ${A4_HEX} ff`],
+    ["UNKNOWN_ITEM", "after a valid item", `${PING} 10 01 ${A4_HEX} 7f`],
+    ["TRUNCATED", "extension item without its length", `${PING} 80`],
+    ["TRUNCATED", "extension item shorter than its length", `${PING} 80 05 aa bb`],
     ["BAD_ADDRESS", "from family 0", "546d0100 01 00 0a0000011f0a 00 01"],
     ["BAD_ADDRESS", "from family 5", "546d0100 01 05 0a0000011f0a 00 01"],
     ["BAD_ADDRESS", "from port 0", "546d0100 01 04 0a000001 0000 00 01"],
@@ -400,8 +402,8 @@ describe("ProtocolError codes", () => {
     ["VARINT_NONCANONICAL", "item incarnation 0x81 0x00", `${PING} 10 8100 ${A4_HEX}`],
     ["VARINT_NONCANONICAL", "broadcast length 0x85 0x00", `${PING} 20 ${A4_HEX} 01 01 8500 0102030405`],
     ["BAD_LENGTH", "broadcast length 0", `${PING} 20 ${A4_HEX} 01 01 00`],
-    ["BAD_LENGTH", "SYNC flag bit 1", `546d0100 06 ${A4_HEX} 00 02`],
-    ["BAD_LENGTH", "SYNC flags 0xff", `546d0100 06 ${A4_HEX} 00 ff`],
+    ["BAD_FLAGS", "SYNC flag bit 1", `546d0100 06 ${A4_HEX} 00 02`],
+    ["BAD_FLAGS", "SYNC flags 0xff", `546d0100 06 ${A4_HEX} 00 ff`],
   ];
   for (const [code, what, input] of cases) {
     test(`${code}: ${what}`, () => assertProtocolError(hex(input), code));
@@ -434,9 +436,16 @@ describe("ProtocolError codes", () => {
     }
   });
 
+  test("extension items (tags 0x80..0xff) are skipped by their length", () => {
+    const d = decodeDatagram(hex(`${PING} 80 02 aa bb 10 01 ${A4_HEX} ff 00`));
+    assert.equal(d.updates.length, 1);
+    assert.equal(d.updates[0]?.state, MemberState.Alive);
+    assert.equal(d.broadcasts.length, 0);
+  });
+
   test("the error carries its offset", () => {
     try {
-      decodeDatagram(hex(`${PING} 10 01 ${A4_HEX} ff`));
+      decodeDatagram(hex(`${PING} 10 01 ${A4_HEX} 7f`));
       assert.fail("should throw");
     } catch (err) {
       assert.ok(err instanceof ProtocolError);

@@ -11,6 +11,7 @@ import { ProtocolError, type ProtocolErrorCode } from "../errors.js";
 import {
   FIXED_HEADER_BYTES,
   FLAG_SEALED,
+  EXTENSION_TAG_MIN,
   ItemTag,
   MAX_DATAGRAM_BYTES,
   MemberState,
@@ -357,7 +358,7 @@ function readBody(b: Uint8Array, type: number): Body {
       const p = at;
       if (p >= b.length) fail("TRUNCATED", p, "sync flags");
       const flags = b[p] as number;
-      if ((flags & ~SYNC_REPLY_WANTED) !== 0) fail("BAD_LENGTH", p, `unknown sync flags 0x${flags.toString(16)}`);
+      if ((flags & ~SYNC_REPLY_WANTED) !== 0) fail("BAD_FLAGS", p, `unknown sync flags 0x${flags.toString(16)}`);
       at = p + 1;
       return flags === 0 ? SYNC_NO_REPLY_BODY : SYNC_REPLY_BODY;
     }
@@ -426,6 +427,11 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
       const payload = copyBytes(b, p, len);
       at = p + len;
       broadcasts.push({ origin, epoch, seq, payload });
+    } else if (tag >= EXTENSION_TAG_MIN) {
+      // An extension item from a newer version: skip it by its length.
+      const len = readVarint(b);
+      if (len > n - at) fail("TRUNCATED", itemStart, `extension item of ${len} bytes, ${n - at} left`);
+      at += len;
     } else {
       fail("UNKNOWN_ITEM", itemStart, `item tag 0x${tag.toString(16)}`);
     }

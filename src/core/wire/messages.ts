@@ -36,6 +36,9 @@
  *   0x12 DEAD       varint incarnation, address member
  *   0x13 LEFT       varint incarnation, address member
  *   0x20 BROADCAST  address origin, varint epoch, varint seq, varint length (>= 1), bytes payload
+ *   0x80..0xFF      extension items: varint length, then that many bytes. A decoder skips the
+ *                   ones it does not know, so later versions can add item kinds without
+ *                   breaking older nodes. Unknown tags below 0x80 are an error (UNKNOWN_ITEM).
  */
 
 import type { Address } from "../address.js";
@@ -88,6 +91,9 @@ export const ItemTag = {
   Broadcast: 0x20,
 } as const;
 export type ItemTag = (typeof ItemTag)[keyof typeof ItemTag];
+
+/** Item tags from here on carry a varint length and are skipped when unknown. */
+export const EXTENSION_TAG_MIN = 0x80;
 
 /** A statement about one member. `suspectedBy` is present exactly when state is Suspect. */
 export interface MemberUpdate {
