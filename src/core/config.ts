@@ -13,8 +13,15 @@ export interface SwimConfig {
   probeTimeoutMs: number;
   /** k, members asked to ping-req a target that missed its direct ack. Range 0..16. */
   indirectChecks: number;
-  /** Retransmit multiplier: each update is piggybacked retransmitMult * ceil(log10(N + 1)) times. Range 1..32. */
+  /** Retransmit multiplier: each membership update is piggybacked retransmitMult * ceil(log10(N + 1)) times. Range 1..32. */
   retransmitMult: number;
+  /**
+   * Retransmit multiplier of user broadcasts: each node passes a broadcast on
+   * broadcastRetransmitMult * ceil(log10(N + 1)) times. Range 1..32. A node then hears a
+   * broadcast about that many times, and misses it with probability about e^-(that number)
+   * at 0 % loss; broadcasts have no other repair path, so this is higher than retransmitMult.
+   */
+  broadcastRetransmitMult: number;
   /** Suspicion multiplier: min timeout = suspicionMult * max(1, log10 N) * probeIntervalMs (ms). Range 1..64. */
   suspicionMult: number;
   /** Lifeguard: a fresh suspicion lasts suspicionMaxTimeoutMult * min and shrinks with confirmations down to min. Range 1..100. Ignored when lifeguard is off (timeout = min). */
@@ -37,7 +44,7 @@ export interface SwimConfig {
   lifeguard: boolean;
   /** Hard limit on every datagram, envelope included (bytes). Default 1232, the IPv6 minimum-MTU payload. Range 64..65507. */
   maxPacketBytes: number;
-  /** Limit on ping, ack, ping-req and nack datagrams, piggyback included (bytes). Range 48..maxPacketBytes. */
+  /** Limit on ping, ack, ping-req and nack datagrams, piggyback included (bytes). Range 53..maxPacketBytes (82.. when sealed): the largest PING_REQ header, envelope included, must fit. */
   probePacketBytes: number;
   /** Largest user broadcast payload (bytes). Range 1..(maxPacketBytes - largest overhead); 256 on IPv4 and 512 on IPv6 by default. */
   maxBroadcastBytes: number;
@@ -85,6 +92,7 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<SwimConfig>>> = {
     probeIntervalMs: 1000,
     probeTimeoutMs: 500,
     retransmitMult: 4,
+    broadcastRetransmitMult: 6,
     suspicionMult: 4,
     gossipIntervalMs: 200,
     gossipFanout: 3,
@@ -101,6 +109,7 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<SwimConfig>>> = {
     probeTimeoutMs: 200,
     indirectChecks: 1,
     retransmitMult: 2,
+    broadcastRetransmitMult: 4,
     suspicionMult: 3,
     gossipIntervalMs: 100,
     gossipFanout: 3,
@@ -116,6 +125,7 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<SwimConfig>>> = {
     probeIntervalMs: 5000,
     probeTimeoutMs: 3000,
     retransmitMult: 4,
+    broadcastRetransmitMult: 6,
     suspicionMult: 6,
     gossipIntervalMs: 500,
     gossipFanout: 4,
@@ -132,6 +142,7 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<SwimConfig>>> = {
     probeTimeoutMs: 2000,
     indirectChecks: 2,
     retransmitMult: 3,
+    broadcastRetransmitMult: 5,
     suspicionMult: 5,
     gossipIntervalMs: 1000,
     gossipFanout: 2,
@@ -165,8 +176,11 @@ export function makeConfig(preset: PresetName = "lan", overrides: Partial<SwimCo
   return { ...PRESETS[preset], ...overrides };
 }
 
+/** The largest header of a probe-sized datagram: a PING_REQ from and about IPv6 members, 5-byte incarnation and seq. */
+export const MAX_PROBE_HEADER_BYTES = FIXED_HEADER_BYTES + 19 + 5 + 5 + 19;
+
 interface Range {
-  readonly min: number;
+  readonly min: number | ((c: SwimConfig) => number);
   readonly max: number | ((c: SwimConfig) => number);
   readonly unit: string;
   readonly zeroDisables?: boolean;
@@ -177,6 +191,7 @@ const RANGES: Readonly<Record<Exclude<keyof SwimConfig, "lifeguard" | "sealed">,
   probeTimeoutMs: { min: 1, max: (c) => c.probeIntervalMs, unit: "ms" },
   indirectChecks: { min: 0, max: 16, unit: "members" },
   retransmitMult: { min: 1, max: 32, unit: "" },
+  broadcastRetransmitMult: { min: 1, max: 32, unit: "" },
   suspicionMult: { min: 1, max: 64, unit: "" },
   suspicionMaxTimeoutMult: { min: 1, max: 100, unit: "" },
   gossipIntervalMs: { min: 5, max: 600_000, unit: "ms", zeroDisables: true },
@@ -187,7 +202,11 @@ const RANGES: Readonly<Record<Exclude<keyof SwimConfig, "lifeguard" | "sealed">,
   reapAfterMs: { min: 1000, max: 604_800_000, unit: "ms" },
   awarenessMaxMultiplier: { min: 1, max: 32, unit: "" },
   maxPacketBytes: { min: 64, max: 65507, unit: "bytes" },
-  probePacketBytes: { min: 48, max: (c) => c.maxPacketBytes, unit: "bytes" },
+  probePacketBytes: {
+    min: (c) => MAX_PROBE_HEADER_BYTES + (c.sealed === true ? SEALED_OVERHEAD_BYTES : 0),
+    max: (c) => c.maxPacketBytes,
+    unit: "bytes",
+  },
   maxBroadcastBytes: { min: 1, max: (c) => c.maxPacketBytes - broadcastOverheadBytes(c.sealed), unit: "bytes" },
   maxQueuedBroadcasts: { min: 1, max: 1_048_576, unit: "broadcasts" },
   maxQueuedUpdates: { min: 16, max: 4_194_304, unit: "updates" },
@@ -203,15 +222,16 @@ export function validateConfig(config: SwimConfig): string[] {
   const problems: string[] = [];
   for (const [field, range] of Object.entries(RANGES) as [keyof typeof RANGES, Range][]) {
     const value = config[field];
+    const min = typeof range.min === "function" ? range.min(config) : range.min;
     const max = typeof range.max === "function" ? range.max(config) : range.max;
     const unit = range.unit === "" ? "" : ` ${range.unit}`;
     if (typeof value !== "number" || !Number.isInteger(value)) {
       problems.push(`${field} must be an integer, got ${String(value)}`);
     } else if (range.zeroDisables === true && value === 0) {
       continue;
-    } else if (value < range.min || value > max) {
+    } else if (value < min || value > max) {
       const zero = range.zeroDisables === true ? " (or 0 to disable)" : "";
-      problems.push(`${field} must be in ${range.min}..${max}${unit}${zero}, got ${value}`);
+      problems.push(`${field} must be in ${min}..${max}${unit}${zero}, got ${value}`);
     }
   }
   if (config.broadcastDedupeWindow % 32 !== 0) {

@@ -46,8 +46,13 @@ export interface MemberInfo {
 }
 
 export type CoreEvent =
-  /** A member appeared or changed state or incarnation. `previous` is null for a new member. */
-  | { readonly type: "member"; readonly member: MemberInfo; readonly previous: MemberState | null }
+  /** A member appeared or changed state or incarnation. `previous*` are null for a new member. */
+  | {
+      readonly type: "member";
+      readonly member: MemberInfo;
+      readonly previous: MemberState | null;
+      readonly previousIncarnation: number | null;
+    }
   /** A dead or left member was reaped from the table. */
   | { readonly type: "memberRemoved"; readonly address: Address }
   /** A user broadcast delivered to this node, exactly once. */

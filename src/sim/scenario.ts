@@ -1,0 +1,78 @@
+/**
+ * A simulation scenario: cluster size, seed, protocol preset and overrides, the network model
+ * (latency, loss, duplication) and a timeline of faults and actions. Plain data, so that it can
+ * be printed in a report and replayed exactly.
+ */
+
+import type { PresetName, SwimConfig } from "../core/config.js";
+
+export interface NetworkModel {
+  /** Smallest one-way latency (ms); every datagram takes at least this long. */
+  readonly latencyMinMs: number;
+  /** Mean one-way latency (ms): min plus an exponential tail with mean (mean - min). */
+  readonly latencyMeanMs: number;
+  /** Probability that a datagram is lost, 0..1 (independent per datagram). */
+  readonly lossRate: number;
+  /** Probability that a datagram is delivered twice (the copy takes its own latency), 0..1. */
+  readonly duplicateRate: number;
+}
+
+export type ScenarioAction =
+  /** Crash: the node stops at once, without a word. */
+  | { readonly kind: "kill"; readonly atMs: number; readonly node: number }
+  /** Start a crashed or stopped node again on the same address, then join through `seed`. */
+  | { readonly kind: "restart"; readonly atMs: number; readonly node: number }
+  /** Freeze the node (no timers, inbound datagrams wait in a bounded socket buffer). */
+  | { readonly kind: "pause"; readonly atMs: number; readonly node: number; readonly durationMs: number }
+  /** Graceful leave; the process stops `stopAfterMs` later. */
+  | { readonly kind: "leave"; readonly atMs: number; readonly node: number }
+  /** Split the cluster into nodes [0, splitAt) and [splitAt, n) until `untilMs`. One-way drops only A→B. */
+  | {
+      readonly kind: "partition";
+      readonly atMs: number;
+      readonly untilMs: number;
+      readonly splitAt: number;
+      readonly oneWay: boolean;
+    }
+  /** Change the loss rate from `atMs` until `untilMs`. */
+  | { readonly kind: "loss"; readonly atMs: number; readonly untilMs: number; readonly lossRate: number }
+  /** A user broadcast from `node`. */
+  | { readonly kind: "broadcast"; readonly atMs: number; readonly node: number; readonly bytes: number };
+
+export interface Scenario {
+  readonly nodes: number;
+  readonly seed: number;
+  readonly preset: PresetName;
+  readonly overrides: Partial<SwimConfig>;
+  /** Simulated duration in protocol periods (of the preset's probe interval). */
+  readonly periods: number;
+  readonly network: NetworkModel;
+  /** Addresses: all IPv4, all IPv6, or alternating. */
+  readonly addressing: "ipv4" | "ipv6" | "mixed";
+  /** Nodes start within this window (ms), each then joins node 0 (the seed). */
+  readonly startSpreadMs: number;
+  /** Starting incarnation of a restarted node: from the (virtual) clock, as the agent does, or 0. */
+  readonly restartIncarnation: "clock" | "zero";
+  readonly actions: readonly ScenarioAction[];
+}
+
+export const DEFAULT_NETWORK: NetworkModel = {
+  latencyMinMs: 0.2,
+  latencyMeanMs: 1,
+  lossRate: 0,
+  duplicateRate: 0,
+};
+
+export function makeScenario(partial: Partial<Scenario> & Pick<Scenario, "nodes" | "seed">): Scenario {
+  return {
+    preset: "lan",
+    overrides: {},
+    periods: 30,
+    network: DEFAULT_NETWORK,
+    addressing: "ipv4",
+    startSpreadMs: 100,
+    restartIncarnation: "clock",
+    actions: [],
+    ...partial,
+  };
+}

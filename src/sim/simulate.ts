@@ -1,0 +1,426 @@
+/**
+ * `tamtam simulate` as a library: turns user parameters into a scenario (victims and timings
+ * drawn from the seed), runs the world with the monitor, and builds the report (as a plain
+ * JSON-able object, byte-identical for the same parameters) and its readable text form.
+ */
+
+import { type PresetName, PRESETS, type SwimConfig } from "../core/config.js";
+import { expectedConfirmations, retransmitLimit, suspicionMinTimeoutMs } from "../core/formulas.js";
+import { Prng } from "../core/prng.js";
+import { Monitor, type Violation, type ViolationKind } from "./monitor.js";
+import { makeScenario, type Scenario, type ScenarioAction } from "./scenario.js";
+import { type Distribution, distribution, round3 } from "./stats.js";
+import { World } from "./world.js";
+
+export interface PartitionSpec {
+  /** First and last period of the partition. */
+  readonly fromPeriod: number;
+  readonly toPeriod: number;
+  /** Share of the nodes on side A, 0 < f < 1. */
+  readonly fraction: number;
+  /** Drop only A→B traffic. */
+  readonly oneWay: boolean;
+}
+
+export interface SimParams {
+  readonly nodes: number;
+  readonly seed: number;
+  readonly preset: PresetName;
+  readonly periods: number;
+  readonly lifeguard: boolean;
+  /** Datagram loss rate 0..1, all run long. */
+  readonly loss: number;
+  readonly duplicate: number;
+  readonly latencyMinMs: number;
+  readonly latencyMeanMs: number;
+  readonly addressing: "ipv4" | "ipv6" | "mixed";
+  /** Nodes crashed at `faultPeriod`. */
+  readonly kill: number;
+  /** Nodes that leave gracefully at `faultPeriod`. */
+  readonly leave: number;
+  /** Nodes crashed at `faultPeriod` and restarted `restartAfterPeriods` later. */
+  readonly restart: number;
+  readonly restartAfterPeriods: number;
+  /** Nodes paused at `faultPeriod` for `pausePeriods`. */
+  readonly pause: number;
+  readonly pausePeriods: number;
+  readonly faultPeriod: number;
+  readonly partition: PartitionSpec | null;
+  /** User broadcasts, sent from random running nodes, evenly from `faultPeriod` on. */
+  readonly broadcasts: number;
+  readonly broadcastBytes: number;
+  readonly restartIncarnation: "clock" | "zero";
+  /** Extra protocol overrides (e.g. from tests). */
+  readonly overrides: Partial<SwimConfig>;
+}
+
+export const DEFAULT_PARAMS: SimParams = {
+  nodes: 100,
+  seed: 1,
+  preset: "lan",
+  periods: 60,
+  lifeguard: true,
+  loss: 0,
+  duplicate: 0,
+  latencyMinMs: 0.2,
+  latencyMeanMs: 1,
+  addressing: "ipv4",
+  kill: 0,
+  leave: 0,
+  restart: 0,
+  restartAfterPeriods: 5,
+  pause: 0,
+  pausePeriods: 10,
+  faultPeriod: 10,
+  partition: null,
+  broadcasts: 0,
+  broadcastBytes: 64,
+  restartIncarnation: "clock",
+  overrides: {},
+};
+
+/** Turns parameters into a concrete scenario; every choice is drawn from the seed. */
+export function planScenario(p: SimParams): Scenario {
+  const period = (p.overrides.probeIntervalMs ?? PRESETS[p.preset].probeIntervalMs) as number;
+  const rng = new Prng(p.seed, 0xfa17);
+  const actions: ScenarioAction[] = [];
+  const faultMs = p.faultPeriod * period;
+  // Victims: distinct, never node 0 (the seed that late joiners use).
+  const pool = rng.shuffle(Array.from({ length: Math.max(0, p.nodes - 1) }, (_, i) => i + 1));
+  const take = (count: number): number[] => pool.splice(0, Math.min(count, pool.length));
+  for (const node of take(p.kill)) actions.push({ kind: "kill", atMs: faultMs, node });
+  for (const node of take(p.leave)) actions.push({ kind: "leave", atMs: faultMs, node });
+  for (const node of take(p.restart)) {
+    actions.push({ kind: "kill", atMs: faultMs, node });
+    actions.push({ kind: "restart", atMs: faultMs + p.restartAfterPeriods * period, node });
+  }
+  for (const node of take(p.pause)) actions.push({ kind: "pause", atMs: faultMs, node, durationMs: p.pausePeriods * period });
+  if (p.partition !== null) {
+    const splitAt = Math.max(1, Math.min(p.nodes - 1, Math.round(p.nodes * p.partition.fraction)));
+    actions.push({
+      kind: "partition",
+      atMs: p.partition.fromPeriod * period,
+      untilMs: (p.partition.toPeriod + 1) * period,
+      splitAt,
+      oneWay: p.partition.oneWay,
+    });
+  }
+  if (p.broadcasts > 0) {
+    const disturbed = new Set(actions.filter((a) => "node" in a).map((a) => (a as { node: number }).node));
+    const senders = Array.from({ length: p.nodes }, (_, i) => i).filter((i) => !disturbed.has(i));
+    // Broadcasts go out over the middle half of the run after the fault period.
+    const span = Math.max(1, (p.periods - p.faultPeriod) * period * 0.5);
+    for (let b = 0; b < p.broadcasts; b++) {
+      const node = senders.length > 0 ? (senders[rng.nextInt(senders.length)] as number) : 0;
+      const atMs = faultMs + Math.floor((span * b) / p.broadcasts) + 1;
+      actions.push({ kind: "broadcast", atMs, node, bytes: p.broadcastBytes });
+    }
+  }
+  return makeScenario({
+    nodes: p.nodes,
+    seed: p.seed,
+    preset: p.preset,
+    overrides: { ...p.overrides, lifeguard: p.lifeguard },
+    periods: p.periods,
+    network: { latencyMinMs: p.latencyMinMs, latencyMeanMs: p.latencyMeanMs, lossRate: p.loss, duplicateRate: p.duplicate },
+    addressing: p.addressing,
+    restartIncarnation: p.restartIncarnation,
+    actions,
+  });
+}
+
+export interface SimReport {
+  readonly format: "tamtam-simulation/1";
+  readonly parameters: SimParams;
+  readonly config: SwimConfig;
+  readonly formulas: {
+    readonly retransmitLimit: number;
+    readonly suspicionMinMs: number;
+    readonly suspicionMaxMs: number;
+    readonly expectedConfirmations: number;
+  };
+  readonly convergence: {
+    /** First period boundary at or after the last fault's end where every running node agreed, ms; null if never. */
+    readonly agreedAtMs: number | null;
+    readonly agreedAtPeriod: number | null;
+    readonly agreeAtEnd: boolean;
+    readonly lastFaultEndMs: number;
+    /** Fraction of (node, member) pairs rightly known as live, per period. */
+    readonly knownCurve: readonly number[];
+  };
+  readonly detection: {
+    /** Crashes not followed by a restart within the run. */
+    readonly killed: number;
+    readonly detectedByAll: number;
+    /** Time from crash to the first observer holding the node dead, ms. */
+    readonly firstMs: Distribution;
+    /** Time from crash to the last steady observer holding it dead, ms (crashes seen by all only). */
+    readonly allMs: Distribution;
+    /** Time from crash to each steady observer holding it dead, ms. */
+    readonly perObserverMs: Distribution;
+  };
+  /**
+   * Suspicions and deaths of nodes that were running and not paused: distinct episodes (member,
+   * incarnation), and the observer transitions they caused.
+   */
+  readonly falsePositives: {
+    readonly suspicions: number;
+    readonly deaths: number;
+    readonly suspectEvents: number;
+    readonly deadEvents: number;
+  };
+  readonly broadcasts: {
+    readonly sent: number;
+    /** Deliveries to nodes that ran steadily from the send to the end, over their number. */
+    readonly reach: number;
+    readonly minReach: number;
+    readonly latencyMs: Distribution;
+    /** Mean fraction of steady nodes that had a broadcast, by whole periods after sending. */
+    readonly curve: readonly number[];
+  };
+  readonly traffic: {
+    readonly datagramsPerNodePerSec: number;
+    readonly bytesPerNodePerSec: number;
+    readonly maxDatagramBytes: number;
+    readonly datagramsDropped: number;
+    readonly protocolErrors: number;
+  };
+  readonly violations: {
+    readonly total: number;
+    readonly byKind: Partial<Record<ViolationKind, number>>;
+    readonly first: readonly Violation[];
+  };
+  readonly eventsProcessed: number;
+  readonly traceHash: string;
+}
+
+export interface SimulationResult {
+  readonly report: SimReport;
+  readonly world: World;
+  readonly monitor: Monitor;
+}
+
+export function runSimulation(params: SimParams): SimulationResult {
+  const scenario = planScenario(params);
+  const world = new World(scenario);
+  const monitor = new Monitor(world);
+  world.addObserver(monitor);
+  world.run();
+  return { report: buildReport(params, world, monitor), world, monitor };
+}
+
+function buildReport(params: SimParams, world: World, monitor: Monitor): SimReport {
+  const config = world.config;
+  const n = params.nodes;
+  const minMs = suspicionMinTimeoutMs(config.suspicionMult, n, config.probeIntervalMs);
+  const periodMs = world.periodMs;
+
+  // Convergence: the first period boundary after the last fault at which all agreed.
+  let agreedAtPeriod: number | null = null;
+  const firstPeriod = Math.ceil(monitor.lastFaultEndMs / periodMs);
+  for (let p = Math.max(1, firstPeriod); p <= monitor.agreeCurve.length; p++) {
+    if (monitor.agreeCurve[p - 1] === true) {
+      agreedAtPeriod = p;
+      break;
+    }
+  }
+
+  // Detection of crashes, measured at observers that ran steadily through it.
+  const first: number[] = [];
+  const all: number[] = [];
+  const perObserver: number[] = [];
+  let detectedByAll = 0;
+  let permanent = 0;
+  for (const k of monitor.kills) {
+    // A crash followed by a restart is measured only if it was detected before the restart.
+    if (k.restartedAtMs !== null) continue;
+    permanent++;
+    const observers = monitor.steadyNodes(world, k.atMs).filter((i) => i !== k.node);
+    let last = -1;
+    let missing = false;
+    for (const o of observers) {
+      const t = k.detectedAtMs.get(o);
+      if (t === undefined) {
+        missing = true;
+        continue;
+      }
+      perObserver.push(round3(t - k.atMs));
+      last = Math.max(last, t - k.atMs);
+    }
+    let firstT = Infinity;
+    for (const t of k.detectedAtMs.values()) firstT = Math.min(firstT, t - k.atMs);
+    if (firstT !== Infinity) first.push(round3(firstT));
+    if (!missing && last >= 0) {
+      detectedByAll++;
+      all.push(round3(last));
+    }
+  }
+
+  // Broadcast reach among nodes that ran steadily from the send to the end.
+  let eligible = 0;
+  let reached = 0;
+  let minReach = 1;
+  const latencies: number[] = [];
+  const horizon = Math.max(1, Math.min(30, world.scenario.periods));
+  const curveSums = new Array<number>(horizon + 1).fill(0);
+  let curveCount = 0;
+  for (const rec of monitor.broadcasts.values()) {
+    const steady = monitor.steadyNodes(world, rec.sentAtMs).filter((i) => i !== rec.origin);
+    if (steady.length === 0) continue;
+    let got = 0;
+    const byPeriod = new Array<number>(horizon + 1).fill(0);
+    for (const i of steady) {
+      const t = rec.deliveredAtMs.get(i);
+      if (t === undefined) continue;
+      got++;
+      latencies.push(round3(t - rec.sentAtMs));
+      const p = Math.ceil((t - rec.sentAtMs) / periodMs);
+      if (p <= horizon) byPeriod[p] = (byPeriod[p] as number) + 1;
+    }
+    eligible += steady.length;
+    reached += got;
+    minReach = Math.min(minReach, got / steady.length);
+    let cumulative = 0;
+    for (let p = 0; p <= horizon; p++) {
+      cumulative += byPeriod[p] as number;
+      curveSums[p] = (curveSums[p] as number) + cumulative / steady.length;
+    }
+    curveCount++;
+  }
+
+  let datagrams = 0;
+  let bytes = 0;
+  let maxBytes = 0;
+  let protocolErrors = 0;
+  for (const node of world.nodes) {
+    datagrams += node.datagramsSent;
+    bytes += node.bytesSent;
+    maxBytes = Math.max(maxBytes, node.maxDatagramBytes);
+    protocolErrors += node.core?.stats.protocolErrors ?? 0;
+  }
+  const seconds = world.endMs / 1000;
+  const total = Object.values(monitor.violationCounts).reduce((a, b) => a + (b ?? 0), 0);
+
+  return {
+    format: "tamtam-simulation/1",
+    parameters: params,
+    config,
+    formulas: {
+      retransmitLimit: retransmitLimit(config.retransmitMult, n),
+      suspicionMinMs: minMs,
+      suspicionMaxMs: config.lifeguard ? minMs * config.suspicionMaxTimeoutMult : minMs,
+      expectedConfirmations: config.lifeguard ? expectedConfirmations(config.suspicionMult, n) : 0,
+    },
+    convergence: {
+      agreedAtMs: agreedAtPeriod === null ? null : agreedAtPeriod * periodMs,
+      agreedAtPeriod,
+      agreeAtEnd: monitor.agreeCurve[monitor.agreeCurve.length - 1] === true,
+      lastFaultEndMs: monitor.lastFaultEndMs,
+      knownCurve: monitor.knownCurve.map((x) => Math.round(x * 10000) / 10000),
+    },
+    detection: {
+      killed: permanent,
+      detectedByAll,
+      firstMs: distribution(first),
+      allMs: distribution(all),
+      perObserverMs: distribution(perObserver),
+    },
+    falsePositives: {
+      suspicions: monitor.falseSuspicions,
+      deaths: monitor.falseDeaths,
+      suspectEvents: monitor.falseSuspectEvents,
+      deadEvents: monitor.falseDeadEvents,
+    },
+    broadcasts: {
+      sent: monitor.broadcasts.size,
+      reach: eligible === 0 ? 1 : round6(reached / eligible),
+      minReach: curveCount === 0 ? 1 : round6(minReach),
+      latencyMs: distribution(latencies),
+      curve: curveSums.map((s) => (curveCount === 0 ? 1 : round6(s / curveCount))),
+    },
+    traffic: {
+      datagramsPerNodePerSec: round3(datagrams / n / seconds),
+      bytesPerNodePerSec: round3(bytes / n / seconds),
+      maxDatagramBytes: maxBytes,
+      datagramsDropped: world.datagramsDropped,
+      protocolErrors,
+    },
+    violations: { total, byKind: monitor.violationCounts, first: monitor.violations },
+    eventsProcessed: world.eventsProcessed,
+    traceHash: monitor.traceHash,
+  };
+}
+
+function round6(x: number): number {
+  return Math.round(x * 1e6) / 1e6;
+}
+
+/** The readable summary printed by `tamtam simulate` without --json. */
+export function formatReport(r: SimReport): string {
+  const p = r.parameters;
+  const lines: string[] = [];
+  const ms = (x: number): string => (x >= 10_000 ? `${(x / 1000).toFixed(1)} s` : `${Math.round(x)} ms`);
+  const pct = (x: number): string => `${(x * 100).toFixed(x === 1 ? 0 : 2)} %`;
+  lines.push(
+    `TamTam simulation: ${p.nodes} nodes, preset ${p.preset}, lifeguard ${p.lifeguard ? "on" : "off"}, ` +
+      `${p.periods} periods of ${r.config.probeIntervalMs} ms, seed ${p.seed}`,
+  );
+  lines.push(
+    `network: latency ${p.latencyMinMs}..~${p.latencyMeanMs} ms, loss ${pct(p.loss)}, duplication ${pct(p.duplicate)}, ${p.addressing}`,
+  );
+  const faults: string[] = [];
+  if (p.kill > 0) faults.push(`${p.kill} crashed`);
+  if (p.leave > 0) faults.push(`${p.leave} leave`);
+  if (p.restart > 0) faults.push(`${p.restart} restarted after ${p.restartAfterPeriods} periods`);
+  if (p.pause > 0) faults.push(`${p.pause} paused for ${p.pausePeriods} periods`);
+  if (faults.length > 0) faults[0] = `at period ${p.faultPeriod}: ${faults[0]}`;
+  if (p.partition !== null) {
+    faults.push(
+      `${p.partition.oneWay ? "one-way " : ""}partition ${Math.round(p.partition.fraction * 100)}/${Math.round((1 - p.partition.fraction) * 100)} ` +
+        `in periods ${p.partition.fromPeriod}..${p.partition.toPeriod}`,
+    );
+  }
+  lines.push(`faults: ${faults.length === 0 ? "none" : faults.join("; ")}`);
+  lines.push(
+    `formulas: retransmit ${r.formulas.retransmitLimit}x, suspicion ${ms(r.formulas.suspicionMinMs)}..${ms(r.formulas.suspicionMaxMs)}, ` +
+      `K=${r.formulas.expectedConfirmations}`,
+  );
+  lines.push("");
+  const c = r.convergence;
+  lines.push(
+    c.agreedAtPeriod === null
+      ? `convergence: NOT reached (${pct(c.knownCurve[c.knownCurve.length - 1] ?? 0)} of member pairs known at the end)`
+      : `convergence: all running nodes agree at period ${c.agreedAtPeriod} (${ms(c.agreedAtMs ?? 0)})` +
+          (c.lastFaultEndMs > 0 ? `, faults ended at ${ms(c.lastFaultEndMs)}` : ""),
+  );
+  const d = r.detection;
+  if (d.killed > 0) {
+    lines.push(
+      `detection: ${d.detectedByAll}/${d.killed} crashes seen by all; first observer p50 ${ms(d.firstMs.p50)}; ` +
+        `per observer p50 ${ms(d.perObserverMs.p50)} p99 ${ms(d.perObserverMs.p99)}; all observers max ${ms(d.allMs.max)}`,
+    );
+  }
+  const fp = r.falsePositives;
+  lines.push(
+    `false positives: ${fp.suspicions} suspicions and ${fp.deaths} deaths of running nodes ` +
+      `(${fp.suspectEvents} and ${fp.deadEvents} observer transitions)`,
+  );
+  const b = r.broadcasts;
+  if (b.sent > 0) {
+    lines.push(
+      `broadcasts: ${b.sent} sent, reach ${pct(b.reach)} (worst ${pct(b.minReach)}), latency p50 ${ms(b.latencyMs.p50)} p99 ${ms(b.latencyMs.p99)}`,
+    );
+  }
+  const t = r.traffic;
+  lines.push(
+    `traffic: ${t.datagramsPerNodePerSec.toFixed(1)} datagrams and ${Math.round(t.bytesPerNodePerSec)} bytes per node per second; ` +
+      `largest datagram ${t.maxDatagramBytes} bytes (limit ${r.config.maxPacketBytes})`,
+  );
+  lines.push(
+    r.violations.total === 0
+      ? "invariants: all held"
+      : `invariants: ${r.violations.total} VIOLATIONS ${JSON.stringify(r.violations.byKind)}; first: ${r.violations.first[0]?.detail ?? ""}`,
+  );
+  lines.push(`trace ${r.traceHash}, ${r.eventsProcessed} events`);
+  return lines.join("\n");
+}

@@ -1,0 +1,353 @@
+/**
+ * The simulated world: a virtual clock, one event heap, a network model with latency, loss,
+ * duplication, reordering (random latencies) and partitions, and N virtual nodes that each run
+ * the real SwimNode core. Faults (crash, restart, pause, leave, partitions, loss) follow the
+ * scenario's timeline. Every random draw comes from seeded streams (one per node for its
+ * network decisions, one per node for its core), so the same scenario gives the same trace.
+ */
+
+import { type Address, makeAddress } from "../core/address.js";
+import { makeConfig, type SwimConfig, validateConfig } from "../core/config.js";
+import { SwimNode } from "../core/node.js";
+import { Prng } from "../core/prng.js";
+import type { CoreEvent, Runtime, Timer } from "../core/runtime.js";
+import { EventHeap, type SimEventKey } from "./event-heap.js";
+import type { Scenario, ScenarioAction } from "./scenario.js";
+
+/** Inbound datagrams a paused node keeps (its socket buffer); more are dropped. */
+const PAUSED_SOCKET_BUFFER = 256;
+/** A leaving node's process stops this long after it announced the leave (as the agent does). */
+export const LEAVE_STOP_AFTER_MS = 1000;
+
+type SimEvent = SimEventKey &
+  (
+    | { readonly kind: "datagram"; readonly bytes: Uint8Array }
+    | { readonly kind: "timer"; readonly timer: Timer; readonly life: number }
+    | { readonly kind: "action"; readonly action: ScenarioAction }
+    | { readonly kind: "stop"; readonly life: number }
+    | { readonly kind: "resume"; readonly life: number }
+  );
+
+export interface SimNode {
+  readonly index: number;
+  readonly address: Address;
+  core: SwimNode | null;
+  /** Increments at every (re)start; timers of an earlier life are dropped. */
+  life: number;
+  /** Starting incarnation of the current life. */
+  lifeIncarnation: number;
+  paused: boolean;
+  readonly pausedInbox: SimEvent[];
+  /** Counter for events this node originates (datagrams and timers). */
+  originSeq: number;
+  readonly netRng: Prng;
+  readonly coreSeedRng: Prng;
+  readonly runtime: Runtime;
+  datagramsSent: number;
+  bytesSent: number;
+  maxDatagramBytes: number;
+}
+
+/** What the world tells its observers (the invariant checkers and the report). */
+export interface WorldObserver {
+  onCoreEvent(world: World, node: SimNode, event: CoreEvent): void;
+  /** A scenario action about to take effect, or a process stop / resume it caused. */
+  onAction(world: World, action: ScenarioAction | { readonly kind: "stop" | "resume"; readonly node: number }): void;
+  /** A user broadcast was accepted by `node` under id `key` (`origin/epoch/seq`). */
+  onBroadcastSent(world: World, node: SimNode, key: string): void;
+  onPeriod(world: World, period: number): void;
+}
+
+export class World {
+  readonly config: SwimConfig;
+  readonly nodes: SimNode[] = [];
+  readonly byKey = new Map<string, number>();
+  nowMs = 0;
+  readonly endMs: number;
+  readonly periodMs: number;
+  private readonly heap = new EventHeap<SimEvent>();
+  private scenarioSeq = 0;
+  private readonly observers: WorldObserver[] = [];
+  private lossRate: number;
+  private readonly partitions: { splitAt: number; oneWay: boolean; untilMs: number }[] = [];
+  datagramsDropped = 0;
+  datagramsDelivered = 0;
+  eventsProcessed = 0;
+
+  constructor(readonly scenario: Scenario) {
+    this.config = makeConfig(scenario.preset, scenario.overrides);
+    const problems = validateConfig(this.config);
+    if (problems.length > 0) throw new RangeError(`invalid protocol config: ${problems.join("; ")}`);
+    if (!Number.isInteger(scenario.nodes) || scenario.nodes < 1 || scenario.nodes > 131_072) {
+      throw new RangeError(`nodes must be in 1..131072, got ${scenario.nodes}`);
+    }
+    this.periodMs = this.config.probeIntervalMs;
+    this.endMs = scenario.periods * this.periodMs;
+    this.lossRate = scenario.network.lossRate;
+    const root = new Prng(scenario.seed, 0x5157);
+    for (let i = 0; i < scenario.nodes; i++) {
+      const address = simAddress(i, scenario.addressing);
+      const node: SimNode = {
+        index: i,
+        address,
+        core: null,
+        life: 0,
+        lifeIncarnation: 0,
+        paused: false,
+        pausedInbox: [],
+        originSeq: 0,
+        netRng: new Prng(scenario.seed, 2 * i + 1),
+        coreSeedRng: new Prng(scenario.seed, 2 * i + 2),
+        runtime: undefined as unknown as Runtime,
+        datagramsSent: 0,
+        bytesSent: 0,
+        maxDatagramBytes: 0,
+      };
+      (node as { runtime: Runtime }).runtime = this.makeRuntime(node);
+      this.nodes.push(node);
+      this.byKey.set(address.key, i);
+    }
+    // Start times: node 0 (the seed) at 0, the others spread over the start window.
+    for (let i = 0; i < scenario.nodes; i++) {
+      const at = i === 0 ? 0 : 1 + root.nextInt(Math.max(1, scenario.startSpreadMs));
+      this.pushScenario({ kind: "restart", atMs: at, node: i });
+    }
+    for (const action of scenario.actions) this.pushScenario(action);
+  }
+
+  addObserver(o: WorldObserver): void {
+    this.observers.push(o);
+  }
+
+  /** Runs the scenario to its end (or to `untilMs`). */
+  run(untilMs = this.endMs): void {
+    let nextPeriod = Math.floor(this.nowMs / this.periodMs) + 1;
+    for (;;) {
+      const e = this.heap.peek();
+      const nextPeriodMs = nextPeriod * this.periodMs;
+      if (nextPeriodMs <= untilMs && (e === undefined || e.atMs >= nextPeriodMs)) {
+        this.nowMs = nextPeriodMs;
+        for (const o of this.observers) o.onPeriod(this, nextPeriod);
+        nextPeriod++;
+        continue;
+      }
+      if (e === undefined || e.atMs > untilMs) break;
+      this.heap.pop();
+      this.nowMs = e.atMs;
+      this.eventsProcessed++;
+      this.dispatch(e);
+    }
+    this.nowMs = Math.max(this.nowMs, untilMs);
+  }
+
+  isUp(index: number): boolean {
+    const n = this.nodes[index];
+    return n !== undefined && n.core !== null && !n.core.hasLeft;
+  }
+
+  /** True while a partition separates `a` from `b` (in the a→b direction). */
+  partitioned(a: number, b: number): boolean {
+    for (const p of this.partitions) {
+      if (this.nowMs >= p.untilMs) continue;
+      const sideA = a < p.splitAt;
+      const sideB = b < p.splitAt;
+      if (sideA === sideB) continue;
+      if (!p.oneWay || sideA) return true;
+    }
+    return false;
+  }
+
+  get currentLossRate(): number {
+    return this.lossRate;
+  }
+
+  private pushScenario(action: ScenarioAction): void {
+    const node = "node" in action ? action.node : -1;
+    this.heap.push({ atMs: action.atMs, node: Math.max(node, 0), origin: -1, originSeq: this.scenarioSeq++, kind: "action", action });
+  }
+
+  private makeRuntime(node: SimNode): Runtime {
+    return {
+      send: (to, datagram) => this.send(node, to, datagram),
+      setTimer: (atMs, timer) => {
+        this.heap.push({ atMs, node: node.index, origin: node.index, originSeq: node.originSeq++, kind: "timer", timer, life: node.life });
+      },
+      emit: (event) => {
+        for (const o of this.observers) o.onCoreEvent(this, node, event);
+      },
+    };
+  }
+
+  private send(from: SimNode, to: Address, datagram: Uint8Array): void {
+    from.datagramsSent++;
+    from.bytesSent += datagram.length;
+    if (datagram.length > from.maxDatagramBytes) from.maxDatagramBytes = datagram.length;
+    const dst = this.byKey.get(to.key);
+    const seq = from.originSeq++;
+    // Draw every random number whatever the outcome, so that one decision never shifts the next.
+    const lost = from.netRng.nextFloat() < this.lossRate;
+    const latency = this.latency(from.netRng);
+    const duplicate = from.netRng.nextFloat() < this.scenario.network.duplicateRate;
+    const dupLatency = this.latency(from.netRng);
+    if (dst === undefined || lost || this.partitioned(from.index, dst)) {
+      this.datagramsDropped++;
+      return;
+    }
+    this.heap.push({ atMs: this.nowMs + latency, node: dst, origin: from.index, originSeq: seq, kind: "datagram", bytes: datagram });
+    if (duplicate) {
+      this.heap.push({ atMs: this.nowMs + dupLatency, node: dst, origin: from.index, originSeq: from.originSeq++, kind: "datagram", bytes: datagram });
+    }
+  }
+
+  private latency(rng: Prng): number {
+    const net = this.scenario.network;
+    const tail = Math.max(0, net.latencyMeanMs - net.latencyMinMs);
+    const u = rng.nextFloat();
+    const x = net.latencyMinMs + (tail > 0 ? -Math.log(1 - u) * tail : 0);
+    return Math.round(x * 1000) / 1000;
+  }
+
+  private dispatch(e: SimEvent): void {
+    const node = this.nodes[e.node] as SimNode;
+    switch (e.kind) {
+      case "action":
+        this.applyAction(e.action);
+        return;
+      case "stop":
+        if (e.life === node.life && node.core !== null) {
+          node.core = null;
+          for (const o of this.observers) o.onAction(this, { kind: "stop", node: node.index });
+        }
+        return;
+      case "resume":
+        if (e.life === node.life && node.paused) {
+          node.paused = false;
+          for (const o of this.observers) o.onAction(this, { kind: "resume", node: node.index });
+          const inbox = node.pausedInbox.splice(0);
+          for (const held of inbox) this.dispatch({ ...held, atMs: this.nowMs });
+        }
+        return;
+      case "timer":
+        if (node.core === null || e.life !== node.life) return;
+        if (node.paused) {
+          node.pausedInbox.push(e);
+          return;
+        }
+        node.core.handleTimer(this.nowMs, e.timer, node.runtime);
+        return;
+      case "datagram":
+        if (node.core === null) {
+          this.datagramsDropped++;
+          return;
+        }
+        if (node.paused) {
+          if (node.pausedInbox.length < PAUSED_SOCKET_BUFFER) node.pausedInbox.push(e);
+          else this.datagramsDropped++;
+          return;
+        }
+        this.datagramsDelivered++;
+        node.core.handleDatagram(this.nowMs, e.bytes, node.runtime);
+        return;
+    }
+  }
+
+  private applyAction(action: ScenarioAction): void {
+    const node = "node" in action ? this.nodes[action.node] : undefined;
+    if ("node" in action && node === undefined) throw new RangeError(`scenario names node ${action.node}, but there are ${this.nodes.length}`);
+    switch (action.kind) {
+      case "restart": {
+        const n = node as SimNode;
+        if (n.core !== null) return;
+        n.life++;
+        n.paused = false;
+        n.pausedInbox.length = 0;
+        const first = n.life === 1;
+        const incarnation = first || this.scenario.restartIncarnation === "zero" ? 0 : Math.floor(this.nowMs / 1000) + 1;
+        n.lifeIncarnation = incarnation;
+        n.core = new SwimNode({ self: n.address, config: this.config, seed: n.coreSeedRng.nextU32() | 0, incarnation });
+        for (const o of this.observers) o.onAction(this, action);
+        n.core.start(this.nowMs, n.runtime);
+        if (n.index !== 0) n.core.join(this.nowMs, [this.seedFor(n.index)], n.runtime);
+        else if (!first) n.core.join(this.nowMs, [this.seedFor(0)], n.runtime);
+        return;
+      }
+      case "kill": {
+        const n = node as SimNode;
+        if (n.core === null) return;
+        n.core = null;
+        n.paused = false;
+        n.pausedInbox.length = 0;
+        for (const o of this.observers) o.onAction(this, action);
+        return;
+      }
+      case "pause": {
+        const n = node as SimNode;
+        if (n.core === null || n.paused) return;
+        n.paused = true;
+        for (const o of this.observers) o.onAction(this, action);
+        this.heap.push({ atMs: this.nowMs + action.durationMs, node: n.index, origin: -1, originSeq: this.scenarioSeq++, kind: "resume", life: n.life });
+        return;
+      }
+      case "leave": {
+        const n = node as SimNode;
+        if (n.core === null || n.core.hasLeft) return;
+        for (const o of this.observers) o.onAction(this, action);
+        n.core.leave(this.nowMs, n.runtime);
+        this.heap.push({ atMs: this.nowMs + LEAVE_STOP_AFTER_MS, node: n.index, origin: -1, originSeq: this.scenarioSeq++, kind: "stop", life: n.life });
+        return;
+      }
+      case "partition":
+        this.partitions.push({ splitAt: action.splitAt, oneWay: action.oneWay, untilMs: action.untilMs });
+        for (const o of this.observers) o.onAction(this, action);
+        return;
+      case "loss": {
+        this.lossRate = action.lossRate;
+        const base = this.scenario.network.lossRate;
+        this.heap.push({
+          atMs: action.untilMs,
+          node: 0,
+          origin: -1,
+          originSeq: this.scenarioSeq++,
+          kind: "action",
+          action: { kind: "loss", atMs: action.untilMs, untilMs: action.untilMs, lossRate: base },
+        });
+        for (const o of this.observers) o.onAction(this, action);
+        return;
+      }
+      case "broadcast": {
+        const n = node as SimNode;
+        if (n.core === null || n.core.hasLeft) return;
+        const payload = new Uint8Array(Math.max(1, Math.min(action.bytes, this.config.maxBroadcastBytes)));
+        for (let i = 0; i < payload.length; i++) payload[i] = (i + action.node) & 0xff;
+        for (const o of this.observers) o.onAction(this, action);
+        const outcome = n.core.broadcast(this.nowMs, payload, n.runtime);
+        if (outcome.ok) {
+          const key = `${n.address.key}/${outcome.epoch}/${outcome.seq}`;
+          for (const o of this.observers) o.onBroadcastSent(this, n, key);
+        }
+        return;
+      }
+    }
+  }
+
+  /** Node 0 is the seed; when node 0 itself restarts it joins the lowest live node. */
+  private seedFor(index: number): Address {
+    if (index !== 0) return (this.nodes[0] as SimNode).address;
+    for (const n of this.nodes) if (n.index !== 0 && n.core !== null) return n.address;
+    return (this.nodes[1] ?? (this.nodes[0] as SimNode)).address;
+  }
+}
+
+/** Address of simulated node `i`: 198.18.0.0/15 (benchmark range) or fd77::/64, port 7946. */
+export function simAddress(i: number, addressing: Scenario["addressing"]): Address {
+  const v6 = addressing === "ipv6" || (addressing === "mixed" && i % 2 === 1);
+  const n = i + 1;
+  if (!v6) return makeAddress(new Uint8Array([198, 18 + ((n >> 16) & 1), (n >> 8) & 0xff, n & 0xff]), 7946);
+  const ip = new Uint8Array(16);
+  ip[0] = 0xfd;
+  ip[1] = 0x77;
+  ip[13] = (n >> 16) & 0xff;
+  ip[14] = (n >> 8) & 0xff;
+  ip[15] = n & 0xff;
+  return makeAddress(ip, 7946);
+}
