@@ -150,7 +150,8 @@ export type Node = Message$1<"service.Node"> & {
   address?: NodeAddress | undefined;
 
   /**
-   * Milliseconds since this agent last changed the member's status.
+   * Milliseconds since this agent last heard from the member (or, if it never did, since it
+   * learned of it).
    *
    * @generated from field: uint32 age = 2;
    */
@@ -165,15 +166,16 @@ export type Node = Message$1<"service.Node"> & {
   emitCounter: number;
 
   /**
-   * Round-trip time of the last successful direct ping to the member, in milliseconds;
-   * -1 when not measured yet.
+   * Round-trip time of the last direct ping to the member, in milliseconds; -1 when not
+   * measured yet, -2 when the last ping timed out.
    *
    * @generated from field: int32 pingMillis = 4;
    */
   pingMillis: number;
 
   /**
-   * Unix time, in seconds, at which this agent last changed the member's status.
+   * Unix time in milliseconds of the member's last status change, truncated to its low 32 bits
+   * (as the original TamTam reports it).
    *
    * @generated from field: uint32 timestamp = 5;
    */
@@ -246,8 +248,8 @@ export const NodeListSchema: GenMessage<NodeList> = /*@__PURE__*/
  */
 export type Heartbeat = Message$1<"service.Heartbeat"> & {
   /**
-   * Protocol period in milliseconds; must be positive (non-positive values are rejected with
-   * INVALID_ARGUMENT).
+   * Protocol period in milliseconds, 10..1000; other values are rejected with
+   * INVALID_ARGUMENT (the original meant to, but accepted anything).
    *
    * @generated from field: int32 millis = 1;
    */

@@ -1,0 +1,43 @@
+/**
+ * What the gRPC service (and any other front end) needs from a running agent. The agent
+ * implements it over its engine; tests implement it with a fake. Methods throw AgentError
+ * (src/rpc/status.ts) for anything a caller did wrong or that did not work out.
+ */
+
+import type { Address } from "../core/address.js";
+import type { MemberInfo } from "../core/runtime.js";
+import type { Subscription } from "./fanout.js";
+import type { LogLevelName } from "./options.js";
+
+/** A member with the wall-clock facts front ends show. */
+export interface MemberView {
+  readonly info: MemberInfo;
+  /** ms since this agent last heard from the member (or learned of it, if it never did). */
+  readonly ageMs: number;
+  /** Unix time (ms) of the member's last state change. */
+  readonly changedAtEpochMs: number;
+}
+
+export interface AgentApi {
+  /** This agent's advertised gossip address. */
+  readonly localAddress: Address;
+  /** Largest broadcast payload this agent accepts (bytes). */
+  readonly maxBroadcastBytes: number;
+  /** Asks `target` for its member list; resolves when it answered, throws NO_ANSWER otherwise. */
+  join(target: Address): Promise<void>;
+  /** Drops `target` from the local table only (the original `leave ADDR`). */
+  forget(target: Address): Promise<void>;
+  broadcast(payload: Uint8Array): Promise<void>;
+  /** Round trip in ms; throws NO_ANSWER when `target` did not answer in time. */
+  ping(target: Address): Promise<number>;
+  members(): Promise<readonly MemberView[]>;
+  /** Graceful leave of this agent: announce *left*, then shut down. */
+  leaveCluster(): Promise<void>;
+  setHeartbeatMs(ms: number): Promise<void>;
+  setLogLevel(level: LogLevelName): void;
+  stats(): Promise<Readonly<Record<string, number>>>;
+  /** Broadcast payloads as they arrive; null when too many subscribers are connected. */
+  subscribeBroadcasts(): Subscription<Uint8Array> | null;
+  /** Membership changes as they happen; null when too many subscribers are connected. */
+  subscribeMembers(): Subscription<MemberView> | null;
+}

@@ -1,0 +1,50 @@
+/**
+ * Everything `tamtam agent` can be told, after flags, environment and config file have been
+ * merged (flag > env > file > default). The CLI builds this; `runAgent` consumes it.
+ */
+
+import type { PresetName } from "../core/config.js";
+
+export const LOG_LEVELS = ["all", "trace", "debug", "info", "warn", "error", "fatal", "off"] as const;
+export type LogLevelName = (typeof LOG_LEVELS)[number];
+
+export interface MulticastOptions {
+  /** Announce and discover members by cluster name. */
+  readonly enabled: boolean;
+  readonly clusterName: string;
+  /** Group address; default 224.0.0.251-style IPv4 group or ff03::1 (realm-local, spans a Thread mesh) on IPv6. */
+  readonly address: string | null;
+  /** Seconds between announcements. */
+  readonly intervalSeconds: number;
+  readonly port: number;
+}
+
+export interface AgentOptions {
+  /** gRPC listen address `host:port` (the global --rpc). */
+  readonly rpc: string;
+  /** Gossip bind address: an IP, or 0.0.0.0 / :: for all. */
+  readonly bind: string;
+  /** Gossip UDP port, 1..65535. */
+  readonly port: number;
+  /** Bind `::` instead of 0.0.0.0 when bind is the default. */
+  readonly ipv6: boolean;
+  /** Interface whose address is advertised when bind is a wildcard (optional here, unlike the original). */
+  readonly iface: string | null;
+  /** Address (ip or ip:port) other members reach this node at; default: derived from bind/iface. */
+  readonly advertise: string | null;
+  /** Protocol period (ms), 10..1000 as the original's --heartbeat. */
+  readonly heartbeatMs: number;
+  /** Largest broadcast payload (bytes); 0 = 256 on IPv4, 512 on IPv6. */
+  readonly maxBroadcastBytes: number;
+  readonly multicast: MulticastOptions;
+  /** Protocol preset (lan, local, wan, thread); --heartbeat overrides its period. */
+  readonly preset: PresetName;
+  /** 0 = run the core inline on the main thread; 1 = on a worker thread. */
+  readonly workers: 0 | 1;
+  /** Seeds to join at start-up (ip:port), retried until one answers. */
+  readonly join: readonly string[];
+  readonly logLevel: LogLevelName;
+  /** pretty on a terminal, json otherwise, unless forced. */
+  readonly logFormat: "auto" | "pretty" | "json";
+  readonly nobanner: boolean;
+}

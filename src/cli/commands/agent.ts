@@ -1,0 +1,137 @@
+/**
+ * `tamtam agent`: runs the agent in the foreground until SIGINT/SIGTERM. Owns the mapping from
+ * the resolved settings (flags > TAMTAM_* environment > config file > defaults, see
+ * settings.ts) to `AgentOptions`, with every check done before the agent starts; then calls
+ * `runAgent` from src/agent/agent.ts.
+ */
+
+import { Command, Option } from "clipanion";
+import type { AgentOptions } from "../../agent/options.js";
+import { parseAddress, parseIp } from "../../core/address.js";
+import type { PresetName } from "../../core/config.js";
+import { CliError, EXIT, TamTamCommand } from "../base-command.js";
+import { AGENT_SETTINGS, type AgentSettingName, type ResolvedSettings } from "../settings.js";
+
+type RunAgent = (options: AgentOptions) => Promise<number>;
+
+/**
+ * Loaded on demand: only `tamtam agent` needs the engine, and the other commands start faster
+ * without it. (The specifier is a variable so that this file compiles before the agent exists.)
+ */
+const AGENT_MODULE: string = "../../agent/agent.js";
+
+async function loadRunAgent(): Promise<RunAgent> {
+  let loaded: { runAgent?: unknown };
+  try {
+    loaded = (await import(AGENT_MODULE)) as { runAgent?: unknown };
+  } catch (error) {
+    throw new CliError(`cannot load the agent: ${((error as Error).message.split("\n")[0] ?? "").trim()}`, EXIT.FAILED);
+  }
+  if (typeof loaded.runAgent !== "function") throw new CliError("cannot load the agent: src/agent/agent.ts has no runAgent", EXIT.FAILED);
+  return loaded.runAgent as RunAgent;
+}
+
+/** AgentOptions from resolved settings; throws a one-line usage error for inconsistent values. */
+export function agentOptions(s: ResolvedSettings<AgentSettingName>): AgentOptions {
+  const v = s.values;
+  const bindIp = parseIp(v.bind);
+  if (v.ipv6 && s.sources.bind !== "default" && bindIp?.length === 4) {
+    throw new CliError(`${s.label("ipv6")} conflicts with ${s.label("bind")} ${v.bind}, an IPv4 address`, EXIT.USAGE);
+  }
+  const bind = v.ipv6 && s.sources.bind === "default" ? "::" : v.bind;
+  const advertise = v.advertise === null ? null : parseAddress(v.advertise, v.port);
+  const key = (a: ReturnType<typeof parseAddress>): string => (typeof a === "string" ? a : a.key); // checked in settings
+  return {
+    rpc: v.rpc,
+    bind,
+    port: v.port,
+    ipv6: v.ipv6 || bind.includes(":"),
+    iface: v.iface,
+    advertise: advertise === null ? null : key(advertise),
+    heartbeatMs: v.heartbeatMs,
+    maxBroadcastBytes: v.maxBroadcastBytes,
+    multicast: {
+      enabled: v.multicast,
+      clusterName: v.clusterName,
+      address: v.multicastAddress === null ? null : v.multicastAddress.replace(/^\[(.*)\]$/, "$1"),
+      intervalSeconds: v.multicastIntervalSeconds,
+      port: v.multicastPort,
+    },
+    preset: v.preset as PresetName,
+    workers: v.workers === 0 ? 0 : 1,
+    join: v.join.map((j) => key(parseAddress(j))),
+    logLevel: v.trace ? "trace" : v.verbose ? "debug" : "info",
+    logFormat: v.logFormat as AgentOptions["logFormat"],
+    nobanner: v.nobanner,
+  };
+}
+
+export class AgentCommand extends TamTamCommand {
+  static override paths = [["agent"]];
+  static override usage = Command.Usage({
+    description: "run a TamTam agent in the foreground",
+    details: `
+      Runs the agent until interrupted (SIGINT or SIGTERM): it gossips over UDP on
+      \`--bind\`:\`--port\` and serves the gRPC API on \`--rpc\` (default localhost:6262),
+      which every other command talks to.
+
+      Every flag can also be set in the environment (\`TAMTAM_PORT\`, \`TAMTAM_HEARTBEAT\`,
+      \`TAMTAM_JOIN\` comma-separated, ...: TAMTAM_ and the flag's name in upper case with
+      \`_\` for \`-\`) or in the config file under the flag's name (\`port: 9998\`,
+      \`join: [10.0.0.1:9999]\`, \`log-format: json\`). A flag wins over the environment,
+      which wins over the file.
+
+      Unlike the original, \`--iface\` is optional with a wildcard bind address;
+      \`--advertise\` sets the address other members reach this agent at explicitly.
+    `,
+    examples: [
+      ["Run an agent with the defaults", "$0 agent"],
+      ["A second agent on the same host", "$0 --rpc localhost:6363 agent -p 9998"],
+      ["Join seeds at start-up, JSON logs", "$0 agent --join 10.0.0.1:9999 --join 10.0.0.2:9999 --log-format json"],
+      ["An IPv6 agent on a Thread mesh", "$0 agent -6 --preset thread --multicast"],
+    ],
+  });
+
+  port = Option.String("-p,--port", { description: "UDP port of the gossip protocol (default 9999)" });
+  bind = Option.String("-b,--bind", { description: "IP address to bind the gossip socket to (default 0.0.0.0, or :: with --ipv6)" });
+  ipv6 = Option.Boolean("-6,--ipv6", { description: "use IPv6: bind :: unless --bind is given" });
+  iface = Option.String("-i,--iface", { description: "network interface whose address is advertised when bound to a wildcard address" });
+  heartbeat = Option.String("--heartbeat", { description: "protocol period in milliseconds, 10..1000 (default 500)" });
+  max = Option.String("--max", { description: "largest broadcast message in bytes; 0 = 256 on IPv4, 512 on IPv6 (default 0)" });
+  multicast = Option.Boolean("--multicast", { description: "announce and discover members on the link by cluster name" });
+  clustername = Option.String("--clustername", { description: 'cluster name of the multicast announcements (default "tamtam")' });
+  multicastAddress = Option.String("--multicast-address", {
+    description: "multicast group of the announcements (default: the agent's group for the address family)",
+  });
+  multicastInterval = Option.String("--multicast-interval", { description: "seconds between multicast announcements (default 10)" });
+  multicastPort = Option.String("--multicast-port", { description: "UDP port of the multicast announcements (default 9998)" });
+  advertise = Option.String("--advertise", { description: "IP[:PORT] other members reach this agent at (default: derived from --bind/--iface)" });
+  preset = Option.String("--preset", { description: "protocol timing preset: lan, local, wan or thread (default lan)" });
+  workers = Option.String("--workers", { description: "0: run the protocol on the main thread; 1: on a worker thread (default 1)" });
+  join = Option.Array("--join", { description: "ADDR:PORT of a member to join at start-up (repeatable)" });
+  logFormat = Option.String("--log-format", { description: "auto (pretty on a terminal, JSON otherwise), pretty or json (default auto)" });
+
+  async execute(): Promise<number> {
+    const settings = this.resolve(AGENT_SETTINGS, {
+      port: this.port,
+      bind: this.bind,
+      ipv6: this.ipv6,
+      iface: this.iface,
+      heartbeatMs: this.heartbeat,
+      maxBroadcastBytes: this.max,
+      multicast: this.multicast,
+      clusterName: this.clustername,
+      multicastAddress: this.multicastAddress,
+      multicastIntervalSeconds: this.multicastInterval,
+      multicastPort: this.multicastPort,
+      advertise: this.advertise,
+      preset: this.preset,
+      workers: this.workers,
+      join: this.join,
+      logFormat: this.logFormat,
+    });
+    const options = agentOptions(settings);
+    const runAgent = await loadRunAgent();
+    return await runAgent(options);
+  }
+}

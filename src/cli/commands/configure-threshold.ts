@@ -1,0 +1,43 @@
+/** `tamtam configure threshold LEVEL`: changes the agent's log level live. */
+
+import { Command, Option } from "clipanion";
+import { LOG_LEVELS, type LogLevelName } from "../../agent/options.js";
+import { LogLevel_Level } from "../../gen/service/tamtam_pb.js";
+import { CliError, EXIT, TamTamCommand } from "../base-command.js";
+
+const LEVEL_OF_NAME: Readonly<Record<LogLevelName, LogLevel_Level>> = {
+  all: LogLevel_Level.ALL,
+  trace: LogLevel_Level.TRACE,
+  debug: LogLevel_Level.DEBUG,
+  info: LogLevel_Level.INFO,
+  warn: LogLevel_Level.WARN,
+  error: LogLevel_Level.ERROR,
+  fatal: LogLevel_Level.FATAL,
+  off: LogLevel_Level.OFF,
+};
+
+export class ConfigureThresholdCommand extends TamTamCommand {
+  static override paths = [["configure", "threshold"]];
+  static override usage = Command.Usage({
+    category: "Configure a running agent",
+    description: "change the agent's log level live",
+    details: `
+      Sets the agent's log threshold to LEVEL, one of ${LOG_LEVELS.join(", ")} (any case).
+      Prints \`Log threshold was set to LEVEL.\`
+    `,
+    examples: [["Log debugging detail", "$0 configure threshold debug"]],
+  });
+
+  level = Option.String({ name: "LEVEL" });
+
+  async execute(): Promise<number> {
+    const name = this.level.trim().toLowerCase();
+    if (!(LOG_LEVELS as readonly string[]).includes(name)) {
+      throw new CliError(`log level must be one of ${LOG_LEVELS.join(", ")}, got "${this.level}"`, EXIT.USAGE);
+    }
+    const level = LEVEL_OF_NAME[name as LogLevelName];
+    this.expectOk(await this.agent.setLogThreshold({ level }), "the agent did not change its log threshold");
+    await this.line(`Log threshold was set to ${name}.`);
+    return 0;
+  }
+}

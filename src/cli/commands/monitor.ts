@@ -1,0 +1,49 @@
+/**
+ * `tamtam monitor`: prints a table row (or with --json one JSON object per line) for every
+ * membership status change, as it happens, until interrupted or until stdout is closed.
+ */
+
+import { Command, Option } from "clipanion";
+import { TamTamCommand } from "../base-command.js";
+import { MONITOR_WIDTHS, NODE_COLUMNS, columnWidths, nodeCells, nodeJson, statusStyle, tableLine } from "./node-table.js";
+
+export class MonitorCommand extends TamTamCommand {
+  static override paths = [["monitor"]];
+  static override usage = Command.Usage({
+    description: "print every membership status change as it happens",
+    details: `
+      Subscribes to the agent's membership changes and prints one table row per change (the
+      columns of \`nodes\`), until interrupted with Ctrl-C or until the reader of its output
+      goes away. With \`--json\` it prints one JSON object per line instead (the entries of
+      \`nodes --json\`), for scripts.
+    `,
+    examples: [
+      ["Watch the cluster", "$0 monitor"],
+      ["Log every change as JSON", "$0 monitor --json >> changes.jsonl"],
+    ],
+  });
+
+  json = Option.Boolean("--json", false, { description: "print one JSON object per line instead of table rows" });
+
+  async execute(): Promise<number> {
+    const call = this.agent.monitor({}, { signal: this.stopSignal });
+    const release = this.stopOnSignals();
+    try {
+      if (!this.json) await this.line(this.paint(tableLine(NODE_COLUMNS, columnWidths([], MONITOR_WIDTHS)), "bold"));
+      for await (const node of call) {
+        if (this.json) {
+          await this.line(JSON.stringify(nodeJson(node)));
+        } else {
+          const cells = nodeCells(node);
+          await this.line(tableLine(cells, columnWidths([cells], MONITOR_WIDTHS), (s) => this.paint(s, statusStyle(s))));
+        }
+        if (this.stopped) break;
+      }
+    } catch (error) {
+      if (!this.stopped) throw error;
+    } finally {
+      release();
+    }
+    return 0;
+  }
+}

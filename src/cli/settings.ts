@@ -1,0 +1,374 @@
+/**
+ * Settings of the `tamtam` command line, resolved in ONE place with the precedence
+ *
+ *     flag  >  environment (TAMTAM_*)  >  YAML config file  >  default
+ *
+ * The config file is `--config FILE` if given (it must exist), else `$HOME/.tamtam.yaml`, else
+ * `$HOME/.tamtam.yml` (a missing default file is fine). Every setting has one YAML key, one
+ * environment variable and one flag:
+ *
+ *   YAML key             environment variable        flag                   default
+ *   rpc                  TAMTAM_RPC                  --rpc                  localhost:6262
+ *   verbose              TAMTAM_VERBOSE              --verbose              false
+ *   trace                TAMTAM_TRACE                --trace                false
+ *   nobanner             TAMTAM_NOBANNER             --nobanner             false
+ *   port                 TAMTAM_PORT                 -p, --port             9999 (UDP, 1..65535)
+ *   bind                 TAMTAM_BIND                 -b, --bind             0.0.0.0 (:: with --ipv6)
+ *   ipv6                 TAMTAM_IPV6                 -6, --ipv6             false
+ *   iface                TAMTAM_IFACE                -i, --iface            none
+ *   advertise            TAMTAM_ADVERTISE            --advertise            none (IP or IP:PORT)
+ *   heartbeat            TAMTAM_HEARTBEAT            --heartbeat            500 (ms, 10..1000)
+ *   max                  TAMTAM_MAX                  --max                  0 (bytes; 0 = 256 IPv4 / 512 IPv6)
+ *   multicast            TAMTAM_MULTICAST            --multicast            false
+ *   clustername          TAMTAM_CLUSTERNAME          --clustername          tamtam
+ *   multicast-address    TAMTAM_MULTICAST_ADDRESS    --multicast-address    none (the agent's default group)
+ *   multicast-interval   TAMTAM_MULTICAST_INTERVAL   --multicast-interval   10 (s, 1..3600)
+ *   multicast-port       TAMTAM_MULTICAST_PORT       --multicast-port       9998
+ *   preset               TAMTAM_PRESET               --preset               lan (lan, local, wan, thread)
+ *   workers              TAMTAM_WORKERS              --workers              1 (0 or 1)
+ *   join                 TAMTAM_JOIN                 --join (repeatable)    none (list of ADDR:PORT;
+ *                                                                            comma-separated in env)
+ *   log-format           TAMTAM_LOG_FORMAT           --log-format           auto (auto, pretty, json)
+ *
+ * Booleans in the environment accept 1/true/yes/on and 0/false/no/off; an empty variable counts
+ * as unset. In YAML, booleans are YAML booleans (or the same words as strings), integers are
+ * numbers (or digit strings), `join` is a list (or a comma-separated string). Unknown YAML keys
+ * are ignored and reported in `unknownKeys`. Every problem is a clipanion UsageError with one
+ * line that names where the bad value came from (`--port`, `TAMTAM_PORT`, `"port" in FILE`).
+ *
+ * Only the settings a command asks for are resolved, so a bad agent key in the file does not
+ * break `tamtam nodes`. All I/O goes through `SettingsIO`, which tests replace.
+ */
+
+import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join as joinPath } from "node:path";
+import { UsageError } from "clipanion";
+import { parse as parseYaml } from "yaml";
+import { parseAddress, parseIp } from "../core/address.js";
+import { PRESET_NAMES } from "../core/config.js";
+
+// ---------------------------------------------------------------------------------------------
+// The table of settings
+
+type Kind = "string" | "optional-string" | "boolean" | "integer" | "list";
+
+interface Spec {
+  readonly kind: Kind;
+  /** YAML key. */
+  readonly key: string;
+  /** Environment variable. */
+  readonly env: string;
+  /** Command-line flag, as named in messages. */
+  readonly flag: string;
+  readonly default: string | boolean | number | null | readonly string[];
+  /** Integers: inclusive range and unit (for messages). */
+  readonly min?: number;
+  readonly max?: number;
+  readonly unit?: string;
+  /** Strings: the allowed values. */
+  readonly oneOf?: readonly string[];
+  /** Strings and list items: why the value is invalid ("must be ..."), or null. */
+  readonly check?: (value: string) => string | null;
+}
+
+const HOST_PORT = /^(\[[^\][\s]+\]|[^:\s[\]]+):([0-9]{1,5})$/;
+
+function checkHostPort(value: string): string | null {
+  const m = HOST_PORT.exec(value);
+  const port = m === null ? NaN : Number(m[2]);
+  return port >= 1 && port <= 65535 ? null : "must be HOST:PORT (like localhost:6262 or [::1]:6262)";
+}
+
+function checkIp(value: string): string | null {
+  return parseIp(value) === null ? "must be an IPv4 or IPv6 address" : null;
+}
+
+function checkAddress(value: string): string | null {
+  const a = parseAddress(value);
+  return typeof a === "string" ? `must be ADDR:PORT (${a})` : null;
+}
+
+function checkAdvertise(value: string): string | null {
+  const a = parseAddress(value, 1); // the port is optional here
+  return typeof a === "string" ? `must be IP or IP:PORT (${a})` : null;
+}
+
+/** IPv4 224.0.0.0/4 or IPv6 ff00::/8, optionally in brackets. */
+function checkMulticastGroup(value: string): string | null {
+  const ip = parseIp(value.replace(/^\[(.*)\]$/, "$1"));
+  const isGroup = ip !== null && (ip.length === 4 ? (ip[0] as number) >= 224 && (ip[0] as number) <= 239 : ip[0] === 0xff);
+  return isGroup ? null : "must be a multicast group address (224.0.0.0/4 or ff00::/8)";
+}
+
+function checkNonEmpty(value: string): string | null {
+  return value.trim() === "" ? "must not be empty" : null;
+}
+
+export const SETTINGS = {
+  rpc: { kind: "string", key: "rpc", env: "TAMTAM_RPC", flag: "--rpc", default: "localhost:6262", check: checkHostPort },
+  verbose: { kind: "boolean", key: "verbose", env: "TAMTAM_VERBOSE", flag: "--verbose", default: false },
+  trace: { kind: "boolean", key: "trace", env: "TAMTAM_TRACE", flag: "--trace", default: false },
+  nobanner: { kind: "boolean", key: "nobanner", env: "TAMTAM_NOBANNER", flag: "--nobanner", default: false },
+  port: { kind: "integer", key: "port", env: "TAMTAM_PORT", flag: "--port", default: 9999, min: 1, max: 65535 },
+  bind: { kind: "string", key: "bind", env: "TAMTAM_BIND", flag: "--bind", default: "0.0.0.0", check: checkIp },
+  ipv6: { kind: "boolean", key: "ipv6", env: "TAMTAM_IPV6", flag: "--ipv6", default: false },
+  iface: { kind: "optional-string", key: "iface", env: "TAMTAM_IFACE", flag: "--iface", default: null, check: checkNonEmpty },
+  advertise: {
+    kind: "optional-string", key: "advertise", env: "TAMTAM_ADVERTISE", flag: "--advertise", default: null, check: checkAdvertise,
+  },
+  heartbeatMs: {
+    kind: "integer", key: "heartbeat", env: "TAMTAM_HEARTBEAT", flag: "--heartbeat", default: 500, min: 10, max: 1000, unit: "ms",
+  },
+  maxBroadcastBytes: { kind: "integer", key: "max", env: "TAMTAM_MAX", flag: "--max", default: 0, min: 0, max: 65535, unit: "bytes" },
+  multicast: { kind: "boolean", key: "multicast", env: "TAMTAM_MULTICAST", flag: "--multicast", default: false },
+  clusterName: {
+    kind: "string", key: "clustername", env: "TAMTAM_CLUSTERNAME", flag: "--clustername", default: "tamtam", check: checkNonEmpty,
+  },
+  multicastAddress: {
+    kind: "optional-string", key: "multicast-address", env: "TAMTAM_MULTICAST_ADDRESS", flag: "--multicast-address",
+    default: null, check: checkMulticastGroup,
+  },
+  multicastIntervalSeconds: {
+    kind: "integer", key: "multicast-interval", env: "TAMTAM_MULTICAST_INTERVAL", flag: "--multicast-interval",
+    default: 10, min: 1, max: 3600, unit: "s",
+  },
+  multicastPort: {
+    kind: "integer", key: "multicast-port", env: "TAMTAM_MULTICAST_PORT", flag: "--multicast-port", default: 9998, min: 1, max: 65535,
+  },
+  preset: { kind: "string", key: "preset", env: "TAMTAM_PRESET", flag: "--preset", default: "lan", oneOf: PRESET_NAMES },
+  workers: { kind: "integer", key: "workers", env: "TAMTAM_WORKERS", flag: "--workers", default: 1, min: 0, max: 1 },
+  join: { kind: "list", key: "join", env: "TAMTAM_JOIN", flag: "--join", default: [], check: checkAddress },
+  logFormat: {
+    kind: "string", key: "log-format", env: "TAMTAM_LOG_FORMAT", flag: "--log-format", default: "auto", oneOf: ["auto", "pretty", "json"],
+  },
+} as const satisfies Record<string, Spec>;
+
+export type SettingName = keyof typeof SETTINGS;
+
+type ValueOfKind<K extends Kind> = K extends "boolean"
+  ? boolean
+  : K extends "integer"
+    ? number
+    : K extends "list"
+      ? readonly string[]
+      : K extends "optional-string"
+        ? string | null
+        : string;
+
+export type SettingValue<N extends SettingName> = ValueOfKind<(typeof SETTINGS)[N]["kind"]>;
+
+/** The settings every command resolves. */
+export const GLOBAL_SETTINGS = ["rpc", "verbose", "trace", "nobanner"] as const satisfies readonly SettingName[];
+/** The settings `tamtam agent` resolves (the global ones included). */
+export const AGENT_SETTINGS = [
+  ...GLOBAL_SETTINGS,
+  "port", "bind", "ipv6", "iface", "advertise", "heartbeatMs", "maxBroadcastBytes", "multicast", "clusterName",
+  "multicastAddress", "multicastIntervalSeconds", "multicastPort", "preset", "workers", "join", "logFormat",
+] as const satisfies readonly SettingName[];
+
+export type GlobalSettingName = (typeof GLOBAL_SETTINGS)[number];
+export type AgentSettingName = (typeof AGENT_SETTINGS)[number];
+
+// ---------------------------------------------------------------------------------------------
+// Resolution
+
+/** Where a value came from. */
+export type Source = "flag" | "env" | "file" | "default";
+
+/** Flag values as clipanion hands them over: undefined when the flag was not given. */
+export type FlagValues = { readonly [N in SettingName]?: string | boolean | readonly string[] | undefined };
+
+export interface SettingsIO {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** Directory holding the default config file; null when there is none. */
+  readonly homeDir: string | null;
+  /** The file's text, or null when it does not exist; throws on any other failure. */
+  readonly readFile: (path: string) => string | null;
+}
+
+export interface ResolvedSettings<N extends SettingName> {
+  readonly values: { readonly [K in N]: SettingValue<K> };
+  readonly sources: { readonly [K in N]: Source };
+  /** The config file that was read, or null. */
+  readonly configFile: string | null;
+  /** Keys of the config file this version does not know (ignored). */
+  readonly unknownKeys: readonly string[];
+  /** How a setting's value is named in messages: `--port`, `TAMTAM_PORT`, `"port" in FILE`. */
+  label(name: N): string;
+}
+
+/** SettingsIO over the real file system, with HOME taken from `env` (else the OS). */
+export function systemIO(env: Readonly<Record<string, string | undefined>>): SettingsIO {
+  const home = env.HOME !== undefined && env.HOME !== "" ? env.HOME : safeHomedir();
+  return {
+    env,
+    homeDir: home,
+    readFile: (path) => {
+      try {
+        return readFileSync(path, "utf8");
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+        throw error;
+      }
+    },
+  };
+}
+
+function safeHomedir(): string | null {
+  try {
+    return homedir();
+  } catch {
+    return null;
+  }
+}
+
+const BOOLEAN_WORDS: Readonly<Record<string, boolean>> = {
+  "1": true, true: true, yes: true, on: true,
+  "0": false, false: false, no: false, off: false,
+};
+
+interface ConfigFile {
+  readonly path: string | null;
+  readonly data: Readonly<Record<string, unknown>>;
+}
+
+/** Reads and parses the config file (explicit path, else the default names in homeDir). */
+export function loadConfigFile(explicitPath: string | undefined, io: SettingsIO): ConfigFile {
+  const candidates =
+    explicitPath !== undefined
+      ? [explicitPath]
+      : io.homeDir === null
+        ? []
+        : [joinPath(io.homeDir, ".tamtam.yaml"), joinPath(io.homeDir, ".tamtam.yml")];
+  for (const path of candidates) {
+    let text: string | null;
+    try {
+      text = io.readFile(path);
+    } catch (error) {
+      throw new UsageError(`cannot read config file ${path}: ${errorText(error)}`);
+    }
+    if (text === null) continue;
+    let data: unknown;
+    try {
+      data = parseYaml(text);
+    } catch (error) {
+      throw new UsageError(`config file ${path} is not valid YAML: ${errorText(error)}`);
+    }
+    if (data === null || data === undefined) return { path, data: {} };
+    if (typeof data !== "object" || Array.isArray(data)) {
+      throw new UsageError(`config file ${path} must be a YAML mapping of keys to values`);
+    }
+    return { path, data: data as Record<string, unknown> };
+  }
+  if (explicitPath !== undefined) throw new UsageError(`config file ${explicitPath} does not exist`);
+  return { path: null, data: {} };
+}
+
+function errorText(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return (message.split("\n")[0] ?? "").trim().replace(/:$/, "");
+}
+
+/**
+ * Resolves `names` from flags, environment, config file and defaults. Throws a one-line
+ * UsageError for a missing explicit config file, unparsable YAML, or a bad value.
+ */
+export function resolveSettings<N extends SettingName>(
+  names: readonly N[],
+  flags: FlagValues,
+  configPath: string | undefined,
+  io: SettingsIO,
+): ResolvedSettings<N> {
+  const file = loadConfigFile(configPath, io);
+  const values: Record<string, unknown> = {};
+  const sources: Record<string, Source> = {};
+  const label = (name: N): string => labelFor(SETTINGS[name], sources[name] ?? "default", file.path);
+
+  for (const name of names) {
+    const spec: Spec = SETTINGS[name];
+    const flag = flags[name];
+    const envText = io.env[spec.env];
+    let source: Source;
+    let raw: unknown;
+    if (flag !== undefined) {
+      [source, raw] = ["flag", flag];
+    } else if (envText !== undefined && envText.trim() !== "") {
+      [source, raw] = ["env", envText];
+    } else if (file.data[spec.key] !== undefined && file.data[spec.key] !== null) {
+      [source, raw] = ["file", file.data[spec.key]];
+    } else {
+      [source, raw] = ["default", spec.default];
+    }
+    sources[name] = source;
+    values[name] = source === "default" ? spec.default : convert(spec, raw, source, labelFor(spec, source, file.path));
+  }
+
+  const known = new Set(Object.values(SETTINGS).map((s: Spec) => s.key));
+  return {
+    values: values as ResolvedSettings<N>["values"],
+    sources: sources as ResolvedSettings<N>["sources"],
+    configFile: file.path,
+    unknownKeys: Object.keys(file.data).filter((k) => !known.has(k)),
+    label,
+  };
+}
+
+function labelFor(spec: Spec, source: Source, file: string | null): string {
+  switch (source) {
+    case "flag":
+      return spec.flag;
+    case "env":
+      return spec.env;
+    case "file":
+      return `"${spec.key}" in ${file ?? "the config file"}`;
+    case "default":
+      return `the default ${spec.key}`;
+  }
+}
+
+/** Turns a flag, environment or YAML value into the setting's type, checking it. */
+function convert(spec: Spec, raw: unknown, source: Source, label: string): unknown {
+  const shown = typeof raw === "string" ? `"${raw}"` : JSON.stringify(raw);
+  const fail = (must: string): never => {
+    throw new UsageError(`${label} ${must}, got ${shown}`);
+  };
+  switch (spec.kind) {
+    case "boolean": {
+      if (typeof raw === "boolean") return raw;
+      const word = typeof raw === "string" ? BOOLEAN_WORDS[raw.trim().toLowerCase()] : undefined;
+      return word ?? fail("must be true or false (1/true/yes/on or 0/false/no/off)");
+    }
+    case "integer": {
+      const text = typeof raw === "number" ? String(raw) : typeof raw === "string" ? raw.trim() : "";
+      const range = `${spec.min}..${spec.max}${spec.unit === undefined ? "" : ` (${spec.unit})`}`;
+      if (!/^[+-]?[0-9]+$/.test(text)) return fail(`must be an integer in ${range}`);
+      const n = Number(text);
+      if (n < (spec.min as number) || n > (spec.max as number)) return fail(`must be in ${range}`);
+      return n;
+    }
+    case "string":
+    case "optional-string": {
+      const text = typeof raw === "string" ? raw.trim() : typeof raw === "number" && source === "file" ? String(raw) : undefined;
+      if (text === undefined) return fail("must be a string");
+      if (spec.oneOf !== undefined && !spec.oneOf.includes(text)) return fail(`must be one of ${spec.oneOf.join(", ")}`);
+      const problem = spec.check?.(text) ?? null;
+      return problem === null ? text : fail(problem);
+    }
+    case "list": {
+      const items = Array.isArray(raw) ? raw : [raw];
+      const out: string[] = [];
+      for (const item of items) {
+        if (typeof item !== "string") return fail("must be a list of strings");
+        for (const part of item.split(",")) {
+          const text = part.trim();
+          if (text === "") continue;
+          const problem = spec.check?.(text) ?? null;
+          if (problem !== null) throw new UsageError(`${label} item "${text}" ${problem}`);
+          out.push(text);
+        }
+      }
+      return out;
+    }
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * The TamTam gRPC service: validates every request (one-line reasons, proper status codes via
+ * the status table) and translates between protobuf messages and the AgentApi.
+ */
+
+import { create } from "@bufbuild/protobuf";
+import { type Address, formatIp, isValidPort, makeAddress, parseIp } from "../core/address.js";
+import { MemberState } from "../core/wire/messages.js";
+import type { AgentApi, MemberView } from "../agent/api.js";
+import type { Subscription } from "../agent/fanout.js";
+import { LOG_LEVELS } from "../agent/options.js";
+import {
+  LogLevel_Level,
+  type Node,
+  type NodeAddress,
+  NodeAddressSchema,
+  NodeSchema,
+  Response_Code,
+  Status,
+  TamTam,
+} from "../gen/service/tamtam_pb.js";
+import type { CallContext, ServiceImplementation } from "./adapter.js";
+import { AgentError, toRpcError } from "./status.js";
+
+/** The original's range for the protocol period (its own check never fired; ours does). */
+export const HEARTBEAT_MIN_MS = 10;
+export const HEARTBEAT_MAX_MS = 1000;
+
+const STATUS_OF: Record<MemberState, Status> = {
+  [MemberState.Alive]: Status.ALIVE,
+  [MemberState.Suspect]: Status.SUSPECTED,
+  [MemberState.Dead]: Status.DEAD,
+  [MemberState.Left]: Status.LEFT,
+};
+
+const STATE_NAME: Record<MemberState, string> = {
+  [MemberState.Alive]: "alive",
+  [MemberState.Suspect]: "suspect",
+  [MemberState.Dead]: "dead",
+  [MemberState.Left]: "left",
+};
+
+/** Validates a NodeAddress from a client. */
+export function addressFrom(a: NodeAddress | undefined): Address {
+  if (a === undefined) throw new AgentError("INVALID_ADDRESS", "an address (IP and port) is required");
+  const ip = parseIp(a.IP.trim());
+  if (ip === null) throw new AgentError("INVALID_ADDRESS", `"${a.IP}" is not an IPv4 or IPv6 address`);
+  if (!isValidPort(a.port)) throw new AgentError("INVALID_PORT", `port ${a.port} is out of range 1..65535`);
+  return makeAddress(ip, a.port);
+}
+
+function nodeAddress(a: Address): NodeAddress {
+  return create(NodeAddressSchema, { IP: formatIp(a.ip), port: a.port });
+}
+
+/** A member as the protobuf Node existing clients know, plus the added fields. */
+export function nodeFrom(m: MemberView): Node {
+  const info = m.info;
+  return create(NodeSchema, {
+    address: nodeAddress(info.address),
+    age: clampU32(Math.round(m.ageMs)),
+    emitCounter: info.pendingTransmits,
+    pingMillis: info.lastRttMs < 0 ? info.lastRttMs : Math.max(0, Math.round(info.lastRttMs)),
+    // As the original: epoch milliseconds truncated to 32 bits.
+    timestamp: Math.floor(m.changedAtEpochMs) % 2 ** 32,
+    status: STATUS_OF[info.state],
+    incarnation: info.incarnation,
+    state: STATE_NAME[info.state],
+    isSelf: info.isSelf,
+  });
+}
+
+function clampU32(x: number): number {
+  return Math.min(Math.max(0, x), 2 ** 32 - 1);
+}
+
+const OK = { code: Response_Code.OK } as const;
+
+/** Ends `sub` when the call is cancelled, so a blocked `next()` returns at once. */
+async function* drain<T, O>(sub: Subscription<T> | null, context: CallContext, map: (item: T) => O): AsyncGenerator<O> {
+  if (sub === null) throw new AgentError("TOO_MANY_SUBSCRIBERS", "too many stream subscribers; try again later");
+  const onAbort = (): void => sub.close();
+  context.signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    for await (const item of sub) yield map(item);
+  } finally {
+    context.signal.removeEventListener("abort", onAbort);
+    sub.close();
+  }
+}
+
+/** Wraps a handler so that every error leaves as a mapped gRPC status. */
+function mapped<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  return async (...args: A) => {
+    try {
+      return await fn(...args);
+    } catch (err) {
+      throw toRpcError(err);
+    }
+  };
+}
+
+async function* mappedStream<O>(gen: AsyncGenerator<O>): AsyncGenerator<O> {
+  try {
+    yield* gen;
+  } catch (err) {
+    throw toRpcError(err);
+  }
+}
+
+export function tamTamService(agent: AgentApi): ServiceImplementation<typeof TamTam.method> {
+  return {
+    join: mapped(async (req) => {
+      const target = addressFrom(req);
+      if (target.key === agent.localAddress.key) throw new AgentError("SELF_ADDRESS", `${target.key} is this agent's own address`);
+      await agent.join(target);
+      return OK;
+    }),
+    leave: mapped(async (req) => {
+      const target = addressFrom(req);
+      if (target.key === agent.localAddress.key) {
+        throw new AgentError("SELF_ADDRESS", `${target.key} is this agent itself; use LeaveCluster to leave gracefully`);
+      }
+      await agent.forget(target);
+      return OK;
+    }),
+    broadcast: mapped(async (req) => {
+      if (req.bytes.length === 0) throw new AgentError("EMPTY_BROADCAST", "a broadcast needs at least 1 byte");
+      if (req.bytes.length > agent.maxBroadcastBytes) {
+        throw new AgentError("BROADCAST_TOO_LARGE", `a broadcast carries at most ${agent.maxBroadcastBytes} bytes, got ${req.bytes.length}`);
+      }
+      await agent.broadcast(req.bytes);
+      return OK;
+    }),
+    stream: (_req, context) => mappedStream(drain(agent.subscribeBroadcasts(), context, (bytes) => ({ bytes }))),
+    monitor: (_req, context) => mappedStream(drain(agent.subscribeMembers(), context, nodeFrom)),
+    nodes: mapped(async () => ({ nodes: (await agent.members()).map(nodeFrom) })),
+    healthy: mapped(async () => ({
+      // Healthy: still a member, i.e. alive or suspected (not dead, not left).
+      nodes: (await agent.members())
+        .filter((m) => m.info.state === MemberState.Alive || m.info.state === MemberState.Suspect)
+        .map(nodeFrom),
+    })),
+    setHeartbeat: mapped(async (req) => {
+      if (!Number.isInteger(req.millis) || req.millis < HEARTBEAT_MIN_MS || req.millis > HEARTBEAT_MAX_MS) {
+        throw new AgentError("HEARTBEAT_OUT_OF_RANGE", `heartbeat must be ${HEARTBEAT_MIN_MS}..${HEARTBEAT_MAX_MS} ms, got ${req.millis}`);
+      }
+      await agent.setHeartbeatMs(req.millis);
+      return OK;
+    }),
+    setLogThreshold: mapped(async (req) => {
+      const name = LogLevel_Level[req.level];
+      if (name === undefined) throw new AgentError("UNKNOWN_LOG_LEVEL", `unknown log level ${req.level}; use one of ${LOG_LEVELS.join(", ")}`);
+      agent.setLogLevel(name.toLowerCase() as (typeof LOG_LEVELS)[number]);
+      return OK;
+    }),
+    ping: mapped(async (req) => {
+      await agent.ping(addressFrom(req));
+      return OK;
+    }),
+    localAddress: mapped(async () => nodeAddress(agent.localAddress)),
+    leaveCluster: mapped(async () => {
+      await agent.leaveCluster();
+      return OK;
+    }),
+    stats: mapped(async () => {
+      const counters: Record<string, bigint> = {};
+      for (const [name, value] of Object.entries(await agent.stats())) counters[name] = BigInt(Math.max(0, Math.floor(value)));
+      return { counters };
+    }),
+  };
+}

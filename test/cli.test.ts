@@ -1,0 +1,839 @@
+/**
+ * Tests of the `tamtam` command line (src/cli): every command against an in-process FAKE agent
+ * (a grpc-js server implementing the TamTam service with canned data, recording each call),
+ * run (a) through the clipanion Cli object with captured stdin/stdout/stderr/env and (b) a few
+ * through the real bin as a child process, for exit codes, stderr one-liners, SIGINT and EPIPE.
+ * Output shapes are the original TamTam's; settings precedence is flag > env > file > default.
+ */
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough, Readable } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { LogLevel_Level, Response_Code, Status, TamTam, type NodeSchema } from "../src/gen/service/tamtam_pb.js";
+import { RpcError, addService } from "../src/rpc/adapter.js";
+import { EXIT, describeError } from "../src/cli/base-command.js";
+import { buildCli } from "../src/cli/main.js";
+import { AGENT_SETTINGS, GLOBAL_SETTINGS, resolveSettings, type SettingsIO } from "../src/cli/settings.js";
+import { agentOptions } from "../src/cli/commands/agent.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url)); // dist/test/ -> repo root
+const MAIN = join(ROOT, "dist", "src", "cli", "main.js");
+const UNREACHABLE_RPC = "127.0.0.1:1"; // nothing listens on port 1: connection refused at once
+const ANSI = /\x1b\[/;
+
+// ---------------------------------------------------------------------------------------------
+// The fake agent
+
+type NodeInit = MessageInitShape<typeof NodeSchema>;
+
+const NODE_PEER: NodeInit = {
+  address: { IP: "127.0.0.1", port: 9998 },
+  age: 6024,
+  emitCounter: 0,
+  pingMillis: -1,
+  timestamp: 1_700_000_000,
+  status: Status.ALIVE,
+  incarnation: 3,
+  state: "alive",
+  isSelf: false,
+};
+const NODE_SELF: NodeInit = {
+  address: { IP: "127.0.0.1", port: 9999 },
+  age: 12,
+  emitCounter: 2,
+  pingMillis: 1,
+  status: Status.ALIVE,
+  incarnation: 1,
+  state: "alive",
+  isSelf: true,
+};
+/** As an older agent reports it: no `state`, so the CLI derives it from the status. */
+const NODE_V6: NodeInit = {
+  address: { IP: "fd00::7", port: 9999 },
+  age: 250,
+  emitCounter: 5,
+  pingMillis: -2,
+  status: Status.SUSPECTED,
+  incarnation: 9,
+};
+
+interface Call {
+  readonly method: string;
+  readonly request: Record<string, unknown>;
+}
+
+interface FakeAgent {
+  readonly rpc: string;
+  readonly calls: Call[];
+  /** Payloads `Stream` sends before ending (or, with `streamForever`, before ticking). */
+  streamPayloads: Uint8Array[];
+  /** Keep `Stream` and `Monitor` open, sending a message every 20 ms, until cancelled. */
+  streamForever: boolean;
+  close(): Promise<void>;
+}
+
+const OK = { code: Response_Code.OK };
+const ERROR = { code: Response_Code.ERROR };
+const BROADCAST_LIMIT_BYTES = 256;
+
+async function startFakeAgent(): Promise<FakeAgent> {
+  const server = new grpc.Server();
+  const calls: Call[] = [];
+  const record = (method: string, request: object): void => {
+    calls.push({ method, request: { ...(request as Record<string, unknown>) } });
+  };
+  const fake: Omit<FakeAgent, "rpc" | "close"> = { calls, streamPayloads: [], streamForever: false };
+  addService(server, TamTam, {
+    join(req) {
+      record("join", req);
+      return req.IP === "10.9.9.9" ? ERROR : OK; // a seed that "did not answer"
+    },
+    leave(req) {
+      record("leave", req);
+      return OK;
+    },
+    broadcast(req) {
+      record("broadcast", req);
+      if (req.bytes.length > BROADCAST_LIMIT_BYTES) {
+        throw new RpcError(grpc.status.INVALID_ARGUMENT, `message is ${req.bytes.length} bytes, the limit is ${BROADCAST_LIMIT_BYTES}`);
+      }
+      return OK;
+    },
+    async *stream(req, ctx) {
+      record("stream", req);
+      for (const bytes of fake.streamPayloads) yield { bytes };
+      for (let i = 0; fake.streamForever && !ctx.signal.aborted; i++) {
+        yield { bytes: Buffer.from(`tick ${i}`) };
+        await sleep(20, undefined, { signal: ctx.signal }).catch(() => undefined);
+      }
+    },
+    async *monitor(req, ctx) {
+      record("monitor", req);
+      yield NODE_PEER;
+      yield NODE_V6;
+      while (fake.streamForever && !ctx.signal.aborted) {
+        yield NODE_SELF;
+        await sleep(20, undefined, { signal: ctx.signal }).catch(() => undefined);
+      }
+    },
+    nodes(req) {
+      record("nodes", req);
+      return { nodes: [NODE_V6, NODE_SELF, NODE_PEER] };
+    },
+    healthy(req) {
+      record("healthy", req);
+      return { nodes: [NODE_SELF, NODE_PEER] };
+    },
+    setHeartbeat(req) {
+      record("setHeartbeat", req);
+      return OK;
+    },
+    setLogThreshold(req) {
+      record("setLogThreshold", req);
+      return OK;
+    },
+    ping(req) {
+      record("ping", req);
+      return req.port === 9997 ? ERROR : OK; // port 9997: the node does not answer
+    },
+    localAddress(req) {
+      record("localAddress", req);
+      return { IP: "127.0.0.1", port: 9999 };
+    },
+    leaveCluster(req) {
+      record("leaveCluster", req);
+      return OK;
+    },
+    stats: () => ({ counters: {} }),
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+  });
+  return Object.assign(fake, {
+    rpc: `127.0.0.1:${port}`,
+    close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running commands
+
+interface Result {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stdoutBytes: Buffer;
+  readonly stderr: string;
+}
+
+interface RunOptions {
+  readonly env?: Record<string, string>;
+  readonly stdin?: string | Buffer;
+  /** Pretend stdout is a terminal. */
+  readonly tty?: boolean;
+}
+
+let emptyHome = ""; // a HOME without a config file, so the developer's ~/.tamtam.yaml never leaks in
+
+/** Runs `tamtam ARGS` in-process with captured streams and an environment of only `env` (+ HOME). */
+async function run(args: readonly string[], options: RunOptions = {}): Promise<Result> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  if (options.tty === true) Object.assign(stdout, { isTTY: true });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  stdout.on("data", (b: Buffer) => out.push(b));
+  stderr.on("data", (b: Buffer) => err.push(b));
+  const stdin = Readable.from(options.stdin === undefined ? [] : [Buffer.from(options.stdin)]);
+  const env = { HOME: emptyHome, ...options.env };
+  const code = await buildCli({ colors: false }).run([...args], { stdin, stdout, stderr, env, colorDepth: 1 });
+  const stdoutBytes = Buffer.concat(out);
+  return { code, stdout: stdoutBytes.toString("utf8"), stdoutBytes, stderr: Buffer.concat(err).toString("utf8") };
+}
+
+/** The environment of a child process: no TAMTAM_* of the developer's, HOME without config. */
+function childEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("TAMTAM_")) env[k] = v;
+  return { ...env, HOME: emptyHome, NO_COLOR: "1", ...extra };
+}
+
+interface Child {
+  readonly child: ChildProcess;
+  readonly stdout: () => string;
+  readonly stderr: () => string;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function startBin(args: readonly string[], env: Record<string, string> = childEnv()): Child {
+  const child = spawn(process.execPath, [MAIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.setEncoding("utf8").on("data", (s: string) => (stdout += s));
+  child.stderr?.setEncoding("utf8").on("data", (s: string) => (stderr += s));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (code, signal) => resolve({ code, signal }));
+  });
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+function killChild(c: Child): void {
+  if (c.child.pid !== undefined && c.child.exitCode === null && c.child.signalCode === null) c.child.kill("SIGKILL");
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs the real bin to completion (killed in a finally). */
+async function runBin(args: readonly string[], env?: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const c = startBin(args, env);
+  try {
+    const { code } = await withTimeout(c.exited, 15_000, `tamtam ${args.join(" ")}`);
+    return { code, stdout: c.stdout(), stderr: c.stderr() };
+  } finally {
+    killChild(c);
+  }
+}
+
+/** Asserts a failure: the exit code, exactly one line on stderr (no stack), nothing on stdout. */
+function assertOneLineError(r: { code: number | null; stdout: string; stderr: string }, code: number, pattern: RegExp): void {
+  assert.equal(r.code, code, `exit code; stderr: ${r.stderr}`);
+  assert.equal(r.stdout, "", "nothing on stdout");
+  assert.match(r.stderr, /^tamtam: [^\n]+\n$/, `one line on stderr, got: ${JSON.stringify(r.stderr)}`);
+  assert.match(r.stderr, pattern);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+}
+
+let agent: FakeAgent;
+const tempDirs: string[] = [];
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "tamtam-cli-"));
+  tempDirs.push(dir);
+  return dir;
+}
+
+before(async () => {
+  emptyHome = tempDir();
+  agent = await startFakeAgent();
+});
+
+after(async () => {
+  await agent.close();
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Calls the fake agent received during `fn`. */
+async function callsDuring<T>(fn: () => Promise<T>): Promise<{ result: T; calls: Call[] }> {
+  const start = agent.calls.length;
+  const result = await fn();
+  return { result, calls: agent.calls.slice(start) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands: output shapes as the original
+
+describe("commands against a fake agent", () => {
+  test("join prints `Host was joined.` and sends the address (IPv4 and IPv6)", async () => {
+    const { result, calls } = await callsDuring(() => run(["--rpc", agent.rpc, "join", "127.0.0.1:9998"]));
+    assert.deepEqual(result, { code: 0, stdout: "Host was joined.\n", stdoutBytes: Buffer.from("Host was joined.\n"), stderr: "" });
+    assert.deepEqual(calls.map((c) => [c.method, c.request.IP, c.request.port]), [["join", "127.0.0.1", 9998]]);
+
+    const v6 = await callsDuring(() => run(["join", "--rpc", agent.rpc, "[::1]:9998"]));
+    assert.equal(v6.result.stdout, "Host was joined.\n");
+    assert.deepEqual(v6.calls.map((c) => [c.request.IP, c.request.port]), [["::1", 9998]]);
+  });
+
+  test("join: an ERROR response is a one-line failure with exit 1", async () => {
+    const r = await run(["--rpc", agent.rpc, "join", "10.9.9.9:9999"]);
+    assertOneLineError(r, EXIT.FAILED, /^tamtam: the agent could not join 10\.9\.9\.9:9999\n$/);
+  });
+
+  test("leave ADDR:PORT prints `Host was left.`; leave --self calls LeaveCluster", async () => {
+    const peer = await callsDuring(() => run(["--rpc", agent.rpc, "leave", "127.0.0.1:9998"]));
+    assert.equal(peer.result.code, 0);
+    assert.equal(peer.result.stdout, "Host was left.\n");
+    assert.deepEqual(peer.calls.map((c) => [c.method, c.request.IP, c.request.port]), [["leave", "127.0.0.1", 9998]]);
+
+    const self = await callsDuring(() => run(["--rpc", agent.rpc, "leave", "--self"]));
+    assert.equal(self.result.code, 0);
+    assert.equal(self.result.stdout, "The agent left the cluster.\n");
+    assert.deepEqual(self.calls.map((c) => c.method), ["leaveCluster"]);
+  });
+
+  test("leave with neither or both of ADDR:PORT and --self is a usage error, no RPC", async () => {
+    const neither = await callsDuring(() => run(["--rpc", agent.rpc, "leave"]));
+    assertOneLineError(neither.result, EXIT.USAGE, /leave needs ADDR:PORT .* or --self/);
+    const both = await callsDuring(() => run(["--rpc", agent.rpc, "leave", "--self", "127.0.0.1:9998"]));
+    assertOneLineError(both.result, EXIT.USAGE, /either ADDR:PORT or --self/);
+    assert.deepEqual([...neither.calls, ...both.calls], []);
+  });
+
+  test("broadcast MESSAGE prints `broadcast message was send: MESSAGE`", async () => {
+    const { result, calls } = await callsDuring(() => run(["--rpc", agent.rpc, "broadcast", "Hello world!"]));
+    assert.equal(result.code, 0);
+    assert.equal(result.stdout, "broadcast message was send: Hello world!\n");
+    assert.equal(Buffer.from(calls[0]?.request.bytes as Uint8Array).toString(), "Hello world!");
+  });
+
+  test("broadcast --base64 decodes the argument", async () => {
+    const { result, calls } = await callsDuring(() => run(["--rpc", agent.rpc, "broadcast", "--base64", "AAECAw=="]));
+    assert.equal(result.code, 0);
+    assert.equal(result.stdout, "broadcast message was send: AAECAw==\n");
+    assert.deepEqual([...(calls[0]?.request.bytes as Uint8Array)], [0, 1, 2, 3]);
+  });
+
+  test("broadcast without MESSAGE reads stdin to EOF (one trailing newline dropped)", async () => {
+    const text = await callsDuring(() => run(["--rpc", agent.rpc, "broadcast"], { stdin: "line one\nline two\n" }));
+    assert.equal(text.result.code, 0);
+    assert.equal(text.result.stdout, "broadcast message was send: line one\nline two\n");
+    assert.equal(Buffer.from(text.calls[0]?.request.bytes as Uint8Array).toString(), "line one\nline two");
+
+    const b64 = await callsDuring(() => run(["--rpc", agent.rpc, "broadcast", "--base64"], { stdin: "/wAK\n" }));
+    assert.equal(b64.result.code, 0);
+    assert.deepEqual([...(b64.calls[0]?.request.bytes as Uint8Array)], [0xff, 0x00, 0x0a]);
+  });
+
+  test("broadcast: empty message and bad base64 are one-line usage errors, no RPC", async () => {
+    const { calls, result } = await callsDuring(async () => [
+      await run(["--rpc", agent.rpc, "broadcast"], { stdin: "" }),
+      await run(["--rpc", agent.rpc, "broadcast"], { stdin: "\n" }),
+      await run(["--rpc", agent.rpc, "broadcast", ""]),
+      await run(["--rpc", agent.rpc, "broadcast", "--base64", "abc"]),
+      await run(["--rpc", agent.rpc, "broadcast", "--base64", "!!!!"]),
+      await run(["--rpc", agent.rpc, "broadcast", "--base64"], { stdin: "not base64 at all" }),
+    ]);
+    const [empty, newline, emptyArg, short, bad, badStdin] = result;
+    for (const r of [empty, newline, emptyArg]) assertOneLineError(r as Result, EXIT.USAGE, /^tamtam: the broadcast message is empty\n$/);
+    for (const r of [short, bad, badStdin]) assertOneLineError(r as Result, EXIT.USAGE, /not valid base64/);
+    assert.deepEqual(calls, []);
+  });
+
+  test("broadcast over the agent's limit: the agent's INVALID_ARGUMENT message, exit 2", async () => {
+    const r = await run(["--rpc", agent.rpc, "broadcast", "x".repeat(300)]);
+    assertOneLineError(r, EXIT.USAGE, /^tamtam: the agent rejected the request: message is 300 bytes, the limit is 256\n$/);
+  });
+
+  test("stream prints one line per message; --encoding base64 and bytes", async () => {
+    agent.streamPayloads = [Buffer.from("Hello world!"), Buffer.from("second"), Buffer.from([0xff, 0x00, 0x0a])];
+    try {
+      const text = await run(["--rpc", agent.rpc, "stream"]);
+      assert.equal(text.code, 0);
+      assert.equal(text.stdout, "Hello world!\nsecond\n\ufffd\u0000\n\n");
+
+      const b64 = await run(["--rpc", agent.rpc, "stream", "--encoding", "base64"]);
+      assert.equal(b64.code, 0);
+      assert.equal(b64.stdout, "SGVsbG8gd29ybGQh\nc2Vjb25k\n/wAK\n");
+
+      const raw = await run(["--rpc", agent.rpc, "stream", "--encoding", "bytes"]);
+      assert.equal(raw.code, 0);
+      assert.deepEqual(raw.stdoutBytes, Buffer.concat([Buffer.from("Hello world!second"), Buffer.from([0xff, 0x00, 0x0a])]));
+
+      const bad = await callsDuring(() => run(["--rpc", agent.rpc, "stream", "--encoding", "hex"]));
+      assertOneLineError(bad.result, EXIT.USAGE, /--encoding must be one of string, base64, bytes, got "hex"/);
+      assert.deepEqual(bad.calls, []);
+    } finally {
+      agent.streamPayloads = [];
+    }
+  });
+
+  test("nodes prints the aligned table, sorted by address", async () => {
+    const r = await run(["--rpc", agent.rpc, "nodes"]);
+    assert.equal(r.code, 0);
+    assert.equal(
+      r.stdout,
+      [
+        "NODE              AGE   EMIT #  MILLIS  STATUS",
+        "[127.0.0.1]:9998  6024  0       -1      ALIVE",
+        "[127.0.0.1]:9999  12    2       1       ALIVE",
+        "[fd00::7]:9999    250   5       -2      SUSPECTED",
+        "",
+      ].join("\n"),
+    );
+    // The original's row shape, whitespace aside.
+    assert.match(r.stdout, /^\[127\.0\.0\.1\]:9998\s+6024\s+0\s+-1\s+ALIVE$/m);
+  });
+
+  test("nodes --json and healthy --json print {\"nodes\":[...]}", async () => {
+    const r = await run(["--rpc", agent.rpc, "nodes", "--json"]);
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout.split("\n").length, 2, "one line");
+    assert.deepEqual(JSON.parse(r.stdout), {
+      nodes: [
+        {
+          address: "127.0.0.1:9998", ip: "127.0.0.1", port: 9998, ageMs: 6024, emitCounter: 0, pingMillis: -1,
+          status: "ALIVE", state: "alive", incarnation: 3, self: false,
+        },
+        {
+          address: "127.0.0.1:9999", ip: "127.0.0.1", port: 9999, ageMs: 12, emitCounter: 2, pingMillis: 1,
+          status: "ALIVE", state: "alive", incarnation: 1, self: true,
+        },
+        {
+          address: "[fd00::7]:9999", ip: "fd00::7", port: 9999, ageMs: 250, emitCounter: 5, pingMillis: -2,
+          status: "SUSPECTED", state: "suspect", incarnation: 9, self: false,
+        },
+      ],
+    });
+    const h = await run(["--rpc", agent.rpc, "healthy", "--json"]);
+    assert.equal(h.code, 0);
+    const healthy = JSON.parse(h.stdout) as { nodes: Array<{ address: string }> };
+    assert.deepEqual(healthy.nodes.map((n) => n.address), ["127.0.0.1:9998", "127.0.0.1:9999"]);
+  });
+
+  test("healthy prints the table of the healthy nodes", async () => {
+    const { result, calls } = await callsDuring(() => run(["--rpc", agent.rpc, "healthy"]));
+    assert.equal(result.code, 0);
+    assert.equal(
+      result.stdout,
+      [
+        "NODE              AGE   EMIT #  MILLIS  STATUS",
+        "[127.0.0.1]:9998  6024  0       -1      ALIVE",
+        "[127.0.0.1]:9999  12    2       1       ALIVE",
+        "",
+      ].join("\n"),
+    );
+    assert.deepEqual(calls.map((c) => c.method), ["healthy"]);
+  });
+
+  test("monitor prints a header and one row per change; --json one object per line", async () => {
+    const r = await run(["--rpc", agent.rpc, "monitor"]);
+    assert.equal(r.code, 0);
+    assert.equal(
+      r.stdout,
+      [
+        "NODE                     AGE     EMIT #  MILLIS  STATUS",
+        "[127.0.0.1]:9998         6024    0       -1      ALIVE",
+        "[fd00::7]:9999           250     5       -2      SUSPECTED",
+        "",
+      ].join("\n"),
+    );
+    const j = await run(["--rpc", agent.rpc, "monitor", "--json"]);
+    assert.equal(j.code, 0);
+    const lines = j.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as { address: string; state: string });
+    assert.deepEqual(lines.map((n) => [n.address, n.state]), [["127.0.0.1:9998", "alive"], ["[fd00::7]:9999", "suspect"]]);
+  });
+
+  test("ping prints `Send a ping message to node ADDR:PORT`; no answer is exit 1", async () => {
+    const ok = await callsDuring(() => run(["--rpc", agent.rpc, "ping", "127.0.0.1:9998"]));
+    assert.deepEqual([ok.result.code, ok.result.stdout, ok.result.stderr], [0, "Send a ping message to node 127.0.0.1:9998\n", ""]);
+    assert.deepEqual(ok.calls.map((c) => [c.method, c.request.IP, c.request.port]), [["ping", "127.0.0.1", 9998]]);
+
+    const silent = await run(["--rpc", agent.rpc, "ping", "127.0.0.1:9997"]);
+    assert.equal(silent.code, EXIT.FAILED);
+    assert.equal(silent.stdout, "Send a ping message to node 127.0.0.1:9997\n");
+    assert.equal(silent.stderr, "tamtam: node 127.0.0.1:9997 did not answer the ping\n");
+  });
+
+  test("address prints `The local address of the agent is: [IP]:PORT`", async () => {
+    const r = await run(["--rpc", agent.rpc, "address"]);
+    assert.deepEqual([r.code, r.stdout, r.stderr], [0, "The local address of the agent is: [127.0.0.1]:9999\n", ""]);
+  });
+
+  test("configure heartbeat MS and configure threshold LEVEL", async () => {
+    const hb = await callsDuring(() => run(["--rpc", agent.rpc, "configure", "heartbeat", "250"]));
+    assert.deepEqual([hb.result.code, hb.result.stdout], [0, "Heartbeat was set to 250 ms.\n"]);
+    assert.deepEqual(hb.calls.map((c) => [c.method, c.request.millis]), [["setHeartbeat", 250]]);
+
+    const th = await callsDuring(() => run(["--rpc", agent.rpc, "configure", "threshold", "DEBUG"]));
+    assert.deepEqual([th.result.code, th.result.stdout], [0, "Log threshold was set to debug.\n"]);
+    assert.deepEqual(th.calls.map((c) => [c.method, c.request.level]), [["setLogThreshold", LogLevel_Level.DEBUG]]);
+  });
+
+  test("version prints version, build time and git hash; --version the version", async () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
+    const r = await run(["version"]);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, new RegExp(`^version: ${pkg.version.replace(/\./g, "\\.")}\nbuild time: .+\ngit hash: .+\n$`));
+    const v = await run(["--version"]);
+    assert.equal(v.stdout, `${pkg.version}\n`);
+  });
+
+  test("gendoc writes one Markdown file per command", async () => {
+    const dir = join(tempDir(), "docs");
+    const r = await run(["gendoc", dir]);
+    assert.equal(r.code, 0, r.stderr);
+    const files = readdirSync(dir).sort();
+    const documented = buildCli({ colors: false }).definitions().length;
+    assert.equal(files.length, documented);
+    for (const name of ["tamtam_agent.md", "tamtam_join.md", "tamtam_configure_heartbeat.md", "tamtam_stream.md", "tamtam_gendoc.md"]) {
+      assert.ok(files.includes(name), `${name} in ${files.join(", ")}`);
+    }
+    const join_ = readFileSync(join(dir, "tamtam_join.md"), "utf8");
+    assert.match(join_, /^# tamtam join\n/);
+    assert.match(join_, /## Usage\n\n```\ntamtam join .*<ADDR:PORT>\n```/);
+    assert.match(join_, /\| `--rpc #0` \| The RPC address the agent binds to/);
+    assert.match(join_, /## Examples\n/);
+    const agentDoc = readFileSync(join(dir, "tamtam_agent.md"), "utf8");
+    assert.match(agentDoc, /\| `-p,--port #0` \| UDP port of the gossip protocol \(default 9999\) \|/);
+    assert.doesNotMatch(agentDoc, ANSI);
+  });
+
+  test("--help works on every command and the top level", async () => {
+    const top = await run(["--help"]);
+    assert.equal(top.code, 0);
+    for (const path of ["agent", "join", "leave", "broadcast", "stream", "monitor", "nodes", "healthy", "ping", "address", "configure heartbeat", "configure threshold", "version", "gendoc", "simulate"]) {
+      assert.ok(top.stdout.includes(`tamtam ${path}`), `top-level help lists ${path}`);
+      const r = await run([...path.split(" "), "--help"]);
+      assert.equal(r.code, 0, path);
+      assert.match(r.stdout, new RegExp(`\\$ tamtam ${path}`), path);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Bad input: one line, non-zero exit, no RPC
+
+describe("bad input is refused before any RPC", () => {
+  const cases: Array<[string, string[], RegExp]> = [
+    ["join: not an address", ["join", "not-an-address"], /^tamtam: "not-an-address" is not an IPv4 or IPv6 address\n$/],
+    ["join: no port", ["join", "127.0.0.1"], /has no port/],
+    ["join: port 0", ["join", "127.0.0.1:0"], /port 0 is out of range 1\.\.65535/],
+    ["join: port 70000", ["join", "127.0.0.1:70000"], /port 70000 is out of range 1\.\.65535/],
+    ["leave: bad address", ["leave", "[::1:9998"], /missing "\]"/],
+    ["ping: bad address", ["ping", "300.1.1.1:9998"], /not an IPv4 or IPv6 address/],
+    ["configure heartbeat 5", ["configure", "heartbeat", "5"], /heartbeat must be an integer in 10\.\.1000 \(ms\), got "5"/],
+    ["configure heartbeat 2000", ["configure", "heartbeat", "2000"], /got "2000"/],
+    ["configure heartbeat abc", ["configure", "heartbeat", "abc"], /got "abc"/],
+    ["configure threshold loud", ["configure", "threshold", "loud"], /log level must be one of all, trace, debug, info, warn, error, fatal, off, got "loud"/],
+    ["agent --port 0", ["agent", "--port", "0"], /^tamtam: --port must be in 1\.\.65535, got "0"\n$/],
+    ["agent --port 70000", ["agent", "-p", "70000"], /--port must be in 1\.\.65535, got "70000"/],
+    ["agent --port abc", ["agent", "-p", "abc"], /--port must be an integer in 1\.\.65535, got "abc"/],
+    ["agent --heartbeat 5", ["agent", "--heartbeat", "5"], /--heartbeat must be in 10\.\.1000 \(ms\), got "5"/],
+    ["agent --heartbeat 2000", ["agent", "--heartbeat", "2000"], /--heartbeat must be in 10\.\.1000 \(ms\), got "2000"/],
+    ["agent --join bad", ["agent", "--join", "127.0.0.1:9998", "--join", "nope:1"], /--join item "nope:1" must be ADDR:PORT/],
+    ["agent --preset", ["agent", "--preset", "moon"], /--preset must be one of lan, local, wan, thread, got "moon"/],
+    ["agent --workers 2", ["agent", "--workers", "2"], /--workers must be in 0\.\.1, got "2"/],
+    ["agent --log-format", ["agent", "--log-format", "xml"], /--log-format must be one of auto, pretty, json/],
+    ["agent --bind", ["agent", "--bind", "localhost"], /--bind must be an IPv4 or IPv6 address/],
+    ["agent --ipv6 with an IPv4 bind", ["agent", "-6", "--bind", "10.0.0.1"], /--ipv6 conflicts with --bind 10\.0\.0\.1/],
+    ["agent --multicast-address", ["agent", "--multicast-address", "10.0.0.1"], /must be a multicast group address/],
+    ["agent --advertise", ["agent", "--advertise", "10.0.0.1:0"], /--advertise must be IP or IP:PORT/],
+    ["--rpc without port", ["nodes", "--rpc", "localhost"], /--rpc must be HOST:PORT/],
+    ["unknown flag", ["nodes", "--jsn"], /^tamtam: unsupported option name \("--jsn"\); see `tamtam nodes --help`\n$/],
+    ["unknown command", ["nodez"], /^tamtam: unknown command "nodez"/],
+    ["missing argument", ["join"], /not enough positional arguments; see `tamtam join --help`/],
+    ["extra argument", ["ping", "127.0.0.1:1", "127.0.0.1:2"], /extraneous positional argument/],
+  ];
+  for (const [name, args, pattern] of cases) {
+    test(name, async () => {
+      const rpc = args.includes("--rpc") ? [] : ["--rpc", agent.rpc];
+      const { result, calls } = await callsDuring(() => run([...rpc, ...args]));
+      assertOneLineError(result, EXIT.USAGE, pattern);
+      assert.deepEqual(calls, [], "no RPC made");
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Unreachable agent and the status table
+
+describe("agent errors", () => {
+  test("an unreachable agent is one line and exit 3, for unary and streaming commands", async () => {
+    for (const args of [["nodes"], ["join", "127.0.0.1:9998"], ["stream"], ["monitor", "--json"]]) {
+      const r = await run(["--rpc", UNREACHABLE_RPC, ...args]);
+      assertOneLineError(r, EXIT.UNREACHABLE, /^tamtam: cannot reach the agent at 127\.0\.0\.1:1 \(is `tamtam agent` running\?\)\n$/);
+    }
+  });
+
+  test("--verbose adds the gRPC status; --trace adds the stack", async () => {
+    const v = await run(["--rpc", UNREACHABLE_RPC, "--verbose", "nodes"]);
+    assert.equal(v.code, EXIT.UNREACHABLE);
+    assert.match(v.stderr, /^tamtam: cannot reach the agent .*\ntamtam: gRPC status UNAVAILABLE: .*\n$/);
+    const t = await run(["--rpc", UNREACHABLE_RPC, "--trace", "nodes"]);
+    assert.match(t.stderr, /\n\s+at /);
+  });
+
+  test("every gRPC status maps to one line and an exit code", () => {
+    const rpc = "localhost:6262";
+    const status = (code: grpc.status, details = "") => ({ code, details, message: `${code} ${details}`, metadata: new grpc.Metadata() });
+    assert.deepEqual(describeError(status(grpc.status.UNAVAILABLE, "No connection established"), rpc), {
+      message: "cannot reach the agent at localhost:6262 (is `tamtam agent` running?)",
+      exitCode: EXIT.UNREACHABLE,
+    });
+    assert.deepEqual(describeError(status(grpc.status.DEADLINE_EXCEEDED, "Deadline exceeded"), rpc), {
+      message: "the agent at localhost:6262 did not answer in time",
+      exitCode: EXIT.TIMEOUT,
+    });
+    assert.deepEqual(describeError(status(grpc.status.INVALID_ARGUMENT, "heartbeat must be positive"), rpc), {
+      message: "the agent rejected the request: heartbeat must be positive",
+      exitCode: EXIT.USAGE,
+    });
+    assert.equal(describeError(status(grpc.status.UNIMPLEMENTED), rpc).message, "the agent at localhost:6262 does not support this command (an older agent?)");
+    assert.equal(describeError(status(grpc.status.INTERNAL, "boom\nsecond line"), rpc).message, "the agent failed: boom");
+    for (let code = 1; code <= 16; code++) {
+      const d = describeError(status(code, "x"), rpc);
+      assert.ok(d.exitCode > 0 && !d.message.includes("\n"), `status ${code}`);
+    }
+    assert.equal(describeError(new Error("bug\nmore"), rpc).message, "internal error: bug (run with --trace for details)");
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Settings: flag > env > file > default
+
+function memoryIO(files: Record<string, string>, env: Record<string, string> = {}, homeDir: string | null = "/home/u"): SettingsIO {
+  return { env, homeDir, readFile: (path) => files[path] ?? null };
+}
+
+describe("settings", () => {
+  test("defaults", () => {
+    const s = resolveSettings(AGENT_SETTINGS, {}, undefined, memoryIO({}));
+    assert.equal(s.configFile, null);
+    assert.deepEqual(
+      [s.values.rpc, s.values.verbose, s.values.trace, s.values.nobanner, s.values.port, s.values.bind, s.values.heartbeatMs],
+      ["localhost:6262", false, false, false, 9999, "0.0.0.0", 500],
+    );
+    assert.deepEqual(
+      [s.values.maxBroadcastBytes, s.values.clusterName, s.values.multicastIntervalSeconds, s.values.multicastPort, s.values.preset, s.values.workers],
+      [0, "tamtam", 10, 9998, "lan", 1],
+    );
+    assert.deepEqual([s.values.iface, s.values.advertise, s.values.multicastAddress, s.values.join, s.values.logFormat], [null, null, null, [], "auto"]);
+    assert.equal(s.sources.rpc, "default");
+  });
+
+  test("flag > env > file > default, key by key", () => {
+    const io = memoryIO(
+      { "/home/u/.tamtam.yaml": "rpc: file:1\nverbose: true\nnobanner: true\ntrace: false\nport: 7000\nheartbeat: 100\njoin: [10.0.0.1:9999]\n" },
+      { TAMTAM_RPC: "env:2", TAMTAM_TRACE: "yes", TAMTAM_PORT: "7001", TAMTAM_NOBANNER: "off" },
+    );
+    const s = resolveSettings(AGENT_SETTINGS, { rpc: "flag:3", heartbeatMs: "200" }, undefined, io);
+    assert.equal(s.configFile, "/home/u/.tamtam.yaml");
+    assert.deepEqual([s.values.rpc, s.sources.rpc], ["flag:3", "flag"]);
+    assert.deepEqual([s.values.trace, s.sources.trace], [true, "env"]);
+    assert.deepEqual([s.values.nobanner, s.sources.nobanner], [false, "env"]);
+    assert.deepEqual([s.values.verbose, s.sources.verbose], [true, "file"]);
+    assert.deepEqual([s.values.port, s.sources.port], [7001, "env"]);
+    assert.deepEqual([s.values.heartbeatMs, s.sources.heartbeatMs], [200, "flag"]);
+    assert.deepEqual([s.values.join, s.sources.join], [["10.0.0.1:9999"], "file"]);
+    assert.deepEqual([s.values.bind, s.sources.bind], ["0.0.0.0", "default"]);
+    assert.equal(s.label("port"), "TAMTAM_PORT");
+    assert.equal(s.label("verbose"), '"verbose" in /home/u/.tamtam.yaml');
+  });
+
+  test("environment booleans: 1/true/yes/on and 0/false/no/off; empty is unset", () => {
+    for (const [text, value] of [["1", true], ["TRUE", true], ["yes", true], ["on", true], ["0", false], ["false", false], ["No", false], ["off", false]] as const) {
+      const s = resolveSettings(GLOBAL_SETTINGS, {}, undefined, memoryIO({}, { TAMTAM_VERBOSE: text }));
+      assert.equal(s.values.verbose, value, text);
+    }
+    const empty = resolveSettings(GLOBAL_SETTINGS, {}, undefined, memoryIO({ "/home/u/.tamtam.yaml": "verbose: true" }, { TAMTAM_VERBOSE: "" }));
+    assert.deepEqual([empty.values.verbose, empty.sources.verbose], [true, "file"]);
+    assert.throws(
+      () => resolveSettings(GLOBAL_SETTINGS, {}, undefined, memoryIO({}, { TAMTAM_VERBOSE: "maybe" })),
+      { message: 'TAMTAM_VERBOSE must be true or false (1/true/yes/on or 0/false/no/off), got "maybe"' },
+    );
+  });
+
+  test("config file: --config, else .tamtam.yaml, else .tamtam.yml", () => {
+    const yml = resolveSettings(GLOBAL_SETTINGS, {}, undefined, memoryIO({ "/home/u/.tamtam.yml": "rpc: yml:1" }));
+    assert.deepEqual([yml.values.rpc, yml.configFile], ["yml:1", "/home/u/.tamtam.yml"]);
+    const both = resolveSettings(GLOBAL_SETTINGS, {}, undefined, memoryIO({ "/home/u/.tamtam.yml": "rpc: yml:1", "/home/u/.tamtam.yaml": "rpc: yaml:1" }));
+    assert.equal(both.values.rpc, "yaml:1");
+    const explicit = resolveSettings(GLOBAL_SETTINGS, {}, "/etc/t.yaml", memoryIO({ "/etc/t.yaml": "rpc: etc:1", "/home/u/.tamtam.yaml": "rpc: yaml:1" }));
+    assert.deepEqual([explicit.values.rpc, explicit.configFile], ["etc:1", "/etc/t.yaml"]);
+    const noHome = resolveSettings(GLOBAL_SETTINGS, {}, undefined, memoryIO({}, {}, null));
+    assert.equal(noHome.values.rpc, "localhost:6262");
+  });
+
+  test("config file problems are one-line usage errors", () => {
+    const attempt = (files: Record<string, string>, config?: string) => () => resolveSettings(GLOBAL_SETTINGS, {}, config, memoryIO(files));
+    assert.throws(attempt({}, "/missing.yaml"), { name: "UsageError", message: "config file /missing.yaml does not exist" });
+    assert.throws(attempt({ "/home/u/.tamtam.yaml": "rpc: [unclosed" }), (e: Error) => /^config file \/home\/u\/\.tamtam\.yaml is not valid YAML: [^\n]+$/.test(e.message));
+    assert.throws(attempt({ "/home/u/.tamtam.yaml": "- a\n- b\n" }), { message: "config file /home/u/.tamtam.yaml must be a YAML mapping of keys to values" });
+    assert.throws(attempt({ "/home/u/.tamtam.yaml": "verbose: 3" }), { message: '"verbose" in /home/u/.tamtam.yaml must be true or false (1/true/yes/on or 0/false/no/off), got 3' });
+    assert.throws(attempt({ "/home/u/.tamtam.yaml": "rpc: true" }), { message: '"rpc" in /home/u/.tamtam.yaml must be a string, got true' });
+    const unreadable: SettingsIO = { env: {}, homeDir: "/h", readFile: () => { throw new Error("EACCES: permission denied"); } };
+    assert.throws(() => resolveSettings(GLOBAL_SETTINGS, {}, undefined, unreadable), { message: "cannot read config file /h/.tamtam.yaml: EACCES: permission denied" });
+    // Only requested keys are checked: a bad agent key does not break the other commands.
+    const ok = resolveSettings(GLOBAL_SETTINGS, {}, undefined, memoryIO({ "/home/u/.tamtam.yaml": "port: 70000\nfuture-key: 1\n" }));
+    assert.deepEqual(ok.unknownKeys, ["future-key"]);
+  });
+
+  test("agent keys from file and environment reach AgentOptions", () => {
+    const io = memoryIO(
+      { "/home/u/.tamtam.yaml": "port: 9998\nipv6: true\nheartbeat: '250'\npreset: thread\nworkers: 0\nlog-format: json\nmulticast-address: '[ff03::1]'\nadvertise: fd00::1\n" },
+      { TAMTAM_JOIN: "[fd00::2]:9999, [fd00::3]:9999", TAMTAM_MULTICAST: "1", TAMTAM_VERBOSE: "on", TAMTAM_RPC: "[::1]:6363" },
+    );
+    const options = agentOptions(resolveSettings(AGENT_SETTINGS, { clusterName: "lab" }, undefined, io));
+    assert.deepEqual(options, {
+      rpc: "[::1]:6363",
+      bind: "::",
+      port: 9998,
+      ipv6: true,
+      iface: null,
+      advertise: "[fd00::1]:9998",
+      heartbeatMs: 250,
+      maxBroadcastBytes: 0,
+      multicast: { enabled: true, clusterName: "lab", address: "ff03::1", intervalSeconds: 10, port: 9998 },
+      preset: "thread",
+      workers: 0,
+      join: ["[fd00::2]:9999", "[fd00::3]:9999"],
+      logLevel: "debug",
+      logFormat: "json",
+      nobanner: false,
+    });
+  });
+
+  test("precedence end to end: file, then env over file, then flag over env", async () => {
+    const home = tempDir();
+    writeFileSync(join(home, ".tamtam.yaml"), `rpc: ${agent.rpc}\n`);
+    const fromFile = await callsDuring(() => run(["address"], { env: { HOME: home } }));
+    assert.equal(fromFile.result.code, 0, fromFile.result.stderr);
+    assert.deepEqual(fromFile.calls.map((c) => c.method), ["localAddress"]);
+
+    const envWins = await run(["address"], { env: { HOME: home, TAMTAM_RPC: UNREACHABLE_RPC } });
+    assertOneLineError(envWins, EXIT.UNREACHABLE, /cannot reach the agent at 127\.0\.0\.1:1 /);
+
+    const flagWins = await run(["address", "--rpc", agent.rpc], { env: { HOME: home, TAMTAM_RPC: UNREACHABLE_RPC } });
+    assert.equal(flagWins.code, 0, flagWins.stderr);
+
+    const badFile = join(home, "bad.yaml");
+    writeFileSync(badFile, "heartbeat: 5\n");
+    const r = await run(["--config", badFile, "agent"]);
+    assertOneLineError(r, EXIT.USAGE, new RegExp(`^tamtam: "heartbeat" in ${badFile.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")} must be in 10\\.\\.1000 \\(ms\\), got 5\\n$`));
+    const flagOverFile = await run(["--config", badFile, "agent", "--heartbeat", "2000"]);
+    assertOneLineError(flagOverFile, EXIT.USAGE, /^tamtam: --heartbeat must be in 10\.\.1000 \(ms\), got "2000"\n$/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Colours
+
+describe("colours", () => {
+  test("status colours on a TTY; none with NO_COLOR or off a TTY", async () => {
+    const tty = await run(["--rpc", agent.rpc, "nodes"], { tty: true });
+    assert.match(tty.stdout, ANSI);
+    const noColor = await run(["--rpc", agent.rpc, "nodes"], { tty: true, env: { NO_COLOR: "1" } });
+    assert.doesNotMatch(noColor.stdout, ANSI);
+    const pipe = await run(["--rpc", agent.rpc, "nodes"]);
+    assert.doesNotMatch(pipe.stdout, ANSI);
+    // Alignment does not depend on colours.
+    assert.equal(tty.stdout.replace(/\x1b\[[0-9;]*m/g, ""), pipe.stdout);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The real bin, as a child process
+
+describe("the tamtam bin", () => {
+  test("success, one-line errors and exit codes", async () => {
+    const nodes = await runBin(["--rpc", agent.rpc, "nodes"]);
+    assert.equal(nodes.code, 0, nodes.stderr);
+    assert.match(nodes.stdout, /^NODE {14}AGE {3}EMIT # {2}MILLIS {2}STATUS\n/);
+
+    assertOneLineError(await runBin(["--rpc", UNREACHABLE_RPC, "nodes"]), EXIT.UNREACHABLE, /cannot reach the agent at 127\.0\.0\.1:1/);
+    assertOneLineError(await runBin(["--rpc", agent.rpc, "join", "nonsense"]), EXIT.USAGE, /"nonsense" is not an IPv4 or IPv6 address/);
+    assertOneLineError(await runBin(["agent", "--port", "0"]), EXIT.USAGE, /--port must be in 1\.\.65535/);
+    assertOneLineError(await runBin(["nodes", "--bogus"]), EXIT.USAGE, /unsupported option name \("--bogus"\)/);
+    assertOneLineError(
+      await runBin(["nodes"], childEnv({ TAMTAM_RPC: UNREACHABLE_RPC })),
+      EXIT.UNREACHABLE,
+      /cannot reach the agent at 127\.0\.0\.1:1/,
+    );
+    const help = await runBin(["--help"]);
+    assert.equal(help.code, 0);
+    assert.doesNotMatch(help.stdout, ANSI);
+  });
+
+  test("stream exits 0 on SIGINT", async () => {
+    agent.streamForever = true;
+    const c = startBin(["--rpc", agent.rpc, "stream"]);
+    try {
+      await withTimeout(
+        (async () => {
+          while (!c.stdout().includes("tick 1\n")) await sleep(10);
+        })(),
+        10_000,
+        "first stream lines",
+      );
+      c.child.kill("SIGINT");
+      const { code, signal } = await withTimeout(c.exited, 10_000, "stream after SIGINT");
+      assert.deepEqual([code, signal], [0, null]);
+      assert.equal(c.stderr(), "");
+    } finally {
+      agent.streamForever = false;
+      killChild(c);
+    }
+  });
+
+  test("stream exits 0 when its reader goes away (EPIPE, as `| head -1`)", async () => {
+    agent.streamForever = true;
+    const c = startBin(["--rpc", agent.rpc, "monitor", "--json"]);
+    const c2 = startBin(["--rpc", agent.rpc, "stream", "--encoding", "base64"]);
+    try {
+      for (const child of [c, c2]) {
+        await withTimeout(
+          new Promise<void>((resolve) => child.child.stdout?.once("data", () => resolve())),
+          10_000,
+          "first line",
+        );
+        child.child.stdout?.destroy(); // the reader exits
+      }
+      for (const child of [c, c2]) {
+        const { code, signal } = await withTimeout(child.exited, 10_000, "exit after EPIPE");
+        assert.deepEqual([code, signal], [0, null]);
+        assert.equal(child.stderr(), "");
+      }
+    } finally {
+      agent.streamForever = false;
+      killChild(c);
+      killChild(c2);
+    }
+  });
+});

@@ -1,0 +1,261 @@
+/**
+ * The TamTam gRPC service against a fake agent: request validation with proper status codes
+ * and one-line messages, translation of members into the original Node shape, and stream
+ * fan-out where a subscriber that stops reading never blocks the others.
+ */
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import * as http2 from "node:http2";
+import * as grpc from "@grpc/grpc-js";
+import { addr, type Address } from "../src/core/address.js";
+import { MemberState } from "../src/core/wire/messages.js";
+import type { AgentApi, MemberView } from "../src/agent/api.js";
+import { Fanout } from "../src/agent/fanout.js";
+import type { LogLevelName } from "../src/agent/options.js";
+import { LogLevel_Level, Response_Code, Status, TamTam } from "../src/gen/service/tamtam_pb.js";
+import { addService, createClient, type ServiceClient } from "../src/rpc/adapter.js";
+import { tamTamService } from "../src/rpc/service.js";
+import { AgentError, ERROR_CODE_TRAILER } from "../src/rpc/status.js";
+
+class FakeAgent implements AgentApi {
+  readonly localAddress = addr("127.0.0.1:9999");
+  readonly maxBroadcastBytes = 256;
+  readonly calls: string[] = [];
+  readonly broadcasts = new Fanout<Uint8Array>(4, 8);
+  readonly memberEvents = new Fanout<MemberView>(4, 8);
+  heartbeatMs = 500;
+  logLevel: LogLevelName = "info";
+  readonly answering = new Set<string>(["127.0.0.1:9998"]);
+
+  async join(target: Address): Promise<void> {
+    this.calls.push(`join ${target.key}`);
+    if (!this.answering.has(target.key)) throw new AgentError("NO_ANSWER", `${target.key} did not answer within 1000 ms`);
+  }
+  async forget(target: Address): Promise<void> {
+    this.calls.push(`forget ${target.key}`);
+  }
+  async broadcast(payload: Uint8Array): Promise<void> {
+    this.calls.push(`broadcast ${Buffer.from(payload).toString()}`);
+  }
+  async ping(target: Address): Promise<number> {
+    this.calls.push(`ping ${target.key}`);
+    if (!this.answering.has(target.key)) throw new AgentError("NO_ANSWER", `${target.key} did not answer within 1000 ms`);
+    return 3;
+  }
+  async members(): Promise<readonly MemberView[]> {
+    const view = (key: string, state: MemberState, isSelf = false): MemberView => ({
+      info: {
+        address: addr(key),
+        state,
+        incarnation: 7,
+        stateChangedAtMs: 0,
+        lastHeardAtMs: 0,
+        lastRttMs: isSelf ? -1 : 2,
+        pendingTransmits: 3,
+        isSelf,
+      },
+      ageMs: 6024.4,
+      changedAtEpochMs: 2 ** 32 + 1234,
+    });
+    return [
+      view("127.0.0.1:9999", MemberState.Alive, true),
+      view("127.0.0.1:9998", MemberState.Alive),
+      view("[::1]:9997", MemberState.Suspect),
+      view("127.0.0.1:9996", MemberState.Dead),
+      view("127.0.0.1:9995", MemberState.Left),
+    ];
+  }
+  async leaveCluster(): Promise<void> {
+    this.calls.push("leaveCluster");
+  }
+  async setHeartbeatMs(ms: number): Promise<void> {
+    this.heartbeatMs = ms;
+  }
+  setLogLevel(level: LogLevelName): void {
+    this.logLevel = level;
+  }
+  async stats(): Promise<Record<string, number>> {
+    return { datagrams_sent: 12, ring_drops: 0 };
+  }
+  subscribeBroadcasts() {
+    return this.broadcasts.subscribe();
+  }
+  subscribeMembers() {
+    return this.memberEvents.subscribe();
+  }
+}
+
+async function withServer(fn: (client: ServiceClient<typeof TamTam.method>, agent: FakeAgent) => Promise<void>): Promise<void> {
+  const agent = new FakeAgent();
+  const server = new grpc.Server();
+  addService(server, TamTam, tamTamService(agent));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  const client = createClient(TamTam, `127.0.0.1:${port}`, undefined, { defaultTimeoutMs: 5000 });
+  try {
+    await fn(client, agent);
+  } finally {
+    client.close();
+    server.forceShutdown();
+  }
+}
+
+async function rejects(call: Promise<unknown>, code: grpc.status, message: RegExp, agentCode?: string): Promise<void> {
+  await assert.rejects(call, (err: grpc.ServiceError) => {
+    assert.equal(err.code, code, `status ${err.code} (${err.details})`);
+    assert.match(err.details, message);
+    assert.ok(!err.details.includes("\n"), "one line");
+    if (agentCode !== undefined) assert.equal(err.metadata.get(ERROR_CODE_TRAILER)[0], agentCode);
+    return true;
+  });
+}
+
+describe("TamTam gRPC service", () => {
+  test("join and ping report whether the target answered", () =>
+    withServer(async (client, agent) => {
+      assert.equal((await client.join({ IP: "127.0.0.1", port: 9998 })).code, Response_Code.OK);
+      await rejects(client.join({ IP: "127.0.0.1", port: 9000 }), grpc.status.UNAVAILABLE, /did not answer/, "NO_ANSWER");
+      assert.equal((await client.ping({ IP: "127.0.0.1", port: 9998 })).code, Response_Code.OK);
+      await rejects(client.ping({ IP: "127.0.0.1", port: 9000 }), grpc.status.UNAVAILABLE, /did not answer/);
+      assert.deepEqual(agent.calls, ["join 127.0.0.1:9998", "join 127.0.0.1:9000", "ping 127.0.0.1:9998", "ping 127.0.0.1:9000"]);
+    }));
+
+  test("bad input gets INVALID_ARGUMENT with a clear message, and reaches no agent method", () =>
+    withServer(async (client, agent) => {
+      await rejects(client.join({ IP: "300.1.1.1", port: 9998 }), grpc.status.INVALID_ARGUMENT, /"300.1.1.1" is not an IPv4 or IPv6 address/, "INVALID_ADDRESS");
+      await rejects(client.join({ IP: "", port: 9998 }), grpc.status.INVALID_ARGUMENT, /not an IPv4 or IPv6/);
+      await rejects(client.ping({ IP: "127.0.0.1", port: 0 }), grpc.status.INVALID_ARGUMENT, /port 0 is out of range 1..65535/, "INVALID_PORT");
+      await rejects(client.leave({ IP: "::1", port: 70000 }), grpc.status.INVALID_ARGUMENT, /port 70000 is out of range/);
+      await rejects(client.join({ IP: "127.0.0.1", port: 9999 }), grpc.status.INVALID_ARGUMENT, /own address/, "SELF_ADDRESS");
+      await rejects(client.broadcast({ bytes: new Uint8Array() }), grpc.status.INVALID_ARGUMENT, /at least 1 byte/, "EMPTY_BROADCAST");
+      await rejects(client.broadcast({ bytes: new Uint8Array(257) }), grpc.status.INVALID_ARGUMENT, /at most 256 bytes, got 257/, "BROADCAST_TOO_LARGE");
+      for (const millis of [0, 9, 1001, -5]) {
+        await rejects(client.setHeartbeat({ millis }), grpc.status.INVALID_ARGUMENT, /heartbeat must be 10..1000 ms/, "HEARTBEAT_OUT_OF_RANGE");
+      }
+      await rejects(client.setLogThreshold({ level: 42 as LogLevel_Level }), grpc.status.INVALID_ARGUMENT, /unknown log level 42/, "UNKNOWN_LOG_LEVEL");
+      assert.deepEqual(agent.calls, []);
+      assert.equal(agent.heartbeatMs, 500);
+    }));
+
+  test("valid settings reach the agent", () =>
+    withServer(async (client, agent) => {
+      await client.setHeartbeat({ millis: 10 });
+      await client.setHeartbeat({ millis: 1000 });
+      assert.equal(agent.heartbeatMs, 1000);
+      await client.setLogThreshold({ level: LogLevel_Level.DEBUG });
+      assert.equal(agent.logLevel, "debug");
+      await client.broadcast({ bytes: new Uint8Array(256).fill(0x41) });
+      await client.leave({ IP: "::1", port: 9997 });
+      await client.leaveCluster({});
+      assert.deepEqual(agent.calls.slice(1), ["forget [::1]:9997", "leaveCluster"]);
+      const stats = await client.stats({});
+      assert.equal(stats.counters.datagrams_sent, 12n);
+      const local = await client.localAddress({});
+      assert.deepEqual([local.IP, local.port], ["127.0.0.1", 9999]);
+    }));
+
+  test("nodes keep the original shape; healthy lists alive and suspected members", () =>
+    withServer(async (client) => {
+      const nodes = (await client.nodes({})).nodes;
+      assert.equal(nodes.length, 5);
+      const peer = nodes[1];
+      assert.ok(peer !== undefined);
+      assert.deepEqual([peer.address?.IP, peer.address?.port, peer.age, peer.emitCounter, peer.pingMillis, peer.status], ["127.0.0.1", 9998, 6024, 3, 2, Status.ALIVE]);
+      assert.equal(peer.timestamp, 1234, "epoch ms truncated to 32 bits");
+      assert.deepEqual([peer.incarnation, peer.state, peer.isSelf], [7, "alive", false]);
+      assert.equal(nodes[0]?.isSelf, true);
+      assert.equal(nodes[0]?.pingMillis, -1);
+      assert.deepEqual(nodes.map((n) => n.status), [Status.ALIVE, Status.ALIVE, Status.SUSPECTED, Status.DEAD, Status.LEFT]);
+      assert.equal(nodes[2]?.address?.IP, "::1");
+      const healthy = (await client.healthy({})).nodes;
+      assert.deepEqual(healthy.map((n) => n.state), ["alive", "alive", "suspect"]);
+    }));
+
+  test("a stream subscriber that stops reading never blocks the others", () =>
+    withServer(async (client, agent) => {
+      const fast = client.stream({});
+      // The slow subscriber is a raw HTTP/2 gRPC call that stops reading: flow control then
+      // pushes back on the server, as with a client that stopped reading its socket.
+      const target = client.grpcClient.getChannel().getTarget().replace(/^dns:/, "");
+      const session = http2.connect(`http://${target}`);
+      session.on("error", () => undefined);
+      const slow = session.request({
+        ":method": "POST",
+        ":path": "/service.TamTam/Stream",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      slow.on("error", () => undefined);
+      slow.end(Buffer.from([0, 0, 0, 0, 0])); // one uncompressed, empty message: Empty {}
+      slow.pause();
+      try {
+        const fastIt = fast[Symbol.asyncIterator]();
+        while (agent.broadcasts.subscriberCount < 2) await new Promise((r) => setImmediate(r));
+        // Far more bytes than HTTP/2 flow-control windows and socket buffers hold, so the slow
+        // reader's transport backs up and its bounded queue must overflow.
+        const total = 3000;
+        const payload = (i: number): Buffer => Buffer.concat([Buffer.from(`m${i}:`), Buffer.alloc(250, 0x2e)]);
+        let last = "";
+        for (let i = 0; i < total; i++) {
+          agent.broadcasts.publish(payload(i));
+          const next = await fastIt.next();
+          assert.equal(next.done, false);
+          last = Buffer.from(next.value.bytes).subarray(0, 6).toString();
+        }
+        assert.equal(last, `m${total - 1}:`.slice(0, 6), "the fast reader got every message, in order");
+        assert.ok(agent.broadcasts.counters.dropped > 0, "the slow reader's queue overflowed and counted drops instead of growing");
+        const first = await new Promise<Buffer>((resolve) => {
+          slow.once("data", resolve);
+          slow.resume();
+        });
+        assert.ok(first.length > 0, "the slow reader still gets what was kept");
+      } finally {
+        fast.cancel();
+        slow.close();
+        session.destroy();
+      }
+    }));
+
+  test("too many subscribers are refused with RESOURCE_EXHAUSTED", () =>
+    withServer(async (client, agent) => {
+      const streams = Array.from({ length: 9 }, () => client.stream({}));
+      try {
+        const firsts = streams.map((s) => s[Symbol.asyncIterator]().next());
+        const refused = await Promise.race(
+          firsts.map((p, i) => p.then(() => -1, (err: grpc.ServiceError) => (err.code === grpc.status.RESOURCE_EXHAUSTED ? i : -2))),
+        );
+        assert.ok(refused >= 0, "one stream is refused first");
+        assert.equal(agent.broadcasts.subscriberCount, 8);
+        agent.broadcasts.publish(Buffer.from("hello"));
+        const results = await Promise.allSettled(firsts);
+        assert.equal(results.filter((r) => r.status === "fulfilled").length, 8);
+      } finally {
+        for (const s of streams) s.cancel();
+      }
+    }));
+});
+
+describe("fan-out", () => {
+  test("bounded per-subscriber queues drop the oldest and count, delivery in order", async () => {
+    const f = new Fanout<number>(3, 2);
+    const a = f.subscribe();
+    const b = f.subscribe();
+    assert.ok(a !== null && b !== null);
+    assert.equal(f.subscribe(), null, "max subscribers");
+    for (let i = 0; i < 5; i++) f.publish(i);
+    assert.equal(a.dropped, 2);
+    const got: number[] = [];
+    for (let i = 0; i < 3; i++) got.push((await a.next()).value as number);
+    assert.deepEqual(got, [2, 3, 4]);
+    const pending = a.next();
+    f.publish(9);
+    assert.deepEqual(await pending, { value: 9, done: false });
+    a.close();
+    assert.deepEqual(await a.next(), { value: undefined, done: true });
+    assert.equal(f.subscriberCount, 1);
+    assert.equal(b.dropped, 3, "b never read: 5 + 1 items into 3 places");
+    assert.equal(f.counters.dropped, 5);
+  });
+});
