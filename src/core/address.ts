@@ -91,13 +91,15 @@ function parseIpv6(text: string): Uint8Array | null {
   if (text.length > 45 || text.length < 2) return null;
   const halves = text.split("::");
   if (halves.length > 2) return null;
-  const parseGroups = (s: string): number[] | null => {
+  // An embedded IPv4 address may only form the last 32 bits: the end of the tail after "::",
+  // or the end of the whole address when there is no "::".
+  const parseGroups = (s: string, mayEndInIpv4: boolean): number[] | null => {
     if (s === "") return [];
     const groups: number[] = [];
     const parts = s.split(":");
     for (let i = 0; i < parts.length; i++) {
       const p = parts[i] as string;
-      if (i === parts.length - 1 && p.includes(".")) {
+      if (mayEndInIpv4 && i === parts.length - 1 && p.includes(".")) {
         const v4 = parseIpv4(p);
         if (v4 === null) return null;
         groups.push(((v4[0] as number) << 8) | (v4[1] as number), ((v4[2] as number) << 8) | (v4[3] as number));
@@ -108,8 +110,8 @@ function parseIpv6(text: string): Uint8Array | null {
     }
     return groups;
   };
-  const head = parseGroups(halves[0] as string);
-  const tail = halves.length === 2 ? parseGroups(halves[1] as string) : [];
+  const head = parseGroups(halves[0] as string, halves.length === 1);
+  const tail = halves.length === 2 ? parseGroups(halves[1] as string, true) : [];
   if (head === null || tail === null) return null;
   let groups: number[];
   if (halves.length === 2) {

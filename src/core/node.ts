@@ -177,7 +177,6 @@ export class SwimNode {
   private probeIntervalMs: number;
   private readonly relays = new Map<number, Relay>();
   private readonly requests = new Map<number, Request>();
-  private readonly pendingJoins = new Map<string, number>();
   private readonly updates: TransmitQueue;
   private readonly broadcasts: TransmitQueue;
   private readonly dedupe: DedupeWindows;
@@ -258,8 +257,7 @@ export class SwimNode {
       }
       const seq = this.takeSeq();
       this.requests.set(seq, { kind: "join", seed, token, attemptsLeft: this.config.joinAttempts - 1 });
-      this.pendingJoins.set(seed.key, seq);
-      this.sendBody(rt, seed, { type: MessageType.Join }, "probe");
+      this.sendBody(rt, seed, { type: MessageType.Join, seq }, "probe");
       rt.setTimer(nowMs + this.config.requestTimeoutMs, { kind: "request", seq });
     }
   }
@@ -416,17 +414,18 @@ export class SwimNode {
     }
     if (!this.started) return;
     const sync = d.body.type === MessageType.Sync;
-    // The sender is alive at the incarnation it states: an implicit alive update.
+    for (const u of d.updates) this.mergeUpdate(nowMs, u, sync, rt);
+    // The sender is alive at the incarnation it states: an implicit alive update, merged after
+    // the items so that a leaving sender's own LEFT (at the same incarnation) comes first.
     const sender = this.mergeUpdate(nowMs, { state: MemberState.Alive, incarnation: d.incarnation, member: d.from }, false, rt);
     if (sender !== undefined) sender.lastHeardAtMs = nowMs;
-    for (const u of d.updates) this.mergeUpdate(nowMs, u, sync, rt);
     for (const b of d.broadcasts) this.receiveBroadcast(b, rt);
     this.handleBody(nowMs, d, rt);
     // A member we hold dead is talking to us: tell it (push-pull) so that it refutes.
     if (sender !== undefined && sender.state === MemberState.Dead && !this.leaving) {
       if (nowMs - sender.lastSyncToMs >= this.probeIntervalMs) {
         sender.lastSyncToMs = nowMs;
-        this.sendSync(rt, sender.address, true);
+        this.sendSync(rt, sender.address, true, this.takeSeq());
       }
     }
   }
@@ -487,17 +486,17 @@ export class SwimNode {
         if (this.probe !== null && this.probe.seq === body.seq) this.probe.nacks++;
         return;
       case MessageType.Join:
-        if (!this.leaving) this.sendSync(rt, d.from, false);
+        if (!this.leaving) this.sendSync(rt, d.from, false, body.seq);
         return;
       case MessageType.Sync: {
-        const seq = this.pendingJoins.get(d.from.key);
-        if (seq !== undefined) {
-          const req = this.requests.get(seq);
-          this.pendingJoins.delete(d.from.key);
-          this.requests.delete(seq);
-          if (req !== undefined && req.kind === "join") rt.emit({ type: "joinResult", seed: req.seed, ok: true, token: req.token });
+        // A reply to our JOIN, matched by seq: the seed may advertise another address than
+        // the one we reached it at.
+        const req = body.seq === 0 ? undefined : this.requests.get(body.seq);
+        if (req !== undefined && req.kind === "join") {
+          this.requests.delete(body.seq);
+          rt.emit({ type: "joinResult", seed: req.seed, ok: true, token: req.token });
         }
-        if (body.replyWanted && !this.leaving) this.sendSync(rt, d.from, false);
+        if (body.replyWanted && !this.leaving) this.sendSync(rt, d.from, false, body.seq);
         return;
       }
       case MessageType.Gossip:
@@ -766,17 +765,19 @@ export class SwimNode {
   }
 
   private nextProbeTarget(): Member | undefined {
-    for (let scanned = 0; scanned <= this.probeable.size + 1; ) {
+    // Skips every stale entry (members no longer probeable) of the current round, then at most
+    // one fresh round, whose entries are all probeable. Each entry is passed once: O(1) amortized.
+    for (let reshuffled = false; ; ) {
       if (this.probeCursor >= this.probeOrder.length) {
+        if (reshuffled) return undefined;
         this.probeOrder = this.rng.shuffle([...this.probeable.values()]);
         this.probeCursor = 0;
+        reshuffled = true;
         if (this.probeOrder.length === 0) return undefined;
       }
       const m = this.probeOrder[this.probeCursor++] as Member;
-      scanned++;
       if (this.probeable.has(m)) return m;
     }
-    return undefined;
   }
 
   private startProbe(nowMs: number, rt: Runtime): void {
@@ -797,7 +798,9 @@ export class SwimNode {
     const probe = this.probe;
     if (probe === null || probe.seq !== seq || probe.acked) return;
     const target = probe.target;
-    const helpers = this.probeable.sample(this.rng, this.config.indirectChecks, (m) => m === target);
+    // Only alive helpers (as memberlist): a suspect one would likely not nack, and Lifeguard would
+    // count its silence against this node's health.
+    const helpers = this.probeable.sample(this.rng, this.config.indirectChecks, (m) => m === target || m.state !== MemberState.Alive);
     for (const helper of helpers) {
       this.stats.pingReqsSent++;
       this.sendBody(rt, helper.address, { type: MessageType.PingReq, seq, target: target.address }, "probe");
@@ -873,7 +876,7 @@ export class SwimNode {
     rt.setTimer(nowMs + this.config.pushPullIntervalMs * scale, { kind: "pushPull" });
     if (this.leaving) return;
     const m = this.probeable.pick(this.rng);
-    if (m !== undefined) this.sendSync(rt, m.address, true);
+    if (m !== undefined) this.sendSync(rt, m.address, true, this.takeSeq());
   }
 
   private onRequestTimeout(nowMs: number, seq: number, rt: Runtime): void {
@@ -884,12 +887,10 @@ export class SwimNode {
       rt.emit({ type: "pingResult", target: req.target, rttMs: null, token: req.token });
       return;
     }
-    if (this.pendingJoins.get(req.seed.key) === seq) this.pendingJoins.delete(req.seed.key);
     if (req.attemptsLeft > 0) {
       const next = this.takeSeq();
       this.requests.set(next, { ...req, attemptsLeft: req.attemptsLeft - 1 });
-      this.pendingJoins.set(req.seed.key, next);
-      this.sendBody(rt, req.seed, { type: MessageType.Join }, "probe");
+      this.sendBody(rt, req.seed, { type: MessageType.Join, seq: next }, "probe");
       rt.setTimer(nowMs + this.config.requestTimeoutMs, { kind: "request", seq: next });
       return;
     }
@@ -922,11 +923,14 @@ export class SwimNode {
     rt.send(to, datagram);
   }
 
-  /** Sends this node's member list to `to` in as many SYNC datagrams as it needs (bounded). */
-  private sendSync(rt: Runtime, to: Address, replyWanted: boolean): void {
+  /**
+   * Sends this node's member list to `to` in as many SYNC datagrams as it needs (bounded).
+   * `seq` is the request answered, or a fresh one when a reply is wanted.
+   */
+  private sendSync(rt: Runtime, to: Address, replyWanted: boolean, seq: number): void {
     this.stats.syncsSent++;
     const w = this.fullWriter;
-    const body: Body = { type: MessageType.Sync, replyWanted };
+    const body: Body = { type: MessageType.Sync, replyWanted, seq };
     const all = [...this.members.values()];
     const n = all.length;
     const start = n === 0 ? 0 : this.syncOffset % n;

@@ -77,10 +77,11 @@ function bodyBytes(body: Body): number {
     case MessageType.PingReq:
       return varintBytes(body.seq) + addressBytes(body.target);
     case MessageType.Join:
+      return varintBytes(body.seq);
     case MessageType.Gossip:
       return 0;
     case MessageType.Sync:
-      return 1;
+      return 1 + varintBytes(body.seq);
     default:
       throw new RangeError(`unknown message type ${String((body as { type: unknown }).type)}`);
   }
@@ -136,13 +137,14 @@ function writeHeader(buf: Uint8Array, from: Address, incarnation: number, body: 
     case MessageType.Ping:
     case MessageType.Ack:
     case MessageType.Nack:
+    case MessageType.Join:
       return writeVarint(buf, p, body.seq);
     case MessageType.PingReq:
       p = writeVarint(buf, p, body.seq);
       return writeAddress(buf, p, body.target);
     case MessageType.Sync:
       buf[p] = body.replyWanted ? SYNC_REPLY_WANTED : 0;
-      return p + 1;
+      return writeVarint(buf, p + 1, body.seq);
     default:
       return p;
   }
@@ -270,10 +272,7 @@ export function encodeDatagram(d: Datagram, maxBytes: number = MAX_DATAGRAM_BYTE
 
 let at = 0;
 
-const JOIN_BODY: Body = Object.freeze({ type: MessageType.Join });
 const GOSSIP_BODY: Body = Object.freeze({ type: MessageType.Gossip });
-const SYNC_REPLY_BODY: Body = Object.freeze({ type: MessageType.Sync, replyWanted: true });
-const SYNC_NO_REPLY_BODY: Body = Object.freeze({ type: MessageType.Sync, replyWanted: false });
 
 function fail(code: ProtocolErrorCode, offset: number, detail?: string): never {
   throw new ProtocolError(code, offset, detail);
@@ -351,7 +350,7 @@ function readBody(b: Uint8Array, type: number): Body {
       return { type: MessageType.PingReq, seq, target: readAddress(b) };
     }
     case MessageType.Join:
-      return JOIN_BODY;
+      return { type: MessageType.Join, seq: readVarint(b) };
     case MessageType.Gossip:
       return GOSSIP_BODY;
     case MessageType.Sync: {
@@ -360,7 +359,7 @@ function readBody(b: Uint8Array, type: number): Body {
       const flags = b[p] as number;
       if ((flags & ~SYNC_REPLY_WANTED) !== 0) fail("BAD_FLAGS", p, `unknown sync flags 0x${flags.toString(16)}`);
       at = p + 1;
-      return flags === 0 ? SYNC_NO_REPLY_BODY : SYNC_REPLY_BODY;
+      return { type: MessageType.Sync, replyWanted: flags !== 0, seq: readVarint(b) };
     }
     default:
       return fail("UNKNOWN_TYPE", 4, `message type 0x${type.toString(16)}`);

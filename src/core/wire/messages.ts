@@ -24,9 +24,13 @@
  *   ACK      0x02  varint seq
  *   PING_REQ 0x03  varint seq, address target
  *   NACK     0x04  varint seq
- *   JOIN     0x05  (empty)                      "send me your member list"
- *   SYNC     0x06  u8 syncFlags                 bit 0 REPLY_WANTED (push-pull); others 0.
- *                                               Its items are a member-list snapshot.
+ *   JOIN     0x05  varint seq                   "send me your member list"
+ *   SYNC     0x06  u8 syncFlags, varint seq     bit 0 REPLY_WANTED (push-pull); others 0.
+ *                                               Its items are a member-list snapshot. seq:
+ *                                               in a reply, the seq of the JOIN or SYNC it
+ *                                               answers (so a seed reached at one address
+ *                                               that advertises another is still matched);
+ *                                               in a push-pull request, a fresh seq; else 0.
  *   GOSSIP   0x07  (empty)                      items only
  *
  * Items (the canonical encoding puts membership items before broadcast items; the decoder
@@ -117,8 +121,8 @@ export type Body =
   | { readonly type: typeof MessageType.Ack; readonly seq: number }
   | { readonly type: typeof MessageType.PingReq; readonly seq: number; readonly target: Address }
   | { readonly type: typeof MessageType.Nack; readonly seq: number }
-  | { readonly type: typeof MessageType.Join }
-  | { readonly type: typeof MessageType.Sync; readonly replyWanted: boolean }
+  | { readonly type: typeof MessageType.Join; readonly seq: number }
+  | { readonly type: typeof MessageType.Sync; readonly replyWanted: boolean; readonly seq: number }
   | { readonly type: typeof MessageType.Gossip };
 
 export interface Datagram {
