@@ -42,7 +42,7 @@ export interface SwimConfig {
   awarenessMaxMultiplier: number;
   /** Lifeguard on: local health multiplier, nacks, shrinking suspicion timeouts, buddy system. */
   lifeguard: boolean;
-  /** Hard limit on every datagram, envelope included (bytes). Default 1232, the IPv6 minimum-MTU payload. Range 64..65507. */
+  /** Hard limit on every datagram, envelope included (bytes). Default 1232, the IPv6 minimum-MTU payload. Range 79..65507 (108.. when sealed): the largest SYNC header and membership item, envelope included, must fit. */
   maxPacketBytes: number;
   /** Limit on ping, ack, ping-req and nack datagrams, piggyback included (bytes). Range 53..maxPacketBytes (82.. when sealed): the largest PING_REQ header, envelope included, must fit. */
   probePacketBytes: number;
@@ -178,6 +178,12 @@ export function makeConfig(preset: PresetName = "lan", overrides: Partial<SwimCo
 
 /** The largest header of a probe-sized datagram: a PING_REQ from and about IPv6 members, 5-byte incarnation and seq. */
 export const MAX_PROBE_HEADER_BYTES = FIXED_HEADER_BYTES + 19 + 5 + 5 + 19;
+/**
+ * The smallest full datagram that still carries any one membership item: the largest SYNC
+ * header (IPv6 sender, 5-byte incarnation, flags, 5-byte seq) plus the largest item (a SUSPECT
+ * of an IPv6 member by an IPv6 member at a 5-byte incarnation).
+ */
+export const MIN_FULL_DATAGRAM_BYTES = FIXED_HEADER_BYTES + 19 + 5 + 1 + 5 + (1 + 5 + 19 + 19);
 
 interface Range {
   readonly min: number | ((c: SwimConfig) => number);
@@ -201,7 +207,7 @@ const RANGES: Readonly<Record<Exclude<keyof SwimConfig, "lifeguard" | "sealed">,
   pushPullIntervalMs: { min: 100, max: 86_400_000, unit: "ms", zeroDisables: true },
   reapAfterMs: { min: 1000, max: 604_800_000, unit: "ms" },
   awarenessMaxMultiplier: { min: 1, max: 32, unit: "" },
-  maxPacketBytes: { min: 64, max: 65507, unit: "bytes" },
+  maxPacketBytes: { min: (c) => MIN_FULL_DATAGRAM_BYTES + (c.sealed === true ? SEALED_OVERHEAD_BYTES : 0), max: 65507, unit: "bytes" },
   probePacketBytes: {
     min: (c) => MAX_PROBE_HEADER_BYTES + (c.sealed === true ? SEALED_OVERHEAD_BYTES : 0),
     max: (c) => c.maxPacketBytes,

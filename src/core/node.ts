@@ -126,6 +126,8 @@ type Request =
   | { readonly kind: "ping"; readonly target: Address; readonly token: number; readonly startMs: number }
   | { readonly kind: "join"; readonly seed: Address; readonly token: number; attemptsLeft: number };
 
+/** Incarnations are u32 on the wire; they saturate here. */
+const MAX_INCARNATION = 0xffffffff;
 /** Most ping-req relays in flight; more are refused and counted. */
 const MAX_RELAYS = 4096;
 /** Most user pings and joins in flight. */
@@ -306,7 +308,7 @@ export class SwimNode {
     this.leaving = true;
     const self = this.selfMember;
     const previousIncarnation = self.incarnation;
-    self.incarnation = (self.incarnation + 1) >>> 0;
+    self.incarnation = Math.min(self.incarnation + 1, MAX_INCARNATION);
     const previous = self.state;
     self.state = MemberState.Left;
     self.stateChangedAtMs = nowMs;
@@ -413,11 +415,11 @@ export class SwimNode {
       return;
     }
     if (!this.started) return;
-    const sync = d.body.type === MessageType.Sync;
-    for (const u of d.updates) this.mergeUpdate(nowMs, u, sync, rt);
+    const syncFrom = d.body.type === MessageType.Sync ? d.from : null;
+    for (const u of d.updates) this.mergeUpdate(nowMs, u, syncFrom, rt);
     // The sender is alive at the incarnation it states: an implicit alive update, merged after
     // the items so that a leaving sender's own LEFT (at the same incarnation) comes first.
-    const sender = this.mergeUpdate(nowMs, { state: MemberState.Alive, incarnation: d.incarnation, member: d.from }, false, rt);
+    const sender = this.mergeUpdate(nowMs, { state: MemberState.Alive, incarnation: d.incarnation, member: d.from }, null, rt);
     if (sender !== undefined) sender.lastHeardAtMs = nowMs;
     for (const b of d.broadcasts) this.receiveBroadcast(b, rt);
     this.handleBody(nowMs, d, rt);
@@ -576,20 +578,20 @@ export class SwimNode {
 
   /**
    * Merges one statement about a member. Higher incarnation wins; at equal incarnation
-   * alive < suspect < dead < left; stale statements change nothing. In a member-list sync a
-   * *dead* statement only raises a suspicion (the owner gets the chance to refute). Returns the
-   * member record, if one exists afterwards.
+   * alive < suspect < dead < left; stale statements change nothing. In a member-list sync from
+   * `syncFrom` a *dead* statement only raises a suspicion, by that sender (who holds it dead),
+   * so the owner gets the chance to refute. Returns the member record, if one exists afterwards.
    */
-  private mergeUpdate(nowMs: number, u: MemberUpdate, fromSync: boolean, rt: Runtime): Member | undefined {
+  private mergeUpdate(nowMs: number, u: MemberUpdate, syncFrom: Address | null, rt: Runtime): Member | undefined {
     if (u.member.key === this.self.key) {
       this.mergeAboutSelf(nowMs, u, rt);
       return undefined;
     }
     let state = u.state;
     let by = u.suspectedBy ?? null;
-    if (fromSync && state === MemberState.Dead) {
+    if (syncFrom !== null && state === MemberState.Dead) {
       state = MemberState.Suspect;
-      by = null;
+      by = syncFrom;
     }
     const m = this.members.get(u.member.key);
     if (m === undefined) {
@@ -617,7 +619,9 @@ export class SwimNode {
     // Suspect/dead/left at our incarnation or above, or alive above it (an older life of this
     // address): take a higher incarnation and say alive.
     const previousIncarnation = self.incarnation;
-    self.incarnation = (u.incarnation + 1) >>> 0;
+    // Saturates at 2^32 - 1 rather than wrapping to 0, which would make every later statement
+    // about this node outrank it. (With the sealed envelope no stranger can forge such claims.)
+    self.incarnation = Math.min(u.incarnation + 1, MAX_INCARNATION);
     self.stateChangedAtMs = nowMs;
     this.stats.refutations++;
     if (u.state !== MemberState.Alive) this.adjustHealth(1);
