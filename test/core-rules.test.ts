@@ -53,7 +53,7 @@ const C6 = addr("[2001:db8::3]:7946");
 /** A started node A with its recording runtime. No timer is ever fired. */
 function freshNode(incarnation = 0, config: SwimConfig = makeConfig("lan")): { node: SwimNode; rt: RecordingRuntime } {
   const rt = new RecordingRuntime(A);
-  const node = new SwimNode({ self: A, config, seed: 7, incarnation });
+  const node = new SwimNode({ self: A, config, seed: 7, incarnation, broadcastEpoch: 0 });
   node.start(0, rt);
   return { node, rt };
 }
@@ -450,7 +450,7 @@ describe("config", () => {
       const x = addr("[2001:db8::9]:7946");
       const members = [2, 3, 4, 5].map((i) => addr(`[2001:db8::${i}]:7946`));
       const rt = new RecordingRuntime(self);
-      const node = new SwimNode({ self, config: cfg, seed: 1, incarnation: 0xffffffff });
+      const node = new SwimNode({ self, config: cfg, seed: 1, incarnation: 0xffffffff, broadcastEpoch: 0 });
       node.start(0, rt);
       node.handleDatagram(1, craft(x, 0xffffffff, members.map((m) => alive(m, 0xfffffff0)), SYNC), rt);
       for (const m of members.slice(0, 2)) node.handleDatagram(2, craft(x, 0xffffffff, [suspect(m, 0xfffffff0, x)]), rt);
@@ -474,7 +474,7 @@ describe("config", () => {
       const t6 = addr("[2001:db8::2]:7946");
       const t7 = addr("[2001:db8::3]:7946");
       const rt = new RecordingRuntime(self);
-      const node = new SwimNode({ self, config: cfg, seed: 1, incarnation: 0xffffffff });
+      const node = new SwimNode({ self, config: cfg, seed: 1, incarnation: 0xffffffff, broadcastEpoch: 0 });
       // Worst case for the header: 5-byte sequence numbers (reached after 2^28 probes and requests).
       (node as unknown as { nextSeq: number }).nextSeq = 0xfffffff0;
       node.start(0, rt);

@@ -169,7 +169,7 @@ describe("probing", () => {
     const C = addr("10.0.0.3:7946");
     const D = addr("10.0.0.4:7946");
     const rt = new RecordingRuntime(A);
-    const node = new SwimNode({ self: A, config: makeConfig("lan"), seed: 3, incarnation: 0 });
+    const node = new SwimNode({ self: A, config: makeConfig("lan"), seed: 3, incarnation: 0, broadcastEpoch: 0 });
     node.start(0, rt);
     node.handleDatagram(0, craft(B, 0, [alive(C, 0), alive(D, 0)], SYNC), rt);
     node.handleDatagram(0, craft(B, 0, [suspect(C, 0, B)]), rt);
@@ -196,7 +196,7 @@ describe("probing", () => {
       const rt = new RecordingRuntime(A);
       // Lifeguard off: a fixed probe interval (the unanswered first probe would raise the health score).
       const config = makeConfig("lan", { reconnectIntervalMs: 0, lifeguard: false });
-      const node = new SwimNode({ self: A, config, seed, incarnation: 0 });
+      const node = new SwimNode({ self: A, config, seed, incarnation: 0, broadcastEpoch: 0 });
       node.start(0, rt);
       node.handleDatagram(0, craft(survivor, 0, others.map((o) => alive(o, 0)), SYNC), rt);
       // The survivor answers every ping at once; the others never do. After the first probe of
@@ -319,7 +319,7 @@ describe("Lifeguard confirmations shorten the suspicion timeout", () => {
   /** Feeds suspicions of E (by whom, at what time) and returns when A declares E dead. */
   function deadAt(confirmations: [by: typeof B, atMs: number][], config: SwimConfig = makeConfig("lan")): number | undefined {
     const rt = new RecordingRuntime(A);
-    const node = new SwimNode({ self: A, config, seed: 1, incarnation: 0 });
+    const node = new SwimNode({ self: A, config, seed: 1, incarnation: 0, broadcastEpoch: 0 });
     node.start(0, rt);
     node.handleDatagram(0, craft(B, 0, [alive(C, 0), alive(D, 0), alive(E, 0)], SYNC), rt);
     assert.equal(node.liveCount, 5);
@@ -504,8 +504,7 @@ describe("membership changes", () => {
   });
 
   test(
-    "broadcasts of a node restarted at incarnation 0 (default epoch) reach the others",
-    { todo: "the broadcast epoch defaults to the starting incarnation, so a restart at 0 reuses (epoch 0, seq 0..) and peers drop its broadcasts as duplicates (see report)" },
+    "broadcasts of a node restarted at incarnation 0 (with a new broadcast epoch) reach the others",
     () => {
       const c = bootstrapped({ size: 3, seed: 26 });
       assert.ok(c.node(2).broadcast(c.nowMs, new Uint8Array([1]), c.rt(2)).ok);

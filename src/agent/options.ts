@@ -32,8 +32,11 @@ export interface AgentOptions {
   readonly iface: string | null;
   /** Address (ip or ip:port) other members reach this node at; default: derived from bind/iface. */
   readonly advertise: string | null;
-  /** Protocol period (ms), 10..1000 as the original's --heartbeat. */
-  readonly heartbeatMs: number;
+  /**
+   * Protocol period (ms), 10..1000 as the original's --heartbeat; null when not given: then
+   * 500 ms (the original's default) with the default `lan` preset, the preset's own otherwise.
+   */
+  readonly heartbeatMs: number | null;
   /** Largest broadcast payload (bytes); 0 = 256 on IPv4, 512 on IPv6. */
   readonly maxBroadcastBytes: number;
   readonly multicast: MulticastOptions;

@@ -21,6 +21,7 @@ import { type BaseContext, Command, Option, UsageError } from "clipanion";
 import { formatIp, parseAddress } from "../core/address.js";
 import { Response_Code, TamTam, type Response } from "../gen/service/tamtam_pb.js";
 import { createClient } from "../rpc/adapter.js";
+import { ERROR_CODE_TRAILER } from "../rpc/status.js";
 import {
   GLOBAL_SETTINGS,
   resolveSettings,
@@ -107,6 +108,12 @@ function grpcStatusOf(error: unknown): { code: number; details: string } | null 
   return { code: e.code, details: typeof e.details === "string" ? e.details.split("\n")[0] ?? "" : "" };
 }
 
+/** True when the agent itself sent the status: its handlers tag every error with the tamtam-error trailer. */
+function sentByAgent(error: unknown): boolean {
+  const metadata = (error as { metadata?: unknown }).metadata;
+  return metadata instanceof grpc.Metadata && metadata.get(ERROR_CODE_TRAILER).length > 0;
+}
+
 /** One line for clipanion's parse errors (they are multi-line, with candidate usages). */
 function syntaxErrorLine(error: Error): string {
   const e = error as Error & { candidates?: Array<{ usage: string; reason: string | null }>; input?: unknown[] };
@@ -145,6 +152,10 @@ export function describeError(error: unknown, rpc: string): { message: string; e
     return { message: (error.message.split("\n")[0] ?? "").trim(), exitCode: EXIT.USAGE };
   }
   const status = grpcStatusOf(error);
+  if (status !== null && status.code === grpc.status.UNAVAILABLE && sentByAgent(error) && status.details !== "") {
+    // The agent answered; something it contacted (a node to join or ping) did not, or it is stopping.
+    return { message: status.details, exitCode: EXIT.FAILED };
+  }
   if (status !== null) {
     const failure = GRPC_FAILURES[status.code] ?? { exitCode: EXIT.FAILED, message: serverSaid("the agent failed") };
     return { message: failure.message(status.details, rpc), exitCode: failure.exitCode };

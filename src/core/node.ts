@@ -46,8 +46,12 @@ export interface SwimNodeOptions {
    * (the node then refutes its old death when it hears of it).
    */
   readonly incarnation: number;
-  /** Broadcast id epoch; defaults to the starting incarnation. */
-  readonly broadcastEpoch?: number;
+  /**
+   * Broadcast id epoch, 0..2^32-1: must differ between two lives of the same address, or the
+   * new life's first broadcasts look like duplicates of the old one's to members that still
+   * remember them. Hosts draw it at random (the agent) or from a boot counter (the simulator).
+   */
+  readonly broadcastEpoch: number;
 }
 
 export type BroadcastOutcome =
@@ -207,7 +211,7 @@ export class SwimNode {
     this.envelopeBytes = options.config.sealed ? SEALED_OVERHEAD_BYTES : 0;
     this.probeWriter = new DatagramWriter(options.config.probePacketBytes - this.envelopeBytes);
     this.fullWriter = new DatagramWriter(options.config.maxPacketBytes - this.envelopeBytes);
-    this.broadcastEpoch = (options.broadcastEpoch ?? options.incarnation) >>> 0;
+    this.broadcastEpoch = options.broadcastEpoch >>> 0;
     this.selfMember = {
       address: options.self,
       key: options.self.key,

@@ -264,7 +264,8 @@ export class World {
         const first = n.life === 1;
         const incarnation = first || this.scenario.restartIncarnation === "zero" ? 0 : Math.floor(this.nowMs / 1000) + 1;
         n.lifeIncarnation = incarnation;
-        n.core = new SwimNode({ self: n.address, config: this.config, seed: n.coreSeedRng.nextU32() | 0, incarnation });
+        // The life counter is this address's boot counter: a fresh broadcast epoch per life.
+        n.core = new SwimNode({ self: n.address, config: this.config, seed: n.coreSeedRng.nextU32() | 0, incarnation, broadcastEpoch: n.life });
         for (const o of this.observers) o.onAction(this, action);
         n.core.start(this.nowMs, n.runtime);
         if (n.index !== 0) n.core.join(this.nowMs, [this.seedFor(n.index)], n.runtime);

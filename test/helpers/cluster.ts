@@ -359,7 +359,8 @@ export class ManualCluster {
     };
     slot.rt = rt;
     this.runtimes.push(rt);
-    slot.node = new SwimNode({ self: slot.address, config, seed, incarnation });
+    // The generation is this address's boot counter: a fresh broadcast epoch per life.
+    slot.node = new SwimNode({ self: slot.address, config, seed, incarnation, broadcastEpoch: generation });
   }
 
   private onSend(d: SentDatagram): void {

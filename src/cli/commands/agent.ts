@@ -48,7 +48,8 @@ export function agentOptions(s: ResolvedSettings<AgentSettingName>): AgentOption
     ipv6: v.ipv6 || bind.includes(":"),
     iface: v.iface,
     advertise: advertise === null ? null : key(advertise),
-    heartbeatMs: v.heartbeatMs,
+    // Unset: the agent keeps the original's 500 ms on the default preset, a preset's own period otherwise.
+    heartbeatMs: s.sources.heartbeatMs === "default" ? null : v.heartbeatMs,
     maxBroadcastBytes: v.maxBroadcastBytes,
     multicast: {
       enabled: v.multicast,
@@ -96,7 +97,7 @@ export class AgentCommand extends TamTamCommand {
   bind = Option.String("-b,--bind", { description: "IP address to bind the gossip socket to (default 0.0.0.0, or :: with --ipv6)" });
   ipv6 = Option.Boolean("-6,--ipv6", { description: "use IPv6: bind :: unless --bind is given" });
   iface = Option.String("-i,--iface", { description: "network interface whose address is advertised when bound to a wildcard address" });
-  heartbeat = Option.String("--heartbeat", { description: "protocol period in milliseconds, 10..1000 (default 500)" });
+  heartbeat = Option.String("--heartbeat", { description: "protocol period in milliseconds, 10..1000 (default 500 with the lan preset, else the preset's own)" });
   max = Option.String("--max", { description: "largest broadcast message in bytes; 0 = 256 on IPv4, 512 on IPv6 (default 0)" });
   multicast = Option.Boolean("--multicast", { description: "announce and discover members on the link by cluster name" });
   clustername = Option.String("--clustername", { description: 'cluster name of the multicast announcements (default "tamtam")' });

@@ -8,7 +8,7 @@ import { NodeListCommand } from "./nodes.js";
 export class HealthyCommand extends NodeListCommand {
   static override paths = [["healthy"]];
   static override usage = Command.Usage({
-    description: "list the healthy (alive) nodes",
+    description: "list the healthy nodes (alive or suspected: still members)",
     details: `
       Prints the same table as \`nodes\`, restricted to the nodes the agent currently
       considers ALIVE. With \`--json\` it prints one object \`{"nodes":[...]}\`.

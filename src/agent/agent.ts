@@ -1,0 +1,308 @@
+/**
+ * The agent's composition root: turns AgentOptions into a running member — protocol config,
+ * gossip addresses, the engine (worker-threaded or inline), the gRPC server with reflection,
+ * event fan-out to Stream/Monitor subscribers, start-up joins, multicast discovery, logging —
+ * and shuts it all down gracefully (announce *left*, then exit within a second) on SIGINT,
+ * SIGTERM or a LeaveCluster call.
+ */
+
+import { networkInterfaces } from "node:os";
+import { performance } from "node:perf_hooks";
+import * as grpc from "@grpc/grpc-js";
+import { type Address, parseAddress } from "../core/address.js";
+import { defaultMaxBroadcastBytes, makeConfig, PRESETS, type SwimConfig, validateConfig } from "../core/config.js";
+import { MEMBER_STATE_NAMES } from "../core/wire/messages.js";
+import type { CoreEvent, MemberInfo } from "../core/runtime.js";
+import { createEngine, type Engine } from "../engine/engine.js";
+import { file_service_tamtam, TamTam } from "../gen/service/tamtam_pb.js";
+import { addService } from "../rpc/adapter.js";
+import { addReflection } from "../rpc/reflection.js";
+import { tamTamService } from "../rpc/service.js";
+import { AgentError } from "../rpc/status.js";
+import { DEFAULT_MULTICAST_IPV4, DEFAULT_MULTICAST_IPV6, MulticastDiscovery } from "../transport/multicast.js";
+import { resolveGossipAddresses } from "./addresses.js";
+import type { AgentApi, MemberView } from "./api.js";
+import { Fanout } from "./fanout.js";
+import { type AgentLogger, createLogger } from "./log.js";
+import type { AgentOptions, LogLevelName } from "./options.js";
+
+/** The original's default protocol period; used with the default preset when --heartbeat is not given. */
+export const DEFAULT_HEARTBEAT_MS = 500;
+/** Items a Stream/Monitor subscriber may fall behind by before its oldest are dropped. */
+const SUBSCRIBER_QUEUE_ITEMS = 4096;
+const MAX_SUBSCRIBERS = 256;
+/** How often start-up seeds are retried until one answers. */
+const SEED_RETRY_MS = 5_000;
+/** Upper bound on the whole graceful shutdown. */
+const SHUTDOWN_BUDGET_MS = 1_000;
+
+export const BANNER = String.raw`
+ _                      _
+| |_   __ _  _ __ ___  | |_   __ _  _ __ ___
+| __| / _${"`"} || '_ ${"`"} _ \ | __| / _${"`"} || '_ ${"`"} _ \
+| |_ | (_| || | | | | || |_ | (_| || | | | | |
+ \__| \__,_||_| |_| |_| \__| \__,_||_| |_| |_|
+`;
+
+/** The protocol config the options ask for (a preset, the heartbeat and the broadcast limit). */
+export function protocolConfig(options: AgentOptions, family: 4 | 6): SwimConfig {
+  const preset = PRESETS[options.preset];
+  const periodMs = options.heartbeatMs ?? (options.preset === "lan" ? DEFAULT_HEARTBEAT_MS : preset.probeIntervalMs);
+  // The probe timeout keeps the preset's share of the period.
+  const timeoutMs = Math.max(1, Math.round((periodMs * preset.probeTimeoutMs) / preset.probeIntervalMs));
+  return makeConfig(options.preset, {
+    probeIntervalMs: periodMs,
+    probeTimeoutMs: timeoutMs,
+    maxBroadcastBytes: options.maxBroadcastBytes > 0 ? options.maxBroadcastBytes : defaultMaxBroadcastBytes(family),
+  });
+}
+
+export interface RunningAgent {
+  readonly gossipAddress: Address;
+  readonly rpcAddress: string;
+  readonly engine: Engine;
+  /** Leaves gracefully and stops everything; resolves when done. Idempotent. */
+  shutdown(reason: string): Promise<void>;
+  /** Resolves when the agent has stopped. */
+  readonly stopped: Promise<void>;
+}
+
+/** Starts an agent; throws Error with a one-line message when it cannot start. */
+export async function startAgent(options: AgentOptions, log: AgentLogger): Promise<RunningAgent> {
+  const logger = log.logger;
+  const addresses = resolveGossipAddresses(options, networkInterfaces());
+  for (const w of addresses.warnings) logger.warn(w);
+  const config = protocolConfig(options, addresses.advertise.family);
+  const problems = validateConfig(config);
+  if (problems.length > 0) throw new Error(`invalid protocol settings: ${problems.join("; ")}`);
+
+  const engine = await createEngine({
+    bindIp: addresses.bindIp,
+    bindPort: addresses.bindPort,
+    dualStack: addresses.bindIp === "::",
+    advertise: addresses.advertise,
+    config,
+    workers: options.workers,
+  });
+  const broadcasts = new Fanout<Uint8Array>(SUBSCRIBER_QUEUE_ITEMS, MAX_SUBSCRIBERS);
+  const memberChanges = new Fanout<MemberView>(SUBSCRIBER_QUEUE_ITEMS, MAX_SUBSCRIBERS);
+  const view = (info: MemberInfo, nowMs = performance.now()): MemberView => ({
+    info,
+    ageMs: Math.max(0, nowMs - (info.lastHeardAtMs >= 0 ? info.lastHeardAtMs : info.stateChangedAtMs)),
+    changedAtEpochMs: performance.timeOrigin + info.stateChangedAtMs,
+  });
+  engine.onEvent((event: CoreEvent) => {
+    switch (event.type) {
+      case "broadcast":
+        broadcasts.publish(event.payload);
+        logger.debug({ origin: event.origin.key, bytes: event.payload.length }, "broadcast received");
+        return;
+      case "member": {
+        memberChanges.publish(view(event.member));
+        const m = event.member;
+        const state = MEMBER_STATE_NAMES[m.state];
+        const line = event.previous === null ? `new node ${m.address.key} is ${state}` : `node ${m.address.key} is now ${state}`;
+        const level = m.state === 0 ? "info" : "warn";
+        logger[m.isSelf ? "debug" : level]({ incarnation: m.incarnation }, line);
+        return;
+      }
+      case "memberRemoved":
+        logger.debug(`node ${event.address.key} was removed from the table`);
+        return;
+      default:
+        return;
+    }
+  });
+
+  let shuttingDown: Promise<void> | null = null;
+  let discovery: MulticastDiscovery | null = null;
+  let seedTimer: NodeJS.Timeout | null = null;
+  let resolveStopped: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => {
+    resolveStopped = resolve;
+  });
+  const server = new grpc.Server();
+
+  const api: AgentApi = {
+    localAddress: engine.localAddress,
+    maxBroadcastBytes: config.maxBroadcastBytes,
+    async join(target) {
+      const [outcome] = await engine.join([target]);
+      if (outcome?.ok !== true) {
+        throw new AgentError("NO_ANSWER", `${target.key} did not answer within ${config.requestTimeoutMs * config.joinAttempts} ms`);
+      }
+    },
+    async forget(target) {
+      const members = await engine.members();
+      if (!members.some((m) => m.address.key === target.key)) throw new AgentError("UNKNOWN_MEMBER", `${target.key} is not a known member`);
+      if (!engine.forget(target)) throw new AgentError("ENGINE_BUSY", "the engine is overloaded; try again");
+    },
+    async broadcast(payload) {
+      if (shuttingDown !== null) throw new AgentError("SHUTTING_DOWN", "the agent is shutting down");
+      const outcome = await engine.broadcast(payload);
+      if (outcome.ok) return;
+      const code = outcome.code === "EMPTY" ? "EMPTY_BROADCAST" : outcome.code === "TOO_LARGE" ? "BROADCAST_TOO_LARGE" : "LEFT_CLUSTER";
+      throw new AgentError(code, outcome.message);
+    },
+    async ping(target) {
+      const rtt = await engine.ping(target);
+      if (rtt === null) throw new AgentError("NO_ANSWER", `${target.key} did not answer the ping within ${config.requestTimeoutMs} ms`);
+      return rtt;
+    },
+    async members() {
+      const now = performance.now();
+      return (await engine.members()).map((m) => view(m, now));
+    },
+    async leaveCluster() {
+      // Answer first, then leave: the caller gets its OK before the server goes away.
+      setImmediate(() => void shutdown("LeaveCluster was called"));
+    },
+    async setHeartbeatMs(ms) {
+      if (!engine.setProbeIntervalMs(ms)) throw new AgentError("ENGINE_BUSY", "the engine is overloaded; try again");
+      logger.info(`protocol period set to ${ms} ms`);
+    },
+    setLogLevel(level: LogLevelName) {
+      log.setLevel(level);
+      logger.info(`log threshold set to ${level}`);
+    },
+    async stats() {
+      const out: Record<string, number> = { ...(await engine.stats()) };
+      const add = (prefix: string, counters: object): void => {
+        for (const [k, v] of Object.entries(counters)) if (typeof v === "number") out[`${prefix}.${k}`] = v;
+      };
+      add("stream", broadcasts.counters);
+      add("monitor", memberChanges.counters);
+      if (discovery !== null) add("multicast", discovery.counters);
+      out["process.rss_bytes"] = process.memoryUsage().rss;
+      return out;
+    },
+    subscribeBroadcasts: () => broadcasts.subscribe(),
+    subscribeMembers: () => memberChanges.subscribe(),
+  };
+
+  addService(server, TamTam, tamTamService(api));
+  addReflection(server, [file_service_tamtam]);
+  const rpcPort = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(options.rpc, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+  }).catch(async (err: Error) => {
+    await engine.stop();
+    throw new Error(`cannot serve gRPC at ${options.rpc}: ${err.message}`);
+  });
+  const rpcAddress = options.rpc.replace(/:0$/, `:${rpcPort}`);
+
+  await engine.start();
+  logger.info(`Listening for gRPC at ${rpcAddress}`);
+  logger.info(
+    `Listening for gossip at ${addresses.bindIp.includes(":") ? `[${addresses.bindIp}]` : addresses.bindIp}:${addresses.bindPort}` +
+      ` as ${engine.localAddress.key} (${options.workers === 0 ? "inline core" : "core on a worker thread"}, preset ${options.preset}, period ${config.probeIntervalMs} ms)`,
+  );
+
+  // Start-up seeds: retried until one answers (a cluster may come up in any order).
+  const seeds: Address[] = [];
+  for (const text of options.join) {
+    const a = parseAddress(text);
+    if (typeof a === "string") throw new Error(`--join: ${a}`);
+    if (a.key !== engine.localAddress.key) seeds.push(a);
+  }
+  const joinSeeds = async (): Promise<void> => {
+    if (seeds.length === 0 || shuttingDown !== null) return;
+    const outcomes = await engine.join(seeds).catch(() => []);
+    if (outcomes.some((o) => o.ok)) {
+      logger.info(`joined the cluster through ${outcomes.filter((o) => o.ok).map((o) => o.seed.key).join(", ")}`);
+      return;
+    }
+    logger.warn(`no seed answered (${seeds.map((s) => s.key).join(", ")}); retrying in ${SEED_RETRY_MS / 1000} s`);
+    seedTimer = setTimeout(() => void joinSeeds(), SEED_RETRY_MS);
+  };
+  void joinSeeds();
+
+  if (options.multicast.enabled) {
+    const group = options.multicast.address ?? (engine.localAddress.family === 6 ? DEFAULT_MULTICAST_IPV6 : DEFAULT_MULTICAST_IPV4);
+    const known = new Set<string>();
+    discovery = new MulticastDiscovery({
+      clusterName: options.multicast.clusterName,
+      group,
+      port: options.multicast.port,
+      intervalMs: options.multicast.intervalSeconds * 1000,
+      self: engine.localAddress,
+      onDiscovered: (address) => {
+        void (async () => {
+          const members = await engine.members().catch(() => []);
+          if (members.some((m) => m.address.key === address.key && (m.state === 0 || m.state === 1)) || known.has(address.key)) return;
+          known.add(address.key);
+          logger.info(`discovered ${address.key} by multicast; joining`);
+          const [outcome] = await engine.join([address]).catch(() => []);
+          if (outcome?.ok !== true) known.delete(address.key);
+        })();
+      },
+      onError: (err) => logger.warn(`multicast: ${err.message}`),
+    });
+    try {
+      await discovery.start();
+      logger.info(`multicast discovery of cluster "${options.multicast.clusterName}" on [${group}]:${options.multicast.port}`);
+    } catch (err) {
+      logger.warn(`multicast discovery is off: ${(err as Error).message}`);
+      discovery.close();
+      discovery = null;
+    }
+  }
+
+  const shutdown = (reason: string): Promise<void> => {
+    if (shuttingDown !== null) return shuttingDown;
+    shuttingDown = (async () => {
+      logger.info(`${reason}: leaving the cluster`);
+      if (seedTimer !== null) clearTimeout(seedTimer);
+      discovery?.close();
+      const deadline = new Promise<void>((resolve) => setTimeout(resolve, SHUTDOWN_BUDGET_MS - 200).unref());
+      await Promise.race([engine.leave().catch(() => undefined), deadline]);
+      broadcasts.closeAll();
+      memberChanges.closeAll();
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 150);
+        force.unref();
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      await engine.stop().catch(() => undefined);
+      logger.info("stopped");
+      resolveStopped();
+    })();
+    return shuttingDown;
+  };
+
+  return { gossipAddress: engine.localAddress, rpcAddress, engine, shutdown, stopped };
+}
+
+/** `tamtam agent`: runs until SIGINT/SIGTERM or LeaveCluster; returns the exit code. */
+export async function runAgent(options: AgentOptions): Promise<number> {
+  const log = createLogger(options.logLevel, options.logFormat);
+  if (!options.nobanner) process.stderr.write(`${BANNER}\n`);
+  let agent: RunningAgent;
+  try {
+    agent = await startAgent(options, log);
+  } catch (err) {
+    log.logger.fatal((err as Error).message);
+    process.stderr.write(`tamtam: ${(err as Error).message}\n`);
+    return 1;
+  }
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1) {
+      process.stderr.write(`tamtam: ${signal} again, exiting now\n`);
+      process.exit(130);
+    }
+    void agent.shutdown(`received ${signal}`);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  await agent.stopped;
+  process.off("SIGINT", onSignal);
+  process.off("SIGTERM", onSignal);
+  return 0;
+}

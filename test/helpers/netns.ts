@@ -1,0 +1,108 @@
+/**
+ * A small network lab for tests: N hosts, each in its own network namespace with its own
+ * addresses (198.18.0.i/24 and fd77::i/64, benchmark and unique-local ranges) on one bridge in
+ * a "switch" namespace, plus fault injection with iptables inside a host (random loss, drops
+ * from chosen peers). No default route: nothing can leave the lab. Needs root and iproute2 +
+ * iptables (`.ci/run` installs them). Every namespace carries a per-run prefix and is deleted
+ * by exact name in `destroy()`.
+ */
+
+import { execFileSync, spawnSync } from "node:child_process";
+
+export interface LabHost {
+  readonly index: number;
+  readonly ns: string;
+  readonly ipv4: string;
+  readonly ipv6: string;
+}
+
+export function labAvailable(): string | null {
+  if (process.getuid?.() !== 0) return "network-namespace tests need root";
+  for (const tool of ["ip", "iptables"]) {
+    if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) return `network-namespace tests need ${tool} (apt-get install iproute2 iptables)`;
+  }
+  const probe = `ttprobe${process.pid}`;
+  const made = spawnSync("ip", ["netns", "add", probe]);
+  spawnSync("ip", ["netns", "del", probe]);
+  return made.status === 0 ? null : `cannot create network namespaces: ${made.stderr.toString().trim()}`;
+}
+
+function sh(args: readonly string[]): void {
+  execFileSync(args[0] as string, args.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
+}
+
+export class NetLab {
+  readonly hosts: LabHost[] = [];
+  private readonly switchNs: string;
+  private destroyed = false;
+
+  constructor(
+    readonly prefix: string,
+    count: number,
+  ) {
+    this.switchNs = `${prefix}-sw`;
+    try {
+      sh(["ip", "netns", "add", this.switchNs]);
+      sh(["ip", "netns", "exec", this.switchNs, "ip", "link", "add", "br0", "type", "bridge"]);
+      sh(["ip", "netns", "exec", this.switchNs, "ip", "link", "set", "br0", "up"]);
+      for (let i = 1; i <= count; i++) {
+        const ns = `${prefix}-n${i}`;
+        const hostSide = `${prefix}h${i}`;
+        sh(["ip", "netns", "add", ns]);
+        this.hosts.push({ index: i, ns, ipv4: `198.18.0.${i}`, ipv6: `fd77::${i}` });
+        sh(["ip", "link", "add", hostSide, "type", "veth", "peer", "name", "eth0", "netns", ns]);
+        sh(["ip", "link", "set", hostSide, "netns", this.switchNs]);
+        sh(["ip", "netns", "exec", this.switchNs, "ip", "link", "set", hostSide, "master", "br0", "up"]);
+        sh(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"]);
+        sh(["ip", "netns", "exec", ns, "ip", "addr", "add", `198.18.0.${i}/24`, "dev", "eth0"]);
+        // nodad: without it, bind() fails with EADDRNOTAVAIL for a second or two.
+        sh(["ip", "netns", "exec", ns, "ip", "-6", "addr", "add", `fd77::${i}/64`, "dev", "eth0", "nodad"]);
+        sh(["ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up"]);
+      }
+    } catch (err) {
+      this.destroy();
+      throw err;
+    }
+  }
+
+  host(i: number): LabHost {
+    const h = this.hosts[i - 1];
+    if (h === undefined) throw new RangeError(`no lab host ${i}`);
+    return h;
+  }
+
+  /** Drops a random share (0..1) of the UDP datagrams arriving at host i. */
+  addLoss(i: number, probability: number): void {
+    sh(["ip", "netns", "exec", this.host(i).ns, "iptables", "-A", "INPUT", "-p", "udp", "-m", "statistic", "--mode", "random", "--probability", String(probability), "-j", "DROP"]);
+  }
+
+  /** Host i drops everything from host j (one direction). */
+  dropFrom(i: number, j: number): void {
+    sh(["ip", "netns", "exec", this.host(i).ns, "iptables", "-A", "INPUT", "-s", this.host(j).ipv4, "-j", "DROP"]);
+  }
+
+  /** Splits the hosts into two sides that cannot hear each other. */
+  partition(sideA: readonly number[], sideB: readonly number[]): void {
+    for (const a of sideA) for (const b of sideB) {
+      this.dropFrom(a, b);
+      this.dropFrom(b, a);
+    }
+  }
+
+  /** Removes every fault from every host. */
+  heal(): void {
+    for (const h of this.hosts) sh(["ip", "netns", "exec", h.ns, "iptables", "-F", "INPUT"]);
+  }
+
+  /** The command line that runs `argv` inside host i's namespace. */
+  exec(i: number, argv: readonly string[]): string[] {
+    return ["ip", "netns", "exec", this.host(i).ns, ...argv];
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const h of this.hosts) spawnSync("ip", ["netns", "del", h.ns]);
+    spawnSync("ip", ["netns", "del", this.switchNs]);
+  }
+}
