@@ -48,8 +48,8 @@ describe("agents on separate hosts (network namespaces)", { skip: unavailable ??
   });
 
   /** Starts an agent in host i (gossip on ip:port, gRPC on rpc) and resolves when it listens. */
-  function startAgent(i: number, ip: string, seed: string | null, port = GOSSIP_PORT, rpc = RPC): Promise<ChildProcess> {
-    const args = ["agent", "--bind", ip, "-p", String(port), "--rpc", rpc, "--heartbeat", "100", "--nobanner", "--log-format", "json"];
+  function startAgent(i: number, ip: string, seed: string | null, port = GOSSIP_PORT, rpc = RPC, extra: readonly string[] = []): Promise<ChildProcess> {
+    const args = ["agent", "--bind", ip, "-p", String(port), "--rpc", rpc, "--heartbeat", "100", "--nobanner", "--log-format", "json", ...extra];
     if (ip.includes(":")) args.push("-6");
     if (seed !== null) args.push("--join", seed);
     const [cmd, ...rest] = lab.exec(i, [process.execPath, BIN, ...args]);
@@ -161,4 +161,29 @@ describe("agents on separate hosts (network namespaces)", { skip: unavailable ??
       await new Promise((r) => setTimeout(r, 200));
     }
   });
+
+  for (const family of [4, 6] as const) {
+    test(`agents find each other by multicast cluster name over IPv${family}, without seeds`, async () => {
+      const port = GOSSIP_PORT + (family === 4 ? 2 : 3);
+      const rpc = family === 4 ? "127.0.0.1:6264" : "127.0.0.1:6265";
+      const ip = (i: number): string => (family === 4 ? `198.18.0.${i}` : `fd77::${i}`);
+      const key = (i: number): string => (family === 4 ? `${ip(i)}:${port}` : `[${ip(i)}]:${port}`);
+      const multicast = (cluster: string): string[] => ["--multicast", "--clustername", cluster, "--multicast-interval", "1", "--multicast-port", String(port + 100)];
+      await Promise.all([1, 2, 3].map((i) => startAgent(i, ip(i), null, port, rpc, multicast("lab"))));
+      // Same link, other cluster name: must stay alone.
+      await startAgent(4, ip(4), null, port, rpc, multicast("elsewhere"));
+      const started = Date.now();
+      for (;;) {
+        const views = await Promise.all([1, 2, 3].map((h) => nodesOf(h, rpc)));
+        if (views.every((v) => [1, 2, 3].every((i) => v.some((n) => n.address === key(i) && n.status === "ALIVE")))) {
+          for (const v of views) assert.ok(!v.some((n) => n.address === key(4)), "an agent of another cluster was joined");
+          break;
+        }
+        assert.ok(Date.now() - started < 20_000, `no discovery over IPv${family}: ${JSON.stringify(views)}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const lonely = await nodesOf(4, rpc);
+      assert.deepEqual(lonely.map((n) => n.address), [key(4)]);
+    });
+  }
 });

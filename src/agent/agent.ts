@@ -9,7 +9,7 @@
 import { networkInterfaces } from "node:os";
 import { performance } from "node:perf_hooks";
 import * as grpc from "@grpc/grpc-js";
-import { type Address, parseAddress } from "../core/address.js";
+import { type Address, formatIp, parseAddress } from "../core/address.js";
 import { defaultMaxBroadcastBytes, makeConfig, PRESETS, type SwimConfig, validateConfig } from "../core/config.js";
 import { MEMBER_STATE_NAMES } from "../core/wire/messages.js";
 import type { CoreEvent, MemberInfo } from "../core/runtime.js";
@@ -225,6 +225,8 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       port: options.multicast.port,
       intervalMs: options.multicast.intervalSeconds * 1000,
       self: engine.localAddress,
+      // IPv4 names the interface by the address this agent advertises (an address of its own).
+      ...(engine.localAddress.family === 4 ? { interfaceAddress: formatIp(engine.localAddress.ip) } : {}),
       onDiscovered: (address) => {
         void (async () => {
           const members = await engine.members().catch(() => []);

@@ -21,7 +21,7 @@ export interface MulticastDiscoveryOptions {
   readonly intervalMs: number;
   /** This agent's advertised gossip address (announced; its own announcements are ignored). */
   readonly self: Address;
-  /** Interface address for IPv4 membership, or interface name/scope for IPv6 (optional). */
+  /** IPv4: an address of the interface to use (tried first); IPv6: an interface scope like `::%eth0`. */
   readonly interfaceAddress?: string;
   readonly onDiscovered: (address: Address) => void;
   readonly onError?: (error: Error) => void;
@@ -64,10 +64,19 @@ export class MulticastDiscovery {
         resolve();
       });
     });
-    this.socket.addMembership(this.options.group, this.options.interfaceAddress);
+    // On IPv4 the interface is named by one of its addresses. The kernel's own choice follows
+    // the default route, and a host without one (an isolated LAN, a lab) fails with ENODEV,
+    // so the given interface comes first and the kernel's choice is the fallback.
+    const iface = this.options.interfaceAddress;
+    try {
+      this.socket.addMembership(this.options.group, iface);
+      if (iface !== undefined) this.socket.setMulticastInterface(iface);
+    } catch (err) {
+      if (iface === undefined) throw err;
+      this.socket.addMembership(this.options.group);
+    }
     this.socket.setMulticastLoopback(true);
     this.socket.setMulticastTTL(this.ipv6 ? 8 : 1);
-    if (this.options.interfaceAddress !== undefined) this.socket.setMulticastInterface(this.options.interfaceAddress);
     this.announce();
     this.timer = setInterval(() => this.announce(), this.options.intervalMs);
     this.timer.unref();
