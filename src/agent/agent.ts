@@ -101,9 +101,9 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
         memberChanges.publish(view(event.member));
         const m = event.member;
         const state = MEMBER_STATE_NAMES[m.state];
-        const line = event.previous === null ? `new node ${m.address.key} is ${state}` : `node ${m.address.key} is now ${state}`;
-        const level = m.state === 0 ? "info" : "warn";
-        logger[m.isSelf ? "debug" : level]({ incarnation: m.incarnation }, line);
+        const who = m.isSelf ? `${m.address.key} (this agent)` : m.address.key;
+        const line = event.previous === null ? `new node ${who} is ${state}` : `node ${who} is now ${state}`;
+        logger[m.state === 0 || m.isSelf ? "info" : "warn"]({ incarnation: m.incarnation }, line);
         return;
       }
       case "memberRemoved":

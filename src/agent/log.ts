@@ -4,9 +4,13 @@
  * (`tamtam configure threshold`).
  */
 
+import { createRequire } from "node:module";
 import { pino, type Logger } from "pino";
-import pretty from "pino-pretty";
+import type { PrettyStream } from "pino-pretty";
 import type { LogLevelName } from "./options.js";
+
+// pino-pretty is loaded only when a terminal reads the log: JSON-logging agents never pay for it.
+const requireModule = createRequire(import.meta.url);
 
 const PINO_LEVEL: Record<LogLevelName, pino.LevelWithSilent> = {
   all: "trace",
@@ -31,7 +35,8 @@ export function createLogger(
   env: NodeJS.ProcessEnv = process.env,
 ): AgentLogger {
   const usePretty = format === "pretty" || (format === "auto" && stream.isTTY === true);
-  const destination = usePretty
+  const pretty = usePretty ? (requireModule("pino-pretty") as { default: (o: object) => PrettyStream }).default : null;
+  const destination = pretty !== null
     ? pretty({
         destination: stream,
         colorize: stream.isTTY === true && env.NO_COLOR === undefined,

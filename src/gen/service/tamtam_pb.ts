@@ -86,7 +86,8 @@ export enum Response_Code {
   OK = 0,
 
   /**
-   * The command was accepted but did not succeed (e.g. a Ping got no answer).
+   * The command did not succeed. (This agent reports failures as gRPC statuses instead, with
+   * a one-line message and the tamtam-error trailer; ERROR is kept for compatibility.)
    *
    * @generated from enum value: ERROR = 1;
    */
@@ -532,8 +533,8 @@ export const TamTam: GenService<{
     output: typeof ResponseSchema;
   },
   /**
-   * Sends one failure-detector ping to the given address and reports whether it answered
-   * (code OK) or not (code ERROR).
+   * Sends one failure-detector ping to the given address. OK when it answered; when it did not
+   * answer in time, the call fails with status UNAVAILABLE (trailer tamtam-error: NO_ANSWER).
    *
    * @generated from rpc service.TamTam.Ping
    */

@@ -1,0 +1,186 @@
+/**
+ * Real agents on loopback: starts clusters of N `tamtam agent` processes (each engine mode),
+ * waits until every agent sees every other alive, then measures what an idle cluster costs
+ * (resident memory per agent, datagrams and bytes sent per agent per second, from the agents'
+ * own Stats counters) and how long a SIGKILLed agent takes to be reported dead by all others.
+ *
+ *   node dist/bench/agent-cluster.js [--agents 5,20] [--workers 1,0] [--idle-seconds 10]
+ *                                    [--heartbeat 500] [--json]
+ */
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { TamTam } from "../src/gen/service/tamtam_pb.js";
+import { createClient, type ServiceClient } from "../src/rpc/adapter.js";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const BIN = join(ROOT, (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { bin: { tamtam: string } }).bin.tamtam);
+
+interface Args {
+  agents: number[];
+  workers: (0 | 1)[];
+  idleSeconds: number;
+  heartbeatMs: number;
+  json: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { agents: [5, 20], workers: [1, 0], idleSeconds: 10, heartbeatMs: 500, json: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const next = (): string => argv[++i] ?? "";
+    if (a === "--agents") args.agents = next().split(",").map(Number);
+    else if (a === "--workers") args.workers = next().split(",").map((w) => (w === "0" ? 0 : 1));
+    else if (a === "--idle-seconds") args.idleSeconds = Number(next());
+    else if (a === "--heartbeat") args.heartbeatMs = Number(next());
+    else if (a === "--json") args.json = true;
+    else throw new Error(`unknown argument ${a}`);
+  }
+  return args;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+interface Agent {
+  readonly proc: ChildProcess;
+  readonly gossip: string;
+  readonly client: ServiceClient<typeof TamTam.method>;
+}
+
+async function startAgent(home: string, workers: 0 | 1, heartbeatMs: number, seed: string | null): Promise<Agent> {
+  const gossipPort = await freePort();
+  const rpc = `127.0.0.1:${await freePort()}`;
+  const args = [BIN, "--rpc", rpc, "agent", "--bind", "127.0.0.1", "-p", String(gossipPort), "--workers", String(workers), "--heartbeat", String(heartbeatMs), "--nobanner", "--log-format", "json"];
+  if (seed !== null) args.push("--join", seed);
+  const proc = spawn(process.execPath, args, { env: { ...process.env, HOME: home, NO_COLOR: "1" }, stdio: ["ignore", "ignore", "pipe"] });
+  await new Promise<void>((resolve, reject) => {
+    const lines = createInterface({ input: proc.stderr as NodeJS.ReadableStream });
+    lines.on("line", (l) => l.includes("Listening for gossip") && resolve());
+    proc.once("exit", (code) => reject(new Error(`agent exited with ${code}`)));
+  });
+  return { proc, gossip: `127.0.0.1:${gossipPort}`, client: createClient(TamTam, rpc, undefined, { defaultTimeoutMs: 5000 }) };
+}
+
+async function until(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
+  const start = performance.now();
+  while (performance.now() - start < timeoutMs) {
+    if (await check()) return performance.now() - start;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+const sum = (counters: Record<string, bigint>, suffix: string): number =>
+  Object.entries(counters)
+    .filter(([k]) => k.endsWith(suffix))
+    .reduce((a, [, v]) => a + Number(v), 0);
+
+interface Result {
+  agents: number;
+  workers: 0 | 1;
+  convergedMs: number;
+  rssMiB: { median: number; max: number };
+  datagramsPerAgentPerSec: number;
+  bytesPerAgentPerSec: number;
+  killToDeadAtAllMs: number;
+}
+
+async function measure(n: number, workers: 0 | 1, args: Args): Promise<Result> {
+  const home = mkdtempSync(join(tmpdir(), "tamtam-bench-"));
+  const agents: Agent[] = [];
+  try {
+    agents.push(await startAgent(home, workers, args.heartbeatMs, null));
+    const seed = (agents[0] as Agent).gossip;
+    const started = performance.now();
+    agents.push(...(await Promise.all(Array.from({ length: n - 1 }, () => startAgent(home, workers, args.heartbeatMs, seed)))));
+    await until(
+      async () => (await Promise.all(agents.map((a) => a.client.nodes({})))).every((r) => r.nodes.filter((x) => x.state === "alive").length === n),
+      60_000,
+      "convergence",
+    );
+    const convergedMs = performance.now() - started;
+    // Let the join traffic drain, then measure a quiet window.
+    await new Promise((r) => setTimeout(r, 3000));
+    const before = await Promise.all(agents.map((a) => a.client.stats({})));
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, args.idleSeconds * 1000));
+    const after = await Promise.all(agents.map((a) => a.client.stats({})));
+    const seconds = (performance.now() - t0) / 1000;
+    let datagrams = 0;
+    let bytes = 0;
+    const rss: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const b = (before[i] as { counters: Record<string, bigint> }).counters;
+      const a = (after[i] as { counters: Record<string, bigint> }).counters;
+      datagrams += Number(a["core.datagramsSent"] ?? 0n) - Number(b["core.datagramsSent"] ?? 0n);
+      bytes += Number(a["core.bytesSent"] ?? 0n) - Number(b["core.bytesSent"] ?? 0n);
+      rss.push(sum(a, "process.rss_bytes") / 2 ** 20);
+    }
+    rss.sort((x, y) => x - y);
+    // Crash one agent (not the seed) and wait until every other reports it dead.
+    const victim = agents[n - 1] as Agent;
+    victim.proc.kill("SIGKILL");
+    const others = agents.slice(0, n - 1);
+    const killToDeadAtAllMs = await until(
+      async () =>
+        (await Promise.all(others.map((a) => a.client.nodes({})))).every((r) =>
+          r.nodes.some((x) => `${x.address?.IP}:${x.address?.port}` === victim.gossip && x.state === "dead"),
+        ),
+      120_000,
+      "the crashed agent to be reported dead",
+    );
+    return {
+      agents: n,
+      workers,
+      convergedMs: Math.round(convergedMs),
+      rssMiB: { median: round1(rss[Math.floor(rss.length / 2)] as number), max: round1(rss[rss.length - 1] as number) },
+      datagramsPerAgentPerSec: round1(datagrams / n / seconds),
+      bytesPerAgentPerSec: Math.round(bytes / n / seconds),
+      killToDeadAtAllMs: Math.round(killToDeadAtAllMs),
+    };
+  } finally {
+    for (const a of agents) {
+      a.client.close();
+      if (a.proc.exitCode === null) a.proc.kill("SIGKILL");
+    }
+    rmSync(home, { recursive: true, force: true });
+  }
+}
+
+function round1(x: number): number {
+  return Math.round(x * 10) / 10;
+}
+
+const args = parseArgs(process.argv.slice(2));
+const results: Result[] = [];
+for (const n of args.agents) for (const w of args.workers) results.push(await measure(n, w, args));
+if (args.json) {
+  console.log(JSON.stringify({ suite: "agent-cluster", heartbeatMs: args.heartbeatMs, idleSeconds: args.idleSeconds, node: process.version, results }));
+} else {
+  console.log(`idle agents on loopback, heartbeat ${args.heartbeatMs} ms, ${args.idleSeconds} s window`);
+  console.table(
+    results.map((r) => ({
+      agents: r.agents,
+      engine: r.workers === 0 ? "inline" : "worker",
+      "converged (ms)": r.convergedMs,
+      "RSS median (MiB)": r.rssMiB.median,
+      "RSS max (MiB)": r.rssMiB.max,
+      "datagrams/agent/s": r.datagramsPerAgentPerSec,
+      "bytes/agent/s": r.bytesPerAgentPerSec,
+      "kill → dead at all (ms)": r.killToDeadAtAllMs,
+    })),
+  );
+}
