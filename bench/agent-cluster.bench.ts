@@ -4,7 +4,7 @@
  * (resident memory per agent, datagrams and bytes sent per agent per second, from the agents'
  * own Stats counters) and how long a SIGKILLed agent takes to be reported dead by all others.
  *
- *   node dist/bench/agent-cluster.js [--agents 5,20] [--workers 1,0] [--idle-seconds 10]
+ *   node dist/bench/agent-cluster.bench.js [--agents 5,20] [--workers 1,0] [--idle-seconds 10]
  *                                    [--heartbeat 500] [--json]
  */
 
