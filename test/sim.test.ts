@@ -85,6 +85,14 @@ describe("simulated clusters", () => {
     }
   });
 
+  test("200 nodes joining at 30 % loss still come to one view (join retries, post-join member-list exchanges)", () => {
+    const seed = SEEDS[0] as number;
+    const { report } = sim({ nodes: 200, seed, periods: 40, loss: 0.3 });
+    assertNoViolations(report);
+    assert.ok(report.convergence.agreeAtEnd, `views differ at the end: ${report.convergence.knownCurve.at(-1)} of pairs known ${where(report)}`);
+    assert.equal(report.falsePositives.deaths, 0, `Lifeguard on declared a running node dead ${where(report)}`);
+  });
+
   test("a 50/50 partition longer than the suspicion timeout heals into one view", () => {
     const seed = SEEDS[0] as number;
     const { report } = sim({ nodes: 60, seed, periods: 100, partition: { fromPeriod: 10, toPeriod: 59, fraction: 0.5, oneWay: false } });

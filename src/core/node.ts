@@ -130,6 +130,10 @@ type Request =
   | { readonly kind: "ping"; readonly target: Address; readonly token: number; readonly startMs: number }
   | { readonly kind: "join"; readonly seed: Address; readonly token: number; attemptsLeft: number };
 
+/** Member-list exchanges after a successful join, in protocol periods. */
+const JOIN_SYNC_AFTER_PERIODS = [2, 6] as const;
+/** Joins closer together than this (periods) share their follow-up exchanges. */
+const JOIN_SYNC_SPACING_PERIODS = 10;
 /** Incarnations are u32 on the wire; they saturate here. */
 const MAX_INCARNATION = 0xffffffff;
 /** Most ping-req relays in flight; more are refused and counted. */
@@ -197,6 +201,7 @@ export class SwimNode {
   private nextToken = 1;
   private syncOffset = 0;
   private health = 0;
+  private lastJoinSyncsAtMs = -Infinity;
   private started = false;
   private leaving = false;
 
@@ -243,7 +248,7 @@ export class SwimNode {
     if (c.gossipIntervalMs > 0) rt.setTimer(nowMs + this.rng.nextInt(c.gossipIntervalMs) + 1, { kind: "gossip" });
     if (c.reconnectIntervalMs > 0) rt.setTimer(nowMs + c.reconnectIntervalMs, { kind: "reconnect" });
     if (c.pushPullIntervalMs > 0) {
-      rt.setTimer(nowMs + this.rng.nextInt(c.pushPullIntervalMs) + c.pushPullIntervalMs, { kind: "pushPull" });
+      rt.setTimer(nowMs + this.rng.nextInt(c.pushPullIntervalMs) + c.pushPullIntervalMs, { kind: "pushPull", once: false });
     }
   }
 
@@ -464,7 +469,7 @@ export class SwimNode {
         this.onReconnectTick(nowMs, rt);
         return;
       case "pushPull":
-        this.onPushPullTick(nowMs, rt);
+        this.onPushPullTick(nowMs, timer.once, rt);
         return;
       case "request":
         this.onRequestTimeout(nowMs, timer.seq, rt);
@@ -501,6 +506,7 @@ export class SwimNode {
         if (req !== undefined && req.kind === "join") {
           this.requests.delete(body.seq);
           rt.emit({ type: "joinResult", seed: req.seed, ok: true, token: req.token });
+          this.scheduleJoinSyncs(nowMs, rt);
         }
         if (body.replyWanted && !this.leaving) this.sendSync(rt, d.from, false, body.seq);
         return;
@@ -877,14 +883,29 @@ export class SwimNode {
     this.sendBody(rt, m.address, { type: MessageType.Ping, seq: this.takeSeq() }, "probe");
   }
 
-  private onPushPullTick(nowMs: number, rt: Runtime): void {
-    // memberlist's scaling: beyond 32 members, slow down by ceil(log2(n) - log2(32)) + 1.
-    const n = this.liveCount;
-    const scale = n <= 32 ? 1 : Math.ceil(Math.log2(n) - 5) + 1;
-    rt.setTimer(nowMs + this.config.pushPullIntervalMs * scale, { kind: "pushPull" });
+  private onPushPullTick(nowMs: number, once: boolean, rt: Runtime): void {
+    if (!once) {
+      // memberlist's scaling: beyond 32 members, slow down by ceil(log2(n) - log2(32)) + 1.
+      const n = this.liveCount;
+      const scale = n <= 32 ? 1 : Math.ceil(Math.log2(n) - 5) + 1;
+      rt.setTimer(nowMs + this.config.pushPullIntervalMs * scale, { kind: "pushPull", once: false });
+    }
     if (this.leaving) return;
     const m = this.probeable.pick(this.rng);
     if (m !== undefined) this.sendSync(rt, m.address, true, this.takeSeq());
+  }
+
+  /**
+   * A seed's member list may arrive with datagrams missing, and a cluster that is still forming
+   * has more members than any one list; periodic push-pull is slow in large clusters. So a join
+   * is followed by two member-list exchanges with random members, 2 and 6 periods later.
+   */
+  private scheduleJoinSyncs(nowMs: number, rt: Runtime): void {
+    if (this.config.pushPullIntervalMs === 0 || nowMs - this.lastJoinSyncsAtMs < JOIN_SYNC_SPACING_PERIODS * this.probeIntervalMs) return;
+    this.lastJoinSyncsAtMs = nowMs;
+    for (const periods of JOIN_SYNC_AFTER_PERIODS) {
+      rt.setTimer(nowMs + periods * this.probeIntervalMs, { kind: "pushPull", once: true });
+    }
   }
 
   private onRequestTimeout(nowMs: number, seq: number, rt: Runtime): void {

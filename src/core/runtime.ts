@@ -26,7 +26,8 @@ export type Timer =
   | { readonly kind: "reap"; readonly key: string; readonly token: number }
   | { readonly kind: "gossip" }
   | { readonly kind: "reconnect" }
-  | { readonly kind: "pushPull" }
+  /** `once`: an extra exchange shortly after a join, not the periodic round. */
+  | { readonly kind: "pushPull"; readonly once: boolean }
   | { readonly kind: "request"; readonly seq: number };
 
 /** A member as the local node sees it. */

@@ -16,6 +16,8 @@ import type { Scenario, ScenarioAction } from "./scenario.js";
 
 /** Inbound datagrams a paused node keeps (its socket buffer); more are dropped. */
 const PAUSED_SOCKET_BUFFER = 256;
+/** A node whose join went unanswered tries again after this long (as the agent does). */
+export const JOIN_RETRY_MS = 5000;
 /** A leaving node's process stops this long after it announced the leave (as the agent does). */
 export const LEAVE_STOP_AFTER_MS = 1000;
 
@@ -26,6 +28,7 @@ type SimEvent = SimEventKey &
     | { readonly kind: "action"; readonly action: ScenarioAction }
     | { readonly kind: "stop"; readonly life: number }
     | { readonly kind: "resume"; readonly life: number }
+    | { readonly kind: "rejoin"; readonly life: number }
   );
 
 export interface SimNode {
@@ -174,6 +177,10 @@ export class World {
       },
       emit: (event) => {
         for (const o of this.observers) o.onCoreEvent(this, node, event);
+        // As the agent does: a join that no seed answered is tried again later.
+        if (event.type === "joinResult" && !event.ok) {
+          this.heap.push({ atMs: this.nowMs + JOIN_RETRY_MS, node: node.index, origin: -1, originSeq: this.scenarioSeq++, kind: "rejoin", life: node.life });
+        }
       },
     };
   }
@@ -225,6 +232,11 @@ export class World {
           for (const o of this.observers) o.onAction(this, { kind: "resume", node: node.index });
           const inbox = node.pausedInbox.splice(0);
           for (const held of inbox) this.dispatch({ ...held, atMs: this.nowMs });
+        }
+        return;
+      case "rejoin":
+        if (node.core !== null && e.life === node.life && !node.core.hasLeft && !node.paused) {
+          node.core.join(this.nowMs, [this.seedFor(node.index)], node.runtime);
         }
         return;
       case "timer":
