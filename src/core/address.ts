@@ -49,9 +49,9 @@ export function internIpv4(b: Uint8Array, p: number, port: number): Address {
 
 /** The interned IPv6 Address for bytes b[p..p+15] and `port` (1..65535, not checked). */
 export function internIpv6(b: Uint8Array, p: number, port: number): Address {
-  let id = "";
-  for (let i = 0; i < 16; i += 2) id += String.fromCharCode(((b[p + i] as number) << 8) | (b[p + i + 1] as number));
-  id += String.fromCharCode(port);
+  // One call builds one flat 9-unit key (concatenation would build a rope to flatten first).
+  const g = (i: number): number => ((b[p + i] as number) << 8) | (b[p + i + 1] as number);
+  const id = String.fromCharCode(g(0), g(2), g(4), g(6), g(8), g(10), g(12), g(14), port);
   let a = internedV6.get(id);
   if (a === undefined) {
     if (internedV6.size >= MAX_INTERNED) internedV6.clear();
