@@ -76,6 +76,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   const problems = validateConfig(config);
   if (problems.length > 0) throw new Error(`invalid protocol settings: ${problems.join("; ")}`);
 
+  const gossipText = `${addresses.bindIp.includes(":") ? `[${addresses.bindIp}]` : addresses.bindIp}:${addresses.bindPort}`;
   const engine = await createEngine({
     bindIp: addresses.bindIp,
     bindPort: addresses.bindPort,
@@ -83,6 +84,8 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     advertise: addresses.advertise,
     config,
     workers: options.workers,
+  }).catch((err: Error) => {
+    throw new Error(`cannot use the gossip port ${gossipText}: ${plainReason(err, "-p/--port")}`);
   });
   const broadcasts = new Fanout<Uint8Array>(SUBSCRIBER_QUEUE_ITEMS, MAX_SUBSCRIBERS);
   const memberChanges = new Fanout<MemberView>(SUBSCRIBER_QUEUE_ITEMS, MAX_SUBSCRIBERS);
@@ -186,14 +189,20 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     server.bindAsync(options.rpc, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
   }).catch(async (err: Error) => {
     await engine.stop();
-    throw new Error(`cannot serve gRPC at ${options.rpc}: ${err.message}`);
+    throw new Error(`cannot serve gRPC at ${options.rpc}: ${plainReason(err, "--rpc")}`);
   });
   const rpcAddress = options.rpc.replace(/:0$/, `:${rpcPort}`);
 
-  await engine.start();
+  try {
+    await engine.start();
+  } catch (err) {
+    server.forceShutdown();
+    await engine.stop().catch(() => undefined);
+    throw err;
+  }
   logger.info(`Listening for gRPC at ${rpcAddress}`);
   logger.info(
-    `Listening for gossip at ${addresses.bindIp.includes(":") ? `[${addresses.bindIp}]` : addresses.bindIp}:${addresses.bindPort}` +
+    `Listening for gossip at ${gossipText}` +
       ` as ${engine.localAddress.key} (${options.workers === 0 ? "inline core" : "core on a worker thread"}, preset ${options.preset}, period ${config.probeIntervalMs} ms)`,
   );
 
@@ -280,15 +289,26 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   return { gossipAddress: engine.localAddress, rpcAddress, engine, shutdown, stopped };
 }
 
+/** The reason in an OS or grpc-js error, in words, with a hint naming the option to change. */
+function plainReason(err: Error, option: string): string {
+  const text = err.message;
+  if (text.includes("EADDRINUSE")) return `address already in use (is another agent running? choose another with ${option})`;
+  if (text.includes("EADDRNOTAVAIL")) return "no such address on this machine (see --bind)";
+  if (text.includes("EACCES")) return "permission denied";
+  return text.split("\n")[0] ?? text;
+}
+
 /** `tamtam agent`: runs until SIGINT/SIGTERM or LeaveCluster; returns the exit code. */
 export async function runAgent(options: AgentOptions): Promise<number> {
   const log = createLogger(options.logLevel, options.logFormat);
+  // grpc-js writes its own lines to stderr; the agent reports what matters itself.
+  grpc.setLogVerbosity(options.logLevel === "trace" || options.logLevel === "all" ? grpc.logVerbosity.DEBUG : grpc.logVerbosity.NONE);
   if (!options.nobanner) process.stderr.write(`${BANNER}\n`);
   let agent: RunningAgent;
   try {
     agent = await startAgent(options, log);
   } catch (err) {
-    log.logger.fatal((err as Error).message);
+    // One line, as every command reports a mistake.
     process.stderr.write(`tamtam: ${(err as Error).message}\n`);
     return 1;
   }
