@@ -421,3 +421,18 @@ test("engine ring frames round-trip; a snapshot splits into parts and is truncat
   assert.equal(parts[parts.length - 1]?.truncated, true);
   assert.deepEqual(got, members.slice(0, got.length));
 });
+
+test("a dead engine worker is reported through onFailure, and later calls are refused", async () => {
+  const engine = await createEngine({ bindIp: "127.0.0.1", bindPort: 0, workers: 1 });
+  try {
+    await engine.start();
+    const failed = new Promise<Error>((resolve) => engine.onFailure(resolve));
+    // Kill the worker from outside, as a crash would.
+    await (engine as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+    const err = await failed;
+    assert.match(err.message, /worker exited unexpectedly/);
+    await assert.rejects(engine.members());
+  } finally {
+    await engine.stop();
+  }
+});

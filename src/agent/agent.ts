@@ -33,8 +33,8 @@ const SUBSCRIBER_QUEUE_ITEMS = 4096;
 const MAX_SUBSCRIBERS = 256;
 /** How often start-up seeds are retried until one answers. */
 const SEED_RETRY_MS = 5_000;
-/** Upper bound on the whole graceful shutdown. */
-const SHUTDOWN_BUDGET_MS = 1_000;
+/** How long a graceful shutdown waits for the leave announcement to spread (the rest of the second closes things). */
+const LEAVE_WAIT_MS = 600;
 
 export const BANNER = String.raw`
  _                      _
@@ -63,8 +63,8 @@ export interface RunningAgent {
   readonly engine: Engine;
   /** Leaves gracefully and stops everything; resolves when done. Idempotent. */
   shutdown(reason: string): Promise<void>;
-  /** Resolves when the agent has stopped. */
-  readonly stopped: Promise<void>;
+  /** Resolves with the exit status when the agent has stopped: 0, or 1 after an engine failure. */
+  readonly stopped: Promise<number>;
 }
 
 /** Starts an agent; throws Error with a one-line message when it cannot start. */
@@ -120,8 +120,9 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   let shuttingDown: Promise<void> | null = null;
   let discovery: MulticastDiscovery | null = null;
   let seedTimer: NodeJS.Timeout | null = null;
-  let resolveStopped: () => void = () => undefined;
-  const stopped = new Promise<void>((resolve) => {
+  let exitCode = 0;
+  let resolveStopped: (code: number) => void = () => undefined;
+  const stopped = new Promise<number>((resolve) => {
     resolveStopped = resolve;
   });
   const server = new grpc.Server();
@@ -264,7 +265,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       logger.info(`${reason}: leaving the cluster`);
       if (seedTimer !== null) clearTimeout(seedTimer);
       discovery?.close();
-      const deadline = new Promise<void>((resolve) => setTimeout(resolve, SHUTDOWN_BUDGET_MS - 200).unref());
+      const deadline = new Promise<void>((resolve) => setTimeout(resolve, LEAVE_WAIT_MS).unref());
       await Promise.race([engine.leave().catch(() => undefined), deadline]);
       broadcasts.closeAll();
       memberChanges.closeAll();
@@ -281,10 +282,15 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       });
       await engine.stop().catch(() => undefined);
       logger.info("stopped");
-      resolveStopped();
-    })();
+    })().finally(() => resolveStopped(exitCode));
     return shuttingDown;
   };
+  engine.onFailure((err) => {
+    // Without its protocol core the agent is no member at all: say so and stop, non-zero.
+    exitCode = 1;
+    logger.fatal(`the protocol engine failed: ${err.message}`);
+    void shutdown("engine failure");
+  });
 
   return { gossipAddress: engine.localAddress, rpcAddress, engine, shutdown, stopped };
 }
@@ -323,8 +329,8 @@ export async function runAgent(options: AgentOptions): Promise<number> {
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  await agent.stopped;
+  const code = await agent.stopped;
   process.off("SIGINT", onSignal);
   process.off("SIGTERM", onSignal);
-  return 0;
+  return code;
 }

@@ -28,8 +28,12 @@ export function makeAddress(ip: Uint8Array, port: number): Address {
   return ip.length === 4 ? internIpv4(ip, 0, port) : internIpv6(ip, 0, port);
 }
 
-/** Interned addresses kept at most; beyond it the table starts afresh (correct, only slower). */
-const MAX_INTERNED = 1 << 21;
+/**
+ * Interned addresses kept at most, per family; beyond it the table starts afresh (correct, only
+ * slower). Large enough for the biggest simulated clusters; small enough that hostile traffic
+ * naming random addresses costs tens of MB at worst.
+ */
+const MAX_INTERNED = 1 << 18;
 const internedV4 = new Map<number, Address>();
 const internedV6 = new Map<string, Address>();
 

@@ -48,6 +48,8 @@ export interface SwimConfig {
   probePacketBytes: number;
   /** Largest user broadcast payload (bytes). Range 1..(maxPacketBytes - largest overhead); 256 on IPv4 and 512 on IPv6 by default. */
   maxBroadcastBytes: number;
+  /** Members the table holds at most (self and dead/left ones included); strangers beyond it are refused and counted. Range 16..4194304. */
+  maxMembers: number;
   /** Outgoing user broadcasts waiting to be spread; beyond it the oldest, most-sent one is dropped and counted. Range 1..1048576. */
   maxQueuedBroadcasts: number;
   /** Outgoing membership updates waiting to be spread; beyond it the most-sent one is dropped and counted. Range 16..4194304. */
@@ -76,6 +78,7 @@ const common = {
   lifeguard: true,
   maxPacketBytes: 1232,
   maxBroadcastBytes: 256,
+  maxMembers: 262_144,
   maxQueuedBroadcasts: 4096,
   maxQueuedUpdates: 65536,
   broadcastDedupeWindow: 4096,
@@ -214,6 +217,7 @@ const RANGES: Readonly<Record<Exclude<keyof SwimConfig, "lifeguard" | "sealed">,
     unit: "bytes",
   },
   maxBroadcastBytes: { min: 1, max: (c) => c.maxPacketBytes - broadcastOverheadBytes(c.sealed), unit: "bytes" },
+  maxMembers: { min: 16, max: 4_194_304, unit: "members" },
   maxQueuedBroadcasts: { min: 1, max: 1_048_576, unit: "broadcasts" },
   maxQueuedUpdates: { min: 16, max: 4_194_304, unit: "updates" },
   broadcastDedupeWindow: { min: 64, max: 65_536, unit: "sequence numbers" },

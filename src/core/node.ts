@@ -79,6 +79,8 @@ export interface CoreStats {
   syncsSent: number;
   relaysDropped: number;
   updatesDropped: number;
+  /** New members not added because the table holds maxMembers already. */
+  membersRefused: number;
   broadcastsSent: number;
   broadcastsDelivered: number;
   broadcastsDuplicate: number;
@@ -166,6 +168,7 @@ export class SwimNode {
     syncsSent: 0,
     relaysDropped: 0,
     updatesDropped: 0,
+    membersRefused: 0,
     broadcastsSent: 0,
     broadcastsDelivered: 0,
     broadcastsDuplicate: 0,
@@ -185,6 +188,8 @@ export class SwimNode {
   private probe: Probe | null = null;
   private probeEpoch = 0;
   private probeIntervalMs: number;
+  /** Probe timeout (ms); keeps the config's share of the period when the period changes. */
+  private probeTimeoutMs: number;
   private readonly relays = new Map<number, Relay>();
   private readonly requests = new Map<number, Request>();
   private readonly updates: TransmitQueue;
@@ -195,12 +200,15 @@ export class SwimNode {
   /** Builds gossip and sync datagrams (maxPacketBytes). */
   private readonly fullWriter: DatagramWriter;
   private readonly envelopeBytes: number;
-  private nextSeq = 1;
+  /** Request sequence numbers; start at a random point so that peers' and lives' seqs differ. */
+  private nextSeq: number;
   private nextBroadcastSeq = 0;
   private readonly broadcastEpoch: number;
   private nextToken = 1;
   private syncOffset = 0;
   private health = 0;
+  /** The encoded LEFT item about this node, once it leaves. */
+  private leaveItem: Uint8Array | null = null;
   private lastJoinSyncsAtMs = -Infinity;
   private started = false;
   private leaving = false;
@@ -210,6 +218,8 @@ export class SwimNode {
     this.config = options.config;
     this.rng = new Prng(options.seed);
     this.probeIntervalMs = options.config.probeIntervalMs;
+    this.probeTimeoutMs = options.config.probeTimeoutMs;
+    this.nextSeq = 1 + this.rng.nextInt(0x7fffffff);
     this.updates = new TransmitQueue(options.config.maxQueuedUpdates);
     this.broadcasts = new TransmitQueue(options.config.maxQueuedBroadcasts);
     this.dedupe = new DedupeWindows(options.config.broadcastDedupeWindow, options.config.maxBroadcastOrigins);
@@ -323,6 +333,8 @@ export class SwimNode {
     self.stateChangedAtMs = nowMs;
     this.queueUpdate(self);
     this.emitMember(rt, self, previous, previousIncarnation);
+    // The announcement leads every datagram from now on, ahead of whatever else is queued.
+    this.leaveItem = encodeUpdateItem(this.updateOf(self));
     const peers = this.probeable.sample(this.rng, Math.max(LEAVE_FANOUT, this.config.gossipFanout), () => false);
     for (const peer of peers) this.sendBody(rt, peer.address, { type: MessageType.Gossip }, "full");
   }
@@ -347,6 +359,9 @@ export class SwimNode {
   /** Changes the base protocol period live (the original's `configure heartbeat`). */
   setProbeIntervalMs(nowMs: number, probeIntervalMs: number, rt: Runtime): void {
     this.probeIntervalMs = probeIntervalMs;
+    // The timeout keeps its share of the period: a timeout past the period would leave no time
+    // for indirect probes.
+    this.probeTimeoutMs = Math.max(1, Math.round((probeIntervalMs * this.config.probeTimeoutMs) / this.config.probeIntervalMs));
     this.probeEpoch++;
     if (this.started) rt.setTimer(nowMs + this.scaled(probeIntervalMs), { kind: "probe", epoch: this.probeEpoch });
   }
@@ -432,8 +447,10 @@ export class SwimNode {
     if (sender !== undefined) sender.lastHeardAtMs = nowMs;
     for (const b of d.broadcasts) this.receiveBroadcast(b, rt);
     this.handleBody(nowMs, d, rt);
-    // A member we hold dead is talking to us: tell it (push-pull) so that it refutes.
-    if (sender !== undefined && sender.state === MemberState.Dead && !this.leaving) {
+    // A member we hold dead is talking to us, or one we hold left talks at an older incarnation
+    // (a new life on its address): tell it (push-pull), so that it refutes.
+    const stale = sender !== undefined && (sender.state === MemberState.Dead || (sender.state === MemberState.Left && d.incarnation < sender.incarnation));
+    if (sender !== undefined && stale && !this.leaving) {
       if (nowMs - sender.lastSyncToMs >= this.probeIntervalMs) {
         sender.lastSyncToMs = nowMs;
         this.sendSync(rt, sender.address, true, this.takeSeq());
@@ -460,7 +477,7 @@ export class SwimNode {
         this.onSuspicionTimer(nowMs, timer.key, timer.token, rt);
         return;
       case "reap":
-        this.onReapTimer(timer.key, timer.token, rt);
+        this.onReapTimer(nowMs, timer.key, timer.token, rt);
         return;
       case "gossip":
         this.onGossipTick(nowMs, rt);
@@ -502,7 +519,8 @@ export class SwimNode {
       case MessageType.Sync: {
         // A reply to our JOIN, matched by seq: the seed may advertise another address than
         // the one we reached it at.
-        const req = body.seq === 0 ? undefined : this.requests.get(body.seq);
+        // (A SYNC that wants a reply is a push-pull request, carrying the sender's own seq.)
+        const req = body.seq === 0 || body.replyWanted ? undefined : this.requests.get(body.seq);
         if (req !== undefined && req.kind === "join") {
           this.requests.delete(body.seq);
           rt.emit({ type: "joinResult", seed: req.seed, ok: true, token: req.token });
@@ -550,7 +568,7 @@ export class SwimNode {
       }
     }
     const seq = this.takeSeq();
-    const timeoutMs = this.scaled(this.config.probeTimeoutMs);
+    const timeoutMs = this.scaled(this.probeTimeoutMs);
     this.relays.set(seq, { requester: from, requesterSeq, expiresAtMs: nowMs + this.scaled(this.probeIntervalMs) });
     this.sendBody(rt, target, { type: MessageType.Ping, seq }, "probe");
     if (this.config.lifeguard) rt.setTimer(nowMs + Math.floor(timeoutMs * 0.8), { kind: "relayTimeout", seq });
@@ -607,6 +625,10 @@ export class SwimNode {
     if (m === undefined) {
       // Only a live member is worth learning about; a death or departure of a stranger is not.
       if (state !== MemberState.Alive || this.leaving) return undefined;
+      if (this.members.size >= this.config.maxMembers) {
+        this.stats.membersRefused++;
+        return undefined;
+      }
       return this.addMember(nowMs, u.member, u.incarnation, rt);
     }
     if (u.incarnation < m.incarnation) return m;
@@ -675,7 +697,6 @@ export class SwimNode {
     m.stateChangedAtMs = nowMs;
     m.suspicion = null;
     m.suspectedBy = null;
-    m.reapToken = 0;
     switch (state) {
       case MemberState.Alive:
         this.dead.delete(m);
@@ -692,8 +713,11 @@ export class SwimNode {
         this.probeable.delete(m);
         if (state === MemberState.Dead) this.dead.add(m);
         else this.dead.delete(m);
-        m.reapToken = this.takeToken();
-        rt.setTimer(nowMs + this.config.reapAfterMs, { kind: "reap", key: m.key, token: m.reapToken });
+        // One reap timer per member at most; it re-arms itself if the state changed meanwhile.
+        if (m.reapToken === 0) {
+          m.reapToken = this.takeToken();
+          rt.setTimer(nowMs + this.config.reapAfterMs, { kind: "reap", key: m.key, token: m.reapToken });
+        }
         break;
     }
     this.queueUpdate(m);
@@ -761,10 +785,16 @@ export class SwimNode {
     this.transition(nowMs, m, MemberState.Dead, m.incarnation, null, rt);
   }
 
-  private onReapTimer(key: string, token: number, rt: Runtime): void {
+  private onReapTimer(nowMs: number, key: string, token: number, rt: Runtime): void {
     const m = this.members.get(key);
     if (m === undefined || m.reapToken !== token || token === 0) return;
-    this.removeMember(m, rt);
+    if (m.state !== MemberState.Dead && m.state !== MemberState.Left) {
+      m.reapToken = 0; // alive again: nothing to reap
+      return;
+    }
+    const dueMs = m.stateChangedAtMs + this.config.reapAfterMs;
+    if (nowMs < dueMs) rt.setTimer(dueMs, { kind: "reap", key: m.key, token });
+    else this.removeMember(m, rt);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -803,7 +833,7 @@ export class SwimNode {
     // Lifeguard's buddy system: a suspect hears of its suspicion in the probe itself.
     const buddy = this.config.lifeguard && target.state === MemberState.Suspect ? encodeUpdateItem(this.updateOf(target)) : null;
     this.sendBody(rt, target.address, { type: MessageType.Ping, seq }, "probe", buddy);
-    rt.setTimer(nowMs + this.scaled(this.config.probeTimeoutMs), { kind: "probeTimeout", seq });
+    rt.setTimer(nowMs + this.scaled(this.probeTimeoutMs), { kind: "probeTimeout", seq });
     rt.setTimer(nowMs + this.scaled(this.probeIntervalMs), { kind: "probeDeadline", seq });
   }
 
@@ -937,6 +967,7 @@ export class SwimNode {
   private sendBody(rt: Runtime, to: Address, body: Body, size: "probe" | "full", priority: Uint8Array | null = null): void {
     const w = size === "probe" ? this.probeWriter : this.fullWriter;
     w.begin(this.self, this.selfMember.incarnation, body);
+    if (this.leaveItem !== null) w.tryAppend(this.leaveItem);
     if (priority !== null) w.tryAppend(priority);
     const n = this.liveCount;
     this.updates.fill(w, retransmitLimit(this.config.retransmitMult, n));
@@ -1008,7 +1039,8 @@ export class SwimNode {
 
   private takeSeq(): number {
     const seq = this.nextSeq;
-    this.nextSeq = (this.nextSeq + 1) >>> 0;
+    // 0 means "no request" on the wire: skip it when wrapping.
+    this.nextSeq = ((this.nextSeq + 1) >>> 0) || 1;
     return seq;
   }
 

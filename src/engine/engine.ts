@@ -94,6 +94,8 @@ export interface Engine {
   stats(): Promise<Record<string, number>>;
   /** Subscribes to CoreEvents; returns the unsubscribe function. Listener errors are counted. */
   onEvent(listener: EngineEventListener): () => void;
+  /** Called once if the engine fails (its worker died); every call is refused from then on. */
+  onFailure(listener: (error: Error) => void): () => void;
   /** Stops at once (no leave announcement), closes the socket; idempotent. */
   stop(): Promise<void>;
 }
@@ -289,6 +291,7 @@ abstract class EngineBase implements Engine {
     badFrames: 0,
   };
   protected state: "ready" | "stopping" | "stopped" | "failed" = "ready";
+  private readonly failureListeners = new Set<(error: Error) => void>();
   protected failure: Error | null = null;
 
   private readonly replyTimeoutMs: number;
@@ -512,6 +515,18 @@ abstract class EngineBase implements Engine {
     this.state = "failed";
     this.failure = err;
     this.failAll(err);
+    for (const listener of this.failureListeners) {
+      try {
+        listener(err);
+      } catch {
+        this.counters.listenerErrors++;
+      }
+    }
+  }
+
+  onFailure(listener: (error: Error) => void): () => void {
+    this.failureListeners.add(listener);
+    return () => this.failureListeners.delete(listener);
   }
 
   private localStats(): Record<string, number> {

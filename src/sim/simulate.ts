@@ -140,7 +140,7 @@ export interface SimReport {
     readonly expectedConfirmations: number;
   };
   readonly convergence: {
-    /** First period boundary at or after the last fault's end where every running node agreed, ms; null if never. */
+    /** First period boundary after the last fault from which every running node agreed until the end, ms; null if never. */
     readonly agreedAtMs: number | null;
     readonly agreedAtPeriod: number | null;
     readonly agreeAtEnd: boolean;
@@ -168,6 +168,8 @@ export interface SimReport {
     readonly deaths: number;
     readonly suspectEvents: number;
     readonly deadEvents: number;
+    /** Observers that reported a node dead after it had left gracefully (a violation on a fault-free network). */
+    readonly leftReportedDead: number;
   };
   readonly broadcasts: {
     readonly sent: number;
@@ -215,14 +217,13 @@ function buildReport(params: SimParams, world: World, monitor: Monitor): SimRepo
   const minMs = suspicionMinTimeoutMs(config.suspicionMult, n, config.probeIntervalMs);
   const periodMs = world.periodMs;
 
-  // Convergence: the first period boundary after the last fault at which all agreed.
+  // Convergence: the first period boundary strictly after the last fault from which every
+  // running node agreed until the end. (A boundary is sampled before the events of its own
+  // instant, so the fault's own boundary never counts.)
   let agreedAtPeriod: number | null = null;
-  const firstPeriod = Math.ceil(monitor.lastFaultEndMs / periodMs);
-  for (let p = Math.max(1, firstPeriod); p <= monitor.agreeCurve.length; p++) {
-    if (monitor.agreeCurve[p - 1] === true) {
-      agreedAtPeriod = p;
-      break;
-    }
+  const firstPeriod = Math.floor(monitor.lastFaultEndMs / periodMs) + 1;
+  for (let p = monitor.agreeCurve.length; p >= Math.max(1, firstPeriod) && monitor.agreeCurve[p - 1] === true; p--) {
+    agreedAtPeriod = p;
   }
 
   // Detection of crashes, measured at observers that ran steadily through it.
@@ -232,7 +233,7 @@ function buildReport(params: SimParams, world: World, monitor: Monitor): SimRepo
   let detectedByAll = 0;
   let permanent = 0;
   for (const k of monitor.kills) {
-    // A crash followed by a restart is measured only if it was detected before the restart.
+    // A crash followed by a restart is not counted: the restart may come before detection.
     if (k.restartedAtMs !== null) continue;
     permanent++;
     const observers = monitor.steadyNodes(world, k.atMs).filter((i) => i !== k.node);
@@ -330,6 +331,7 @@ function buildReport(params: SimParams, world: World, monitor: Monitor): SimRepo
       deaths: monitor.falseDeaths,
       suspectEvents: monitor.falseSuspectEvents,
       deadEvents: monitor.falseDeadEvents,
+      leftReportedDead: monitor.leftReportedDead,
     },
     broadcasts: {
       sent: monitor.broadcasts.size,
@@ -403,7 +405,8 @@ export function formatReport(r: SimReport): string {
   const fp = r.falsePositives;
   lines.push(
     `false positives: ${fp.suspicions} suspicions and ${fp.deaths} deaths of running nodes ` +
-      `(${fp.suspectEvents} and ${fp.deadEvents} observer transitions)`,
+      `(${fp.suspectEvents} and ${fp.deadEvents} observer transitions)` +
+      (fp.leftReportedDead > 0 ? `; ${fp.leftReportedDead} reports of a departed node as dead` : ""),
   );
   const b = r.broadcasts;
   if (b.sent > 0) {
