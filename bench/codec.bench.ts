@@ -24,7 +24,8 @@
  *   node dist/bench/codec.bench.js [--json]      about 20 s
  */
 
-import { Bench, type Task } from "tinybench";
+import { Bench } from "tinybench";
+import { type CaseStats, type Family, FAMILIES, memberAddress, PORT, round1, statsOf } from "./lib.js";
 import { availableParallelism } from "node:os";
 import { makeAddress, type Address } from "../src/core/address.js";
 import {
@@ -53,7 +54,6 @@ const THREAD_PROBE_BYTES = 80;
 const WALL_CLOCK_INCARNATION = 1_750_000_000;
 /** A sequence number a day into a node's life (a 3-byte varint). */
 const TYPICAL_SEQ = 123_456;
-const PORT = 7946;
 const TARGET_UPDATES_PER_SEC = 5_000_000;
 
 const BENCH_OPTIONS = { time: 300, warmupTime: 100, throws: true } as const;
@@ -62,20 +62,6 @@ const BATCH_SMALL = 256;
 const BATCH_MEDIUM = 64;
 const BATCH_FULL = 8;
 
-type Family = 4 | 6;
-const FAMILIES: readonly Family[] = [4, 6];
-
-/** Member `i` (0-based): 10.x.y.z:7946 or fd00::x:y:7946. */
-function memberAddress(family: Family, i: number): Address {
-  if (family === 4) return makeAddress(new Uint8Array([10, (i >>> 16) & 0xff, (i >>> 8) & 0xff, i & 0xff]), PORT);
-  const ip = new Uint8Array(16);
-  ip[0] = 0xfd;
-  ip[12] = (i >>> 24) & 0xff;
-  ip[13] = (i >>> 16) & 0xff;
-  ip[14] = (i >>> 8) & 0xff;
-  ip[15] = i & 0xff;
-  return makeAddress(ip, PORT);
-}
 
 /** The sending node, outside the member range. */
 function senderAddress(family: Family): Address {
@@ -138,27 +124,8 @@ function fullGossip(family: Family, incarnation: number): Datagram {
 // ---------------------------------------------------------------------------------------------
 // Statistics.
 
-interface CaseStats {
-  /** Median ns per operation. */
-  medianNs: number;
-  p75Ns: number;
-  p99Ns: number;
-  minNs: number;
-  maxNs: number;
-  samples: number;
-}
 
-function round1(x: number): number {
-  return Math.round(x * 10) / 10;
-}
 
-function statsOf(task: Task, opsPerCall: number): CaseStats {
-  const result = task.result;
-  if (!("latency" in result)) throw new Error(`task ${task.name} did not complete: ${result.state}`);
-  const l = result.latency;
-  const ns = (ms: number): number => round1((ms * 1e6) / opsPerCall);
-  return { medianNs: ns(l.p50), p75Ns: ns(l.p75), p99Ns: ns(l.p99), minNs: ns(l.min), maxNs: ns(l.max), samples: l.samplesCount };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Part 1 and 3: timed cases.

@@ -25,6 +25,7 @@
  */
 
 import { Bench, type Task } from "tinybench";
+import { type CaseStats, type Family, FAMILIES, memberAddress, PORT, round1, statsOf } from "./lib.js";
 import { availableParallelism } from "node:os";
 import { makeAddress, type Address } from "../src/core/address.js";
 import { makeConfig } from "../src/core/config.js";
@@ -39,7 +40,6 @@ const FULL_BYTES = 1232;
 const THREAD_PROBE_BYTES = 80;
 const WALL_CLOCK_INCARNATION = 1_750_000_000;
 const TYPICAL_SEQ = 123_456;
-const PORT = 7946;
 const QUEUE_SIZES = [10, 1000, 10000] as const;
 const LAN = makeConfig("lan");
 /** Transmissions per update in a 1000-member lan cluster: 4 * ceil(log10(1001)) = 16. */
@@ -49,19 +49,7 @@ const CLUSTER_MEMBERS = 1000;
 const GOSSIP_DATAGRAMS = 32;
 const HANDLE_BATCH = 4;
 
-type Family = 4 | 6;
-const FAMILIES: readonly Family[] = [4, 6];
 
-function memberAddress(family: Family, i: number): Address {
-  if (family === 4) return makeAddress(new Uint8Array([10, (i >>> 16) & 0xff, (i >>> 8) & 0xff, i & 0xff]), PORT);
-  const ip = new Uint8Array(16);
-  ip[0] = 0xfd;
-  ip[12] = (i >>> 24) & 0xff;
-  ip[13] = (i >>> 16) & 0xff;
-  ip[14] = (i >>> 8) & 0xff;
-  ip[15] = i & 0xff;
-  return makeAddress(ip, PORT);
-}
 
 /** The local node, outside the member range. */
 function selfAddress(family: Family): Address {
@@ -75,30 +63,12 @@ function alive(family: Family, i: number): MemberUpdate {
 // ---------------------------------------------------------------------------------------------
 // Statistics.
 
-interface CaseStats {
-  medianNs: number;
-  p75Ns: number;
-  p99Ns: number;
-  minNs: number;
-  maxNs: number;
-  samples: number;
-}
 
-function round1(x: number): number {
-  return Math.round(x * 10) / 10;
-}
 
 function round2(x: number): number {
   return Math.round(x * 100) / 100;
 }
 
-function statsOf(task: Task, opsPerCall: number): CaseStats {
-  const result = task.result;
-  if (!("latency" in result)) throw new Error(`task ${task.name} did not complete: ${result.state}`);
-  const l = result.latency;
-  const ns = (ms: number): number => round1((ms * 1e6) / opsPerCall);
-  return { medianNs: ns(l.p50), p75Ns: ns(l.p75), p99Ns: ns(l.p99), minNs: ns(l.min), maxNs: ns(l.max), samples: l.samplesCount };
-}
 
 let sink = 0;
 

@@ -18,6 +18,7 @@
  */
 
 import { Bench, type Task } from "tinybench";
+import { type CaseStats, round1, statsOf } from "./lib.js";
 import { availableParallelism } from "node:os";
 import { Prng } from "../src/core/prng.js";
 import type { Timer } from "../src/core/runtime.js";
@@ -51,26 +52,8 @@ const TIMER_VALUES: readonly Timer[] = [
   { kind: "reconnect" },
 ];
 
-interface CaseStats {
-  medianNs: number;
-  p75Ns: number;
-  p99Ns: number;
-  minNs: number;
-  maxNs: number;
-  samples: number;
-}
 
-function round1(x: number): number {
-  return Math.round(x * 10) / 10;
-}
 
-function statsOf(task: Task, opsPerCall: number): CaseStats {
-  const result = task.result;
-  if (!("latency" in result)) throw new Error(`task ${task.name} did not complete: ${result.state}`);
-  const l = result.latency;
-  const ns = (ms: number): number => round1((ms * 1e6) / opsPerCall);
-  return { medianNs: ns(l.p50), p75Ns: ns(l.p75), p99Ns: ns(l.p99), minNs: ns(l.min), maxNs: ns(l.max), samples: l.samplesCount };
-}
 
 let sink = 0;
 

@@ -43,6 +43,7 @@ import {
   waitForLine,
   writeTamtamShim,
 } from "./helpers/processes.js";
+import type { NodeJson } from "../src/cli/commands/node-table.js";
 
 binPath(); // fail at once, with a clear message, when the bin was not built
 
@@ -51,19 +52,6 @@ binPath(); // fail at once, with a clear message, when the bin was not built
 
 type Env = Record<string, string>;
 
-/** An entry of `nodes --json` / a line of `monitor --json`. */
-interface NodeJson {
-  address: string;
-  ip: string;
-  port: number;
-  ageMs: number;
-  emitCounter: number;
-  pingMillis: number;
-  status: string;
-  state: string;
-  incarnation: number;
-  self: boolean;
-}
 
 /** A fresh temporary HOME and process group; everything is killed and removed afterwards. */
 async function withSandbox<T>(fn: (group: ProcessGroup, home: string) => Promise<T>): Promise<T> {

@@ -1,0 +1,47 @@
+/**
+ * Shared pieces of the micro benchmarks: per-case statistics from a tinybench task (median and
+ * spread in ns per operation) and member addresses for synthetic clusters.
+ */
+
+import type { Task } from "tinybench";
+import { makeAddress, type Address } from "../src/core/address.js";
+
+export const PORT = 7946;
+
+export type Family = 4 | 6;
+export const FAMILIES: readonly Family[] = [4, 6];
+
+/** Member `i` (0-based): 10.x.y.z:7946 or fd00::x:y:7946. */
+export function memberAddress(family: Family, i: number): Address {
+  if (family === 4) return makeAddress(new Uint8Array([10, (i >>> 16) & 0xff, (i >>> 8) & 0xff, i & 0xff]), PORT);
+  const ip = new Uint8Array(16);
+  ip[0] = 0xfd;
+  ip[12] = (i >>> 24) & 0xff;
+  ip[13] = (i >>> 16) & 0xff;
+  ip[14] = (i >>> 8) & 0xff;
+  ip[15] = i & 0xff;
+  return makeAddress(ip, PORT);
+}
+
+/** Nanoseconds per operation of one benchmark case: median and spread over its samples. */
+export interface CaseStats {
+  medianNs: number;
+  p75Ns: number;
+  p99Ns: number;
+  minNs: number;
+  maxNs: number;
+  samples: number;
+}
+
+export function round1(x: number): number {
+  return Math.round(x * 10) / 10;
+}
+
+/** Statistics of `task`, whose every call performs `opsPerCall` operations. */
+export function statsOf(task: Task, opsPerCall: number): CaseStats {
+  const result = task.result;
+  if (!("latency" in result)) throw new Error(`task ${task.name} did not complete: ${result.state}`);
+  const l = result.latency;
+  const ns = (ms: number): number => round1((ms * 1e6) / opsPerCall);
+  return { medianNs: ns(l.p50), p75Ns: ns(l.p75), p99Ns: ns(l.p99), minNs: ns(l.min), maxNs: ns(l.max), samples: l.samplesCount };
+}
