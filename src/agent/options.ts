@@ -12,7 +12,7 @@ export interface MulticastOptions {
   /** Announce and discover members by cluster name. */
   readonly enabled: boolean;
   readonly clusterName: string;
-  /** Group address; default 224.0.0.251-style IPv4 group or ff03::1 (realm-local, spans a Thread mesh) on IPv6. */
+  /** Group address; default 239.255.84.84 on IPv4, ff03::1 (realm-local, spans a Thread mesh) on IPv6. */
   readonly address: string | null;
   /** Seconds between announcements. */
   readonly intervalSeconds: number;

@@ -30,7 +30,7 @@ export class SimulateCommand extends Command {
   });
 
   nodes = Option.String("--nodes,-n", String(DEFAULT_PARAMS.nodes), { description: "number of nodes (1..131072)" });
-  seed = Option.String("--seed,-s", String(DEFAULT_PARAMS.seed), { description: "seed of every random choice (integer)" });
+  seed = Option.String("--seed,-s", String(DEFAULT_PARAMS.seed), { description: "seed of every random choice (0..4294967295)" });
   periods = Option.String("--periods,-t", String(DEFAULT_PARAMS.periods), { description: "simulated protocol periods" });
   preset = Option.String("--preset", DEFAULT_PARAMS.preset, { description: `protocol preset: ${PRESET_NAMES.join(", ")}` });
   lifeguard = Option.String("--lifeguard", "on", { description: "Lifeguard extensions: on or off" });
@@ -90,7 +90,7 @@ export class SimulateCommand extends Command {
     return {
       ...DEFAULT_PARAMS,
       nodes,
-      seed: int("--seed", this.seed, -2147483648, 4294967295),
+      seed: int("--seed", this.seed, 0, 4294967295),
       preset,
       periods,
       lifeguard: this.lifeguard === "on",
