@@ -6,6 +6,9 @@
  */
 
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import { DEFAULT_PARAMS, runSimulation, type SimParams, type SimReport } from "../src/sim/simulate.js";
 import { MemberState } from "../src/core/wire/messages.js";
@@ -178,5 +181,22 @@ describe("simulated clusters", () => {
     const c = sim({ ...params, seed: 8 }).report;
     assert.equal(JSON.stringify(a), JSON.stringify(b));
     assert.notEqual(a.traceHash, c.traceHash);
+  });
+
+  test("tamtam simulate --json through the bin: one JSON object with the seed and every parameter, byte-identical on a rerun", () => {
+    const root = new URL("../../", import.meta.url).pathname;
+    const bin = join(root, (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { bin: { tamtam: string } }).bin.tamtam);
+    const args = [bin, "simulate", "--nodes", "30", "--seed", "11", "--periods", "20", "--loss", "5%", "--kill", "1", "--partition", "3-6", "--json"];
+    const run = (): string => execFileSync(process.execPath, args, { encoding: "utf8", timeout: 60_000 });
+    const first = run();
+    assert.equal(run(), first, "byte-identical output for the same seed and parameters");
+    const report = JSON.parse(first) as SimReport;
+    assert.equal(first.trim().split("\n").length, 1, "one line");
+    assert.equal(report.parameters.seed, 11);
+    assert.equal(report.parameters.nodes, 30);
+    assert.equal(report.parameters.loss, 0.05);
+    assert.deepEqual(report.parameters.partition, { fromPeriod: 3, toPeriod: 6, fraction: 0.5, oneWay: false });
+    assert.equal(report.config.probeIntervalMs, 1000);
+    assert.equal(typeof report.traceHash, "string");
   });
 });
