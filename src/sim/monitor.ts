@@ -44,6 +44,8 @@ interface KillRecord {
   restartedAtMs: number | null;
   /** observer -> time (ms) it first held the node dead */
   readonly detectedAtMs: Map<number, number>;
+  /** Observers that held the node live when it crashed: only they can detect its death. */
+  readonly knownBy: Set<number>;
 }
 
 function isLive(state: MemberState | null | undefined): boolean {
@@ -129,7 +131,12 @@ export class Monitor implements WorldObserver {
       case "kill": {
         const i = action.node;
         this.disruptedUntilMs[i] = Infinity;
-        if (this.truthUp[i] === 1) this.kills.push({ node: i, atMs: world.nowMs, restartedAtMs: null, detectedAtMs: new Map() });
+        if (this.truthUp[i] === 1) {
+          const key = (world.nodes[i] as SimNode).address.key;
+          const knownBy = new Set<number>();
+          for (const n of world.nodes) if (n.index !== i && n.core !== null && isLive(n.core.stateOf(key))) knownBy.add(n.index);
+          this.kills.push({ node: i, atMs: world.nowMs, restartedAtMs: null, detectedAtMs: new Map(), knownBy });
+        }
         this.setTruth(world, i, false);
         return;
       }

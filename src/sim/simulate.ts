@@ -154,7 +154,7 @@ export interface SimReport {
     readonly detectedByAll: number;
     /** Time from crash to the first observer holding the node dead, ms. */
     readonly firstMs: Distribution;
-    /** Time from crash to the last steady observer holding it dead, ms (crashes seen by all only). */
+    /** Time from crash to the last steady observer (that knew it) holding it dead, ms (crashes seen by all only). */
     readonly allMs: Distribution;
     /** Time from crash to each steady observer holding it dead, ms. */
     readonly perObserverMs: Distribution;
@@ -236,7 +236,8 @@ function buildReport(params: SimParams, world: World, monitor: Monitor): SimRepo
     // A crash followed by a restart is not counted: the restart may come before detection.
     if (k.restartedAtMs !== null) continue;
     permanent++;
-    const observers = monitor.steadyNodes(world, k.atMs).filter((i) => i !== k.node);
+    // Observers that ran steadily through it and knew the node when it crashed.
+    const observers = monitor.steadyNodes(world, k.atMs).filter((i) => i !== k.node && k.knownBy.has(i));
     let last = -1;
     let missing = false;
     for (const o of observers) {
