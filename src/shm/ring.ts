@@ -661,40 +661,7 @@ export class ShmRing implements RingProducer, RingConsumer {
    * error propagates. Returns the number of frames consumed.
    */
   drain(visit: FrameVisitor, maxFrames = Infinity): number {
-    const data32 = this.data32;
-    const data8 = this.data8;
-    const mask = this.mask;
-    const write = Atomics.load(this.header, S_WRITE) >>> 0;
-    let read = this.readCursor;
-    let next = read;
-    let count = 0;
-    let visiting = false;
-    try {
-      while (read !== write && count < maxFrames) {
-        const pos = read & mask;
-        const lengthBytes = data32[pos >> 2]!;
-        if (lengthBytes === WRAP_MARKER) {
-          read = (read + this.capacityBytes - pos) >>> 0;
-          continue;
-        }
-        if (lengthBytes < 0 || lengthBytes > this.maxFrameBytes) this.badLength(pos, lengthBytes);
-        const start = pos + LENGTH_PREFIX_BYTES;
-        next = (read + recordBytesOf(lengthBytes)) >>> 0;
-        visiting = true;
-        const keep = visit(data8.subarray(start, start + lengthBytes));
-        visiting = false;
-        if (keep === false) break;
-        read = next;
-        count++;
-      }
-    } finally {
-      if (visiting) {
-        read = next;
-        count++;
-      }
-      this.release(read, count);
-    }
-    return count;
+    return this.drainRaw((data, offset, lengthBytes) => visit(data.subarray(offset, offset + lengthBytes)), maxFrames);
   }
 
   /** drain() without a view per frame: visit(data, offset, lengthBytes) over the data area. */
