@@ -7,7 +7,8 @@
  *
  *   a. the original README's walkthrough, verbatim, on its fixed ports 9999/9998/6262/6363
  *   b. the same walkthrough on IPv6 loopback with ephemeral ports
- *   c. for both engines (--workers 0 and 1): 5 agents; SIGKILL -> DEAD everywhere (timed);
+ *   (every test runs twice: with the worker engine and with the inline one)
+ *   c. 5 agents; SIGKILL -> DEAD everywhere (timed);
  *      SIGTERM (worker engine) or SIGINT (inline) -> a graceful leave: exit 0 within 1 s, LEFT
  *      everywhere, never DEAD
  *   d. nodes / healthy / monitor output (tables and --json)
@@ -20,7 +21,7 @@ import assert from "node:assert/strict";
 import { writeFileSync, chmodSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { after, describe, test, type TestContext } from "node:test";
+import { after, before, describe, test, type TestContext } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { TamTam } from "../src/gen/service/tamtam_pb.js";
 import { createClient } from "../src/rpc/adapter.js";
@@ -28,6 +29,7 @@ import {
   type AgentProc,
   binPath,
   cleanEnv,
+  useEngine,
   freeTcpPort,
   freeUdpPort,
   killAllLive,
@@ -239,7 +241,10 @@ async function walkthrough(t: TestContext, group: ProcessGroup, dir: string, w: 
   assert.ok(stream.running && pipeline.running, "`stream` keeps waiting for more broadcasts");
 }
 
-describe("tamtam end to end (real processes on loopback)", () => {
+// The same tests for both engines: every agent of a suite runs its engine (TAMTAM_WORKERS).
+for (const engine of [1, 0] as const) {
+describe(`tamtam end to end, ${engine === 1 ? "worker" : "inline"} engine (real processes on loopback)`, () => {
+  before(() => useEngine(engine));
   // Each test kills its own processes in a finally; this catches those of a test that timed out.
   after(killAllLive);
 
@@ -292,7 +297,7 @@ describe("tamtam end to end (real processes on loopback)", () => {
   // -------------------------------------------------------------------------------------------
   // c: failure detection and graceful leave, both engines
 
-  for (const workers of [0, 1] as const) {
+  for (const workers of [engine]) {
     test(`c. --workers ${workers}: 5 agents; SIGKILL -> DEAD everywhere; SIGTERM -> LEFT everywhere, never DEAD`, { timeout: 45_000 }, async (t) => {
       await withSandbox(async (group, home) => {
         const env = cleanEnv(home);
@@ -620,6 +625,7 @@ describe("tamtam end to end (real processes on loopback)", () => {
     });
   });
 });
+}
 
 // ---------------------------------------------------------------------------------------------
 // Hand-made protobuf, as a client in another language would write it

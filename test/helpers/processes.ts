@@ -84,9 +84,17 @@ export function writeTamtamShim(dir: string): string {
  * NO_COLOR=1 and, unless `advertise` is null, TAMTAM_ADVERTISE (this machine allows traffic
  * to loopback only). Nothing else of the test runner's environment leaks in.
  */
+let engineWorkers: 0 | 1 | null = null;
+
+/** Every agent started with a cleanEnv from now on runs this engine (TAMTAM_WORKERS). */
+export function useEngine(workers: 0 | 1): void {
+  engineWorkers = workers;
+}
+
 export function cleanEnv(home: string, extra: Record<string, string> = {}, advertise: string | null = "127.0.0.1"): Record<string, string> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin", HOME: home, NO_COLOR: "1" };
   if (advertise !== null) env.TAMTAM_ADVERTISE = advertise;
+  if (engineWorkers !== null) env.TAMTAM_WORKERS = String(engineWorkers);
   return { ...env, ...extra };
 }
 
@@ -493,6 +501,13 @@ export async function spawnAgent(args: readonly string[], env: Record<string, st
     const line = await waitForLine(proc, (text) => GOSSIP_LINE.test(msgOf(text)), options.timeoutMs ?? 15_000, { stream: "stderr" });
     const m = GOSSIP_LINE.exec(msgOf(line.text)) as RegExpExecArray;
     const gossip = m[2] as string;
+    // The engine the agent says it runs is the one asked for (--workers, else TAMTAM_WORKERS).
+    const flag = all.indexOf("--workers");
+    const asked = flag >= 0 ? all[flag + 1] : env.TAMTAM_WORKERS;
+    if (asked !== undefined) {
+      const expected = asked === "0" ? "inline core" : "core on a worker thread";
+      if (!msgOf(line.text).includes(expected)) throw new Error(`agent runs the wrong engine (asked ${asked}): ${msgOf(line.text)}`);
+    }
     const rpcLine = proc.linesOf("stderr").map(msgOf).find((msg) => GRPC_LINE.test(msg));
     const rpc = rpcLine === undefined ? "" : ((GRPC_LINE.exec(rpcLine) as RegExpExecArray)[1] as string);
     return Object.assign(proc, { gossip, port: Number(/:(\d+)$/.exec(gossip)?.[1]), rpc }) as AgentProc;
