@@ -642,7 +642,7 @@ describe("settings", () => {
     );
     assert.deepEqual(
       [s.values.maxBroadcastBytes, s.values.clusterName, s.values.multicastIntervalSeconds, s.values.multicastPort, s.values.preset, s.values.workers],
-      [0, "tamtam", 10, 9998, "lan", 1],
+      [0, "tamtam", 10, 9998, "lan", 0],
     );
     assert.deepEqual([s.values.iface, s.values.advertise, s.values.multicastAddress, s.values.join, s.values.logFormat], [null, null, null, [], "auto"]);
     assert.equal(s.sources.rpc, "default");
@@ -707,7 +707,7 @@ describe("settings", () => {
 
   test("agent keys from file and environment reach AgentOptions", () => {
     const io = memoryIO(
-      { "/home/u/.tamtam.yaml": "port: 9998\nipv6: true\nheartbeat: '250'\npreset: thread\nworkers: 0\nlog-format: json\nmulticast-address: '[ff03::1]'\nadvertise: fd00::1\n" },
+      { "/home/u/.tamtam.yaml": "port: 9998\nipv6: true\nheartbeat: '250'\npreset: thread\nworkers: 1\nlog-format: json\nmulticast-address: '[ff03::1]'\nadvertise: fd00::1\n" },
       { TAMTAM_JOIN: "[fd00::2]:9999, [fd00::3]:9999", TAMTAM_MULTICAST: "1", TAMTAM_VERBOSE: "on", TAMTAM_RPC: "[::1]:6363" },
     );
     const options = agentOptions(resolveSettings(AGENT_SETTINGS, { clusterName: "lab" }, undefined, io));
@@ -722,7 +722,7 @@ describe("settings", () => {
       maxBroadcastBytes: 0,
       multicast: { enabled: true, clusterName: "lab", address: "ff03::1", intervalSeconds: 10, port: 9998 },
       preset: "thread",
-      workers: 0,
+      workers: 1,
       join: ["[fd00::2]:9999", "[fd00::3]:9999"],
       logLevel: "debug",
       logFormat: "json",

@@ -25,7 +25,7 @@
  *   multicast-interval   TAMTAM_MULTICAST_INTERVAL   --multicast-interval   10 (s, 1..3600)
  *   multicast-port       TAMTAM_MULTICAST_PORT       --multicast-port       9998
  *   preset               TAMTAM_PRESET               --preset               lan (lan, local, wan, thread)
- *   workers              TAMTAM_WORKERS              --workers              1 (0 or 1)
+ *   workers              TAMTAM_WORKERS              --workers              0 (0 or 1)
  *   join                 TAMTAM_JOIN                 --join (repeatable)    none (list of ADDR:PORT;
  *                                                                            comma-separated in env)
  *   log-format           TAMTAM_LOG_FORMAT           --log-format           auto (auto, pretty, json)
@@ -137,7 +137,7 @@ export const SETTINGS = {
     kind: "integer", key: "multicast-port", env: "TAMTAM_MULTICAST_PORT", flag: "--multicast-port", default: 9998, min: 1, max: 65535,
   },
   preset: { kind: "string", key: "preset", env: "TAMTAM_PRESET", flag: "--preset", default: "lan", oneOf: PRESET_NAMES },
-  workers: { kind: "integer", key: "workers", env: "TAMTAM_WORKERS", flag: "--workers", default: 1, min: 0, max: 1 },
+  workers: { kind: "integer", key: "workers", env: "TAMTAM_WORKERS", flag: "--workers", default: 0, min: 0, max: 1 },
   join: { kind: "list", key: "join", env: "TAMTAM_JOIN", flag: "--join", default: [], check: checkAddress },
   logFormat: {
     kind: "string", key: "log-format", env: "TAMTAM_LOG_FORMAT", flag: "--log-format", default: "auto", oneOf: ["auto", "pretty", "json"],

@@ -108,7 +108,7 @@ export class AgentCommand extends TamTamCommand {
   multicastPort = Option.String("--multicast-port", { description: "UDP port of the multicast announcements (default 9998)" });
   advertise = Option.String("--advertise", { description: "IP[:PORT] other members reach this agent at (default: derived from --bind/--iface)" });
   preset = Option.String("--preset", { description: "protocol timing preset: lan, local, wan or thread (default lan)" });
-  workers = Option.String("--workers", { description: "0: run the protocol on the main thread; 1: on a worker thread (default 1)" });
+  workers = Option.String("--workers", { description: "0: run the protocol core on the main thread (default: measured faster, see bench/RESULTS.md); 1: on a worker thread" });
   join = Option.Array("--join", { description: "ADDR:PORT of a member to join at start-up (repeatable)" });
   logFormat = Option.String("--log-format", { description: "auto (pretty on a terminal, JSON otherwise), pretty or json (default auto)" });
 
