@@ -14,6 +14,13 @@ export interface Address {
   readonly port: number;
   /** Canonical `ip:port` / `[ip]:port` text; the member key. */
   readonly key: string;
+  /**
+   * A number for the (ip, port), the same for every Address object of it (also after the
+   * intern table starts afresh, and in every thread): exactly ip * 65536 + port for IPv4
+   * (below 2^48), 2^52 plus a 52-bit hash of the bytes for IPv6. Member tables hash it; two
+   * IPv6 addresses may share one, so equal ids do not prove equal addresses.
+   */
+  readonly id: number;
 }
 
 /**
@@ -45,7 +52,7 @@ export function internIpv4(b: Uint8Array, p: number, port: number): Address {
     if (internedV4.size >= MAX_INTERNED) internedV4.clear();
     const ip = new Uint8Array(4);
     for (let i = 0; i < 4; i++) ip[i] = b[p + i] as number;
-    a = Object.freeze({ family: 4 as const, ip, port, key: `${formatIp(ip)}:${port}` });
+    a = Object.freeze({ family: 4 as const, ip, port, key: `${formatIp(ip)}:${port}`, id });
     internedV4.set(id, a);
   }
   return a;
@@ -61,10 +68,31 @@ export function internIpv6(b: Uint8Array, p: number, port: number): Address {
     if (internedV6.size >= MAX_INTERNED) internedV6.clear();
     const ip = new Uint8Array(16);
     for (let i = 0; i < 16; i++) ip[i] = b[p + i] as number;
-    a = Object.freeze({ family: 6 as const, ip, port, key: `[${formatIp(ip)}]:${port}` });
+    a = Object.freeze({ family: 6 as const, ip, port, key: `[${formatIp(ip)}]:${port}`, id: ipv6Id(ip, port) });
     internedV6.set(id, a);
   }
   return a;
+}
+
+/** murmur3's finalizer: a bijection on 32-bit integers with full avalanche. */
+export function fmix32(x: number): number {
+  let h = x ^ (x >>> 16);
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
+/** Address.id of an IPv6 address: 2^52 + two hash lanes of 32 and 20 bits over bytes and port. */
+function ipv6Id(ip: Uint8Array, port: number): number {
+  let x = fmix32(0x243f6a88 ^ port);
+  let y = fmix32(0x13198a2e ^ port);
+  for (let i = 0; i < 16; i += 4) {
+    const w = ((ip[i] as number) << 24) | ((ip[i + 1] as number) << 16) | ((ip[i + 2] as number) << 8) | (ip[i + 3] as number);
+    x = fmix32(x ^ w);
+    y = fmix32((y + Math.imul(w, 0x9e3779b1)) | 0);
+  }
+  return 2 ** 52 + (x >>> 0) * 2 ** 20 + (y >>> 12);
 }
 
 export function isValidPort(port: number): boolean {
@@ -211,5 +239,22 @@ export function parseAddress(text: string, defaultPort?: number): Address | stri
 export function addr(text: string): Address {
   const a = parseAddress(text);
   if (typeof a === "string") throw new RangeError(a);
+  return a;
+}
+
+let lastKey = "";
+let lastKeyAddress: Address | undefined;
+
+/**
+ * The Address whose canonical key is `key`, or undefined if `key` is not the canonical text of
+ * an address. Remembers the last key, so that asking many member tables about one key (as
+ * simulation checkers do) parses it once.
+ */
+export function addressOfKey(key: string): Address | undefined {
+  if (key === lastKey && lastKeyAddress !== undefined) return lastKeyAddress;
+  const a = parseAddress(key);
+  if (typeof a === "string" || a.key !== key) return undefined;
+  lastKey = key;
+  lastKeyAddress = a;
   return a;
 }

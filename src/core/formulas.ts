@@ -1,6 +1,7 @@
 /**
  * The protocol's formulas, in one place (memberlist's, so that tuning knowledge carries over):
- * retransmit limit, suspicion timeouts and Lifeguard's shrinking suspicion timeout.
+ * retransmit limit, suspicion timeouts, Lifeguard's shrinking suspicion timeout and the
+ * push-pull interval's scaling with cluster size.
  */
 
 /** How many times an update is piggybacked: mult * ceil(log10(n + 1)), at least 1. */
@@ -38,4 +39,14 @@ export function suspicionTimeoutMs(minMs: number, maxMs: number, expected: numbe
 /** Lifeguard's local health multiplier applied to the probe interval and timeout. */
 export function scaleByHealth(baseMs: number, healthScore: number): number {
   return baseMs * (healthScore + 1);
+}
+
+/**
+ * Push-pull interval for `clusterSize` live members: memberlist's scaling, which slows it down
+ * beyond 32 members by ceil(log2(n) - log2(32)) + 1, so the full-state exchanges of a large
+ * cluster stay a bounded share of its traffic.
+ */
+export function pushPullIntervalMs(baseMs: number, clusterSize: number): number {
+  const scale = clusterSize <= 32 ? 1 : Math.ceil(Math.log2(clusterSize) - 5) + 1;
+  return baseMs * scale;
 }

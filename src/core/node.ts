@@ -13,13 +13,14 @@ import { DedupeWindows } from "./dedupe.js";
 import { ProtocolError, type ProtocolErrorCode } from "./errors.js";
 import {
   expectedConfirmations,
+  pushPullIntervalMs,
   retransmitLimit,
   scaleByHealth,
   suspicionMinTimeoutMs,
   suspicionTimeoutMs,
 } from "./formulas.js";
+import { MemberTable, NO_SLOT, ProbeOrder, SlotSet } from "./member-table.js";
 import { Prng } from "./prng.js";
-import { RandomSet } from "./random-set.js";
 import type { CoreEvent, MemberInfo, Runtime, Timer } from "./runtime.js";
 import { TransmitQueue } from "./transmit-queue.js";
 import { DatagramWriter, decodeDatagram, encodeBroadcastItem, encodeUpdateItem } from "./wire/codec.js";
@@ -98,24 +99,11 @@ interface Suspicion {
   readonly suspectors: Set<string>;
 }
 
-interface Member {
-  readonly address: Address;
-  readonly key: string;
-  state: MemberState;
-  incarnation: number;
-  stateChangedAtMs: number;
-  lastHeardAtMs: number;
-  lastRttMs: number;
-  suspicion: Suspicion | null;
-  /** Who suspected it last (for the suspect item's suspectedBy). */
-  suspectedBy: Address | null;
-  reapToken: number;
-  lastSyncToMs: number;
-}
-
 interface Probe {
   readonly seq: number;
-  readonly target: Member;
+  readonly target: Address;
+  /** The target's slot; NO_SLOT once it has left the table (its slot may be reused). */
+  targetSlot: number;
   readonly startMs: number;
   acked: boolean;
   expectedNacks: number;
@@ -144,6 +132,11 @@ const MAX_RELAYS = 4096;
 const MAX_REQUESTS = 4096;
 /** Most datagrams sent at once to announce a graceful leave. */
 const LEAVE_FANOUT = 8;
+/** This node's own slot in its member table. */
+const SELF = 0;
+/** Set ids of the two SlotSets over the member table. */
+const PROBEABLE_SET = 0;
+const DEAD_SET = 1;
 
 export class SwimNode {
   readonly self: Address;
@@ -177,14 +170,13 @@ export class SwimNode {
   };
 
   private readonly rng: Prng;
-  private readonly members = new Map<string, Member>();
-  private readonly selfMember: Member;
+  /** Every member, self included (slot 0). */
+  private readonly table: MemberTable<Suspicion>;
   /** Alive and suspect members other than self: probe targets and gossip peers. */
-  private readonly probeable = new RandomSet<Member>();
+  private readonly probeable: SlotSet;
   /** Dead (not left) members: reconnect targets and, for a while, gossip peers. */
-  private readonly dead = new RandomSet<Member>();
-  private probeOrder: Member[] = [];
-  private probeCursor = 0;
+  private readonly dead: SlotSet;
+  private readonly probeOrder = new ProbeOrder();
   private probe: Probe | null = null;
   private probeEpoch = 0;
   private probeIntervalMs: number;
@@ -227,20 +219,11 @@ export class SwimNode {
     this.probeWriter = new DatagramWriter(options.config.probePacketBytes - this.envelopeBytes);
     this.fullWriter = new DatagramWriter(options.config.maxPacketBytes - this.envelopeBytes);
     this.broadcastEpoch = options.broadcastEpoch >>> 0;
-    this.selfMember = {
-      address: options.self,
-      key: options.self.key,
-      state: MemberState.Alive,
-      incarnation: options.incarnation >>> 0,
-      stateChangedAtMs: 0,
-      lastHeardAtMs: -1,
-      lastRttMs: -1,
-      suspicion: null,
-      suspectedBy: null,
-      reapToken: 0,
-      lastSyncToMs: -Infinity,
-    };
-    this.members.set(this.self.key, this.selfMember);
+    // The index's hash is keyed by the seed without drawing from the PRNG.
+    this.table = new MemberTable<Suspicion>(options.seed, options.config.maxMembers, (newSlots) => this.renumber(newSlots));
+    this.probeable = new SlotSet(this.table, PROBEABLE_SET);
+    this.dead = new SlotSet(this.table, DEAD_SET);
+    this.table.add(options.self, MemberState.Alive, options.incarnation >>> 0, 0);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -250,15 +233,18 @@ export class SwimNode {
   start(nowMs: number, rt: Runtime): void {
     if (this.started) return;
     this.started = true;
-    this.selfMember.stateChangedAtMs = nowMs;
-    this.emitMember(rt, this.selfMember, null, null);
+    this.table.stateChangedAtMs[SELF] = nowMs;
+    this.emitMember(rt, SELF, null, null);
     // Stagger the rounds so that nodes started together do not probe in lock-step.
     rt.setTimer(nowMs + this.rng.nextInt(this.probeIntervalMs) + 1, { kind: "probe", epoch: this.probeEpoch });
     const c = this.config;
     if (c.gossipIntervalMs > 0) rt.setTimer(nowMs + this.rng.nextInt(c.gossipIntervalMs) + 1, { kind: "gossip" });
     if (c.reconnectIntervalMs > 0) rt.setTimer(nowMs + c.reconnectIntervalMs, { kind: "reconnect" });
     if (c.pushPullIntervalMs > 0) {
-      rt.setTimer(nowMs + this.rng.nextInt(c.pushPullIntervalMs) + c.pushPullIntervalMs, { kind: "pushPull", once: false });
+      // The first exchange comes after one interval plus a random phase of the interval for the
+      // members known so far (only self, unless addConvergedMembers came first).
+      const phaseMs = pushPullIntervalMs(c.pushPullIntervalMs, this.liveCount);
+      rt.setTimer(nowMs + this.rng.nextInt(phaseMs) + c.pushPullIntervalMs, { kind: "pushPull", once: false });
     }
   }
 
@@ -325,18 +311,18 @@ export class SwimNode {
   leave(nowMs: number, rt: Runtime): void {
     if (this.leaving) return;
     this.leaving = true;
-    const self = this.selfMember;
-    const previousIncarnation = self.incarnation;
-    self.incarnation = Math.min(self.incarnation + 1, MAX_INCARNATION);
-    const previous = self.state;
-    self.state = MemberState.Left;
-    self.stateChangedAtMs = nowMs;
-    this.queueUpdate(self);
-    this.emitMember(rt, self, previous, previousIncarnation);
+    const t = this.table;
+    const previousIncarnation = t.incarnation[SELF] as number;
+    t.incarnation[SELF] = Math.min(previousIncarnation + 1, MAX_INCARNATION);
+    const previous = t.state[SELF] as MemberState;
+    t.state[SELF] = MemberState.Left;
+    t.stateChangedAtMs[SELF] = nowMs;
+    this.queueUpdate(SELF);
+    this.emitMember(rt, SELF, previous, previousIncarnation);
     // The announcement leads every datagram from now on, ahead of whatever else is queued.
-    this.leaveItem = encodeUpdateItem(this.updateOf(self));
+    this.leaveItem = encodeUpdateItem(this.updateOf(SELF));
     const peers = this.probeable.sample(this.rng, Math.max(LEAVE_FANOUT, this.config.gossipFanout), () => false);
-    for (const peer of peers) this.sendBody(rt, peer.address, { type: MessageType.Gossip }, "full");
+    for (const peer of peers) this.sendBody(rt, t.address(peer), { type: MessageType.Gossip }, "full");
   }
 
   /** True once the leave announcement has been sent as often as the retransmit limit asks. */
@@ -350,9 +336,9 @@ export class SwimNode {
 
   /** Drops a member from the local table only (the original TamTam's `leave ADDR`). */
   forget(address: Address, rt: Runtime): boolean {
-    const m = this.members.get(address.key);
-    if (m === undefined || m === this.selfMember) return false;
-    this.removeMember(m, rt);
+    const slot = this.table.find(address);
+    if (slot === NO_SLOT || slot === SELF) return false;
+    this.removeMember(slot, rt);
     return true;
   }
 
@@ -376,7 +362,7 @@ export class SwimNode {
   }
 
   get incarnation(): number {
-    return this.selfMember.incarnation;
+    return this.table.incarnation[SELF] as number;
   }
 
   /** Members in alive or suspect state, self included. */
@@ -385,7 +371,7 @@ export class SwimNode {
   }
 
   get memberCount(): number {
-    return this.members.size;
+    return this.table.size;
   }
 
   get queuedUpdates(): number {
@@ -396,25 +382,60 @@ export class SwimNode {
     return this.broadcasts.size;
   }
 
+  /** The member whose canonical key (`Address.key`) is `key`, if any. */
   member(key: string): MemberInfo | undefined {
-    const m = this.members.get(key);
-    return m === undefined ? undefined : this.info(m);
+    const slot = this.table.findKey(key);
+    return slot === NO_SLOT ? undefined : this.info(slot);
   }
 
+  /** Every member, self included, in table order (slot order: self first). */
   memberList(): MemberInfo[] {
     const out: MemberInfo[] = [];
-    for (const m of this.members.values()) out.push(this.info(m));
+    const t = this.table;
+    for (let slot = 0; slot < t.slotLimit; slot++) if (t.isMember(slot)) out.push(this.info(slot));
     return out;
   }
 
   /** State of `key` without building a MemberInfo (for checkers in large simulations). */
   stateOf(key: string): MemberState | undefined {
-    return this.members.get(key)?.state;
+    const slot = this.table.findKey(key);
+    return slot === NO_SLOT ? undefined : (this.table.state[slot] as MemberState);
   }
 
-  /** Iterates (key, state, incarnation) without allocating MemberInfo objects. */
+  /** Iterates (key, state, incarnation) in table order without allocating MemberInfo objects. */
   forEachMember(visit: (key: string, state: MemberState, incarnation: number) => void): void {
-    for (const m of this.members.values()) visit(m.key, m.state, m.incarnation);
+    const t = this.table;
+    for (let slot = 0; slot < t.slotLimit; slot++) {
+      if (t.isMember(slot)) visit(t.address(slot).key, t.state[slot] as MemberState, t.incarnation[slot] as number);
+    }
+  }
+
+  /**
+   * Warm start, for simulations that begin from a converged cluster: adds every address of
+   * `members` not known yet (self is skipped) as alive at `incarnation`, as if learned from
+   * the cluster long ago: no piggyback update is queued, no CoreEvent emitted, no timer set.
+   * Each one joins the probe order as a newly learned member does, so the node then behaves
+   * like one that learned them normally (probing them, gossiping to them, push-pull). The
+   * table is presized to the final count first; members beyond maxMembers are refused and
+   * counted. Call before `start` (which then paces the first push-pull for the cluster's
+   * size, as in a long-running cluster) or after it. Cost: a hash look-up and insert per address.
+   */
+  addConvergedMembers(nowMs: number, members: readonly Address[], incarnation: number): void {
+    if (this.leaving) return;
+    const t = this.table;
+    const target = Math.min(this.config.maxMembers, t.size + members.length);
+    t.reserve(target);
+    this.probeable.reserve(target - 1);
+    this.probeOrder.reserve(target - 1);
+    const inc = incarnation >>> 0;
+    for (const a of members) {
+      if (t.find(a) !== NO_SLOT) continue;
+      if (t.size >= this.config.maxMembers) {
+        this.stats.membersRefused++;
+        continue;
+      }
+      this.makeProbeable(t.add(a, MemberState.Alive, inc, nowMs));
+    }
   }
 
   // ---------------------------------------------------------------------------------------
@@ -444,16 +465,18 @@ export class SwimNode {
     // The sender is alive at the incarnation it states: an implicit alive update, merged after
     // the items so that a leaving sender's own LEFT (at the same incarnation) comes first.
     const sender = this.mergeUpdate(nowMs, { state: MemberState.Alive, incarnation: d.incarnation, member: d.from }, null, rt);
-    if (sender !== undefined) sender.lastHeardAtMs = nowMs;
+    const t = this.table;
+    if (sender !== NO_SLOT) t.lastHeardAtMs[sender] = nowMs;
     for (const b of d.broadcasts) this.receiveBroadcast(b, rt);
     this.handleBody(nowMs, d, rt);
+    if (sender === NO_SLOT || this.leaving) return;
     // A member we hold dead is talking to us, or one we hold left talks at an older incarnation
     // (a new life on its address): tell it (push-pull), so that it refutes.
-    const stale = sender !== undefined && (sender.state === MemberState.Dead || (sender.state === MemberState.Left && d.incarnation < sender.incarnation));
-    if (sender !== undefined && stale && !this.leaving) {
-      if (nowMs - sender.lastSyncToMs >= this.probeIntervalMs) {
-        sender.lastSyncToMs = nowMs;
-        this.sendSync(rt, sender.address, true, this.takeSeq());
+    const state = t.state[sender];
+    if (state === MemberState.Dead || (state === MemberState.Left && d.incarnation < (t.incarnation[sender] as number))) {
+      if (nowMs - (t.lastSyncToMs.get(sender) ?? -Infinity) >= this.probeIntervalMs) {
+        t.lastSyncToMs.set(sender, nowMs);
+        this.sendSync(rt, t.address(sender), true, this.takeSeq());
       }
     }
   }
@@ -541,7 +564,7 @@ export class SwimNode {
       if (!probe.acked) {
         probe.acked = true;
         // Only a direct answer measures the round trip.
-        if (from.key === probe.target.key) probe.target.lastRttMs = nowMs - probe.startMs;
+        if (probe.targetSlot !== NO_SLOT && from.key === probe.target.key) this.table.lastRttMs[probe.targetSlot] = nowMs - probe.startMs;
         this.adjustHealth(-1);
       }
       return;
@@ -608,12 +631,15 @@ export class SwimNode {
    * Merges one statement about a member. Higher incarnation wins; at equal incarnation
    * alive < suspect < dead < left; stale statements change nothing. In a member-list sync from
    * `syncFrom` a *dead* statement only raises a suspicion, by that sender (who holds it dead),
-   * so the owner gets the chance to refute. Returns the member record, if one exists afterwards.
+   * so the owner gets the chance to refute. Returns the member's slot, if it has one afterwards
+   * (NO_SLOT for self).
    */
-  private mergeUpdate(nowMs: number, u: MemberUpdate, syncFrom: Address | null, rt: Runtime): Member | undefined {
-    if (u.member.key === this.self.key) {
+  private mergeUpdate(nowMs: number, u: MemberUpdate, syncFrom: Address | null, rt: Runtime): number {
+    const t = this.table;
+    const slot = t.find(u.member);
+    if (slot === SELF) {
       this.mergeAboutSelf(nowMs, u, rt);
-      return undefined;
+      return NO_SLOT;
     }
     let state = u.state;
     let by = u.suspectedBy ?? null;
@@ -621,137 +647,128 @@ export class SwimNode {
       state = MemberState.Suspect;
       by = syncFrom;
     }
-    const m = this.members.get(u.member.key);
-    if (m === undefined) {
+    if (slot === NO_SLOT) {
       // Only a live member is worth learning about; a death or departure of a stranger is not.
-      if (state !== MemberState.Alive || this.leaving) return undefined;
-      if (this.members.size >= this.config.maxMembers) {
+      if (state !== MemberState.Alive || this.leaving) return NO_SLOT;
+      if (t.size >= this.config.maxMembers) {
         this.stats.membersRefused++;
-        return undefined;
+        return NO_SLOT;
       }
       return this.addMember(nowMs, u.member, u.incarnation, rt);
     }
-    if (u.incarnation < m.incarnation) return m;
-    if (u.incarnation === m.incarnation && state <= m.state) {
-      if (state === MemberState.Suspect && m.state === MemberState.Suspect && by !== null) {
-        this.confirmSuspicion(nowMs, m, by, rt);
+    const incarnation = t.incarnation[slot] as number;
+    if (u.incarnation < incarnation) return slot;
+    const held = t.state[slot] as MemberState;
+    if (u.incarnation === incarnation && state <= held) {
+      if (state === MemberState.Suspect && held === MemberState.Suspect && by !== null) {
+        this.confirmSuspicion(nowMs, slot, by, rt);
       }
-      return m;
+      return slot;
     }
-    this.transition(nowMs, m, state, u.incarnation, by, rt);
-    return m;
+    this.transition(nowMs, slot, state, u.incarnation, by, rt);
+    return slot;
   }
 
   /** Someone speaks of this node: refute a suspicion, death or departure that is not ours. */
   private mergeAboutSelf(nowMs: number, u: MemberUpdate, rt: Runtime): void {
-    const self = this.selfMember;
+    const t = this.table;
     if (this.leaving) return;
-    if (u.incarnation < self.incarnation) return;
-    if (u.state === MemberState.Alive && u.incarnation === self.incarnation) return;
+    const previousIncarnation = t.incarnation[SELF] as number;
+    if (u.incarnation < previousIncarnation) return;
+    if (u.state === MemberState.Alive && u.incarnation === previousIncarnation) return;
     // Suspect/dead/left at our incarnation or above, or alive above it (an older life of this
     // address): take a higher incarnation and say alive.
-    const previousIncarnation = self.incarnation;
     // Saturates at 2^32 - 1 rather than wrapping to 0, which would make every later statement
     // about this node outrank it. (With the sealed envelope no stranger can forge such claims.)
-    self.incarnation = Math.min(u.incarnation + 1, MAX_INCARNATION);
-    self.stateChangedAtMs = nowMs;
+    t.incarnation[SELF] = Math.min(u.incarnation + 1, MAX_INCARNATION);
+    t.stateChangedAtMs[SELF] = nowMs;
     this.stats.refutations++;
     if (u.state !== MemberState.Alive) this.adjustHealth(1);
-    this.queueUpdate(self);
-    this.emitMember(rt, self, MemberState.Alive, previousIncarnation);
+    this.queueUpdate(SELF);
+    this.emitMember(rt, SELF, MemberState.Alive, previousIncarnation);
   }
 
-  private addMember(nowMs: number, address: Address, incarnation: number, rt: Runtime): Member {
-    const m: Member = {
-      address,
-      key: address.key,
-      state: MemberState.Alive,
-      incarnation,
-      stateChangedAtMs: nowMs,
-      lastHeardAtMs: -1,
-      lastRttMs: -1,
-      suspicion: null,
-      suspectedBy: null,
-      reapToken: 0,
-      lastSyncToMs: -Infinity,
-    };
-    this.members.set(m.key, m);
-    this.makeProbeable(m);
-    this.queueUpdate(m);
-    this.emitMember(rt, m, null, null);
-    return m;
+  private addMember(nowMs: number, address: Address, incarnation: number, rt: Runtime): number {
+    const slot = this.table.add(address, MemberState.Alive, incarnation, nowMs);
+    this.makeProbeable(slot);
+    this.queueUpdate(slot);
+    this.emitMember(rt, slot, null, null);
+    return slot;
   }
 
   private transition(
     nowMs: number,
-    m: Member,
+    slot: number,
     state: MemberState,
     incarnation: number,
     by: Address | null,
     rt: Runtime,
   ): void {
-    const previous = m.state;
-    const previousIncarnation = m.incarnation;
-    m.state = state;
-    m.incarnation = incarnation;
-    m.stateChangedAtMs = nowMs;
-    m.suspicion = null;
-    m.suspectedBy = null;
+    const t = this.table;
+    const previous = t.state[slot] as MemberState;
+    const previousIncarnation = t.incarnation[slot] as number;
+    t.state[slot] = state;
+    t.incarnation[slot] = incarnation;
+    t.stateChangedAtMs[slot] = nowMs;
+    t.suspicion.delete(slot);
+    t.suspectedBy.delete(slot);
     switch (state) {
       case MemberState.Alive:
-        this.dead.delete(m);
-        this.makeProbeable(m);
+        this.dead.delete(slot);
+        this.makeProbeable(slot);
         break;
-      case MemberState.Suspect:
-        this.dead.delete(m);
-        this.makeProbeable(m);
-        m.suspectedBy = by ?? this.self;
-        this.startSuspicion(nowMs, m, m.suspectedBy, rt);
+      case MemberState.Suspect: {
+        this.dead.delete(slot);
+        this.makeProbeable(slot);
+        const suspectedBy = by ?? this.self;
+        t.suspectedBy.set(slot, suspectedBy);
+        this.startSuspicion(nowMs, slot, suspectedBy, rt);
         break;
+      }
       case MemberState.Dead:
       case MemberState.Left:
-        this.probeable.delete(m);
-        if (state === MemberState.Dead) this.dead.add(m);
-        else this.dead.delete(m);
+        this.probeable.delete(slot);
+        if (state === MemberState.Dead) this.dead.add(slot);
+        else this.dead.delete(slot);
         // One reap timer per member at most; it re-arms itself if the state changed meanwhile.
-        if (m.reapToken === 0) {
-          m.reapToken = this.takeToken();
-          rt.setTimer(nowMs + this.config.reapAfterMs, { kind: "reap", key: m.key, token: m.reapToken });
+        if (!t.reapToken.has(slot)) {
+          const token = this.takeToken();
+          t.reapToken.set(slot, token);
+          rt.setTimer(nowMs + this.config.reapAfterMs, { kind: "reap", key: t.address(slot).key, token });
         }
         break;
     }
-    this.queueUpdate(m);
-    this.emitMember(rt, m, previous, previousIncarnation);
+    this.queueUpdate(slot);
+    this.emitMember(rt, slot, previous, previousIncarnation);
   }
 
-  private makeProbeable(m: Member): void {
-    if (!this.probeable.add(m)) return;
+  private makeProbeable(slot: number): void {
     // Insert at a random place in the rest of this round, as memberlist does.
-    this.probeOrder.push(m);
-    const span = this.probeOrder.length - this.probeCursor;
-    if (span > 1) {
-      const j = this.probeCursor + this.rng.nextInt(span);
-      const last = this.probeOrder.length - 1;
-      const tmp = this.probeOrder[j] as Member;
-      this.probeOrder[j] = this.probeOrder[last] as Member;
-      this.probeOrder[last] = tmp;
-    }
+    if (this.probeable.add(slot)) this.probeOrder.insert(slot, this.rng);
   }
 
-  private removeMember(m: Member, rt: Runtime): void {
-    this.members.delete(m.key);
-    this.probeable.delete(m);
-    this.dead.delete(m);
-    this.updates.remove(m.key);
-    m.suspicion = null;
-    m.reapToken = 0;
-    rt.emit({ type: "memberRemoved", address: m.address });
+  private removeMember(slot: number, rt: Runtime): void {
+    const address = this.table.address(slot);
+    this.probeable.delete(slot);
+    this.dead.delete(slot);
+    this.updates.remove(address.key);
+    if (this.probe !== null && this.probe.targetSlot === slot) this.probe.targetSlot = NO_SLOT;
+    this.table.remove(slot);
+    rt.emit({ type: "memberRemoved", address });
+  }
+
+  /** The table moved its members to new slots: so do the slots kept outside it. */
+  private renumber(newSlots: Int32Array): void {
+    this.probeable.renumber(newSlots);
+    this.dead.renumber(newSlots);
+    this.probeOrder.renumber(newSlots);
+    if (this.probe !== null && this.probe.targetSlot !== NO_SLOT) this.probe.targetSlot = newSlots[this.probe.targetSlot] as number;
   }
 
   // ---------------------------------------------------------------------------------------
   // Suspicion (Lifeguard).
 
-  private startSuspicion(nowMs: number, m: Member, by: Address, rt: Runtime): void {
+  private startSuspicion(nowMs: number, slot: number, by: Address, rt: Runtime): void {
     this.stats.suspicionsRaised++;
     const n = this.liveCount;
     const minMs = suspicionMinTimeoutMs(this.config.suspicionMult, n, this.probeIntervalMs);
@@ -759,42 +776,44 @@ export class SwimNode {
     const maxMs = lifeguard ? minMs * this.config.suspicionMaxTimeoutMult : minMs;
     const expected = lifeguard ? expectedConfirmations(this.config.suspicionMult, n) : 0;
     const s: Suspicion = { token: this.takeToken(), startMs: nowMs, minMs, maxMs, expected, suspectors: new Set([by.key]) };
-    m.suspicion = s;
-    rt.setTimer(nowMs + suspicionTimeoutMs(minMs, maxMs, expected, 0), { kind: "suspicion", key: m.key, token: s.token });
+    this.table.suspicion.set(slot, s);
+    rt.setTimer(nowMs + suspicionTimeoutMs(minMs, maxMs, expected, 0), { kind: "suspicion", key: this.table.address(slot).key, token: s.token });
   }
 
-  private confirmSuspicion(nowMs: number, m: Member, by: Address, rt: Runtime): void {
-    const s = m.suspicion;
-    if (s === null || s.suspectors.has(by.key)) return;
+  private confirmSuspicion(nowMs: number, slot: number, by: Address, rt: Runtime): void {
+    const s = this.table.suspicion.get(slot);
+    if (s === undefined || s.suspectors.has(by.key)) return;
     if (s.suspectors.size - 1 >= s.expected) return;
     s.suspectors.add(by.key);
-    m.suspectedBy = by;
+    this.table.suspectedBy.set(slot, by);
     // Pass the new confirmation on, so that others shorten their timers too.
-    this.queueUpdate(m);
+    this.queueUpdate(slot);
     const timeoutMs = suspicionTimeoutMs(s.minMs, s.maxMs, s.expected, s.suspectors.size - 1);
-    rt.setTimer(Math.max(nowMs, s.startMs + timeoutMs), { kind: "suspicion", key: m.key, token: s.token });
+    rt.setTimer(Math.max(nowMs, s.startMs + timeoutMs), { kind: "suspicion", key: this.table.address(slot).key, token: s.token });
   }
 
   private onSuspicionTimer(nowMs: number, key: string, token: number, rt: Runtime): void {
-    const m = this.members.get(key);
-    const s = m?.suspicion;
-    if (m === undefined || s === null || s === undefined || s.token !== token) return;
+    const slot = this.table.findKey(key);
+    const s = slot === NO_SLOT ? undefined : this.table.suspicion.get(slot);
+    if (s === undefined || s.token !== token) return;
     const timeoutMs = suspicionTimeoutMs(s.minMs, s.maxMs, s.expected, s.suspectors.size - 1);
     if (nowMs < s.startMs + timeoutMs) return; // an earlier timer of a suspicion since confirmed
     this.stats.deadDeclared++;
-    this.transition(nowMs, m, MemberState.Dead, m.incarnation, null, rt);
+    this.transition(nowMs, slot, MemberState.Dead, this.table.incarnation[slot] as number, null, rt);
   }
 
   private onReapTimer(nowMs: number, key: string, token: number, rt: Runtime): void {
-    const m = this.members.get(key);
-    if (m === undefined || m.reapToken !== token || token === 0) return;
-    if (m.state !== MemberState.Dead && m.state !== MemberState.Left) {
-      m.reapToken = 0; // alive again: nothing to reap
+    const t = this.table;
+    const slot = t.findKey(key);
+    if (slot === NO_SLOT || token === 0 || t.reapToken.get(slot) !== token) return;
+    const state = t.state[slot];
+    if (state !== MemberState.Dead && state !== MemberState.Left) {
+      t.reapToken.delete(slot); // alive again: nothing to reap
       return;
     }
-    const dueMs = m.stateChangedAtMs + this.config.reapAfterMs;
-    if (nowMs < dueMs) rt.setTimer(dueMs, { kind: "reap", key: m.key, token });
-    else this.removeMember(m, rt);
+    const dueMs = (t.stateChangedAtMs[slot] as number) + this.config.reapAfterMs;
+    if (nowMs < dueMs) rt.setTimer(dueMs, { kind: "reap", key, token });
+    else this.removeMember(slot, rt);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -808,31 +827,16 @@ export class SwimNode {
     if (this.relays.size > 0) this.purgeRelays(nowMs);
   }
 
-  private nextProbeTarget(): Member | undefined {
-    // Skips every stale entry (members no longer probeable) of the current round, then at most
-    // one fresh round, whose entries are all probeable. Each entry is passed once: O(1) amortized.
-    for (let reshuffled = false; ; ) {
-      if (this.probeCursor >= this.probeOrder.length) {
-        if (reshuffled) return undefined;
-        this.probeOrder = this.rng.shuffle([...this.probeable.values()]);
-        this.probeCursor = 0;
-        reshuffled = true;
-        if (this.probeOrder.length === 0) return undefined;
-      }
-      const m = this.probeOrder[this.probeCursor++] as Member;
-      if (this.probeable.has(m)) return m;
-    }
-  }
-
   private startProbe(nowMs: number, rt: Runtime): void {
-    const target = this.nextProbeTarget();
-    if (target === undefined) return;
+    const slot = this.probeOrder.next(this.probeable, this.rng);
+    if (slot === NO_SLOT) return;
     const seq = this.takeSeq();
-    this.probe = { seq, target, startMs: nowMs, acked: false, expectedNacks: 0, nacks: 0 };
+    const target = this.table.address(slot);
+    this.probe = { seq, target, targetSlot: slot, startMs: nowMs, acked: false, expectedNacks: 0, nacks: 0 };
     this.stats.pingsSent++;
     // Lifeguard's buddy system: a suspect hears of its suspicion in the probe itself.
-    const buddy = this.config.lifeguard && target.state === MemberState.Suspect ? encodeUpdateItem(this.updateOf(target)) : null;
-    this.sendBody(rt, target.address, { type: MessageType.Ping, seq }, "probe", buddy);
+    const buddy = this.config.lifeguard && this.table.state[slot] === MemberState.Suspect ? encodeUpdateItem(this.updateOf(slot)) : null;
+    this.sendBody(rt, target, { type: MessageType.Ping, seq }, "probe", buddy);
     rt.setTimer(nowMs + this.scaled(this.probeTimeoutMs), { kind: "probeTimeout", seq });
     rt.setTimer(nowMs + this.scaled(this.probeIntervalMs), { kind: "probeDeadline", seq });
   }
@@ -841,13 +845,14 @@ export class SwimNode {
     void nowMs;
     const probe = this.probe;
     if (probe === null || probe.seq !== seq || probe.acked) return;
-    const target = probe.target;
+    const t = this.table;
+    const targetSlot = probe.targetSlot;
     // Only alive helpers (as memberlist): a suspect one would likely not nack, and Lifeguard would
     // count its silence against this node's health.
-    const helpers = this.probeable.sample(this.rng, this.config.indirectChecks, (m) => m === target || m.state !== MemberState.Alive);
+    const helpers = this.probeable.sample(this.rng, this.config.indirectChecks, (h) => h === targetSlot || t.state[h] !== MemberState.Alive);
     for (const helper of helpers) {
       this.stats.pingReqsSent++;
-      this.sendBody(rt, helper.address, { type: MessageType.PingReq, seq, target: target.address }, "probe");
+      this.sendBody(rt, t.address(helper), { type: MessageType.PingReq, seq, target: probe.target }, "probe");
     }
     probe.expectedNacks = this.config.lifeguard ? helpers.length : 0;
   }
@@ -861,13 +866,14 @@ export class SwimNode {
     // Lifeguard: missing nacks mean that we, not the target, may be the slow one.
     if (probe.expectedNacks > 0) this.adjustHealth(Math.max(0, probe.expectedNacks - probe.nacks));
     else this.adjustHealth(1);
-    const target = probe.target;
-    if (this.members.get(target.key) !== target) return;
-    target.lastRttMs = -2;
-    if (target.state === MemberState.Alive) {
-      this.transition(nowMs, target, MemberState.Suspect, target.incarnation, this.self, rt);
-    } else if (target.state === MemberState.Suspect) {
-      this.confirmSuspicion(nowMs, target, this.self, rt);
+    const slot = probe.targetSlot;
+    if (slot === NO_SLOT) return;
+    const t = this.table;
+    t.lastRttMs[slot] = -2;
+    if (t.state[slot] === MemberState.Alive) {
+      this.transition(nowMs, slot, MemberState.Suspect, t.incarnation[slot] as number, this.self, rt);
+    } else if (t.state[slot] === MemberState.Suspect) {
+      this.confirmSuspicion(nowMs, slot, this.self, rt);
     }
   }
 
@@ -892,37 +898,34 @@ export class SwimNode {
     // that a false positive hears of it and refutes; most transmissions still reach live nodes.
     const candidates = this.probeable.size + this.dead.size;
     if (this.dead.size > 0 && !this.leaving && this.rng.nextInt(candidates) < this.dead.size * Math.min(fanout, candidates)) {
-      const m = this.dead.pick(this.rng);
-      if (m !== undefined && nowMs - m.stateChangedAtMs <= this.config.gossipToTheDeadMs) {
-        if (peers.length >= fanout) peers[peers.length - 1] = m;
-        else peers.push(m);
+      const slot = this.dead.pick(this.rng);
+      if (slot !== NO_SLOT && nowMs - (this.table.stateChangedAtMs[slot] as number) <= this.config.gossipToTheDeadMs) {
+        if (peers.length >= fanout) peers[peers.length - 1] = slot;
+        else peers.push(slot);
       }
     }
     for (const peer of peers) {
       if (this.updates.size === 0 && this.broadcasts.size === 0) break;
-      this.sendBody(rt, peer.address, { type: MessageType.Gossip }, "full");
+      this.sendBody(rt, this.table.address(peer), { type: MessageType.Gossip }, "full");
     }
   }
 
   private onReconnectTick(nowMs: number, rt: Runtime): void {
     rt.setTimer(nowMs + this.config.reconnectIntervalMs, { kind: "reconnect" });
     if (this.leaving) return;
-    const m = this.dead.pick(this.rng);
-    if (m === undefined) return;
+    const slot = this.dead.pick(this.rng);
+    if (slot === NO_SLOT) return;
     // Its answer, if any, carries its incarnation; handleDatagram then syncs with it.
-    this.sendBody(rt, m.address, { type: MessageType.Ping, seq: this.takeSeq() }, "probe");
+    this.sendBody(rt, this.table.address(slot), { type: MessageType.Ping, seq: this.takeSeq() }, "probe");
   }
 
   private onPushPullTick(nowMs: number, once: boolean, rt: Runtime): void {
     if (!once) {
-      // memberlist's scaling: beyond 32 members, slow down by ceil(log2(n) - log2(32)) + 1.
-      const n = this.liveCount;
-      const scale = n <= 32 ? 1 : Math.ceil(Math.log2(n) - 5) + 1;
-      rt.setTimer(nowMs + this.config.pushPullIntervalMs * scale, { kind: "pushPull", once: false });
+      rt.setTimer(nowMs + pushPullIntervalMs(this.config.pushPullIntervalMs, this.liveCount), { kind: "pushPull", once: false });
     }
     if (this.leaving) return;
-    const m = this.probeable.pick(this.rng);
-    if (m !== undefined) this.sendSync(rt, m.address, true, this.takeSeq());
+    const slot = this.probeable.pick(this.rng);
+    if (slot !== NO_SLOT) this.sendSync(rt, this.table.address(slot), true, this.takeSeq());
   }
 
   /**
@@ -966,7 +969,7 @@ export class SwimNode {
    */
   private sendBody(rt: Runtime, to: Address, body: Body, size: "probe" | "full", priority: Uint8Array | null = null): void {
     const w = size === "probe" ? this.probeWriter : this.fullWriter;
-    w.begin(this.self, this.selfMember.incarnation, body);
+    w.begin(this.self, this.table.incarnation[SELF] as number, body);
     if (this.leaveItem !== null) w.tryAppend(this.leaveItem);
     if (priority !== null) w.tryAppend(priority);
     const n = this.liveCount;
@@ -984,50 +987,54 @@ export class SwimNode {
   }
 
   /**
-   * Sends this node's member list to `to` in as many SYNC datagrams as it needs (bounded).
-   * `seq` is the request answered, or a fresh one when a reply is wanted.
+   * Sends this node's member list to `to` in as many SYNC datagrams as it needs (bounded), in
+   * table order from where the last one stopped. `seq` is the request answered, or a fresh one
+   * when a reply is wanted.
    */
   private sendSync(rt: Runtime, to: Address, replyWanted: boolean, seq: number): void {
     this.stats.syncsSent++;
     const w = this.fullWriter;
     const body: Body = { type: MessageType.Sync, replyWanted, seq };
-    const all = [...this.members.values()];
-    const n = all.length;
+    const t = this.table;
+    const incarnation = t.incarnation[SELF] as number;
+    // Walks the slots (free ones hold no member and are passed over).
+    const n = t.slotLimit;
     const start = n === 0 ? 0 : this.syncOffset % n;
     let datagrams = 0;
     let itemsInDatagram = 0;
     let i = 0;
-    w.begin(this.self, this.selfMember.incarnation, body);
-    while (i < n) {
-      const m = all[(start + i) % n] as Member;
-      const item = encodeUpdateItem(this.updateOf(m));
+    w.begin(this.self, incarnation, body);
+    for (; i < n; i++) {
+      const slot = (start + i) % n;
+      if (!t.isMember(slot)) continue;
+      const item = encodeUpdateItem(this.updateOf(slot));
       if (w.tryAppend(item)) {
         itemsInDatagram++;
-        i++;
         continue;
       }
       this.transmit(rt, to, w.finish());
       itemsInDatagram = 0;
       if (++datagrams >= this.config.syncMaxDatagrams) break;
-      w.begin(this.self, this.selfMember.incarnation, body);
+      w.begin(this.self, incarnation, body);
       if (!w.tryAppend(item)) break; // cannot happen: one item always fits an empty datagram
       itemsInDatagram++;
-      i++;
     }
     if (itemsInDatagram > 0) this.transmit(rt, to, w.finish());
     // The next partial snapshot continues where this one stopped.
     this.syncOffset = (start + i) % Math.max(1, n);
   }
 
-  private updateOf(m: Member): MemberUpdate {
-    if (m.state === MemberState.Suspect) {
-      return { state: m.state, incarnation: m.incarnation, member: m.address, suspectedBy: m.suspectedBy ?? this.self };
-    }
-    return { state: m.state, incarnation: m.incarnation, member: m.address };
+  private updateOf(slot: number): MemberUpdate {
+    const t = this.table;
+    const state = t.state[slot] as MemberState;
+    const incarnation = t.incarnation[slot] as number;
+    const member = t.address(slot);
+    if (state === MemberState.Suspect) return { state, incarnation, member, suspectedBy: t.suspectedBy.get(slot) ?? this.self };
+    return { state, incarnation, member };
   }
 
-  private queueUpdate(m: Member): void {
-    this.updates.enqueue(m.key, encodeUpdateItem(this.updateOf(m)));
+  private queueUpdate(slot: number): void {
+    this.updates.enqueue(this.table.address(slot).key, encodeUpdateItem(this.updateOf(slot)));
   }
 
   private queueBroadcast(b: UserBroadcast): void {
@@ -1048,22 +1055,24 @@ export class SwimNode {
     return this.nextToken++;
   }
 
-  private info(m: Member): MemberInfo {
+  private info(slot: number): MemberInfo {
+    const t = this.table;
+    const address = t.address(slot);
     const limit = retransmitLimit(this.config.retransmitMult, this.liveCount);
     return {
-      address: m.address,
-      state: m.state,
-      incarnation: m.incarnation,
-      stateChangedAtMs: m.stateChangedAtMs,
-      lastHeardAtMs: m.lastHeardAtMs,
-      lastRttMs: m.lastRttMs,
-      pendingTransmits: this.updates.remaining(m.key, limit),
-      isSelf: m === this.selfMember,
+      address,
+      state: t.state[slot] as MemberState,
+      incarnation: t.incarnation[slot] as number,
+      stateChangedAtMs: t.stateChangedAtMs[slot] as number,
+      lastHeardAtMs: t.lastHeardAtMs[slot] as number,
+      lastRttMs: t.lastRttMs[slot] as number,
+      pendingTransmits: this.updates.remaining(address.key, limit),
+      isSelf: slot === SELF,
     };
   }
 
-  private emitMember(rt: Runtime, m: Member, previous: MemberState | null, previousIncarnation: number | null): void {
-    const event: CoreEvent = { type: "member", member: this.info(m), previous, previousIncarnation };
+  private emitMember(rt: Runtime, slot: number, previous: MemberState | null, previousIncarnation: number | null): void {
+    const event: CoreEvent = { type: "member", member: this.info(slot), previous, previousIncarnation };
     rt.emit(event);
   }
 }
