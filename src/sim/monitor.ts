@@ -8,45 +8,18 @@
  *   reach and dissemination curve, traffic per node, and a fingerprint of the whole trace.
  * Agreement is kept incrementally (per observer: live members it rightly and wrongly holds), so
  * checking it every period is O(N), not O(N^2).
+ *
+ * In a sharded simulation each shard has its own monitor: it observes the nodes that shard runs
+ * and follows every node's life through the scenario actions that all shards see. `outcome()`
+ * turns what it saw into plain data, and `mergeOutcomes` (src/sim/outcome.ts) adds the shards up
+ * into the same result a single world gives.
  */
 
 import type { CoreEvent } from "../core/runtime.js";
 import { MemberState } from "../core/wire/messages.js";
+import { FNV_OFFSET, fnv, type KillRecord, MAX_VIOLATIONS_KEPT, type ShardOutcome, type Violation, type ViolationKind } from "./outcome.js";
 import type { ScenarioAction } from "./scenario.js";
 import type { SimNode, World, WorldObserver } from "./world.js";
-
-export type ViolationKind =
-  | "LIVE_DECLARED_DEAD"
-  | "INCARNATION_DECREASED"
-  | "LEFT_REPORTED_DEAD"
-  | "DUPLICATE_DELIVERY"
-  | "OVERSIZE_DATAGRAM";
-
-export interface Violation {
-  readonly kind: ViolationKind;
-  readonly atMs: number;
-  readonly detail: string;
-}
-
-const MAX_VIOLATIONS_KEPT = 50;
-
-interface BroadcastRecord {
-  readonly origin: number;
-  readonly sentAtMs: number;
-  /** node index -> delivery time (ms) */
-  readonly deliveredAtMs: Map<number, number>;
-}
-
-interface KillRecord {
-  readonly node: number;
-  readonly atMs: number;
-  /** Set when the node was started again: detection is then measured only up to that point. */
-  restartedAtMs: number | null;
-  /** observer -> time (ms) it first held the node dead */
-  readonly detectedAtMs: Map<number, number>;
-  /** Observers that held the node live when it crashed: only they can detect its death. */
-  readonly knownBy: Set<number>;
-}
 
 function isLive(state: MemberState | null | undefined): boolean {
   return state === MemberState.Alive || state === MemberState.Suspect;
@@ -67,16 +40,21 @@ export class Monitor implements WorldObserver {
   leftReportedDead = 0;
   private readonly suspicionEpisodes = new Set<string>();
   private readonly deathEpisodes = new Set<string>();
-  /** Fraction of (observer, member) pairs rightly held live, per period (index 0 = period 1). */
-  readonly knownCurve: number[] = [];
-  /** Whether every running node held exactly the running nodes as live, per period. */
-  readonly agreeCurve: boolean[] = [];
+  /** Per period (index 0 = period 1), over this shard's nodes: (observer, member) pairs that should be live. */
+  private readonly periodPairs: number[] = [];
+  /** Per period: of those pairs, the ones rightly held live. */
+  private readonly periodKnown: number[] = [];
+  /** Per period: this shard's member nodes that did not hold exactly the running nodes as live. */
+  private readonly periodDisagreeing: number[] = [];
   /** End of the last fault (ms): agreement is measured from here on. */
   lastFaultEndMs = 0;
   /** No loss, partition or pause anywhere in the scenario: the strict safety checks apply. */
   readonly faultFreeNetwork: boolean;
   readonly kills: KillRecord[] = [];
-  readonly broadcasts = new Map<string, BroadcastRecord>();
+  /** Broadcasts sent by this shard's nodes, by id `origin/epoch/seq`. */
+  private readonly broadcastsSent = new Map<string, { readonly origin: number; readonly sentAtMs: number }>();
+  /** Deliveries to this shard's nodes, by broadcast id: node -> time (ms). */
+  private readonly deliveries = new Map<string, Map<number, number>>();
   private readonly correct: Int32Array;
   private readonly wrong: Int32Array;
   /** Whether each node is a member in truth (running, not left; a paused node still counts). */
@@ -87,9 +65,12 @@ export class Monitor implements WorldObserver {
   private readonly disruptedUntilMs: Float64Array;
   private readonly leftAtMs: Float64Array;
   private readonly lifeIncarnation: Float64Array;
-  private trace = 0x811c9dc5;
+  /** Per node: fingerprint of its membership events, deliveries and actions (this shard's nodes). */
+  private readonly nodeTraces: Uint32Array;
+  /** Fingerprint of the network-wide actions (partitions, loss), the same in every shard. */
+  private globalTrace = FNV_OFFSET;
 
-  constructor(world: World) {
+  constructor(private readonly world: World) {
     const n = world.nodes.length;
     this.correct = new Int32Array(n);
     this.wrong = new Int32Array(n);
@@ -98,6 +79,7 @@ export class Monitor implements WorldObserver {
     this.disruptedUntilMs = new Float64Array(n);
     this.leftAtMs = new Float64Array(n).fill(-1);
     this.lifeIncarnation = new Float64Array(n);
+    this.nodeTraces = new Uint32Array(n).fill(FNV_OFFSET);
     const s = world.scenario;
     this.faultFreeNetwork =
       s.network.lossRate === 0 && !s.actions.some((a) => a.kind === "partition" || a.kind === "loss" || a.kind === "pause");
@@ -107,14 +89,20 @@ export class Monitor implements WorldObserver {
     }
   }
 
-  /** Fingerprint of every membership event and delivery so far (FNV-1a over their numbers). */
-  get traceHash(): string {
-    return (this.trace >>> 0).toString(16).padStart(8, "0");
+  onWarmStart(world: World): void {
+    const n = world.nodes.length;
+    this.truthUp.fill(1);
+    this.upCount = n;
+    for (const node of world.localNodes) {
+      this.correct[node.index] = n - 1;
+      this.mixNode(node.index, 0, WARM_START_MARK);
+    }
   }
 
   onAction(world: World, action: ScenarioAction | { readonly kind: "stop" | "resume"; readonly node: number }): void {
-    this.mix(world.nowMs * 1000);
-    this.mix(action.kind.length * 7919 + ("node" in action ? action.node : -1));
+    const mark = action.kind.length * 7919 + ("node" in action ? action.node : -1);
+    if (!("node" in action)) this.globalTrace = fnv(fnv(this.globalTrace, world.nowMs * 1000), mark);
+    else if ((world.nodes[action.node] as SimNode).owned) this.mixNode(action.node, world.nowMs, mark);
     switch (action.kind) {
       case "restart": {
         const i = action.node;
@@ -134,7 +122,7 @@ export class Monitor implements WorldObserver {
         if (this.truthUp[i] === 1) {
           const key = (world.nodes[i] as SimNode).address.key;
           const knownBy = new Set<number>();
-          for (const n of world.nodes) if (n.index !== i && n.core !== null && isLive(n.core.stateOf(key))) knownBy.add(n.index);
+          for (const n of world.localNodes) if (n.index !== i && n.core !== null && isLive(n.core.stateOf(key))) knownBy.add(n.index);
           this.kills.push({ node: i, atMs: world.nowMs, restartedAtMs: null, detectedAtMs: new Map(), knownBy });
         }
         this.setTruth(world, i, false);
@@ -161,7 +149,7 @@ export class Monitor implements WorldObserver {
   }
 
   onBroadcastSent(world: World, node: SimNode, key: string): void {
-    this.broadcasts.set(key, { origin: node.index, sentAtMs: world.nowMs, deliveredAtMs: new Map() });
+    this.broadcastsSent.set(key, { origin: node.index, sentAtMs: world.nowMs });
   }
 
   onCoreEvent(world: World, node: SimNode, event: CoreEvent): void {
@@ -172,11 +160,7 @@ export class Monitor implements WorldObserver {
         if (s === undefined || s === o) return;
         const state = event.member.state;
         const inc = event.member.incarnation;
-        this.mix(world.nowMs * 1000);
-        this.mix(o);
-        this.mix(s);
-        this.mix(state);
-        this.mix(inc);
+        this.mixNode(o, world.nowMs, s, state, inc);
         if (event.previousIncarnation !== null && inc < event.previousIncarnation) {
           this.violate(world, "INCARNATION_DECREASED", `node ${o} moved node ${s} from incarnation ${event.previousIncarnation} to ${inc}`);
         }
@@ -225,16 +209,17 @@ export class Monitor implements WorldObserver {
         return;
       case "broadcast": {
         const key = `${event.origin.key}/${event.epoch}/${event.seq}`;
-        this.mix(world.nowMs * 1000);
-        this.mix(o);
-        this.mix(event.seq);
-        const rec = this.broadcasts.get(key);
-        if (rec === undefined) return;
-        if (rec.deliveredAtMs.has(o)) {
+        this.mixNode(o, world.nowMs, event.seq);
+        let got = this.deliveries.get(key);
+        if (got === undefined) {
+          got = new Map();
+          this.deliveries.set(key, got);
+        }
+        if (got.has(o)) {
           this.violate(world, "DUPLICATE_DELIVERY", `node ${o} got broadcast ${key} twice`);
           return;
         }
-        rec.deliveredAtMs.set(o, world.nowMs);
+        got.set(o, world.nowMs);
         return;
       }
       case "joinResult":
@@ -246,22 +231,23 @@ export class Monitor implements WorldObserver {
   onPeriod(world: World, period: number): void {
     let pairs = 0;
     let known = 0;
-    let agree = true;
+    let disagreeing = 0;
     const up = this.upCount;
-    for (const n of world.nodes) {
+    for (const n of world.localNodes) {
       const i = n.index;
       if (this.truthUp[i] !== 1 || n.core === null || this.paused[i] === 1) {
-        if (this.truthUp[i] === 1) agree = false;
+        if (this.truthUp[i] === 1) disagreeing++;
         continue;
       }
       pairs += up - 1;
       known += this.correct[i] as number;
-      if (this.correct[i] !== up - 1 || this.wrong[i] !== 0) agree = false;
+      if (this.correct[i] !== up - 1 || this.wrong[i] !== 0) disagreeing++;
     }
     void period;
-    this.knownCurve.push(pairs === 0 ? 1 : known / pairs);
-    this.agreeCurve.push(agree);
-    for (const n of world.nodes) {
+    this.periodPairs.push(pairs);
+    this.periodKnown.push(known);
+    this.periodDisagreeing.push(disagreeing);
+    for (const n of world.localNodes) {
       if (n.maxDatagramBytes > world.config.maxPacketBytes) {
         this.violate(world, "OVERSIZE_DATAGRAM", `node ${n.index} sent a ${n.maxDatagramBytes}-byte datagram`);
         n.maxDatagramBytes = 0;
@@ -269,13 +255,57 @@ export class Monitor implements WorldObserver {
     }
   }
 
-  /** Nodes that were running, unpaused and in the same life from `sinceMs` to the end. */
-  steadyNodes(world: World, sinceMs: number): number[] {
-    const out: number[] = [];
-    for (const n of world.nodes) {
-      if (this.truthUp[n.index] === 1 && (this.disruptedUntilMs[n.index] as number) <= sinceMs) out.push(n.index);
+  /** What this shard saw, as plain (structured-cloneable) data. */
+  outcome(): ShardOutcome {
+    const w = this.world;
+    let datagramsSent = 0;
+    let bytesSent = 0;
+    let maxDatagramBytes = 0;
+    let protocolErrors = 0;
+    const nodeTraces: number[] = [];
+    for (const n of w.localNodes) {
+      datagramsSent += n.datagramsSent;
+      bytesSent += n.bytesSent;
+      maxDatagramBytes = Math.max(maxDatagramBytes, n.maxDatagramBytes, n.largestDatagramBytes);
+      protocolErrors += n.core?.stats.protocolErrors ?? 0;
+      nodeTraces.push(n.index, this.nodeTraces[n.index] as number);
     }
-    return out;
+    return {
+      shard: w.placement.shard,
+      shards: w.placement.shards,
+      nodes: w.nodes.length,
+      periodPairs: this.periodPairs,
+      periodKnown: this.periodKnown,
+      periodDisagreeing: this.periodDisagreeing,
+      lastFaultEndMs: this.lastFaultEndMs,
+      truthUp: Array.from(this.truthUp),
+      disruptedUntilMs: Array.from(this.disruptedUntilMs),
+      kills: this.kills.map((k) => ({
+        node: k.node,
+        atMs: k.atMs,
+        restartedAtMs: k.restartedAtMs,
+        knownBy: [...k.knownBy],
+        detected: [...k.detectedAtMs],
+      })),
+      broadcastsSent: [...this.broadcastsSent].map(([key, b]) => ({ key, origin: b.origin, sentAtMs: b.sentAtMs })),
+      deliveries: [...this.deliveries].map(([key, got]) => ({ key, deliveredAtMs: [...got] })),
+      suspicionEpisodes: [...this.suspicionEpisodes],
+      deathEpisodes: [...this.deathEpisodes],
+      falseSuspectEvents: this.falseSuspectEvents,
+      falseDeadEvents: this.falseDeadEvents,
+      leftReportedDead: this.leftReportedDead,
+      violationCounts: { ...this.violationCounts },
+      violations: [...this.violations],
+      datagramsSent,
+      bytesSent,
+      maxDatagramBytes,
+      protocolErrors,
+      datagramsDropped: w.datagramsDropped,
+      datagramsToShards: w.datagramsToShards,
+      eventsProcessed: w.eventsProcessed,
+      globalTrace: this.globalTrace,
+      nodeTraces,
+    };
   }
 
   private setTruth(world: World, s: number, up: boolean): void {
@@ -283,7 +313,7 @@ export class Monitor implements WorldObserver {
     this.truthUp[s] = up ? 1 : 0;
     this.upCount += up ? 1 : -1;
     const key = (world.nodes[s] as SimNode).address.key;
-    for (const n of world.nodes) {
+    for (const n of world.localNodes) {
       if (n.index === s || n.core === null) continue;
       if (!isLive(n.core.stateOf(key))) continue;
       const o = n.index;
@@ -302,14 +332,13 @@ export class Monitor implements WorldObserver {
     if (this.violations.length < MAX_VIOLATIONS_KEPT) this.violations.push({ kind, atMs: world.nowMs, detail });
   }
 
-  private mix(x: number): void {
-    let h = this.trace;
-    let v = Math.floor(x) >>> 0;
-    for (let i = 0; i < 4; i++) {
-      h ^= v & 0xff;
-      h = Math.imul(h, 0x01000193);
-      v >>>= 8;
-    }
-    this.trace = h;
+  /** Mixes an event at `atMs` (numbers `a`, `b`, ...) into node `i`'s fingerprint. */
+  private mixNode(i: number, atMs: number, ...values: number[]): void {
+    let h = fnv(this.nodeTraces[i] as number, atMs * 1000);
+    for (const v of values) h = fnv(h, v);
+    this.nodeTraces[i] = h;
   }
 }
+
+/** Marks a warm start in a node's fingerprint. */
+const WARM_START_MARK = 0x5741524d;

@@ -51,6 +51,11 @@ export interface Scenario {
   readonly addressing: "ipv4" | "ipv6" | "mixed";
   /** Nodes start within this window (ms), each then joins node 0 (the seed). */
   readonly startSpreadMs: number;
+  /**
+   * Start from a converged cluster instead: every node starts at time 0 already knowing every
+   * other node alive at incarnation 0 (no join storm), which large simulations need.
+   */
+  readonly warmStart: boolean;
   /** Starting incarnation of a restarted node: from the (virtual) clock, as the agent does, or 0. */
   readonly restartIncarnation: "clock" | "zero";
   readonly actions: readonly ScenarioAction[];
@@ -71,6 +76,7 @@ export function makeScenario(partial: Partial<Scenario> & Pick<Scenario, "nodes"
     network: DEFAULT_NETWORK,
     addressing: "ipv4",
     startSpreadMs: 100,
+    warmStart: false,
     restartIncarnation: "clock",
     actions: [],
     ...partial,

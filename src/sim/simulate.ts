@@ -7,7 +7,8 @@
 import { type PresetName, PRESETS, type SwimConfig } from "../core/config.js";
 import { expectedConfirmations, retransmitLimit, suspicionMinTimeoutMs } from "../core/formulas.js";
 import { Prng } from "../core/prng.js";
-import { Monitor, type Violation, type ViolationKind } from "./monitor.js";
+import { Monitor } from "./monitor.js";
+import { mergeOutcomes, type SimOutcome, steadyNodes, type Violation, type ViolationKind } from "./outcome.js";
 import { makeScenario, type Scenario, type ScenarioAction } from "./scenario.js";
 import { type Distribution, distribution, round3 } from "./stats.js";
 import { World } from "./world.js";
@@ -50,6 +51,8 @@ export interface SimParams {
   readonly broadcasts: number;
   readonly broadcastBytes: number;
   readonly restartIncarnation: "clock" | "zero";
+  /** Start from a converged cluster (every node knows every other) instead of joining node 0. */
+  readonly warmStart: boolean;
   /** Extra protocol overrides (e.g. from tests). */
   readonly overrides: Partial<SwimConfig>;
 }
@@ -76,6 +79,7 @@ export const DEFAULT_PARAMS: SimParams = {
   broadcasts: 0,
   broadcastBytes: 64,
   restartIncarnation: "clock",
+  warmStart: false,
   overrides: {},
 };
 
@@ -125,6 +129,7 @@ export function planScenario(p: SimParams): Scenario {
     network: { latencyMinMs: p.latencyMinMs, latencyMeanMs: p.latencyMeanMs, lossRate: p.loss, duplicateRate: p.duplicate },
     addressing: p.addressing,
     restartIncarnation: p.restartIncarnation,
+    warmStart: p.warmStart,
     actions,
   });
 }
@@ -198,31 +203,35 @@ export interface SimReport {
 
 export interface SimulationResult {
   readonly report: SimReport;
+  readonly outcome: SimOutcome;
+  /** The world, whose nodes' cores can be inspected after the run. */
   readonly world: World;
-  readonly monitor: Monitor;
 }
 
+/** Runs the whole simulation in this thread, as one shard. */
 export function runSimulation(params: SimParams): SimulationResult {
   const scenario = planScenario(params);
   const world = new World(scenario);
   const monitor = new Monitor(world);
   world.addObserver(monitor);
   world.run();
-  return { report: buildReport(params, world, monitor), world, monitor };
+  const outcome = mergeOutcomes([monitor.outcome()]);
+  return { report: buildReport(params, scenario, world.config, outcome), outcome, world };
 }
 
-function buildReport(params: SimParams, world: World, monitor: Monitor): SimReport {
-  const config = world.config;
+/** The report of a run (one shard or many: the outcome is merged either way). */
+export function buildReport(params: SimParams, scenario: Scenario, config: SwimConfig, outcome: SimOutcome): SimReport {
   const n = params.nodes;
   const minMs = suspicionMinTimeoutMs(config.suspicionMult, n, config.probeIntervalMs);
-  const periodMs = world.periodMs;
+  const periodMs = config.probeIntervalMs;
+  const endMs = scenario.periods * periodMs;
 
   // Convergence: the first period boundary strictly after the last fault from which every
   // running node agreed until the end. (A boundary is sampled before the events of its own
   // instant, so the fault's own boundary never counts.)
   let agreedAtPeriod: number | null = null;
-  const firstPeriod = Math.floor(monitor.lastFaultEndMs / periodMs) + 1;
-  for (let p = monitor.agreeCurve.length; p >= Math.max(1, firstPeriod) && monitor.agreeCurve[p - 1] === true; p--) {
+  const firstPeriod = Math.floor(outcome.lastFaultEndMs / periodMs) + 1;
+  for (let p = outcome.agreeCurve.length; p >= Math.max(1, firstPeriod) && outcome.agreeCurve[p - 1] === true; p--) {
     agreedAtPeriod = p;
   }
 
@@ -232,12 +241,12 @@ function buildReport(params: SimParams, world: World, monitor: Monitor): SimRepo
   const perObserver: number[] = [];
   let detectedByAll = 0;
   let permanent = 0;
-  for (const k of monitor.kills) {
+  for (const k of outcome.kills) {
     // A crash followed by a restart is not counted: the restart may come before detection.
     if (k.restartedAtMs !== null) continue;
     permanent++;
     // Observers that ran steadily through it and knew the node when it crashed.
-    const observers = monitor.steadyNodes(world, k.atMs).filter((i) => i !== k.node && k.knownBy.has(i));
+    const observers = steadyNodes(outcome, k.atMs).filter((i) => i !== k.node && k.knownBy.has(i));
     let last = -1;
     let missing = false;
     for (const o of observers) {
@@ -263,11 +272,11 @@ function buildReport(params: SimParams, world: World, monitor: Monitor): SimRepo
   let reached = 0;
   let minReach = 1;
   const latencies: number[] = [];
-  const horizon = Math.max(1, Math.min(30, world.scenario.periods));
+  const horizon = Math.max(1, Math.min(30, scenario.periods));
   const curveSums = new Array<number>(horizon + 1).fill(0);
   let curveCount = 0;
-  for (const rec of monitor.broadcasts.values()) {
-    const steady = monitor.steadyNodes(world, rec.sentAtMs).filter((i) => i !== rec.origin);
+  for (const rec of outcome.broadcasts.values()) {
+    const steady = steadyNodes(outcome, rec.sentAtMs).filter((i) => i !== rec.origin);
     if (steady.length === 0) continue;
     let got = 0;
     const byPeriod = new Array<number>(horizon + 1).fill(0);
@@ -290,18 +299,8 @@ function buildReport(params: SimParams, world: World, monitor: Monitor): SimRepo
     curveCount++;
   }
 
-  let datagrams = 0;
-  let bytes = 0;
-  let maxBytes = 0;
-  let protocolErrors = 0;
-  for (const node of world.nodes) {
-    datagrams += node.datagramsSent;
-    bytes += node.bytesSent;
-    maxBytes = Math.max(maxBytes, node.maxDatagramBytes);
-    protocolErrors += node.core?.stats.protocolErrors ?? 0;
-  }
-  const seconds = world.endMs / 1000;
-  const total = Object.values(monitor.violationCounts).reduce((a, b) => a + (b ?? 0), 0);
+  const seconds = endMs / 1000;
+  const total = Object.values(outcome.violationCounts).reduce((a, b) => a + (b ?? 0), 0);
 
   return {
     format: "tamtam-simulation/1",
@@ -316,9 +315,9 @@ function buildReport(params: SimParams, world: World, monitor: Monitor): SimRepo
     convergence: {
       agreedAtMs: agreedAtPeriod === null ? null : agreedAtPeriod * periodMs,
       agreedAtPeriod,
-      agreeAtEnd: monitor.agreeCurve[monitor.agreeCurve.length - 1] === true,
-      lastFaultEndMs: monitor.lastFaultEndMs,
-      knownCurve: monitor.knownCurve.map((x) => Math.round(x * 10000) / 10000),
+      agreeAtEnd: outcome.agreeCurve[outcome.agreeCurve.length - 1] === true,
+      lastFaultEndMs: outcome.lastFaultEndMs,
+      knownCurve: outcome.knownCurve.map((x) => Math.round(x * 10000) / 10000),
     },
     detection: {
       killed: permanent,
@@ -328,29 +327,29 @@ function buildReport(params: SimParams, world: World, monitor: Monitor): SimRepo
       perObserverMs: distribution(perObserver),
     },
     falsePositives: {
-      suspicions: monitor.falseSuspicions,
-      deaths: monitor.falseDeaths,
-      suspectEvents: monitor.falseSuspectEvents,
-      deadEvents: monitor.falseDeadEvents,
-      leftReportedDead: monitor.leftReportedDead,
+      suspicions: outcome.falseSuspicions,
+      deaths: outcome.falseDeaths,
+      suspectEvents: outcome.falseSuspectEvents,
+      deadEvents: outcome.falseDeadEvents,
+      leftReportedDead: outcome.leftReportedDead,
     },
     broadcasts: {
-      sent: monitor.broadcasts.size,
+      sent: outcome.broadcasts.size,
       reach: eligible === 0 ? 1 : round6(reached / eligible),
       minReach: curveCount === 0 ? 1 : round6(minReach),
       latencyMs: distribution(latencies),
       curve: curveSums.map((s) => (curveCount === 0 ? 1 : round6(s / curveCount))),
     },
     traffic: {
-      datagramsPerNodePerSec: round3(datagrams / n / seconds),
-      bytesPerNodePerSec: round3(bytes / n / seconds),
-      maxDatagramBytes: maxBytes,
-      datagramsDropped: world.datagramsDropped,
-      protocolErrors,
+      datagramsPerNodePerSec: round3(outcome.datagramsSent / n / seconds),
+      bytesPerNodePerSec: round3(outcome.bytesSent / n / seconds),
+      maxDatagramBytes: outcome.maxDatagramBytes,
+      datagramsDropped: outcome.datagramsDropped,
+      protocolErrors: outcome.protocolErrors,
     },
-    violations: { total, byKind: monitor.violationCounts, first: monitor.violations },
-    eventsProcessed: world.eventsProcessed,
-    traceHash: monitor.traceHash,
+    violations: { total, byKind: outcome.violationCounts, first: outcome.violations },
+    eventsProcessed: outcome.eventsProcessed,
+    traceHash: outcome.traceHash,
   };
 }
 
@@ -371,6 +370,7 @@ export function formatReport(r: SimReport): string {
   lines.push(
     `network: latency ${p.latencyMinMs}..~${p.latencyMeanMs} ms, loss ${pct(p.loss)}, duplication ${pct(p.duplicate)}, ${p.addressing}`,
   );
+  lines.push(p.warmStart ? "start: warm (every node knows every other at time 0)" : "start: cold (every node joins node 0 in the first 100 ms)");
   const faults: string[] = [];
   if (p.kill > 0) faults.push(`${p.kill} crashed`);
   if (p.leave > 0) faults.push(`${p.leave} leave`);

@@ -4,6 +4,12 @@
  * the real SwimNode core. Faults (crash, restart, pause, leave, partitions, loss) follow the
  * scenario's timeline. Every random draw comes from seeded streams (one per node for its
  * network decisions, one per node for its core), so the same scenario gives the same trace.
+ *
+ * A world can be one shard of a larger simulation (see src/sim/sharded.ts): it then runs the
+ * cores of the nodes it owns (`index % shards === shard`), hands datagrams for other nodes to
+ * `sendRemote`, and follows every scenario action so that each shard knows every node's life
+ * (running, left, paused) without its core. Events are ordered by (time, node, origin, origin
+ * seq) alone, so a node sees the same inputs in the same order however the world is split.
  */
 
 import { type Address, makeAddress } from "../core/address.js";
@@ -21,6 +27,16 @@ export const JOIN_RETRY_MS = 5000;
 /** A leaving node's process stops this long after it announced the leave (as the agent does). */
 export const LEAVE_STOP_AFTER_MS = 1000;
 
+/** A datagram in flight, as it travels between shards. */
+export type DatagramEvent = SimEventKey & { readonly kind: "datagram"; readonly bytes: Uint8Array };
+
+/** Event origins below 0: the scenario and the effects of its actions (not a node's doing). */
+const ORIGIN_SCENARIO = -1;
+/** A paused node's resume, a leaving node's stop: follow the node's actions in every shard. */
+const ORIGIN_LIFECYCLE = -2;
+/** A join retry: only the node's owner sees it. */
+const ORIGIN_REJOIN = -3;
+
 type SimEvent = SimEventKey &
   (
     | { readonly kind: "datagram"; readonly bytes: Uint8Array }
@@ -34,6 +50,13 @@ type SimEvent = SimEventKey &
 export interface SimNode {
   readonly index: number;
   readonly address: Address;
+  /** Whether this shard runs the node's core (otherwise it only follows the node's life). */
+  readonly owned: boolean;
+  /** The node's process runs (started, not crashed or stopped); kept in every shard. */
+  running: boolean;
+  /** The node announced a graceful leave in its current life; kept in every shard. */
+  left: boolean;
+  /** The core, in the owning shard while the node runs; null otherwise. */
   core: SwimNode | null;
   /** Increments at every (re)start; timers of an earlier life are dropped. */
   life: number;
@@ -43,12 +66,19 @@ export interface SimNode {
   readonly pausedInbox: SimEvent[];
   /** Counter for events this node originates (datagrams and timers). */
   originSeq: number;
+  /** Counter for the node's lifecycle events (resume, stop), the same in every shard. */
+  lifecycleSeq: number;
+  /** Counter for the node's join retries (owner only). */
+  rejoinSeq: number;
   readonly netRng: Prng;
   readonly coreSeedRng: Prng;
   readonly runtime: Runtime;
   datagramsSent: number;
   bytesSent: number;
+  /** Largest datagram sent since the monitor last checked (it resets this after a violation). */
   maxDatagramBytes: number;
+  /** Largest datagram sent in the whole run. */
+  largestDatagramBytes: number;
 }
 
 /** What the world tells its observers (the invariant checkers and the report). */
@@ -59,12 +89,33 @@ export interface WorldObserver {
   /** A user broadcast was accepted by `node` under id `key` (`origin/epoch/seq`). */
   onBroadcastSent(world: World, node: SimNode, key: string): void;
   onPeriod(world: World, period: number): void;
+  /** Every node started at time 0 already knowing every other node alive (a warm start). */
+  onWarmStart(world: World): void;
 }
+
+/** Where this world sits in a sharded simulation. */
+export interface Placement {
+  readonly shard: number;
+  readonly shards: number;
+  /** Takes a datagram for a node owned by `shard` (another shard); it arrives at `e.atMs`. */
+  readonly sendRemote: (shard: number, e: DatagramEvent) => void;
+}
+
+const SINGLE: Placement = {
+  shard: 0,
+  shards: 1,
+  sendRemote: () => {
+    throw new Error("a single-shard world has no remote nodes");
+  },
+};
 
 export class World {
   readonly config: SwimConfig;
   readonly nodes: SimNode[] = [];
+  /** The nodes this shard runs, in index order. */
+  readonly localNodes: SimNode[] = [];
   readonly byKey = new Map<string, number>();
+  readonly placement: Placement;
   nowMs = 0;
   readonly endMs: number;
   readonly periodMs: number;
@@ -76,8 +127,20 @@ export class World {
   datagramsDropped = 0;
   datagramsDelivered = 0;
   eventsProcessed = 0;
+  /** Datagrams handed to other shards. */
+  datagramsToShards = 0;
+  /** The next period boundary to sample (period number). */
+  private nextPeriod = 1;
+  private started = false;
 
-  constructor(readonly scenario: Scenario) {
+  constructor(
+    readonly scenario: Scenario,
+    placement: Placement = SINGLE,
+  ) {
+    this.placement = placement;
+    if (!Number.isInteger(placement.shards) || placement.shards < 1 || placement.shard < 0 || placement.shard >= placement.shards) {
+      throw new RangeError(`shard ${placement.shard} of ${placement.shards} is not a valid placement`);
+    }
     this.config = makeConfig(scenario.preset, scenario.overrides);
     const problems = validateConfig(this.config);
     if (problems.length > 0) throw new RangeError(`invalid protocol config: ${problems.join("; ")}`);
@@ -93,59 +156,132 @@ export class World {
       const node: SimNode = {
         index: i,
         address,
+        owned: i % placement.shards === placement.shard,
+        running: false,
+        left: false,
         core: null,
         life: 0,
         lifeIncarnation: 0,
         paused: false,
         pausedInbox: [],
         originSeq: 0,
+        lifecycleSeq: 0,
+        rejoinSeq: 0,
         netRng: new Prng(scenario.seed, 2 * i + 1),
         coreSeedRng: new Prng(scenario.seed, 2 * i + 2),
         runtime: undefined as unknown as Runtime,
         datagramsSent: 0,
         bytesSent: 0,
         maxDatagramBytes: 0,
+        largestDatagramBytes: 0,
       };
       (node as { runtime: Runtime }).runtime = this.makeRuntime(node);
       this.nodes.push(node);
+      if (node.owned) this.localNodes.push(node);
       this.byKey.set(address.key, i);
     }
-    // Start times: node 0 (the seed) at 0, the others spread over the start window.
-    for (let i = 0; i < scenario.nodes; i++) {
-      const at = i === 0 ? 0 : 1 + root.nextInt(Math.max(1, scenario.startSpreadMs));
-      this.pushScenario({ kind: "restart", atMs: at, node: i });
+    if (!scenario.warmStart) {
+      // Start times: node 0 (the seed) at 0, the others spread over the start window.
+      for (let i = 0; i < scenario.nodes; i++) {
+        const at = i === 0 ? 0 : 1 + root.nextInt(Math.max(1, scenario.startSpreadMs));
+        this.pushScenario({ kind: "restart", atMs: at, node: i });
+      }
     }
     for (const action of scenario.actions) this.pushScenario(action);
   }
 
   addObserver(o: WorldObserver): void {
+    if (this.started) throw new Error("add observers before the world runs");
     this.observers.push(o);
   }
 
   /** Runs the scenario to its end (or to `untilMs`). */
   run(untilMs = this.endMs): void {
-    let nextPeriod = Math.floor(this.nowMs / this.periodMs) + 1;
+    this.runWindow(Infinity, untilMs);
+    this.finishPeriods(untilMs);
+  }
+
+  /** Time of the next event in this shard (Infinity when there is none). */
+  nextEventMs(): number {
+    this.start();
+    return this.heap.peek()?.atMs ?? Infinity;
+  }
+
+  /**
+   * Processes, in order, every event before `windowEndMs` and at most `untilMs`, sampling each
+   * period boundary it passes just before the first event at or after it.
+   */
+  runWindow(windowEndMs: number, untilMs = this.endMs): void {
+    this.start();
     for (;;) {
       const e = this.heap.peek();
-      const nextPeriodMs = nextPeriod * this.periodMs;
-      if (nextPeriodMs <= untilMs && (e === undefined || e.atMs >= nextPeriodMs)) {
-        this.nowMs = nextPeriodMs;
-        for (const o of this.observers) o.onPeriod(this, nextPeriod);
-        nextPeriod++;
-        continue;
-      }
-      if (e === undefined || e.atMs > untilMs) break;
+      if (e === undefined || e.atMs >= windowEndMs || e.atMs > untilMs) break;
+      this.samplePeriodsBefore(e.atMs, untilMs);
       this.heap.pop();
       this.nowMs = e.atMs;
-      this.eventsProcessed++;
+      // Counted where the node runs, so that the shards' counts add up to a single world's.
+      if (e.node % this.placement.shards === this.placement.shard) this.eventsProcessed++;
       this.dispatch(e);
     }
+  }
+
+  /** Samples the period boundaries left up to `untilMs` (after the last event). */
+  finishPeriods(untilMs = this.endMs): void {
+    this.samplePeriodsBefore(Infinity, untilMs);
     this.nowMs = Math.max(this.nowMs, untilMs);
   }
 
+  /** A datagram from another shard for a node of this one (it arrives after the current window). */
+  deliver(e: DatagramEvent): void {
+    this.heap.push(e);
+  }
+
+  /** The node is a member in truth: running and not left. */
   isUp(index: number): boolean {
     const n = this.nodes[index];
-    return n !== undefined && n.core !== null && !n.core.hasLeft;
+    return n !== undefined && n.running && !n.left;
+  }
+
+  /** The shard that runs node `index`. */
+  ownerOf(index: number): number {
+    return index % this.placement.shards;
+  }
+
+  private samplePeriodsBefore(atMs: number, untilMs: number): void {
+    for (;;) {
+      const boundaryMs = this.nextPeriod * this.periodMs;
+      if (boundaryMs > untilMs || boundaryMs > atMs) return;
+      this.nowMs = boundaryMs;
+      for (const o of this.observers) o.onPeriod(this, this.nextPeriod);
+      this.nextPeriod++;
+    }
+  }
+
+  /** Once, before the first event: a warm start brings every node up knowing every other. */
+  private start(): void {
+    if (this.started) return;
+    this.started = true;
+    if (!this.scenario.warmStart) return;
+    const addresses = this.nodes.map((n) => n.address);
+    for (const n of this.nodes) {
+      n.life = 1;
+      n.lifeIncarnation = 0;
+      n.running = true;
+    }
+    for (const o of this.observers) o.onWarmStart(this);
+    for (const n of this.localNodes) {
+      const core = this.newCore(n, 0);
+      // Members first: the node then paces its push-pull for the cluster it is in, as a node
+      // of a long-running cluster does.
+      core.addConvergedMembers(0, addresses, 0);
+      core.start(0, n.runtime);
+    }
+  }
+
+  private newCore(n: SimNode, incarnation: number): SwimNode {
+    // The life counter is this address's boot counter: a fresh broadcast epoch per life.
+    n.core = new SwimNode({ self: n.address, config: this.config, seed: n.coreSeedRng.nextU32() | 0, incarnation, broadcastEpoch: n.life });
+    return n.core;
   }
 
   /** True while a partition separates `a` from `b` (in the a→b direction). */
@@ -166,7 +302,7 @@ export class World {
 
   private pushScenario(action: ScenarioAction): void {
     const node = "node" in action ? action.node : -1;
-    this.heap.push({ atMs: action.atMs, node: Math.max(node, 0), origin: -1, originSeq: this.scenarioSeq++, kind: "action", action });
+    this.heap.push({ atMs: action.atMs, node: Math.max(node, 0), origin: ORIGIN_SCENARIO, originSeq: this.scenarioSeq++, kind: "action", action });
   }
 
   private makeRuntime(node: SimNode): Runtime {
@@ -179,7 +315,7 @@ export class World {
         for (const o of this.observers) o.onCoreEvent(this, node, event);
         // As the agent does: a join that no seed answered is tried again later.
         if (event.type === "joinResult" && !event.ok) {
-          this.heap.push({ atMs: this.nowMs + JOIN_RETRY_MS, node: node.index, origin: -1, originSeq: this.scenarioSeq++, kind: "rejoin", life: node.life });
+          this.heap.push({ atMs: this.nowMs + JOIN_RETRY_MS, node: node.index, origin: ORIGIN_REJOIN, originSeq: node.rejoinSeq++, kind: "rejoin", life: node.life });
         }
       },
     };
@@ -189,6 +325,7 @@ export class World {
     from.datagramsSent++;
     from.bytesSent += datagram.length;
     if (datagram.length > from.maxDatagramBytes) from.maxDatagramBytes = datagram.length;
+    if (datagram.length > from.largestDatagramBytes) from.largestDatagramBytes = datagram.length;
     const dst = this.byKey.get(to.key);
     const seq = from.originSeq++;
     // Draw every random number whatever the outcome, so that one decision never shifts the next.
@@ -200,10 +337,20 @@ export class World {
       this.datagramsDropped++;
       return;
     }
-    this.heap.push({ atMs: this.nowMs + latency, node: dst, origin: from.index, originSeq: seq, kind: "datagram", bytes: datagram });
+    this.route({ atMs: this.nowMs + latency, node: dst, origin: from.index, originSeq: seq, kind: "datagram", bytes: datagram });
     if (duplicate) {
-      this.heap.push({ atMs: this.nowMs + dupLatency, node: dst, origin: from.index, originSeq: from.originSeq++, kind: "datagram", bytes: datagram });
+      this.route({ atMs: this.nowMs + dupLatency, node: dst, origin: from.index, originSeq: from.originSeq++, kind: "datagram", bytes: datagram });
     }
+  }
+
+  private route(e: DatagramEvent): void {
+    const owner = this.ownerOf(e.node);
+    if (owner === this.placement.shard) {
+      this.heap.push(e);
+      return;
+    }
+    this.datagramsToShards++;
+    this.placement.sendRemote(owner, e);
   }
 
   private latency(rng: Prng): number {
@@ -221,7 +368,8 @@ export class World {
         this.applyAction(e.action);
         return;
       case "stop":
-        if (e.life === node.life && node.core !== null) {
+        if (e.life === node.life && node.running) {
+          node.running = false;
           node.core = null;
           for (const o of this.observers) o.onAction(this, { kind: "stop", node: node.index });
         }
@@ -269,24 +417,27 @@ export class World {
     switch (action.kind) {
       case "restart": {
         const n = node as SimNode;
-        if (n.core !== null) return;
+        if (n.running) return;
         n.life++;
+        n.running = true;
+        n.left = false;
         n.paused = false;
         n.pausedInbox.length = 0;
         const first = n.life === 1;
         const incarnation = first || this.scenario.restartIncarnation === "zero" ? 0 : Math.floor(this.nowMs / 1000) + 1;
         n.lifeIncarnation = incarnation;
-        // The life counter is this address's boot counter: a fresh broadcast epoch per life.
-        n.core = new SwimNode({ self: n.address, config: this.config, seed: n.coreSeedRng.nextU32() | 0, incarnation, broadcastEpoch: n.life });
+        const core = n.owned ? this.newCore(n, incarnation) : null;
         for (const o of this.observers) o.onAction(this, action);
-        n.core.start(this.nowMs, n.runtime);
-        if (n.index !== 0) n.core.join(this.nowMs, [this.seedFor(n.index)], n.runtime);
-        else if (!first) n.core.join(this.nowMs, [this.seedFor(0)], n.runtime);
+        if (core === null) return;
+        core.start(this.nowMs, n.runtime);
+        if (n.index !== 0) core.join(this.nowMs, [this.seedFor(n.index)], n.runtime);
+        else if (!first) core.join(this.nowMs, [this.seedFor(0)], n.runtime);
         return;
       }
       case "kill": {
         const n = node as SimNode;
-        if (n.core === null) return;
+        if (!n.running) return;
+        n.running = false;
         n.core = null;
         n.paused = false;
         n.pausedInbox.length = 0;
@@ -295,18 +446,19 @@ export class World {
       }
       case "pause": {
         const n = node as SimNode;
-        if (n.core === null || n.paused) return;
+        if (!n.running || n.paused) return;
         n.paused = true;
         for (const o of this.observers) o.onAction(this, action);
-        this.heap.push({ atMs: this.nowMs + action.durationMs, node: n.index, origin: -1, originSeq: this.scenarioSeq++, kind: "resume", life: n.life });
+        this.pushLifecycle(n, this.nowMs + action.durationMs, "resume");
         return;
       }
       case "leave": {
         const n = node as SimNode;
-        if (n.core === null || n.core.hasLeft) return;
+        if (!n.running || n.left) return;
+        n.left = true;
         for (const o of this.observers) o.onAction(this, action);
-        n.core.leave(this.nowMs, n.runtime);
-        this.heap.push({ atMs: this.nowMs + LEAVE_STOP_AFTER_MS, node: n.index, origin: -1, originSeq: this.scenarioSeq++, kind: "stop", life: n.life });
+        n.core?.leave(this.nowMs, n.runtime);
+        this.pushLifecycle(n, this.nowMs + LEAVE_STOP_AFTER_MS, "stop");
         return;
       }
       case "partition":
@@ -319,7 +471,7 @@ export class World {
         this.heap.push({
           atMs: action.untilMs,
           node: 0,
-          origin: -1,
+          origin: ORIGIN_SCENARIO,
           originSeq: this.scenarioSeq++,
           kind: "action",
           action: { kind: "loss", atMs: action.untilMs, untilMs: action.untilMs, lossRate: base },
@@ -329,7 +481,7 @@ export class World {
       }
       case "broadcast": {
         const n = node as SimNode;
-        if (n.core === null || n.core.hasLeft) return;
+        if (n.core === null || n.left) return;
         const payload = new Uint8Array(Math.max(1, Math.min(action.bytes, this.config.maxBroadcastBytes)));
         for (let i = 0; i < payload.length; i++) payload[i] = (i + action.node) & 0xff;
         for (const o of this.observers) o.onAction(this, action);
@@ -343,10 +495,15 @@ export class World {
     }
   }
 
-  /** Node 0 is the seed; when node 0 itself restarts it joins the lowest live node. */
+  /** Resume and stop events: every shard follows them, so they count per node, not per shard. */
+  private pushLifecycle(n: SimNode, atMs: number, kind: "resume" | "stop"): void {
+    this.heap.push({ atMs, node: n.index, origin: ORIGIN_LIFECYCLE, originSeq: n.lifecycleSeq++, kind, life: n.life });
+  }
+
+  /** Node 0 is the seed; when node 0 itself restarts it joins the lowest running node. */
   private seedFor(index: number): Address {
     if (index !== 0) return (this.nodes[0] as SimNode).address;
-    for (const n of this.nodes) if (n.index !== 0 && n.core !== null) return n.address;
+    for (const n of this.nodes) if (n.index !== 0 && n.running) return n.address;
     return (this.nodes[1] ?? (this.nodes[0] as SimNode)).address;
   }
 }
