@@ -44,6 +44,22 @@ function gossip(from: Address, updates: MemberUpdate[], incarnation = 1): Uint8A
 }
 
 describe("core hardening", () => {
+  test("a push-pull request spanning several datagrams gets one reply, not one per datagram", () => {
+    const { n: a, rt: ra } = node(makeConfig("lan"), A);
+    const members = Array.from({ length: 400 }, (_, i) => addr(`10.1.${i >> 8}.${i & 0xff}:7946`));
+    a.addConvergedMembers(0, [B, ...members], 1);
+    a.handleTimer(1000, { kind: "pushPull", once: true }, ra);
+    const request = ra.sent.filter((s) => s.d.body.type === MessageType.Sync);
+    assert.ok(request.length >= 3, `the request spans ${request.length} datagrams`);
+    assert.ok(request.every((s) => s.d.body.type === MessageType.Sync && s.d.body.replyWanted));
+    const { n: b, rt: rb } = node(makeConfig("lan"), B);
+    // Twice over: a duplicated request is not answered again either.
+    for (const s of [...request, ...request]) b.handleDatagram(1001, encodeDatagram(s.d), rb);
+    const replies = rb.sent.filter((s) => s.d.body.type === MessageType.Sync);
+    assert.equal(replies.length, 1, "one reply (B's list fits one datagram)");
+    assert.equal(b.memberCount, 402, "B learned the whole list");
+  });
+
   test("a push-pull SYNC carrying the seq of a pending join does not complete that join", () => {
     const { n, rt } = node();
     n.join(0, [addr("10.0.0.99:7946")], rt, 42);

@@ -130,6 +130,8 @@ const MAX_INCARNATION = 0xffffffff;
 const MAX_RELAYS = 4096;
 /** Most user pings and joins in flight. */
 const MAX_REQUESTS = 4096;
+/** Push-pull requests (sender, seq) remembered as answered; the oldest is forgotten first. */
+const MAX_PUSH_PULLS_REMEMBERED = 256;
 /** Most datagrams sent at once to announce a graceful leave. */
 const LEAVE_FANOUT = 8;
 /** This node's own slot in its member table. */
@@ -183,6 +185,8 @@ export class SwimNode {
   /** Probe timeout (ms); keeps the config's share of the period when the period changes. */
   private probeTimeoutMs: number;
   private readonly relays = new Map<number, Relay>();
+  /** Push-pull requests answered lately, as `key/seq`, oldest first (bounded). */
+  private readonly pushPullsAnswered = new Set<string>();
   private readonly requests = new Map<number, Request>();
   private readonly updates: TransmitQueue;
   private readonly broadcasts: TransmitQueue;
@@ -549,7 +553,7 @@ export class SwimNode {
           rt.emit({ type: "joinResult", seed: req.seed, ok: true, token: req.token });
           this.scheduleJoinSyncs(nowMs, rt);
         }
-        if (body.replyWanted && !this.leaving) this.sendSync(rt, d.from, false, body.seq);
+        if (body.replyWanted && !this.leaving && this.firstOfPushPull(d.from, body.seq)) this.sendSync(rt, d.from, false, body.seq);
         return;
       }
       case MessageType.Gossip:
@@ -991,6 +995,22 @@ export class SwimNode {
    * table order from where the last one stopped. `seq` is the request answered, or a fresh one
    * when a reply is wanted.
    */
+  /**
+   * Whether this datagram is the first one heard of push-pull request (from, seq). A member
+   * list spans several datagrams, each asking for a reply; the requester gets one reply, not
+   * one per datagram (which would multiply every push-pull by the list's datagram count).
+   */
+  private firstOfPushPull(from: Address, seq: number): boolean {
+    const key = `${from.key}/${seq}`;
+    if (this.pushPullsAnswered.has(key)) return false;
+    if (this.pushPullsAnswered.size >= MAX_PUSH_PULLS_REMEMBERED) {
+      const oldest = this.pushPullsAnswered.values().next().value as string;
+      this.pushPullsAnswered.delete(oldest);
+    }
+    this.pushPullsAnswered.add(key);
+    return true;
+  }
+
   private sendSync(rt: Runtime, to: Address, replyWanted: boolean, seq: number): void {
     this.stats.syncsSent++;
     const w = this.fullWriter;
