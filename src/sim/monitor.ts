@@ -28,17 +28,15 @@ function isLive(state: MemberState | null | undefined): boolean {
 export class Monitor implements WorldObserver {
   readonly violations: Violation[] = [];
   readonly violationCounts: Partial<Record<ViolationKind, number>> = {};
-  /** Distinct (member, incarnation) suspicions of a running, unpaused node. */
-  falseSuspicions = 0;
   /** Every observer's suspect transition about a running, unpaused node. */
   falseSuspectEvents = 0;
-  /** Distinct (member, incarnation) deaths declared of a running, unpaused node. */
-  falseDeaths = 0;
   /** Every observer's dead transition about a running, unpaused node. */
   falseDeadEvents = 0;
   /** Dead transitions about nodes that had left gracefully. */
   leftReportedDead = 0;
+  /** Distinct (member, incarnation) suspicions of a running, unpaused node (merged across shards). */
   private readonly suspicionEpisodes = new Set<string>();
+  /** Distinct (member, incarnation) deaths declared of a running, unpaused node. */
   private readonly deathEpisodes = new Set<string>();
   /** Per period (index 0 = period 1), over this shard's nodes: (observer, member) pairs that should be live. */
   private readonly periodPairs: number[] = [];
@@ -175,20 +173,12 @@ export class Monitor implements WorldObserver {
         const aboutRunningLife = this.truthUp[s] === 1 && this.paused[s] === 0 && inc >= (this.lifeIncarnation[s] as number);
         if (state === MemberState.Suspect && event.previous !== MemberState.Suspect && aboutRunningLife) {
           this.falseSuspectEvents++;
-          const episode = `${s}/${inc}`;
-          if (!this.suspicionEpisodes.has(episode)) {
-            this.suspicionEpisodes.add(episode);
-            this.falseSuspicions++;
-          }
+          this.suspicionEpisodes.add(`${s}/${inc}`);
         }
         if (state === MemberState.Dead) {
           if (aboutRunningLife) {
             this.falseDeadEvents++;
-            const episode = `${s}/${inc}`;
-            if (!this.deathEpisodes.has(episode)) {
-              this.deathEpisodes.add(episode);
-              this.falseDeaths++;
-            }
+            this.deathEpisodes.add(`${s}/${inc}`);
             if (this.faultFreeNetwork) {
               this.violate(world, "LIVE_DECLARED_DEAD", `node ${o} declared running node ${s} dead (incarnation ${inc})`);
             }
