@@ -22,8 +22,8 @@ const S_ARRIVED = 0;
 const S_GENERATION = 1;
 const S_ABORTED = 2;
 const NEXT_MS_OFFSET_BYTES = 64;
-/** Busy checks of the barrier word before each short sleep. */
-const SPIN_CHECKS = 4_000;
+/** Busy checks of the barrier word before each short sleep, when every shard has a core. */
+export const DEFAULT_SPIN_CHECKS = 4_000;
 /** Longest single sleep in a wait (ms); waits re-check the abort word and drain in between. */
 const SLEEP_SLICE_MS = 1;
 
@@ -68,9 +68,15 @@ export class ShardExchange {
   /** Barriers passed. */
   barriers = 0;
 
+  /**
+   * `spinChecks`: busy checks before each short sleep in a wait. Spinning answers fastest when
+   * every shard has a core to itself; with more shards than cores it steals the core of the
+   * shard being waited for, so pass 0 then.
+   */
   constructor(
     buffers: ShardExchangeBuffers,
     readonly shard: number,
+    private readonly spinChecks = DEFAULT_SPIN_CHECKS,
   ) {
     this.shards = buffers.shards;
     if (!Number.isInteger(shard) || shard < 0 || shard >= this.shards) throw new RangeError(`shard must be in 0..${this.shards - 1}, got ${shard}`);
@@ -103,7 +109,7 @@ export class ShardExchange {
     for (let checks = 0; !ring.tryWrite2(head, body); checks++) {
       this.throwIfAborted();
       whileFull();
-      if (checks % SPIN_CHECKS === SPIN_CHECKS - 1) Atomics.wait(this.words, S_ABORTED, 0, SLEEP_SLICE_MS);
+      if (checks >= this.spinChecks) Atomics.wait(this.words, S_ABORTED, 0, SLEEP_SLICE_MS);
     }
   }
 
@@ -136,8 +142,8 @@ export class ShardExchange {
     } else {
       for (let checks = 0; Atomics.load(words, S_GENERATION) === generation; checks++) {
         this.throwIfAborted();
-        if (checks % 64 === 0) whileWaiting();
-        if (checks % SPIN_CHECKS === SPIN_CHECKS - 1) Atomics.wait(words, S_GENERATION, generation, SLEEP_SLICE_MS);
+        if (checks % 64 === 0 || checks >= this.spinChecks) whileWaiting();
+        if (checks >= this.spinChecks) Atomics.wait(words, S_GENERATION, generation, SLEEP_SLICE_MS);
       }
     }
     this.throwIfAborted();

@@ -17,7 +17,13 @@
 import { availableParallelism } from "node:os";
 import { Piscina } from "piscina";
 import { makeConfig } from "../core/config.js";
-import { createShardExchange, ShardAbortedError, ShardExchange, type ShardExchangeBuffers } from "../shm/shard-exchange.js";
+import {
+  createShardExchange,
+  DEFAULT_SPIN_CHECKS,
+  ShardAbortedError,
+  ShardExchange,
+  type ShardExchangeBuffers,
+} from "../shm/shard-exchange.js";
 import { Monitor } from "./monitor.js";
 import { mergeOutcomes, type ShardOutcome, type SimOutcome } from "./outcome.js";
 import type { Scenario } from "./scenario.js";
@@ -164,7 +170,9 @@ export interface ShardTaskResult {
 
 /** Runs one shard to the end, exchanging with the others through shared memory (in a worker). */
 export function runShard(task: ShardTask): ShardTaskResult {
-  const exchange = new ShardExchange(task.exchange, task.shard);
+  // With more shards than cores, a spinning shard would hold the core of the one it waits for.
+  const oversubscribed = task.exchange.shards > availableParallelism();
+  const exchange = new ShardExchange(task.exchange, task.shard, oversubscribed ? 0 : DEFAULT_SPIN_CHECKS);
   try {
     const scenario = planScenario(task.params);
     const windowMs = lookaheadMs(scenario);
