@@ -44,6 +44,24 @@ function gossip(from: Address, updates: MemberUpdate[], incarnation = 1): Uint8A
 }
 
 describe("core hardening", () => {
+  test("gossip ticks stop while nothing is queued and resume, within one interval, when something is", () => {
+    const config = makeConfig("lan");
+    const { n, rt } = node(config);
+    const gossipTimers = (): { atMs: number; timer: Timer }[] => rt.timers.filter((t) => t.timer.kind === "gossip");
+    assert.equal(gossipTimers().length, 1, "start arms one tick");
+    const first = gossipTimers()[0] as { atMs: number; timer: Timer };
+    n.handleTimer(first.atMs, first.timer, rt);
+    assert.equal(gossipTimers().length, 1, "an idle tick does not re-arm");
+    const outcome = n.broadcast(first.atMs + 5, new Uint8Array([1, 2, 3]), rt);
+    assert.ok(outcome.ok);
+    const rearmed = gossipTimers().slice(1);
+    assert.equal(rearmed.length, 1, "queuing a broadcast re-arms the tick once");
+    const next = rearmed[0] as { atMs: number; timer: Timer };
+    assert.ok(next.atMs > first.atMs + 5 && next.atMs <= first.atMs + 5 + config.gossipIntervalMs, `re-armed for ${next.atMs}`);
+    n.broadcast(first.atMs + 6, new Uint8Array([4]), rt);
+    assert.equal(gossipTimers().length, 2, "no second tick while one is pending");
+  });
+
   test("a push-pull request spanning several datagrams gets one reply, not one per datagram", () => {
     const { n: a, rt: ra } = node(makeConfig("lan"), A);
     const members = Array.from({ length: 400 }, (_, i) => addr(`10.1.${i >> 8}.${i & 0xff}:7946`));

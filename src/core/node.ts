@@ -185,6 +185,8 @@ export class SwimNode {
   /** Probe timeout (ms); keeps the config's share of the period when the period changes. */
   private probeTimeoutMs: number;
   private readonly relays = new Map<number, Relay>();
+  /** A gossip tick is pending; ticks stop while there is nothing to gossip (see armGossip). */
+  private gossipTickArmed = false;
   /** Push-pull requests answered lately, as `key/seq`, oldest first (bounded). */
   private readonly pushPullsAnswered = new Set<string>();
   private readonly requests = new Map<number, Request>();
@@ -242,7 +244,10 @@ export class SwimNode {
     // Stagger the rounds so that nodes started together do not probe in lock-step.
     rt.setTimer(nowMs + this.rng.nextInt(this.probeIntervalMs) + 1, { kind: "probe", epoch: this.probeEpoch });
     const c = this.config;
-    if (c.gossipIntervalMs > 0) rt.setTimer(nowMs + this.rng.nextInt(c.gossipIntervalMs) + 1, { kind: "gossip" });
+    if (c.gossipIntervalMs > 0) {
+      rt.setTimer(nowMs + this.rng.nextInt(c.gossipIntervalMs) + 1, { kind: "gossip" });
+      this.gossipTickArmed = true;
+    }
     if (c.reconnectIntervalMs > 0) rt.setTimer(nowMs + c.reconnectIntervalMs, { kind: "reconnect" });
     if (c.pushPullIntervalMs > 0) {
       // The first exchange comes after one interval plus a random phase of the interval for the
@@ -287,8 +292,6 @@ export class SwimNode {
 
   /** Queues a user broadcast for dissemination. It is not delivered to this node itself. */
   broadcast(nowMs: number, payload: Uint8Array, rt: Runtime): BroadcastOutcome {
-    void nowMs;
-    void rt;
     if (payload.length === 0) return { ok: false, code: "EMPTY", message: "a broadcast needs at least 1 byte" };
     if (payload.length > this.config.maxBroadcastBytes) {
       return {
@@ -303,6 +306,7 @@ export class SwimNode {
     const b: UserBroadcast = { origin: this.self, epoch: this.broadcastEpoch, seq, payload: payload.slice() };
     this.dedupe.sight(this.self.key, this.broadcastEpoch, seq);
     this.queueBroadcast(b);
+    this.armGossip(nowMs, rt);
     this.stats.broadcastsSent++;
     return { ok: true, epoch: this.broadcastEpoch, seq };
   }
@@ -322,6 +326,7 @@ export class SwimNode {
     t.state[SELF] = MemberState.Left;
     t.stateChangedAtMs[SELF] = nowMs;
     this.queueUpdate(SELF);
+    this.armGossip(nowMs, rt);
     this.emitMember(rt, SELF, previous, previousIncarnation);
     // The announcement leads every datagram from now on, ahead of whatever else is queued.
     this.leaveItem = encodeUpdateItem(this.updateOf(SELF));
@@ -473,6 +478,7 @@ export class SwimNode {
     if (sender !== NO_SLOT) t.lastHeardAtMs[sender] = nowMs;
     for (const b of d.broadcasts) this.receiveBroadcast(b, rt);
     this.handleBody(nowMs, d, rt);
+    this.armGossip(nowMs, rt);
     if (sender === NO_SLOT || this.leaving) return;
     // A member we hold dead is talking to us, or one we hold left talks at an older incarnation
     // (a new life on its address): tell it (push-pull), so that it refutes.
@@ -487,6 +493,11 @@ export class SwimNode {
 
   /** Handles a timer the host set through Runtime.setTimer. Stale timers are ignored. */
   handleTimer(nowMs: number, timer: Timer, rt: Runtime): void {
+    this.onTimer(nowMs, timer, rt);
+    this.armGossip(nowMs, rt);
+  }
+
+  private onTimer(nowMs: number, timer: Timer, rt: Runtime): void {
     switch (timer.kind) {
       case "probe":
         if (timer.epoch === this.probeEpoch) this.onProbeTick(nowMs, rt);
@@ -893,9 +904,24 @@ export class SwimNode {
   // ---------------------------------------------------------------------------------------
   // Gossip, reconnect, push-pull and requests.
 
-  private onGossipTick(nowMs: number, rt: Runtime): void {
-    rt.setTimer(nowMs + this.config.gossipIntervalMs, { kind: "gossip" });
+  /**
+   * Gossip ticks run only while something is queued: an idle node does not wake up five times
+   * a second for nothing (the original's idle ticks sent nothing either). The first update
+   * queued re-arms them, within one interval at a random phase, as a running ticker would.
+   */
+  private armGossip(nowMs: number, rt: Runtime): void {
+    if (this.gossipTickArmed || !this.started || this.config.gossipIntervalMs <= 0) return;
     if (this.updates.size === 0 && this.broadcasts.size === 0) return;
+    rt.setTimer(nowMs + this.rng.nextInt(this.config.gossipIntervalMs) + 1, { kind: "gossip" });
+    this.gossipTickArmed = true;
+  }
+
+  private onGossipTick(nowMs: number, rt: Runtime): void {
+    if (this.updates.size === 0 && this.broadcasts.size === 0) {
+      this.gossipTickArmed = false;
+      return;
+    }
+    rt.setTimer(nowMs + this.config.gossipIntervalMs, { kind: "gossip" });
     const fanout = this.config.gossipFanout;
     const peers = this.probeable.sample(this.rng, fanout, () => false);
     // Recently dead members are among the candidates too (in proportion to their number), so
