@@ -65,8 +65,6 @@ export class ShardExchange {
   private readonly incoming: ShmRing[] = [];
   /** Times a full ring made this shard wait for its consumer. */
   ringFullWaits = 0;
-  /** Barriers passed. */
-  barriers = 0;
 
   /**
    * `spinChecks`: busy checks before each short sleep in a wait. Spinning answers fastest when
@@ -147,7 +145,6 @@ export class ShardExchange {
       }
     }
     this.throwIfAborted();
-    this.barriers++;
     let min = Infinity;
     for (let s = 0; s < this.shards; s++) min = Math.min(min, this.nextMs[parity * this.shards + s] as number);
     return min;
@@ -159,10 +156,6 @@ export class ShardExchange {
     Atomics.add(this.words, S_GENERATION, 1);
     Atomics.notify(this.words, S_GENERATION);
     Atomics.notify(this.words, S_ABORTED);
-  }
-
-  get aborted(): boolean {
-    return Atomics.load(this.words, S_ABORTED) === 1;
   }
 
   private throwIfAborted(): void {

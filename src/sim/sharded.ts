@@ -151,11 +151,6 @@ export async function runSimulationSharded(params: SimParams, workers: number, o
   }
 }
 
-/** Worker threads worth using on this machine for a simulation. */
-export function defaultSimWorkers(): number {
-  return Math.max(1, Math.min(MAX_SIM_WORKERS, availableParallelism()));
-}
-
 export interface ShardTask {
   readonly params: SimParams;
   readonly shard: number;

@@ -156,7 +156,7 @@ export class World {
       const node: SimNode = {
         index: i,
         address,
-        owned: i % placement.shards === placement.shard,
+        owned: this.ownerOf(i) === placement.shard,
         running: false,
         left: false,
         core: null,
@@ -220,7 +220,7 @@ export class World {
       this.heap.pop();
       this.nowMs = e.atMs;
       // Counted where the node runs, so that the shards' counts add up to a single world's.
-      if (e.node % this.placement.shards === this.placement.shard) this.eventsProcessed++;
+      if (this.ownerOf(e.node) === this.placement.shard) this.eventsProcessed++;
       this.dispatch(e);
     }
   }
@@ -234,12 +234,6 @@ export class World {
   /** A datagram from another shard for a node of this one (it arrives after the current window). */
   deliver(e: DatagramEvent): void {
     this.heap.push(e);
-  }
-
-  /** The node is a member in truth: running and not left. */
-  isUp(index: number): boolean {
-    const n = this.nodes[index];
-    return n !== undefined && n.running && !n.left;
   }
 
   /** The shard that runs node `index`. */
