@@ -25,7 +25,7 @@ import { AGENT_SETTINGS, GLOBAL_SETTINGS, resolveSettings, type SettingsIO } fro
 import { agentOptions } from "../src/cli/commands/agent.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url)); // dist/test/ -> repo root
-const MAIN = join(ROOT, "dist", "src", "cli", "main.js");
+const MAIN = join(ROOT, "dist", "src", "cli", "bin.js");
 const UNREACHABLE_RPC = "127.0.0.1:1"; // nothing listens on port 1: connection refused at once
 const ANSI = /\x1b\[/;
 
@@ -548,15 +548,15 @@ describe("bad input is refused before any RPC", () => {
     ["join: port 70000", ["join", "127.0.0.1:70000"], /port 70000 is out of range 1\.\.65535/],
     ["leave: bad address", ["leave", "[::1:9998"], /missing "\]"/],
     ["ping: bad address", ["ping", "300.1.1.1:9998"], /not an IPv4 or IPv6 address/],
-    ["configure heartbeat 5", ["configure", "heartbeat", "5"], /heartbeat must be an integer in 10\.\.1000 \(ms\), got "5"/],
-    ["configure heartbeat 2000", ["configure", "heartbeat", "2000"], /got "2000"/],
+    ["configure heartbeat 5", ["configure", "heartbeat", "5"], /heartbeat must be an integer in 10\.\.600000 ms, got "5"/],
+    ["configure heartbeat 600001", ["configure", "heartbeat", "600001"], /got "600001"/],
     ["configure heartbeat abc", ["configure", "heartbeat", "abc"], /got "abc"/],
     ["configure threshold loud", ["configure", "threshold", "loud"], /log level must be one of all, trace, debug, info, warn, error, fatal, off, got "loud"/],
     ["agent --port 0", ["agent", "--port", "0"], /^tamtam: --port must be in 1\.\.65535, got "0"\n$/],
     ["agent --port 70000", ["agent", "-p", "70000"], /--port must be in 1\.\.65535, got "70000"/],
     ["agent --port abc", ["agent", "-p", "abc"], /--port must be an integer in 1\.\.65535, got "abc"/],
-    ["agent --heartbeat 5", ["agent", "--heartbeat", "5"], /--heartbeat must be in 10\.\.1000 \(ms\), got "5"/],
-    ["agent --heartbeat 2000", ["agent", "--heartbeat", "2000"], /--heartbeat must be in 10\.\.1000 \(ms\), got "2000"/],
+    ["agent --heartbeat 5", ["agent", "--heartbeat", "5"], /--heartbeat must be an integer in 10\.\.600000 ms, got "5"/],
+    ["agent --heartbeat 600001", ["agent", "--heartbeat", "600001"], /--heartbeat must be an integer in 10\.\.600000 ms, got "600001"/],
     ["agent --join bad", ["agent", "--join", "127.0.0.1:9998", "--join", "nope:1"], /--join item "nope:1" must be ADDR:PORT/],
     ["agent --preset", ["agent", "--preset", "moon"], /--preset must be one of lan, local, wan, thread, got "moon"/],
     ["agent --workers 2", ["agent", "--workers", "2"], /--workers must be in 0\.\.1, got "2"/],
@@ -746,9 +746,9 @@ describe("settings", () => {
     const badFile = join(home, "bad.yaml");
     writeFileSync(badFile, "heartbeat: 5\n");
     const r = await run(["--config", badFile, "agent"]);
-    assertOneLineError(r, EXIT.USAGE, new RegExp(`^tamtam: "heartbeat" in ${badFile.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")} must be in 10\\.\\.1000 \\(ms\\), got 5\\n$`));
-    const flagOverFile = await run(["--config", badFile, "agent", "--heartbeat", "2000"]);
-    assertOneLineError(flagOverFile, EXIT.USAGE, /^tamtam: --heartbeat must be in 10\.\.1000 \(ms\), got "2000"\n$/);
+    assertOneLineError(r, EXIT.USAGE, new RegExp(`^tamtam: "heartbeat" in ${badFile.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")} must be an integer in 10\\.\\.600000 ms, got 5\\n$`));
+    const flagOverFile = await run(["--config", badFile, "agent", "--heartbeat", "600001"]);
+    assertOneLineError(flagOverFile, EXIT.USAGE, /^tamtam: --heartbeat must be an integer in 10\.\.600000 ms, got "600001"\n$/);
   });
 });
 

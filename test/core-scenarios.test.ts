@@ -11,11 +11,12 @@ import assert from "node:assert/strict";
 import { addr } from "../src/core/address.js";
 import { makeConfig, type SwimConfig } from "../src/core/config.js";
 import { expectedConfirmations, suspicionMinTimeoutMs, suspicionTimeoutMs } from "../src/core/formulas.js";
-import { SwimNode } from "../src/core/node.js";
+import { LEAVE_FANOUT, LEAVE_MAX_COPIES, SwimNode } from "../src/core/node.js";
 import { Prng } from "../src/core/prng.js";
 import { decodeDatagram } from "../src/core/wire/codec.js";
 import { MemberState, MessageType } from "../src/core/wire/messages.js";
 import {
+  LATENCY_MS,
   ManualCluster,
   RecordingRuntime,
   SYNC,
@@ -428,6 +429,107 @@ describe("membership changes", () => {
     const late = c.sentLog.filter((d) => d.atMs > c.nowMs - 50_000 && d.to.key === c.key(2));
     assert.equal(late.length, 0);
     checkInvariants(c);
+  });
+
+  test("leave: the left statement goes directly to every member at once; the leaver may stop at once", () => {
+    const c = bootstrapped({ size: 5, seed: 21 });
+    const inc0 = c.node(4).incarnation;
+    const from = c.sentLog.length;
+    const at = c.nowMs;
+    c.node(4).leave(c.nowMs, c.rt(4));
+    // The process goes away right after handing over these datagrams: no timer of it runs again.
+    c.stop(4);
+    const burst = c.sentLog.slice(from);
+    const others = [0, 1, 2, 3].map((o) => c.key(o));
+    assert.deepEqual([...new Set(burst.map((d) => d.to.key))].sort(), [...others].sort(), "every member is told directly");
+    // Four members: each gets ceil(8 / 4) = 2 copies.
+    const copies = Math.min(LEAVE_MAX_COPIES, Math.ceil(LEAVE_FANOUT / others.length));
+    for (const key of others) assert.equal(burst.filter((d) => d.to.key === key).length, copies, `copies to ${key}`);
+    for (const d of burst) {
+      assert.equal(d.from.key, c.key(4));
+      assert.equal(d.atMs, at, "sent at once, not on later rounds");
+      assert.equal(d.decoded?.body.type, MessageType.Gossip);
+      assert.deepEqual(d.decoded?.updates[0], left(c.address(4), inc0 + 1), "the left statement leads the datagram");
+    }
+    // Delivered without the clock moving: every member holds it left at once.
+    c.deliverAll();
+    assert.equal(c.nowMs, at);
+    assert.ok(c.allSee(4, MemberState.Left), c.describeViews());
+    c.advanceBy(60_000);
+    assert.ok(c.allSee(4, MemberState.Left), c.describeViews());
+    for (const o of [0, 1, 2, 3]) assert.equal(c.view(o, 4)?.incarnation, inc0 + 1);
+    assert.deepEqual(events(c, 4, MemberState.Suspect), []);
+    assert.deepEqual(events(c, 4, MemberState.Dead), []);
+    checkInvariants(c);
+  });
+
+  test("leave under loss: a member that missed every direct copy learns left from the others", () => {
+    const c = bootstrapped({ size: 3, seed: 22 });
+    const inc0 = c.node(2).incarnation;
+    // Every datagram from the leaver to node 0 is lost; node 1 gets its copies.
+    c.addDropRule((d) => d.from.key === c.key(2) && d.to.key === c.key(0));
+    const from = c.sentLog.length;
+    c.node(2).leave(c.nowMs, c.rt(2));
+    c.stop(2);
+    const toOne = c.sentLog.slice(from).filter((d) => d.to.key === c.key(1));
+    assert.equal(toOne.length, LEAVE_MAX_COPIES, "with two members each gets the most copies");
+    c.deliverAll();
+    assert.equal(c.stateOf(1, 2), MemberState.Left);
+    assert.notEqual(c.stateOf(0, 2), MemberState.Left, "node 0 heard nothing from the leaver");
+    // Node 1 gossips it on within a gossip round or two, well before a failed probe could end in death.
+    assert.ok(c.runUntil(() => c.stateOf(0, 2) === MemberState.Left, 2 * c.config.gossipIntervalMs + LATENCY_MS), c.describeViews());
+    c.advanceBy(60_000);
+    for (const o of [0, 1]) {
+      assert.equal(c.stateOf(o, 2), MemberState.Left);
+      assert.equal(c.view(o, 2)?.incarnation, inc0 + 1);
+    }
+    assert.deepEqual(events(c, 2, MemberState.Dead), []);
+    checkInvariants(c);
+  });
+
+  test("leave in a large cluster: up to LEAVE_FANOUT alive members, chosen by the PRNG, each told once", () => {
+    const A = addr("10.0.0.1:7946");
+    const B = addr("10.0.0.2:7946");
+    const others = Array.from({ length: 20 }, (_, i) => addr(`10.0.1.${i + 1}:7946`));
+    const suspected = new Set(others.slice(0, 6).map((a) => a.key));
+    const chosen: string[][] = [];
+    for (const seed of [1, 2, 3]) {
+      const rt = new RecordingRuntime(A);
+      const node = new SwimNode({ self: A, config: makeConfig("lan"), seed, incarnation: 5, broadcastEpoch: 0 });
+      node.start(0, rt);
+      node.handleDatagram(0, craft(B, 0, others.map((a) => alive(a, 0)), SYNC), rt);
+      node.handleDatagram(0, craft(B, 0, others.slice(0, 6).map((a) => suspect(a, 0, B))), rt);
+      for (const key of suspected) assert.equal(node.stateOf(key), MemberState.Suspect);
+      const from = rt.sent.length;
+      node.leave(0, rt);
+      const burst = rt.sent.slice(from);
+      const to = burst.map((d) => d.to.key);
+      assert.equal(burst.length, LEAVE_FANOUT, "one datagram to each of LEAVE_FANOUT members");
+      assert.equal(new Set(to).size, LEAVE_FANOUT, "all different members");
+      assert.ok(to.every((key) => !suspected.has(key)), `alive members first: ${to.join(", ")}`);
+      for (const d of burst) assert.deepEqual(d.decoded?.updates[0], left(A, 6));
+      chosen.push([...to].sort());
+    }
+    assert.ok(new Set(chosen.map((keys) => keys.join(" "))).size > 1, "the PRNG picks the members: other seeds, other members");
+  });
+
+  test("leave with only suspected members left: they are told", () => {
+    const A = addr("10.0.0.1:7946");
+    const B = addr("10.0.0.2:7946");
+    const C = addr("10.0.0.3:7946");
+    const rt = new RecordingRuntime(A);
+    const node = new SwimNode({ self: A, config: makeConfig("lan"), seed: 4, incarnation: 0, broadcastEpoch: 0 });
+    node.start(0, rt);
+    node.handleDatagram(0, craft(B, 0, [alive(C, 0)], SYNC), rt);
+    node.handleDatagram(0, craft(C, 0, [suspect(B, 0, C)]), rt);
+    node.handleDatagram(0, craft(B, 0, [suspect(C, 0, B)]), rt);
+    assert.equal(node.stateOf(B.key), MemberState.Suspect);
+    assert.equal(node.stateOf(C.key), MemberState.Suspect);
+    const from = rt.sent.length;
+    node.leave(0, rt);
+    const burst = rt.sent.slice(from);
+    assert.deepEqual([...new Set(burst.map((d) => d.to.key))].sort(), [B.key, C.key].sort());
+    assert.equal(burst.length, 2 * LEAVE_MAX_COPIES);
   });
 
   test("dead and left members are reaped after reapAfterMs", () => {

@@ -15,6 +15,8 @@
  *   e. config file < environment < flag, against real agents
  *   f. bad inputs: one line on stderr, non-zero exit, no stack trace
  *   g. the 11 original RPCs by path with hand-written protobuf bytes, as a foreign client would
+ *   h. SIGTERM and `leave --self` on a 3-agent cluster: the others report LEFT (never DEAD) and
+ *      the leaver's own Stream/Monitor subscribers end normally
  */
 
 import assert from "node:assert/strict";
@@ -387,6 +389,73 @@ describe(`tamtam end to end, ${engine === 1 ? "worker" : "inline"} engine (real 
       });
     });
   }
+
+  // -------------------------------------------------------------------------------------------
+  // h: a leave ends the agent at once, yet every member hears of it
+
+  test("h. SIGTERM and leave --self: peers see LEFT (never DEAD), the leaver's Stream/Monitor end cleanly, exit 0", { timeout: 30_000 }, async (t) => {
+    await withSandbox(async (group, home) => {
+      const env = cleanEnv(home);
+      const gossipPorts = await ports(3, "udp");
+      const rpcPorts = await ports(3, "tcp");
+      const agents = await Promise.all(
+        gossipPorts.map((port, i) =>
+          group.agent(
+            [
+              "--rpc", `127.0.0.1:${rpcPorts[i]}`, "agent", "--bind", "127.0.0.1", "-p", String(port), "--heartbeat", "100",
+              ...(i === 0 ? [] : ["--join", `127.0.0.1:${gossipPorts[0]}`]),
+            ],
+            env,
+          ),
+        ),
+      );
+      const [a, b, c] = agents as [AgentProc, AgentProc, AgentProc];
+      const all = new Set(gossipPorts);
+      await Promise.all(
+        agents.map((x) => pollNodes(group, env, x, (nodes) => nodes.length === 3 && nodes.every((n) => n.status === "ALIVE" && all.has(n.port)), 20_000)),
+      );
+
+      // Watch a and b; subscribe to c's own Stream and Monitor, which must end normally with it.
+      const monitors = [a, b].map((x) => group.tamtam(["--rpc", x.rpc, "monitor", "--json"], env));
+      const cMonitor = group.tamtam(["--rpc", c.rpc, "monitor", "--json"], env);
+      const cStream = group.tamtam(["--rpc", c.rpc, "stream"], env);
+      await Promise.all([a, b, c].map((x) => awaitCounter(x.rpc, "monitor.subscribers", 1)));
+      await awaitCounter(c.rpc, "stream.subscribers", 1);
+      const marks = monitors.map((m) => m.mark());
+
+      // SIGTERM c: it leaves and exits 0; its subscribers end with status OK (exit 0, nothing on stderr).
+      const termAt = performance.now();
+      c.signal("SIGTERM");
+      const status = await waitForExit(c, 5_000);
+      t.diagnostic(`SIGTERM -> exit ${String(status.code)} in ${Math.round(performance.now() - termAt)} ms`);
+      assert.deepEqual(status, { code: 0, signal: null }, `exit status; output:\n${c.tail()}`);
+      for (const sub of [cMonitor, cStream]) {
+        assert.deepEqual(await waitForExit(sub, 5_000), { code: 0, signal: null }, `${sub.label} ended cleanly:\n${sub.tail()}`);
+        assert.deepEqual(sub.linesOf("stderr"), [], `${sub.label} wrote on stderr`);
+      }
+      await Promise.all(monitors.map((m, i) => waitForLine(m, monitorLine(c.port, "left"), 10_000, { stream: "stdout", from: marks[i] })));
+      for (const x of [a, b]) {
+        const nodes = await nodesOf(group, env, x.rpc);
+        assert.equal(nodes.find((n) => n.port === c.port)?.status, "LEFT", `${x.gossip} reports the SIGTERMed agent LEFT`);
+      }
+
+      // `leave --self` (LeaveCluster): b answers, leaves and exits 0; a sees it LEFT.
+      const markA = (monitors[0] as Proc).mark();
+      const left = await group.run(["--rpc", b.rpc, "leave", "--self"], { env });
+      assert.deepEqual([left.code, left.stdout, left.stderr], [0, "The agent left the cluster.\n", ""], "leave --self");
+      assert.deepEqual(await waitForExit(b, 5_000), { code: 0, signal: null }, `exit status; output:\n${b.tail()}`);
+      assert.deepEqual(await waitForExit(monitors[1] as Proc, 5_000), { code: 0, signal: null }, "b's monitor ended cleanly");
+      await waitForLine(monitors[0] as Proc, monitorLine(b.port, "left"), 10_000, { stream: "stdout", from: markA });
+      const nodes = await nodesOf(group, env, a.rpc);
+      assert.deepEqual(
+        nodes.map((n) => [n.port, n.status]).sort(),
+        [[a.port, "ALIVE"], [b.port, "LEFT"], [c.port, "LEFT"]].sort(),
+      );
+      // Gracefully left, so never reported failed.
+      const states = monitorNodes(monitors[0] as Proc, marks[0]).filter((n) => n.port !== a.port).map((n) => `${n.port} ${n.state}`);
+      assert.ok(!states.some((s) => s.endsWith(" dead") || s.endsWith(" suspect")), `a saw: ${states.join(", ")}`);
+    });
+  });
 
   // -------------------------------------------------------------------------------------------
   // d: nodes, healthy, monitor

@@ -2,11 +2,13 @@
  * test/engine.test.ts: end-to-end tests of src/engine and src/transport over real UDP sockets
  * on 127.0.0.1 and ::1 with ephemeral ports, run in both modes (workers 0 and 1): join and
  * mutual liveness, a broadcast delivered exactly once, failure detection (suspect, then dead)
- * after an abrupt stop, graceful leave, ping round trips and timeouts, bad datagrams counted
- * without harm, and a full inbound ring dropping and counting datagrams. Waits are driven by
- * engine events (or by stats, for queue drain and counters) and bounded by timeouts; every
- * engine is stopped in a finally. Also: every ring frame of src/engine/protocol.ts round-trips,
- * and a member snapshot splits into parts and is cut short (flagged) to the ring's free space.
+ * after an abrupt stop, graceful leave (also with the leaver stopped as soon as leave()
+ * resolves: the announcement is on the wire by then), ping round trips and timeouts, bad
+ * datagrams counted without harm, and a full inbound ring dropping and counting datagrams.
+ * Waits are driven by engine events (or by stats, for queue drain and counters) and bounded by
+ * timeouts; every engine is stopped in a finally. Also: every ring frame of
+ * src/engine/protocol.ts round-trips, a member snapshot splits into parts and is cut short
+ * (flagged) to the ring's free space, and UdpTransport.flush waits for the sends made before it.
  */
 
 import { test, describe } from "node:test";
@@ -35,6 +37,7 @@ import {
   type Reply,
 } from "../src/engine/protocol.js";
 import { ShmRing } from "../src/shm/index.js";
+import { UdpTransport } from "../src/transport/udp.js";
 
 /** Bound for every event-driven wait (ms); the conditions normally hold within a few hundred. */
 const WAIT_MS = 5_000;
@@ -258,6 +261,24 @@ for (const workers of [0, 1] as const) {
       });
     });
 
+    test("leave, then stop at once: every member sees it left, none dead", { timeout: TEST_TIMEOUT_MS }, async () => {
+      await withEngines(4, { workers }, async (engines, watches) => {
+        const leaver = engines[3] as Engine;
+        const key = leaver.localAddress.key;
+        const others = watches.slice(0, 3);
+        await joinAll(engines, watches);
+        // leave() resolves once the announcement is on the wire; stop() closes the socket right
+        // after, so the others can only learn of the leave from those datagrams.
+        await leaver.leave();
+        await leaver.stop();
+        await Promise.all(others.map((w, i) => w.until(`engine ${i} to see the leaver left`, () => w.state(key) === "left")));
+        for (const w of others) {
+          const h = w.history.get(key) ?? [];
+          assert.ok(!h.includes("dead") && !h.includes("suspect"), `seen as: ${h.join(" -> ")}`);
+        }
+      });
+    });
+
     test("ping returns an rtt for a live engine and null for a closed port", { timeout: TEST_TIMEOUT_MS }, async () => {
       await withEngines(2, { workers }, async (engines) => {
         const [a, b] = engines as [Engine, Engine];
@@ -435,4 +456,27 @@ test("a dead engine worker is reported through onFailure, and later calls are re
   } finally {
     await engine.stop();
   }
+});
+
+test("UdpTransport.flush resolves once every datagram sent so far has left the socket", async () => {
+  const receiver = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) => receiver.bind(0, "127.0.0.1", resolve));
+  const to = addr(`127.0.0.1:${receiver.address().port}`);
+  const transport = await UdpTransport.bind({ ip: "127.0.0.1", port: 0 });
+  try {
+    await transport.flush(); // nothing sent: at once
+    for (let i = 0; i < 200; i++) assert.ok(transport.send(to, new Uint8Array(512).fill(i)));
+    const flushed = transport.flush();
+    // Sends after the flush was asked for are not waited for.
+    transport.send(to, new Uint8Array(8));
+    await flushed;
+    const s = transport.stats();
+    assert.ok(s.datagramsSent + s.sendErrors >= 200, `every send completed: ${JSON.stringify(s)}`);
+    assert.equal(s.sendErrors, 0);
+  } finally {
+    await transport.close();
+    await new Promise<void>((resolve) => receiver.close(() => resolve()));
+  }
+  // A closed transport has nothing left to send.
+  await transport.flush();
 });

@@ -12,11 +12,13 @@ import { addr, type Address } from "../src/core/address.js";
 import { MemberState } from "../src/core/wire/messages.js";
 import type { AgentApi, MemberView } from "../src/agent/api.js";
 import { Fanout } from "../src/agent/fanout.js";
-import type { LogLevelName } from "../src/agent/options.js";
+import type { AgentOptions, LogLevelName } from "../src/agent/options.js";
 import { LogLevel_Level, Response_Code, Status, TamTam } from "../src/gen/service/tamtam_pb.js";
 import { addService, createClient, type ServiceClient } from "../src/rpc/adapter.js";
 import { tamTamService } from "../src/rpc/service.js";
 import { AgentError, ERROR_CODE_TRAILER } from "../src/rpc/status.js";
+import { protocolConfig } from "../src/agent/agent.js";
+import { periodFields, type PresetName, type SwimConfig } from "../src/core/config.js";
 
 class FakeAgent implements AgentApi {
   readonly localAddress = addr("127.0.0.1:9999");
@@ -86,8 +88,29 @@ class FakeAgent implements AgentApi {
   }
 }
 
-async function withServer(fn: (client: ServiceClient<typeof TamTam.method>, agent: FakeAgent) => Promise<void>): Promise<void> {
-  const agent = new FakeAgent();
+/**
+ * A fake agent started on a preset: it builds its protocol config as the real agent does
+ * (protocolConfig) and applies a live period with the same rule (periodFields).
+ */
+class PresetAgent extends FakeAgent {
+  config: SwimConfig;
+  constructor(readonly preset: PresetName) {
+    super();
+    this.config = protocolConfig({ preset, heartbeatMs: null, maxBroadcastBytes: 0 } as AgentOptions, 4);
+    this.heartbeatMs = this.config.probeIntervalMs;
+  }
+  override async setHeartbeatMs(ms: number): Promise<void> {
+    const period = periodFields(this.config, ms);
+    if (!period.ok) throw new AgentError("HEARTBEAT_OUT_OF_RANGE", `heartbeat ${period.problem}, got ${ms}`);
+    this.config = { ...this.config, ...period.fields };
+    this.heartbeatMs = ms;
+  }
+}
+
+async function withServer(
+  fn: (client: ServiceClient<typeof TamTam.method>, agent: FakeAgent) => Promise<void>,
+  agent: FakeAgent = new FakeAgent(),
+): Promise<void> {
   const server = new grpc.Server();
   addService(server, TamTam, tamTamService(agent));
   const port = await new Promise<number>((resolve, reject) =>
@@ -131,17 +154,38 @@ describe("TamTam gRPC service", () => {
       await rejects(client.join({ IP: "127.0.0.1", port: 9999 }), grpc.status.INVALID_ARGUMENT, /own address/, "SELF_ADDRESS");
       await rejects(client.broadcast({ bytes: new Uint8Array() }), grpc.status.INVALID_ARGUMENT, /at least 1 byte/, "EMPTY_BROADCAST");
       await rejects(client.broadcast({ bytes: new Uint8Array(257) }), grpc.status.INVALID_ARGUMENT, /at most 256 bytes, got 257/, "BROADCAST_TOO_LARGE");
-      for (const millis of [0, 9, 1001, -5]) {
-        await rejects(client.setHeartbeat({ millis }), grpc.status.INVALID_ARGUMENT, /heartbeat must be 10..1000 ms/, "HEARTBEAT_OUT_OF_RANGE");
+      for (const millis of [0, 9, 600_001, -5]) {
+        await rejects(
+          client.setHeartbeat({ millis }),
+          grpc.status.INVALID_ARGUMENT,
+          new RegExp(`^heartbeat must be an integer in 10\\.\\.600000 ms, got ${millis}$`),
+          "HEARTBEAT_OUT_OF_RANGE",
+        );
       }
       await rejects(client.setLogThreshold({ level: 42 as LogLevel_Level }), grpc.status.INVALID_ARGUMENT, /unknown log level 42/, "UNKNOWN_LOG_LEVEL");
       assert.deepEqual(agent.calls, []);
       assert.equal(agent.heartbeatMs, 500);
     }));
 
+  for (const [preset, own, timeout] of [["wan", 5000, 3000], ["thread", 5000, 2000]] as const) {
+    test(`SetHeartbeat on a ${preset} agent accepts the preset's own period (${own} ms) and derives its ${timeout} ms probe timeout`, async () => {
+      const agent = new PresetAgent(preset);
+      assert.deepEqual([agent.config.probeIntervalMs, agent.config.probeTimeoutMs], [own, timeout], "start-up");
+      await withServer(async (client) => {
+        assert.equal((await client.setHeartbeat({ millis: 250 })).code, Response_Code.OK);
+        assert.deepEqual([agent.config.probeIntervalMs, agent.config.probeTimeoutMs], [250, (250 * timeout) / own]);
+        assert.equal((await client.setHeartbeat({ millis: own })).code, Response_Code.OK, "back to its own period");
+        assert.deepEqual([agent.config.probeIntervalMs, agent.config.probeTimeoutMs], [own, timeout], "as at start-up");
+        await rejects(client.setHeartbeat({ millis: 600_001 }), grpc.status.INVALID_ARGUMENT, /10\.\.600000 ms/, "HEARTBEAT_OUT_OF_RANGE");
+        assert.equal(agent.heartbeatMs, own);
+      }, agent);
+    });
+  }
+
   test("valid settings reach the agent", () =>
     withServer(async (client, agent) => {
       await client.setHeartbeat({ millis: 10 });
+      await client.setHeartbeat({ millis: 600_000 });
       await client.setHeartbeat({ millis: 1000 });
       assert.equal(agent.heartbeatMs, 1000);
       await client.setLogThreshold({ level: LogLevel_Level.DEBUG });

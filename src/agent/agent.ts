@@ -2,15 +2,15 @@
  * The agent's composition root: turns AgentOptions into a running member — protocol config,
  * gossip addresses, the engine (worker-threaded or inline), the gRPC server with reflection,
  * event fan-out to Stream/Monitor subscribers, start-up joins, multicast discovery, logging —
- * and shuts it all down gracefully (announce *left*, then exit within a second) on SIGINT,
- * SIGTERM or a LeaveCluster call.
+ * and shuts it all down gracefully (announce *left* directly to several members, close gRPC,
+ * stop the engine: a few tens of milliseconds) on SIGINT, SIGTERM or a LeaveCluster call.
  */
 
 import { networkInterfaces } from "node:os";
 import { performance } from "node:perf_hooks";
 import * as grpc from "@grpc/grpc-js";
 import { type Address, formatIp, parseAddress } from "../core/address.js";
-import { defaultMaxBroadcastBytes, makeConfig, PRESETS, type SwimConfig, validateConfig } from "../core/config.js";
+import { defaultMaxBroadcastBytes, defaultPeriodMs, makeConfig, periodFields, type SwimConfig, validateConfig } from "../core/config.js";
 import { MEMBER_STATE_NAMES } from "../core/wire/messages.js";
 import type { CoreEvent, MemberInfo } from "../core/runtime.js";
 import { createEngine, type Engine } from "../engine/engine.js";
@@ -26,15 +26,20 @@ import { Fanout } from "./fanout.js";
 import { type AgentLogger, createLogger } from "./log.js";
 import type { AgentOptions, LogLevelName } from "./options.js";
 
-/** The original's default protocol period; used with the default preset when --heartbeat is not given. */
-export const DEFAULT_HEARTBEAT_MS = 500;
+/** The original's default protocol period; used with the default preset when --heartbeat is not given (see defaultPeriodMs). */
+export { DEFAULT_HEARTBEAT_MS } from "../core/config.js";
 /** Items a Stream/Monitor subscriber may fall behind by before its oldest are dropped. */
 const SUBSCRIBER_QUEUE_ITEMS = 4096;
 const MAX_SUBSCRIBERS = 256;
 /** How often start-up seeds are retried until one answers. */
 const SEED_RETRY_MS = 5_000;
-/** How long a graceful shutdown waits for the leave announcement to spread (the rest of the second closes things). */
-const LEAVE_WAIT_MS = 600;
+/**
+ * Longest a graceful shutdown waits for the engine to put the leave announcement on the wire
+ * (it takes about a millisecond; the members told pass it on, so nothing waits for gossip rounds).
+ */
+const LEAVE_WAIT_MS = 100;
+/** Longest gRPC calls still open at shutdown get, after Stream/Monitor calls ended, before they are cut. */
+const RPC_CLOSE_WAIT_MS = 50;
 
 export const BANNER = String.raw`
  _                      _
@@ -44,17 +49,18 @@ export const BANNER = String.raw`
  \__| \__,_||_| |_| |_| \__| \__,_||_| |_| |_|
 `;
 
-/** The protocol config the options ask for (a preset, the heartbeat and the broadcast limit). */
+/**
+ * The protocol config the options ask for (a preset, the heartbeat and the broadcast limit).
+ * The period and the fields that follow it come from `periodFields`, the rule that the live
+ * `configure heartbeat` applies too. Throws a one-line Error for a period out of range.
+ */
 export function protocolConfig(options: AgentOptions, family: 4 | 6): SwimConfig {
-  const preset = PRESETS[options.preset];
-  const periodMs = options.heartbeatMs ?? (options.preset === "lan" ? DEFAULT_HEARTBEAT_MS : preset.probeIntervalMs);
-  // The probe timeout keeps the preset's share of the period.
-  const timeoutMs = Math.max(1, Math.round((periodMs * preset.probeTimeoutMs) / preset.probeIntervalMs));
-  return makeConfig(options.preset, {
-    probeIntervalMs: periodMs,
-    probeTimeoutMs: timeoutMs,
+  const base = makeConfig(options.preset, {
     maxBroadcastBytes: options.maxBroadcastBytes > 0 ? options.maxBroadcastBytes : defaultMaxBroadcastBytes(family),
   });
+  const period = periodFields(base, options.heartbeatMs ?? defaultPeriodMs(options.preset));
+  if (!period.ok) throw new Error(`heartbeat ${period.problem}, got ${String(options.heartbeatMs)}`);
+  return { ...base, ...period.fields };
 }
 
 export interface RunningAgent {
@@ -162,8 +168,11 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       setImmediate(() => void shutdown("LeaveCluster was called"));
     },
     async setHeartbeatMs(ms) {
+      // The rule of start-up (protocolConfig); the core derives the same fields from its config.
+      const period = periodFields(config, ms);
+      if (!period.ok) throw new AgentError("HEARTBEAT_OUT_OF_RANGE", `heartbeat ${period.problem}, got ${ms}`);
       if (!engine.setProbeIntervalMs(ms)) throw new AgentError("ENGINE_BUSY", "the engine is overloaded; try again");
-      logger.info(`protocol period set to ${ms} ms`);
+      logger.info(`protocol period set to ${ms} ms (probe timeout ${period.fields.probeTimeoutMs} ms)`);
     },
     setLogLevel(level: LogLevelName) {
       log.setLevel(level);
@@ -265,21 +274,36 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       logger.info(`${reason}: leaving the cluster`);
       if (seedTimer !== null) clearTimeout(seedTimer);
       discovery?.close();
-      const deadline = new Promise<void>((resolve) => setTimeout(resolve, LEAVE_WAIT_MS).unref());
-      await Promise.race([engine.leave().catch(() => undefined), deadline]);
+      // The core sends *left* at once, directly, to several members, which pass it on; leave()
+      // resolves as soon as those datagrams have left the socket (about a millisecond). The
+      // deadline only guards against a wedged engine, and never keeps the process alive.
+      await new Promise<void>((resolve) => {
+        const deadline = setTimeout(resolve, LEAVE_WAIT_MS);
+        deadline.unref();
+        void engine
+          .leave()
+          .catch(() => undefined)
+          .then(() => {
+            clearTimeout(deadline);
+            resolve();
+          });
+      });
+      // Stream and Monitor calls end normally (status OK) with their subscriptions; calls still
+      // open RPC_CLOSE_WAIT_MS later (a client that stopped reading) are cut.
       broadcasts.closeAll();
       memberChanges.closeAll();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           server.forceShutdown();
           resolve();
-        }, 150);
+        }, RPC_CLOSE_WAIT_MS);
         force.unref();
         server.tryShutdown(() => {
           clearTimeout(force);
           resolve();
         });
       });
+      // Closes the socket and ends the worker thread: nothing is left to keep the process alive.
       await engine.stop().catch(() => undefined);
       logger.info("stopped");
     })().finally(() => resolveStopped(exitCode));

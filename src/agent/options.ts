@@ -33,8 +33,10 @@ export interface AgentOptions {
   /** Address (ip or ip:port) other members reach this node at; default: derived from bind/iface. */
   readonly advertise: string | null;
   /**
-   * Protocol period (ms), 10..1000 as the original's --heartbeat; null when not given: then
-   * 500 ms (the original's default) with the default `lan` preset, the preset's own otherwise.
+   * Protocol period (ms), in the period's one range for every preset (PERIOD_RANGE_TEXT,
+   * 10..600000, checked by `periodProblem` in src/core/config.ts); null when not given: then
+   * 500 ms (the original's default) with the default `lan` preset, the preset's own otherwise
+   * (`defaultPeriodMs`). `periodFields` derives the probe timeout from it.
    */
   readonly heartbeatMs: number | null;
   /** Largest broadcast payload (bytes); 0 = 256 on IPv4, 512 on IPv6. */
@@ -42,7 +44,7 @@ export interface AgentOptions {
   readonly multicast: MulticastOptions;
   /** Protocol preset (lan, local, wan, thread); --heartbeat overrides its period. */
   readonly preset: PresetName;
-  /** 0 = run the core inline on the main thread; 1 = on a worker thread. */
+  /** Worker threads that run the protocol core: 0 = inline on the main thread, 1 = one worker thread. */
   readonly workers: 0 | 1;
   /** Seeds to join at start-up (ip:port), retried until one answers. */
   readonly join: readonly string[];

@@ -3,7 +3,8 @@
  * This module owns:
  *   - the global options `--config`, `--rpc`, `--verbose`, `--trace`, `--nobanner` (descriptions
  *     as in the original), resolved with the environment and config file by settings.ts;
- *   - the lazily created, typed gRPC client of the agent at `--rpc`, with per-call timeouts;
+ *   - the typed gRPC client of the agent at `--rpc`, with per-call timeouts, loaded (with
+ *     node:http2 and protobuf-es) only when a command talks to the agent;
  *   - ONE table mapping gRPC status codes to one-line messages and exit codes (`EXIT`), and
  *     `reportError`, which prints every failure as ONE line `tamtam: ...` on stderr (the stack
  *     only with --trace) and returns the exit code;
@@ -16,12 +17,11 @@
 
 import { once } from "node:events";
 import type { Writable } from "node:stream";
-import * as grpc from "@grpc/grpc-js";
 import { type BaseContext, Command, Option, UsageError } from "clipanion";
 import { formatIp, parseAddress } from "../core/address.js";
-import { Response_Code, TamTam, type Response } from "../gen/service/tamtam_pb.js";
-import { createClient } from "../rpc/adapter.js";
-import { ERROR_CODE_TRAILER } from "../rpc/status.js";
+import type { Response, Response_Code } from "../gen/service/tamtam_pb.js";
+import { ERROR_CODE_TRAILER, GrpcStatus, grpcStatusName, isGrpcStatusCode } from "../rpc/grpc-wire.js";
+import type { AgentClient } from "./agent-client.js";
 import {
   GLOBAL_SETTINGS,
   resolveSettings,
@@ -77,41 +77,41 @@ const serverSaid = (prefix: string) => (details: string) => (details === "" ? pr
 
 /** gRPC status -> one-line message and exit code. The one table of the command line. */
 const GRPC_FAILURES: Readonly<Record<number, GrpcFailure>> = {
-  [grpc.status.UNAVAILABLE]: {
+  [GrpcStatus.UNAVAILABLE]: {
     exitCode: EXIT.UNREACHABLE,
     message: (_, rpc) => `cannot reach the agent at ${rpc} (is \`tamtam agent\` running?)`,
   },
-  [grpc.status.DEADLINE_EXCEEDED]: { exitCode: EXIT.TIMEOUT, message: (_, rpc) => `the agent at ${rpc} did not answer in time` },
-  [grpc.status.INVALID_ARGUMENT]: { exitCode: EXIT.USAGE, message: serverSaid("the agent rejected the request") },
-  [grpc.status.OUT_OF_RANGE]: { exitCode: EXIT.USAGE, message: serverSaid("the agent rejected the request") },
-  [grpc.status.FAILED_PRECONDITION]: { exitCode: EXIT.FAILED, message: serverSaid("the agent cannot do that now") },
-  [grpc.status.NOT_FOUND]: { exitCode: EXIT.FAILED, message: serverSaid("not found") },
-  [grpc.status.ALREADY_EXISTS]: { exitCode: EXIT.FAILED, message: serverSaid("already exists") },
-  [grpc.status.RESOURCE_EXHAUSTED]: { exitCode: EXIT.FAILED, message: serverSaid("the agent is overloaded") },
-  [grpc.status.UNIMPLEMENTED]: {
+  [GrpcStatus.DEADLINE_EXCEEDED]: { exitCode: EXIT.TIMEOUT, message: (_, rpc) => `the agent at ${rpc} did not answer in time` },
+  [GrpcStatus.INVALID_ARGUMENT]: { exitCode: EXIT.USAGE, message: serverSaid("the agent rejected the request") },
+  [GrpcStatus.OUT_OF_RANGE]: { exitCode: EXIT.USAGE, message: serverSaid("the agent rejected the request") },
+  [GrpcStatus.FAILED_PRECONDITION]: { exitCode: EXIT.FAILED, message: serverSaid("the agent cannot do that now") },
+  [GrpcStatus.NOT_FOUND]: { exitCode: EXIT.FAILED, message: serverSaid("not found") },
+  [GrpcStatus.ALREADY_EXISTS]: { exitCode: EXIT.FAILED, message: serverSaid("already exists") },
+  [GrpcStatus.RESOURCE_EXHAUSTED]: { exitCode: EXIT.FAILED, message: serverSaid("the agent is overloaded") },
+  [GrpcStatus.UNIMPLEMENTED]: {
     exitCode: EXIT.FAILED,
     message: (_, rpc) => `the agent at ${rpc} does not support this command (an older agent?)`,
   },
-  [grpc.status.CANCELLED]: { exitCode: EXIT.FAILED, message: () => "the call was cancelled" },
-  [grpc.status.PERMISSION_DENIED]: { exitCode: EXIT.FAILED, message: serverSaid("permission denied") },
-  [grpc.status.UNAUTHENTICATED]: { exitCode: EXIT.FAILED, message: serverSaid("not authenticated") },
-  [grpc.status.ABORTED]: { exitCode: EXIT.FAILED, message: serverSaid("the agent aborted the request") },
-  [grpc.status.INTERNAL]: { exitCode: EXIT.FAILED, message: serverSaid("the agent failed") },
-  [grpc.status.UNKNOWN]: { exitCode: EXIT.FAILED, message: serverSaid("the agent failed") },
-  [grpc.status.DATA_LOSS]: { exitCode: EXIT.FAILED, message: serverSaid("the agent failed") },
+  [GrpcStatus.CANCELLED]: { exitCode: EXIT.FAILED, message: () => "the call was cancelled" },
+  [GrpcStatus.PERMISSION_DENIED]: { exitCode: EXIT.FAILED, message: serverSaid("permission denied") },
+  [GrpcStatus.UNAUTHENTICATED]: { exitCode: EXIT.FAILED, message: serverSaid("not authenticated") },
+  [GrpcStatus.ABORTED]: { exitCode: EXIT.FAILED, message: serverSaid("the agent aborted the request") },
+  [GrpcStatus.INTERNAL]: { exitCode: EXIT.FAILED, message: serverSaid("the agent failed") },
+  [GrpcStatus.UNKNOWN]: { exitCode: EXIT.FAILED, message: serverSaid("the agent failed") },
+  [GrpcStatus.DATA_LOSS]: { exitCode: EXIT.FAILED, message: serverSaid("the agent failed") },
 };
 
 function grpcStatusOf(error: unknown): { code: number; details: string } | null {
   if (typeof error !== "object" || error === null) return null;
   const e = error as { code?: unknown; details?: unknown };
-  if (typeof e.code !== "number" || !Number.isInteger(e.code) || e.code < 1 || e.code > 16) return null;
+  if (!isGrpcStatusCode(e.code) || e.code === GrpcStatus.OK) return null;
   return { code: e.code, details: typeof e.details === "string" ? e.details.split("\n")[0] ?? "" : "" };
 }
 
 /** True when the agent itself sent the status: its handlers tag every error with the tamtam-error trailer. */
 function sentByAgent(error: unknown): boolean {
-  const metadata = (error as { metadata?: unknown }).metadata;
-  return metadata instanceof grpc.Metadata && metadata.get(ERROR_CODE_TRAILER).length > 0;
+  const metadata = (error as { metadata?: { get?: unknown } }).metadata;
+  return typeof metadata?.get === "function" && (metadata.get(ERROR_CODE_TRAILER) as unknown[]).length > 0;
 }
 
 /** One line for clipanion's parse errors (they are multi-line, with candidate usages). */
@@ -152,7 +152,7 @@ export function describeError(error: unknown, rpc: string): { message: string; e
     return { message: (error.message.split("\n")[0] ?? "").trim(), exitCode: EXIT.USAGE };
   }
   const status = grpcStatusOf(error);
-  if (status !== null && status.code === grpc.status.UNAVAILABLE && sentByAgent(error) && status.details !== "") {
+  if (status !== null && status.code === GrpcStatus.UNAVAILABLE && sentByAgent(error) && status.details !== "") {
     // The agent answered; something it contacted (a node to join or ping) did not, or it is stopping.
     return { message: status.details, exitCode: EXIT.FAILED };
   }
@@ -178,7 +178,7 @@ export function reportError(error: unknown, context: Pick<BaseContext, "stderr">
   const { message, exitCode } = describeError(error, options.rpc);
   let text = `${BINARY_NAME}: ${message}\n`;
   const status = grpcStatusOf(error);
-  if (options.verbose && status !== null) text += `${BINARY_NAME}: gRPC status ${grpc.status[status.code]}: ${status.details}\n`;
+  if (options.verbose && status !== null) text += `${BINARY_NAME}: gRPC status ${grpcStatusName(status.code)}: ${status.details}\n`;
   if (options.trace && error instanceof Error && error.stack !== undefined) text += `${error.stack}\n`;
   context.stderr.write(text);
   return exitCode;
@@ -216,10 +216,10 @@ export type Style = keyof typeof SGR;
 // ---------------------------------------------------------------------------------------------
 // The base command
 
-function makeAgentClient(rpc: string) {
-  return createClient(TamTam, rpc, grpc.credentials.createInsecure(), { defaultTimeoutMs: UNARY_TIMEOUT_MS });
-}
-export type AgentClient = ReturnType<typeof makeAgentClient>;
+export type { AgentClient };
+
+/** `Response_Code.OK`, without loading the generated code for one constant. */
+const RESPONSE_OK = 0 satisfies Response_Code;
 
 export abstract class TamTamCommand extends Command {
   config = Option.String("--config", { description: "Config file (default is $HOME/.tamtam.yaml)" });
@@ -234,6 +234,7 @@ export abstract class TamTamCommand extends Command {
   #client: AgentClient | undefined;
   #stop = new AbortController();
   #outputClosed = false;
+  #warnedUnknownKeys = false;
 
   /** Where settings come from; tests replace the environment through the clipanion context. */
   protected settingsIO(): SettingsIO {
@@ -244,8 +245,9 @@ export abstract class TamTamCommand extends Command {
   protected resolve<N extends SettingName>(names: readonly N[], flags: FlagValues = {}): ResolvedSettings<N> {
     const globals: FlagValues = { rpc: this.rpc, verbose: this.verbose, trace: this.trace, nobanner: this.nobanner };
     const settings = resolveSettings(names, { ...globals, ...flags }, this.config, this.settingsIO());
-    const verbose = (settings.values as { readonly verbose?: boolean }).verbose === true;
-    if (settings.unknownKeys.length > 0 && verbose) {
+    // Always said (not only with --verbose): a misspelt key would otherwise be ignored silently.
+    if (settings.unknownKeys.length > 0 && !this.#warnedUnknownKeys) {
+      this.#warnedUnknownKeys = true;
       this.context.stderr.write(`${BINARY_NAME}: ignoring unknown keys in ${settings.configFile}: ${settings.unknownKeys.join(", ")}\n`);
     }
     return settings;
@@ -257,9 +259,13 @@ export abstract class TamTamCommand extends Command {
     return this.#settings;
   }
 
-  /** The agent's gRPC client, created on first use and closed when the command ends. */
-  protected get agent(): AgentClient {
-    this.#client ??= makeAgentClient(this.settings.values.rpc);
+  /** The agent's gRPC client, loaded and created on first use and closed when the command ends. */
+  protected async agent(): Promise<AgentClient> {
+    if (this.#client === undefined) {
+      const rpc = this.settings.values.rpc;
+      const { connectAgent } = await import("./agent-client.js");
+      this.#client ??= connectAgent(rpc, UNARY_TIMEOUT_MS);
+    }
     return this.#client;
   }
 
@@ -356,6 +362,6 @@ export abstract class TamTamCommand extends Command {
 
   /** Fails with `message` unless the agent answered OK. */
   protected expectOk(response: Response, message: string): void {
-    if (response.code !== Response_Code.OK) throw new CliError(message, EXIT.FAILED);
+    if (response.code !== RESPONSE_OK) throw new CliError(message, EXIT.FAILED);
   }
 }

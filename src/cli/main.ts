@@ -1,14 +1,13 @@
-#!/usr/bin/env node
 /**
- * The `tamtam` command line: builds the clipanion CLI from one command class per command and,
- * when this file is the program, runs it. Colours only on a terminal and never when NO_COLOR
+ * The `tamtam` command line: builds the clipanion CLI from one command class per command and
+ * runs it (bin.ts is the executable). Command classes are light: each imports its heavy part
+ * (the agent, the gRPC client, the simulator) only when it runs, and only the commands named on
+ * the command line are registered. Colours only on a terminal and never when NO_COLOR
  * is set. Parse errors (unknown command or flag, missing argument) are one line on stderr with
  * exit code 2, like every other error (see base-command.ts).
  */
 
-import { realpathSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import { type BaseContext, Builtins, Cli, type Command } from "clipanion";
+import { type BaseContext, Builtins, Cli, type Command, type CommandClass } from "clipanion";
 import { EXIT, reportError, useColors, withOneLineErrors } from "./base-command.js";
 import { AddressCommand } from "./commands/address.js";
 import { AgentCommand } from "./commands/agent.js";
@@ -45,6 +44,54 @@ export class TamTamCli extends Cli {
 export interface BuildOptions {
   /** Colour help output; default: stdout is a terminal and NO_COLOR is not set. */
   readonly colors?: boolean;
+  /**
+   * The command line about to run: only the commands it names are registered (see
+   * `commandsFor`). Default: every command.
+   */
+  readonly args?: readonly string[];
+}
+
+/** Every command, in the order `tamtam --help` lists them. */
+const COMMANDS: readonly CommandClass[] = [
+  AgentCommand,
+  JoinCommand,
+  LeaveCommand,
+  BroadcastCommand,
+  StreamCommand,
+  MonitorCommand,
+  NodesCommand,
+  HealthyCommand,
+  PingCommand,
+  AddressCommand,
+  ConfigureHeartbeatCommand,
+  ConfigureThresholdCommand,
+  VersionInfoCommand,
+  GendocCommand,
+  withOneLineErrors(SimulateCommand),
+];
+
+/** Global options that take a value (`--rpc localhost:6363 nodes`): their values are no command words. */
+const GLOBAL_VALUE_OPTIONS = new Set(["--rpc", "--config"]);
+
+/**
+ * The commands worth registering for `args`. clipanion builds its parser from every registered
+ * command on each run, which costs more than the rest of a CLI call; so when the first word
+ * names a command (`nodes`, or `configure` for both configure commands), only those are
+ * registered. Without such a word (`--help`, a typo) every command is, so that help lists them
+ * all and a mistake gets its suggestions; `gendoc` documents them all.
+ */
+export function commandsFor(args: readonly string[]): readonly CommandClass[] {
+  let word: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (GLOBAL_VALUE_OPTIONS.has(arg)) i++;
+    else if (!arg.startsWith("-")) {
+      word = arg;
+      break;
+    }
+  }
+  const named = COMMANDS.filter((command) => (command.paths ?? []).some((path) => path[0] === word));
+  return named.length === 0 || named.includes(GendocCommand) ? COMMANDS : named;
 }
 
 export function buildCli(options: BuildOptions = {}): TamTamCli {
@@ -56,45 +103,17 @@ export function buildCli(options: BuildOptions = {}): TamTamCli {
   });
   cli.register(Builtins.HelpCommand);
   cli.register(Builtins.VersionCommand);
-  for (const command of [
-    AgentCommand,
-    JoinCommand,
-    LeaveCommand,
-    BroadcastCommand,
-    StreamCommand,
-    MonitorCommand,
-    NodesCommand,
-    HealthyCommand,
-    PingCommand,
-    AddressCommand,
-    ConfigureHeartbeatCommand,
-    ConfigureThresholdCommand,
-    VersionInfoCommand,
-    GendocCommand,
-  ]) {
-    cli.register(command);
-  }
-  cli.register(withOneLineErrors(SimulateCommand));
+  for (const command of options.args === undefined ? COMMANDS : commandsFor(options.args)) cli.register(command);
   return cli;
 }
 
-/** True when this module is the program (`node dist/src/cli/main.js`, or the `tamtam` bin link). */
-function isProgram(): boolean {
-  const entry = process.argv[1];
-  if (entry === undefined) return false;
-  try {
-    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (isProgram()) {
+/** Runs the command line on `args` (the words after `tamtam`) and exits with its status. */
+export async function runProgram(args: readonly string[]): Promise<void> {
   // A reader that goes away (`tamtam nodes | head -1`) is not an error; commands that stream
   // stop on their own, this catches a late EPIPE of any other.
   process.stdout.on("error", (error: NodeJS.ErrnoException) => {
     if (error.code === "EPIPE") process.exit(EXIT.OK);
     throw error;
   });
-  await buildCli().runExit(process.argv.slice(2), Cli.defaultContext);
+  await buildCli({ args }).runExit([...args], Cli.defaultContext);
 }

@@ -17,7 +17,9 @@
  *   ipv6                 TAMTAM_IPV6                 -6, --ipv6             false
  *   iface                TAMTAM_IFACE                -i, --iface            none
  *   advertise            TAMTAM_ADVERTISE            --advertise            none (IP or IP:PORT)
- *   heartbeat            TAMTAM_HEARTBEAT            --heartbeat            500 (ms, 10..1000)
+ *   heartbeat            TAMTAM_HEARTBEAT            --heartbeat            500 on lan, else the preset's own period
+ *                                                                            (ms; 10..600000 for every preset and source:
+ *                                                                            PERIOD_RANGE_TEXT in src/core/config.ts)
  *   max                  TAMTAM_MAX                  --max                  0 (bytes; 0 = 256 IPv4 / 512 IPv6)
  *   multicast            TAMTAM_MULTICAST            --multicast            false
  *   clustername          TAMTAM_CLUSTERNAME          --clustername          tamtam
@@ -25,7 +27,8 @@
  *   multicast-interval   TAMTAM_MULTICAST_INTERVAL   --multicast-interval   10 (s, 1..3600)
  *   multicast-port       TAMTAM_MULTICAST_PORT       --multicast-port       9998
  *   preset               TAMTAM_PRESET               --preset               lan (lan, local, wan, thread)
- *   workers              TAMTAM_WORKERS              --workers              0 (0 or 1)
+ *   workers              TAMTAM_WORKERS              --workers              0 (worker threads that run the protocol
+ *                                                                            core: 0 = on the main thread, or 1)
  *   join                 TAMTAM_JOIN                 --join (repeatable)    none (list of ADDR:PORT;
  *                                                                            comma-separated in env)
  *   log-format           TAMTAM_LOG_FORMAT           --log-format           auto (auto, pretty, json)
@@ -35,6 +38,9 @@
  * numbers (or digit strings), `join` is a list (or a comma-separated string). Unknown YAML keys
  * are ignored and reported in `unknownKeys`. Every problem is a clipanion UsageError with one
  * line that names where the bad value came from (`--port`, `TAMTAM_PORT`, `"port" in FILE`).
+ * The heartbeat is checked by the protocol period's one rule (`periodProblem` in
+ * src/core/config.ts), which `configure heartbeat`, the SetHeartbeat RPC and the agent's
+ * start-up apply too, so every source accepts the same range and says it the same way.
  *
  * Only the settings a command asks for are resolved, so a bad agent key in the file does not
  * break `tamtam nodes`. All I/O goes through `SettingsIO`, which tests replace.
@@ -46,7 +52,7 @@ import { join as joinPath } from "node:path";
 import { UsageError } from "clipanion";
 import { parse as parseYaml } from "yaml";
 import { parseAddress, parseIp } from "../core/address.js";
-import { PRESET_NAMES } from "../core/config.js";
+import { DEFAULT_HEARTBEAT_MS, PERIOD_RANGE_TEXT, PRESET_NAMES, PRESETS, type PresetName, periodProblem } from "../core/config.js";
 
 // ---------------------------------------------------------------------------------------------
 // The table of settings
@@ -66,6 +72,8 @@ interface Spec {
   readonly min?: number;
   readonly max?: number;
   readonly unit?: string;
+  /** Integers: the rule a value must follow instead of min..max ("must be ...", or null); NaN when not an integer. */
+  readonly rule?: (value: number) => string | null;
   /** Strings: the allowed values. */
   readonly oneOf?: readonly string[];
   /** Strings and list items: why the value is invalid ("must be ..."), or null. */
@@ -118,7 +126,7 @@ export const SETTINGS = {
     kind: "optional-string", key: "advertise", env: "TAMTAM_ADVERTISE", flag: "--advertise", default: null, check: checkAdvertise,
   },
   heartbeatMs: {
-    kind: "integer", key: "heartbeat", env: "TAMTAM_HEARTBEAT", flag: "--heartbeat", default: 500, min: 10, max: 1000, unit: "ms",
+    kind: "integer", key: "heartbeat", env: "TAMTAM_HEARTBEAT", flag: "--heartbeat", default: DEFAULT_HEARTBEAT_MS, rule: periodProblem,
   },
   maxBroadcastBytes: { kind: "integer", key: "max", env: "TAMTAM_MAX", flag: "--max", default: 0, min: 0, max: 65535, unit: "bytes" },
   multicast: { kind: "boolean", key: "multicast", env: "TAMTAM_MULTICAST", flag: "--multicast", default: false },
@@ -145,6 +153,17 @@ export const SETTINGS = {
 } as const satisfies Record<string, Spec>;
 
 export type SettingName = keyof typeof SETTINGS;
+
+const presetPeriods = (names: readonly PresetName[]): string =>
+  names.map((name) => `${name} ${PRESETS[name].probeIntervalMs} ms`).join(", ");
+
+/** Every preset's own protocol period, for help texts: "lan 1000 ms, local 1000 ms, ...". */
+export const PRESET_PERIODS_TEXT = presetPeriods(PRESET_NAMES);
+
+/** What `--heartbeat` accepts and defaults to, for help texts. */
+export const HEARTBEAT_HELP =
+  `${PERIOD_RANGE_TEXT} for every preset (default ${DEFAULT_HEARTBEAT_MS} ms with lan, ` +
+  `else the preset's own: ${presetPeriods(PRESET_NAMES.filter((name) => name !== "lan"))})`;
 
 type ValueOfKind<K extends Kind> = K extends "boolean"
   ? boolean
@@ -341,6 +360,11 @@ function convert(spec: Spec, raw: unknown, source: Source, label: string): unkno
     }
     case "integer": {
       const text = typeof raw === "number" ? String(raw) : typeof raw === "string" ? raw.trim() : "";
+      if (spec.rule !== undefined) {
+        const n = /^[+-]?[0-9]+$/.test(text) ? Number(text) : NaN;
+        const problem = spec.rule(n);
+        return problem === null ? n : fail(problem);
+      }
       const range = `${spec.min}..${spec.max}${spec.unit === undefined ? "" : ` (${spec.unit})`}`;
       if (!/^[+-]?[0-9]+$/.test(text)) return fail(`must be an integer in ${range}`);
       const n = Number(text);

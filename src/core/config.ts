@@ -1,16 +1,28 @@
 /**
  * Protocol configuration: every tunable of the SWIM + Lifeguard core, with its unit, range and
- * formula, the named presets (`lan`, `local`, `wan`, `thread`) and `validateConfig`, which
- * returns exact one-line messages for every field that is out of range.
+ * formula, the named presets (`lan`, `local`, `wan`, `thread`), `validateConfig`, which
+ * returns exact one-line messages for every field that is out of range, and `periodFields`, the
+ * one rule for the protocol period (the agent's heartbeat) and the fields derived from it.
  */
 
+import { probeTimeoutForPeriodMs } from "./formulas.js";
 import { FIXED_HEADER_BYTES, SEALED_OVERHEAD_BYTES } from "./wire/messages.js";
 
 export interface SwimConfig {
-  /** Base protocol period (ms), one probe per period. Range 10..600000. Scaled by Lifeguard health: interval * (health + 1). */
+  /**
+   * Base protocol period (ms), one probe per period. Range PERIOD_MIN_MS..PERIOD_MAX_MS
+   * (10..600000). Scaled by Lifeguard health: interval * (health + 1). Set it with
+   * `periodFields`, which derives probeTimeoutMs with it.
+   */
   probeIntervalMs: number;
   /** How long a direct ping waits for an ack before indirect probes start (ms). Range 1..probeIntervalMs. Scaled like the interval. */
   probeTimeoutMs: number;
+  /**
+   * The probe timeout's share of the period (%), kept whenever the period is set (an agent's
+   * --heartbeat at start-up, `configure heartbeat` live): probeTimeoutMs = max(1,
+   * round(period * probeTimeoutPercent / 100)). Range 1..100.
+   */
+  probeTimeoutPercent: number;
   /** k, members asked to ping-req a target that missed its direct ack. Range 0..16. */
   indirectChecks: number;
   /** Retransmit multiplier: each membership update is piggybacked retransmitMult * ceil(log10(N + 1)) times. Range 1..32. */
@@ -94,6 +106,7 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<SwimConfig>>> = {
     ...common,
     probeIntervalMs: 1000,
     probeTimeoutMs: 500,
+    probeTimeoutPercent: 50,
     retransmitMult: 4,
     broadcastRetransmitMult: 6,
     suspicionMult: 4,
@@ -110,6 +123,7 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<SwimConfig>>> = {
     ...common,
     probeIntervalMs: 1000,
     probeTimeoutMs: 200,
+    probeTimeoutPercent: 20,
     indirectChecks: 1,
     retransmitMult: 2,
     broadcastRetransmitMult: 4,
@@ -127,6 +141,7 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<SwimConfig>>> = {
     ...common,
     probeIntervalMs: 5000,
     probeTimeoutMs: 3000,
+    probeTimeoutPercent: 60,
     retransmitMult: 4,
     broadcastRetransmitMult: 6,
     suspicionMult: 6,
@@ -143,6 +158,7 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<SwimConfig>>> = {
     ...common,
     probeIntervalMs: 5000,
     probeTimeoutMs: 2000,
+    probeTimeoutPercent: 40,
     indirectChecks: 2,
     retransmitMult: 3,
     broadcastRetransmitMult: 5,
@@ -174,6 +190,66 @@ export function broadcastOverheadBytes(sealed: boolean): number {
   return header + item + (sealed ? SEALED_OVERHEAD_BYTES : 0);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The protocol period: one range, one rule
+
+/**
+ * The one range of the protocol period (ms), the same for every preset and wherever a period
+ * comes from: `probeIntervalMs` here, the agent's `--heartbeat` flag, `TAMTAM_HEARTBEAT`,
+ * `heartbeat:` in the config file, `tamtam configure heartbeat` and the SetHeartbeat RPC.
+ * Every preset's own period lies inside it.
+ */
+export const PERIOD_MIN_MS = 10;
+export const PERIOD_MAX_MS = 600_000;
+/** The range as help texts and messages state it. */
+export const PERIOD_RANGE_TEXT = `${PERIOD_MIN_MS}..${PERIOD_MAX_MS} ms`;
+
+/**
+ * The agent's period when none is given: 500 ms on `lan` (the original TamTam's heartbeat),
+ * the preset's own period on the others.
+ */
+export const DEFAULT_HEARTBEAT_MS = 500;
+
+export function defaultPeriodMs(preset: PresetName): number {
+  return preset === "lan" ? DEFAULT_HEARTBEAT_MS : PRESETS[preset].probeIntervalMs;
+}
+
+/** What is wrong with `periodMs` as a protocol period ("must be an integer in 10..600000 ms"), or null. */
+export function periodProblem(periodMs: number): string | null {
+  return Number.isInteger(periodMs) && periodMs >= PERIOD_MIN_MS && periodMs <= PERIOD_MAX_MS
+    ? null
+    : `must be an integer in ${PERIOD_RANGE_TEXT}`;
+}
+
+/** The config fields that follow the period. */
+export interface PeriodFields {
+  readonly probeIntervalMs: number;
+  /** max(1, round(probeIntervalMs * probeTimeoutPercent / 100)). */
+  readonly probeTimeoutMs: number;
+}
+
+export type PeriodResult = { readonly ok: true; readonly fields: PeriodFields } | { readonly ok: false; readonly problem: string };
+
+/**
+ * THE rule for setting the protocol period, at start-up (`--heartbeat`, TAMTAM_HEARTBEAT, the
+ * config file) and live (`configure heartbeat`, SetHeartbeat): checks `periodMs` against the
+ * one range (PERIOD_RANGE_TEXT, the same for every preset) and derives every stored field that
+ * depends on the period from `base`, a preset's config or one built from it: the period itself
+ * and the probe timeout, which keeps the preset's share of it (`probeTimeoutPercent`). As the
+ * share is a field of the config, a period set live gives exactly the fields the same period
+ * gives at start-up. What else follows the period is computed from the current one when used:
+ * the suspicion timeouts, the Lifeguard health scaling, the ping-req relay deadline and the
+ * spacing of join-time member-list exchanges.
+ *
+ * On failure `problem` is one line ("must be an integer in 10..600000 ms") for the caller to
+ * prefix with where the value came from.
+ */
+export function periodFields(base: Pick<SwimConfig, "probeTimeoutPercent">, periodMs: number): PeriodResult {
+  const problem = periodProblem(periodMs);
+  if (problem !== null) return { ok: false, problem };
+  return { ok: true, fields: { probeIntervalMs: periodMs, probeTimeoutMs: probeTimeoutForPeriodMs(periodMs, base.probeTimeoutPercent) } };
+}
+
 /** Builds a config from a preset and overrides. Does not validate; call validateConfig. */
 export function makeConfig(preset: PresetName = "lan", overrides: Partial<SwimConfig> = {}): SwimConfig {
   return { ...PRESETS[preset], ...overrides };
@@ -196,8 +272,9 @@ interface Range {
 }
 
 const RANGES: Readonly<Record<Exclude<keyof SwimConfig, "lifeguard" | "sealed">, Range>> = {
-  probeIntervalMs: { min: 10, max: 600_000, unit: "ms" },
+  probeIntervalMs: { min: PERIOD_MIN_MS, max: PERIOD_MAX_MS, unit: "ms" },
   probeTimeoutMs: { min: 1, max: (c) => c.probeIntervalMs, unit: "ms" },
+  probeTimeoutPercent: { min: 1, max: 100, unit: "%" },
   indirectChecks: { min: 0, max: 16, unit: "members" },
   retransmitMult: { min: 1, max: 32, unit: "" },
   broadcastRetransmitMult: { min: 1, max: 32, unit: "" },

@@ -1,8 +1,17 @@
 /**
  * The protocol's formulas, in one place (memberlist's, so that tuning knowledge carries over):
- * retransmit limit, suspicion timeouts, Lifeguard's shrinking suspicion timeout and the
- * push-pull interval's scaling with cluster size.
+ * retransmit limit, suspicion timeouts, Lifeguard's shrinking suspicion timeout, the
+ * push-pull interval's scaling with cluster size, and the probe timeout's share of the period.
  */
+
+/**
+ * The probe timeout for a period: max(1, round(periodMs * percent / 100)), so that it keeps its
+ * share of the period and indirect probes still fit in it. Used through `periodFields`
+ * (config.ts), the one rule for setting the period.
+ */
+export function probeTimeoutForPeriodMs(periodMs: number, probeTimeoutPercent: number): number {
+  return Math.max(1, Math.round((periodMs * probeTimeoutPercent) / 100));
+}
 
 /** How many times an update is piggybacked: mult * ceil(log10(n + 1)), at least 1. */
 export function retransmitLimit(retransmitMult: number, clusterSize: number): number {

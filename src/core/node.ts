@@ -8,7 +8,7 @@
  */
 
 import type { Address } from "./address.js";
-import type { SwimConfig } from "./config.js";
+import { periodFields, type SwimConfig } from "./config.js";
 import { DedupeWindows } from "./dedupe.js";
 import { ProtocolError, type ProtocolErrorCode } from "./errors.js";
 import {
@@ -132,8 +132,14 @@ const MAX_RELAYS = 4096;
 const MAX_REQUESTS = 4096;
 /** Push-pull requests (sender, seq) remembered as answered; the oldest is forgotten first. */
 const MAX_PUSH_PULLS_REMEMBERED = 256;
-/** Most datagrams sent at once to announce a graceful leave. */
-const LEAVE_FANOUT = 8;
+/** Members told directly, at once, of a graceful leave (chosen by the PRNG, alive ones first). */
+export const LEAVE_FANOUT = 8;
+/**
+ * Copies of the leave announcement each of them gets when there are fewer than LEAVE_FANOUT
+ * of them: ceil(LEAVE_FANOUT / members), at most this many, so that a small cluster under
+ * datagram loss still hears of the leave before the process is gone.
+ */
+export const LEAVE_MAX_COPIES = 3;
 /** This node's own slot in its member table. */
 const SELF = 0;
 /** Set ids of the two SlotSets over the member table. */
@@ -312,9 +318,13 @@ export class SwimNode {
   }
 
   /**
-   * Graceful leave: raises the incarnation, announces *left* at once to a few members and keeps
-   * gossiping it on later rounds; probing stops. The host stops the node shortly after
-   * (`leaveDisseminated` tells when the announcement has used its transmissions).
+   * Graceful leave: raises the incarnation and announces *left* at once, directly, to up to
+   * LEAVE_FANOUT members (more than gossipFanout if that is larger) chosen by the PRNG, alive
+   * ones before suspected ones; with fewer members each gets several copies (LEAVE_MAX_COPIES).
+   * Every recipient gossips the statement on, so the host may stop the node as soon as these
+   * datagrams are on the wire. Until it does, the statement leads every datagram the node
+   * sends and gossip rounds go on; probing, push-pull and reconnects stop.
+   * (`leaveDisseminated` tells when the announcement has also used its piggyback transmissions.)
    */
   leave(nowMs: number, rt: Runtime): void {
     if (this.leaving) return;
@@ -330,8 +340,23 @@ export class SwimNode {
     this.emitMember(rt, SELF, previous, previousIncarnation);
     // The announcement leads every datagram from now on, ahead of whatever else is queued.
     this.leaveItem = encodeUpdateItem(this.updateOf(SELF));
-    const peers = this.probeable.sample(this.rng, Math.max(LEAVE_FANOUT, this.config.gossipFanout), () => false);
+    const fanout = Math.max(LEAVE_FANOUT, this.config.gossipFanout);
+    const peers = this.probeable.sample(this.rng, fanout, (slot) => t.state[slot] !== MemberState.Alive);
+    if (peers.length < fanout) {
+      for (const slot of this.probeable.sample(this.rng, fanout - peers.length, (s) => peers.includes(s))) peers.push(slot);
+    }
+    if (peers.length === 0) return;
+    // The first datagram to each also carries what else is queued; the copies only the leave.
     for (const peer of peers) this.sendBody(rt, t.address(peer), { type: MessageType.Gossip }, "full");
+    const copies = Math.min(LEAVE_MAX_COPIES, Math.ceil(fanout / peers.length));
+    const w = this.probeWriter;
+    for (let copy = 1; copy < copies; copy++) {
+      for (const peer of peers) {
+        w.begin(this.self, t.incarnation[SELF] as number, { type: MessageType.Gossip });
+        w.tryAppend(this.leaveItem);
+        this.transmit(rt, t.address(peer), w.finish());
+      }
+    }
   }
 
   /** True once the leave announcement has been sent as often as the retransmit limit asks. */
@@ -351,18 +376,29 @@ export class SwimNode {
     return true;
   }
 
-  /** Changes the base protocol period live (the original's `configure heartbeat`). */
-  setProbeIntervalMs(nowMs: number, probeIntervalMs: number, rt: Runtime): void {
-    this.probeIntervalMs = probeIntervalMs;
-    // The timeout keeps its share of the period: a timeout past the period would leave no time
-    // for indirect probes.
-    this.probeTimeoutMs = Math.max(1, Math.round((probeIntervalMs * this.config.probeTimeoutMs) / this.config.probeIntervalMs));
+  /**
+   * Changes the base protocol period live (the original's `configure heartbeat`), through
+   * `periodFields`, the rule that also sets it at start-up: the probe timeout keeps the
+   * config's share of the period (`probeTimeoutPercent`), so the same period gives the same
+   * fields either way. A period outside the range changes nothing and returns false.
+   */
+  setProbeIntervalMs(nowMs: number, probeIntervalMs: number, rt: Runtime): boolean {
+    const period = periodFields(this.config, probeIntervalMs);
+    if (!period.ok) return false;
+    this.probeIntervalMs = period.fields.probeIntervalMs;
+    this.probeTimeoutMs = period.fields.probeTimeoutMs;
     this.probeEpoch++;
-    if (this.started) rt.setTimer(nowMs + this.scaled(probeIntervalMs), { kind: "probe", epoch: this.probeEpoch });
+    if (this.started) rt.setTimer(nowMs + this.scaled(this.probeIntervalMs), { kind: "probe", epoch: this.probeEpoch });
+    return true;
   }
 
   get currentProbeIntervalMs(): number {
     return this.probeIntervalMs;
+  }
+
+  /** The probe timeout (ms) at the current period, before Lifeguard's health scaling. */
+  get currentProbeTimeoutMs(): number {
+    return this.probeTimeoutMs;
   }
 
   /** Lifeguard's local health score, 0 (healthy) .. awarenessMaxMultiplier - 1. */

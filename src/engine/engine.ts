@@ -37,7 +37,7 @@ import {
   type RingStats,
 } from "../shm/index.js";
 import { UdpTransport } from "../transport/udp.js";
-import { CoreHost, LEAVE_MAX_WAIT_MS, MAX_PROBE_INTERVAL_MS, MIN_PROBE_INTERVAL_MS, type HostSink } from "./host.js";
+import { CoreHost, MAX_PROBE_INTERVAL_MS, MIN_PROBE_INTERVAL_MS, type HostSink } from "./host.js";
 import {
   DATAGRAM_IN_MAX_HEADER_BYTES,
   DATAGRAM_OUT_MAX_HEADER_BYTES,
@@ -80,7 +80,12 @@ export interface Engine {
   join(seeds: readonly Address[], timeoutMs?: number): Promise<JoinOutcome[]>;
   /** Queues a user broadcast; the outcome says whether it was accepted. */
   broadcast(payload: Uint8Array): Promise<BroadcastOutcome>;
-  /** Announces *left*; resolves when the announcement is disseminated or after at most 1 s. */
+  /**
+   * Announces *left*: the core sends it at once, directly, to several members (each of which
+   * gossips it on). Resolves as soon as those datagrams have left the socket, or after
+   * LEAVE_TIMEOUT_MS if the core does not answer; stop() may follow at once. Until then the
+   * member keeps gossiping, every datagram leading with the announcement.
+   */
   leave(): Promise<void>;
   /** Round trip (ms) of a ping to `target`, or null if it did not answer within requestTimeoutMs. */
   ping(target: Address): Promise<number | null>;
@@ -139,6 +144,8 @@ const START_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 2_000;
 const JOIN_GRACE_MS = 250;
 const PING_GRACE_MS = 1_000;
+/** Longest leave() waits for the core to hand over its announcement (ms); normally well under 1. */
+export const LEAVE_TIMEOUT_MS = 1_000;
 /** Longest main-thread pump sleep with nothing to do (ms); bounds shutdown after a worker crash. */
 const PUMP_IDLE_WAIT_MS = 500;
 /** Frames the pump takes from a ring before it yields to the event loop. */
@@ -363,9 +370,11 @@ abstract class EngineBase implements Engine {
   leave(): Promise<void> {
     const refused = this.refusal<void>();
     if (refused !== null) return refused;
-    const { token, promise } = this.open<void>("left", LEAVE_MAX_WAIT_MS + PING_GRACE_MS, () => undefined);
+    const { token, promise } = this.open<void>("left", LEAVE_TIMEOUT_MS, () => undefined);
     this.submitFor(token, { type: "leave", token });
-    return promise;
+    // The reply comes after the announcement's datagrams reached transport.send (inline: in the
+    // same call; worker: the pump sends the outbound ring before it delivers "left").
+    return promise.then(() => this.transport.flush());
   }
 
   ping(target: Address): Promise<number | null> {
@@ -846,6 +855,9 @@ class WorkerEngine extends EngineBase {
         // The worker's last frame: send what it queued before it, then stop pumping.
         this.rings.outbound.drainRaw(this.onOutbound);
         this.pumpDone = true;
+      } else if (out.reply.type === "left") {
+        // The leave announcement was queued before this reply: on the socket with it, first.
+        this.rings.outbound.drainRaw(this.onOutbound);
       }
       this.deliverReply(out.reply);
     }

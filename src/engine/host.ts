@@ -26,16 +26,11 @@ export interface HostSink {
   stats?(): Record<string, number>;
 }
 
-/** A graceful leave resolves when disseminated or after this long (ms). */
-export const LEAVE_MAX_WAIT_MS = 1_000;
 /** Probe interval bounds accepted at run time (the config's range). */
 export const MIN_PROBE_INTERVAL_MS = 10;
 export const MAX_PROBE_INTERVAL_MS = 600_000;
 /** Most timers fired by one fireDueTimers call, so a storm of due timers cannot starve input. */
 const MAX_TIMERS_PER_CALL = 10_000;
-
-/** The host's own timer, ordered in the same queue as the core's. */
-type HostTimer = Timer | { readonly kind: "leaveDeadline" };
 
 export interface CoreHostCounters {
   datagramsHandled: number;
@@ -52,11 +47,9 @@ export class CoreHost {
   lastError: string | null = null;
 
   private readonly sink: HostSink;
-  private readonly timers = new TimerQueue<HostTimer>();
+  private readonly timers = new TimerQueue<Timer>();
   private readonly rt: Runtime;
   private lastNowMs = -Infinity;
-  private leaveTokens: number[] = [];
-  private leaveDeadlineMs = Infinity;
   private stoppedFlag = false;
 
   constructor(options: SwimNodeOptions, sink: HostSink) {
@@ -94,7 +87,6 @@ export class CoreHost {
     } catch (err) {
       this.fail(err);
     }
-    if (this.leaveTokens.length > 0) this.settleLeave(t);
   }
 
   /** Fires every timer due at `nowMs` in (atMs, seq) order; returns how many fired. */
@@ -106,16 +98,13 @@ export class CoreHost {
       const entry = this.timers.popDue(t);
       if (entry === undefined) break;
       fired++;
-      const timer = entry.value;
-      if (timer.kind === "leaveDeadline") continue; // settleLeave below sees the deadline
       try {
-        this.node.handleTimer(t, timer, this.rt);
+        this.node.handleTimer(t, entry.value, this.rt);
       } catch (err) {
         this.fail(err);
       }
     }
     this.counters.timersFired += fired;
-    if (this.leaveTokens.length > 0) this.settleLeave(t);
     return fired;
   }
 
@@ -139,11 +128,13 @@ export class CoreHost {
           this.sink.reply({ type: "broadcast", token: cmd.token, outcome: node.broadcast(t, cmd.payload, rt) });
           break;
         case "leave":
-          node.leave(t, rt);
-          this.leaveTokens.push(cmd.token);
-          if (this.leaveDeadlineMs === Infinity) {
-            this.leaveDeadlineMs = t + LEAVE_MAX_WAIT_MS;
-            this.timers.push(this.leaveDeadlineMs, { kind: "leaveDeadline" });
+          // The core hands the announcement to the sink (send) right here, so the reply comes
+          // after those datagrams in the sink's order: the engine resolves leave() once they
+          // are on the socket, without waiting for gossip rounds.
+          try {
+            node.leave(t, rt);
+          } finally {
+            this.sink.reply({ type: "left", token: cmd.token });
           }
           break;
         case "ping":
@@ -172,7 +163,6 @@ export class CoreHost {
     } catch (err) {
       this.fail(err);
     }
-    if (this.leaveTokens.length > 0) this.settleLeave(t);
   }
 
   /** Core, host and sink counters under flat names (`core.*`, `host.*`, then the sink's). */
@@ -206,13 +196,6 @@ export class CoreHost {
   private clock(nowMs: number): number {
     if (nowMs > this.lastNowMs) this.lastNowMs = nowMs;
     return this.lastNowMs;
-  }
-
-  private settleLeave(t: number): void {
-    if (!this.node.leaveDisseminated && t < this.leaveDeadlineMs) return;
-    const tokens = this.leaveTokens;
-    this.leaveTokens = [];
-    for (const token of tokens) this.sink.reply({ type: "left", token });
   }
 
   private fail(err: unknown): void {

@@ -27,6 +27,7 @@ import {
   type MessageShape,
 } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import { methodPath } from "./grpc-wire.js";
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -82,10 +83,7 @@ export type TypedServiceDefinition<M extends GenServiceMethods> = {
   >;
 };
 
-/** `/<package>.<Service>/<Method>`, e.g. `/service.TamTam/Join`. */
-export function methodPath(method: DescMethod): string {
-  return `/${method.parent.typeName}/${method.name}`;
-}
+export { methodPath };
 
 function serializer<D extends DescMessage>(schema: D): (value: MessageShape<D>) => Buffer {
   return (value) => {

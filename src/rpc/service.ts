@@ -5,6 +5,7 @@
 
 import { create } from "@bufbuild/protobuf";
 import { type Address, formatIp, isValidPort, makeAddress, parseIp } from "../core/address.js";
+import { periodProblem } from "../core/config.js";
 import { MemberState } from "../core/wire/messages.js";
 import type { AgentApi, MemberView } from "../agent/api.js";
 import type { Subscription } from "../agent/fanout.js";
@@ -21,10 +22,6 @@ import {
 } from "../gen/service/tamtam_pb.js";
 import type { CallContext, ServiceImplementation } from "./adapter.js";
 import { AgentError, toRpcError } from "./status.js";
-
-/** The original's range for the protocol period (its own check never fired; ours does). */
-export const HEARTBEAT_MIN_MS = 10;
-export const HEARTBEAT_MAX_MS = 1000;
 
 const STATUS_OF: Record<MemberState, Status> = {
   [MemberState.Alive]: Status.ALIVE,
@@ -142,9 +139,10 @@ export function tamTamService(agent: AgentApi): ServiceImplementation<typeof Tam
         .map(nodeFrom),
     })),
     setHeartbeat: mapped(async (req) => {
-      if (!Number.isInteger(req.millis) || req.millis < HEARTBEAT_MIN_MS || req.millis > HEARTBEAT_MAX_MS) {
-        throw new AgentError("HEARTBEAT_OUT_OF_RANGE", `heartbeat must be ${HEARTBEAT_MIN_MS}..${HEARTBEAT_MAX_MS} ms, got ${req.millis}`);
-      }
+      // The one range of the protocol period (the original's own check never fired; ours does).
+      // The agent then derives the period's fields with periodFields, as at start-up.
+      const problem = periodProblem(req.millis);
+      if (problem !== null) throw new AgentError("HEARTBEAT_OUT_OF_RANGE", `heartbeat ${problem}, got ${req.millis}`);
       await agent.setHeartbeatMs(req.millis);
       return OK;
     }),

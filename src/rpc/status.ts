@@ -7,6 +7,7 @@
 
 import { Metadata, status as GrpcStatus } from "@grpc/grpc-js";
 import { RpcError } from "./adapter.js";
+import { ERROR_CODE_TRAILER } from "./grpc-wire.js";
 
 export const AGENT_ERROR_STATUS = {
   INVALID_ADDRESS: GrpcStatus.INVALID_ARGUMENT,
@@ -26,7 +27,7 @@ export const AGENT_ERROR_STATUS = {
 } as const satisfies Record<string, GrpcStatus>;
 
 /** Trailer that carries the AgentErrorCode. */
-export const ERROR_CODE_TRAILER = "tamtam-error";
+export { ERROR_CODE_TRAILER };
 
 export type AgentErrorCode = keyof typeof AGENT_ERROR_STATUS;
 

@@ -29,9 +29,12 @@ import { mergeOutcomes, type ShardOutcome, type SimOutcome } from "./outcome.js"
 import type { Scenario } from "./scenario.js";
 import { buildReport, planScenario, runSimulation, type SimParams, type SimReport } from "./simulate.js";
 import { type DatagramEvent, World } from "./world.js";
+import { MAX_SIM_WORKERS } from "./params.js";
 
-/** Most worker threads a simulation may use. */
-export const MAX_SIM_WORKERS = 64;
+export { MAX_SIM_WORKERS };
+/** The report printer, for callers that load the simulator through this module alone. */
+export { formatReport } from "./simulate.js";
+
 /** Data area of each ring between two shards; a full ring makes the sender wait, never drop. */
 const DEFAULT_RING_CAPACITY_BYTES = 8 * 1024 * 1024;
 /** Frame head: atMs (f64), originSeq (f64), node (u32), origin (i32). */

@@ -4,7 +4,7 @@
  * JSON-able object, byte-identical for the same parameters) and its readable text form.
  */
 
-import { type PresetName, PRESETS, type SwimConfig } from "../core/config.js";
+import { PRESETS, type SwimConfig } from "../core/config.js";
 import { expectedConfirmations, retransmitLimit, suspicionMinTimeoutMs } from "../core/formulas.js";
 import { Prng } from "../core/prng.js";
 import { Monitor } from "./monitor.js";
@@ -12,76 +12,9 @@ import { mergeOutcomes, type SimOutcome, steadyNodes, type Violation, type Viola
 import { makeScenario, type Scenario, type ScenarioAction } from "./scenario.js";
 import { type Distribution, distribution, round3 } from "./stats.js";
 import { World } from "./world.js";
+import type { SimParams } from "./params.js";
 
-export interface PartitionSpec {
-  /** First and last period of the partition. */
-  readonly fromPeriod: number;
-  readonly toPeriod: number;
-  /** Share of the nodes on side A, 0 < f < 1. */
-  readonly fraction: number;
-  /** Drop only A→B traffic. */
-  readonly oneWay: boolean;
-}
-
-export interface SimParams {
-  readonly nodes: number;
-  readonly seed: number;
-  readonly preset: PresetName;
-  readonly periods: number;
-  readonly lifeguard: boolean;
-  /** Datagram loss rate 0..1, all run long. */
-  readonly loss: number;
-  readonly duplicate: number;
-  readonly latencyMinMs: number;
-  readonly latencyMeanMs: number;
-  readonly addressing: "ipv4" | "ipv6" | "mixed";
-  /** Nodes crashed at `faultPeriod`. */
-  readonly kill: number;
-  /** Nodes that leave gracefully at `faultPeriod`. */
-  readonly leave: number;
-  /** Nodes crashed at `faultPeriod` and restarted `restartAfterPeriods` later. */
-  readonly restart: number;
-  readonly restartAfterPeriods: number;
-  /** Nodes paused at `faultPeriod` for `pausePeriods`. */
-  readonly pause: number;
-  readonly pausePeriods: number;
-  readonly faultPeriod: number;
-  readonly partition: PartitionSpec | null;
-  /** User broadcasts, sent from random running nodes, evenly from `faultPeriod` on. */
-  readonly broadcasts: number;
-  readonly broadcastBytes: number;
-  readonly restartIncarnation: "clock" | "zero";
-  /** Start from a converged cluster (every node knows every other) instead of joining node 0. */
-  readonly warmStart: boolean;
-  /** Extra protocol overrides (e.g. from tests). */
-  readonly overrides: Partial<SwimConfig>;
-}
-
-export const DEFAULT_PARAMS: SimParams = {
-  nodes: 100,
-  seed: 1,
-  preset: "lan",
-  periods: 60,
-  lifeguard: true,
-  loss: 0,
-  duplicate: 0,
-  latencyMinMs: 0.2,
-  latencyMeanMs: 1,
-  addressing: "ipv4",
-  kill: 0,
-  leave: 0,
-  restart: 0,
-  restartAfterPeriods: 5,
-  pause: 0,
-  pausePeriods: 10,
-  faultPeriod: 10,
-  partition: null,
-  broadcasts: 0,
-  broadcastBytes: 64,
-  restartIncarnation: "clock",
-  warmStart: false,
-  overrides: {},
-};
+export { DEFAULT_PARAMS, type PartitionSpec, type SimParams } from "./params.js";
 
 /** Turns parameters into a concrete scenario; every choice is drawn from the seed. */
 export function planScenario(p: SimParams): Scenario {

@@ -2,8 +2,9 @@
  * src/transport/udp.ts: owns UdpTransport, the one UDP socket of an engine (node:dgram, udp4 or
  * udp6 by the bind address's family; dual stack on `::` when asked). It raises the kernel
  * buffers, hands every received datagram to one callback with the source as text (IPv4-mapped
- * IPv6 sources `::ffff:a.b.c.d` become `a.b.c.d`), sends to core Addresses, and counts what it
- * did. It never throws out of a socket callback: errors are counted. Multicast is not its job.
+ * IPv6 sources `::ffff:a.b.c.d` become `a.b.c.d`), sends to core Addresses, tells when what it
+ * was given has left the socket (flush, before a close), and counts what it did. It never throws
+ * out of a socket callback: errors are counted. Multicast is not its job.
  */
 
 import dgram from "node:dgram";
@@ -73,6 +74,11 @@ export class UdpTransport {
   private readonly hostText = new WeakMap<Address, string>();
   private readonly counters: UdpTransportStats;
   private readonly onSent: (err: Error | null, bytes?: number) => void;
+  /** Sends handed to dgram, and those whose callback has run (sent, failed or cancelled). */
+  private sendsStarted = 0;
+  private sendsDone = 0;
+  /** flush() callers, each waiting for sendsDone to reach its mark (marks ascend). */
+  private flushWaiters: { readonly mark: number; readonly resolve: () => void }[] = [];
 
   private constructor(socket: dgram.Socket, family: AddressFamily, dualStack: boolean) {
     this.socket = socket;
@@ -98,6 +104,8 @@ export class UdpTransport {
         this.counters.datagramsSent++;
         this.counters.bytesSent += bytes ?? 0;
       }
+      this.sendsDone++;
+      if (this.flushWaiters.length > 0) this.wakeFlushes();
     };
     socket.on("error", () => {
       this.counters.socketErrors++;
@@ -184,13 +192,28 @@ export class UdpTransport {
       host = text;
       this.hostText.set(to, host);
     }
+    this.sendsStarted++;
     try {
       this.socket.send(bytes, to.port, host, this.onSent);
       return true;
     } catch {
+      this.sendsStarted--;
       this.counters.sendErrors++;
       return false;
     }
+  }
+
+  /**
+   * Resolves once every datagram passed to `send` so far has left this process: handed to the
+   * kernel, or failed (counted). Later sends are not waited for, so a busy socket cannot hold
+   * it up. Closing the socket before that would drop datagrams still queued in it.
+   */
+  flush(): Promise<void> {
+    const mark = this.sendsStarted;
+    if (this.sendsDone >= mark || this.closing !== null) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.flushWaiters.push({ mark, resolve });
+    });
   }
 
   /** Closes the socket (idempotent). Datagrams arriving afterwards are not delivered. */
@@ -198,6 +221,10 @@ export class UdpTransport {
     if (this.closing !== null) return this.closing;
     this.closed = true;
     this.receiver = null;
+    // Sends still queued are cancelled by the close (their callbacks report it): nothing to wait for.
+    const waiters = this.flushWaiters;
+    this.flushWaiters = [];
+    for (const w of waiters) w.resolve();
     this.closing = new Promise<void>((resolve) => {
       try {
         this.socket.close(() => resolve());
@@ -214,6 +241,17 @@ export class UdpTransport {
 
   stats(): UdpTransportStats {
     return { ...this.counters };
+  }
+
+  private wakeFlushes(): void {
+    const waiters = this.flushWaiters;
+    let woken = 0;
+    for (const w of waiters) {
+      if (w.mark > this.sendsDone) break;
+      w.resolve();
+      woken++;
+    }
+    if (woken > 0) waiters.splice(0, woken);
   }
 
   /** Host text dgram needs to reach `to` from this socket, or null if it cannot. */

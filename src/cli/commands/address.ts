@@ -2,7 +2,6 @@
 
 import { Command } from "clipanion";
 import { TamTamCommand } from "../base-command.js";
-import { bracketed } from "./node-table.js";
 
 export class AddressCommand extends TamTamCommand {
   static override paths = [["address"]];
@@ -16,7 +15,8 @@ export class AddressCommand extends TamTamCommand {
   });
 
   async execute(): Promise<number> {
-    const a = await this.agent.localAddress({});
+    const a = await (await this.agent()).localAddress({});
+    const { bracketed } = await import("../agent-client.js");
     await this.line(`The local address of the agent is: ${bracketed(a.IP, a.port)}`);
     return 0;
   }

@@ -10,25 +10,17 @@ import type { AgentOptions } from "../../agent/options.js";
 import { parseAddress, parseIp } from "../../core/address.js";
 import type { PresetName } from "../../core/config.js";
 import { CliError, EXIT, TamTamCommand } from "../base-command.js";
-import { AGENT_SETTINGS, type AgentSettingName, type ResolvedSettings } from "../settings.js";
+import { AGENT_SETTINGS, type AgentSettingName, HEARTBEAT_HELP, type ResolvedSettings } from "../settings.js";
 
 type RunAgent = (options: AgentOptions) => Promise<number>;
 
-/**
- * Loaded on demand: only `tamtam agent` needs the engine, and the other commands start faster
- * without it. (The specifier is a variable so that this file compiles before the agent exists.)
- */
-const AGENT_MODULE: string = "../../agent/agent.js";
-
+/** Loaded on demand: only `tamtam agent` needs the engine, grpc-js and pino. */
 async function loadRunAgent(): Promise<RunAgent> {
-  let loaded: { runAgent?: unknown };
   try {
-    loaded = (await import(AGENT_MODULE)) as { runAgent?: unknown };
+    return (await import("../../agent/agent.js")).runAgent;
   } catch (error) {
     throw new CliError(`cannot load the agent: ${((error as Error).message.split("\n")[0] ?? "").trim()}`, EXIT.FAILED);
   }
-  if (typeof loaded.runAgent !== "function") throw new CliError("cannot load the agent: src/agent/agent.ts has no runAgent", EXIT.FAILED);
-  return loaded.runAgent as RunAgent;
 }
 
 /** AgentOptions from resolved settings; throws a one-line usage error for inconsistent values. */
@@ -48,7 +40,8 @@ export function agentOptions(s: ResolvedSettings<AgentSettingName>): AgentOption
     ipv6: v.ipv6 || bind.includes(":"),
     iface: v.iface,
     advertise: advertise === null ? null : key(advertise),
-    // Unset: the agent keeps the original's 500 ms on the default preset, a preset's own period otherwise.
+    // Checked by the period's one rule (periodProblem) in settings.ts. Unset: the agent keeps
+    // the original's 500 ms on the default preset, a preset's own period otherwise (defaultPeriodMs).
     heartbeatMs: s.sources.heartbeatMs === "default" ? null : v.heartbeatMs,
     maxBroadcastBytes: v.maxBroadcastBytes,
     multicast: {
@@ -82,6 +75,10 @@ export class AgentCommand extends TamTamCommand {
       \`join: [10.0.0.1:9999]\`, \`log-format: json\`). A flag wins over the environment,
       which wins over the file.
 
+      \`--heartbeat\` accepts the same range from every source and for every preset, as
+      \`tamtam configure heartbeat\` does live; the probe timeout keeps the preset's share of
+      the period.
+
       Unlike the original, \`--iface\` is optional with a wildcard bind address;
       \`--advertise\` sets the address other members reach this agent at explicitly.
     `,
@@ -97,7 +94,7 @@ export class AgentCommand extends TamTamCommand {
   bind = Option.String("-b,--bind", { description: "IP address to bind the gossip socket to (default 0.0.0.0, or :: with --ipv6)" });
   ipv6 = Option.Boolean("-6,--ipv6", { description: "use IPv6: bind :: unless --bind is given" });
   iface = Option.String("-i,--iface", { description: "network interface whose address is advertised when bound to a wildcard address" });
-  heartbeat = Option.String("--heartbeat", { description: "protocol period in milliseconds, 10..1000 (default 500 with the lan preset, else the preset's own)" });
+  heartbeat = Option.String("--heartbeat", { description: `protocol period in milliseconds: ${HEARTBEAT_HELP}` });
   max = Option.String("--max", { description: "largest broadcast message in bytes; 0 = 256 on IPv4, 512 on IPv6 (default 0)" });
   multicast = Option.Boolean("--multicast", { description: "announce and discover members on the link by cluster name" });
   clustername = Option.String("--clustername", { description: 'cluster name of the multicast announcements (default "tamtam")' });
@@ -108,7 +105,9 @@ export class AgentCommand extends TamTamCommand {
   multicastPort = Option.String("--multicast-port", { description: "UDP port of the multicast announcements (default 9998)" });
   advertise = Option.String("--advertise", { description: "IP[:PORT] other members reach this agent at (default: derived from --bind/--iface)" });
   preset = Option.String("--preset", { description: "protocol timing preset: lan, local, wan or thread (default lan)" });
-  workers = Option.String("--workers", { description: "0: run the protocol core on the main thread (default: measured faster, see bench/RESULTS.md); 1: on a worker thread" });
+  workers = Option.String("--workers", {
+    description: "worker threads that run the protocol core: 0 = on the main thread (default: measured faster, see bench/RESULTS.md), or 1",
+  });
   join = Option.Array("--join", { description: "ADDR:PORT of a member to join at start-up (repeatable)" });
   logFormat = Option.String("--log-format", { description: "auto (pretty on a terminal, JSON otherwise), pretty or json (default auto)" });
 

@@ -45,7 +45,7 @@ export class BroadcastCommand extends TamTamCommand {
   async execute(): Promise<number> {
     const { bytes, shown } = this.message !== undefined ? this.fromArgument(this.message) : await this.fromStdin();
     if (bytes.length === 0) throw new CliError("the broadcast message is empty", EXIT.USAGE);
-    this.expectOk(await this.agent.broadcast({ bytes }), "the agent did not accept the broadcast");
+    this.expectOk(await (await this.agent()).broadcast({ bytes }), "the agent did not accept the broadcast");
     await this.line(`broadcast message was send: ${shown}`);
     return 0;
   }

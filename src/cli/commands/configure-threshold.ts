@@ -2,19 +2,21 @@
 
 import { Command, Option } from "clipanion";
 import { LOG_LEVELS, type LogLevelName } from "../../agent/options.js";
-import { LogLevel_Level } from "../../gen/service/tamtam_pb.js";
+import type { LogLevel_Level } from "../../gen/service/tamtam_pb.js";
 import { CliError, EXIT, TamTamCommand } from "../base-command.js";
 
-const LEVEL_OF_NAME: Readonly<Record<LogLevelName, LogLevel_Level>> = {
-  all: LogLevel_Level.ALL,
-  trace: LogLevel_Level.TRACE,
-  debug: LogLevel_Level.DEBUG,
-  info: LogLevel_Level.INFO,
-  warn: LogLevel_Level.WARN,
-  error: LogLevel_Level.ERROR,
-  fatal: LogLevel_Level.FATAL,
-  off: LogLevel_Level.OFF,
-};
+function levelOfName(levels: typeof LogLevel_Level): Readonly<Record<LogLevelName, LogLevel_Level>> {
+  return {
+    all: levels.ALL,
+    trace: levels.TRACE,
+    debug: levels.DEBUG,
+    info: levels.INFO,
+    warn: levels.WARN,
+    error: levels.ERROR,
+    fatal: levels.FATAL,
+    off: levels.OFF,
+  };
+}
 
 export class ConfigureThresholdCommand extends TamTamCommand {
   static override paths = [["configure", "threshold"]];
@@ -35,8 +37,10 @@ export class ConfigureThresholdCommand extends TamTamCommand {
     if (!(LOG_LEVELS as readonly string[]).includes(name)) {
       throw new CliError(`log level must be one of ${LOG_LEVELS.join(", ")}, got "${this.level}"`, EXIT.USAGE);
     }
-    const level = LEVEL_OF_NAME[name as LogLevelName];
-    this.expectOk(await this.agent.setLogThreshold({ level }), "the agent did not change its log threshold");
+    const agent = await this.agent();
+    const { LogLevel_Level: levels } = await import("../agent-client.js");
+    const level = levelOfName(levels)[name as LogLevelName];
+    this.expectOk(await agent.setLogThreshold({ level }), "the agent did not change its log threshold");
     await this.line(`Log threshold was set to ${name}.`);
     return 0;
   }

@@ -22,7 +22,7 @@ export class JoinCommand extends TamTamCommand {
 
   async execute(): Promise<number> {
     const node = this.nodeAddress(this.address);
-    const response = await this.agent.join({ IP: node.IP, port: node.port }, { timeoutMs: REMOTE_TIMEOUT_MS });
+    const response = await (await this.agent()).join({ IP: node.IP, port: node.port }, { timeoutMs: REMOTE_TIMEOUT_MS });
     this.expectOk(response, `the agent could not join ${node.key}`);
     await this.line("Host was joined.");
     return 0;

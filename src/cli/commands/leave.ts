@@ -31,7 +31,7 @@ export class LeaveCommand extends TamTamCommand {
   async execute(): Promise<number> {
     if (this.self) {
       if (this.address !== undefined) throw new CliError("give either ADDR:PORT or --self, not both", EXIT.USAGE);
-      this.expectOk(await this.agent.leaveCluster({}), "the agent could not leave the cluster");
+      this.expectOk(await (await this.agent()).leaveCluster({}), "the agent could not leave the cluster");
       await this.line("The agent left the cluster.");
       return 0;
     }
@@ -39,7 +39,7 @@ export class LeaveCommand extends TamTamCommand {
       throw new CliError("leave needs ADDR:PORT (drop that node) or --self (the agent leaves the cluster)", EXIT.USAGE);
     }
     const node = this.nodeAddress(this.address);
-    this.expectOk(await this.agent.leave({ IP: node.IP, port: node.port }), `the agent could not drop ${node.key}`);
+    this.expectOk(await (await this.agent()).leave({ IP: node.IP, port: node.port }), `the agent could not drop ${node.key}`);
     await this.line("Host was left.");
     return 0;
   }

@@ -5,7 +5,6 @@
 
 import { Command, Option } from "clipanion";
 import { TamTamCommand } from "../base-command.js";
-import { MONITOR_WIDTHS, NODE_COLUMNS, columnWidths, nodeCells, nodeJson, statusStyle, tableLine } from "./node-table.js";
 
 export class MonitorCommand extends TamTamCommand {
   static override paths = [["monitor"]];
@@ -26,7 +25,8 @@ export class MonitorCommand extends TamTamCommand {
   json = Option.Boolean("--json", false, { description: "print one JSON object per line instead of table rows" });
 
   async execute(): Promise<number> {
-    const call = this.agent.monitor({}, { signal: this.stopSignal });
+    const call = (await this.agent()).monitor({}, { signal: this.stopSignal });
+    const { MONITOR_WIDTHS, NODE_COLUMNS, columnWidths, nodeCells, nodeJson, statusStyle, tableLine } = await import("../agent-client.js");
     const release = this.stopOnSignals();
     try {
       if (!this.json) await this.line(this.paint(tableLine(NODE_COLUMNS, columnWidths([], MONITOR_WIDTHS)), "bold"));

@@ -6,7 +6,6 @@
 import { Command, Option } from "clipanion";
 import type { NodeList } from "../../gen/service/tamtam_pb.js";
 import { TamTamCommand, type AgentClient } from "../base-command.js";
-import { NODE_COLUMNS, columnWidths, nodeCells, nodeJson, sortNodes, statusStyle, tableLine } from "./node-table.js";
 
 export abstract class NodeListCommand extends TamTamCommand {
   json = Option.Boolean("--json", false, { description: "print one JSON object instead of a table" });
@@ -15,7 +14,9 @@ export abstract class NodeListCommand extends TamTamCommand {
   protected abstract list(agent: AgentClient): Promise<NodeList>;
 
   async execute(): Promise<number> {
-    const nodes = sortNodes((await this.list(this.agent)).nodes);
+    const list = await this.list(await this.agent());
+    const { NODE_COLUMNS, columnWidths, nodeCells, nodeJson, sortNodes, statusStyle, tableLine } = await import("../agent-client.js");
+    const nodes = sortNodes(list.nodes);
     if (this.json) {
       await this.line(JSON.stringify({ nodes: nodes.map(nodeJson) }));
       return 0;

@@ -19,7 +19,7 @@ export class PingCommand extends TamTamCommand {
 
   async execute(): Promise<number> {
     const node = this.nodeAddress(this.address);
-    const reply = this.agent.ping({ IP: node.IP, port: node.port }, { timeoutMs: REMOTE_TIMEOUT_MS });
+    const reply = (await this.agent()).ping({ IP: node.IP, port: node.port }, { timeoutMs: REMOTE_TIMEOUT_MS });
     // The original's line says the ping went out; whether it was answered comes after (a
     // silent node is a gRPC UNAVAILABLE from the agent: one line on stderr, exit status 1).
     await this.line(`Send a ping message to node ${node.key}`);

@@ -5,8 +5,7 @@
 
 import { Command, Option, UsageError } from "clipanion";
 import { PRESET_NAMES, type PresetName } from "../../core/config.js";
-import { MAX_SIM_WORKERS, runSimulationSharded } from "../../sim/sharded.js";
-import { DEFAULT_PARAMS, formatReport, type PartitionSpec, type SimParams } from "../../sim/simulate.js";
+import { DEFAULT_PARAMS, MAX_SIM_WORKERS, type PartitionSpec, type SimParams } from "../../sim/params.js";
 
 export class SimulateCommand extends Command {
   static override paths = [["simulate"]];
@@ -22,9 +21,13 @@ export class SimulateCommand extends Command {
       knowing every other (a converged cluster, no join storm), which large clusters need.
       Faults happen at \`--fault-period\`.
 
-      \`--workers N\` splits the nodes across N worker threads that advance in lock-step
-      windows as long as the minimum latency; 1, 2 or N workers give the same result. The same
-      seed and parameters always give the same result (and byte-identical \`--json\`).
+      \`--workers\` means what it means for \`tamtam agent\`: the number of worker threads that
+      run protocol work, 0 for the main thread. 0 (the default) runs every node on the main
+      thread; N (2..${MAX_SIM_WORKERS}) splits the nodes across N worker threads that advance in
+      lock-step windows as long as the minimum latency. One worker thread is refused: it would
+      run the same single shard as 0, only behind a hand-off. 0, 2 or N workers give the same
+      result. The same seed and parameters always give the same result (and byte-identical
+      \`--json\`).
       Exits with status 1 when an invariant was violated.
     `,
     examples: [
@@ -66,7 +69,9 @@ export class SimulateCommand extends Command {
   broadcasts = Option.String("--broadcasts", "0", { description: "user broadcasts sent from random nodes after the fault period" });
   broadcastBytes = Option.String("--broadcast-bytes", String(DEFAULT_PARAMS.broadcastBytes), { description: "payload size of each broadcast" });
   warmStart = Option.Boolean("--warm-start", false, { description: "start from a converged cluster instead of joining node 0" });
-  workers = Option.String("--workers", "1", { description: `worker threads to split the nodes across (1..${MAX_SIM_WORKERS})` });
+  workers = Option.String("--workers", "0", {
+    description: `worker threads that run the nodes: 0 = on the main thread (default), or 2..${MAX_SIM_WORKERS} to split the nodes across`,
+  });
   json = Option.Boolean("--json", false, { description: "print one JSON object (includes every parameter)" });
   timing = Option.Boolean("--timing", false, {
     description: "add the wall-clock run time, peak memory and sharding figures (makes --json output vary)",
@@ -74,9 +79,12 @@ export class SimulateCommand extends Command {
 
   async execute(): Promise<number> {
     const params = this.params();
-    const workers = int("--workers", this.workers, 1, MAX_SIM_WORKERS);
+    const workers = workerThreads(this.workers);
     const startedAt = process.hrtime.bigint();
-    const { report, run } = await runSimulationSharded(params, workers);
+    // The simulator (and piscina) load only when a simulation runs.
+    const { formatReport, runSimulationSharded } = await import("../../sim/sharded.js");
+    // One shard runs in this thread; N shards run on N worker threads.
+    const { report, run } = await runSimulationSharded(params, Math.max(1, workers));
     const wallMs = Number(process.hrtime.bigint() - startedAt) / 1e6;
     // Peak resident memory of the whole process, worker threads included.
     const peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
@@ -88,9 +96,9 @@ export class SimulateCommand extends Command {
       this.context.stdout.write(`${formatReport(report)}\n`);
       if (this.timing) {
         this.context.stdout.write(
-          `ran in ${(wallMs / 1000).toFixed(2)} s wall time on ${workers} worker${workers === 1 ? "" : "s"} ` +
+          `ran in ${(wallMs / 1000).toFixed(2)} s wall time ${workers === 0 ? "on the main thread" : `on ${workers} worker threads`} ` +
             `(${nodePeriodsPerSec} node-periods/s, peak RSS ${peakRssMiB} MiB` +
-            `${workers > 1 ? `, ${run.windows} windows, ${run.crossShardDatagrams} datagrams between shards` : ""})\n`,
+            `${workers > 0 ? `, ${run.windows} windows, ${run.crossShardDatagrams} datagrams between shards` : ""})\n`,
         );
       }
     }
@@ -135,6 +143,16 @@ export class SimulateCommand extends Command {
       overrides: {},
     };
   }
+}
+
+/**
+ * `--workers`: worker threads that run protocol work, 0 for the main thread, as for `tamtam
+ * agent`. 0 runs one shard here; N (2..MAX_SIM_WORKERS) runs N shards on N worker threads.
+ */
+function workerThreads(text: string): number {
+  const n = /^[0-9]+$/.test(text.trim()) ? Number(text) : NaN;
+  if (n === 0 || (n >= 2 && n <= MAX_SIM_WORKERS)) return n;
+  throw new UsageError(`--workers must be 0 (the main thread) or 2..${MAX_SIM_WORKERS} worker threads, got "${text}"`);
 }
 
 function int(flag: string, text: string, min: number, max: number): number {

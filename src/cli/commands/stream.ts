@@ -50,7 +50,7 @@ export class StreamCommand extends TamTamCommand {
     if (!ENCODINGS.includes(encoding)) {
       throw new CliError(`--encoding must be one of ${ENCODINGS.join(", ")}, got "${this.encoding}"`, EXIT.USAGE);
     }
-    const call = this.agent.stream({}, { signal: this.stopSignal });
+    const call = (await this.agent()).stream({}, { signal: this.stopSignal });
     const release = this.stopOnSignals();
     try {
       for await (const message of call) {

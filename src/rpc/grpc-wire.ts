@@ -1,0 +1,50 @@
+/**
+ * gRPC's own conventions, shared by the grpc-js adapter (adapter.ts) and the HTTP/2 client of
+ * the command line (h2-client.ts): status codes, method paths and the trailer in which TamTam's
+ * agent names its errors. Plain constants, so that a CLI call never loads @grpc/grpc-js.
+ */
+
+import type { DescMethod } from "@bufbuild/protobuf";
+
+/** gRPC status codes (the numbers are gRPC's and never change). */
+export const GrpcStatus = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+
+export type GrpcStatusCode = (typeof GrpcStatus)[keyof typeof GrpcStatus];
+
+const NAMES: ReadonlyMap<number, string> = new Map(Object.entries(GrpcStatus).map(([name, code]) => [code, name]));
+
+/** `UNAVAILABLE` for 14; `UNKNOWN(99)` for a number that is no gRPC status. */
+export function grpcStatusName(code: number): string {
+  return NAMES.get(code) ?? `UNKNOWN(${code})`;
+}
+
+/** True for an integer that is a gRPC status code (Node errors carry string codes such as "ECONNREFUSED"). */
+export function isGrpcStatusCode(value: unknown): value is GrpcStatusCode {
+  return typeof value === "number" && NAMES.has(value);
+}
+
+/** Trailer in which the agent sends its stable error code (`NO_ANSWER`, `BROADCAST_TOO_LARGE`, ...). */
+export const ERROR_CODE_TRAILER = "tamtam-error";
+
+/** `/<package>.<Service>/<Method>`, e.g. `/service.TamTam/Join`. */
+export function methodPath(method: DescMethod): string {
+  return `/${method.parent.typeName}/${method.name}`;
+}

@@ -1,0 +1,446 @@
+/**
+ * A small gRPC client over node:http2 for short-lived processes: the command line makes one
+ * call (or follows one stream) and exits. It speaks gRPC over HTTP/2 exactly as the agent's
+ * grpc-js server expects it (length-prefixed protobuf-es messages, `grpc-timeout`, status in the
+ * `grpc-status` / `grpc-message` trailers, trailers-only answers) for unary and server-streaming
+ * methods, on one plaintext connection per client, without retries, compression or TLS.
+ *
+ * Why not the grpc-js client: loading @grpc/grpc-js (channels, resolvers, load balancing,
+ * keep-alive, channelz) costs more than a whole CLI call; `bench/startup.bench.ts` measures it.
+ * Long-lived programs keep using the grpc-js client in adapter.ts, and the agent's server is
+ * grpc-js either way.
+ *
+ * Failures reject with `GrpcCallError` (`code`, `details`, `metadata.get(key)`), shaped like
+ * grpc-js's ServiceError so that callers treat both alike.
+ */
+
+import { connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from "node:http2";
+import { createConnection, type Socket } from "node:net";
+import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import type { ServerStreamingCall } from "./adapter.js";
+import { GrpcStatus, methodPath } from "./grpc-wire.js";
+
+/** Largest response message accepted (grpc-js's default receive limit). */
+export const MAX_RESPONSE_MESSAGE_BYTES = 4 * 1024 * 1024;
+/** Stream messages decoded ahead of the reader before the HTTP/2 stream is paused (flow control). */
+const STREAM_HIGH_WATER_MESSAGES = 64;
+const FRAME_HEADER_BYTES = 5;
+
+/** Trailers of a failed call, read like grpc-js's Metadata. */
+export interface CallMetadata {
+  /** Every value of `key` (lower case), or an empty list. */
+  get(key: string): string[];
+}
+
+/** A failed call: its gRPC status, the server's message and the trailers. */
+export class GrpcCallError extends Error {
+  override readonly name = "GrpcCallError";
+  constructor(
+    readonly code: number,
+    readonly details: string,
+    readonly metadata: CallMetadata = metadataOf({}),
+  ) {
+    super(`${code}: ${details}`);
+  }
+}
+
+export interface H2CallOptions {
+  /** Deadline of this call in ms (sent as `grpc-timeout` and enforced here too). */
+  timeoutMs?: number;
+  /** Aborting cancels the call; it then fails with CANCELLED. */
+  signal?: AbortSignal;
+}
+
+export interface H2ClientOptions {
+  /** Deadline of unary calls that set no `timeoutMs`; streams get none by default. */
+  defaultTimeoutMs?: number;
+}
+
+type Input<M extends GenServiceMethods, K extends keyof M> = M[K]["input"];
+type Output<M extends GenServiceMethods, K extends keyof M> = M[K]["output"];
+
+/** A typed client of `service`: one method per RPC, keyed by `localName`, and `close()`. */
+export type H2ServiceClient<M extends GenServiceMethods> = { close(): void } & {
+  readonly [K in keyof M]: M[K]["methodKind"] extends "unary"
+    ? (request: MessageInitShape<Input<M, K>>, options?: H2CallOptions) => Promise<MessageShape<Output<M, K>>>
+    : M[K]["methodKind"] extends "server_streaming"
+      ? (request: MessageInitShape<Input<M, K>>, options?: H2CallOptions) => ServerStreamingCall<MessageShape<Output<M, K>>>
+      : never;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Status from HTTP/2
+
+function metadataOf(headers: IncomingHttpHeaders): CallMetadata {
+  return {
+    get: (key) => {
+      const value = headers[key.toLowerCase()];
+      return value === undefined ? [] : Array.isArray(value) ? value : [value];
+    },
+  };
+}
+
+/** The gRPC status of an HTTP status other than 200 (gRPC's "HTTP to gRPC status code mapping"). */
+function statusOfHttp(httpStatus: number): number {
+  switch (httpStatus) {
+    case 400:
+      return GrpcStatus.INTERNAL;
+    case 401:
+      return GrpcStatus.UNAUTHENTICATED;
+    case 403:
+      return GrpcStatus.PERMISSION_DENIED;
+    case 404:
+      return GrpcStatus.UNIMPLEMENTED;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return GrpcStatus.UNAVAILABLE;
+    default:
+      return GrpcStatus.UNKNOWN;
+  }
+}
+
+/** The gRPC status of a stream the server reset without trailers. */
+function statusOfReset(rstCode: number): number {
+  switch (rstCode) {
+    case h2.NGHTTP2_REFUSED_STREAM:
+      return GrpcStatus.UNAVAILABLE;
+    case h2.NGHTTP2_CANCEL:
+      return GrpcStatus.CANCELLED;
+    case h2.NGHTTP2_ENHANCE_YOUR_CALM:
+      return GrpcStatus.RESOURCE_EXHAUSTED;
+    case h2.NGHTTP2_INADEQUATE_SECURITY:
+      return GrpcStatus.PERMISSION_DENIED;
+    default:
+      return GrpcStatus.INTERNAL;
+  }
+}
+
+function decodeMessage(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+/** The status carried by trailers (or by the headers of a trailers-only answer), or null. */
+function statusOfTrailers(trailers: IncomingHttpHeaders): GrpcCallError | null {
+  const raw = trailers["grpc-status"];
+  if (raw === undefined) return null;
+  const code = Number(Array.isArray(raw) ? raw[0] : raw);
+  const message = trailers["grpc-message"];
+  const details = decodeMessage(typeof message === "string" ? message : "");
+  if (code === GrpcStatus.OK) return new GrpcCallError(GrpcStatus.OK, details, metadataOf(trailers));
+  return new GrpcCallError(Number.isInteger(code) ? code : GrpcStatus.UNKNOWN, details, metadataOf(trailers));
+}
+
+/** A connection or stream error of node:http2 as a gRPC status (no agent answered: UNAVAILABLE). */
+function statusOfNodeError(error: Error & { code?: unknown }): GrpcCallError {
+  return new GrpcCallError(GrpcStatus.UNAVAILABLE, error.message);
+}
+
+// ---------------------------------------------------------------------------------------------
+// One call
+
+interface CallSink {
+  /** A whole response message (without its frame header). */
+  message(bytes: Uint8Array): void;
+  /** The call is over: null when it ended with OK. Called exactly once. */
+  end(error: GrpcCallError | null): void;
+}
+
+interface RunningCall {
+  cancel(): void;
+  pause(): void;
+  resume(): void;
+}
+
+function frame(bytes: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + bytes.length);
+  out[0] = 0; // not compressed
+  out.writeUInt32BE(bytes.length, 1);
+  out.set(bytes, FRAME_HEADER_BYTES);
+  return out;
+}
+
+/** Starts a call with one request message once `session` is up; responses and the end go to `sink`. */
+function startCall(
+  session: Promise<ClientHttp2Session>,
+  path: string,
+  request: Uint8Array,
+  options: H2CallOptions,
+  sink: CallSink,
+): RunningCall {
+  const headers: Record<string, string> = {
+    [h2.HTTP2_HEADER_METHOD]: "POST",
+    [h2.HTTP2_HEADER_PATH]: path,
+    [h2.HTTP2_HEADER_CONTENT_TYPE]: "application/grpc+proto",
+    [h2.HTTP2_HEADER_TE]: "trailers",
+  };
+  if (options.timeoutMs !== undefined) headers["grpc-timeout"] = `${Math.max(1, Math.ceil(options.timeoutMs))}m`;
+
+  let finished = false;
+  let stream: ClientHttp2Stream | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  const signal = options.signal;
+  const finish = (error: GrpcCallError | null): void => {
+    if (finished) return;
+    finished = true;
+    if (timer !== null) clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
+    if (stream !== null && !stream.closed) stream.close(h2.NGHTTP2_CANCEL);
+    sink.end(error);
+  };
+  const onAbort = (): void => finish(new GrpcCallError(GrpcStatus.CANCELLED, "Cancelled on client"));
+  const call: RunningCall = {
+    cancel: onAbort,
+    pause: () => stream?.pause(),
+    resume: () => stream?.resume(),
+  };
+  if (signal?.aborted) {
+    queueMicrotask(onAbort);
+    return call;
+  }
+  signal?.addEventListener("abort", onAbort, { once: true });
+  if (options.timeoutMs !== undefined) {
+    timer = setTimeout(() => finish(new GrpcCallError(GrpcStatus.DEADLINE_EXCEEDED, "Deadline exceeded")), options.timeoutMs);
+  }
+
+  session.then(
+    (connected) => {
+      if (finished) return;
+      try {
+        stream = connected.request(headers);
+      } catch (error) {
+        finish(statusOfNodeError(error as Error));
+        return;
+      }
+      readResponse(stream);
+      stream.end(frame(request));
+    },
+    (error: Error) => finish(statusOfNodeError(error)),
+  );
+  return call;
+
+  function readResponse(stream: ClientHttp2Stream): void {
+    let httpError: GrpcCallError | null = null;
+    let status: GrpcCallError | null = null;
+    let pending: Buffer = Buffer.alloc(0);
+    stream.on("response", (responseHeaders) => {
+      const httpStatus = Number(responseHeaders[h2.HTTP2_HEADER_STATUS]);
+      if (httpStatus !== 200) httpError = new GrpcCallError(statusOfHttp(httpStatus), `HTTP status ${httpStatus}`);
+      status = statusOfTrailers(responseHeaders); // a trailers-only answer
+    });
+    stream.on("trailers", (trailers) => {
+      status = statusOfTrailers(trailers);
+    });
+    stream.on("data", (chunk: Buffer) => {
+      if (finished) return;
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      while (pending.length >= FRAME_HEADER_BYTES) {
+        if ((pending[0] as number) !== 0) {
+          finish(new GrpcCallError(GrpcStatus.INTERNAL, "compressed responses are not supported"));
+          return;
+        }
+        const length = pending.readUInt32BE(1);
+        if (length > MAX_RESPONSE_MESSAGE_BYTES) {
+          finish(new GrpcCallError(GrpcStatus.RESOURCE_EXHAUSTED, `response message of ${length} bytes exceeds ${MAX_RESPONSE_MESSAGE_BYTES}`));
+          return;
+        }
+        if (pending.length < FRAME_HEADER_BYTES + length) break;
+        sink.message(pending.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + length));
+        pending = pending.subarray(FRAME_HEADER_BYTES + length);
+        if (finished) return;
+      }
+    });
+    stream.on("error", (error: Error) => finish(statusOfNodeError(error)));
+    stream.on("close", () => {
+      const rstCode = stream.rstCode ?? h2.NGHTTP2_NO_ERROR;
+      const final: GrpcCallError | null = status ?? httpError;
+      if (final !== null) finish(final.code === GrpcStatus.OK ? (pending.length > 0 ? truncated() : null) : final);
+      else if (rstCode !== h2.NGHTTP2_NO_ERROR) finish(new GrpcCallError(statusOfReset(rstCode), `stream reset by the server (HTTP/2 code ${rstCode})`));
+      else finish(new GrpcCallError(GrpcStatus.UNKNOWN, "the server closed the call without a status"));
+    });
+  }
+}
+
+function truncated(): GrpcCallError {
+  return new GrpcCallError(GrpcStatus.INTERNAL, "the response ended inside a message");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed methods
+
+function unary(
+  connection: Connection,
+  method: DescMethod,
+  request: MessageInitShape<DescMessage>,
+  options: H2CallOptions,
+): Promise<MessageShape<DescMessage>> {
+  return new Promise((resolve, reject) => {
+    let response: MessageShape<DescMessage> | null = null;
+    let extra = false;
+    const bytes = toBinary(method.input, create(method.input, request));
+    startCall(connection.session(), methodPath(method), bytes, options, {
+      message: (data) => {
+        if (response !== null) extra = true;
+        else response = fromBinary(method.output, data);
+      },
+      end: (error) => {
+        if (error !== null) reject(error);
+        else if (response === null) reject(new GrpcCallError(GrpcStatus.INTERNAL, "no response message"));
+        else if (extra) reject(new GrpcCallError(GrpcStatus.INTERNAL, "more than one response message to a unary call"));
+        else resolve(response);
+      },
+    });
+  });
+}
+
+function serverStream(
+  connection: Connection,
+  method: DescMethod,
+  request: MessageInitShape<DescMessage>,
+  options: H2CallOptions,
+): ServerStreamingCall<MessageShape<DescMessage>> {
+  const queue: MessageShape<DescMessage>[] = [];
+  let ended = false;
+  let failure: GrpcCallError | null = null;
+  let wake: (() => void) | null = null;
+  const bytes = toBinary(method.input, create(method.input, request));
+  const call = startCall(connection.session(), methodPath(method), bytes, options, {
+    message: (data) => {
+      queue.push(fromBinary(method.output, data));
+      if (queue.length >= STREAM_HIGH_WATER_MESSAGES) call.pause();
+      wake?.();
+    },
+    end: (error) => {
+      ended = true;
+      failure = error;
+      wake?.();
+    },
+  });
+  async function* iterate(): AsyncGenerator<MessageShape<DescMessage>> {
+    let done = false;
+    try {
+      for (;;) {
+        const next = queue.shift();
+        if (next !== undefined) {
+          if (queue.length === STREAM_HIGH_WATER_MESSAGES / 2) call.resume();
+          yield next;
+          continue;
+        }
+        if (ended) {
+          done = true;
+          if (failure !== null) throw failure;
+          return;
+        }
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = null;
+      }
+    } finally {
+      // The reader stopped early (break, return, throw): tell the server.
+      if (!done) call.cancel();
+    }
+  }
+  return { cancel: () => call.cancel(), [Symbol.asyncIterator]: iterate };
+}
+
+/** `host:port` or `[v6]:port` -> the hosts to try, in order, and the port. */
+function dialTargets(address: string): { hosts: string[]; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(address);
+  if (match === null) throw new Error(`"${address}" is not HOST:PORT`);
+  const host = (match[1] ?? match[2]) as string;
+  // `localhost` is the loopback addresses themselves (RFC 6761): trying them directly skips a
+  // name lookup and Node's first IPv6-address check, which together cost several ms of a CLI
+  // call. The agent's default `--rpc localhost:6262` listens on both.
+  return { hosts: host === "localhost" ? ["127.0.0.1", "::1"] : [host], port: Number(match[3]) };
+}
+
+/** A TCP connection to the first of `hosts` that accepts one. */
+async function dial(hosts: readonly string[], port: number): Promise<Socket> {
+  let lastError: Error = new Error("no address to connect to");
+  for (const host of hosts) {
+    try {
+      return await new Promise<Socket>((resolve, reject) => {
+        const socket = createConnection({ host, port });
+        socket.once("connect", () => {
+          socket.removeListener("error", reject);
+          resolve(socket);
+        });
+        socket.once("error", reject);
+      });
+    } catch (error) {
+      lastError = error as Error;
+    }
+  }
+  throw lastError;
+}
+
+/** One HTTP/2 connection, opened on the first call and again after it closed. */
+class Connection {
+  #session: Promise<ClientHttp2Session> | null = null;
+  #open: ClientHttp2Session | null = null;
+
+  constructor(private readonly address: string) {}
+
+  session(): Promise<ClientHttp2Session> {
+    const open = this.#open;
+    if (this.#session !== null && (open === null || (!open.closed && !open.destroyed))) return this.#session;
+    this.#open = null;
+    const opening = (async () => {
+      const { hosts, port } = dialTargets(this.address);
+      const socket = await dial(hosts, port);
+      const session = connect(`http://${this.address}`, { createConnection: () => socket });
+      // Connection failures reach every call on it as a stream error; this keeps them from
+      // being an unhandled 'error' event as well.
+      session.on("error", () => {});
+      this.#open = session;
+      return session;
+    })();
+    // A failed attempt is not kept: the next call dials again.
+    opening.catch(() => {
+      if (this.#session === opening) this.#session = null;
+    });
+    this.#session = opening;
+    return opening;
+  }
+
+  close(): void {
+    const session = this.#session;
+    this.#session = null;
+    this.#open = null;
+    session?.then((s) => s.close(), () => undefined);
+  }
+}
+
+/**
+ * A client of `service` at `address` (`host:port`, `[v6]:port`). Connects on the first call;
+ * `close()` ends the connection once the calls on it are over.
+ */
+export function createH2Client<M extends GenServiceMethods>(
+  service: GenService<M>,
+  address: string,
+  options: H2ClientOptions = {},
+): H2ServiceClient<M> {
+  const connection = new Connection(address);
+  const client: Record<string, unknown> = { close: () => connection.close() };
+  for (const method of service.methods) {
+    if (method.localName === "close") throw new Error(`${methodPath(method)}: method name "close" collides with the client's close()`);
+    if (method.methodKind === "unary") {
+      client[method.localName] = (request: MessageInitShape<DescMessage>, callOptions: H2CallOptions = {}) =>
+        unary(connection, method, request, { timeoutMs: options.defaultTimeoutMs, ...callOptions });
+    } else if (method.methodKind === "server_streaming") {
+      client[method.localName] = (request: MessageInitShape<DescMessage>, callOptions: H2CallOptions = {}) =>
+        serverStream(connection, method, request, callOptions);
+    } else {
+      throw new Error(`${methodPath(method)}: ${method.methodKind} methods are not supported`);
+    }
+  }
+  // Built from the descriptor, so every method of M is present with its own schemas.
+  return client as H2ServiceClient<M>;
+}

@@ -1,0 +1,260 @@
+/**
+ * Tests of src/rpc/h2-client.ts, the command line's small gRPC client over node:http2, against
+ * a real grpc-js server (the agent's server stack: adapter.ts + status.ts): unary answers and
+ * failures with their status, message and tamtam-error trailer; server streams in order, with
+ * flow control under a slow reader, ending with OK or a status; deadlines; cancellation seen by
+ * the server; an absent server; an unknown method.
+ */
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { createServer } from "node:net";
+import * as grpc from "@grpc/grpc-js";
+import { Response_Code, TamTam } from "../src/gen/service/tamtam_pb.js";
+import { addService } from "../src/rpc/adapter.js";
+import { GrpcStatus } from "../src/rpc/grpc-wire.js";
+import { createH2Client, GrpcCallError } from "../src/rpc/h2-client.js";
+import { AgentError, toRpcError } from "../src/rpc/status.js";
+
+const STREAM_MESSAGES = 2_000;
+
+interface Server {
+  readonly address: string;
+  /** Resolves when a hanging call sees its cancellation. */
+  readonly cancelled: Promise<void>;
+  close(): void;
+}
+
+function untilAborted(signal: AbortSignal): Promise<void> {
+  return signal.aborted ? Promise.resolve() : once(signal, "abort").then(() => undefined);
+}
+
+async function startServer(bindHost = "127.0.0.1"): Promise<Server> {
+  const server = new grpc.Server();
+  let seeCancel: () => void = () => undefined;
+  const cancelled = new Promise<void>((resolve) => {
+    seeCancel = resolve;
+  });
+  const OK = { code: Response_Code.OK };
+  addService(server, TamTam, {
+    join(req) {
+      if (req.IP === "10.0.0.9") throw toRpcError(new AgentError("NO_ANSWER", "10.0.0.9:9999 did not answer"));
+      return OK;
+    },
+    leave: () => OK,
+    async broadcast(req, ctx) {
+      if (req.bytes.length === 0) throw toRpcError(new AgentError("EMPTY_BROADCAST", "the message is empty"));
+      if (Buffer.from(req.bytes).toString() === "hang") {
+        await untilAborted(ctx.signal);
+        seeCancel();
+        throw toRpcError(new AgentError("INTERNAL", "cancelled"));
+      }
+      return OK;
+    },
+    async *stream() {
+      for (let i = 0; i < STREAM_MESSAGES; i++) yield { bytes: Buffer.from(`message ${i}`) };
+    },
+    async *monitor(_req, ctx) {
+      yield { address: { IP: "10.0.0.2", port: 7946 }, state: "alive" };
+      await untilAborted(ctx.signal);
+      seeCancel();
+    },
+    nodes: () => ({ nodes: [{ address: { IP: "10.0.0.2", port: 7946 }, state: "alive" }] }),
+    healthy: () => {
+      throw toRpcError(new AgentError("SHUTTING_DOWN", "the agent is shutting down"));
+    },
+    setHeartbeat: () => OK,
+    setLogThreshold: () => OK,
+    ping: () => OK,
+    localAddress: () => ({ IP: "10.0.0.1", port: 9999 }),
+    leaveCluster: () => OK,
+    stats: () => ({ counters: { ping_sent: 7n } }),
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${bindHost}:0`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  return { address: `${bindHost}:${port}`, cancelled, close: () => server.forceShutdown() };
+}
+
+/** A TCP port nobody listens on (bound, read, closed). */
+async function closedPort(): Promise<number> {
+  const probe = createServer();
+  probe.listen(0, "127.0.0.1");
+  await once(probe, "listening");
+  const port = (probe.address() as { port: number }).port;
+  probe.close();
+  await once(probe, "close");
+  return port;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<GrpcCallError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(error instanceof GrpcCallError, `a GrpcCallError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail("the call should have failed");
+}
+
+test("unary calls answer with the decoded message", async () => {
+  const server = await startServer();
+  const client = createH2Client(TamTam, server.address, { defaultTimeoutMs: 5_000 });
+  try {
+    assert.deepEqual({ ...(await client.localAddress({})) }, { $typeName: "service.NodeAddress", IP: "10.0.0.1", port: 9999 });
+    const nodes = await client.nodes({});
+    assert.equal(nodes.nodes[0]?.address?.IP, "10.0.0.2");
+    assert.equal(nodes.nodes[0]?.state, "alive");
+    // Several calls share the connection.
+    const [a, b] = await Promise.all([client.join({ IP: "10.0.0.2", port: 1 }), client.stats({})]);
+    assert.equal(a.code, Response_Code.OK);
+    assert.equal(b.counters.ping_sent, 7n);
+  } finally {
+    client.close();
+    server.close();
+  }
+});
+
+test("a failed unary call carries the status, the message and the agent's error code", async () => {
+  const server = await startServer();
+  const client = createH2Client(TamTam, server.address);
+  try {
+    const noAnswer = await rejection(client.join({ IP: "10.0.0.9", port: 9999 }));
+    assert.equal(noAnswer.code, GrpcStatus.UNAVAILABLE);
+    assert.equal(noAnswer.details, "10.0.0.9:9999 did not answer");
+    assert.deepEqual(noAnswer.metadata.get("tamtam-error"), ["NO_ANSWER"]);
+    const empty = await rejection(client.broadcast({ bytes: new Uint8Array() }));
+    assert.equal(empty.code, GrpcStatus.INVALID_ARGUMENT);
+    assert.deepEqual(empty.metadata.get("tamtam-error"), ["EMPTY_BROADCAST"]);
+    const shutting = await rejection(client.healthy({}));
+    assert.equal(shutting.code, GrpcStatus.UNAVAILABLE);
+    assert.equal(shutting.details, "the agent is shutting down");
+  } finally {
+    client.close();
+    server.close();
+  }
+});
+
+test("a server stream arrives whole and in order, even behind a slow reader", async () => {
+  const server = await startServer();
+  const client = createH2Client(TamTam, server.address);
+  try {
+    let count = 0;
+    for await (const message of client.stream({})) {
+      assert.equal(Buffer.from(message.bytes).toString(), `message ${count}`);
+      count++;
+      if (count % 100 === 0) await new Promise((resolve) => setImmediate(resolve)); // a reader that lags
+    }
+    assert.equal(count, STREAM_MESSAGES);
+  } finally {
+    client.close();
+    server.close();
+  }
+});
+
+test("aborting a stream cancels it on the server and ends the iteration with CANCELLED", async () => {
+  const server = await startServer();
+  const client = createH2Client(TamTam, server.address);
+  try {
+    const stop = new AbortController();
+    const seen: string[] = [];
+    const failure = await rejection(
+      (async () => {
+        for await (const node of client.monitor({}, { signal: stop.signal })) {
+          seen.push(node.state);
+          stop.abort();
+        }
+      })(),
+    );
+    assert.equal(failure.code, GrpcStatus.CANCELLED);
+    assert.deepEqual(seen, ["alive"]);
+    await server.cancelled;
+  } finally {
+    client.close();
+    server.close();
+  }
+});
+
+test("breaking out of a stream cancels it on the server", async () => {
+  const server = await startServer();
+  const client = createH2Client(TamTam, server.address);
+  try {
+    for await (const node of client.monitor({})) {
+      assert.equal(node.state, "alive");
+      break;
+    }
+    await server.cancelled;
+  } finally {
+    client.close();
+    server.close();
+  }
+});
+
+test("a call past its deadline fails with DEADLINE_EXCEEDED and the server sees the cancellation", async () => {
+  const server = await startServer();
+  const client = createH2Client(TamTam, server.address);
+  try {
+    const late = await rejection(client.broadcast({ bytes: Buffer.from("hang") }, { timeoutMs: 50 }));
+    assert.equal(late.code, GrpcStatus.DEADLINE_EXCEEDED);
+    await server.cancelled;
+  } finally {
+    client.close();
+    server.close();
+  }
+});
+
+test("no server at the address: UNAVAILABLE, for unary calls and streams", async () => {
+  const client = createH2Client(TamTam, `127.0.0.1:${await closedPort()}`);
+  try {
+    const unary = await rejection(client.nodes({}));
+    assert.equal(unary.code, GrpcStatus.UNAVAILABLE);
+    assert.deepEqual(unary.metadata.get("tamtam-error"), []);
+    const stream = await rejection((async () => {
+      for await (const _ of client.stream({})) assert.fail("no message can arrive");
+    })());
+    assert.equal(stream.code, GrpcStatus.UNAVAILABLE);
+  } finally {
+    client.close();
+  }
+});
+
+test("a method the server does not have: UNIMPLEMENTED", async () => {
+  const server = new grpc.Server(); // serves nothing
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  const client = createH2Client(TamTam, `127.0.0.1:${port}`);
+  try {
+    const missing = await rejection(client.stats({}));
+    assert.equal(missing.code, GrpcStatus.UNIMPLEMENTED);
+  } finally {
+    client.close();
+    server.forceShutdown();
+  }
+});
+
+test("an already aborted signal fails the call at once with CANCELLED", async () => {
+  const server = await startServer();
+  const client = createH2Client(TamTam, server.address);
+  try {
+    const failure = await rejection(client.nodes({}, { signal: AbortSignal.abort() }));
+    assert.equal(failure.code, GrpcStatus.CANCELLED);
+  } finally {
+    client.close();
+    server.close();
+  }
+});
+
+test("localhost reaches an agent that listens on either loopback address", async () => {
+  for (const bindHost of ["127.0.0.1", "[::1]"]) {
+    const server = await startServer(bindHost);
+    const client = createH2Client(TamTam, server.address.replace(bindHost, "localhost"));
+    try {
+      assert.equal((await client.localAddress({})).IP, "10.0.0.1", `bound to ${bindHost}`);
+    } finally {
+      client.close();
+      server.close();
+    }
+  }
+});
