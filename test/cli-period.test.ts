@@ -297,14 +297,16 @@ describe("help states the range and what --workers means", () => {
     assert.equal(agentOptions(defaults).workers, 0);
   });
 
-  test("simulate --workers accepts 0 and 2..64; 1 and 65 are one-line usage errors", async () => {
-    for (const bad of ["1", "65", "1.5", "x"]) {
+  test("simulate --workers accepts 0..64 (1 = one worker thread); 65 and non-integers are one-line usage errors", async () => {
+    for (const bad of ["65", "1.5", "x"]) {
       const r = await run(["simulate", "--nodes", "2", "--periods", "10", "--workers", bad]);
-      assert.deepEqual(r, { code: EXIT.USAGE, stdout: "", stderr: `tamtam: --workers must be 0 (the main thread) or 2..64 worker threads, got "${bad}"\n` });
+      assert.deepEqual(r, { code: EXIT.USAGE, stdout: "", stderr: `tamtam: --workers must be 0 (the main thread) or 1..64 worker threads, got "${bad}"\n` });
     }
     const r = await run(["simulate", "--nodes", "3", "--periods", "10", "--workers", "0", "--json"]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal((JSON.parse(r.stdout) as { parameters: { nodes: number } }).parameters.nodes, 3);
+    const one = await run(["simulate", "--nodes", "3", "--periods", "10", "--workers", "1", "--json"]);
+    assert.deepEqual(one, r, "one worker thread prints what the main thread prints");
   });
 });
 

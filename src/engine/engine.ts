@@ -24,7 +24,7 @@
 import { Worker } from "node:worker_threads";
 import { randomInt } from "node:crypto";
 import { parseAddress, parseIp, type Address } from "../core/address.js";
-import { defaultMaxBroadcastBytes, makeConfig, validateConfig, type SwimConfig } from "../core/config.js";
+import { defaultMaxBroadcastBytes, makeConfig, periodProblem, validateConfig, type SwimConfig } from "../core/config.js";
 import type { BroadcastOutcome, SwimNodeOptions } from "../core/node.js";
 import type { CoreEvent, MemberInfo } from "../core/runtime.js";
 import {
@@ -37,7 +37,7 @@ import {
   type RingStats,
 } from "../shm/index.js";
 import { UdpTransport } from "../transport/udp.js";
-import { CoreHost, MAX_PROBE_INTERVAL_MS, MIN_PROBE_INTERVAL_MS, type HostSink } from "./host.js";
+import { CoreHost, type HostSink } from "./host.js";
 import {
   DATAGRAM_IN_MAX_HEADER_BYTES,
   DATAGRAM_OUT_MAX_HEADER_BYTES,
@@ -91,7 +91,7 @@ export interface Engine {
   ping(target: Address): Promise<number | null>;
   /** Drops `address` from the local member table only. False if the command could not be queued. */
   forget(address: Address): boolean;
-  /** Changes the probe interval live (10..600000 ms; RangeError otherwise). False if not queued. */
+  /** Changes the probe interval live (PERIOD_MIN_MS..PERIOD_MAX_MS, 10..600000 ms; RangeError otherwise). False if not queued. */
   setProbeIntervalMs(probeIntervalMs: number): boolean;
   /** The member table as the core sees it now, self included. */
   members(): Promise<MemberInfo[]>;
@@ -391,9 +391,10 @@ abstract class EngineBase implements Engine {
   }
 
   setProbeIntervalMs(probeIntervalMs: number): boolean {
-    if (!Number.isInteger(probeIntervalMs) || probeIntervalMs < MIN_PROBE_INTERVAL_MS || probeIntervalMs > MAX_PROBE_INTERVAL_MS) {
-      throw new RangeError(`probeIntervalMs must be an integer in ${MIN_PROBE_INTERVAL_MS}..${MAX_PROBE_INTERVAL_MS}, got ${probeIntervalMs}`);
-    }
+    // The one period rule (src/core/config.ts), checked here so that a bad period throws
+    // instead of being queued and dropped by the core.
+    const problem = periodProblem(probeIntervalMs);
+    if (problem !== null) throw new RangeError(`probeIntervalMs ${problem}, got ${probeIntervalMs}`);
     if (this.state !== "ready") return false;
     return this.submitCounted({ type: "setProbeInterval", probeIntervalMs });
   }

@@ -9,7 +9,8 @@
  *
  * Two ways to run the shards:
  * - runSimulationSharded: one piscina worker thread per shard, exchanging through shared-memory
- *   rings and a barrier (src/shm/shard-exchange.ts); this is `tamtam simulate --workers N`;
+ *   rings and a barrier (src/shm/shard-exchange.ts); this is `tamtam simulate --workers N`
+ *   (N = 1..MAX_SIM_WORKERS; with 0 it runs the whole simulation in the calling thread);
  * - runShardsInThread: every shard in this thread, one after another each window (tests use it
  *   to check that the split itself changes nothing, without threads).
  */
@@ -105,14 +106,15 @@ export interface ShardedOptions {
 }
 
 /**
- * Runs the simulation across `workers` worker threads (piscina), one shard each; with one
- * worker it runs in this thread. Same parameters, same report, whatever the number of workers.
+ * Runs the simulation across `workers` worker threads (piscina), one shard each, 1 included
+ * (a single shard on one worker thread); with 0 workers it runs unsharded in this thread. Same
+ * parameters, same report, whatever the number of workers.
  */
 export async function runSimulationSharded(params: SimParams, workers: number, options: ShardedOptions = {}): Promise<ShardedResult> {
-  if (!Number.isInteger(workers) || workers < 1 || workers > MAX_SIM_WORKERS) {
-    throw new RangeError(`workers must be in 1..${MAX_SIM_WORKERS}, got ${workers}`);
+  if (!Number.isInteger(workers) || workers < 0 || workers > MAX_SIM_WORKERS) {
+    throw new RangeError(`workers must be in 0..${MAX_SIM_WORKERS}, got ${workers}`);
   }
-  if (workers === 1) {
+  if (workers === 0) {
     const { report, outcome } = runSimulation(params);
     return { report, outcome, run: { shards: 1, windows: 0, crossShardDatagrams: 0, ringFullWaits: 0 } };
   }

@@ -23,11 +23,10 @@ export class SimulateCommand extends Command {
 
       \`--workers\` means what it means for \`tamtam agent\`: the number of worker threads that
       run protocol work, 0 for the main thread. 0 (the default) runs every node on the main
-      thread; N (2..${MAX_SIM_WORKERS}) splits the nodes across N worker threads that advance in
-      lock-step windows as long as the minimum latency. One worker thread is refused: it would
-      run the same single shard as 0, only behind a hand-off. 0, 2 or N workers give the same
-      result. The same seed and parameters always give the same result (and byte-identical
-      \`--json\`).
+      thread; N (1..${MAX_SIM_WORKERS}) splits the nodes across N worker threads that advance in
+      lock-step windows as long as the minimum latency (1 runs them all on one worker thread,
+      leaving the main thread free). 0, 1 or N workers give the same result. The same seed and
+      parameters always give the same result (and byte-identical \`--json\`).
       Exits with status 1 when an invariant was violated.
     `,
     examples: [
@@ -70,7 +69,7 @@ export class SimulateCommand extends Command {
   broadcastBytes = Option.String("--broadcast-bytes", String(DEFAULT_PARAMS.broadcastBytes), { description: "payload size of each broadcast" });
   warmStart = Option.Boolean("--warm-start", false, { description: "start from a converged cluster instead of joining node 0" });
   workers = Option.String("--workers", "0", {
-    description: `worker threads that run the nodes: 0 = on the main thread (default), or 2..${MAX_SIM_WORKERS} to split the nodes across`,
+    description: `worker threads that run the nodes: 0 = on the main thread (default), or 1..${MAX_SIM_WORKERS} to split the nodes across`,
   });
   json = Option.Boolean("--json", false, { description: "print one JSON object (includes every parameter)" });
   timing = Option.Boolean("--timing", false, {
@@ -83,8 +82,8 @@ export class SimulateCommand extends Command {
     const startedAt = process.hrtime.bigint();
     // The simulator (and piscina) load only when a simulation runs.
     const { formatReport, runSimulationSharded } = await import("../../sim/sharded.js");
-    // One shard runs in this thread; N shards run on N worker threads.
-    const { report, run } = await runSimulationSharded(params, Math.max(1, workers));
+    // 0: every node runs in this thread; N: N shards run on N worker threads.
+    const { report, run } = await runSimulationSharded(params, workers);
     const wallMs = Number(process.hrtime.bigint() - startedAt) / 1e6;
     // Peak resident memory of the whole process, worker threads included.
     const peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
@@ -96,7 +95,7 @@ export class SimulateCommand extends Command {
       this.context.stdout.write(`${formatReport(report)}\n`);
       if (this.timing) {
         this.context.stdout.write(
-          `ran in ${(wallMs / 1000).toFixed(2)} s wall time ${workers === 0 ? "on the main thread" : `on ${workers} worker threads`} ` +
+          `ran in ${(wallMs / 1000).toFixed(2)} s wall time ${workers === 0 ? "on the main thread" : `on ${workers} worker thread${workers === 1 ? "" : "s"}`} ` +
             `(${nodePeriodsPerSec} node-periods/s, peak RSS ${peakRssMiB} MiB` +
             `${workers > 0 ? `, ${run.windows} windows, ${run.crossShardDatagrams} datagrams between shards` : ""})\n`,
         );
@@ -147,12 +146,12 @@ export class SimulateCommand extends Command {
 
 /**
  * `--workers`: worker threads that run protocol work, 0 for the main thread, as for `tamtam
- * agent`. 0 runs one shard here; N (2..MAX_SIM_WORKERS) runs N shards on N worker threads.
+ * agent`. 0 runs every node here; N (1..MAX_SIM_WORKERS) runs N shards on N worker threads.
  */
 function workerThreads(text: string): number {
   const n = /^[0-9]+$/.test(text.trim()) ? Number(text) : NaN;
-  if (n === 0 || (n >= 2 && n <= MAX_SIM_WORKERS)) return n;
-  throw new UsageError(`--workers must be 0 (the main thread) or 2..${MAX_SIM_WORKERS} worker threads, got "${text}"`);
+  if (n >= 0 && n <= MAX_SIM_WORKERS) return n;
+  throw new UsageError(`--workers must be 0 (the main thread) or 1..${MAX_SIM_WORKERS} worker threads, got "${text}"`);
 }
 
 function int(flag: string, text: string, min: number, max: number): number {

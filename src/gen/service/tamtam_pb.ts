@@ -249,8 +249,9 @@ export const NodeListSchema: GenMessage<NodeList> = /*@__PURE__*/
  */
 export type Heartbeat = Message$1<"service.Heartbeat"> & {
   /**
-   * Protocol period in milliseconds, 10..1000; other values are rejected with
-   * INVALID_ARGUMENT (the original meant to, but accepted anything).
+   * Protocol period in milliseconds, 10..600000 (the range of `tamtam agent
+   * --heartbeat`); other values are rejected with INVALID_ARGUMENT (the original
+   * meant to, but accepted anything).
    *
    * @generated from field: int32 millis = 1;
    */
