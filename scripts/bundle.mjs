@@ -1,29 +1,31 @@
 #!/usr/bin/env node
 // Bundles the `tamtam` bin with esbuild into dist/bin/, one self-contained file per layer:
 //
-//   tamtam.js        the executable (src/cli/bin.ts): turns on the compile cache, loads cli.js
-//   cli.js           the command line: clipanion, every command's options and help, settings
-//   yaml.js          the YAML parser, loaded only when a config file exists
-//   client.js        what commands that talk to the agent add: the gRPC client over node:http2,
+//   tamtam.cjs       the executable (src/cli/layer-loader.ts): loads the other layers through
+//                    V8's code cache (see that file)
+//   cli.cjs          the command line: clipanion, every command's options and help, settings
+//   client.cjs       what commands that talk to the agent add: the gRPC client over node:http2,
 //                    protobuf-es and the generated service, the node table
-//   agent.js         the agent: engine, grpc-js server, pino
-//   worker-entry.js  the engine's worker thread
-//   simulate.js      the simulator (piscina stays in node_modules)
-//   shard-worker.js  a simulation shard's worker thread
+//   agent.cjs        the agent: engine, grpc-js server, pino
+//   simulate.cjs     the simulator (piscina stays in node_modules)
+//   worker-entry.js  the engine's worker thread (ES module, started by file name)
+//   shard-worker.js  a simulation shard's worker thread (ES module, started by file name)
 //
 // A layer is loaded by a dynamic import() of its entry module; every other import is bundled
-// into the layer that makes it. So each command reads two to four files instead of hundreds of
-// modules (or a dozen shared chunks), and loads only what it uses. A module may sit in two
-// layers only if it holds no state and defines no class that is checked with instanceof across
-// them: the build fails otherwise (SHAREABLE says which may).
+// into the layer that makes it. So each command reads two or three files instead of hundreds of
+// modules, and loads only what it uses. The CommonJS layers turn a dynamic import of another
+// layer into require("./layer.cjs"), which the executable serves from its code cache. A module
+// may sit in two layers only if it holds no state and defines no class that is checked with
+// instanceof across them: the build fails otherwise (SHAREABLE says which may).
 //
 // tsc still type-checks and compiles dist/src for the tests; this only packages the same
-// sources. Packages that find files next to their own code at run time stay in node_modules:
-// piscina (its worker script), @grpc/reflection (its .proto files), pino-pretty (loaded with
-// require(), only when a terminal reads the log), @grpc/proto-loader (grpc-js requires it only
-// to serve channelz and ORCA, which TamTam does not), typanion (clipanion requires it only to
-// validate option schemas, which TamTam does not use).
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+// sources. Packages that find files next to their own code at run time, or that only a few
+// calls need, stay in node_modules: yaml (loaded only when a config file exists), piscina
+// (its worker script), @grpc/reflection (its .proto files; loaded on the first reflection
+// call), pino-pretty (loaded only when a terminal reads the log), @grpc/proto-loader (grpc-js
+// requires it only to serve channelz and ORCA, which TamTam does not), typanion (clipanion
+// requires it only to validate option schemas, which TamTam does not use).
+import { chmodSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { relative, resolve } from "node:path";
 import { build } from "esbuild";
 
@@ -32,20 +34,17 @@ const outdir = `${root}/dist/bin`;
 const pkg = JSON.parse(readFileSync(`${root}/package.json`, "utf8"));
 const buildInfo = JSON.parse(readFileSync(`${root}/dist/build-info.json`, "utf8"));
 
-/** Entry module (relative to the root, or a package name) -> output file in dist/bin. */
+/** Entry module (relative to the root) -> output file in dist/bin. */
 const LAYERS = {
-  "src/cli/bin.ts": "tamtam.js",
-  "src/cli/main.ts": "cli.js",
-  yaml: "yaml.js",
-  "src/cli/agent-client.ts": "client.js",
-  "src/agent/agent.ts": "agent.js",
+  "src/cli/layer-loader.ts": "tamtam.cjs",
+  "src/cli/main.ts": "cli.cjs",
+  "src/cli/agent-client.ts": "client.cjs",
+  "src/agent/agent.ts": "agent.cjs",
   "src/engine/worker-entry.ts": "worker-entry.js",
-  "src/sim/sharded.ts": "simulate.js",
+  "src/sim/sharded.ts": "simulate.cjs",
   "src/sim/shard-worker.ts": "shard-worker.js",
 };
-/** What a package layer exports (its entry is written here, not a file). */
-const PACKAGE_EXPORTS = { yaml: "parse" };
-const EXTERNAL = ["pino-pretty", "piscina", "@grpc/reflection", "@grpc/proto-loader", "typanion"];
+const EXTERNAL = ["yaml", "pino-pretty", "piscina", "@grpc/reflection", "@grpc/proto-loader", "typanion"];
 /**
  * Modules that may be bundled into more than one layer: stateless, no instanceof across layers
  * (generated schemas are compared by type name, never by identity).
@@ -53,6 +52,8 @@ const EXTERNAL = ["pino-pretty", "piscina", "@grpc/reflection", "@grpc/proto-loa
 const SHAREABLE = [/^</, /^src\/gen\//, /^src\/core\//, /^src\/shm\//, /^src\/agent\/options\.ts$/, /^src\/rpc\/grpc-wire\.ts$/, /^src\/sim\/params\.ts$/, /^node_modules\//];
 /** The worker threads run in their own module graphs, so what they share with others is not shared at run time. */
 const OWN_GRAPH = new Set(["worker-entry.js", "shard-worker.js"]);
+/** The executable only loads the others; it shares no module with them. */
+const EXECUTABLE = "tamtam.cjs";
 
 /** A dynamic import of another layer's entry becomes an import of that layer's file. */
 function layerImports(self) {
@@ -60,10 +61,8 @@ function layerImports(self) {
     name: "tamtam-layers",
     setup(b) {
       b.onResolve({ filter: /.*/ }, (args) => {
-        if (args.kind !== "dynamic-import") return undefined;
-        const key = args.path.startsWith(".")
-          ? relative(root, resolve(args.resolveDir, args.path)).replace(/\.js$/, ".ts")
-          : args.path;
+        if (args.kind !== "dynamic-import" || EXTERNAL.includes(args.path)) return undefined;
+        const key = relative(root, resolve(args.resolveDir, args.path)).replace(/\.js$/, ".ts");
         const file = LAYERS[key];
         if (file === undefined) {
           return { errors: [{ text: `dynamic import of "${args.path}" is no layer entry: add it to LAYERS in scripts/bundle.mjs` }] };
@@ -78,37 +77,49 @@ function layerImports(self) {
 rmSync(outdir, { recursive: true, force: true });
 const inputsOf = new Map();
 for (const [entry, file] of Object.entries(LAYERS)) {
-  const isPackage = !entry.startsWith("src/");
+  const commonJs = file.endsWith(".cjs");
   const result = await build({
     absWorkingDir: root,
-    ...(isPackage
-      ? { stdin: { contents: `export { ${PACKAGE_EXPORTS[entry]} } from ${JSON.stringify(entry)};`, resolveDir: root, loader: "js" } }
-      : { entryPoints: [entry] }),
+    entryPoints: [entry],
     outfile: `${outdir}/${file}`,
     bundle: true,
-    format: "esm",
+    format: commonJs ? "cjs" : "esm",
     platform: "node",
     target: "node20",
     external: EXTERNAL,
     plugins: [layerImports(file)],
-    // CommonJS dependencies bundled into ESM call require() for Node's own modules.
-    banner: { js: 'import { createRequire as __tamtamCreateRequire } from "node:module";\nconst require = __tamtamCreateRequire(import.meta.url);' },
+    // CommonJS layers: import() becomes require(), which the executable's loader serves.
+    ...(commonJs ? { supported: { "dynamic-import": false } } : {}),
+    banner: {
+      js: [
+        file === EXECUTABLE ? "#!/usr/bin/env node" : "",
+        commonJs
+          ? 'var __tamtamImportMetaUrl = require("node:url").pathToFileURL(__filename).href;'
+          : // CommonJS dependencies bundled into an ES module call require() for Node's own modules.
+            'import { createRequire as __tamtamCreateRequire } from "node:module";\nconst require = __tamtamCreateRequire(import.meta.url);',
+      ].filter((line) => line !== "").join("\n"),
+    },
     define: {
       TAMTAM_BUILD_INFO: JSON.stringify({ version: pkg.version, buildTime: buildInfo.buildTime, gitHash: buildInfo.gitHash }),
+      ...(commonJs ? { "import.meta.url": "__tamtamImportMetaUrl" } : {}),
     },
+    // Smaller source is less to read, parse and keep in memory, in every process, for as long
+    // as an agent runs; the source maps (for `node --enable-source-maps`) name the real lines.
+    minify: true,
+    sourcemap: "linked",
     legalComments: "none",
     metafile: true,
     logLevel: "warning",
   });
   inputsOf.set(file, Object.keys(result.metafile.inputs));
-  writeFileSync(`${outdir}/${file.replace(/\.js$/, ".meta.json")}`, JSON.stringify(result.metafile));
+  writeFileSync(`${outdir}/${file.replace(/\.c?js$/, ".meta.json")}`, JSON.stringify(result.metafile));
 }
 
 // A stateful module in two layers that run in one module graph would be two modules at run time.
 const layerOf = new Map();
 const problems = [];
 for (const [file, inputs] of inputsOf) {
-  if (OWN_GRAPH.has(file)) continue;
+  if (OWN_GRAPH.has(file) || file === EXECUTABLE) continue;
   for (const input of inputs) {
     if (SHAREABLE.some((pattern) => pattern.test(input))) continue;
     const other = layerOf.get(input);
@@ -116,6 +127,7 @@ for (const [file, inputs] of inputsOf) {
     else layerOf.set(input, file);
   }
 }
+chmodSync(`${outdir}/${EXECUTABLE}`, 0o755);
 if (problems.length > 0) {
   console.error(`scripts/bundle.mjs: modules bundled into two layers:\n  ${problems.join("\n  ")}`);
   process.exit(1);

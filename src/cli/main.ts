@@ -24,9 +24,14 @@ import { PingCommand } from "./commands/ping.js";
 import { SimulateCommand } from "./commands/simulate.js";
 import { StreamCommand } from "./commands/stream.js";
 import { VersionInfoCommand } from "./commands/version.js";
+import { commandWord } from "./command-word.js";
 import { TAMTAM_VERSION } from "./version.js";
 
-/** A clipanion Cli whose parse errors are one line on stderr (clipanion prints them, with usages, on stdout). */
+/**
+ * A clipanion Cli whose parse errors are one line on stderr (clipanion prints them, with usages,
+ * on stdout), and where `--help` without a command prints the general help even after global
+ * options (`tamtam --rpc localhost:6363 --help`), which clipanion alone rejects.
+ */
 export class TamTamCli extends Cli {
   override async run(input: Command | string[], userContext?: Partial<BaseContext> | void): Promise<number> {
     const context = { ...Cli.defaultContext, ...(userContext ?? {}) };
@@ -34,6 +39,10 @@ export class TamTamCli extends Cli {
     try {
       command = Array.isArray(input) ? this.process(input, context) : input;
     } catch (error) {
+      if (Array.isArray(input) && commandWord(input) === undefined && (input.includes("--help") || input.includes("-h"))) {
+        context.stdout.write(this.usage(null));
+        return 0;
+      }
       const trace = Array.isArray(input) && input.includes("--trace");
       return reportError(error, context, { rpc: "", trace, verbose: false });
     }
@@ -70,9 +79,6 @@ const COMMANDS: readonly CommandClass[] = [
   withOneLineErrors(SimulateCommand),
 ];
 
-/** Global options that take a value (`--rpc localhost:6363 nodes`): their values are no command words. */
-const GLOBAL_VALUE_OPTIONS = new Set(["--rpc", "--config"]);
-
 /**
  * The commands worth registering for `args`. clipanion builds its parser from every registered
  * command on each run, which costs more than the rest of a CLI call; so when the first word
@@ -81,15 +87,7 @@ const GLOBAL_VALUE_OPTIONS = new Set(["--rpc", "--config"]);
  * all and a mistake gets its suggestions; `gendoc` documents them all.
  */
 export function commandsFor(args: readonly string[]): readonly CommandClass[] {
-  let word: string | undefined;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i] as string;
-    if (GLOBAL_VALUE_OPTIONS.has(arg)) i++;
-    else if (!arg.startsWith("-")) {
-      word = arg;
-      break;
-    }
-  }
+  const word = commandWord(args);
   const named = COMMANDS.filter((command) => (command.paths ?? []).some((path) => path[0] === word));
   return named.length === 0 || named.includes(GendocCommand) ? COMMANDS : named;
 }

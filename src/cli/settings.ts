@@ -47,12 +47,20 @@
  */
 
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { homedir } from "node:os";
 import { join as joinPath } from "node:path";
 import { UsageError } from "clipanion";
-import { parse as parseYaml } from "yaml";
 import { parseAddress, parseIp } from "../core/address.js";
 import { DEFAULT_HEARTBEAT_MS, PERIOD_RANGE_TEXT, PRESET_NAMES, PRESETS, type PresetName, periodProblem } from "../core/config.js";
+
+// The YAML parser is loaded only when a config file is read: most calls have none, and loading
+// it would cost every command start-up time (it stays in node_modules, outside the bundle).
+const requireModule = createRequire(import.meta.url);
+
+function parseYaml(text: string): unknown {
+  return (requireModule("yaml") as typeof import("yaml")).parse(text);
+}
 
 // ---------------------------------------------------------------------------------------------
 // The table of settings
