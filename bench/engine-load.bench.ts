@@ -35,6 +35,7 @@ import { join } from "node:path";
 import { createInterface, type Interface } from "node:readline";
 import { TamTam } from "../src/gen/service/tamtam_pb.js";
 import { createClient, type ServiceClient } from "../src/rpc/adapter.js";
+import { children, killChildren, track } from "./lib.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const BIN = join(ROOT, (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { bin: { tamtam: string } }).bin.tamtam);
@@ -102,26 +103,6 @@ function parseArgs(argv: string[]): Args {
 
 // ---------------------------------------------------------------------------------------------
 // Processes.
-
-const children = new Set<ChildProcess>();
-
-function killAll(): void {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-  children.clear();
-}
-process.once("exit", killAll);
-for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.once(sig, () => {
-    killAll();
-    process.exit(130);
-  });
-}
-
-function track(proc: ChildProcess): ChildProcess {
-  children.add(proc);
-  proc.once("exit", () => children.delete(proc));
-  return proc;
-}
 
 function kill(proc: ChildProcess): void {
   if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
@@ -779,7 +760,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    killAll();
+    killChildren();
     rmSync(home, { recursive: true, force: true });
   }
   const elapsedSeconds = round((performance.now() - started) / 1000);

@@ -1,8 +1,10 @@
 /**
- * Shared pieces of the micro benchmarks: per-case statistics from a tinybench task (median and
- * spread in ns per operation) and member addresses for synthetic clusters.
+ * Shared pieces of the benchmarks: per-case statistics from a tinybench task (median and
+ * spread in ns per operation), member addresses for synthetic clusters, and the tracking of
+ * child processes (every one killed by PID when the benchmark ends, however it ends).
  */
 
+import type { ChildProcess } from "node:child_process";
 import type { Task } from "tinybench";
 import { makeAddress, type Address } from "../src/core/address.js";
 
@@ -44,4 +46,33 @@ export function statsOf(task: Task, opsPerCall: number): CaseStats {
   const l = result.latency;
   const ns = (ms: number): number => round1((ms * 1e6) / opsPerCall);
   return { medianNs: ns(l.p50), p75Ns: ns(l.p75), p99Ns: ns(l.p99), minNs: ns(l.min), maxNs: ns(l.max), samples: l.samplesCount };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes
+
+/** Every child a benchmark started and that has not exited yet. */
+export const children = new Set<ChildProcess>();
+
+export const isAlive = (proc: ChildProcess): boolean => proc.exitCode === null && proc.signalCode === null;
+
+/** Records `proc` so that `killChildren` (and the exit of this process) reaches it. */
+export function track(proc: ChildProcess): ChildProcess {
+  children.add(proc);
+  proc.once("exit", () => children.delete(proc));
+  return proc;
+}
+
+/** SIGKILLs every tracked child still running. */
+export function killChildren(): void {
+  for (const c of children) if (isAlive(c)) c.kill("SIGKILL");
+  children.clear();
+}
+
+process.once("exit", killChildren);
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.once(sig, () => {
+    killChildren();
+    process.exit(130);
+  });
 }
