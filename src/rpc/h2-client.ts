@@ -396,8 +396,8 @@ class Connection {
       const { hosts, port } = dialTargets(this.address);
       const socket = await dial(hosts, port);
       const session = connect(`http://${this.address}`, { createConnection: () => socket });
-      // Connection failures reach every call on it as a stream error; this keeps them from
-      // being an unhandled 'error' event as well.
+      // A connection that fails later (reset, protocol error) fails every call on it as a
+      // stream error; this keeps it from being an unhandled 'error' event as well.
       session.on("error", () => {});
       this.#open = session;
       return session;
