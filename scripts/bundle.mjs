@@ -25,12 +25,13 @@
 // call), pino-pretty (loaded only when a terminal reads the log), @grpc/proto-loader (grpc-js
 // requires it only to serve channelz and ORCA, which TamTam does not), typanion (clipanion
 // requires it only to validate option schemas, which TamTam does not use).
-import { chmodSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { relative, resolve } from "node:path";
 import { build } from "esbuild";
 
 const root = resolve(new URL("..", import.meta.url).pathname);
 const outdir = `${root}/dist/bin`;
+const metadir = `${root}/dist/bin-meta`;
 const pkg = JSON.parse(readFileSync(`${root}/package.json`, "utf8"));
 const buildInfo = JSON.parse(readFileSync(`${root}/dist/build-info.json`, "utf8"));
 
@@ -75,6 +76,8 @@ function layerImports(self) {
 }
 
 rmSync(outdir, { recursive: true, force: true });
+rmSync(metadir, { recursive: true, force: true });
+mkdirSync(metadir, { recursive: true });
 const inputsOf = new Map();
 for (const [entry, file] of Object.entries(LAYERS)) {
   const commonJs = file.endsWith(".cjs");
@@ -112,7 +115,8 @@ for (const [entry, file] of Object.entries(LAYERS)) {
     logLevel: "warning",
   });
   inputsOf.set(file, Object.keys(result.metafile.inputs));
-  writeFileSync(`${outdir}/${file.replace(/\.c?js$/, ".meta.json")}`, JSON.stringify(result.metafile));
+  // What went into each layer, for esbuild's analyzer (outside dist/bin, which is shipped).
+  writeFileSync(`${metadir}/${file.replace(/\.c?js$/, ".meta.json")}`, JSON.stringify(result.metafile));
 }
 
 // A stateful module in two layers that run in one module graph would be two modules at run time.
