@@ -713,6 +713,7 @@ describe("settings", () => {
     const options = agentOptions(resolveSettings(AGENT_SETTINGS, { clusterName: "lab" }, undefined, io));
     assert.deepEqual(options, {
       rpc: "[::1]:6363",
+      rpcToken: null,
       bind: "::",
       port: 9998,
       ipv6: true,

@@ -3,13 +3,16 @@
  * a real grpc-js server (the agent's server stack: adapter.ts + status.ts): unary answers and
  * failures with their status, message and tamtam-error trailer; server streams in order, with
  * flow control under a slow reader, ending with OK or a status; deadlines; cancellation seen by
- * the server; an absent server; an unknown method.
+ * the server; an absent server; an unknown method; a server on a Unix socket (`unix:PATH`).
  */
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { once } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { Response_Code, TamTam } from "../src/gen/service/tamtam_pb.js";
 import { addService } from "../src/rpc/adapter.js";
@@ -30,6 +33,7 @@ function untilAborted(signal: AbortSignal): Promise<void> {
   return signal.aborted ? Promise.resolve() : once(signal, "abort").then(() => undefined);
 }
 
+/** A server on `bindHost` (an IP, or a whole `unix:PATH` address). */
 async function startServer(bindHost = "127.0.0.1"): Promise<Server> {
   const server = new grpc.Server();
   let seeCancel: () => void = () => undefined;
@@ -71,10 +75,11 @@ async function startServer(bindHost = "127.0.0.1"): Promise<Server> {
     leaveCluster: () => OK,
     stats: () => ({ counters: { ping_sent: 7n } }),
   });
+  const unix = bindHost.startsWith("unix:");
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${bindHost}:0`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(unix ? bindHost : `${bindHost}:0`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
-  return { address: `${bindHost}:${port}`, cancelled, close: () => server.forceShutdown() };
+  return { address: unix ? bindHost : `${bindHost}:${port}`, cancelled, close: () => server.forceShutdown() };
 }
 
 /** A TCP port nobody listens on (bound, read, closed). */
@@ -256,5 +261,81 @@ test("localhost reaches an agent that listens on either loopback address", async
       client.close();
       server.close();
     }
+  }
+});
+
+test("unix:PATH reaches a server on that Unix socket: absolute, relative and unix:///PATH, unary and streams", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tamtam-h2-"));
+  const path = join(dir, "agent.sock");
+  try {
+    const server = await startServer(`unix:${path}`);
+    try {
+      // The same socket named the three ways grpc-js reads a unix: address.
+      for (const address of [`unix:${path}`, `unix:${relative(process.cwd(), path)}`, `unix://${path}`]) {
+        const client = createH2Client(TamTam, address, { defaultTimeoutMs: 5_000 });
+        try {
+          assert.equal((await client.localAddress({})).IP, "10.0.0.1", address);
+          const failed = await rejection(client.healthy({}));
+          assert.equal(failed.code, GrpcStatus.UNAVAILABLE, address);
+          assert.equal(failed.details, "the agent is shutting down");
+          let count = 0;
+          for await (const message of client.stream({})) {
+            assert.equal(Buffer.from(message.bytes).toString(), `message ${count}`);
+            count++;
+          }
+          assert.equal(count, STREAM_MESSAGES, address);
+        } finally {
+          client.close();
+        }
+      }
+    } finally {
+      server.close();
+    }
+    // Nobody listens on the socket any more (or on a path that never was one): UNAVAILABLE.
+    for (const address of [`unix:${path}`, `unix:${join(dir, "none.sock")}`]) {
+      const client = createH2Client(TamTam, address);
+      try {
+        assert.equal((await rejection(client.nodes({}))).code, GrpcStatus.UNAVAILABLE, address);
+      } finally {
+        client.close();
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("extra request headers travel with every call, unary and streaming", async () => {
+  const seen: string[] = [];
+  const server = new grpc.Server();
+  const OK = { code: Response_Code.OK };
+  const header = (ctx: { metadata: grpc.Metadata }): void => {
+    seen.push(String(ctx.metadata.get("x-tamtam-test")[0]));
+  };
+  addService(server, TamTam, {
+    join: () => OK, leave: () => OK, broadcast: () => OK, setHeartbeat: () => OK, setLogThreshold: () => OK, ping: () => OK,
+    leaveCluster: () => OK, healthy: () => ({ nodes: [] }), localAddress: () => ({ IP: "10.0.0.1", port: 1 }), stats: () => ({ counters: {} }),
+    nodes: (_req, ctx) => {
+      header(ctx);
+      return { nodes: [] };
+    },
+    async *stream(_req, ctx) {
+      header(ctx);
+      yield { bytes: Buffer.from("x") };
+    },
+    async *monitor() {},
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  // A header named like one gRPC needs cannot replace it: the call still works.
+  const client = createH2Client(TamTam, `127.0.0.1:${port}`, { headers: { "x-tamtam-test": "yes", "content-type": "text/plain" } });
+  try {
+    await client.nodes({});
+    for await (const _ of client.stream({})) void _;
+    assert.deepEqual(seen, ["yes", "yes"]);
+  } finally {
+    client.close();
+    server.forceShutdown();
   }
 });

@@ -19,11 +19,13 @@ import { addService } from "../rpc/adapter.js";
 import { addReflection } from "../rpc/reflection.js";
 import { tamTamService } from "../rpc/service.js";
 import { AgentError } from "../rpc/status.js";
+import { requireToken } from "../rpc/token.js";
 import { DEFAULT_MULTICAST_IPV4, DEFAULT_MULTICAST_IPV6, MulticastDiscovery } from "../transport/multicast.js";
 import { resolveGossipAddresses } from "./addresses.js";
 import type { AgentApi, MemberView } from "./api.js";
 import { Fanout } from "./fanout.js";
 import { type AgentLogger, createLogger } from "./log.js";
+import { claimSocketPath, isLocalOnly, removeSocket, rpcEndpoint, secureSocket, withPrivateUmask } from "./rpc-endpoint.js";
 import type { AgentOptions, LogLevelName } from "./options.js";
 
 /** The original's default protocol period; used with the default preset when --heartbeat is not given (see defaultPeriodMs). */
@@ -81,6 +83,13 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   const config = protocolConfig(options, addresses.advertise.family);
   const problems = validateConfig(config);
   if (problems.length > 0) throw new Error(`invalid protocol settings: ${problems.join("; ")}`);
+  const endpoint = (() => {
+    try {
+      return rpcEndpoint(options.rpc);
+    } catch (err) {
+      throw new Error(`cannot serve gRPC at ${options.rpc}: ${(err as Error).message}`);
+    }
+  })();
 
   const gossipText = `${addresses.bindIp.includes(":") ? `[${addresses.bindIp}]` : addresses.bindIp}:${addresses.bindPort}`;
   const engine = await createEngine({
@@ -131,7 +140,8 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   const stopped = new Promise<number>((resolve) => {
     resolveStopped = resolve;
   });
-  const server = new grpc.Server();
+  // --rpc-token guards every method, reflection included, in one place (src/rpc/token.ts).
+  const server = new grpc.Server(options.rpcToken === null ? {} : { interceptors: [requireToken(options.rpcToken)] });
 
   const api: AgentApi = {
     localAddress: engine.localAddress,
@@ -195,22 +205,40 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
 
   addService(server, TamTam, tamTamService(api));
   addReflection(server, [file_service_tamtam]);
-  const rpcPort = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(options.rpc, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
-  }).catch(async (err: Error) => {
+  // A Unix socket (unix:PATH) is created for its owner only (0600) and removed when the agent stops.
+  const socketPath = endpoint.socketPath;
+  const bind = (): Promise<number> =>
+    new Promise<number>((resolve, reject) => {
+      server.bindAsync(endpoint.bindAddress, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+    });
+  let socketCreated = false;
+  const rpcPort = await (async () => {
+    if (socketPath === null) return await bind();
+    await claimSocketPath(socketPath);
+    const port = await withPrivateUmask(bind);
+    socketCreated = true;
+    secureSocket(socketPath);
+    return port;
+  })().catch(async (err: Error) => {
+    server.forceShutdown();
+    if (socketPath !== null && socketCreated) removeSocket(socketPath);
     await engine.stop();
     throw new Error(`cannot serve gRPC at ${options.rpc}: ${plainReason(err, "--rpc")}`);
   });
-  const rpcAddress = options.rpc.replace(/:0$/, `:${rpcPort}`);
+  const rpcAddress = socketPath !== null ? endpoint.bindAddress : options.rpc.replace(/:0$/, `:${rpcPort}`);
 
   try {
     await engine.start();
   } catch (err) {
     server.forceShutdown();
+    if (socketPath !== null) removeSocket(socketPath);
     await engine.stop().catch(() => undefined);
     throw err;
   }
   logger.info(`Listening for gRPC at ${rpcAddress}`);
+  if (options.rpcToken === null && !isLocalOnly(rpcAddress)) {
+    logger.warn(`gRPC at ${rpcAddress} can be reached from other machines and needs no token: anyone who reaches it controls this agent (set --rpc-token, or serve on localhost or unix:PATH)`);
+  }
   logger.info(
     `Listening for gossip at ${gossipText}` +
       ` as ${engine.localAddress.key} (${options.workers === 0 ? "inline core" : "core on a worker thread"}, preset ${options.preset}, period ${config.probeIntervalMs} ms)`,
@@ -303,6 +331,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
           resolve();
         });
       });
+      if (socketPath !== null) removeSocket(socketPath);
       // Closes the socket and ends the worker thread: nothing is left to keep the process alive.
       await engine.stop().catch(() => undefined);
       logger.info("stopped");
@@ -325,6 +354,7 @@ function plainReason(err: Error, option: string): string {
   if (text.includes("EADDRINUSE")) return `address already in use (is another agent running? choose another with ${option})`;
   if (text.includes("EADDRNOTAVAIL")) return "no such address on this machine (see --bind)";
   if (text.includes("EACCES")) return "permission denied";
+  if (text.includes("ENOENT")) return "no such directory for the socket";
   return text.split("\n")[0] ?? text;
 }
 

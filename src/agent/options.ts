@@ -20,8 +20,10 @@ export interface MulticastOptions {
 }
 
 export interface AgentOptions {
-  /** gRPC listen address `host:port` (the global --rpc). */
+  /** gRPC listen address `host:port`, or a Unix socket `unix:PATH` (the global --rpc). */
   readonly rpc: string;
+  /** When set, every gRPC call must present it (`authorization: Bearer TOKEN`; the global --rpc-token). */
+  readonly rpcToken: string | null;
   /** Gossip bind address: an IP, or 0.0.0.0 / :: for all. */
   readonly bind: string;
   /** Gossip UDP port, 1..65535. */

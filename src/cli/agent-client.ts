@@ -8,6 +8,7 @@
 
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import { TamTam } from "../gen/service/tamtam_pb.js";
+import { AUTHORIZATION_HEADER, BEARER_PREFIX } from "../rpc/grpc-wire.js";
 import { createH2Client, type H2ServiceClient } from "../rpc/h2-client.js";
 
 export { LogLevel_Level } from "../gen/service/tamtam_pb.js";
@@ -16,7 +17,11 @@ export * from "./commands/node-table.js";
 /** The typed client of the TamTam service. */
 export type AgentClient = typeof TamTam extends GenService<infer M> ? H2ServiceClient<M> : never;
 
-/** A client of the agent at `rpc` (`host:port`); unary calls without a timeout of their own get `defaultTimeoutMs`. */
-export function connectAgent(rpc: string, defaultTimeoutMs: number): AgentClient {
-  return createH2Client(TamTam, rpc, { defaultTimeoutMs });
+/**
+ * A client of the agent at `rpc` (`host:port` or `unix:PATH`); unary calls without a timeout of
+ * their own get `defaultTimeoutMs`. With a `token`, every call presents it (`authorization: Bearer`).
+ */
+export function connectAgent(rpc: string, defaultTimeoutMs: number, token: string | null = null): AgentClient {
+  const headers: Record<string, string> = token === null ? {} : { [AUTHORIZATION_HEADER]: `${BEARER_PREFIX}${token}` };
+  return createH2Client(TamTam, rpc, { defaultTimeoutMs, headers });
 }

@@ -2,8 +2,10 @@
  * The base of every `tamtam` command (`TamTamCommand`) and the command line's error policy.
  * This module owns:
  *   - the global options `--config`, `--rpc`, `--verbose`, `--trace`, `--nobanner` (descriptions
- *     as in the original), resolved with the environment and config file by settings.ts;
- *   - the typed gRPC client of the agent at `--rpc`, with per-call timeouts, loaded (with
+ *     as in the original) and `--rpc-token`, resolved with the environment and config file by
+ *     settings.ts;
+ *   - the typed gRPC client of the agent at `--rpc` (presenting `--rpc-token` on every call),
+ *     with per-call timeouts, loaded (with
  *     node:http2 and protobuf-es) only when a command talks to the agent;
  *   - ONE table mapping gRPC status codes to one-line messages and exit codes (`EXIT`), and
  *     `reportError`, which prints every failure as ONE line `tamtam: ...` on stderr (the stack
@@ -94,7 +96,11 @@ const GRPC_FAILURES: Readonly<Record<number, GrpcFailure>> = {
   },
   [GrpcStatus.CANCELLED]: { exitCode: EXIT.FAILED, message: () => "the call was cancelled" },
   [GrpcStatus.PERMISSION_DENIED]: { exitCode: EXIT.FAILED, message: serverSaid("permission denied") },
-  [GrpcStatus.UNAUTHENTICATED]: { exitCode: EXIT.FAILED, message: serverSaid("not authenticated") },
+  [GrpcStatus.UNAUTHENTICATED]: {
+    exitCode: EXIT.FAILED,
+    message: (_, rpc) =>
+      `the agent at ${rpc} requires --rpc-token (or TAMTAM_RPC_TOKEN, or rpc-token in the config file), or the given token is wrong`,
+  },
   [GrpcStatus.ABORTED]: { exitCode: EXIT.FAILED, message: serverSaid("the agent aborted the request") },
   [GrpcStatus.INTERNAL]: { exitCode: EXIT.FAILED, message: serverSaid("the agent failed") },
   [GrpcStatus.UNKNOWN]: { exitCode: EXIT.FAILED, message: serverSaid("the agent failed") },
@@ -118,7 +124,7 @@ function sentByAgent(error: unknown): boolean {
 function syntaxErrorLine(error: Error): string {
   const e = error as Error & { candidates?: Array<{ usage: string; reason: string | null }>; input?: unknown[] };
   // clipanion brackets the input with START_OF_INPUT (\u0001) and END_OF_INPUT (\u0000) tokens
-  const input = (e.input ?? []).filter((t): t is string => typeof t === "string" && t !== "\u0001" && t !== "\u0000");
+  const rawInput = (e.input ?? []).filter((t): t is string => typeof t === "string" && t !== "\u0001" && t !== "\u0000");
   const candidates = e.candidates ?? [];
   // "tamtam configure heartbeat [--config #0] ... <MS>" -> "configure heartbeat"
   const commandPath = (usage: string): string => {
@@ -126,8 +132,12 @@ function syntaxErrorLine(error: Error): string {
     const end = words.findIndex((w) => !/^[a-z][a-z0-9-]*$/.test(w));
     return (end < 0 ? words : words.slice(0, end)).join(" ");
   };
-  // The words the user typed, without options and the values of the global options that take one.
-  const words = input.filter((t, i) => !t.startsWith("-") && input[i - 1] !== "--rpc" && input[i - 1] !== "--config");
+  // The words the user typed, without options and the values of the global options that take
+  // one; a token given on the command line is never repeated in a message.
+  const input = rawInput.map((t, i) =>
+    rawInput[i - 1] === "--rpc-token" ? "***" : t.startsWith("--rpc-token=") ? "--rpc-token=***" : t,
+  );
+  const words = input.filter((t, i) => !t.startsWith("-") && !["--rpc", "--rpc-token", "--config"].includes(input[i - 1] as string));
   const typed = (path: string): boolean => path !== "" && path.split(" ").every((w, i) => words[i] === w);
   const paths = [...new Set(candidates.map((c) => commandPath(c.usage)))];
   const path = paths.length === 1 && paths[0] !== undefined && typed(paths[0]) ? paths[0] : null;
@@ -224,7 +234,11 @@ const RESPONSE_OK = 0 satisfies Response_Code;
 export abstract class TamTamCommand extends Command {
   config = Option.String("--config", { description: "Config file (default is $HOME/.tamtam.yaml)" });
   rpc = Option.String("--rpc", {
-    description: 'The RPC address the agent binds to or other commands query a running agent on (default "localhost:6262")',
+    description:
+      'The RPC address the agent binds to or other commands query a running agent on: HOST:PORT, or unix:PATH for a Unix socket (default "localhost:6262")',
+  });
+  rpcToken = Option.String("--rpc-token", {
+    description: "The token the agent requires on every RPC call, and other commands present to it (default: none; TAMTAM_RPC_TOKEN keeps it out of the process list)",
   });
   verbose = Option.Boolean("--verbose", { description: "turn on verbose logging" });
   trace = Option.Boolean("--trace", { description: "turn on trace logging" });
@@ -243,7 +257,7 @@ export abstract class TamTamCommand extends Command {
 
   /** Resolves `names` (plus nothing else) with this command's flags. */
   protected resolve<N extends SettingName>(names: readonly N[], flags: FlagValues = {}): ResolvedSettings<N> {
-    const globals: FlagValues = { rpc: this.rpc, verbose: this.verbose, trace: this.trace, nobanner: this.nobanner };
+    const globals: FlagValues = { rpc: this.rpc, rpcToken: this.rpcToken, verbose: this.verbose, trace: this.trace, nobanner: this.nobanner };
     const settings = resolveSettings(names, { ...globals, ...flags }, this.config, this.settingsIO());
     // Always said (not only with --verbose): a misspelt key would otherwise be ignored silently.
     if (settings.unknownKeys.length > 0 && !this.#warnedUnknownKeys) {
@@ -253,7 +267,7 @@ export abstract class TamTamCommand extends Command {
     return settings;
   }
 
-  /** The global settings (rpc, verbose, trace, nobanner), resolved once. */
+  /** The global settings (rpc, rpc-token, verbose, trace, nobanner), resolved once. */
   protected get settings(): ResolvedSettings<GlobalSettingName> {
     this.#settings ??= this.resolve(GLOBAL_SETTINGS);
     return this.#settings;
@@ -262,9 +276,9 @@ export abstract class TamTamCommand extends Command {
   /** The agent's gRPC client, loaded and created on first use and closed when the command ends. */
   protected async agent(): Promise<AgentClient> {
     if (this.#client === undefined) {
-      const rpc = this.settings.values.rpc;
+      const { rpc, rpcToken } = this.settings.values;
       const { connectAgent } = await import("./agent-client.js");
-      this.#client ??= connectAgent(rpc, UNARY_TIMEOUT_MS);
+      this.#client ??= connectAgent(rpc, UNARY_TIMEOUT_MS, rpcToken);
     }
     return this.#client;
   }

@@ -6,7 +6,7 @@
  */
 
 /** Global options that take a value: their values are no command words. */
-const GLOBAL_VALUE_OPTIONS: ReadonlySet<string> = new Set(["--rpc", "--config"]);
+const GLOBAL_VALUE_OPTIONS: ReadonlySet<string> = new Set(["--rpc", "--rpc-token", "--config"]);
 
 export function commandWord(args: readonly string[]): string | undefined {
   for (let i = 0; i < args.length; i++) {

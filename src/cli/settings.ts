@@ -8,7 +8,11 @@
  * environment variable and one flag:
  *
  *   YAML key             environment variable        flag                   default
- *   rpc                  TAMTAM_RPC                  --rpc                  localhost:6262
+ *   rpc                  TAMTAM_RPC                  --rpc                  localhost:6262 (HOST:PORT, or unix:PATH:
+ *                                                                            a Unix socket, PATH absolute or relative
+ *                                                                            to the working directory, or unix:///PATH)
+ *   rpc-token            TAMTAM_RPC_TOKEN            --rpc-token            none (the agent requires it on every call;
+ *                                                                            printable ASCII, no spaces; never shown)
  *   verbose              TAMTAM_VERBOSE              --verbose              false
  *   trace                TAMTAM_TRACE                --trace                false
  *   nobanner             TAMTAM_NOBANNER             --nobanner             false
@@ -53,6 +57,7 @@ import { join as joinPath } from "node:path";
 import { UsageError } from "clipanion";
 import { parseAddress, parseIp } from "../core/address.js";
 import { DEFAULT_HEARTBEAT_MS, PERIOD_RANGE_TEXT, PRESET_NAMES, PRESETS, type PresetName, periodProblem } from "../core/config.js";
+import { unixSocketPath } from "../rpc/grpc-wire.js";
 
 // The YAML parser is loaded only when a config file is read: most calls have none, and loading
 // it would cost every command start-up time (it stays in node_modules, outside the bundle).
@@ -86,14 +91,25 @@ interface Spec {
   readonly oneOf?: readonly string[];
   /** Strings and list items: why the value is invalid ("must be ..."), or null. */
   readonly check?: (value: string) => string | null;
+  /** A secret: messages never show its value. */
+  readonly secret?: boolean;
 }
 
 const HOST_PORT = /^(\[[^\][\s]+\]|[^:\s[\]]+):([0-9]{1,5})$/;
 
-function checkHostPort(value: string): string | null {
+/** An RPC address: HOST:PORT, or a Unix socket unix:PATH (see `unixSocketPath`). */
+function checkHostPortOrUnix(value: string): string | null {
+  const path = unixSocketPath(value);
   const m = HOST_PORT.exec(value);
   const port = m === null ? NaN : Number(m[2]);
-  return port >= 1 && port <= 65535 ? null : "must be HOST:PORT (like localhost:6262 or [::1]:6262)";
+  return (path !== null ? path !== "" : port >= 1 && port <= 65535)
+    ? null
+    : "must be HOST:PORT (like localhost:6262 or [::1]:6262) or unix:PATH (like unix:/run/tamtam.sock)";
+}
+
+/** A token as an HTTP/2 header value carries it: printable ASCII without spaces. */
+function checkToken(value: string): string | null {
+  return /^[\x21-\x7e]+$/.test(value) ? null : "must be printable ASCII without spaces";
 }
 
 function checkIp(value: string): string | null {
@@ -122,7 +138,10 @@ function checkNonEmpty(value: string): string | null {
 }
 
 export const SETTINGS = {
-  rpc: { kind: "string", key: "rpc", env: "TAMTAM_RPC", flag: "--rpc", default: "localhost:6262", check: checkHostPort },
+  rpc: { kind: "string", key: "rpc", env: "TAMTAM_RPC", flag: "--rpc", default: "localhost:6262", check: checkHostPortOrUnix },
+  rpcToken: {
+    kind: "optional-string", key: "rpc-token", env: "TAMTAM_RPC_TOKEN", flag: "--rpc-token", default: null, check: checkToken, secret: true,
+  },
   verbose: { kind: "boolean", key: "verbose", env: "TAMTAM_VERBOSE", flag: "--verbose", default: false },
   trace: { kind: "boolean", key: "trace", env: "TAMTAM_TRACE", flag: "--trace", default: false },
   nobanner: { kind: "boolean", key: "nobanner", env: "TAMTAM_NOBANNER", flag: "--nobanner", default: false },
@@ -186,7 +205,7 @@ type ValueOfKind<K extends Kind> = K extends "boolean"
 export type SettingValue<N extends SettingName> = ValueOfKind<(typeof SETTINGS)[N]["kind"]>;
 
 /** The settings every command resolves. */
-export const GLOBAL_SETTINGS = ["rpc", "verbose", "trace", "nobanner"] as const satisfies readonly SettingName[];
+export const GLOBAL_SETTINGS = ["rpc", "rpcToken", "verbose", "trace", "nobanner"] as const satisfies readonly SettingName[];
 /** The settings `tamtam agent` resolves (the global ones included). */
 export const AGENT_SETTINGS = [
   ...GLOBAL_SETTINGS,
@@ -356,7 +375,7 @@ function labelFor(spec: Spec, source: Source, file: string | null): string {
 
 /** Turns a flag, environment or YAML value into the setting's type, checking it. */
 function convert(spec: Spec, raw: unknown, source: Source, label: string): unknown {
-  const shown = typeof raw === "string" ? `"${raw}"` : JSON.stringify(raw);
+  const shown = spec.secret === true ? "a value that is not shown" : typeof raw === "string" ? `"${raw}"` : JSON.stringify(raw);
   const fail = (must: string): never => {
     throw new UsageError(`${label} ${must}, got ${shown}`);
   };

@@ -48,3 +48,20 @@ export const ERROR_CODE_TRAILER = "tamtam-error";
 export function methodPath(method: DescMethod): string {
   return `/${method.parent.typeName}/${method.name}`;
 }
+
+/** Request header in which a client presents the agent's token (`--rpc-token`): `Bearer TOKEN`. */
+export const AUTHORIZATION_HEADER = "authorization";
+export const BEARER_PREFIX = "Bearer ";
+
+/**
+ * The socket path of a `unix:` gRPC address, read as grpc-js reads it: `unix:PATH`, where PATH
+ * is absolute (`unix:/run/tamtam.sock`) or relative to the working directory
+ * (`unix:tamtam.sock`), or `unix:///ABSOLUTE/PATH`. Null for any other address (HOST:PORT);
+ * an empty string for a `unix:` address without a usable path (`unix:`, `unix://host/path`).
+ */
+export function unixSocketPath(address: string): string | null {
+  if (!address.startsWith("unix:")) return null;
+  const rest = address.slice("unix:".length);
+  if (rest.startsWith("//")) return rest.startsWith("///") ? rest.slice(2) : "";
+  return rest;
+}

@@ -3,7 +3,8 @@
  * call (or follows one stream) and exits. It speaks gRPC over HTTP/2 exactly as the agent's
  * grpc-js server expects it (length-prefixed protobuf-es messages, `grpc-timeout`, status in the
  * `grpc-status` / `grpc-message` trailers, trailers-only answers) for unary and server-streaming
- * methods, on one plaintext connection per client, without retries, compression or TLS.
+ * methods, on one plaintext connection per client (TCP, or a Unix socket for `unix:PATH`),
+ * without retries, compression or TLS.
  *
  * Why not the grpc-js client: loading @grpc/grpc-js (channels, resolvers, load balancing,
  * keep-alive, channelz) costs more than a whole CLI call; `bench/startup.bench.ts` measures it.
@@ -19,7 +20,7 @@ import { createConnection, type Socket } from "node:net";
 import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import type { ServerStreamingCall } from "./adapter.js";
-import { GrpcStatus, methodPath } from "./grpc-wire.js";
+import { GrpcStatus, methodPath, unixSocketPath } from "./grpc-wire.js";
 
 /** Largest response message accepted (grpc-js's default receive limit). */
 export const MAX_RESPONSE_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -55,6 +56,11 @@ export interface H2CallOptions {
 export interface H2ClientOptions {
   /** Deadline of unary calls that set no `timeoutMs`; streams get none by default. */
   defaultTimeoutMs?: number;
+  /**
+   * Request headers sent with every call, e.g. `{ authorization: "Bearer TOKEN" }` (names in
+   * lower case). They cannot replace the headers gRPC itself needs (`:path`, `content-type`, ...).
+   */
+  headers?: Readonly<Record<string, string>>;
 }
 
 type Input<M extends GenServiceMethods, K extends keyof M> = M[K]["input"];
@@ -173,8 +179,10 @@ function startCall(
   request: Uint8Array,
   options: H2CallOptions,
   sink: CallSink,
+  extraHeaders: Readonly<Record<string, string>> = {},
 ): RunningCall {
   const headers: Record<string, string> = {
+    ...extraHeaders,
     [h2.HTTP2_HEADER_METHOD]: "POST",
     [h2.HTTP2_HEADER_PATH]: path,
     [h2.HTTP2_HEADER_CONTENT_TYPE]: "application/grpc+proto",
@@ -295,7 +303,7 @@ function unary(
         else if (extra) reject(new GrpcCallError(GrpcStatus.INTERNAL, "more than one response message to a unary call"));
         else resolve(response);
       },
-    });
+    }, connection.headers);
   });
 }
 
@@ -321,7 +329,7 @@ function serverStream(
       failure = error;
       wake?.();
     },
-  });
+  }, connection.headers);
   async function* iterate(): AsyncGenerator<MessageShape<DescMessage>> {
     let done = false;
     try {
@@ -350,8 +358,16 @@ function serverStream(
   return { cancel: () => call.cancel(), [Symbol.asyncIterator]: iterate };
 }
 
-/** `host:port` or `[v6]:port` -> the hosts to try, in order, and the port. */
-function dialTargets(address: string): { hosts: string[]; port: number } {
+/** Where to connect: a Unix socket, or TCP hosts to try in order and a port. */
+type DialTarget = { readonly path: string } | { readonly hosts: string[]; readonly port: number };
+
+/** `unix:PATH` -> the socket path; `host:port` or `[v6]:port` -> the hosts to try, in order, and the port. */
+function dialTargets(address: string): DialTarget {
+  const path = unixSocketPath(address);
+  if (path !== null) {
+    if (path === "") throw new Error(`"${address}" names no socket path (use unix:PATH)`);
+    return { path };
+  }
   const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(address);
   if (match === null) throw new Error(`"${address}" is not HOST:PORT`);
   const host = (match[1] ?? match[2]) as string;
@@ -361,13 +377,14 @@ function dialTargets(address: string): { hosts: string[]; port: number } {
   return { hosts: host === "localhost" ? ["127.0.0.1", "::1"] : [host], port: Number(match[3]) };
 }
 
-/** A TCP connection to the first of `hosts` that accepts one. */
-async function dial(hosts: readonly string[], port: number): Promise<Socket> {
+/** A connection to the Unix socket, or to the first of the TCP hosts that accepts one. */
+async function dial(target: DialTarget): Promise<Socket> {
   let lastError: Error = new Error("no address to connect to");
-  for (const host of hosts) {
+  const endpoints = "path" in target ? [{ path: target.path }] : target.hosts.map((host) => ({ host, port: target.port }));
+  for (const endpoint of endpoints) {
     try {
       return await new Promise<Socket>((resolve, reject) => {
-        const socket = createConnection({ host, port });
+        const socket = createConnection(endpoint);
         socket.once("connect", () => {
           socket.removeListener("error", reject);
           resolve(socket);
@@ -386,16 +403,22 @@ class Connection {
   #session: Promise<ClientHttp2Session> | null = null;
   #open: ClientHttp2Session | null = null;
 
-  constructor(private readonly address: string) {}
+  constructor(
+    private readonly address: string,
+    /** Request headers of every call on this connection. */
+    readonly headers: Readonly<Record<string, string>> = {},
+  ) {}
 
   session(): Promise<ClientHttp2Session> {
     const open = this.#open;
     if (this.#session !== null && (open === null || (!open.closed && !open.destroyed))) return this.#session;
     this.#open = null;
     const opening = (async () => {
-      const { hosts, port } = dialTargets(this.address);
-      const socket = await dial(hosts, port);
-      const session = connect(`http://${this.address}`, { createConnection: () => socket });
+      const target = dialTargets(this.address);
+      const socket = await dial(target);
+      // The :authority of calls over a Unix socket is "localhost", as grpc-js sends it.
+      const authority = "path" in target ? "localhost" : this.address;
+      const session = connect(`http://${authority}`, { createConnection: () => socket });
       // A connection that fails later (reset, protocol error) fails every call on it as a
       // stream error; this keeps it from being an unhandled 'error' event as well.
       session.on("error", () => {});
@@ -419,7 +442,8 @@ class Connection {
 }
 
 /**
- * A client of `service` at `address` (`host:port`, `[v6]:port`). Connects on the first call;
+ * A client of `service` at `address` (`host:port`, `[v6]:port`, or `unix:PATH`, see
+ * `unixSocketPath`). Connects on the first call;
  * `close()` ends the connection once the calls on it are over.
  */
 export function createH2Client<M extends GenServiceMethods>(
@@ -427,7 +451,7 @@ export function createH2Client<M extends GenServiceMethods>(
   address: string,
   options: H2ClientOptions = {},
 ): H2ServiceClient<M> {
-  const connection = new Connection(address);
+  const connection = new Connection(address, options.headers);
   const client: Record<string, unknown> = { close: () => connection.close() };
   for (const method of service.methods) {
     if (method.localName === "close") throw new Error(`${methodPath(method)}: method name "close" collides with the client's close()`);

@@ -35,6 +35,7 @@ export function agentOptions(s: ResolvedSettings<AgentSettingName>): AgentOption
   const key = (a: ReturnType<typeof parseAddress>): string => (typeof a === "string" ? a : a.key); // checked in settings
   return {
     rpc: v.rpc,
+    rpcToken: v.rpcToken,
     bind,
     port: v.port,
     ipv6: v.ipv6 || bind.includes(":"),
@@ -81,12 +82,19 @@ export class AgentCommand extends TamTamCommand {
 
       Unlike the original, \`--iface\` is optional with a wildcard bind address;
       \`--advertise\` sets the address other members reach this agent at explicitly.
+
+      \`--rpc unix:PATH\` serves gRPC on a Unix socket only its owner can use (mode 0600),
+      removed when the agent stops. With \`--rpc-token\` (better: \`TAMTAM_RPC_TOKEN\` or
+      \`rpc-token:\` in the config file, out of the process list) every call must present
+      the token, as every other command does when given the same setting. Serving on an
+      address other machines can reach without a token logs a warning.
     `,
     examples: [
       ["Run an agent with the defaults", "$0 agent"],
       ["A second agent on the same host", "$0 --rpc localhost:6363 agent -p 9998"],
       ["Join seeds at start-up, JSON logs", "$0 agent --join 10.0.0.1:9999 --join 10.0.0.2:9999 --log-format json"],
       ["An IPv6 agent on a Thread mesh", "$0 agent -6 --preset thread --multicast"],
+      ["gRPC on a private Unix socket, with a token", "TAMTAM_RPC_TOKEN=s3cret $0 --rpc unix:/run/tamtam/agent.sock agent"],
     ],
   });
 
