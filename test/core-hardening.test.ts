@@ -71,6 +71,8 @@ describe("core hardening", () => {
     assert.ok(request.length >= 3, `the request spans ${request.length} datagrams`);
     assert.ok(request.every((s) => s.d.body.type === MessageType.Sync && s.d.body.replyWanted));
     const { n: b, rt: rb } = node(makeConfig("lan"), B);
+    // B has long known A (as a proven member): no cookie round trip.
+    b.addConvergedMembers(0, [A], 1);
     // Twice over: a duplicated request is not answered again either.
     for (const s of [...request, ...request]) b.handleDatagram(1001, encodeDatagram(s.d), rb);
     const replies = rb.sent.filter((s) => s.d.body.type === MessageType.Sync);
@@ -184,6 +186,14 @@ describe("core hardening", () => {
     assert.equal(n.stateOf(B.key), MemberState.Left);
     rt.sent.length = 0;
     n.handleDatagram(5000, gossip(B, [], 1), rt); // restarted within the same second: lower incarnation
+    // Its address has not answered this life yet: one ping, which carries the news.
+    assert.equal(rt.sent.length, 1);
+    const ping = rt.sent[0];
+    assert.ok(ping !== undefined && ping.to.key === B.key && ping.d.body.type === MessageType.Ping);
+    assert.ok(ping.d.updates.some((u) => u.member.key === B.key && u.state === MemberState.Left && u.incarnation === 5));
+    // Its answer proves the address: then it gets the member list.
+    const ack = encodeDatagram({ from: B, incarnation: 1, body: { type: MessageType.Ack, seq: ping.d.body.seq }, updates: [], broadcasts: [] });
+    n.handleDatagram(5001, ack, rt);
     const sync = rt.sent.find((s) => s.to.key === B.key && s.d.body.type === MessageType.Sync);
     assert.ok(sync !== undefined, "the new life is sent the member list");
     assert.ok(sync.d.updates.some((u) => u.member.key === B.key && u.state === MemberState.Left && u.incarnation === 5));

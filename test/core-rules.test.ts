@@ -135,12 +135,22 @@ describe("merge precedence", () => {
     feed(node, rt, craft(X, 0, [alive(C, 2)]));
     feed(node, rt, craft(X, 0, [dead(C, 2)]));
     assert.equal(node.stateOf(C.key), MemberState.Dead);
-    // C speaks at the same incarnation: still dead (alive < dead); it gets a SYNC to refute.
+    // C speaks at the same incarnation: still dead (alive < dead); it is told (a ping carrying
+    // its death, to prove its address first), then, once it answers, sent the member list.
     const before = rt.sent.length;
     feed(node, rt, craft(C, 2, [], { type: MessageType.Ping, seq: 9 }));
     assert.equal(node.stateOf(C.key), MemberState.Dead);
-    const toC = rt.sent.slice(before).filter((d) => d.to.key === C.key).map((d) => d.decoded?.body.type);
-    assert.ok(toC.includes(MessageType.Sync), "a dead member that talks is sent the member list");
+    const toC = rt.sent.slice(before).filter((d) => d.to.key === C.key);
+    const proof = toC.find((d) => d.decoded?.body.type === MessageType.Ping);
+    assert.ok(proof?.decoded?.updates.some((u) => u.member.key === C.key && u.state === MemberState.Dead), "a dead member that talks is told");
+    assert.ok(!toC.some((d) => d.decoded?.body.type === MessageType.Sync), "no member list to an address not proven");
+    const proofBody = proof?.decoded?.body;
+    assert.ok(proofBody !== undefined && proofBody.type === MessageType.Ping);
+    const proofSeq = proofBody.seq;
+    const beforeAck = rt.sent.length;
+    feed(node, rt, craft(C, 2, [], { type: MessageType.Ack, seq: proofSeq }));
+    const afterAck = rt.sent.slice(beforeAck).filter((d) => d.to.key === C.key).map((d) => d.decoded?.body.type);
+    assert.ok(afterAck.includes(MessageType.Sync), "a dead member that answered is sent the member list");
     // C speaks at a higher incarnation: alive.
     feed(node, rt, craft(C, 3, [], { type: MessageType.Ping, seq: 10 }));
     assert.equal(node.stateOf(C.key), MemberState.Alive);
@@ -454,8 +464,12 @@ describe("config", () => {
       node.start(0, rt);
       node.handleDatagram(1, craft(x, 0xffffffff, members.map((m) => alive(m, 0xfffffff0)), SYNC), rt);
       for (const m of members.slice(0, 2)) node.handleDatagram(2, craft(x, 0xffffffff, [suspect(m, 0xfffffff0, x)]), rt);
-      const before = rt.sent.length;
+      // x has not proven its address: its JOIN gets a cookie, which it echoes.
       node.handleDatagram(3, craft(x, 0xffffffff, [], { type: MessageType.Join, seq: 0xfffffff0 }), rt);
+      const cookie = rt.sent.at(-1)?.decoded?.body;
+      assert.ok(cookie !== undefined && cookie.type === MessageType.Cookie);
+      const before = rt.sent.length;
+      node.handleDatagram(3, craft(x, 0xffffffff, [], { type: MessageType.Join, seq: 0xfffffff1 }, [], cookie.cookie), rt);
       const syncs = rt.sent.slice(before).filter((d) => d.decoded?.body.type === MessageType.Sync);
       const listed = new Set(syncs.flatMap((d) => d.decoded?.updates ?? []).map((u) => u.member.key));
       assert.equal(lo, sealed ? 108 : 79);

@@ -17,7 +17,9 @@ import dgram from "node:dgram";
 import { addr, type Address } from "../src/core/address.js";
 import { makeConfig, validateConfig, type SwimConfig } from "../src/core/config.js";
 import type { CoreEvent } from "../src/core/runtime.js";
-import { MEMBER_STATE_NAMES } from "../src/core/wire/messages.js";
+import { RATE_LIMIT_BURST } from "../src/core/cookie.js";
+import { decodeDatagram, encodeDatagram } from "../src/core/wire/codec.js";
+import { MEMBER_STATE_NAMES, MessageType, type Datagram } from "../src/core/wire/messages.js";
 import { createEngine, type Engine, type EngineOptions } from "../src/engine/engine.js";
 import {
   MAX_MEMBER_RECORD_BYTES,
@@ -331,6 +333,53 @@ for (const workers of [0, 1] as const) {
         }
       },
     );
+
+    test("JOINs naming an address get a few small cookies back, never the member list, until the cookie comes back", { timeout: TEST_TIMEOUT_MS }, async () => {
+      // The raw socket plays the address a forger names: it counts what the agent sends it.
+      const raw = dgram.createSocket("udp4");
+      await new Promise<void>((resolve) => raw.bind(0, "127.0.0.1", resolve));
+      const received: Datagram[] = [];
+      raw.on("message", (msg) => received.push(decodeDatagram(new Uint8Array(msg))));
+      const victim = addr(`127.0.0.1:${raw.address().port}`);
+      const send = (to: Address, d: Datagram): Promise<void> =>
+        new Promise((resolve, reject) => raw.send(encodeDatagram(d), to.port, "127.0.0.1", (err) => (err ? reject(err) : resolve())));
+      try {
+        await withEngines(3, { workers }, async (engines, watches) => {
+          await joinAll(engines, watches);
+          const [a] = engines as [Engine, Engine, Engine];
+          const joins = 20;
+          // The joins above took their cookie round trips: count from here on.
+          const base = await a.stats();
+          const delta = (x: Record<string, number>, name: string): number => (x[name] ?? 0) - (base[name] ?? 0);
+          for (let i = 0; i < joins; i++) {
+            await send(a.localAddress, { from: victim, incarnation: 0, body: { type: MessageType.Join, seq: 1000 + i }, updates: [], broadcasts: [] });
+          }
+          const s = await statsUntil(a, "every JOIN handled", (x) => delta(x, "core.requestsRefused") === joins);
+          assert.equal(delta(s, "core.cookiesSent"), RATE_LIMIT_BURST);
+          assert.equal(delta(s, "core.requestsRefused.NO_COOKIE"), RATE_LIMIT_BURST);
+          assert.equal(delta(s, "core.requestsRefused.RATE_LIMITED"), joins - RATE_LIMIT_BURST);
+          const deadline = Date.now() + 2_000;
+          while (received.length < RATE_LIMIT_BURST && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+          assert.equal(received.length, RATE_LIMIT_BURST);
+          assert.ok(received.every((d) => d.body.type === MessageType.Cookie && d.updates.length === 0));
+          assert.ok(!(await a.members()).some((m) => m.address.key === victim.key), "the named address is not learned");
+          // The address that does receive can echo the cookie: then it gets the member list.
+          const cookieBody = received[0]?.body;
+          assert.ok(cookieBody !== undefined && cookieBody.type === MessageType.Cookie);
+          received.length = 0;
+          await new Promise((r) => setTimeout(r, 1_100)); // one reply more in its bucket
+          await send(a.localAddress, { from: victim, incarnation: 0, body: { type: MessageType.Join, seq: 5 }, updates: [], broadcasts: [], cookie: cookieBody.cookie });
+          // (It is a member now, so pings and gossip may follow the list.)
+          const syncs = (): Datagram[] => received.filter((d) => d.body.type === MessageType.Sync);
+          while (syncs().length === 0 && Date.now() < deadline + 3_000) await new Promise((r) => setTimeout(r, 10));
+          assert.ok(syncs().length > 0, "the member list");
+          const listed = new Set(syncs().flatMap((d) => d.updates.map((u) => u.member.key)));
+          for (const e of engines) assert.ok(listed.has(e.localAddress.key), `${e.localAddress.key} listed`);
+        });
+      } finally {
+        await new Promise<void>((resolve) => raw.close(resolve));
+      }
+    });
   });
 }
 

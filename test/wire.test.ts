@@ -12,11 +12,13 @@ import fc from "fast-check";
 import { addr, makeAddress, type Address } from "../src/core/address.js";
 import { PROTOCOL_ERROR_CODES, ProtocolError, type ProtocolErrorCode } from "../src/core/errors.js";
 import {
+  COOKIE_ITEM_BYTES,
   DatagramWriter,
   addressBytes,
   broadcastItemBytes,
   decodeDatagram,
   encodeBroadcastItem,
+  encodeCookieItem,
   encodeDatagram,
   encodeUpdateItem,
   headerBytes,
@@ -75,9 +77,12 @@ function decodeOrProtocolError(bytes: Uint8Array): Datagram | ProtocolError {
   }
 }
 
-function datagram(from: Address, incarnation: number, body: Body, updates: MemberUpdate[] = [], broadcasts: UserBroadcast[] = []): Datagram {
-  return { from, incarnation, body, updates, broadcasts };
+function datagram(from: Address, incarnation: number, body: Body, updates: MemberUpdate[] = [], broadcasts: UserBroadcast[] = [], cookie?: Uint8Array): Datagram {
+  return cookie === undefined ? { from, incarnation, body, updates, broadcasts } : { from, incarnation, body, updates, broadcasts, cookie };
 }
+
+/** Bytes of the COOKIE_ECHO item a datagram carries (0 without one). */
+const cookieItemBytes = (d: Datagram): number => (d.cookie === undefined ? 0 : COOKIE_ITEM_BYTES);
 
 const alive = (incarnation: number, member: Address): MemberUpdate => ({ state: MemberState.Alive, incarnation, member });
 const dead = (incarnation: number, member: Address): MemberUpdate => ({ state: MemberState.Dead, incarnation, member });
@@ -124,6 +129,7 @@ const updateArb: fc.Arbitrary<MemberUpdate> = fc.oneof(
 );
 const broadcastArb = (maxPayload: number): fc.Arbitrary<UserBroadcast> =>
   fc.record({ origin: addressArb, epoch: u32Arb, seq: u32Arb, payload: fc.uint8Array({ minLength: 1, maxLength: maxPayload }) }, PLAIN);
+const cookieArb = fc.uint8Array({ minLength: 8, maxLength: 8 });
 const bodyArb: fc.Arbitrary<Body> = fc.oneof(
   u32Arb.map((seq): Body => ({ type: MessageType.Ping, seq })),
   u32Arb.map((seq): Body => ({ type: MessageType.Ack, seq })),
@@ -132,15 +138,19 @@ const bodyArb: fc.Arbitrary<Body> = fc.oneof(
   u32Arb.map((seq): Body => ({ type: MessageType.Join, seq })),
   fc.tuple(fc.boolean(), u32Arb).map(([replyWanted, seq]): Body => ({ type: MessageType.Sync, replyWanted, seq })),
   fc.constant<Body>({ type: MessageType.Gossip }),
+  fc.tuple(u32Arb, cookieArb).map(([seq, cookie]): Body => ({ type: MessageType.Cookie, seq, cookie })),
 );
 const datagramArb = (maxUpdates: number, maxBroadcasts: number, maxPayload: number): fc.Arbitrary<Datagram> =>
-  fc.record({
-    from: addressArb,
-    incarnation: u32Arb,
-    body: bodyArb,
-    updates: fc.array(updateArb, { maxLength: maxUpdates }),
-    broadcasts: fc.array(broadcastArb(maxPayload), { maxLength: maxBroadcasts }),
-  }, PLAIN);
+  fc
+    .record({
+      from: addressArb,
+      incarnation: u32Arb,
+      body: bodyArb,
+      updates: fc.array(updateArb, { maxLength: maxUpdates }),
+      broadcasts: fc.array(broadcastArb(maxPayload), { maxLength: maxBroadcasts }),
+      cookie: fc.option(cookieArb, { freq: 3 }),
+    }, PLAIN)
+    .map((r): Datagram => datagram(r.from, r.incarnation, r.body, r.updates, r.broadcasts, r.cookie ?? undefined));
 
 // ---------------------------------------------------------------------------------------------
 // Golden vectors: computed by hand from the layout in messages.ts.
@@ -228,6 +238,24 @@ const GOLDEN: readonly Golden[] = [
     size: 105,
   },
   {
+    name: "COOKIE from IPv4, incarnation 3, seq 300",
+    d: datagram(A4, 3, { type: MessageType.Cookie, seq: 300, cookie: hex("0102030405060708") }),
+    hex: `546d0100 08 ${A4_HEX} 03 ac02 0102030405060708`,
+    size: 23,
+  },
+  {
+    name: "JOIN from IPv6, seq 301, echoing a cookie (COOKIE_ECHO item 0x80)",
+    d: datagram(A6, 0, { type: MessageType.Join, seq: 301 }, [], [], hex("a1a2a3a4a5a6a7a8")),
+    hex: `546d0100 05 ${A6_HEX} 00 ad02   80 08 a1a2a3a4a5a6a7a8`,
+    size: 37,
+  },
+  {
+    name: "SYNC with REPLY_WANTED, seq 6, echoing a cookie before its ALIVE item",
+    d: datagram(A4, 1, { type: MessageType.Sync, replyWanted: true, seq: 6 }, [alive(3, B4)], [], hex("ffeeddccbbaa9988")),
+    hex: `546d0100 06 ${A4_HEX} 01 01 06   80 08 ffeeddccbbaa9988   10 03 ${B4_HEX}`,
+    size: 34,
+  },
+  {
     name: "GOSSIP from IPv6 with no items",
     d: datagram(B6, 0, { type: MessageType.Gossip }),
     hex: `546d0100 07 ${B6_HEX} 00`,
@@ -243,7 +271,7 @@ describe("golden vectors", () => {
       assert.equal(bytes.length, g.size);
       const body = g.d.body;
       const itemsStart = headerBytes(g.d.from, g.d.incarnation, body);
-      let items = 0;
+      let items = cookieItemBytes(g.d);
       for (const u of g.d.updates) items += updateItemBytes(u);
       for (const b of g.d.broadcasts) items += broadcastItemBytes(b);
       assert.equal(itemsStart + items, g.size);
@@ -263,6 +291,21 @@ describe("golden vectors", () => {
     const states = new Set(GOLDEN.flatMap((g) => g.d.updates.map((u) => u.state)));
     for (const s of Object.values(MemberState)) assert.ok(states.has(s), `member state ${s}`);
     assert.ok(GOLDEN.some((g) => g.d.broadcasts.length > 0));
+    assert.ok(GOLDEN.some((g) => g.d.cookie !== undefined), "the COOKIE_ECHO item");
+  });
+
+  test("the COOKIE_ECHO item encodes to its golden bytes; any other cookie length is refused", () => {
+    assert.equal(toHex(encodeCookieItem(hex("0001020304050607"))), toHex(hex("80 08 0001020304050607")));
+    assert.equal(COOKIE_ITEM_BYTES, 10);
+    assert.throws(() => encodeCookieItem(new Uint8Array(7)), RangeError);
+    assert.throws(() => encodeDatagram(datagram(A4, 0, { type: MessageType.Cookie, seq: 1, cookie: new Uint8Array(9) })), RangeError);
+  });
+
+  test("old message numbers keep their meaning (the registry is append-only)", () => {
+    assert.deepStrictEqual(
+      { ...MessageType },
+      { Ping: 1, Ack: 2, PingReq: 3, Nack: 4, Join: 5, Sync: 6, Gossip: 7, Cookie: 8 },
+    );
   });
 
   test("single items encode to golden bytes, for IPv4 and IPv6", () => {
@@ -382,7 +425,12 @@ describe("ProtocolError codes", () => {
     ["BAD_FLAGS", "SEALED plus an unknown bit", `546d0103 01 ${A4_HEX} 00 01`],
     ["SEALED", "flag bit 0", `546d0101 01 ${A4_HEX} 00 01`],
     ["UNKNOWN_TYPE", "type 0", `546d0100 00 ${A4_HEX} 00 01`],
-    ["UNKNOWN_TYPE", "type 8", `546d0100 08 ${A4_HEX} 00 01`],
+    ["UNKNOWN_TYPE", "type 9", `546d0100 09 ${A4_HEX} 00 01`],
+    ["TRUNCATED", "COOKIE without its cookie", `546d0100 08 ${A4_HEX} 00 01 0102030405`],
+    ["TRUNCATED", "COOKIE without seq", `546d0100 08 ${A4_HEX} 00`],
+    ["TRUNCATED", "COOKIE_ECHO item shorter than its length", `${PING} 80 08 01020304`],
+    ["BAD_LENGTH", "COOKIE_ECHO item of 7 bytes", `${PING} 80 07 01020304050607`],
+    ["BAD_LENGTH", "COOKIE_ECHO item of 9 bytes", `${PING} 80 09 010203040506070809`],
     ["UNKNOWN_TYPE", "type 0xff", `546d0100 ff ${A4_HEX} 00 01`],
     ["UNKNOWN_ITEM", "tag 0x00", `${PING} 00`],
     ["UNKNOWN_ITEM", "tag 0x14", `${PING} 14 01 ${A4_HEX}`],
@@ -427,10 +475,16 @@ describe("ProtocolError codes", () => {
   });
 
   test("extension items (tags 0x80..0xff) are skipped by their length", () => {
-    const d = decodeDatagram(hex(`${PING} 80 02 aa bb 10 01 ${A4_HEX} ff 00`));
+    const d = decodeDatagram(hex(`${PING} 9f 02 aa bb 10 01 ${A4_HEX} ff 00`));
     assert.equal(d.updates.length, 1);
     assert.equal(d.updates[0]?.state, MemberState.Alive);
     assert.equal(d.broadcasts.length, 0);
+  });
+
+  test("the first COOKIE_ECHO item counts; a second is skipped", () => {
+    const d = decodeDatagram(hex(`${PING} 80 08 0101010101010101 10 01 ${A4_HEX} 80 08 0202020202020202`));
+    assert.equal(toHex(d.cookie ?? new Uint8Array()), "0101010101010101");
+    assert.equal(d.updates.length, 1);
   });
 
   test("the error carries its offset", () => {
@@ -549,6 +603,7 @@ describe("DatagramWriter", () => {
       w.begin(g.d.from, g.d.incarnation, g.d.body);
       assert.equal(w.length, headerBytes(g.d.from, g.d.incarnation, g.d.body));
       assert.equal(w.remaining, 1400 - w.length);
+      if (g.d.cookie !== undefined) assert.equal(w.tryAppend(encodeCookieItem(g.d.cookie)), true);
       for (const u of g.d.updates) assert.equal(w.tryAppend(encodeUpdateItem(u)), true);
       for (const b of g.d.broadcasts) assert.equal(w.tryAppend(encodeBroadcastItem(b)), true);
       outputs.push(w.finish());
@@ -630,7 +685,7 @@ describe("round-trip properties", () => {
   test("the encoded size is the sum of the measured parts", () => {
     fc.assert(
       fc.property(datagramArb(20, 5, 300), (d) => {
-        let size = headerBytes(d.from, d.incarnation, d.body);
+        let size = headerBytes(d.from, d.incarnation, d.body) + cookieItemBytes(d);
         for (const u of d.updates) size += updateItemBytes(u);
         for (const b of d.broadcasts) size += broadcastItemBytes(b);
         assert.equal(encodeDatagram(d).length, size);
@@ -744,9 +799,13 @@ describe("fuzzing", () => {
     fc.assert(
       fc.property(datagramArb(6, 3, 30), (d) => {
         const bytes = encodeDatagram(d);
-        // Item boundaries: after the header, then after each update and each broadcast.
+        // Item boundaries: after the header, after the cookie item, then after each update and
+        // each broadcast. The cookie is part of every prefix past its item.
         const boundaries = new Map<number, [number, number]>();
         let at = headerBytes(d.from, d.incarnation, d.body);
+        const cookieEnd = at + cookieItemBytes(d);
+        if (d.cookie !== undefined) boundaries.set(at, [0, 0]);
+        at = cookieEnd;
         boundaries.set(at, [0, 0]);
         for (let i = 0; i < d.updates.length; i++) boundaries.set((at += updateItemBytes(d.updates[i]!)), [i + 1, 0]);
         for (let i = 0; i < d.broadcasts.length; i++) boundaries.set((at += broadcastItemBytes(d.broadcasts[i]!)), [d.updates.length, i + 1]);
@@ -757,7 +816,8 @@ describe("fuzzing", () => {
           if (boundary === undefined) {
             assert.ok(result instanceof ProtocolError && result.code === "TRUNCATED", `length ${len}: ${String(result)}`);
           } else {
-            assert.deepStrictEqual(result, { ...d, updates: d.updates.slice(0, boundary[0]), broadcasts: d.broadcasts.slice(0, boundary[1]) });
+            const prefix = datagram(d.from, d.incarnation, d.body, d.updates.slice(0, boundary[0]), d.broadcasts.slice(0, boundary[1]), len >= cookieEnd ? d.cookie : undefined);
+            assert.deepStrictEqual(result, prefix);
           }
         }
       }),

@@ -72,7 +72,11 @@ export interface SwimConfig {
   maxBroadcastOrigins: number;
   /** How long a join or a user ping waits for its answer (ms). Range 10..600000. */
   requestTimeoutMs: number;
-  /** Join requests sent to a seed before the join is reported failed. Range 1..100. */
+  /**
+   * Request timeouts a join waits through before it is reported failed. Range 1..100. Until the
+   * seed first answers (with a cookie or its list), JOINs go out four times per timeout; after
+   * a cookie, the join gets joinAttempts more (see SwimNode.join).
+   */
   joinAttempts: number;
   /** Most datagrams in one member-list snapshot (SYNC); a larger list is sent in part, from a rotating offset. Range 1..65536. */
   syncMaxDatagrams: number;

@@ -207,6 +207,12 @@ export class MemberTable<S> {
   lastHeardAtMs: Float64Array;
   /** -1 no data yet, -2 the last probe timed out. */
   lastRttMs: Float32Array;
+  /**
+   * 1 once the member has shown that it receives at its address (it answered a ping from this
+   * node, answered a request, or echoed a valid cookie); 0 otherwise. Cleared when it dies or
+   * leaves. A proven member's requests get the member list without a cookie round trip.
+   */
+  proven: Uint8Array;
   /** The slot's place in a SlotSet, tagged with the set's id (see SlotSet); -1 in none. */
   setPosition: Int32Array;
   /** Rare fields, present only while they apply; removed with the member. */
@@ -241,6 +247,7 @@ export class MemberTable<S> {
     this.stateChangedAtMs = new Float64Array(MIN_SLOTS);
     this.lastHeardAtMs = new Float64Array(MIN_SLOTS);
     this.lastRttMs = new Float32Array(MIN_SLOTS);
+    this.proven = new Uint8Array(MIN_SLOTS);
     this.setPosition = new Int32Array(MIN_SLOTS);
     this.addressNumber = new Int32Array(MIN_SLOTS);
     this.index = new AddressIndex(fmix32(hashSeed ^ 0x5bd1e995));
@@ -294,6 +301,7 @@ export class MemberTable<S> {
     this.stateChangedAtMs[slot] = nowMs;
     this.lastHeardAtMs[slot] = -1;
     this.lastRttMs[slot] = -1;
+    this.proven[slot] = 0;
     this.setPosition[slot] = -1;
     this.addressNumber[slot] = registry.acquire(a);
     this.index.add(slot);
@@ -329,6 +337,7 @@ export class MemberTable<S> {
         this.stateChangedAtMs[next] = this.stateChangedAtMs[slot] as number;
         this.lastHeardAtMs[next] = this.lastHeardAtMs[slot] as number;
         this.lastRttMs[next] = this.lastRttMs[slot] as number;
+        this.proven[next] = this.proven[slot] as number;
         this.setPosition[next] = this.setPosition[slot] as number;
         this.addressNumber[next] = this.addressNumber[slot] as number;
       }
@@ -361,6 +370,7 @@ export class MemberTable<S> {
     this.stateChangedAtMs = grown(this.stateChangedAtMs, new Float64Array(n));
     this.lastHeardAtMs = grown(this.lastHeardAtMs, new Float64Array(n));
     this.lastRttMs = grown(this.lastRttMs, new Float32Array(n));
+    this.proven = grown(this.proven, new Uint8Array(n));
     this.setPosition = grown(this.setPosition, new Int32Array(n));
     this.addressNumber = grown(this.addressNumber, new Int32Array(n));
     this.index.numbers = this.addressNumber;

@@ -5,10 +5,17 @@
  * limited piggyback queues, user broadcasts with exactly-once delivery, join by member-list
  * sync, push-pull anti-entropy, graceful leave and reaping. Time and bytes come in as
  * arguments; datagrams, timers and events leave through the host's Runtime.
+ *
+ * A member list goes only to addresses that have shown they receive: a JOIN or push-pull
+ * request from a member that has not answered this node yet gets one small COOKIE datagram,
+ * and the member list once the request comes back with the cookie (see cookie.ts). Replies to
+ * such requests are rate-limited per source address, and every refusal is counted by reason
+ * (CoreStats.requestsRefusedByReason). The joining side follows the round trip by itself.
  */
 
 import type { Address } from "./address.js";
 import { periodFields, type SwimConfig } from "./config.js";
+import { COOKIE_SECRET_BYTES, CookieJar, SourceRateLimiter } from "./cookie.js";
 import { DedupeWindows } from "./dedupe.js";
 import { ProtocolError, type ProtocolErrorCode } from "./errors.js";
 import {
@@ -23,7 +30,7 @@ import { MemberTable, NO_SLOT, ProbeOrder, SlotSet } from "./member-table.js";
 import { Prng } from "./prng.js";
 import type { CoreEvent, MemberInfo, Runtime, Timer } from "./runtime.js";
 import { TransmitQueue } from "./transmit-queue.js";
-import { DatagramWriter, decodeDatagram, encodeBroadcastItem, encodeUpdateItem } from "./wire/codec.js";
+import { DatagramWriter, decodeDatagram, encodeBroadcastItem, encodeCookieItem, encodeUpdateItem } from "./wire/codec.js";
 import {
   type Body,
   type Datagram,
@@ -53,7 +60,22 @@ export interface SwimNodeOptions {
    * remember them. Hosts draw it at random (the agent) or from a boot counter (the simulator).
    */
   readonly broadcastEpoch: number;
+  /**
+   * 16 secret bytes that key this node's join cookies; hosts draw them from a cryptographic
+   * source. Default: drawn from a stream of the seeded PRNG (as the simulator wants), which
+   * is only as hard to guess as the 32-bit seed.
+   */
+  readonly cookieSecret?: Uint8Array;
 }
+
+/** Why a request for the member list (JOIN, push-pull) got no member list. */
+export type RequestRefusal =
+  /** From an address not proven yet, without a cookie: answered with a cookie. */
+  | "NO_COOKIE"
+  /** With a wrong or expired cookie: answered with a fresh cookie. */
+  | "BAD_COOKIE"
+  /** Its source had used up its replies: not answered at all. */
+  | "RATE_LIMITED";
 
 export type BroadcastOutcome =
   | { readonly ok: true; readonly epoch: number; readonly seq: number }
@@ -87,6 +109,15 @@ export interface CoreStats {
   broadcastsDuplicate: number;
   broadcastsStale: number;
   broadcastsDropped: number;
+  /** COOKIE datagrams sent in answer to requests from addresses not proven yet. */
+  cookiesSent: number;
+  /** Requests that echoed a valid cookie (and so got the member list). */
+  cookiesAccepted: number;
+  /** COOKIE datagrams received that matched no request of ours (or came once too often). */
+  cookiesIgnored: number;
+  /** Requests for the member list that did not get it, in all and by reason. */
+  requestsRefused: number;
+  requestsRefusedByReason: Partial<Record<RequestRefusal, number>>;
 }
 
 interface Suspicion {
@@ -118,7 +149,16 @@ interface Relay {
 
 type Request =
   | { readonly kind: "ping"; readonly target: Address; readonly token: number; readonly startMs: number }
-  | { readonly kind: "join"; readonly seed: Address; readonly token: number; attemptsLeft: number };
+  | {
+      readonly kind: "join";
+      readonly seed: Address;
+      readonly token: number;
+      attemptsLeft: number;
+      /** The seed's cookie, once it sent one: echoed in every later JOIN to it. */
+      readonly cookie: Uint8Array | null;
+      /** COOKIE answers followed so far (at most MAX_COOKIE_ROUNDS). */
+      readonly cookieRounds: number;
+    };
 
 /** Member-list exchanges after a successful join, in protocol periods. */
 const JOIN_SYNC_AFTER_PERIODS = [2, 6] as const;
@@ -132,6 +172,14 @@ const MAX_RELAYS = 4096;
 const MAX_REQUESTS = 4096;
 /** Push-pull requests (sender, seq) remembered as answered; the oldest is forgotten first. */
 const MAX_PUSH_PULLS_REMEMBERED = 256;
+/** COOKIE answers one join request follows; a seed that keeps sending cookies is given up on. */
+const MAX_COOKIE_ROUNDS = 3;
+/** Push-pull requests of ours awaiting an answer (a cookie or the list); the oldest is forgotten first. */
+const MAX_PUSH_PULLS_PENDING = 256;
+/** Pings sent to prove an address before a member-list exchange; the oldest is forgotten first. */
+const MAX_PROOF_PINGS = 256;
+/** PRNG stream of the default cookie secret (apart from the node's main stream). */
+const COOKIE_SECRET_STREAM = 0x636f6f6b;
 /** Members told directly, at once, of a graceful leave (chosen by the PRNG, alive ones first). */
 export const LEAVE_FANOUT = 8;
 /**
@@ -175,6 +223,11 @@ export class SwimNode {
     broadcastsDuplicate: 0,
     broadcastsStale: 0,
     broadcastsDropped: 0,
+    cookiesSent: 0,
+    cookiesAccepted: 0,
+    cookiesIgnored: 0,
+    requestsRefused: 0,
+    requestsRefusedByReason: {},
   };
 
   private readonly rng: Prng;
@@ -195,6 +248,12 @@ export class SwimNode {
   private gossipTickArmed = false;
   /** Push-pull requests answered lately, as `key/seq`, oldest first (bounded). */
   private readonly pushPullsAnswered = new Set<string>();
+  /** Our push-pull requests by seq: to whom, and whether a cookie was already followed. */
+  private readonly pushPullsPending = new Map<number, { readonly to: Address; readonly echoed: boolean }>();
+  /** Pings sent to prove a dead member's address, by its key (oldest first, bounded). */
+  private readonly proofPings = new Map<string, { readonly seq: number; readonly atMs: number }>();
+  private readonly cookies: CookieJar;
+  private readonly replyLimiter = new SourceRateLimiter();
   private readonly requests = new Map<number, Request>();
   private readonly updates: TransmitQueue;
   private readonly broadcasts: TransmitQueue;
@@ -224,6 +283,7 @@ export class SwimNode {
     this.probeIntervalMs = options.config.probeIntervalMs;
     this.probeTimeoutMs = options.config.probeTimeoutMs;
     this.nextSeq = 1 + this.rng.nextInt(0x7fffffff);
+    this.cookies = new CookieJar(options.cookieSecret ?? defaultCookieSecret(options.seed));
     this.updates = new TransmitQueue(options.config.maxQueuedUpdates);
     this.broadcasts = new TransmitQueue(options.config.maxQueuedBroadcasts);
     this.dedupe = new DedupeWindows(options.config.broadcastDedupeWindow, options.config.maxBroadcastOrigins);
@@ -265,7 +325,12 @@ export class SwimNode {
 
   /**
    * Asks each seed for its member list. Emits one `joinResult` per seed (ok when the seed's
-   * SYNC arrived, not ok after `joinAttempts` unanswered requests).
+   * SYNC arrived, not ok when it stays silent). A seed may first answer with a cookie (see
+   * cookie.ts): the JOIN is then sent again with it, transparently. Until a cookie or the list
+   * comes, JOINs go out every quarter requestTimeoutMs, 4 * joinAttempts of them (as long as
+   * joinAttempts full timeouts: the answer is one small datagram, and a lost one costs a
+   * retry; a late cookie still counts); after the cookie, up to joinAttempts more, a
+   * requestTimeoutMs apart.
    */
   join(nowMs: number, seeds: readonly Address[], rt: Runtime, token = 0): void {
     for (const seed of seeds) {
@@ -278,9 +343,10 @@ export class SwimNode {
         continue;
       }
       const seq = this.takeSeq();
-      this.requests.set(seq, { kind: "join", seed, token, attemptsLeft: this.config.joinAttempts - 1 });
-      this.sendBody(rt, seed, { type: MessageType.Join, seq }, "probe");
-      rt.setTimer(nowMs + this.config.requestTimeoutMs, { kind: "request", seq });
+      const req: Request = { kind: "join", seed, token, attemptsLeft: 4 * this.config.joinAttempts - 1, cookie: null, cookieRounds: 0 };
+      this.requests.set(seq, req);
+      this.sendJoin(rt, seed, seq, null);
+      rt.setTimer(nowMs + this.requestTimeoutOf(req), { kind: "request", seq });
     }
   }
 
@@ -479,7 +545,10 @@ export class SwimNode {
         this.stats.membersRefused++;
         continue;
       }
-      this.makeProbeable(t.add(a, MemberState.Alive, inc, nowMs));
+      const slot = t.add(a, MemberState.Alive, inc, nowMs);
+      // Long-standing members have answered this node's probes long ago.
+      t.proven[slot] = 1;
+      this.makeProbeable(slot);
     }
   }
 
@@ -505,6 +574,14 @@ export class SwimNode {
       return;
     }
     if (!this.started) return;
+    // A JOIN from a stranger without a valid cookie gets a cookie and nothing else: nothing it
+    // says is learned (it would make the whole cluster probe whatever address it names).
+    if (d.body.type === MessageType.Join && !this.leaving && this.table.find(d.from) === NO_SLOT) {
+      if (d.cookie === undefined || !this.cookies.check(d.from, d.cookie, nowMs)) {
+        this.challenge(nowMs, d.from, d.body.seq, d.cookie === undefined ? "NO_COOKIE" : "BAD_COOKIE", rt);
+        return;
+      }
+    }
     const syncFrom = d.body.type === MessageType.Sync ? d.from : null;
     for (const u of d.updates) this.mergeUpdate(nowMs, u, syncFrom, rt);
     // The sender is alive at the incarnation it states: an implicit alive update, merged after
@@ -513,16 +590,19 @@ export class SwimNode {
     const t = this.table;
     if (sender !== NO_SLOT) t.lastHeardAtMs[sender] = nowMs;
     for (const b of d.broadcasts) this.receiveBroadcast(b, rt);
-    this.handleBody(nowMs, d, rt);
+    this.handleBody(nowMs, d, sender, rt);
     this.armGossip(nowMs, rt);
     if (sender === NO_SLOT || this.leaving) return;
     // A member we hold dead is talking to us, or one we hold left talks at an older incarnation
-    // (a new life on its address): tell it (push-pull), so that it refutes.
+    // (a new life on its address): tell it (push-pull), so that it refutes. Unless its address
+    // has answered us since, ask it to first: a ping that carries the news (one datagram).
     const state = t.state[sender];
     if (state === MemberState.Dead || (state === MemberState.Left && d.incarnation < (t.incarnation[sender] as number))) {
-      if (nowMs - (t.lastSyncToMs.get(sender) ?? -Infinity) >= this.probeIntervalMs) {
+      if (t.proven[sender] !== 1) {
+        this.sendProofPing(nowMs, sender, true, rt);
+      } else if (nowMs - (t.lastSyncToMs.get(sender) ?? -Infinity) >= this.probeIntervalMs) {
         t.lastSyncToMs.set(sender, nowMs);
-        this.sendSync(rt, t.address(sender), true, this.takeSeq());
+        this.startPushPull(rt, t.address(sender));
       }
     }
   }
@@ -571,7 +651,7 @@ export class SwimNode {
   // ---------------------------------------------------------------------------------------
   // Message handling.
 
-  private handleBody(nowMs: number, d: Datagram, rt: Runtime): void {
+  private handleBody(nowMs: number, d: Datagram, sender: number, rt: Runtime): void {
     const body = d.body;
     switch (body.type) {
       case MessageType.Ping:
@@ -588,7 +668,7 @@ export class SwimNode {
         if (this.probe !== null && this.probe.seq === body.seq) this.probe.nacks++;
         return;
       case MessageType.Join:
-        if (!this.leaving) this.sendSync(rt, d.from, false, body.seq);
+        if (!this.leaving && this.admitRequest(nowMs, d, sender, body.seq, rt)) this.sendSync(rt, d.from, false, body.seq);
         return;
       case MessageType.Sync: {
         // A reply to our JOIN, matched by seq: the seed may advertise another address than
@@ -597,13 +677,26 @@ export class SwimNode {
         const req = body.seq === 0 || body.replyWanted ? undefined : this.requests.get(body.seq);
         if (req !== undefined && req.kind === "join") {
           this.requests.delete(body.seq);
+          // The seed answered at the address we reached it at: it receives there.
+          if (d.from.key === req.seed.key) this.prove(sender);
           rt.emit({ type: "joinResult", seed: req.seed, ok: true, token: req.token });
           this.scheduleJoinSyncs(nowMs, rt);
+        } else if (!body.replyWanted && body.seq !== 0) {
+          const pending = this.pushPullsPending.get(body.seq);
+          if (pending !== undefined && pending.to.key === d.from.key) {
+            this.pushPullsPending.delete(body.seq);
+            this.prove(sender);
+          }
         }
-        if (body.replyWanted && !this.leaving && this.firstOfPushPull(d.from, body.seq)) this.sendSync(rt, d.from, false, body.seq);
+        if (body.replyWanted && !this.leaving && this.firstOfPushPull(d.from, body.seq) && this.admitRequest(nowMs, d, sender, body.seq, rt)) {
+          this.sendSync(rt, d.from, false, body.seq);
+        }
         return;
       }
       case MessageType.Gossip:
+        return;
+      case MessageType.Cookie:
+        this.onCookie(nowMs, d.from, body.seq, body.cookie, rt);
         return;
     }
   }
@@ -615,7 +708,10 @@ export class SwimNode {
       if (!probe.acked) {
         probe.acked = true;
         // Only a direct answer measures the round trip.
-        if (probe.targetSlot !== NO_SLOT && from.key === probe.target.key) this.table.lastRttMs[probe.targetSlot] = nowMs - probe.startMs;
+        if (probe.targetSlot !== NO_SLOT && from.key === probe.target.key) {
+          this.table.lastRttMs[probe.targetSlot] = nowMs - probe.startMs;
+          this.prove(probe.targetSlot);
+        }
         this.adjustHealth(-1);
       }
       return;
@@ -626,9 +722,16 @@ export class SwimNode {
       this.sendBody(rt, relay.requester, { type: MessageType.Ack, seq: relay.requesterSeq }, "probe");
       return;
     }
+    const proof = this.proofPings.get(from.key);
+    if (proof !== undefined && proof.seq === seq) {
+      this.proofPings.delete(from.key);
+      this.prove(this.table.find(from));
+      return;
+    }
     const req = this.requests.get(seq);
     if (req !== undefined && req.kind === "ping") {
       this.requests.delete(seq);
+      if (from.key === req.target.key) this.prove(this.table.find(from));
       rt.emit({ type: "pingResult", target: req.target, rttMs: nowMs - req.startMs, token: req.token });
     }
   }
@@ -778,6 +881,8 @@ export class SwimNode {
       }
       case MemberState.Dead:
       case MemberState.Left:
+        // Its address must show again that it receives before it gets a member list.
+        t.proven[slot] = 0;
         this.probeable.delete(slot);
         if (state === MemberState.Dead) this.dead.add(slot);
         else this.dead.delete(slot);
@@ -981,8 +1086,9 @@ export class SwimNode {
     if (this.leaving) return;
     const slot = this.dead.pick(this.rng);
     if (slot === NO_SLOT) return;
-    // Its answer, if any, carries its incarnation; handleDatagram then syncs with it.
-    this.sendBody(rt, this.table.address(slot), { type: MessageType.Ping, seq: this.takeSeq() }, "probe");
+    // Its answer, if any, carries its incarnation and proves its address; handleDatagram then
+    // syncs with it.
+    this.sendProofPing(nowMs, slot, false, rt);
   }
 
   private onPushPullTick(nowMs: number, once: boolean, rt: Runtime): void {
@@ -991,7 +1097,7 @@ export class SwimNode {
     }
     if (this.leaving) return;
     const slot = this.probeable.pick(this.rng);
-    if (slot !== NO_SLOT) this.sendSync(rt, this.table.address(slot), true, this.takeSeq());
+    if (slot !== NO_SLOT) this.startPushPull(rt, this.table.address(slot));
   }
 
   /**
@@ -1018,11 +1124,149 @@ export class SwimNode {
     if (req.attemptsLeft > 0) {
       const next = this.takeSeq();
       this.requests.set(next, { ...req, attemptsLeft: req.attemptsLeft - 1 });
-      this.sendBody(rt, req.seed, { type: MessageType.Join, seq: next }, "probe");
-      rt.setTimer(nowMs + this.config.requestTimeoutMs, { kind: "request", seq: next });
+      this.sendJoin(rt, req.seed, next, req.cookie);
+      rt.setTimer(nowMs + this.requestTimeoutOf(req), { kind: "request", seq: next });
       return;
     }
     rt.emit({ type: "joinResult", seed: req.seed, ok: false, token: req.token });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Cookies: proof that a requester receives at its address before it gets a member list.
+
+  /**
+   * Whether a member-list request (JOIN, push-pull) from `d.from` gets the list. A proven
+   * member's does, and so does one that echoes a valid cookie (which proves the address);
+   * any other gets a cookie instead. Either reply takes a token of the source's bucket; with
+   * none left, the request gets nothing.
+   */
+  private admitRequest(nowMs: number, d: Datagram, sender: number, seq: number, rt: Runtime): boolean {
+    const t = this.table;
+    if (sender === NO_SLOT || t.proven[sender] !== 1) {
+      if (d.cookie === undefined || !this.cookies.check(d.from, d.cookie, nowMs)) {
+        this.challenge(nowMs, d.from, seq, d.cookie === undefined ? "NO_COOKIE" : "BAD_COOKIE", rt);
+        return false;
+      }
+      if (!this.replyLimiter.take(d.from.key, nowMs)) {
+        this.refused("RATE_LIMITED");
+        return false;
+      }
+      this.stats.cookiesAccepted++;
+      this.prove(sender);
+      return true;
+    }
+    if (!this.replyLimiter.take(d.from.key, nowMs)) {
+      this.refused("RATE_LIMITED");
+      return false;
+    }
+    return true;
+  }
+
+  /** Refuses a request from `to` for `reason` and answers with one COOKIE datagram, if its bucket allows. */
+  private challenge(nowMs: number, to: Address, seq: number, reason: "NO_COOKIE" | "BAD_COOKIE", rt: Runtime): void {
+    if (!this.replyLimiter.take(to.key, nowMs)) {
+      this.refused("RATE_LIMITED");
+      return;
+    }
+    this.refused(reason);
+    this.stats.cookiesSent++;
+    const w = this.probeWriter;
+    w.begin(this.self, this.table.incarnation[SELF] as number, { type: MessageType.Cookie, seq, cookie: this.cookies.make(to, nowMs) });
+    this.transmit(rt, to, w.finish());
+  }
+
+  private refused(reason: RequestRefusal): void {
+    this.stats.requestsRefused++;
+    const byReason = this.stats.requestsRefusedByReason;
+    byReason[reason] = (byReason[reason] ?? 0) + 1;
+  }
+
+  /** A member's address showed that it receives. */
+  private prove(slot: number): void {
+    if (slot !== NO_SLOT && slot !== SELF) this.table.proven[slot] = 1;
+  }
+
+  /**
+   * A COOKIE: repeat the join or push-pull request it answers, with the cookie. One that
+   * answers no request of ours is ignored (else a forged one would make us send a member
+   * list to whatever address it names), and so is a second one for the same push-pull.
+   */
+  private onCookie(nowMs: number, from: Address, cookieSeq: number, cookie: Uint8Array, rt: Runtime): void {
+    let seq = cookieSeq;
+    let req = this.requests.get(seq);
+    if (req === undefined) {
+      // The answer to an earlier JOIN of a request that has been sent again since (a round
+      // trip longer than the short first timeout): still the seed's answer.
+      for (const [s, r] of this.requests) {
+        if (r.kind === "join" && r.cookieRounds === 0 && r.seed.key === from.key) {
+          seq = s;
+          req = r;
+          break;
+        }
+      }
+    }
+    if (req !== undefined && req.kind === "join") {
+      if (req.cookieRounds >= MAX_COOKIE_ROUNDS) {
+        this.stats.cookiesIgnored++;
+        return;
+      }
+      // The seed answered: the request starts afresh with the cookie, with all its attempts
+      // (the first cookie only; a seed that keeps sending new ones gets no more).
+      this.requests.delete(seq);
+      const next = this.takeSeq();
+      const attemptsLeft = req.cookieRounds === 0 ? this.config.joinAttempts - 1 : req.attemptsLeft;
+      const echo: Request = { ...req, attemptsLeft, cookie, cookieRounds: req.cookieRounds + 1 };
+      this.requests.set(next, echo);
+      this.sendJoin(rt, req.seed, next, cookie);
+      rt.setTimer(nowMs + this.requestTimeoutOf(echo), { kind: "request", seq: next });
+      return;
+    }
+    const pending = this.pushPullsPending.get(cookieSeq);
+    if (pending !== undefined && pending.to.key === from.key && !pending.echoed && !this.leaving) {
+      this.pushPullsPending.delete(cookieSeq);
+      this.startPushPull(rt, pending.to, cookie);
+      return;
+    }
+    this.stats.cookiesIgnored++;
+  }
+
+  /** How long a request waits for its answer: a quarter of it for a JOIN that has no cookie yet. */
+  private requestTimeoutOf(req: Request): number {
+    const ms = this.config.requestTimeoutMs;
+    return req.kind === "join" && req.cookieRounds === 0 ? Math.max(1, Math.ceil(ms / 4)) : ms;
+  }
+
+  private sendJoin(rt: Runtime, seed: Address, seq: number, cookie: Uint8Array | null): void {
+    this.sendBody(rt, seed, { type: MessageType.Join, seq }, "probe", cookie === null ? null : encodeCookieItem(cookie));
+  }
+
+  /** Sends our member list to `to` as a push-pull request (remembered, to follow a cookie answer). */
+  private startPushPull(rt: Runtime, to: Address, cookie: Uint8Array | null = null): void {
+    const seq = this.takeSeq();
+    if (this.pushPullsPending.size >= MAX_PUSH_PULLS_PENDING) {
+      this.pushPullsPending.delete(this.pushPullsPending.keys().next().value as number);
+    }
+    this.pushPullsPending.set(seq, { to, echoed: cookie !== null });
+    this.sendSync(rt, to, true, seq, cookie === null ? null : encodeCookieItem(cookie));
+  }
+
+  /**
+   * Pings the member at `slot` so that its answer proves its address (at most once a period
+   * per member). `announce`: the ping also carries what we hold about it (its death), so that
+   * it refutes at once.
+   */
+  private sendProofPing(nowMs: number, slot: number, announce: boolean, rt: Runtime): void {
+    const address = this.table.address(slot);
+    const previous = this.proofPings.get(address.key);
+    if (previous !== undefined) {
+      if (nowMs - previous.atMs < this.probeIntervalMs) return;
+      this.proofPings.delete(address.key);
+    } else if (this.proofPings.size >= MAX_PROOF_PINGS) {
+      this.proofPings.delete(this.proofPings.keys().next().value as string);
+    }
+    const seq = this.takeSeq();
+    this.proofPings.set(address.key, { seq, atMs: nowMs });
+    this.sendBody(rt, address, { type: MessageType.Ping, seq }, "probe", announce ? encodeUpdateItem(this.updateOf(slot)) : null);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -1073,7 +1317,7 @@ export class SwimNode {
     return true;
   }
 
-  private sendSync(rt: Runtime, to: Address, replyWanted: boolean, seq: number): void {
+  private sendSync(rt: Runtime, to: Address, replyWanted: boolean, seq: number, cookieItem: Uint8Array | null = null): void {
     this.stats.syncsSent++;
     const w = this.fullWriter;
     const body: Body = { type: MessageType.Sync, replyWanted, seq };
@@ -1086,6 +1330,8 @@ export class SwimNode {
     let itemsInDatagram = 0;
     let i = 0;
     w.begin(this.self, incarnation, body);
+    // A cookie leads every datagram of the request: any of them may be the first to arrive.
+    if (cookieItem !== null) w.tryAppend(cookieItem);
     for (; i < n; i++) {
       const slot = (start + i) % n;
       if (!t.isMember(slot)) continue;
@@ -1098,6 +1344,8 @@ export class SwimNode {
       itemsInDatagram = 0;
       if (++datagrams >= this.config.syncMaxDatagrams) break;
       w.begin(this.self, incarnation, body);
+      // The smallest datagrams the config allows hold one item, but not always the cookie too.
+      if (cookieItem !== null && w.tryAppend(cookieItem) && w.remaining < item.length) w.begin(this.self, incarnation, body);
       if (!w.tryAppend(item)) break; // cannot happen: one item always fits an empty datagram
       itemsInDatagram++;
     }
@@ -1157,4 +1405,18 @@ export class SwimNode {
     const event: CoreEvent = { type: "member", member: this.info(slot), previous, previousIncarnation };
     rt.emit(event);
   }
+}
+
+/** The cookie secret of a node without one from its host: a stream of its seed's PRNG. */
+function defaultCookieSecret(seed: number): Uint8Array {
+  const rng = new Prng(seed, COOKIE_SECRET_STREAM);
+  const secret = new Uint8Array(COOKIE_SECRET_BYTES);
+  for (let i = 0; i < secret.length; i += 4) {
+    const v = rng.nextU32();
+    secret[i] = v >>> 24;
+    secret[i + 1] = (v >>> 16) & 0xff;
+    secret[i + 2] = (v >>> 8) & 0xff;
+    secret[i + 3] = v & 0xff;
+  }
+  return secret;
 }

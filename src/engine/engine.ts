@@ -22,9 +22,10 @@
  */
 
 import { Worker } from "node:worker_threads";
-import { randomInt } from "node:crypto";
+import { randomBytes, randomInt } from "node:crypto";
 import { parseAddress, parseIp, type Address } from "../core/address.js";
 import { defaultMaxBroadcastBytes, makeConfig, periodProblem, validateConfig, type SwimConfig } from "../core/config.js";
+import { COOKIE_SECRET_BYTES } from "../core/cookie.js";
 import type { BroadcastOutcome, SwimNodeOptions } from "../core/node.js";
 import type { CoreEvent, MemberInfo } from "../core/runtime.js";
 import {
@@ -74,8 +75,9 @@ export interface Engine {
   start(): Promise<void>;
   /**
    * Asks each seed for its member list. Resolves with one outcome per distinct seed once all
-   * have answered or failed, or after `timeoutMs` (default requestTimeoutMs * joinAttempts +
-   * 250 ms), seeds still open counting as not ok.
+   * have answered or failed, or after `timeoutMs` (default 2 * requestTimeoutMs * joinAttempts
+   * + 250 ms: a seed may answer with a cookie first), seeds still open counting as not ok. A
+   * seed that does not answer at all fails after requestTimeoutMs * joinAttempts, as before.
    */
   join(seeds: readonly Address[], timeoutMs?: number): Promise<JoinOutcome[]>;
   /** Queues a user broadcast; the outcome says whether it was accepted. */
@@ -177,6 +179,8 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
       incarnation: options.incarnation ?? Math.floor(Date.now() / 1000),
       // Random, so that a restart within the same second still gets fresh broadcast ids.
       broadcastEpoch: options.broadcastEpoch ?? randomInt(2 ** 32 - 1),
+      // Keys the join cookies: unguessable, unlike the 32-bit PRNG seed.
+      cookieSecret: new Uint8Array(randomBytes(COOKIE_SECRET_BYTES)),
     };
     const init: EngineInit = { transport, node, replyTimeoutMs: options.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS };
     if (workers === 0) return new InlineEngine(init);
@@ -193,6 +197,7 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
       seed: node.seed,
       incarnation: node.incarnation,
       broadcastEpoch: node.broadcastEpoch,
+      cookieSecret: node.cookieSecret as Uint8Array,
       baseTimeOriginMs: performance.timeOrigin,
       ...spin,
     };
@@ -347,7 +352,8 @@ abstract class EngineBase implements Engine {
     }
     if (unique.length === 0) return Promise.resolve([]);
     const state: JoinState = { seeds: unique, index, ok: unique.map(() => undefined), remaining: unique.length };
-    const waitMs = timeoutMs ?? this.config.requestTimeoutMs * this.config.joinAttempts + JOIN_GRACE_MS;
+    // A seed may first answer with a cookie: the core then asks again, with its attempts afresh.
+    const waitMs = timeoutMs ?? 2 * this.config.requestTimeoutMs * this.config.joinAttempts + JOIN_GRACE_MS;
     const { token, promise } = this.open<JoinOutcome[]>("join", waitMs, () => joinOutcomes(state), { join: state });
     this.submitFor(token, { type: "join", token, seeds: unique });
     return promise;

@@ -172,6 +172,9 @@ export class CoreHost {
     for (const [code, count] of Object.entries(node.stats.protocolErrorsByCode)) {
       if (typeof count === "number") out[`core.protocolErrors.${code}`] = count;
     }
+    for (const [reason, count] of Object.entries(node.stats.requestsRefusedByReason)) {
+      if (typeof count === "number") out[`core.requestsRefused.${reason}`] = count;
+    }
     out["core.healthScore"] = node.healthScore;
     out["core.incarnation"] = node.incarnation;
     out["core.members"] = node.memberCount;

@@ -136,6 +136,8 @@ export interface EngineWorkerData {
   readonly seed: number;
   readonly incarnation: number;
   readonly broadcastEpoch: number;
+  /** The 16 bytes that key the core's join cookies (SwimNodeOptions.cookieSecret). */
+  readonly cookieSecret: Uint8Array;
   /** The main thread's performance.timeOrigin: both threads express nowMs on its time base. */
   readonly baseTimeOriginMs: number;
   readonly spinIterations?: number;

@@ -52,7 +52,14 @@ function run(data: EngineWorkerData): void {
     }),
   };
   const host = new CoreHost(
-    { self: addr(data.selfKey), config: data.config, seed: data.seed, incarnation: data.incarnation, broadcastEpoch: data.broadcastEpoch },
+    {
+      self: addr(data.selfKey),
+      config: data.config,
+      seed: data.seed,
+      incarnation: data.incarnation,
+      broadcastEpoch: data.broadcastEpoch,
+      cookieSecret: data.cookieSecret,
+    },
     sink,
   );
 

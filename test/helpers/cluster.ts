@@ -162,15 +162,16 @@ export class RecordingRuntime implements Runtime {
 // ---------------------------------------------------------------------------------------------
 // Crafting datagrams.
 
-/** Encodes a datagram from `from` with the given body, updates and broadcasts. */
+/** Encodes a datagram from `from` with the given body, updates and broadcasts (and cookie echo). */
 export function craft(
   from: Address,
   incarnation: number,
   updates: readonly MemberUpdate[] = [],
   body: Body = { type: MessageType.Gossip },
   broadcasts: readonly UserBroadcast[] = [],
+  cookie?: Uint8Array,
 ): Uint8Array {
-  return encodeDatagram({ from, incarnation, body, updates, broadcasts });
+  return encodeDatagram(cookie === undefined ? { from, incarnation, body, updates, broadcasts } : { from, incarnation, body, updates, broadcasts, cookie });
 }
 
 export function alive(member: Address, incarnation: number): MemberUpdate {

@@ -14,9 +14,11 @@ import {
   EXTENSION_TAG_MIN,
   ItemTag,
   MAX_DATAGRAM_BYTES,
+  MAX_MESSAGE_TYPE,
   MemberState,
   MessageType,
   SYNC_REPLY_WANTED,
+  WIRE_COOKIE_BYTES,
   WIRE_MAGIC_0,
   WIRE_MAGIC_1,
   WIRE_VERSION,
@@ -82,10 +84,20 @@ function bodyBytes(body: Body): number {
       return 0;
     case MessageType.Sync:
       return 1 + varintBytes(body.seq);
+    case MessageType.Cookie:
+      checkCookie(body.cookie);
+      return varintBytes(body.seq) + WIRE_COOKIE_BYTES;
     default:
       throw new RangeError(`unknown message type ${String((body as { type: unknown }).type)}`);
   }
 }
+
+function checkCookie(cookie: Uint8Array): void {
+  if (cookie.length !== WIRE_COOKIE_BYTES) throw new RangeError(`a cookie has ${WIRE_COOKIE_BYTES} bytes, got ${cookie.length}`);
+}
+
+/** Bytes of a COOKIE_ECHO item: tag, length, cookie. */
+export const COOKIE_ITEM_BYTES = 2 + WIRE_COOKIE_BYTES;
 
 /** Bytes of fixed header + from + incarnation + body: everything before the items. */
 export function headerBytes(from: Address, incarnation: number, body: Body): number {
@@ -145,6 +157,10 @@ function writeHeader(buf: Uint8Array, from: Address, incarnation: number, body: 
     case MessageType.Sync:
       buf[p] = body.replyWanted ? SYNC_REPLY_WANTED : 0;
       return writeVarint(buf, p + 1, body.seq);
+    case MessageType.Cookie:
+      p = writeVarint(buf, p, body.seq);
+      buf.set(body.cookie, p);
+      return p + WIRE_COOKIE_BYTES;
     default:
       return p;
   }
@@ -167,6 +183,21 @@ function writeBroadcast(buf: Uint8Array, p: number, b: UserBroadcast): number {
   p = writeVarint(buf, p, payload.length);
   buf.set(payload, p);
   return p + payload.length;
+}
+
+function writeCookieItem(buf: Uint8Array, p: number, cookie: Uint8Array): number {
+  buf[p] = ItemTag.CookieEcho;
+  buf[p + 1] = WIRE_COOKIE_BYTES;
+  buf.set(cookie, p + 2);
+  return p + COOKIE_ITEM_BYTES;
+}
+
+/** A complete COOKIE_ECHO item, ready for DatagramWriter.tryAppend. RangeError unless 8 bytes. */
+export function encodeCookieItem(cookie: Uint8Array): Uint8Array {
+  checkCookie(cookie);
+  const out = new Uint8Array(COOKIE_ITEM_BYTES);
+  writeCookieItem(out, 0, cookie);
+  return out;
 }
 
 /** A complete membership item (tag included), ready for DatagramWriter.tryAppend. */
@@ -247,13 +278,19 @@ export class DatagramWriter {
 }
 
 /**
- * The canonical encoding: header, body, every update in order, then every broadcast in order.
- * RangeError if a value is not encodable or the result would exceed `maxBytes`.
+ * The canonical encoding: header, body, the COOKIE_ECHO item if any, every update in order,
+ * then every broadcast in order. RangeError if a value is not encodable or the result would
+ * exceed `maxBytes`.
  */
 export function encodeDatagram(d: Datagram, maxBytes: number = MAX_DATAGRAM_BYTES): Uint8Array {
   const updates = d.updates;
   const broadcasts = d.broadcasts;
+  const cookie = d.cookie;
   let size = headerBytes(d.from, d.incarnation, d.body);
+  if (cookie !== undefined) {
+    checkCookie(cookie);
+    size += COOKIE_ITEM_BYTES;
+  }
   for (let i = 0; i < updates.length; i++) size += updateItemBytes(updates[i] as MemberUpdate);
   for (let i = 0; i < broadcasts.length; i++) size += broadcastItemBytes(broadcasts[i] as UserBroadcast);
   if (size > maxBytes || size > MAX_DATAGRAM_BYTES) {
@@ -261,6 +298,7 @@ export function encodeDatagram(d: Datagram, maxBytes: number = MAX_DATAGRAM_BYTE
   }
   const out = new Uint8Array(size);
   let p = writeHeader(out, d.from, d.incarnation, d.body);
+  if (cookie !== undefined) p = writeCookieItem(out, p, cookie);
   for (let i = 0; i < updates.length; i++) p = writeUpdate(out, p, updates[i] as MemberUpdate);
   for (let i = 0; i < broadcasts.length; i++) p = writeBroadcast(out, p, broadcasts[i] as UserBroadcast);
   return out;
@@ -361,6 +399,13 @@ function readBody(b: Uint8Array, type: number): Body {
       at = p + 1;
       return { type: MessageType.Sync, replyWanted: flags !== 0, seq: readVarint(b) };
     }
+    case MessageType.Cookie: {
+      const seq = readVarint(b);
+      const p = at;
+      if (WIRE_COOKIE_BYTES > b.length - p) fail("TRUNCATED", p, "cookie");
+      at = p + WIRE_COOKIE_BYTES;
+      return { type: MessageType.Cookie, seq, cookie: copyBytes(b, p, WIRE_COOKIE_BYTES) };
+    }
     default:
       return fail("UNKNOWN_TYPE", 4, `message type 0x${type.toString(16)}`);
   }
@@ -392,7 +437,7 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
   if ((flags & ~FLAG_SEALED) !== 0) fail("BAD_FLAGS", 3, `flags 0x${flags.toString(16)}`);
   if (flags !== 0) fail("SEALED", 3);
   const type = b[4] as number;
-  if (type < MessageType.Ping || type > MessageType.Gossip) fail("UNKNOWN_TYPE", 4, `message type 0x${type.toString(16)}`);
+  if (type < MessageType.Ping || type > MAX_MESSAGE_TYPE) fail("UNKNOWN_TYPE", 4, `message type 0x${type.toString(16)}`);
 
   at = FIXED_HEADER_BYTES;
   const from = readAddress(b);
@@ -401,6 +446,7 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
 
   const updates: MemberUpdate[] = [];
   const broadcasts: UserBroadcast[] = [];
+  let cookie: Uint8Array | undefined;
   while (at < n) {
     const itemStart = at;
     const tag = b[itemStart] as number;
@@ -426,6 +472,14 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
       const payload = copyBytes(b, p, len);
       at = p + len;
       broadcasts.push({ origin, epoch, seq, payload });
+    } else if (tag === ItemTag.CookieEcho) {
+      const lengthAt = at;
+      const len = readVarint(b);
+      if (len > n - at) fail("TRUNCATED", itemStart, `cookie item of ${len} bytes, ${n - at} left`);
+      if (len !== WIRE_COOKIE_BYTES) fail("BAD_LENGTH", lengthAt, `a cookie has ${WIRE_COOKIE_BYTES} bytes, not ${len}`);
+      // The first one counts.
+      if (cookie === undefined) cookie = copyBytes(b, at, len);
+      at += len;
     } else if (tag >= EXTENSION_TAG_MIN) {
       // An extension item from a newer version: skip it by its length.
       const len = readVarint(b);
@@ -435,5 +489,5 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
       fail("UNKNOWN_ITEM", itemStart, `item tag 0x${tag.toString(16)}`);
     }
   }
-  return { from, incarnation, body, updates, broadcasts };
+  return cookie === undefined ? { from, incarnation, body, updates, broadcasts } : { from, incarnation, body, updates, broadcasts, cookie };
 }

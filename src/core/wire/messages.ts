@@ -24,7 +24,9 @@
  *   ACK      0x02  varint seq
  *   PING_REQ 0x03  varint seq, address target
  *   NACK     0x04  varint seq
- *   JOIN     0x05  varint seq                   "send me your member list"
+ *   JOIN     0x05  varint seq                   "send me your member list"; answered with a
+ *                                               COOKIE unless the sender is proven or its
+ *                                               COOKIE_ECHO item carries a valid cookie
  *   SYNC     0x06  u8 syncFlags, varint seq     bit 0 REPLY_WANTED (push-pull); others 0.
  *                                               Its items are a member-list snapshot. seq:
  *                                               in a reply, the seq of the JOIN or SYNC it
@@ -32,6 +34,12 @@
  *                                               that advertises another is still matched);
  *                                               in a push-pull request, a fresh seq; else 0.
  *   GOSSIP   0x07  (empty)                      items only
+ *   COOKIE   0x08  varint seq, u8[8] cookie     "prove you can receive": the answer to a JOIN
+ *                                               or push-pull SYNC from an address that has
+ *                                               not shown it can receive (see core/cookie.ts).
+ *                                               seq: the request's. The requester repeats its
+ *                                               request with a COOKIE_ECHO item carrying the
+ *                                               cookie. Sent without items.
  *
  * Items (the canonical encoding puts membership items before broadcast items; the decoder
  * accepts any order):
@@ -43,6 +51,9 @@
  *   0x80..0xFF      extension items: varint length, then that many bytes. A decoder skips the
  *                   ones it does not know, so later versions can add item kinds without
  *                   breaking older nodes. Unknown tags below 0x80 are an error (UNKNOWN_ITEM).
+ *   0x80 COOKIE_ECHO  extension item: varint length = 8, u8[8] cookie. The cookie a COOKIE
+ *                   message gave, echoed in a JOIN or push-pull SYNC (canonically the first
+ *                   item). Any other length is BAD_LENGTH; after the first, more are ignored.
  */
 
 import type { Address } from "../address.js";
@@ -68,6 +79,7 @@ export const MessageType = {
   Join: 0x05,
   Sync: 0x06,
   Gossip: 0x07,
+  Cookie: 0x08,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -93,8 +105,15 @@ export const ItemTag = {
   Dead: 0x12,
   Left: 0x13,
   Broadcast: 0x20,
+  /** An extension item (length-prefixed): see the layout above. */
+  CookieEcho: 0x80,
 } as const;
 export type ItemTag = (typeof ItemTag)[keyof typeof ItemTag];
+
+/** The largest message type this version knows. */
+export const MAX_MESSAGE_TYPE = MessageType.Cookie;
+/** Bytes of a cookie in a COOKIE body and a COOKIE_ECHO item. */
+export const WIRE_COOKIE_BYTES = 8;
 
 /** Item tags from here on carry a varint length and are skipped when unknown. */
 export const EXTENSION_TAG_MIN = 0x80;
@@ -123,7 +142,8 @@ export type Body =
   | { readonly type: typeof MessageType.Nack; readonly seq: number }
   | { readonly type: typeof MessageType.Join; readonly seq: number }
   | { readonly type: typeof MessageType.Sync; readonly replyWanted: boolean; readonly seq: number }
-  | { readonly type: typeof MessageType.Gossip };
+  | { readonly type: typeof MessageType.Gossip }
+  | { readonly type: typeof MessageType.Cookie; readonly seq: number; readonly cookie: Uint8Array };
 
 export interface Datagram {
   readonly from: Address;
@@ -131,4 +151,6 @@ export interface Datagram {
   readonly body: Body;
   readonly updates: readonly MemberUpdate[];
   readonly broadcasts: readonly UserBroadcast[];
+  /** The cookie of a COOKIE_ECHO item, when the datagram carries one. */
+  readonly cookie?: Uint8Array;
 }
