@@ -17,8 +17,9 @@ import * as grpc from "@grpc/grpc-js";
 import { Response_Code, TamTam } from "../src/gen/service/tamtam_pb.js";
 import { addService } from "../src/rpc/adapter.js";
 import { GrpcStatus } from "../src/rpc/grpc-wire.js";
-import { createH2Client, GrpcCallError } from "../src/rpc/h2-client.js";
+import { createH2Client } from "../src/rpc/h2-client.js";
 import { AgentError, toRpcError } from "../src/rpc/status.js";
+import { rejection } from "./helpers/rpc-errors.js";
 
 const STREAM_MESSAGES = 2_000;
 
@@ -91,16 +92,6 @@ async function closedPort(): Promise<number> {
   probe.close();
   await once(probe, "close");
   return port;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<GrpcCallError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof GrpcCallError, `a GrpcCallError, got ${String(error)}`);
-    return error;
-  }
-  assert.fail("the call should have failed");
 }
 
 test("unary calls answer with the decoded message", async () => {

@@ -22,6 +22,7 @@ import { GrpcStatus } from "../src/rpc/grpc-wire.js";
 import { createH2Client, GrpcCallError } from "../src/rpc/h2-client.js";
 import { addReflection } from "../src/rpc/reflection.js";
 import { requireToken, UNAUTHENTICATED_DETAILS } from "../src/rpc/token.js";
+import { rejection } from "./helpers/rpc-errors.js";
 
 const TOKEN = "s3cret-Token_42";
 
@@ -72,16 +73,6 @@ function withAuthorization(value: string | null): Record<string, string> {
   return value === null ? {} : { authorization: value };
 }
 
-async function failure(promise: Promise<unknown>): Promise<GrpcCallError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof GrpcCallError, `a GrpcCallError, got ${String(error)}`);
-    return error;
-  }
-  assert.fail("the call should have failed");
-}
-
 /** Every message of a stream, as text. */
 async function drain(call: AsyncIterable<{ bytes: Uint8Array }>): Promise<string[]> {
   const out: string[] = [];
@@ -122,7 +113,7 @@ describe("--rpc-token: every call must present the token", () => {
         const client = createH2Client(TamTam, server.address, { defaultTimeoutMs: 5_000, headers: withAuthorization(authorization) });
         try {
           for (const call of [client.nodes({}), client.broadcast({ bytes: Buffer.from("hi") }), drain(client.stream({}))]) {
-            const error = await failure(call);
+            const error = await rejection(call);
             assert.equal(error.code, GrpcStatus.UNAUTHENTICATED, `authorization ${String(authorization)}`);
             assert.equal(error.details, UNAUTHENTICATED_DETAILS);
             assert.ok(!error.details.includes(TOKEN), "the answer never names the token");
