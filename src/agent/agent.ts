@@ -10,8 +10,16 @@ import { networkInterfaces } from "node:os";
 import { performance } from "node:perf_hooks";
 import * as grpc from "@grpc/grpc-js";
 import { type Address, formatIp, parseAddress } from "../core/address.js";
-import { defaultMaxBroadcastBytes, defaultPeriodMs, makeConfig, periodFields, type SwimConfig, validateConfig } from "../core/config.js";
-import { MEMBER_STATE_NAMES } from "../core/wire/messages.js";
+import {
+  defaultMaxBroadcastBytes,
+  defaultPeriodMs,
+  makeConfig,
+  MAX_PROBE_HEADER_BYTES,
+  periodFields,
+  type SwimConfig,
+  validateConfig,
+} from "../core/config.js";
+import { MEMBER_STATE_NAMES, SEALED_OVERHEAD_BYTES } from "../core/wire/messages.js";
 import type { CoreEvent, MemberInfo } from "../core/runtime.js";
 import { createEngine, type Engine } from "../engine/engine.js";
 import { file_service_tamtam, TamTam } from "../gen/service/tamtam_pb.js";
@@ -20,6 +28,9 @@ import { addReflection } from "../rpc/reflection.js";
 import { tamTamService } from "../rpc/service.js";
 import { AgentError } from "../rpc/status.js";
 import { requireToken } from "../rpc/token.js";
+import { DropLog } from "../seal/drop-log.js";
+import { Envelope } from "../seal/envelope.js";
+import { Keyring, writeKeyringFile } from "../seal/keyring.js";
 import { DEFAULT_MULTICAST_IPV4, DEFAULT_MULTICAST_IPV6, MulticastDiscovery } from "../transport/multicast.js";
 import { resolveGossipAddresses } from "./addresses.js";
 import type { AgentApi, MemberView } from "./api.js";
@@ -27,6 +38,9 @@ import { Fanout } from "./fanout.js";
 import { type AgentLogger, createLogger } from "./log.js";
 import { claimSocketPath, isLocalOnly, removeSocket, rpcEndpoint, secureSocket, withPrivateUmask } from "./rpc-endpoint.js";
 import type { AgentOptions, LogLevelName } from "./options.js";
+
+/** Read by the command line before the agent starts (the keyring file and --encrypt). */
+export { startingKeys } from "../seal/keyring.js";
 
 /** The original's default protocol period; used with the default preset when --heartbeat is not given (see defaultPeriodMs). */
 export { DEFAULT_HEARTBEAT_MS } from "../core/config.js";
@@ -62,13 +76,25 @@ export function protocolConfig(options: AgentOptions, family: 4 | 6): SwimConfig
   });
   const period = periodFields(base, options.heartbeatMs ?? defaultPeriodMs(options.preset));
   if (!period.ok) throw new Error(`heartbeat ${period.problem}, got ${String(options.heartbeatMs)}`);
-  return { ...base, ...period.fields };
+  if (!enveloped(options)) return { ...base, ...period.fields };
+  // The envelope's room is reserved in every datagram. A probe budget too small for the
+  // largest PING_REQ header and the envelope (the thread preset's 80 bytes) grows to that
+  // minimum, 82 bytes: sealed pings and acks then take up to 82 bytes.
+  const probePacketBytes = Math.max(base.probePacketBytes, MAX_PROBE_HEADER_BYTES + SEALED_OVERHEAD_BYTES);
+  return { ...base, ...period.fields, sealed: true, probePacketBytes };
+}
+
+/** Whether datagrams go through the envelope: keys are installed or a label is set. */
+function enveloped(options: AgentOptions): boolean {
+  return options.seal !== undefined && (options.seal.keys.length > 0 || options.seal.label !== null);
 }
 
 export interface RunningAgent {
   readonly gossipAddress: Address;
   readonly rpcAddress: string;
   readonly engine: Engine;
+  /** The gossip keys (install, use, remove at run time; the keyring file follows), or null without keys and label. */
+  readonly keyring: Keyring | null;
   /** Leaves gracefully and stops everything; resolves when done. Idempotent. */
   shutdown(reason: string): Promise<void>;
   /** Resolves with the exit status when the agent has stopped: 0, or 1 after an engine failure. */
@@ -92,6 +118,39 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   })();
 
   const gossipText = `${addresses.bindIp.includes(":") ? `[${addresses.bindIp}]` : addresses.bindIp}:${addresses.bindPort}`;
+  const seal = options.seal;
+  let keyring: Keyring | null = null;
+  let envelope: Envelope | null = null;
+  if (seal !== undefined && enveloped(options)) {
+    if (seal.warning !== null) logger.warn(seal.warning);
+    keyring = new Keyring(seal.keys);
+    const file = seal.keyringFile;
+    if (file !== null) {
+      if (seal.createKeyringFile) {
+        try {
+          writeKeyringFile(file, keyring.keys());
+        } catch (err) {
+          throw new Error(`cannot create the keyring file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        }
+        logger.info(`created the keyring file ${file}`);
+      }
+      keyring.onChange((keys) => {
+        try {
+          writeKeyringFile(file, keys);
+        } catch (err) {
+          logger.error(`cannot rewrite the keyring file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        }
+      });
+    }
+    const drops = new DropLog((line) => logger.warn(line));
+    envelope = new Envelope({
+      keyring,
+      label: seal.label,
+      acceptPlaintext: seal.acceptPlaintext,
+      sendPlaintext: seal.sendPlaintext,
+      onDrop: (reason, source) => drops.record(reason, source),
+    });
+  }
   const engine = await createEngine({
     bindIp: addresses.bindIp,
     bindPort: addresses.bindPort,
@@ -99,6 +158,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     advertise: addresses.advertise,
     config,
     workers: options.workers,
+    ...(envelope === null ? {} : { envelope }),
   }).catch((err: Error) => {
     throw new Error(`cannot use the gossip port ${gossipText}: ${plainReason(err, "-p/--port")}`);
   });
@@ -196,6 +256,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       add("stream", broadcasts.counters);
       add("monitor", memberChanges.counters);
       if (discovery !== null) add("multicast", discovery.counters);
+      if (envelope !== null) add("seal", envelope.stats());
       out["process.rss_bytes"] = process.memoryUsage().rss;
       return out;
     },
@@ -243,6 +304,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     `Listening for gossip at ${gossipText}` +
       ` as ${engine.localAddress.key} (${options.workers === 0 ? "inline core" : "core on a worker thread"}, preset ${options.preset}, period ${config.probeIntervalMs} ms)`,
   );
+  if (envelope !== null) logger.info(sealDescription(envelope, seal?.label ?? null, seal?.acceptPlaintext === true));
 
   // Start-up seeds: retried until one answers (a cluster may come up in any order).
   const seeds: Address[] = [];
@@ -285,6 +347,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
         })();
       },
       onError: (err) => logger.warn(`multicast: ${err.message}`),
+      ...(envelope === null ? {} : { envelope }),
     });
     try {
       await discovery.start();
@@ -345,7 +408,17 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     void shutdown("engine failure");
   });
 
-  return { gossipAddress: engine.localAddress, rpcAddress, engine, shutdown, stopped };
+  return { gossipAddress: engine.localAddress, rpcAddress, engine, keyring, shutdown, stopped };
+}
+
+/** One line on how gossip is protected (never a key). */
+function sealDescription(envelope: Envelope, label: string | null, acceptPlaintext: boolean): string {
+  const keys = envelope.stats().keys ?? 0;
+  const sending = envelope.sealing ? "sealed (AES-GCM)" : "in plaintext";
+  const accepting = envelope.acceptsPlaintext ? (keys > 0 ? "sealed and plaintext" : "plaintext") : "sealed only";
+  const labelText = label === null ? "no cluster label" : `cluster label "${label}"`;
+  const migration = keys > 0 && (acceptPlaintext || !envelope.sealing) ? " (migration mode)" : "";
+  return `gossip is sent ${sending}, accepted ${accepting}, with ${keys} key${keys === 1 ? "" : "s"} and ${labelText}${migration}`;
 }
 
 /** The reason in an OS or grpc-js error, in words, with a hint naming the option to change. */

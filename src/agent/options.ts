@@ -19,6 +19,24 @@ export interface MulticastOptions {
   readonly port: number;
 }
 
+/** Gossip sealing and the cluster label (src/seal). */
+export interface SealOptions {
+  /** Starting keys, primary first (see `startingKeys` in src/seal/keyring.ts); empty: no sealing. */
+  readonly keys: readonly Uint8Array[];
+  /** The keyring file kept up to date with the keys, or null. */
+  readonly keyringFile: string | null;
+  /** The keyring file does not exist yet: the agent creates it (mode 0600) with `keys`. */
+  readonly createKeyringFile: boolean;
+  /** Logged at start (never contains a key), or null. */
+  readonly warning: string | null;
+  /** Cluster label bound into every datagram, or null. */
+  readonly label: string | null;
+  /** Accept plaintext datagrams although keys are installed (migration). */
+  readonly acceptPlaintext: boolean;
+  /** Send plaintext datagrams although keys are installed (migration). */
+  readonly sendPlaintext: boolean;
+}
+
 export interface AgentOptions {
   /** gRPC listen address `host:port`, or a Unix socket `unix:PATH` (the global --rpc). */
   readonly rpc: string;
@@ -54,4 +72,6 @@ export interface AgentOptions {
   /** pretty on a terminal, json otherwise, unless forced. */
   readonly logFormat: "auto" | "pretty" | "json";
   readonly nobanner: boolean;
+  /** Sealing and label; absent or without keys and label: plain datagrams as before. */
+  readonly seal?: SealOptions;
 }

@@ -36,6 +36,13 @@
  *   join                 TAMTAM_JOIN                 --join (repeatable)    none (list of ADDR:PORT;
  *                                                                            comma-separated in env)
  *   log-format           TAMTAM_LOG_FORMAT           --log-format           auto (auto, pretty, json)
+ *   encrypt              TAMTAM_ENCRYPT              --encrypt              none (base64 16/24/32-byte gossip key;
+ *                                                                            never shown; a keyring file that exists wins)
+ *   keyring-file         TAMTAM_KEYRING_FILE         --keyring-file         none (JSON/YAML list of base64 keys, primary
+ *                                                                            first; created 0600 from --encrypt)
+ *   label                TAMTAM_LABEL                --label                none (cluster label, 1..255 bytes)
+ *   encrypt-accept-plaintext TAMTAM_ENCRYPT_ACCEPT_PLAINTEXT --encrypt-accept-plaintext  false (migration)
+ *   encrypt-send-plaintext   TAMTAM_ENCRYPT_SEND_PLAINTEXT   --encrypt-send-plaintext    false (migration)
  *
  * Booleans in the environment accept 1/true/yes/on and 0/false/no/off; an empty variable counts
  * as unset. In YAML, booleans are YAML booleans (or the same words as strings), integers are
@@ -58,6 +65,7 @@ import { UsageError } from "clipanion";
 import { parseAddress, parseIp } from "../core/address.js";
 import { DEFAULT_HEARTBEAT_MS, PERIOD_RANGE_TEXT, PRESET_NAMES, PRESETS, type PresetName, periodProblem } from "../core/config.js";
 import { unixSocketPath } from "../rpc/grpc-wire.js";
+import { keyProblem, labelProblem } from "../seal/checks.js";
 
 // The YAML parser is loaded only when a config file is read: most calls have none, and loading
 // it would cost every command start-up time (it stays in node_modules, outside the bundle).
@@ -177,6 +185,17 @@ export const SETTINGS = {
   logFormat: {
     kind: "string", key: "log-format", env: "TAMTAM_LOG_FORMAT", flag: "--log-format", default: "auto", oneOf: ["auto", "pretty", "json"],
   },
+  encrypt: { kind: "optional-string", key: "encrypt", env: "TAMTAM_ENCRYPT", flag: "--encrypt", default: null, check: keyProblem, secret: true },
+  keyringFile: {
+    kind: "optional-string", key: "keyring-file", env: "TAMTAM_KEYRING_FILE", flag: "--keyring-file", default: null, check: checkNonEmpty,
+  },
+  label: { kind: "optional-string", key: "label", env: "TAMTAM_LABEL", flag: "--label", default: null, check: labelProblem },
+  encryptAcceptPlaintext: {
+    kind: "boolean", key: "encrypt-accept-plaintext", env: "TAMTAM_ENCRYPT_ACCEPT_PLAINTEXT", flag: "--encrypt-accept-plaintext", default: false,
+  },
+  encryptSendPlaintext: {
+    kind: "boolean", key: "encrypt-send-plaintext", env: "TAMTAM_ENCRYPT_SEND_PLAINTEXT", flag: "--encrypt-send-plaintext", default: false,
+  },
 } as const satisfies Record<string, Spec>;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -211,6 +230,7 @@ export const AGENT_SETTINGS = [
   ...GLOBAL_SETTINGS,
   "port", "bind", "ipv6", "iface", "advertise", "heartbeatMs", "maxBroadcastBytes", "multicast", "clusterName",
   "multicastAddress", "multicastIntervalSeconds", "multicastPort", "preset", "workers", "join", "logFormat",
+  "encrypt", "keyringFile", "label", "encryptAcceptPlaintext", "encryptSendPlaintext",
 ] as const satisfies readonly SettingName[];
 
 export type GlobalSettingName = (typeof GLOBAL_SETTINGS)[number];

@@ -15,6 +15,10 @@
  * asynchronously (never from inside an API call). nowMs is performance.now() on the main
  * thread's time base; wall-clock time only seeds the starting incarnation.
  *
+ * Sealing: with an `envelope` (src/seal/envelope.ts), every datagram is sealed as it leaves for
+ * the socket and opened as it arrives, on the main thread, in EngineBase (`outgoing`,
+ * `incoming`), so both modes share it; what fails to open never reaches the core.
+ *
  * Advertised address: `advertise` if given; else the bind address and bound port; for a
  * wildcard bind (`0.0.0.0` / `::`) the loopback of that family (`127.0.0.1` / `::1`), since
  * the engine cannot know which interface peers reach it on. Clusters spanning hosts must pass
@@ -37,6 +41,7 @@ import {
   type RawFrameVisitor,
   type RingStats,
 } from "../shm/index.js";
+import type { Envelope } from "../seal/envelope.js";
 import { UdpTransport } from "../transport/udp.js";
 import { CoreHost, type HostSink } from "./host.js";
 import {
@@ -134,6 +139,8 @@ export interface EngineOptions {
   readonly replyTimeoutMs?: number;
   /** Busy-wait checks before a ring consumer sleeps (worker mode). */
   readonly spinIterations?: number;
+  /** Seals outgoing and opens incoming datagrams (src/seal); needs `config.sealed`, which reserves its room. */
+  readonly envelope?: Envelope;
 }
 
 /** Thrown (as a rejection) by calls on an engine that is stopped or whose worker failed. */
@@ -172,6 +179,7 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
     const config = options.config ?? makeConfig("lan", { maxBroadcastBytes: defaultMaxBroadcastBytes(self.family) });
     const problems = validateConfig(config);
     if (problems.length > 0) throw new RangeError(`invalid protocol config: ${problems.join("; ")}`);
+    if (options.envelope !== undefined && !config.sealed) throw new RangeError("an envelope needs config.sealed, which reserves its room");
     const node: SwimNodeOptions = {
       self,
       config,
@@ -182,7 +190,12 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
       // Keys the join cookies: unguessable, unlike the 32-bit PRNG seed.
       cookieSecret: new Uint8Array(randomBytes(COOKIE_SECRET_BYTES)),
     };
-    const init: EngineInit = { transport, node, replyTimeoutMs: options.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS };
+    const init: EngineInit = {
+      transport,
+      node,
+      replyTimeoutMs: options.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS,
+      envelope: options.envelope ?? null,
+    };
     if (workers === 0) return new InlineEngine(init);
 
     const ringsConfig = mergeRings(options.rings);
@@ -260,6 +273,7 @@ interface EngineInit {
   readonly transport: UdpTransport;
   readonly node: SwimNodeOptions;
   readonly replyTimeoutMs: number;
+  readonly envelope: Envelope | null;
 }
 
 type PendingKind = "started" | "broadcast" | "left" | "snapshot" | "stats" | "stopped" | "join" | "ping";
@@ -295,6 +309,7 @@ abstract class EngineBase implements Engine {
   protected readonly transport: UdpTransport;
   protected readonly config: SwimConfig;
   protected readonly nodeOptions: SwimNodeOptions;
+  private readonly envelope: Envelope | null;
   protected readonly counters = {
     commandsDropped: 0,
     listenerErrors: 0,
@@ -320,6 +335,20 @@ abstract class EngineBase implements Engine {
     this.localAddress = init.node.self;
     this.replyTimeoutMs = init.replyTimeoutMs;
     this.workers = workers;
+    this.envelope = init.envelope;
+  }
+
+  /**
+   * Sends a datagram of the core, sealed when there is an envelope. `owned`: the bytes are the
+   * caller's to give away; otherwise they are copied (dgram reads them after this returns).
+   */
+  protected outgoing(to: Address, bytes: Uint8Array, owned: boolean): void {
+    this.transport.send(to, this.envelope !== null ? this.envelope.wrap(bytes) : owned ? bytes : bytes.slice());
+  }
+
+  /** A received datagram as the core reads it: opened when there is an envelope; null when dropped. */
+  protected incoming(bytes: Uint8Array, fromIp: string, fromPort: number): Uint8Array | null {
+    return this.envelope === null ? bytes : this.envelope.unwrap(bytes, fromIp, fromPort);
   }
 
   /** Hands a command to the core; false if it could not be queued. */
@@ -644,14 +673,14 @@ class InlineEngine extends EngineBase {
   constructor(init: EngineInit) {
     super(init, 0);
     const sink: HostSink = {
-      send: (to, datagram) => {
-        this.transport.send(to, datagram);
-      },
+      send: (to, datagram) => this.outgoing(to, datagram, true),
       emit: (event) => this.enqueue({ kind: "event", event }),
       reply: (reply) => this.enqueue({ kind: "reply", reply }),
     };
     this.host = new CoreHost(init.node, sink);
-    this.transport.onDatagram((bytes) => {
+    this.transport.onDatagram((received, fromIp, fromPort) => {
+      const bytes = this.incoming(received, fromIp, fromPort);
+      if (bytes === null) return;
       this.host.handleDatagram(performance.now(), bytes);
       this.rearm();
     });
@@ -794,7 +823,9 @@ class WorkerEngine extends EngineBase {
   }
 
   /** Socket -> inbound ring; published once per event-loop turn (batching). */
-  private readonly onSocketDatagram = (bytes: Uint8Array, fromIp: string, fromPort: number): void => {
+  private readonly onSocketDatagram = (received: Uint8Array, fromIp: string, fromPort: number): void => {
+    const bytes = this.incoming(received, fromIp, fromPort);
+    if (bytes === null) return;
     let ip = this.ipCache.get(fromIp);
     if (ip === undefined) {
       ip = parseIp(fromIp);
@@ -843,8 +874,8 @@ class WorkerEngine extends EngineBase {
       this.counters.badFrames++;
       return;
     }
-    // dgram may read the bytes after this call returns, and the ring slot is reused: copy.
-    this.transport.send(view.to, data.slice(view.payloadOffset, view.payloadOffset + view.payloadBytes));
+    // dgram may read the bytes after this call returns, and the ring slot is reused: copied (or sealed into a fresh buffer).
+    this.outgoing(view.to, data.subarray(view.payloadOffset, view.payloadOffset + view.payloadBytes), false);
   };
 
   private readonly onOutput: RawFrameVisitor = (data, offset, lengthBytes) => {

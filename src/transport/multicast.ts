@@ -2,12 +2,15 @@
  * Multicast discovery: announces "cluster NAME is at ADDRESS" on a multicast group every few
  * seconds and reports announcements of the same cluster from other members, so agents on one
  * link (or one Thread mesh, with the realm-local ff03::1 default) find each other without seeds.
+ * With an envelope (src/seal/envelope.ts), announcements are sealed and labeled as gossip is,
+ * and received ones that do not open are dropped (counted by the envelope).
  */
 
 import { createSocket, type Socket } from "node:dgram";
 import type { Address } from "../core/address.js";
 import { decodeAnnouncement, encodeAnnouncement } from "./announce.js";
 import { ProtocolError } from "../core/errors.js";
+import type { Envelope } from "../seal/envelope.js";
 
 /** Organisation-local IPv4 group (239.255.0.0/16); the original's 224.0.0.0 is not a usable group. */
 export const DEFAULT_MULTICAST_IPV4 = "239.255.84.84";
@@ -25,6 +28,8 @@ export interface MulticastDiscoveryOptions {
   readonly interfaceAddress?: string;
   readonly onDiscovered: (address: Address) => void;
   readonly onError?: (error: Error) => void;
+  /** Seals and labels announcements as the gossip datagrams are; each announcement is sealed anew. */
+  readonly envelope?: Envelope;
 }
 
 export interface DiscoveryCounters {
@@ -52,7 +57,10 @@ export class MulticastDiscovery {
     this.ipv6 = options.group.includes(":");
     this.socket = createSocket({ type: this.ipv6 ? "udp6" : "udp4", reuseAddr: true });
     this.announcement = encodeAnnouncement({ clusterName: options.clusterName, address: options.self });
-    this.socket.on("message", (msg) => this.receive(msg));
+    this.socket.on("message", (msg, rinfo) => {
+      const opened = options.envelope === undefined ? msg : options.envelope.unwrapAnnouncement(msg, rinfo.address, rinfo.port);
+      if (opened !== null) this.receive(opened);
+    });
     this.socket.on("error", (err) => options.onError?.(err));
   }
 
@@ -83,7 +91,8 @@ export class MulticastDiscovery {
   }
 
   announce(): void {
-    this.socket.send(this.announcement, this.options.port, this.options.group, (err) => {
+    const bytes = this.options.envelope === undefined ? this.announcement : this.options.envelope.wrapAnnouncement(this.announcement);
+    this.socket.send(bytes, this.options.port, this.options.group, (err) => {
       if (err) {
         this.counters.sendErrors++;
         this.options.onError?.(err);
@@ -103,7 +112,7 @@ export class MulticastDiscovery {
     }
   }
 
-  private receive(msg: Buffer): void {
+  private receive(msg: Uint8Array): void {
     let announcement;
     try {
       announcement = decodeAnnouncement(msg);

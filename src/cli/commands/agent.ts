@@ -10,14 +10,15 @@ import type { AgentOptions } from "../../agent/options.js";
 import { parseAddress, parseIp } from "../../core/address.js";
 import type { PresetName } from "../../core/config.js";
 import { CliError, EXIT, TamTamCommand } from "../base-command.js";
+import { decodeKey } from "../../seal/checks.js";
 import { AGENT_SETTINGS, type AgentSettingName, HEARTBEAT_HELP, type ResolvedSettings } from "../settings.js";
 
-type RunAgent = (options: AgentOptions) => Promise<number>;
+type AgentLayer = typeof import("../../agent/agent.js");
 
 /** Loaded on demand: only `tamtam agent` needs the engine, grpc-js and pino. */
-async function loadRunAgent(): Promise<RunAgent> {
+async function loadAgentLayer(): Promise<AgentLayer> {
   try {
-    return (await import("../../agent/agent.js")).runAgent;
+    return await import("../../agent/agent.js");
   } catch (error) {
     throw new CliError(`cannot load the agent: ${((error as Error).message.split("\n")[0] ?? "").trim()}`, EXIT.FAILED);
   }
@@ -33,6 +34,12 @@ export function agentOptions(s: ResolvedSettings<AgentSettingName>): AgentOption
   const bind = v.ipv6 && s.sources.bind === "default" ? "::" : v.bind;
   const advertise = v.advertise === null ? null : parseAddress(v.advertise, v.port);
   const key = (a: ReturnType<typeof parseAddress>): string => (typeof a === "string" ? a : a.key); // checked in settings
+  const encryptKey = v.encrypt === null ? null : (decodeKey(v.encrypt) as Uint8Array); // checked in settings
+  for (const name of ["encryptAcceptPlaintext", "encryptSendPlaintext"] as const) {
+    if (v[name] && encryptKey === null && v.keyringFile === null) {
+      throw new CliError(`${s.label(name)} needs a gossip key (--encrypt or --keyring-file)`, EXIT.USAGE);
+    }
+  }
   return {
     rpc: v.rpc,
     rpcToken: v.rpcToken,
@@ -58,6 +65,21 @@ export function agentOptions(s: ResolvedSettings<AgentSettingName>): AgentOption
     logLevel: v.trace ? "trace" : v.verbose ? "debug" : "info",
     logFormat: v.logFormat as AgentOptions["logFormat"],
     nobanner: v.nobanner,
+    // Only with a key, a keyring file or a label. The keyring file is read by `execute`
+    // (startingKeys), which completes this.
+    ...(encryptKey === null && v.keyringFile === null && v.label === null
+      ? {}
+      : {
+          seal: {
+            keys: encryptKey === null ? [] : [encryptKey],
+            keyringFile: v.keyringFile,
+            createKeyringFile: false,
+            warning: null,
+            label: v.label,
+            acceptPlaintext: v.encryptAcceptPlaintext,
+            sendPlaintext: v.encryptSendPlaintext,
+          },
+        }),
   };
 }
 
@@ -88,6 +110,14 @@ export class AgentCommand extends TamTamCommand {
       \`rpc-token:\` in the config file, out of the process list) every call must present
       the token, as every other command does when given the same setting. Serving on an
       address other machines can reach without a token logs a warning.
+
+      \`--encrypt KEY\` (base64 of 16, 24 or 32 bytes; better \`TAMTAM_ENCRYPT\` or
+      \`encrypt:\` in the config file) seals every gossip datagram with AES-GCM and drops
+      what does not open. \`--keyring-file FILE\` keeps the keys (primary first) across
+      restarts: a file that exists wins over \`--encrypt\`; a missing one is created (mode
+      0600) with the \`--encrypt\` key. \`--label NAME\` binds a cluster label into every
+      datagram, with or without keys. \`--encrypt-accept-plaintext\` and
+      \`--encrypt-send-plaintext\` let a running cluster move to sealing agent by agent.
     `,
     examples: [
       ["Run an agent with the defaults", "$0 agent"],
@@ -95,6 +125,7 @@ export class AgentCommand extends TamTamCommand {
       ["Join seeds at start-up, JSON logs", "$0 agent --join 10.0.0.1:9999 --join 10.0.0.2:9999 --log-format json"],
       ["An IPv6 agent on a Thread mesh", "$0 agent -6 --preset thread --multicast"],
       ["gRPC on a private Unix socket, with a token", "TAMTAM_RPC_TOKEN=s3cret $0 --rpc unix:/run/tamtam/agent.sock agent"],
+      ["Sealed gossip, keys kept in a keyring file", "TAMTAM_ENCRYPT=$(openssl rand -base64 32) $0 agent --keyring-file /var/lib/tamtam/keyring.json --label prod"],
     ],
   });
 
@@ -118,6 +149,13 @@ export class AgentCommand extends TamTamCommand {
   });
   join = Option.Array("--join", { description: "ADDR:PORT of a member to join at start-up (repeatable)" });
   logFormat = Option.String("--log-format", { description: "auto (pretty on a terminal, JSON otherwise), pretty or json (default auto)" });
+  encrypt = Option.String("--encrypt", { description: "base64 AES-GCM key (16, 24 or 32 bytes) that seals gossip; a keyring file that exists wins" });
+  keyringFile = Option.String("--keyring-file", {
+    description: "file of the gossip keys (JSON or YAML list of base64, primary first), created 0600 and kept up to date",
+  });
+  label = Option.String("--label", { description: "cluster label bound into every datagram (1..255 bytes), with or without keys" });
+  encryptAcceptPlaintext = Option.Boolean("--encrypt-accept-plaintext", { description: "with keys: also accept plaintext datagrams (migration)" });
+  encryptSendPlaintext = Option.Boolean("--encrypt-send-plaintext", { description: "with keys: send plaintext datagrams (migration)" });
 
   async execute(): Promise<number> {
     const settings = this.resolve(AGENT_SETTINGS, {
@@ -137,9 +175,24 @@ export class AgentCommand extends TamTamCommand {
       workers: this.workers,
       join: this.join,
       logFormat: this.logFormat,
+      encrypt: this.encrypt,
+      keyringFile: this.keyringFile,
+      label: this.label,
+      encryptAcceptPlaintext: this.encryptAcceptPlaintext,
+      encryptSendPlaintext: this.encryptSendPlaintext,
     });
-    const options = agentOptions(settings);
-    const runAgent = await loadRunAgent();
-    return await runAgent(options);
+    let options = agentOptions(settings);
+    const layer = await loadAgentLayer();
+    const seal = options.seal;
+    if (seal !== undefined && seal.keyringFile !== null) {
+      let start;
+      try {
+        start = layer.startingKeys(seal.keys[0] ?? null, seal.keyringFile);
+      } catch (error) {
+        throw new CliError((error as Error).message, EXIT.USAGE);
+      }
+      options = { ...options, seal: { ...seal, keys: start.keys, createKeyringFile: start.createFile, warning: start.warning } };
+    }
+    return await layer.runAgent(options);
   }
 }

@@ -13,6 +13,9 @@
  *          3  u8  flags        bit 0 SEALED: an AES-GCM envelope follows (key id, nonce,
  *                              ciphertext, tag; SEALED_OVERHEAD_BYTES in all). The envelope
  *                              layer opens it before decoding; other bits must be 0.
+ *                              bit 1 LABELED: an 8-byte cluster label tag follows the
+ *                              flags (plaintext with a label, see src/seal/envelope.ts);
+ *                              the envelope layer checks and strips it before decoding.
  *          4  u8  message type (MessageType)
  *          5  address  from         the sender's advertised address
  *             varint   incarnation  the sender's current incarnation
@@ -62,6 +65,7 @@ export const WIRE_MAGIC_0 = 0x54;
 export const WIRE_MAGIC_1 = 0x6d;
 export const WIRE_VERSION = 1;
 export const FLAG_SEALED = 0x01;
+export const FLAG_LABELED = 0x02;
 export const SYNC_REPLY_WANTED = 0x01;
 
 /** magic (2) + version (1) + flags (1) + type (1) */
