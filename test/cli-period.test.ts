@@ -65,6 +65,9 @@ class PresetAgent implements AgentApi {
   async stats(): Promise<Record<string, number>> {
     return {};
   }
+  async keys(): Promise<never> {
+    throw new AgentError("NO_KEYRING", "this agent has no gossip keys; start it with --encrypt");
+  }
   subscribeBroadcasts() {
     return new Fanout<Uint8Array>(1, 1).subscribe();
   }

@@ -81,6 +81,18 @@ interface FakeAgent {
 }
 
 const OK = { code: Response_Code.OK };
+const FP_A = "sha256:0102030405060708";
+const FP_B = "sha256:a1a2a3a4a5a6a7a8";
+/** Three members asked, one silent. */
+const KEYS_REPLY = {
+  members: 3,
+  confirmed: 2,
+  keys: [
+    { fingerprint: FP_A, installed: 2, primary: 2, local: true },
+    { fingerprint: FP_B, installed: 1, primary: 0, local: false },
+  ],
+  failures: [{ member: { IP: "fd00::9", port: 7946 }, reason: "did not answer in time" }],
+};
 const ERROR = { code: Response_Code.ERROR };
 const BROADCAST_LIMIT_BYTES = 256;
 
@@ -153,6 +165,23 @@ async function startFakeAgent(): Promise<FakeAgent> {
       return OK;
     },
     stats: () => ({ counters: {} }),
+    listKeys(req) {
+      record("listKeys", req);
+      return KEYS_REPLY;
+    },
+    installKey(req) {
+      record("installKey", req);
+      // Acting on the agent only: every member (the agent) confirmed.
+      return req.local ? { members: 1, confirmed: 1, keys: [{ fingerprint: FP_A, installed: 1, primary: 1, local: true }] } : KEYS_REPLY;
+    },
+    useKey(req) {
+      record("useKey", req);
+      return KEYS_REPLY;
+    },
+    removeKey(req) {
+      record("removeKey", req);
+      throw new RpcError(grpc.status.FAILED_PRECONDITION, "the primary key cannot be removed; make another key primary first (keys use)");
+    },
   });
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
@@ -479,6 +508,41 @@ describe("commands against a fake agent", () => {
     assert.equal(silent.code, EXIT.FAILED);
     assert.equal(silent.stdout, "Send a ping message to node 127.0.0.1:9997\n");
     assert.equal(silent.stderr, "tamtam: node 127.0.0.1:9997 did not answer the ping\n");
+  });
+
+  test("keys: counts per key, one line per member that did not confirm and exit 1; --local, --json, --timeout", async () => {
+    const key = Buffer.alloc(32, 7).toString("base64");
+    const { result: list, calls: listCalls } = await callsDuring(() => run(["--rpc", agent.rpc, "keys", "list"]));
+    assert.equal(list.code, EXIT.FAILED);
+    assert.equal(
+      list.stdout,
+      `2 of 3 members confirmed\n${FP_A}  installed on 2 of 2, primary on 2\n${FP_B}  installed on 1 of 2 (not on this agent)\n`,
+    );
+    assert.equal(list.stderr, "[fd00::9]:7946 did not confirm: did not answer in time\n");
+    const { result: local, calls: localCalls } = await callsDuring(() => run(["--rpc", agent.rpc, "keys", "install", key, "--local", "--timeout", "2000"]));
+    assert.deepEqual([local.code, local.stdout, local.stderr], [0, `1 of 1 members confirmed\n${FP_A}  installed on 1 of 1, primary on 1\n`, ""]);
+    const { result: json, calls: useCalls } = await callsDuring(() => run(["--rpc", agent.rpc, "keys", "use", key, "--json"]));
+    assert.equal(json.code, EXIT.FAILED);
+    assert.deepEqual(JSON.parse(json.stdout).failures, [{ member: "[fd00::9]:7946", reason: "did not answer in time" }]);
+    assert.equal(JSON.parse(json.stdout).keys[0].installed, 2);
+    const { result: removed, calls: removeCalls } = await callsDuring(() => run(["--rpc", agent.rpc, "keys", "remove", key]));
+    assert.equal(removed.code, EXIT.FAILED);
+    assert.match(removed.stderr, /primary key cannot be removed/);
+    const { result: bad, calls: badCalls } = await callsDuring(() => run(["--rpc", agent.rpc, "keys", "list", "--timeout", "5"]));
+    assert.equal(bad.code, EXIT.USAGE);
+    assert.deepEqual(badCalls, []);
+    const summary = [...listCalls, ...localCalls, ...useCalls, ...removeCalls].map((c) => [
+      c.method,
+      c.request.local,
+      c.request.timeoutMillis,
+      c.request.key === key ? "KEY" : "",
+    ]);
+    assert.deepEqual(summary, [
+      ["listKeys", false, 0, ""],
+      ["installKey", true, 2000, "KEY"],
+      ["useKey", false, 0, "KEY"],
+      ["removeKey", false, 0, "KEY"],
+    ]);
   });
 
   test("address prints `The local address of the agent is: [IP]:PORT`", async () => {

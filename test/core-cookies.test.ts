@@ -5,7 +5,10 @@
  * datagram and no member list; echoing the cookie gets the list; a wrong or expired cookie gets
  * only another cookie; replies per source are rate-limited and every refusal is counted; a
  * member proven by a ping answer does push-pull without a cookie; and the joining side follows
- * the round trip by itself, also under loss.
+ * the round trip by itself, also under loss. Probes get the same care: a PING or PING_REQ from
+ * an address not proven yet earns nothing larger than itself (no piggyback beyond its size), out
+ * of the same per-source bucket, and one from a stranger teaches nothing; a proven member's
+ * gets full piggyback, and a helper that answers our PING_REQ is proven.
  */
 
 import { describe, test } from "node:test";
@@ -467,5 +470,221 @@ describe("joining through the cookie round trip", () => {
     assert.equal(c.oversize().length, 0);
     assert.equal(c.stateOf(0, 1), MemberState.Alive);
     assert.equal(c.stateOf(1, 0), MemberState.Alive);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Probes from addresses that have not shown they receive: no answer larger than the request.
+
+const PING = (seq: number): Body => ({ type: MessageType.Ping, seq });
+const PING_REQ = (seq: number, target: Address): Body => ({ type: MessageType.PingReq, seq, target });
+const NEWS: readonly Address[] = Array.from({ length: 150 }, (_, i) => addr(`10.3.${i >> 8}.${i & 0xff}:7946`));
+const aliveAt = (m: Address, incarnation = 1): { state: MemberState; incarnation: number; member: Address } => ({ state: MemberState.Alive, incarnation, member: m });
+
+/** A node that knows B (long-standing, so proven) and has plenty of news queued for piggyback. */
+function busyNode(): { n: SwimNode; rt: RecordingRuntime } {
+  const { n, rt } = seedNode([B]);
+  n.handleDatagram(1, craft(B, 1, NEWS.slice(0, 100).map((m) => aliveAt(m))), rt);
+  n.handleDatagram(1, craft(B, 1, NEWS.slice(100).map((m) => aliveAt(m))), rt);
+  rt.sent.length = 0;
+  return { n, rt };
+}
+
+function seqOf(d: SentDatagram): number {
+  const body = d.decoded?.body;
+  assert.ok(body !== undefined && "seq" in body, `expected a datagram with a seq, got ${String(body?.type)}`);
+  return body.seq;
+}
+
+function repliesTo(rt: RecordingRuntime, to: Address, type: MessageType, from = 0): SentDatagram[] {
+  return sentSince(rt, from).filter((d) => d.to.key === to.key && d.decoded?.body.type === type);
+}
+
+describe("probes from addresses that have not shown they receive", () => {
+  test("a forged PING gets an ACK no larger than itself, without piggyback, and its sender is not learned", () => {
+    const { n, rt } = busyNode();
+    const members = n.memberCount;
+    const ping = craft(V, 0, [], PING(41));
+    n.handleDatagram(10, ping, rt);
+    assert.equal(rt.sent.length, 1, "one datagram back");
+    const ack = rt.sent[0] as SentDatagram;
+    assert.equal(ack.to.key, V.key);
+    assert.ok(ack.decoded?.body.type === MessageType.Ack && ack.decoded.body.seq === 41);
+    assert.ok(ack.bytes.length <= ping.length, `${ack.bytes.length} bytes back for ${ping.length}`);
+    assert.equal(ack.decoded?.updates.length, 0, "no piggyback");
+    assert.equal(n.member(V.key), undefined, "the sender is not learned");
+    assert.equal(n.memberCount, members);
+    assert.equal(n.stats.probesFromStrangers, 1);
+    assert.equal(n.stats.probesAnsweredLimited, 1);
+    // Nor is anything the stranger's ping says: it cannot name members for the cluster to probe.
+    n.handleDatagram(11, craft(V, 0, [aliveAt(V), aliveAt(W)], PING(42)), rt);
+    assert.equal(n.member(V.key), undefined);
+    assert.equal(n.member(W.key), undefined);
+    assert.equal(n.memberCount, members);
+    // Over IPv6 alike (a forged sender of either family gets at most its own size back, give or
+    // take the difference of the two addresses).
+    const v6 = addr("[2001:db8::7]:7946");
+    const ping6 = craft(v6, 0, [], PING(43));
+    n.handleDatagram(12, ping6, rt);
+    assert.ok((rt.sent.at(-1)?.bytes.length ?? Infinity) <= ping6.length);
+  });
+
+  test("PINGs from an unproven source are rate-limited by the cookie path's bucket, and counted", () => {
+    const { n, rt } = busyNode();
+    for (let i = 0; i < 100; i++) n.handleDatagram(10, craft(V, 0, [], PING(100 + i)), rt);
+    assert.equal(rt.sent.length, RATE_LIMIT_BURST, "a burst of small ACKs, then nothing");
+    assert.ok(rt.sent.every((d) => d.to.key === V.key && d.decoded?.body.type === MessageType.Ack));
+    assert.deepEqual(n.stats.requestsRefusedByReason, { RATE_LIMITED: 100 - RATE_LIMIT_BURST });
+    assert.equal(n.stats.requestsRefused, 100 - RATE_LIMIT_BURST);
+    assert.equal(n.stats.probesAnsweredLimited, RATE_LIMIT_BURST);
+    assert.equal(n.stats.probesFromStrangers, 100);
+    // The same bucket as the cookie path: V's JOIN gets no cookie now.
+    n.handleDatagram(10, craft(V, 0, [], JOIN(1)), rt);
+    assert.equal(rt.sent.length, RATE_LIMIT_BURST);
+    // One more answer per refill interval; another source is not held back.
+    n.handleDatagram(10 + RATE_LIMIT_REFILL_MS, craft(V, 0, [], PING(300)), rt);
+    n.handleDatagram(10 + RATE_LIMIT_REFILL_MS, craft(V, 0, [], PING(301)), rt);
+    n.handleDatagram(10 + RATE_LIMIT_REFILL_MS, craft(W, 0, [], PING(1)), rt);
+    assert.equal(rt.sent.length, RATE_LIMIT_BURST + 2);
+    assert.equal(rt.sent.at(-1)?.to.key, W.key);
+    assert.equal(n.stats.requestsRefusedByReason.RATE_LIMITED, 100 - RATE_LIMIT_BURST + 2);
+  });
+
+  test("a proven member's PING gets an ACK with full piggyback, however small the ping and however many", () => {
+    const { n, rt } = busyNode();
+    const ping = craft(B, 1, [], PING(7));
+    for (let i = 0; i < 3 * RATE_LIMIT_BURST; i++) n.handleDatagram(10, ping, rt);
+    const acks = repliesTo(rt, B, MessageType.Ack);
+    assert.equal(acks.length, 3 * RATE_LIMIT_BURST, "no bucket for proven members");
+    const first = acks[0] as SentDatagram;
+    assert.ok(first.bytes.length > makeConfig("lan").probePacketBytes - 40, `a full ACK: ${first.bytes.length} bytes`);
+    assert.ok((first.decoded?.updates.length ?? 0) > 50);
+    assert.equal(n.stats.probesAnsweredLimited, 0);
+    assert.equal(n.stats.requestsRefused, 0);
+  });
+
+  test("a member not proven yet gets an ACK with piggyback up to its PING's size, and is proven by answering ours", () => {
+    const { n, rt } = busyNode();
+    // C is learned from B's gossip: a member, not proven.
+    const C = addr("10.0.0.3:7946");
+    n.handleDatagram(2, craft(B, 1, [aliveAt(C)]), rt);
+    const small = craft(C, 1, [], PING(1));
+    n.handleDatagram(3, small, rt);
+    const smallAck = repliesTo(rt, C, MessageType.Ack).at(-1) as SentDatagram;
+    assert.ok(smallAck.bytes.length <= small.length, `${smallAck.bytes.length} for ${small.length}`);
+    // A ping that carries its own news gets as much back.
+    const big = craft(C, 1, NEWS.slice(0, 40).map((m) => aliveAt(m, 1)), PING(2));
+    n.handleDatagram(4, big, rt);
+    const bigAck = repliesTo(rt, C, MessageType.Ack).at(-1) as SentDatagram;
+    assert.ok(bigAck.bytes.length <= big.length, `${bigAck.bytes.length} for ${big.length}`);
+    assert.ok(bigAck.bytes.length > big.length - 40, "filled with piggyback up to the ping's size");
+    assert.equal(n.stats.probesAnsweredLimited, 2);
+    assert.equal(n.stats.probesFromStrangers, 0);
+    // This node probes C (its turn comes within a round) and C answers: full ACKs from then on.
+    // (Every probe is answered, so that the period stays one second.)
+    let answered = false;
+    for (let t = 1000; !answered && t < 400_000; t += 1000) {
+      const from = rt.sent.length;
+      rt.runTimers(n, t, (timer) => timer.kind === "probe");
+      for (const probe of sentSince(rt, from).filter((d) => d.decoded?.body.type === MessageType.Ping)) {
+        n.handleDatagram(t, craft(probe.to, 1, [], { type: MessageType.Ack, seq: seqOf(probe) }), rt);
+        answered ||= probe.to.key === C.key;
+      }
+    }
+    assert.ok(answered, "C was probed");
+    n.handleDatagram(rt.nowMs, craft(B, 1, NEWS.slice(0, 50).map((m) => aliveAt(m, 2))), rt);
+    const before = rt.sent.length;
+    n.handleDatagram(rt.nowMs + 1, small, rt);
+    const fullAck = repliesTo(rt, C, MessageType.Ack, before)[0] as SentDatagram;
+    assert.ok(fullAck.bytes.length > small.length, "proven: piggyback beyond the ping's size");
+  });
+
+  test("a PING_REQ from a stranger is relayed and answered, every datagram no larger than the request, and teaches nothing", () => {
+    const { n, rt } = busyNode();
+    const req = craft(V, 0, [aliveAt(V)], PING_REQ(55, B));
+    n.handleDatagram(10, req, rt);
+    assert.equal(n.member(V.key), undefined, "the requester is not learned");
+    const relayed = repliesTo(rt, B, MessageType.Ping)[0] as SentDatagram;
+    assert.ok(relayed.bytes.length <= req.length, `the ping to the target: ${relayed.bytes.length} for ${req.length}`);
+    const relaySeq = seqOf(relayed);
+    // Lifeguard: the target stays silent a while: a NACK; then it answers: the ACK. Both small.
+    rt.runTimers(n, 10 + makeConfig("lan").probeTimeoutMs, (t) => t.kind === "relayTimeout");
+    n.handleDatagram(rt.nowMs + 1, craft(B, 1, [], { type: MessageType.Ack, seq: relaySeq }), rt);
+    const nack = repliesTo(rt, V, MessageType.Nack)[0];
+    const ack = repliesTo(rt, V, MessageType.Ack)[0];
+    assert.ok(nack !== undefined && ack !== undefined);
+    for (const d of [nack, ack]) {
+      assert.ok(d.bytes.length <= req.length, `${d.bytes.length} for ${req.length}`);
+      assert.equal(seqOf(d), 55);
+    }
+    assert.equal(n.stats.probesFromStrangers, 1);
+    assert.equal(n.stats.probesAnsweredLimited, 1);
+    // A flood of them is held to the bucket: nothing relayed beyond it.
+    const before = rt.sent.length;
+    for (let i = 0; i < 50; i++) n.handleDatagram(20, craft(V, 0, [], PING_REQ(60 + i, B)), rt);
+    assert.equal(sentSince(rt, before).length, RATE_LIMIT_BURST - 1);
+    assert.equal(n.stats.requestsRefusedByReason.RATE_LIMITED, 50 - (RATE_LIMIT_BURST - 1));
+  });
+
+  test("a proven member's PING_REQ: a target we do not know gets a bare ping; the requester gets a full ACK", () => {
+    const { n, rt } = busyNode();
+    const req = craft(B, 1, [], PING_REQ(9, W));
+    n.handleDatagram(10, req, rt);
+    const relayed = repliesTo(rt, W, MessageType.Ping)[0] as SentDatagram;
+    assert.ok(relayed.bytes.length <= req.length, "no piggyback to a stranger");
+    const relaySeq = seqOf(relayed);
+    n.handleDatagram(11, craft(W, 1, [], { type: MessageType.Ack, seq: relaySeq }), rt);
+    const ack = repliesTo(rt, B, MessageType.Ack)[0] as SentDatagram;
+    assert.ok(ack.bytes.length > req.length + 500, `a full ACK to the requester: ${ack.bytes.length} bytes`);
+    assert.equal(n.stats.probesAnsweredLimited, 0);
+  });
+
+  test("in a running cluster a forged PING earns one small ACK, and no node learns its sender", () => {
+    const c = new ManualCluster({ size: 4, seed: 31 });
+    c.startAll();
+    for (let i = 1; i < 4; i++) c.join(i, [0]);
+    assert.ok(c.runUntil(() => [0, 1, 2, 3].every((i) => c.node(i).liveCount === 4), 60_000), "converged");
+    const from = c.sentLog.length;
+    const ping = craft(V, 0, [], PING(5));
+    c.inject(2, ping);
+    c.advanceBy(30_000);
+    const toVictim = c.sentLog.slice(from).filter((d) => d.to.key === V.key);
+    assert.equal(toVictim.length, 1, "one answer, nothing later");
+    assert.ok((toVictim[0]?.bytes.length ?? Infinity) <= ping.length);
+    for (let i = 0; i < 4; i++) assert.equal(c.node(i).member(V.key), undefined, `node ${i} does not know V`);
+  });
+
+  test("a helper that answers our PING_REQ (ACK or NACK) has shown it receives", () => {
+    const { n, rt } = seedNode([]);
+    const helpers = [2, 3, 4, 5].map((i) => addr(`10.0.0.${i}:7946`));
+    // All learned from gossip: members, none proven.
+    n.handleDatagram(1, craft(W, 1, helpers.map((h) => aliveAt(h))), rt);
+    rt.sent.length = 0;
+    rt.runTimers(n, 1000, (t) => t.kind === "probe");
+    const ping = rt.sent.find((d) => d.decoded?.body.type === MessageType.Ping);
+    assert.ok(ping !== undefined);
+    rt.runTimers(n, 1000 + makeConfig("lan").probeTimeoutMs, (t) => t.kind === "probeTimeout");
+    const reqs = rt.sent.filter((d) => d.decoded?.body.type === MessageType.PingReq);
+    assert.ok(reqs.length >= 2, `${reqs.length} PING_REQs`);
+    const nacker = reqs[0]?.to as Address;
+    const acker = reqs[1]?.to as Address;
+    const probeSeq = seqOf(reqs[0] as SentDatagram);
+    // Before: a helper's small ping gets a small answer.
+    const before = rt.sent.length;
+    n.handleDatagram(rt.nowMs, craft(nacker, 1, [], PING(76)), rt);
+    assert.equal(repliesTo(rt, nacker, MessageType.Ack, before)[0]?.decoded?.updates.length, 0);
+    assert.equal(n.stats.probesAnsweredLimited, 1);
+    n.handleDatagram(rt.nowMs, craft(nacker, 1, [], { type: MessageType.Nack, seq: probeSeq }), rt);
+    n.handleDatagram(rt.nowMs, craft(acker, 1, [], { type: MessageType.Ack, seq: probeSeq }), rt);
+    // Proven: their pings now get piggyback beyond their own size, and no token is taken.
+    n.handleDatagram(rt.nowMs, craft(W, 1, NEWS.slice(0, 20).map((m) => aliveAt(m))), rt);
+    for (const h of [nacker, acker]) {
+      const small = craft(h, 1, [], PING(77));
+      const from = rt.sent.length;
+      n.handleDatagram(rt.nowMs + 1, small, rt);
+      const ack = repliesTo(rt, h, MessageType.Ack, from)[0] as SentDatagram;
+      assert.ok(ack.bytes.length > small.length, `${h.key}: ${ack.bytes.length} bytes for ${small.length}`);
+    }
+    assert.equal(n.stats.probesAnsweredLimited, 1);
   });
 });

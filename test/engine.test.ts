@@ -233,6 +233,36 @@ for (const workers of [0, 1] as const) {
       });
     });
 
+    test("a cluster request reaches the other engines as events; their answers come back through commands", { timeout: TEST_TIMEOUT_MS }, async () => {
+      await withEngines(3, { workers }, async (engines, watches) => {
+        const [a, b, c] = engines as [Engine, Engine, Engine];
+        await joinAll(engines, watches);
+        // b answers with its port and the request's first byte; c holds the request unanswered.
+        b.onEvent((e) => {
+          if (e.type === "request") b.answerRequest(e.handle, Uint8Array.of(e.kind, e.payload[0] ?? 0, b.localAddress.port & 0xff));
+        });
+        const result = await a.request(9, Uint8Array.of(42), 500);
+        assert.deepEqual(
+          result.answers.map((x) => [x.from.key, [...x.payload]]),
+          [[b.localAddress.key, [9, 42, b.localAddress.port & 0xff]]],
+        );
+        assert.deepEqual(result.missing.map((m) => m.key), [c.localAddress.key]);
+        const held = (watches[2] as Watch).events.filter((e) => e.type === "request");
+        assert.ok(held.length === 1 && held[0]?.type === "request" && held[0].from.key === a.localAddress.key && held[0].kind === 9);
+        // Once c answers too, a request completes with every answer before its timeout.
+        c.onEvent((e) => {
+          if (e.type === "request") c.answerRequest(e.handle, Uint8Array.of(1));
+        });
+        const all = await a.request(9, Uint8Array.of(1), 60_000);
+        assert.deepEqual(all.answers.map((x) => x.from.key).sort(), [b.localAddress.key, c.localAddress.key].sort());
+        assert.deepEqual(all.missing, []);
+        await assert.rejects(a.request(9, new Uint8Array(fastConfig().maxPacketBytes), 500), { name: "ClusterRequestRefusedError", code: "TOO_LARGE" });
+        const s = await a.stats();
+        assert.equal(stat(s, "core.clusterRequests.requestsComplete"), 1);
+        assert.equal(stat(s, "core.clusterRequests.requestsIncomplete"), 1);
+      });
+    });
+
     test("an abruptly stopped engine is suspected, then declared dead", { timeout: TEST_TIMEOUT_MS }, async () => {
       await withEngines(3, { workers }, async (engines, watches) => {
         await joinAll(engines, watches);

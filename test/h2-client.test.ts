@@ -75,6 +75,10 @@ async function startServer(bindHost = "127.0.0.1"): Promise<Server> {
     localAddress: () => ({ IP: "10.0.0.1", port: 9999 }),
     leaveCluster: () => OK,
     stats: () => ({ counters: { ping_sent: 7n } }),
+    listKeys: () => ({}),
+    installKey: () => ({}),
+    useKey: () => ({}),
+    removeKey: () => ({}),
   });
   const unix = bindHost.startsWith("unix:");
   const port = await new Promise<number>((resolve, reject) =>
@@ -306,6 +310,7 @@ test("extra request headers travel with every call, unary and streaming", async 
   addService(server, TamTam, {
     join: () => OK, leave: () => OK, broadcast: () => OK, setHeartbeat: () => OK, setLogThreshold: () => OK, ping: () => OK,
     leaveCluster: () => OK, healthy: () => ({ nodes: [] }), localAddress: () => ({ IP: "10.0.0.1", port: 1 }), stats: () => ({ counters: {} }),
+    listKeys: () => ({}), installKey: () => ({}), useKey: () => ({}), removeKey: () => ({}),
     nodes: (_req, ctx) => {
       header(ctx);
       return { nodes: [] };

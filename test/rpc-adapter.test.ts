@@ -189,6 +189,10 @@ function startServer(seen: Seen): Promise<{ server: grpc.Server; port: number }>
       return OK;
     },
     stats: () => ({ counters: { ping_sent: 7n } }),
+    listKeys: () => ({}),
+    installKey: () => ({}),
+    useKey: () => ({}),
+    removeKey: () => ({}),
   });
   addReflection(server, [file_service_tamtam]);
   return new Promise((resolve, reject) => {
@@ -388,8 +392,8 @@ test("TamTam gRPC adapter, wire compatibility and reflection", { timeout: 15_000
       const flags = ["curl", "--protocol", "grpc", "--http2-prior-knowledge"];
       const listed = (await runBuf([...flags, "--list-methods", base])).trim().split("\n").sort();
       const expected = [
-        "Broadcast", "Healthy", "Join", "Leave", "LeaveCluster", "LocalAddress", "Monitor",
-        "Nodes", "Ping", "SetHeartbeat", "SetLogThreshold", "Stats", "Stream",
+        "Broadcast", "Healthy", "InstallKey", "Join", "Leave", "LeaveCluster", "ListKeys", "LocalAddress", "Monitor",
+        "Nodes", "Ping", "RemoveKey", "SetHeartbeat", "SetLogThreshold", "Stats", "Stream", "UseKey",
       ].map((m) => `service.TamTam/${m}`);
       assert.deepEqual(listed, expected.sort());
 

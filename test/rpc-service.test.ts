@@ -17,6 +17,11 @@ import { LogLevel_Level, Response_Code, Status, TamTam } from "../src/gen/servic
 import { addService, createClient, type ServiceClient } from "../src/rpc/adapter.js";
 import { tamTamService } from "../src/rpc/service.js";
 import { AgentError, ERROR_CODE_TRAILER } from "../src/rpc/status.js";
+import { applyKeyOperation, fingerprint, keysOutcome, type KeyOperation, type KeysOutcome } from "../src/agent/keys.js";
+import { Keyring } from "../src/seal/keyring.js";
+
+const KEY_A = new Uint8Array(32).fill(1);
+const KEY_B = new Uint8Array(16).fill(2);
 import { protocolConfig } from "../src/agent/agent.js";
 import { periodFields, type PresetName, type SwimConfig } from "../src/core/config.js";
 
@@ -29,6 +34,7 @@ class FakeAgent implements AgentApi {
   heartbeatMs = 500;
   logLevel: LogLevelName = "info";
   readonly answering = new Set<string>(["127.0.0.1:9998"]);
+  readonly keyring = new Keyring([KEY_A]);
 
   async join(target: Address): Promise<void> {
     this.calls.push(`join ${target.key}`);
@@ -79,6 +85,15 @@ class FakeAgent implements AgentApi {
   }
   async stats(): Promise<Record<string, number>> {
     return { datagrams_sent: 12, ring_drops: 0 };
+  }
+  async keys(op: KeyOperation, key: Uint8Array | null, options: { local: boolean; timeoutMs: number }): Promise<KeysOutcome> {
+    this.calls.push(`keys ${op} ${options.local ? "local" : "cluster"} ${options.timeoutMs}`);
+    applyKeyOperation(this.keyring, op, key);
+    if (options.local) return keysOutcome(this.keyring.keys(), [], []);
+    // One member holds the same keys, one never answers.
+    const fps = this.keyring.keys().map((k) => Buffer.from(fingerprint(k).slice(7), "hex"));
+    const payload = Uint8Array.from([0, fps.length, ...fps.flatMap((b) => [...b])]);
+    return keysOutcome(this.keyring.keys(), [{ from: addr("127.0.0.1:9998"), payload }], [addr("[::1]:9997")]);
   }
   subscribeBroadcasts() {
     return this.broadcasts.subscribe();
@@ -198,6 +213,39 @@ describe("TamTam gRPC service", () => {
       assert.equal(stats.counters.datagrams_sent, 12n);
       const local = await client.localAddress({});
       assert.deepEqual([local.IP, local.port], ["127.0.0.1", 9999]);
+    }));
+
+  test("key RPCs: validated keys and timeouts, counts per key, failures per member, the primary refused", () =>
+    withServer(async (client, agent) => {
+      const b64 = (k: Uint8Array): string => Buffer.from(k).toString("base64");
+      await rejects(client.installKey({ key: "not-a-key" }), grpc.status.INVALID_ARGUMENT, /^the key must be base64/, "INVALID_KEY");
+      await rejects(client.installKey({ key: b64(new Uint8Array(20)) }), grpc.status.INVALID_ARGUMENT, /got 20 bytes/, "INVALID_KEY");
+      await rejects(client.listKeys({ timeoutMillis: 99 }), grpc.status.INVALID_ARGUMENT, /100\.\.60000 ms, got 99/, "INVALID_TIMEOUT");
+      assert.deepEqual(agent.calls, []);
+      const installed = await client.installKey({ key: b64(KEY_B) });
+      assert.equal(installed.members, 3);
+      assert.equal(installed.confirmed, 2);
+      assert.deepEqual(
+        installed.keys.map((k) => [k.fingerprint, k.installed, k.primary, k.local]),
+        [
+          [fingerprint(KEY_A), 2, 2, true],
+          [fingerprint(KEY_B), 2, 0, true],
+        ],
+      );
+      assert.deepEqual(installed.failures.map((f) => [f.member?.IP, f.member?.port, f.reason]), [["::1", 9997, "did not answer in time"]]);
+      await rejects(client.removeKey({ key: b64(KEY_A) }), grpc.status.FAILED_PRECONDITION, /primary key cannot be removed/, "KEY_IS_PRIMARY");
+      await rejects(client.useKey({ key: b64(new Uint8Array(24)) }), grpc.status.FAILED_PRECONDITION, /not installed/, "UNKNOWN_KEY");
+      const used = await client.useKey({ key: b64(KEY_B), local: true, timeoutMillis: 2000 });
+      assert.deepEqual([used.members, used.confirmed, used.failures.length, used.keys[0]?.fingerprint], [1, 1, 0, fingerprint(KEY_B)]);
+      const removed = await client.removeKey({ key: b64(KEY_A) });
+      assert.deepEqual(removed.keys.map((k) => k.fingerprint), [fingerprint(KEY_B)]);
+      assert.deepEqual(agent.calls, [
+        "keys install cluster 5000",
+        "keys remove cluster 5000",
+        "keys use cluster 5000",
+        "keys use local 2000",
+        "keys remove cluster 5000",
+      ]);
     }));
 
   test("nodes keep the original shape; healthy lists alive and suspected members", () =>

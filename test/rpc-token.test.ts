@@ -61,6 +61,10 @@ async function startGuarded(): Promise<Guarded> {
     localAddress: () => ({ IP: "10.0.0.1", port: 9999 }),
     leaveCluster: () => OK,
     stats: () => ({ counters: {} }),
+    listKeys: () => ({}),
+    installKey: () => ({}),
+    useKey: () => ({}),
+    removeKey: () => ({}),
   });
   addReflection(server, [file_service_tamtam]);
   const port = await new Promise<number>((resolve, reject) =>

@@ -274,6 +274,19 @@ describe("labels without keys, and migration", () => {
     assert.equal(sendingPlain.stats().sealing, 0);
   });
 
+  test("an agent that holds keys takes cluster requests only sealed, even while it accepts plaintext", () => {
+    const request = datagram(7, { type: MessageType.Request, epoch: 1, id: 1, kind: 1, payload: Uint8Array.of(1) });
+    const plain = envelope({ keys: [] }).env;
+    const accepting = envelope({ acceptPlaintext: true });
+    assert.equal(accepting.env.unwrap(plain.wrap(request), "10.0.0.1", 1), null, "a plaintext request is dropped");
+    assert.deepEqual(accepting.drops, ["PLAINTEXT"]);
+    assert.ok(accepting.env.unwrap(plain.wrap(datagram()), "10.0.0.1", 2) !== null, "plaintext gossip still passes");
+    const sealedRequest = envelope().env.wrap(request);
+    assert.equal(hex(accepting.env.unwrap(sealedRequest, "10.0.0.2", 1) as Uint8Array), hex(request), "a sealed request passes");
+    // Without keys (a plaintext cluster) requests pass: there is no keyring to act on.
+    assert.ok(envelope({ keys: [] }).env.unwrap(plain.wrap(request), "10.0.0.1", 1) !== null);
+  });
+
   test("multicast announcements are sealed and labeled too, and open to version 1", () => {
     const a = encodeAnnouncement({ clusterName: "tamtam", address: FROM });
     for (const o of [{ label: "prod" }, { keys: [] as Uint8Array[], label: "prod" }, { keys: [] as Uint8Array[] }]) {

@@ -139,6 +139,10 @@ const bodyArb: fc.Arbitrary<Body> = fc.oneof(
   fc.tuple(fc.boolean(), u32Arb).map(([replyWanted, seq]): Body => ({ type: MessageType.Sync, replyWanted, seq })),
   fc.constant<Body>({ type: MessageType.Gossip }),
   fc.tuple(u32Arb, cookieArb).map(([seq, cookie]): Body => ({ type: MessageType.Cookie, seq, cookie })),
+  fc
+    .tuple(u32Arb, u32Arb, u32Arb, fc.uint8Array({ maxLength: 40 }))
+    .map(([epoch, id, kind, payload]): Body => ({ type: MessageType.Request, epoch, id, kind, payload })),
+  fc.tuple(u32Arb, u32Arb, fc.uint8Array({ maxLength: 40 })).map(([epoch, id, payload]): Body => ({ type: MessageType.Response, epoch, id, payload })),
 );
 const datagramArb = (maxUpdates: number, maxBroadcasts: number, maxPayload: number): fc.Arbitrary<Datagram> =>
   fc
@@ -256,6 +260,24 @@ const GOLDEN: readonly Golden[] = [
     size: 34,
   },
   {
+    name: "REQUEST from IPv4, epoch 0xdeadbeef, id 300, kind 1, 3-byte payload, with an ALIVE item",
+    d: datagram(A4, 2, { type: MessageType.Request, epoch: 0xdeadbeef, id: 300, kind: 1, payload: hex("010203") }, [alive(5, B4)]),
+    hex: `546d0100 09 ${A4_HEX} 02 effdb6f50d ac02 01 03 010203   10 05 ${B4_HEX}`,
+    size: 34,
+  },
+  {
+    name: "REQUEST from IPv6 with an empty payload",
+    d: datagram(A6, 0, { type: MessageType.Request, epoch: 0, id: 1, kind: 128, payload: new Uint8Array(0) }),
+    hex: `546d0100 09 ${A6_HEX} 00 00 01 8001 00`,
+    size: 30,
+  },
+  {
+    name: "RESPONSE from IPv6, epoch 7, id 300, 2-byte payload",
+    d: datagram(B6, 1, { type: MessageType.Response, epoch: 7, id: 300, payload: hex("00ff") }),
+    hex: `546d0100 0a ${B6_HEX} 01 07 ac02 02 00ff`,
+    size: 31,
+  },
+  {
     name: "GOSSIP from IPv6 with no items",
     d: datagram(B6, 0, { type: MessageType.Gossip }),
     hex: `546d0100 07 ${B6_HEX} 00`,
@@ -304,7 +326,7 @@ describe("golden vectors", () => {
   test("old message numbers keep their meaning (the registry is append-only)", () => {
     assert.deepStrictEqual(
       { ...MessageType },
-      { Ping: 1, Ack: 2, PingReq: 3, Nack: 4, Join: 5, Sync: 6, Gossip: 7, Cookie: 8 },
+      { Ping: 1, Ack: 2, PingReq: 3, Nack: 4, Join: 5, Sync: 6, Gossip: 7, Cookie: 8, Request: 9, Response: 10 },
     );
   });
 
@@ -425,7 +447,9 @@ describe("ProtocolError codes", () => {
     ["BAD_FLAGS", "SEALED plus an unknown bit", `546d0103 01 ${A4_HEX} 00 01`],
     ["SEALED", "flag bit 0", `546d0101 01 ${A4_HEX} 00 01`],
     ["UNKNOWN_TYPE", "type 0", `546d0100 00 ${A4_HEX} 00 01`],
-    ["UNKNOWN_TYPE", "type 9", `546d0100 09 ${A4_HEX} 00 01`],
+    ["UNKNOWN_TYPE", "type 11", `546d0100 0b ${A4_HEX} 00 01`],
+    ["TRUNCATED", "REQUEST payload longer than the datagram", `546d0100 09 ${A4_HEX} 00 01 01 01 05 0102`],
+    ["TRUNCATED", "RESPONSE without its payload length", `546d0100 0a ${A4_HEX} 00 01 01`],
     ["TRUNCATED", "COOKIE without its cookie", `546d0100 08 ${A4_HEX} 00 01 0102030405`],
     ["TRUNCATED", "COOKIE without seq", `546d0100 08 ${A4_HEX} 00`],
     ["TRUNCATED", "COOKIE_ECHO item shorter than its length", `${PING} 80 08 01020304`],

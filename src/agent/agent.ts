@@ -21,7 +21,7 @@ import {
 } from "../core/config.js";
 import { MEMBER_STATE_NAMES, SEALED_OVERHEAD_BYTES } from "../core/wire/messages.js";
 import type { CoreEvent, MemberInfo } from "../core/runtime.js";
-import { createEngine, type Engine } from "../engine/engine.js";
+import { ClusterRequestRefusedError, createEngine, type Engine } from "../engine/engine.js";
 import { file_service_tamtam, TamTam } from "../gen/service/tamtam_pb.js";
 import { addService } from "../rpc/adapter.js";
 import { addReflection } from "../rpc/reflection.js";
@@ -31,6 +31,7 @@ import { requireToken } from "../rpc/token.js";
 import { DropLog } from "../seal/drop-log.js";
 import { Envelope } from "../seal/envelope.js";
 import { Keyring, writeKeyringFile } from "../seal/keyring.js";
+import { answerKeyRequest, applyKeyOperation, encodeKeyRequest, fingerprint, KEYRING_REQUEST_KIND, keysOutcome } from "./keys.js";
 import { DEFAULT_MULTICAST_IPV4, DEFAULT_MULTICAST_IPV6, MulticastDiscovery } from "../transport/multicast.js";
 import { resolveGossipAddresses } from "./addresses.js";
 import type { AgentApi, MemberView } from "./api.js";
@@ -187,6 +188,19 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       case "memberRemoved":
         logger.debug(`node ${event.address.key} was removed from the table`);
         return;
+      case "request": {
+        // Keyring operations are the only kind of cluster request so far; other kinds stay
+        // unanswered (their origin reports this agent as not confirming).
+        if (event.kind !== KEYRING_REQUEST_KIND) return;
+        const answer = answerKeyRequest(keyring, event.payload);
+        engine.answerRequest(event.handle, answer);
+        logger.info(
+          { from: event.from.key, done: answer[0] === 0 },
+          `gossip key operation ${["list", "install", "use", "remove"][(event.payload[0] ?? 0) - 1] ?? "?"}` +
+            (event.payload.length > 1 ? ` of key ${fingerprint(event.payload.subarray(1))}` : ""),
+        );
+        return;
+      }
       default:
         return;
     }
@@ -259,6 +273,25 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       if (envelope !== null) add("seal", envelope.stats());
       out["process.rss_bytes"] = process.memoryUsage().rss;
       return out;
+    },
+    async keys(op, key, { local, timeoutMs }) {
+      if (shuttingDown !== null) throw new AgentError("SHUTTING_DOWN", "the agent is shutting down");
+      // A key to remove goes last here: members still sealing with it are heard until then.
+      const removeLast = op === "remove" && !local;
+      applyKeyOperation(keyring, op, key, removeLast);
+      if (op !== "list" && key !== null) logger.info(`gossip key operation ${op} of key ${fingerprint(key)}${local ? " (this agent only)" : ""}`);
+      const keys = (): Uint8Array[] => keyring?.keys() ?? [];
+      if (local) return keysOutcome(keys(), [], []);
+      try {
+        const result = await engine.request(KEYRING_REQUEST_KIND, encodeKeyRequest(op, key), timeoutMs);
+        if (removeLast) applyKeyOperation(keyring, op, key);
+        return keysOutcome(keys(), result.answers, result.missing);
+      } catch (err) {
+        if (err instanceof ClusterRequestRefusedError) {
+          throw new AgentError(err.code === "BUSY" ? "ENGINE_BUSY" : err.code === "LEFT" ? "LEFT_CLUSTER" : "INTERNAL", err.message);
+        }
+        throw err;
+      }
     },
     subscribeBroadcasts: () => broadcasts.subscribe(),
     subscribeMembers: () => memberChanges.subscribe(),

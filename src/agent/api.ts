@@ -7,6 +7,7 @@
 import type { Address } from "../core/address.js";
 import type { MemberInfo } from "../core/runtime.js";
 import type { Subscription } from "./fanout.js";
+import type { KeyOperation, KeysOutcome } from "./keys.js";
 import type { LogLevelName } from "./options.js";
 
 /** A member with the wall-clock facts front ends show. */
@@ -38,6 +39,11 @@ export interface AgentApi {
   stats(): Promise<Readonly<Record<string, number>>>;
   /** Broadcast payloads as they arrive; null when too many subscribers are connected. */
   subscribeBroadcasts(): Subscription<Uint8Array> | null;
+  /**
+   * A gossip key operation on this agent (throws AgentError if it refuses), then, unless
+   * `local`, on every alive member within `timeoutMs` (src/agent/keys.ts). `key` is null for list.
+   */
+  keys(op: KeyOperation, key: Uint8Array | null, options: { readonly local: boolean; readonly timeoutMs: number }): Promise<KeysOutcome>;
   /** Membership changes as they happen; null when too many subscribers are connected. */
   subscribeMembers(): Subscription<MemberView> | null;
 }

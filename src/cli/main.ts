@@ -17,6 +17,7 @@ import { ConfigureThresholdCommand } from "./commands/configure-threshold.js";
 import { GendocCommand } from "./commands/gendoc.js";
 import { HealthyCommand } from "./commands/healthy.js";
 import { JoinCommand } from "./commands/join.js";
+import { KeysInstallCommand, KeysListCommand, KeysRemoveCommand, KeysUseCommand } from "./commands/keys.js";
 import { LeaveCommand } from "./commands/leave.js";
 import { MonitorCommand } from "./commands/monitor.js";
 import { NodesCommand } from "./commands/nodes.js";
@@ -74,6 +75,10 @@ const COMMANDS: readonly CommandClass[] = [
   AddressCommand,
   ConfigureHeartbeatCommand,
   ConfigureThresholdCommand,
+  KeysListCommand,
+  KeysInstallCommand,
+  KeysUseCommand,
+  KeysRemoveCommand,
   VersionInfoCommand,
   GendocCommand,
   withOneLineErrors(SimulateCommand),

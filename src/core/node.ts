@@ -11,6 +11,12 @@
  * and the member list once the request comes back with the cookie (see cookie.ts). Replies to
  * such requests are rate-limited per source address, and every refusal is counted by reason
  * (CoreStats.requestsRefusedByReason). The joining side follows the round trip by itself.
+ *
+ * Probes get the same care: an ACK or NACK to an address that has not shown it receives is no
+ * larger than the PING or PING_REQ that earned it (the bare answer, no piggyback beyond the
+ * request's size) and takes a token of the same per-source bucket; a PING or PING_REQ from an
+ * address that is not a member teaches nothing (see answerLimit). Proven members get full
+ * piggyback on every answer.
  */
 
 import type { Address } from "./address.js";
@@ -28,6 +34,7 @@ import {
 } from "./formulas.js";
 import { MemberTable, NO_SLOT, ProbeOrder, SlotSet } from "./member-table.js";
 import { Prng } from "./prng.js";
+import { ClusterRequests } from "./requests.js";
 import type { CoreEvent, MemberInfo, Runtime, Timer } from "./runtime.js";
 import { TransmitQueue } from "./transmit-queue.js";
 import { DatagramWriter, decodeDatagram, encodeBroadcastItem, encodeCookieItem, encodeUpdateItem } from "./wire/codec.js";
@@ -68,14 +75,19 @@ export interface SwimNodeOptions {
   readonly cookieSecret?: Uint8Array;
 }
 
-/** Why a request for the member list (JOIN, push-pull) got no member list. */
+/**
+ * Why a request for the member list (JOIN, push-pull) got no member list, or (RATE_LIMITED
+ * only) a PING or PING_REQ from an address not proven yet got no answer.
+ */
 export type RequestRefusal =
   /** From an address not proven yet, without a cookie: answered with a cookie. */
   | "NO_COOKIE"
   /** With a wrong or expired cookie: answered with a fresh cookie. */
   | "BAD_COOKIE"
-  /** Its source had used up its replies: not answered at all. */
-  | "RATE_LIMITED";
+  /** Its source had used up its replies: not answered at all (nor relayed, for a PING_REQ). */
+  | "RATE_LIMITED"
+  /** A cluster request (REQUEST) from an address that is no member: ignored. */
+  | "NOT_A_MEMBER";
 
 export type BroadcastOutcome =
   | { readonly ok: true; readonly epoch: number; readonly seq: number }
@@ -118,6 +130,14 @@ export interface CoreStats {
   /** Requests for the member list that did not get it, in all and by reason. */
   requestsRefused: number;
   requestsRefusedByReason: Partial<Record<RequestRefusal, number>>;
+  /** PINGs and PING_REQs from addresses that are not members: answered within limits, nothing in them learned. */
+  probesFromStrangers: number;
+  /**
+   * PINGs and PING_REQs from addresses not proven yet that were answered (or relayed), every
+   * datagram they caused no larger than the request. (Those their bucket refused are counted in
+   * requestsRefusedByReason.RATE_LIMITED.)
+   */
+  probesAnsweredLimited: number;
 }
 
 interface Suspicion {
@@ -145,6 +165,10 @@ interface Relay {
   readonly requester: Address;
   readonly requesterSeq: number;
   readonly expiresAtMs: number;
+  /** Key of the address pinged for the requester: its ACK proves it receives. */
+  readonly targetKey: string;
+  /** Largest datagram sent to the requester (its PING_REQ's size) when it is not proven; else Infinity. */
+  readonly limitBytes: number;
 }
 
 type Request =
@@ -228,6 +252,8 @@ export class SwimNode {
     cookiesIgnored: 0,
     requestsRefused: 0,
     requestsRefusedByReason: {},
+    probesFromStrangers: 0,
+    probesAnsweredLimited: 0,
   };
 
   private readonly rng: Prng;
@@ -275,6 +301,8 @@ export class SwimNode {
   private lastJoinSyncsAtMs = -Infinity;
   private started = false;
   private leaving = false;
+  /** Cluster requests, ours and other members' (see requests.ts). */
+  readonly clusterRequests: ClusterRequests;
 
   constructor(options: SwimNodeOptions) {
     this.self = options.self;
@@ -296,6 +324,11 @@ export class SwimNode {
     this.probeable = new SlotSet(this.table, PROBEABLE_SET);
     this.dead = new SlotSet(this.table, DEAD_SET);
     this.table.add(options.self, MemberState.Alive, options.incarnation >>> 0, 0);
+    this.clusterRequests = new ClusterRequests(options.config, this.broadcastEpoch, {
+      send: (rt, to, body) => this.sendBody(rt, to, body, "full"),
+      members: () => this.memberList(),
+      hasLeft: () => this.leaving,
+    });
   }
 
   // ---------------------------------------------------------------------------------------
@@ -582,6 +615,23 @@ export class SwimNode {
         return;
       }
     }
+    // A PING or PING_REQ from an address that is not a member is answered within limits (see
+    // answerLimit) and nothing else: neither its sender nor its items are learned (a forged one
+    // would make the whole cluster probe whatever address it names; a real newcomer joins
+    // through a JOIN and its cookie, and the cluster gossips about it).
+    if ((d.body.type === MessageType.Ping || d.body.type === MessageType.PingReq) && this.table.find(d.from) === NO_SLOT) {
+      this.stats.probesFromStrangers++;
+      this.handleBody(nowMs, d, NO_SLOT, bytes.length, rt);
+      return;
+    }
+    // A cluster request from an address that is not a member is ignored, and nothing it says is
+    // learned: only members may ask (else anyone could make the host act on a request and send
+    // its answer to an address outside the cluster that never asked). Sealed, a member is also
+    // a key holder (see src/seal/envelope.ts).
+    if (d.body.type === MessageType.Request && this.table.find(d.from) === NO_SLOT) {
+      this.refused("NOT_A_MEMBER");
+      return;
+    }
     const syncFrom = d.body.type === MessageType.Sync ? d.from : null;
     for (const u of d.updates) this.mergeUpdate(nowMs, u, syncFrom, rt);
     // The sender is alive at the incarnation it states: an implicit alive update, merged after
@@ -590,7 +640,7 @@ export class SwimNode {
     const t = this.table;
     if (sender !== NO_SLOT) t.lastHeardAtMs[sender] = nowMs;
     for (const b of d.broadcasts) this.receiveBroadcast(b, rt);
-    this.handleBody(nowMs, d, sender, rt);
+    this.handleBody(nowMs, d, sender, bytes.length, rt);
     this.armGossip(nowMs, rt);
     if (sender === NO_SLOT || this.leaving) return;
     // A member we hold dead is talking to us, or one we hold left talks at an older incarnation
@@ -645,27 +695,37 @@ export class SwimNode {
       case "request":
         this.onRequestTimeout(nowMs, timer.seq, rt);
         return;
+      case "clusterRequest":
+        this.clusterRequests.onTimer(nowMs, timer.id, rt);
+        return;
     }
   }
 
   // ---------------------------------------------------------------------------------------
   // Message handling.
 
-  private handleBody(nowMs: number, d: Datagram, sender: number, rt: Runtime): void {
+  /** `requestBytes`: the datagram's size, which bounds the answer to an address not proven yet. */
+  private handleBody(nowMs: number, d: Datagram, sender: number, requestBytes: number, rt: Runtime): void {
     const body = d.body;
     switch (body.type) {
-      case MessageType.Ping:
-        this.sendBody(rt, d.from, { type: MessageType.Ack, seq: body.seq }, "probe");
+      case MessageType.Ping: {
+        const limitBytes = this.answerLimit(nowMs, d.from, sender, requestBytes);
+        if (limitBytes > 0) this.sendBody(rt, d.from, { type: MessageType.Ack, seq: body.seq }, "probe", null, limitBytes);
         return;
+      }
       case MessageType.Ack:
         this.onAck(nowMs, d.from, body.seq, rt);
         return;
       case MessageType.PingReq:
-        this.onPingReq(nowMs, d.from, body.seq, body.target, rt);
+        this.onPingReq(nowMs, d.from, sender, body.seq, body.target, requestBytes, rt);
         return;
       case MessageType.Nack:
         this.stats.nacksReceived++;
-        if (this.probe !== null && this.probe.seq === body.seq) this.probe.nacks++;
+        if (this.probe !== null && this.probe.seq === body.seq) {
+          this.probe.nacks++;
+          // A helper we asked: it got our PING_REQ, so it receives.
+          this.prove(sender);
+        }
         return;
       case MessageType.Join:
         if (!this.leaving && this.admitRequest(nowMs, d, sender, body.seq, rt)) this.sendSync(rt, d.from, false, body.seq);
@@ -698,6 +758,12 @@ export class SwimNode {
       case MessageType.Cookie:
         this.onCookie(nowMs, d.from, body.seq, body.cookie, rt);
         return;
+      case MessageType.Request:
+        this.clusterRequests.onRequest(d.from, body, rt);
+        return;
+      case MessageType.Response:
+        this.clusterRequests.onResponse(d.from, body, rt);
+        return;
     }
   }
 
@@ -714,12 +780,15 @@ export class SwimNode {
         }
         this.adjustHealth(-1);
       }
+      // The target, or a helper we asked (only they know the seq): it receives.
+      if (from.key !== probe.target.key) this.prove(this.table.find(from));
       return;
     }
     const relay = this.relays.get(seq);
     if (relay !== undefined) {
       this.relays.delete(seq);
-      this.sendBody(rt, relay.requester, { type: MessageType.Ack, seq: relay.requesterSeq }, "probe");
+      if (from.key === relay.targetKey) this.prove(this.table.find(from));
+      this.sendBody(rt, relay.requester, { type: MessageType.Ack, seq: relay.requesterSeq }, "probe", null, relay.limitBytes);
       return;
     }
     const proof = this.proofPings.get(from.key);
@@ -736,7 +805,15 @@ export class SwimNode {
     }
   }
 
-  private onPingReq(nowMs: number, from: Address, requesterSeq: number, target: Address, rt: Runtime): void {
+  /**
+   * Relays a PING_REQ: pings `target` for the requester, and passes its ACK on (or, with
+   * Lifeguard, a NACK when it stays silent). A requester not proven yet pays a token of its
+   * bucket, and every datagram sent for it is no larger than its PING_REQ; so is the ping to a
+   * target that is not a member of ours (it gets no piggyback).
+   */
+  private onPingReq(nowMs: number, from: Address, sender: number, requesterSeq: number, target: Address, requestBytes: number, rt: Runtime): void {
+    const limitBytes = this.answerLimit(nowMs, from, sender, requestBytes);
+    if (limitBytes === 0) return;
     if (this.relays.size >= MAX_RELAYS) {
       this.purgeRelays(nowMs);
       if (this.relays.size >= MAX_RELAYS) {
@@ -746,8 +823,9 @@ export class SwimNode {
     }
     const seq = this.takeSeq();
     const timeoutMs = this.scaled(this.probeTimeoutMs);
-    this.relays.set(seq, { requester: from, requesterSeq, expiresAtMs: nowMs + this.scaled(this.probeIntervalMs) });
-    this.sendBody(rt, target, { type: MessageType.Ping, seq }, "probe");
+    this.relays.set(seq, { requester: from, requesterSeq, expiresAtMs: nowMs + this.scaled(this.probeIntervalMs), targetKey: target.key, limitBytes });
+    const pingLimitBytes = this.table.find(target) === NO_SLOT ? requestBytes : limitBytes;
+    this.sendBody(rt, target, { type: MessageType.Ping, seq }, "probe", null, pingLimitBytes);
     if (this.config.lifeguard) rt.setTimer(nowMs + Math.floor(timeoutMs * 0.8), { kind: "relayTimeout", seq });
   }
 
@@ -756,7 +834,7 @@ export class SwimNode {
     if (relay === undefined) return;
     // Lifeguard: tell the requester that we are alive but the target did not answer us.
     this.stats.nacksSent++;
-    this.sendBody(rt, relay.requester, { type: MessageType.Nack, seq: relay.requesterSeq }, "probe");
+    this.sendBody(rt, relay.requester, { type: MessageType.Nack, seq: relay.requesterSeq }, "probe", null, relay.limitBytes);
   }
 
   private purgeRelays(nowMs: number): void {
@@ -1187,6 +1265,24 @@ export class SwimNode {
   }
 
   /**
+   * How large the answers to a PING or PING_REQ of `requestBytes` from `from` (member slot
+   * `sender`, or NO_SLOT) may be: Infinity for a proven member (full piggyback, no token taken);
+   * otherwise the request's own size (the bare answer always goes, piggyback only fills what
+   * that size leaves), at the cost of a token of the source's bucket; 0 (no answer at all,
+   * counted RATE_LIMITED) when the bucket is empty. So no forged sender address earns a reply
+   * larger than the forged datagram, nor more than a trickle of them.
+   */
+  private answerLimit(nowMs: number, from: Address, sender: number, requestBytes: number): number {
+    if (sender !== NO_SLOT && this.table.proven[sender] === 1) return Infinity;
+    if (!this.replyLimiter.take(from.key, nowMs)) {
+      this.refused("RATE_LIMITED");
+      return 0;
+    }
+    this.stats.probesAnsweredLimited++;
+    return Math.max(1, requestBytes);
+  }
+
+  /**
    * A COOKIE: repeat the join or push-pull request it answers, with the cookie. One that
    * answers no request of ours is ignored (else a forged one would make us send a member
    * list to whatever address it names), and so is a second one for the same push-pull.
@@ -1275,11 +1371,19 @@ export class SwimNode {
   /**
    * Encodes and sends one datagram: header and body, then (optionally) one priority item, then
    * membership updates and user broadcasts from the queues until the datagram is full
-   * (probePacketBytes or maxPacketBytes, less the envelope).
+   * (probePacketBytes or maxPacketBytes, less the envelope), or no larger than `limitBytes`
+   * (header, body and our LEFT while leaving always go).
    */
-  private sendBody(rt: Runtime, to: Address, body: Body, size: "probe" | "full", priority: Uint8Array | null = null): void {
-    const w = size === "probe" ? this.probeWriter : this.fullWriter;
+  private sendBody(rt: Runtime, to: Address, body: Body, size: "probe" | "full", priority: Uint8Array | null = null, limitBytes = Infinity): void {
+    let w = size === "probe" ? this.probeWriter : this.fullWriter;
     w.begin(this.self, this.table.incarnation[SELF] as number, body);
+    if (limitBytes < w.capacity) {
+      // An answer to an address not proven yet (rate-limited per source): a writer of its size,
+      // plus room for our LEFT while leaving (one item: a small constant over the request).
+      const leaveBytes = this.leaveItem === null ? 0 : this.leaveItem.length;
+      w = new DatagramWriter(Math.min(w.capacity, Math.max(w.length, limitBytes) + leaveBytes));
+      w.begin(this.self, this.table.incarnation[SELF] as number, body);
+    }
     if (this.leaveItem !== null) w.tryAppend(this.leaveItem);
     if (priority !== null) w.tryAppend(priority);
     const n = this.liveCount;

@@ -28,7 +28,9 @@ export type Timer =
   | { readonly kind: "reconnect" }
   /** `once`: an extra exchange shortly after a join, not the periodic round. */
   | { readonly kind: "pushPull"; readonly once: boolean }
-  | { readonly kind: "request"; readonly seq: number };
+  | { readonly kind: "request"; readonly seq: number }
+  /** A cluster request's retry round or deadline (see requests.ts). */
+  | { readonly kind: "clusterRequest"; readonly id: number };
 
 /** A member as the local node sees it. */
 export interface MemberInfo {
@@ -67,4 +69,10 @@ export type CoreEvent =
   /** Outcome of `join` for one seed: the seed answered with its member list, or not in time. */
   | { readonly type: "joinResult"; readonly seed: Address; readonly ok: boolean; readonly token: number }
   /** Outcome of a user `ping`: round trip in ms, or null if it timed out. */
-  | { readonly type: "pingResult"; readonly target: Address; readonly rttMs: number | null; readonly token: number };
+  | { readonly type: "pingResult"; readonly target: Address; readonly rttMs: number | null; readonly token: number }
+  /** A cluster request from another member: answer it with `answerRequest(handle, payload)`. */
+  | { readonly type: "request"; readonly handle: number; readonly from: Address; readonly kind: number; readonly payload: Uint8Array }
+  /** One member's answer to this node's cluster request `token`. */
+  | { readonly type: "requestAnswer"; readonly token: number; readonly from: Address; readonly payload: Uint8Array }
+  /** The end of cluster request `token`: the targets that did not answer (empty: all did). */
+  | { readonly type: "requestDone"; readonly token: number; readonly missing: readonly Address[] };

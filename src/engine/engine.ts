@@ -31,6 +31,7 @@ import { parseAddress, parseIp, type Address } from "../core/address.js";
 import { defaultMaxBroadcastBytes, makeConfig, periodProblem, validateConfig, type SwimConfig } from "../core/config.js";
 import { COOKIE_SECRET_BYTES } from "../core/cookie.js";
 import type { BroadcastOutcome, SwimNodeOptions } from "../core/node.js";
+import { MAX_TARGETS, maxRequestPayloadBytes, type RequestRefusal } from "../core/requests.js";
 import type { CoreEvent, MemberInfo } from "../core/runtime.js";
 import {
   DEFAULT_ENGINE_RINGS_CONFIG,
@@ -96,6 +97,15 @@ export interface Engine {
   leave(): Promise<void>;
   /** Round trip (ms) of a ping to `target`, or null if it did not answer within requestTimeoutMs. */
   ping(target: Address): Promise<number | null>;
+  /**
+   * Sends a cluster request (see src/core/requests.ts) to every member alive now and resolves
+   * with their answers and the members that did not answer within `timeoutMs` (the core
+   * retries those meanwhile). Rejects with ClusterRequestRefusedError when the core refuses it
+   * (too large, too many in flight, ...).
+   */
+  request(kind: number, payload: Uint8Array, timeoutMs: number): Promise<ClusterRequestResult>;
+  /** Answers the cluster request handed over as a `request` event. False if not queued. */
+  answerRequest(handle: number, payload: Uint8Array): boolean;
   /** Drops `address` from the local member table only. False if the command could not be queued. */
   forget(address: Address): boolean;
   /** Changes the probe interval live (PERIOD_MIN_MS..PERIOD_MAX_MS, 10..600000 ms; RangeError otherwise). False if not queued. */
@@ -147,6 +157,32 @@ export interface EngineOptions {
 export class EngineStoppedError extends Error {
   override readonly name = "EngineStoppedError";
 }
+
+/** The core refused to start a cluster request. */
+export class ClusterRequestRefusedError extends Error {
+  override readonly name = "ClusterRequestRefusedError";
+  constructor(
+    readonly code: RequestRefusal,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface ClusterAnswer {
+  readonly from: Address;
+  readonly payload: Uint8Array;
+}
+
+export interface ClusterRequestResult {
+  /** One answer per member that answered, in arrival order. */
+  readonly answers: readonly ClusterAnswer[];
+  /** The members asked that did not answer in time. */
+  readonly missing: readonly Address[];
+}
+
+/** Extra wait for the core's requestDone past a cluster request's own timeout. */
+const REQUEST_GRACE_MS = 2_000;
 
 const DEFAULT_REPLY_TIMEOUT_MS = 5_000;
 const START_TIMEOUT_MS = 10_000;
@@ -257,7 +293,10 @@ function checkRings(rings: EngineRingsConfig, config: SwimConfig): void {
     ["inbound", config.maxPacketBytes + DATAGRAM_IN_MAX_HEADER_BYTES, "a maxPacketBytes datagram"],
     ["outbound", config.maxPacketBytes + DATAGRAM_OUT_MAX_HEADER_BYTES, "a maxPacketBytes datagram"],
     ["commands", 5 + config.maxBroadcastBytes, "a maxBroadcastBytes broadcast"],
+    ["commands", 13 + maxRequestPayloadBytes(config), "a cluster request"],
     ["events", Math.max(EVENT_BROADCAST_MAX_HEADER_BYTES + config.maxBroadcastBytes, 8 + MAX_MEMBER_RECORD_BYTES, 256), "a broadcast event"],
+    ["events", EVENT_BROADCAST_MAX_HEADER_BYTES + maxRequestPayloadBytes(config), "a cluster request event"],
+    ["events", 7 + 19 * MAX_TARGETS, "the end of a cluster request (its silent members)"],
   ];
   for (const [ring, minBytes, what] of needs) {
     if (rings[ring].maxFrameBytes < minBytes) {
@@ -276,7 +315,7 @@ interface EngineInit {
   readonly envelope: Envelope | null;
 }
 
-type PendingKind = "started" | "broadcast" | "left" | "snapshot" | "stats" | "stopped" | "join" | "ping";
+type PendingKind = "started" | "broadcast" | "left" | "snapshot" | "stats" | "stopped" | "join" | "ping" | "request";
 
 interface JoinState {
   readonly seeds: readonly Address[];
@@ -294,6 +333,7 @@ interface Pending {
   timer: NodeJS.Timeout | null;
   members?: MemberInfo[];
   join?: JoinState;
+  answers?: ClusterAnswer[];
 }
 
 /** Counters of what the engine dropped, per mode. */
@@ -420,6 +460,19 @@ abstract class EngineBase implements Engine {
     return promise;
   }
 
+  request(kind: number, payload: Uint8Array, timeoutMs: number): Promise<ClusterRequestResult> {
+    const refused = this.refusal<ClusterRequestResult>();
+    if (refused !== null) return refused;
+    const { token, promise } = this.open<ClusterRequestResult>("request", timeoutMs + REQUEST_GRACE_MS, () => this.noReply("request"), { answers: [] });
+    this.submitFor(token, { type: "request", token, kind, timeoutMs, payload });
+    return promise;
+  }
+
+  answerRequest(handle: number, payload: Uint8Array): boolean {
+    if (this.state !== "ready") return false;
+    return this.submitCounted({ type: "answer", handle, payload });
+  }
+
   forget(address: Address): boolean {
     if (this.state !== "ready") return false;
     return this.submitCounted({ type: "forget", address });
@@ -487,6 +540,12 @@ abstract class EngineBase implements Engine {
       }
     } else if (event.type === "pingResult") {
       if (this.pending.get(event.token)?.kind === "ping") this.settle(event.token, event.rttMs);
+    } else if (event.type === "requestAnswer") {
+      const p = this.pending.get(event.token);
+      if (p?.kind === "request") p.answers?.push({ from: event.from, payload: event.payload });
+    } else if (event.type === "requestDone") {
+      const p = this.pending.get(event.token);
+      if (p?.kind === "request") this.settle(event.token, { answers: p.answers ?? [], missing: [...event.missing] });
     }
     for (const listener of this.listeners) {
       try {
@@ -510,6 +569,13 @@ abstract class EngineBase implements Engine {
       case "broadcast":
         this.settle(reply.token, reply.outcome);
         return;
+      case "request":
+        if (!reply.outcome.ok) {
+          this.pending.delete(reply.token);
+          if (p.timer !== null) clearTimeout(p.timer);
+          p.reject(new ClusterRequestRefusedError(reply.outcome.code, reply.outcome.message));
+        }
+        return;
       case "snapshot":
         this.settle(reply.token, [...reply.members]);
         return;
@@ -530,7 +596,7 @@ abstract class EngineBase implements Engine {
   }
 
   /** Registers a request; its token pairs it with the reply. */
-  protected open<T>(kind: PendingKind, timeoutMs: number, onTimeout: () => T | Error, extra: Partial<Pick<Pending, "members" | "join">> = {}): { token: number; promise: Promise<T> } {
+  protected open<T>(kind: PendingKind, timeoutMs: number, onTimeout: () => T | Error, extra: Partial<Pick<Pending, "members" | "join" | "answers">> = {}): { token: number; promise: Promise<T> } {
     const token = this.takeToken();
     let resolveFn!: (value: unknown) => void;
     let rejectFn!: (err: Error) => void;

@@ -140,6 +140,16 @@ export class CoreHost {
         case "forget":
           node.forget(cmd.address, rt);
           break;
+        case "request":
+          this.sink.reply({
+            type: "request",
+            token: cmd.token,
+            outcome: node.clusterRequests.start(t, cmd.kind, cmd.payload, cmd.timeoutMs, cmd.token, rt),
+          });
+          break;
+        case "answer":
+          node.clusterRequests.answer(cmd.handle, cmd.payload, rt);
+          break;
         case "setProbeInterval": {
           // The core refuses a period outside the one range (periodFields) and changes nothing.
           node.setProbeIntervalMs(t, cmd.probeIntervalMs, rt);
@@ -175,6 +185,7 @@ export class CoreHost {
     for (const [reason, count] of Object.entries(node.stats.requestsRefusedByReason)) {
       if (typeof count === "number") out[`core.requestsRefused.${reason}`] = count;
     }
+    for (const [name, value] of Object.entries(node.clusterRequests.stats)) out[`core.clusterRequests.${name}`] = value;
     out["core.healthScore"] = node.healthScore;
     out["core.incarnation"] = node.incarnation;
     out["core.members"] = node.memberCount;

@@ -26,12 +26,19 @@
  *     0x17 SNAPSHOT        u32 token                                        reply SNAPSHOT parts
  *     0x18 STATS           u32 token                                        reply STATS
  *     0x19 STOP            u32 token                                        reply STOPPED (last)
+ *     0x1A REQUEST         u32 token, u32 kind, u32 timeoutMs, payload...   reply REQUEST, then
+ *                                                                          requestAnswer events
+ *                                                                          and requestDone
+ *     0x1B ANSWER          u32 handle, payload...                           (none)
  *   events ring (worker -> main): CoreEvents, then replies, in emission order
  *     0x20 MEMBER          u8 previous (0xff: null), u32 previousIncarnation, member
  *     0x21 MEMBER_REMOVED  addr
  *     0x22 BROADCAST       u32 epoch, u32 seq, addr origin, payload bytes...
  *     0x23 JOIN_RESULT     u32 token, u8 ok, addr seed
  *     0x24 PING_RESULT     u32 token, f64 rttMs (NaN: timed out), addr target
+ *     0x25 REQUEST         u32 handle, u32 kind, addr from, payload...      (a cluster request)
+ *     0x26 REQUEST_ANSWER  u32 token, addr from, payload...
+ *     0x27 REQUEST_DONE    u32 token, u16 count, addr missing * count
  *     0x30 STARTED         u32 token
  *     0x31 BROADCAST_DONE  u32 token, u8 ok; ok: u32 epoch, u32 seq;
  *                          else u8 code (1 EMPTY, 2 TOO_LARGE, 3 LEFT), UTF-8 message...
@@ -40,6 +47,8 @@
  *                          member * count
  *     0x34 STATS           u32 token, u16 count, (u8 nameBytes, ASCII name, f64 value) * count
  *     0x35 STOPPED         u32 token
+ *     0x36 REQUEST         u32 token, u8 ok; ok: u32 targets;
+ *                          else u8 code (REQUEST_REFUSALS index + 1), UTF-8 message...
  *
  * Bounds. A member snapshot spans as many SNAPSHOT_PART frames as it needs, each carrying at
  * most floor((events.maxFrameBytes - 8) / 53) members (1,236 with the default 64 KiB frames),
@@ -52,6 +61,7 @@
 import { internIpv4, internIpv6, isValidPort, type Address } from "../core/address.js";
 import type { SwimConfig } from "../core/config.js";
 import type { BroadcastOutcome } from "../core/node.js";
+import type { RequestOutcome, RequestRefusal } from "../core/requests.js";
 import type { CoreEvent, MemberInfo } from "../core/runtime.js";
 import type { MemberState } from "../core/wire/messages.js";
 import type { EngineRingBuffers, RingProducer } from "../shm/index.js";
@@ -69,17 +79,23 @@ export const FrameType = {
   CmdSnapshot: 0x17,
   CmdStats: 0x18,
   CmdStop: 0x19,
+  CmdRequest: 0x1a,
+  CmdAnswer: 0x1b,
   EvMember: 0x20,
   EvMemberRemoved: 0x21,
   EvBroadcast: 0x22,
   EvJoinResult: 0x23,
   EvPingResult: 0x24,
+  EvRequest: 0x25,
+  EvRequestAnswer: 0x26,
+  EvRequestDone: 0x27,
   RepStarted: 0x30,
   RepBroadcast: 0x31,
   RepLeft: 0x32,
   RepSnapshotPart: 0x33,
   RepStats: 0x34,
   RepStopped: 0x35,
+  RepRequest: 0x36,
 } as const;
 
 /** Largest DATAGRAM_IN header (IPv6 source): ring frames must be this much above the datagram. */
@@ -105,7 +121,9 @@ export type Command =
   | { readonly type: "setProbeInterval"; readonly probeIntervalMs: number }
   | { readonly type: "snapshot"; readonly token: number }
   | { readonly type: "stats"; readonly token: number }
-  | { readonly type: "stop"; readonly token: number };
+  | { readonly type: "stop"; readonly token: number }
+  | { readonly type: "request"; readonly token: number; readonly kind: number; readonly timeoutMs: number; readonly payload: Uint8Array }
+  | { readonly type: "answer"; readonly handle: number; readonly payload: Uint8Array };
 
 export type Reply =
   | { readonly type: "started"; readonly token: number }
@@ -113,7 +131,8 @@ export type Reply =
   | { readonly type: "left"; readonly token: number }
   | { readonly type: "snapshot"; readonly token: number; readonly members: readonly MemberInfo[] }
   | { readonly type: "stats"; readonly token: number; readonly stats: Readonly<Record<string, number>> }
-  | { readonly type: "stopped"; readonly token: number };
+  | { readonly type: "stopped"; readonly token: number }
+  | { readonly type: "request"; readonly token: number; readonly outcome: RequestOutcome };
 
 /** One decoded frame of the events ring. */
 export type EngineOutput =
@@ -303,6 +322,10 @@ function commandBytes(cmd: Command): number {
       return 1 + addressBytes(cmd.address);
     case "setProbeInterval":
       return 5;
+    case "request":
+      return 13 + cmd.payload.length;
+    case "answer":
+      return 5 + cmd.payload.length;
   }
 }
 
@@ -317,6 +340,8 @@ const COMMAND_TYPE: Record<Command["type"], number> = {
   snapshot: FrameType.CmdSnapshot,
   stats: FrameType.CmdStats,
   stop: FrameType.CmdStop,
+  request: FrameType.CmdRequest,
+  answer: FrameType.CmdAnswer,
 };
 
 /** Bytes the frame of `cmd` takes (to check it against a ring's maxFrameBytes). */
@@ -358,6 +383,16 @@ export function writeCommand(ring: RingProducer, cmd: Command): boolean {
         return;
       case "setProbeInterval":
         v.setUint32(at + 1, cmd.probeIntervalMs, true);
+        return;
+      case "request":
+        v.setUint32(at + 1, cmd.token, true);
+        v.setUint32(at + 5, cmd.kind >>> 0, true);
+        v.setUint32(at + 9, cmd.timeoutMs >>> 0, true);
+        dst.set(cmd.payload, at + 13);
+        return;
+      case "answer":
+        v.setUint32(at + 1, cmd.handle >>> 0, true);
+        dst.set(cmd.payload, at + 5);
         return;
     }
   });
@@ -410,6 +445,19 @@ export function readCommand(data: Uint8Array, offset: number, lengthBytes: numbe
     case FrameType.CmdSetProbeInterval:
       need(offset + 1, 4, end);
       return { type: "setProbeInterval", probeIntervalMs: v.getUint32(offset + 1, true) };
+    case FrameType.CmdRequest: {
+      const t = token();
+      need(offset + 5, 8, end);
+      return {
+        type: "request",
+        token: t,
+        kind: v.getUint32(offset + 5, true),
+        timeoutMs: v.getUint32(offset + 9, true),
+        payload: data.slice(offset + 13, end),
+      };
+    }
+    case FrameType.CmdAnswer:
+      return { type: "answer", handle: token(), payload: data.slice(offset + 5, end) };
     default:
       throw new FrameError(`unknown command frame type ${String(type)}`);
   }
@@ -461,6 +509,15 @@ function eventBytes(e: CoreEvent): number {
       return 6 + addressBytes(e.seed);
     case "pingResult":
       return 13 + addressBytes(e.target);
+    case "request":
+      return 9 + addressBytes(e.from) + e.payload.length;
+    case "requestAnswer":
+      return 5 + addressBytes(e.from) + e.payload.length;
+    case "requestDone": {
+      let n = 7;
+      for (const a of e.missing) n += addressBytes(a);
+      return n;
+    }
   }
 }
 
@@ -499,11 +556,36 @@ export function writeEvent(ring: RingProducer, e: CoreEvent): boolean {
         v.setFloat64(at + 5, e.rttMs === null ? NaN : e.rttMs, true);
         writeAddress(dst, v, at + 13, e.target);
         return;
+      case "request": {
+        dst[at] = FrameType.EvRequest;
+        v.setUint32(at + 1, e.handle >>> 0, true);
+        v.setUint32(at + 5, e.kind >>> 0, true);
+        const p = writeAddress(dst, v, at + 9, e.from);
+        dst.set(e.payload, p);
+        return;
+      }
+      case "requestAnswer": {
+        dst[at] = FrameType.EvRequestAnswer;
+        v.setUint32(at + 1, e.token >>> 0, true);
+        const p = writeAddress(dst, v, at + 5, e.from);
+        dst.set(e.payload, p);
+        return;
+      }
+      case "requestDone": {
+        dst[at] = FrameType.EvRequestDone;
+        v.setUint32(at + 1, e.token >>> 0, true);
+        v.setUint16(at + 5, e.missing.length, true);
+        let p = at + 7;
+        for (const a of e.missing) p = writeAddress(dst, v, p, a);
+        return;
+      }
     }
   });
 }
 
 const OUTCOME_CODES = ["EMPTY", "TOO_LARGE", "LEFT"] as const;
+/** Refusal codes of a cluster request, in frame order (append only). */
+const REQUEST_REFUSALS: readonly RequestRefusal[] = ["BUSY", "TOO_LARGE", "TOO_MANY_MEMBERS", "LEFT", "BAD_TIMEOUT", "BAD_KIND"];
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
 
@@ -540,6 +622,26 @@ export function writeReply(ring: RingProducer, r: Reply): boolean {
         viewOf(dst).setUint32(at + 1, r.token, true);
         dst[at + 5] = 0;
         dst[at + 6] = OUTCOME_CODES.indexOf(o.code) + 1;
+        dst.set(message, at + 7);
+      });
+    }
+    case "request": {
+      const o = r.outcome;
+      if (o.ok) {
+        return ring.tryWriteWith(10, (dst, at) => {
+          const v = viewOf(dst);
+          dst[at] = FrameType.RepRequest;
+          v.setUint32(at + 1, r.token, true);
+          dst[at + 5] = 1;
+          v.setUint32(at + 6, o.targets >>> 0, true);
+        });
+      }
+      const message = textEncoder.encode(o.message).subarray(0, 1024);
+      return ring.tryWriteWith(7 + message.length, (dst, at) => {
+        dst[at] = FrameType.RepRequest;
+        viewOf(dst).setUint32(at + 1, r.token, true);
+        dst[at + 5] = 0;
+        dst[at + 6] = REQUEST_REFUSALS.indexOf(o.code) + 1;
         dst.set(message, at + 7);
       });
     }
@@ -696,6 +798,51 @@ export function readOutput(data: Uint8Array, offset: number, lengthBytes: number
       if (code === undefined) throw new FrameError(`bad broadcast outcome code ${String(data[offset + 6])}`);
       const message = textDecoder.decode(data.slice(offset + 7, end));
       return { kind: "reply", reply: { type: "broadcast", token: t, outcome: { ok: false, code, message } } };
+    }
+    case FrameType.RepRequest: {
+      const t = token();
+      need(offset, 6, end);
+      if (data[offset + 5] === 1) {
+        need(offset, 10, end);
+        return { kind: "reply", reply: { type: "request", token: t, outcome: { ok: true, targets: v.getUint32(offset + 6, true) } } };
+      }
+      need(offset, 7, end);
+      const code = REQUEST_REFUSALS[(data[offset + 6] as number) - 1];
+      if (code === undefined) throw new FrameError(`bad request outcome code ${String(data[offset + 6])}`);
+      const message = textDecoder.decode(data.slice(offset + 7, end));
+      return { kind: "reply", reply: { type: "request", token: t, outcome: { ok: false, code, message } } };
+    }
+    case FrameType.EvRequest: {
+      const t = token();
+      need(offset, 9, end);
+      const from = readAddress(data, v, offset + 9, end);
+      const event: CoreEvent = {
+        type: "request",
+        handle: t,
+        kind: v.getUint32(offset + 5, true),
+        from,
+        payload: data.slice(offset + 9 + addressBytes(from), end),
+      };
+      return { kind: "event", event };
+    }
+    case FrameType.EvRequestAnswer: {
+      const t = token();
+      const from = readAddress(data, v, offset + 5, end);
+      const event: CoreEvent = { type: "requestAnswer", token: t, from, payload: data.slice(offset + 5 + addressBytes(from), end) };
+      return { kind: "event", event };
+    }
+    case FrameType.EvRequestDone: {
+      const t = token();
+      need(offset, 7, end);
+      const count = v.getUint16(offset + 5, true);
+      const missing: Address[] = [];
+      let p = offset + 7;
+      for (let i = 0; i < count; i++) {
+        const a = readAddress(data, v, p, end);
+        missing.push(a);
+        p += addressBytes(a);
+      }
+      return { kind: "event", event: { type: "requestDone", token: t, missing } };
     }
     case FrameType.RepStats: {
       const t = token();

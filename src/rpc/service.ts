@@ -8,10 +8,14 @@ import { type Address, formatIp, isValidPort, makeAddress, parseIp } from "../co
 import { periodProblem } from "../core/config.js";
 import { MemberState } from "../core/wire/messages.js";
 import type { AgentApi, MemberView } from "../agent/api.js";
+import { DEFAULT_KEYS_TIMEOUT_MS, MAX_KEYS_TIMEOUT_MS, MIN_KEYS_TIMEOUT_MS, type KeyOperation, type KeysOutcome } from "../agent/keys.js";
+import { decodeKey } from "../seal/checks.js";
 import type { Subscription } from "../agent/fanout.js";
 import { LOG_LEVELS } from "../agent/options.js";
 import {
   LogLevel_Level,
+  type KeysReply,
+  KeysReplySchema,
   type Node,
   type NodeAddress,
   NodeAddressSchema,
@@ -72,6 +76,31 @@ function clampU32(x: number): number {
 }
 
 const OK = { code: Response_Code.OK } as const;
+
+/** A key operation's timeout from a request: 0 is the default. */
+function keysTimeout(millis: number): number {
+  if (millis === 0) return DEFAULT_KEYS_TIMEOUT_MS;
+  if (millis < MIN_KEYS_TIMEOUT_MS || millis > MAX_KEYS_TIMEOUT_MS) {
+    throw new AgentError("INVALID_TIMEOUT", `the timeout must be ${MIN_KEYS_TIMEOUT_MS}..${MAX_KEYS_TIMEOUT_MS} ms, got ${millis}`);
+  }
+  return millis;
+}
+
+/** The key of a KeyRequest; never echoes the text. */
+function keyFrom(text: string): Uint8Array {
+  const key = decodeKey(text);
+  if (typeof key === "string") throw new AgentError("INVALID_KEY", `the key ${key}`);
+  return key;
+}
+
+function keysReply(o: KeysOutcome): KeysReply {
+  return create(KeysReplySchema, {
+    members: o.members,
+    confirmed: o.confirmed,
+    keys: o.keys.map((k) => ({ fingerprint: k.fingerprint, installed: k.installed, primary: k.primary, local: k.local })),
+    failures: o.failures.map((f) => ({ member: nodeAddress(f.member), reason: f.reason })),
+  });
+}
 
 /** Ends `sub` when the call is cancelled, so a blocked `next()` returns at once. */
 async function* drain<T, O>(sub: Subscription<T> | null, context: CallContext, map: (item: T) => O): AsyncGenerator<O> {
@@ -161,10 +190,19 @@ export function tamTamService(agent: AgentApi): ServiceImplementation<typeof Tam
       await agent.leaveCluster();
       return OK;
     }),
+    listKeys: mapped(async (req) => keysReply(await agent.keys("list", null, { local: req.local, timeoutMs: keysTimeout(req.timeoutMillis) }))),
+    installKey: mapped(async (req) => keyOp(agent, "install", req)),
+    useKey: mapped(async (req) => keyOp(agent, "use", req)),
+    removeKey: mapped(async (req) => keyOp(agent, "remove", req)),
     stats: mapped(async () => {
       const counters: Record<string, bigint> = {};
       for (const [name, value] of Object.entries(await agent.stats())) counters[name] = BigInt(Math.max(0, Math.floor(value)));
       return { counters };
     }),
   };
+}
+
+async function keyOp(agent: AgentApi, op: KeyOperation, req: { key: string; local: boolean; timeoutMillis: number }): Promise<KeysReply> {
+  const key = keyFrom(req.key);
+  return keysReply(await agent.keys(op, key, { local: req.local, timeoutMs: keysTimeout(req.timeoutMillis) }));
 }

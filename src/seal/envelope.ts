@@ -41,7 +41,7 @@
  */
 
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
-import { FLAG_LABELED, FLAG_SEALED, SEALED_OVERHEAD_BYTES, WIRE_MAGIC_0, WIRE_MAGIC_1 } from "../core/wire/messages.js";
+import { MessageType, FLAG_LABELED, FLAG_SEALED, SEALED_OVERHEAD_BYTES, WIRE_MAGIC_0, WIRE_MAGIC_1 } from "../core/wire/messages.js";
 import { ANNOUNCE_MAGIC_1 } from "../transport/announce.js";
 import { labelProblem } from "./checks.js";
 import type { Keyring } from "./keyring.js";
@@ -266,6 +266,11 @@ export class Envelope {
   /** A datagram that is not sealed: labeled (`labeled`) or bare. */
   private plain(bytes: Uint8Array, labeled: boolean, ip: string, port: number, announcement = false): Uint8Array | null {
     if (!this.acceptsPlaintext) return this.drop("PLAINTEXT", ip, port);
+    // An agent that holds keys takes cluster requests (keyring operations among them) only
+    // sealed, even while it accepts plaintext gossip during a migration: anyone can send
+    // plaintext, and a keyring operation must come from a key holder.
+    const type = bytes[labeled ? 4 + LABEL_TAG_BYTES : 4];
+    if (!announcement && this.keyring.size > 0 && type === MessageType.Request) return this.drop("PLAINTEXT", ip, port);
     if (this.tag === null) {
       if (labeled) return this.drop("LABEL", ip, port);
       this.counts.plaintextAccepted++;

@@ -87,6 +87,10 @@ function bodyBytes(body: Body): number {
     case MessageType.Cookie:
       checkCookie(body.cookie);
       return varintBytes(body.seq) + WIRE_COOKIE_BYTES;
+    case MessageType.Request:
+      return varintBytes(body.epoch) + varintBytes(body.id) + varintBytes(body.kind) + varintBytes(body.payload.length) + body.payload.length;
+    case MessageType.Response:
+      return varintBytes(body.epoch) + varintBytes(body.id) + varintBytes(body.payload.length) + body.payload.length;
     default:
       throw new RangeError(`unknown message type ${String((body as { type: unknown }).type)}`);
   }
@@ -161,6 +165,19 @@ function writeHeader(buf: Uint8Array, from: Address, incarnation: number, body: 
       p = writeVarint(buf, p, body.seq);
       buf.set(body.cookie, p);
       return p + WIRE_COOKIE_BYTES;
+    case MessageType.Request:
+      p = writeVarint(buf, p, body.epoch);
+      p = writeVarint(buf, p, body.id);
+      p = writeVarint(buf, p, body.kind);
+      p = writeVarint(buf, p, body.payload.length);
+      buf.set(body.payload, p);
+      return p + body.payload.length;
+    case MessageType.Response:
+      p = writeVarint(buf, p, body.epoch);
+      p = writeVarint(buf, p, body.id);
+      p = writeVarint(buf, p, body.payload.length);
+      buf.set(body.payload, p);
+      return p + body.payload.length;
     default:
       return p;
   }
@@ -406,9 +423,30 @@ function readBody(b: Uint8Array, type: number): Body {
       at = p + WIRE_COOKIE_BYTES;
       return { type: MessageType.Cookie, seq, cookie: copyBytes(b, p, WIRE_COOKIE_BYTES) };
     }
+    case MessageType.Request: {
+      const epoch = readVarint(b);
+      const id = readVarint(b);
+      const kind = readVarint(b);
+      return { type: MessageType.Request, epoch, id, kind, payload: readPayload(b) };
+    }
+    case MessageType.Response: {
+      const epoch = readVarint(b);
+      const id = readVarint(b);
+      return { type: MessageType.Response, epoch, id, payload: readPayload(b) };
+    }
     default:
       return fail("UNKNOWN_TYPE", 4, `message type 0x${type.toString(16)}`);
   }
+}
+
+/** A request's or response's payload: varint length, then that many bytes (copied). */
+function readPayload(b: Uint8Array): Uint8Array {
+  const start = at;
+  const len = readVarint(b);
+  const p = at;
+  if (len > b.length - p) fail("TRUNCATED", start, `payload of ${len} bytes, ${b.length - p} left`);
+  at = p + len;
+  return copyBytes(b, p, len);
 }
 
 /** A fresh copy of b[start, start + len) as a plain Uint8Array (a Node Buffer's slice is a view). */

@@ -43,6 +43,16 @@
  *                                               seq: the request's. The requester repeats its
  *                                               request with a COOKIE_ECHO item carrying the
  *                                               cookie. Sent without items.
+ *   REQUEST  0x09  varint epoch, varint id,     a cluster request (see core/requests.ts):
+ *                  varint kind, varint length,  (epoch, id) names it among all requests of
+ *                  bytes payload                the sender's life (epoch: its broadcast
+ *                                               epoch); kind says what it is for (1 keyring
+ *                                               operation; the receiving host decides);
+ *                                               payload 0..length bytes. Answered with a
+ *                                               RESPONSE; a repeated request gets the same
+ *                                               answer again.
+ *   RESPONSE 0x0A  varint epoch, varint id,     the answer to REQUEST (epoch, id), payload
+ *                  varint length, bytes payload of 0..length bytes, as the host gave it.
  *
  * Items (the canonical encoding puts membership items before broadcast items; the decoder
  * accepts any order):
@@ -84,6 +94,8 @@ export const MessageType = {
   Sync: 0x06,
   Gossip: 0x07,
   Cookie: 0x08,
+  Request: 0x09,
+  Response: 0x0a,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -115,7 +127,7 @@ export const ItemTag = {
 export type ItemTag = (typeof ItemTag)[keyof typeof ItemTag];
 
 /** The largest message type this version knows. */
-export const MAX_MESSAGE_TYPE = MessageType.Cookie;
+export const MAX_MESSAGE_TYPE = MessageType.Response;
 /** Bytes of a cookie in a COOKIE body and a COOKIE_ECHO item. */
 export const WIRE_COOKIE_BYTES = 8;
 
@@ -147,7 +159,15 @@ export type Body =
   | { readonly type: typeof MessageType.Join; readonly seq: number }
   | { readonly type: typeof MessageType.Sync; readonly replyWanted: boolean; readonly seq: number }
   | { readonly type: typeof MessageType.Gossip }
-  | { readonly type: typeof MessageType.Cookie; readonly seq: number; readonly cookie: Uint8Array };
+  | { readonly type: typeof MessageType.Cookie; readonly seq: number; readonly cookie: Uint8Array }
+  | {
+      readonly type: typeof MessageType.Request;
+      readonly epoch: number;
+      readonly id: number;
+      readonly kind: number;
+      readonly payload: Uint8Array;
+    }
+  | { readonly type: typeof MessageType.Response; readonly epoch: number; readonly id: number; readonly payload: Uint8Array };
 
 export interface Datagram {
   readonly from: Address;

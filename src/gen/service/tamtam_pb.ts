@@ -20,7 +20,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file service/tamtam.proto.
  */
 export const file_service_tamtam: GenFile = /*@__PURE__*/
-  fileDesc("ChRzZXJ2aWNlL3RhbXRhbS5wcm90bxIHc2VydmljZSInCgtOb2RlQWRkcmVzcxIKCgJJUBgBIAEoCRIMCgRwb3J0GAIgASgNIksKCFJlc3BvbnNlEiQKBGNvZGUYASABKA4yFi5zZXJ2aWNlLlJlc3BvbnNlLkNvZGUiGQoEQ29kZRIGCgJPSxAAEgkKBUVSUk9SEAEiBwoFRW1wdHkiGAoHTWVzc2FnZRINCgVieXRlcxgBIAEoDCLMAQoETm9kZRIlCgdhZGRyZXNzGAEgASgLMhQuc2VydmljZS5Ob2RlQWRkcmVzcxILCgNhZ2UYAiABKA0SEwoLZW1pdENvdW50ZXIYAyABKAUSEgoKcGluZ01pbGxpcxgEIAEoBRIRCgl0aW1lc3RhbXAYBSABKA0SHwoGc3RhdHVzGAYgASgOMg8uc2VydmljZS5TdGF0dXMSEwoLaW5jYXJuYXRpb24YByABKA0SDQoFc3RhdGUYCCABKAkSDwoHaXNfc2VsZhgJIAEoCCIoCghOb2RlTGlzdBIcCgVub2RlcxgBIAMoCzINLnNlcnZpY2UuTm9kZSIbCglIZWFydGJlYXQSDgoGbWlsbGlzGAEgASgFIo0BCghMb2dMZXZlbBImCgVsZXZlbBgBIAEoDjIXLnNlcnZpY2UuTG9nTGV2ZWwuTGV2ZWwiWQoFTGV2ZWwSBwoDQUxMEAASCQoFVFJBQ0UQARIJCgVERUJVRxACEggKBElORk8QAxIICgRXQVJOEAQSCQoFRVJST1IQBRIJCgVGQVRBTBAGEgcKA09GRhAHInIKClN0YXRzUmVwbHkSMwoIY291bnRlcnMYASADKAsyIS5zZXJ2aWNlLlN0YXRzUmVwbHkuQ291bnRlcnNFbnRyeRovCg1Db3VudGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoBDoCOAEqUwoGU3RhdHVzEgsKB1VOS05PV04QABIJCgVBTElWRRABEg0KCVNVU1BFQ1RFRBACEggKBERFQUQQAxIOCgpGT1JXQVJEX1RPEAQSCAoETEVGVBAFMokFCgZUYW1UYW0SLwoESm9pbhIULnNlcnZpY2UuTm9kZUFkZHJlc3MaES5zZXJ2aWNlLlJlc3BvbnNlEjAKBUxlYXZlEhQuc2VydmljZS5Ob2RlQWRkcmVzcxoRLnNlcnZpY2UuUmVzcG9uc2USMAoJQnJvYWRjYXN0EhAuc2VydmljZS5NZXNzYWdlGhEuc2VydmljZS5SZXNwb25zZRIsCgZTdHJlYW0SDi5zZXJ2aWNlLkVtcHR5GhAuc2VydmljZS5NZXNzYWdlMAESKgoHTW9uaXRvchIOLnNlcnZpY2UuRW1wdHkaDS5zZXJ2aWNlLk5vZGUwARIqCgVOb2RlcxIOLnNlcnZpY2UuRW1wdHkaES5zZXJ2aWNlLk5vZGVMaXN0EiwKB0hlYWx0aHkSDi5zZXJ2aWNlLkVtcHR5GhEuc2VydmljZS5Ob2RlTGlzdBI1CgxTZXRIZWFydGJlYXQSEi5zZXJ2aWNlLkhlYXJ0YmVhdBoRLnNlcnZpY2UuUmVzcG9uc2USNwoPU2V0TG9nVGhyZXNob2xkEhEuc2VydmljZS5Mb2dMZXZlbBoRLnNlcnZpY2UuUmVzcG9uc2USLwoEUGluZxIULnNlcnZpY2UuTm9kZUFkZHJlc3MaES5zZXJ2aWNlLlJlc3BvbnNlEjQKDExvY2FsQWRkcmVzcxIOLnNlcnZpY2UuRW1wdHkaFC5zZXJ2aWNlLk5vZGVBZGRyZXNzEjEKDExlYXZlQ2x1c3RlchIOLnNlcnZpY2UuRW1wdHkaES5zZXJ2aWNlLlJlc3BvbnNlEiwKBVN0YXRzEg4uc2VydmljZS5FbXB0eRoTLnNlcnZpY2UuU3RhdHNSZXBseUIuCh1vcmcuc2VydmljZWxhYi50YW10YW0uc2VydmljZUILVGFtVGFtUHJvdG9QAWIGcHJvdG8z");
+  fileDesc("ChRzZXJ2aWNlL3RhbXRhbS5wcm90bxIHc2VydmljZSInCgtOb2RlQWRkcmVzcxIKCgJJUBgBIAEoCRIMCgRwb3J0GAIgASgNIksKCFJlc3BvbnNlEiQKBGNvZGUYASABKA4yFi5zZXJ2aWNlLlJlc3BvbnNlLkNvZGUiGQoEQ29kZRIGCgJPSxAAEgkKBUVSUk9SEAEiBwoFRW1wdHkiGAoHTWVzc2FnZRINCgVieXRlcxgBIAEoDCLMAQoETm9kZRIlCgdhZGRyZXNzGAEgASgLMhQuc2VydmljZS5Ob2RlQWRkcmVzcxILCgNhZ2UYAiABKA0SEwoLZW1pdENvdW50ZXIYAyABKAUSEgoKcGluZ01pbGxpcxgEIAEoBRIRCgl0aW1lc3RhbXAYBSABKA0SHwoGc3RhdHVzGAYgASgOMg8uc2VydmljZS5TdGF0dXMSEwoLaW5jYXJuYXRpb24YByABKA0SDQoFc3RhdGUYCCABKAkSDwoHaXNfc2VsZhgJIAEoCCIoCghOb2RlTGlzdBIcCgVub2RlcxgBIAMoCzINLnNlcnZpY2UuTm9kZSIbCglIZWFydGJlYXQSDgoGbWlsbGlzGAEgASgFIo0BCghMb2dMZXZlbBImCgVsZXZlbBgBIAEoDjIXLnNlcnZpY2UuTG9nTGV2ZWwuTGV2ZWwiWQoFTGV2ZWwSBwoDQUxMEAASCQoFVFJBQ0UQARIJCgVERUJVRxACEggKBElORk8QAxIICgRXQVJOEAQSCQoFRVJST1IQBRIJCgVGQVRBTBAGEgcKA09GRhAHInIKClN0YXRzUmVwbHkSMwoIY291bnRlcnMYASADKAsyIS5zZXJ2aWNlLlN0YXRzUmVwbHkuQ291bnRlcnNFbnRyeRovCg1Db3VudGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoBDoCOAEiQAoKS2V5UmVxdWVzdBILCgNrZXkYASABKAkSDQoFbG9jYWwYAiABKAgSFgoOdGltZW91dF9taWxsaXMYAyABKA0iNAoLS2V5c1JlcXVlc3QSDQoFbG9jYWwYASABKAgSFgoOdGltZW91dF9taWxsaXMYAiABKA0iUQoHS2V5SW5mbxITCgtmaW5nZXJwcmludBgBIAEoCRIRCglpbnN0YWxsZWQYAiABKA0SDwoHcHJpbWFyeRgDIAEoDRINCgVsb2NhbBgEIAEoCCJCCgpLZXlGYWlsdXJlEiQKBm1lbWJlchgBIAEoCzIULnNlcnZpY2UuTm9kZUFkZHJlc3MSDgoGcmVhc29uGAIgASgJInYKCUtleXNSZXBseRIPCgdtZW1iZXJzGAEgASgNEhEKCWNvbmZpcm1lZBgCIAEoDRIeCgRrZXlzGAMgAygLMhAuc2VydmljZS5LZXlJbmZvEiUKCGZhaWx1cmVzGAQgAygLMhMuc2VydmljZS5LZXlGYWlsdXJlKlMKBlN0YXR1cxILCgdVTktOT1dOEAASCQoFQUxJVkUQARINCglTVVNQRUNURUQQAhIICgRERUFEEAMSDgoKRk9SV0FSRF9UTxAEEggKBExFRlQQBTLfBgoGVGFtVGFtEi8KBEpvaW4SFC5zZXJ2aWNlLk5vZGVBZGRyZXNzGhEuc2VydmljZS5SZXNwb25zZRIwCgVMZWF2ZRIULnNlcnZpY2UuTm9kZUFkZHJlc3MaES5zZXJ2aWNlLlJlc3BvbnNlEjAKCUJyb2FkY2FzdBIQLnNlcnZpY2UuTWVzc2FnZRoRLnNlcnZpY2UuUmVzcG9uc2USLAoGU3RyZWFtEg4uc2VydmljZS5FbXB0eRoQLnNlcnZpY2UuTWVzc2FnZTABEioKB01vbml0b3ISDi5zZXJ2aWNlLkVtcHR5Gg0uc2VydmljZS5Ob2RlMAESKgoFTm9kZXMSDi5zZXJ2aWNlLkVtcHR5GhEuc2VydmljZS5Ob2RlTGlzdBIsCgdIZWFsdGh5Eg4uc2VydmljZS5FbXB0eRoRLnNlcnZpY2UuTm9kZUxpc3QSNQoMU2V0SGVhcnRiZWF0EhIuc2VydmljZS5IZWFydGJlYXQaES5zZXJ2aWNlLlJlc3BvbnNlEjcKD1NldExvZ1RocmVzaG9sZBIRLnNlcnZpY2UuTG9nTGV2ZWwaES5zZXJ2aWNlLlJlc3BvbnNlEi8KBFBpbmcSFC5zZXJ2aWNlLk5vZGVBZGRyZXNzGhEuc2VydmljZS5SZXNwb25zZRI0CgxMb2NhbEFkZHJlc3MSDi5zZXJ2aWNlLkVtcHR5GhQuc2VydmljZS5Ob2RlQWRkcmVzcxIxCgxMZWF2ZUNsdXN0ZXISDi5zZXJ2aWNlLkVtcHR5GhEuc2VydmljZS5SZXNwb25zZRIsCgVTdGF0cxIOLnNlcnZpY2UuRW1wdHkaEy5zZXJ2aWNlLlN0YXRzUmVwbHkSNAoITGlzdEtleXMSFC5zZXJ2aWNlLktleXNSZXF1ZXN0GhIuc2VydmljZS5LZXlzUmVwbHkSNQoKSW5zdGFsbEtleRITLnNlcnZpY2UuS2V5UmVxdWVzdBoSLnNlcnZpY2UuS2V5c1JlcGx5EjEKBlVzZUtleRITLnNlcnZpY2UuS2V5UmVxdWVzdBoSLnNlcnZpY2UuS2V5c1JlcGx5EjQKCVJlbW92ZUtleRITLnNlcnZpY2UuS2V5UmVxdWVzdBoSLnNlcnZpY2UuS2V5c1JlcGx5Qi4KHW9yZy5zZXJ2aWNlbGFiLnRhbXRhbS5zZXJ2aWNlQgtUYW1UYW1Qcm90b1ABYgZwcm90bzM");
 
 /**
  * A member's UDP address.
@@ -378,6 +378,180 @@ export const StatsReplySchema: GenMessage<StatsReply> = /*@__PURE__*/
   messageDesc(file_service_tamtam, 8);
 
 /**
+ * (added) A key operation: the key (base64 of 16, 24 or 32 bytes) and how far it goes.
+ *
+ * @generated from message service.KeyRequest
+ */
+export type KeyRequest = Message$1<"service.KeyRequest"> & {
+  /**
+   * The key, base64 (as --encrypt takes it).
+   *
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * Only this agent, not the cluster.
+   *
+   * @generated from field: bool local = 2;
+   */
+  local: boolean;
+
+  /**
+   * How long to wait for the members' confirmations, in milliseconds; 0: 5000.
+   *
+   * @generated from field: uint32 timeout_millis = 3;
+   */
+  timeoutMillis: number;
+};
+
+/**
+ * Describes the message service.KeyRequest.
+ * Use `create(KeyRequestSchema)` to create a new message.
+ */
+export const KeyRequestSchema: GenMessage<KeyRequest> = /*@__PURE__*/
+  messageDesc(file_service_tamtam, 9);
+
+/**
+ * (added) Which keys the members hold.
+ *
+ * @generated from message service.KeysRequest
+ */
+export type KeysRequest = Message$1<"service.KeysRequest"> & {
+  /**
+   * Only this agent, not the cluster.
+   *
+   * @generated from field: bool local = 1;
+   */
+  local: boolean;
+
+  /**
+   * How long to wait for the members' answers, in milliseconds; 0: 5000.
+   *
+   * @generated from field: uint32 timeout_millis = 2;
+   */
+  timeoutMillis: number;
+};
+
+/**
+ * Describes the message service.KeysRequest.
+ * Use `create(KeysRequestSchema)` to create a new message.
+ */
+export const KeysRequestSchema: GenMessage<KeysRequest> = /*@__PURE__*/
+  messageDesc(file_service_tamtam, 10);
+
+/**
+ * (added) One installed key, named by its fingerprint (never the key itself).
+ *
+ * @generated from message service.KeyInfo
+ */
+export type KeyInfo = Message$1<"service.KeyInfo"> & {
+  /**
+   * "sha256:" and the first 8 bytes of the key's SHA-256, in hex.
+   *
+   * @generated from field: string fingerprint = 1;
+   */
+  fingerprint: string;
+
+  /**
+   * Members (this agent included) on which the key is installed.
+   *
+   * @generated from field: uint32 installed = 2;
+   */
+  installed: number;
+
+  /**
+   * Members on which the key is the primary.
+   *
+   * @generated from field: uint32 primary = 3;
+   */
+  primary: number;
+
+  /**
+   * The key is installed on this agent.
+   *
+   * @generated from field: bool local = 4;
+   */
+  local: boolean;
+};
+
+/**
+ * Describes the message service.KeyInfo.
+ * Use `create(KeyInfoSchema)` to create a new message.
+ */
+export const KeyInfoSchema: GenMessage<KeyInfo> = /*@__PURE__*/
+  messageDesc(file_service_tamtam, 11);
+
+/**
+ * (added) A member that did not confirm a key operation.
+ *
+ * @generated from message service.KeyFailure
+ */
+export type KeyFailure = Message$1<"service.KeyFailure"> & {
+  /**
+   * @generated from field: service.NodeAddress member = 1;
+   */
+  member?: NodeAddress | undefined;
+
+  /**
+   * Why: "did not answer in time", or the member's own refusal.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message service.KeyFailure.
+ * Use `create(KeyFailureSchema)` to create a new message.
+ */
+export const KeyFailureSchema: GenMessage<KeyFailure> = /*@__PURE__*/
+  messageDesc(file_service_tamtam, 12);
+
+/**
+ * (added) The outcome of a key operation across the cluster.
+ *
+ * @generated from message service.KeysReply
+ */
+export type KeysReply = Message$1<"service.KeysReply"> & {
+  /**
+   * Members that were asked, this agent included.
+   *
+   * @generated from field: uint32 members = 1;
+   */
+  members: number;
+
+  /**
+   * Members that confirmed, this agent included.
+   *
+   * @generated from field: uint32 confirmed = 2;
+   */
+  confirmed: number;
+
+  /**
+   * The keys the confirming members hold (ListKeys; after another operation too), primary of
+   * this agent first.
+   *
+   * @generated from field: repeated service.KeyInfo keys = 3;
+   */
+  keys: KeyInfo[];
+
+  /**
+   * The members that did not confirm.
+   *
+   * @generated from field: repeated service.KeyFailure failures = 4;
+   */
+  failures: KeyFailure[];
+};
+
+/**
+ * Describes the message service.KeysReply.
+ * Use `create(KeysReplySchema)` to create a new message.
+ */
+export const KeysReplySchema: GenMessage<KeysReply> = /*@__PURE__*/
+  messageDesc(file_service_tamtam, 13);
+
+/**
  * Membership status of a member as reported by the API.
  *
  * @generated from enum service.Status
@@ -574,6 +748,51 @@ export const TamTam: GenService<{
     methodKind: "unary";
     input: typeof EmptySchema;
     output: typeof StatsReplySchema;
+  },
+  /**
+   * (added) Gossip key management, cluster-wide (see README "Rotating keys"). Each sends the
+   * operation to every alive member (unless `local`), waits for their confirmations up to the
+   * timeout and reports the members that did not confirm in `failures`; the call itself fails
+   * only when this agent refuses (no keys, a bad key, the primary key to remove: status
+   * INVALID_ARGUMENT or FAILED_PRECONDITION with the tamtam-error trailer).
+   * Lists the installed keys by fingerprint, with on how many members each is installed.
+   *
+   * @generated from rpc service.TamTam.ListKeys
+   */
+  listKeys: {
+    methodKind: "unary";
+    input: typeof KeysRequestSchema;
+    output: typeof KeysReplySchema;
+  },
+  /**
+   * Installs a key (it opens datagrams at once; it seals once made primary with UseKey).
+   *
+   * @generated from rpc service.TamTam.InstallKey
+   */
+  installKey: {
+    methodKind: "unary";
+    input: typeof KeyRequestSchema;
+    output: typeof KeysReplySchema;
+  },
+  /**
+   * Makes an installed key the primary: every datagram is sealed with it from then on.
+   *
+   * @generated from rpc service.TamTam.UseKey
+   */
+  useKey: {
+    methodKind: "unary";
+    input: typeof KeyRequestSchema;
+    output: typeof KeysReplySchema;
+  },
+  /**
+   * Removes a key that is not the primary.
+   *
+   * @generated from rpc service.TamTam.RemoveKey
+   */
+  removeKey: {
+    methodKind: "unary";
+    input: typeof KeyRequestSchema;
+    output: typeof KeysReplySchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_service_tamtam, 0);

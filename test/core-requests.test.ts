@@ -1,0 +1,227 @@
+/**
+ * Cluster requests (src/core/requests.ts) in a ManualCluster: every alive member gets the
+ * request and its host answers; answers are collected once per member; lost datagrams are
+ * retried within the timeout; a silent member is reported at the deadline; a request ends as
+ * soon as every member answered; repeated requests and answers are dropped (a repeated request
+ * gets the remembered answer again); and every bound holds.
+ */
+
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+
+import { type Address, parseAddress } from "../src/core/address.js";
+import { MAX_IN_FLIGHT, MAX_REMEMBERED, REQUEST_SENDS, maxRequestPayloadBytes } from "../src/core/requests.js";
+import { makeConfig } from "../src/core/config.js";
+import type { CoreEvent } from "../src/core/runtime.js";
+import { MessageType } from "../src/core/wire/messages.js";
+import { ManualCluster, craft, type SentDatagram } from "./helpers/cluster.js";
+
+const KIND = 7;
+const TIMEOUT_MS = 2000;
+
+function bootstrapped(size: number): ManualCluster {
+  const c = new ManualCluster({ size });
+  c.bootstrap();
+  return c;
+}
+
+type Ev<T extends CoreEvent["type"]> = Extract<CoreEvent, { type: T }>;
+
+function eventsOf<T extends CoreEvent["type"]>(c: ManualCluster, type: T, node?: number): { node: string; event: Ev<T> }[] {
+  return c.eventLog
+    .filter((e) => e.event.type === type && (node === undefined || e.node === c.key(node)))
+    .map((e) => ({ node: e.node, event: e.event as Ev<T> }));
+}
+
+/** Answers every request event not answered yet with "<node index>" as one byte; returns how many. */
+function answerAll(c: ManualCluster, answered: Set<string>, skip: ReadonlySet<number> = new Set()): number {
+  let n = 0;
+  for (let i = 0; i < c.size; i++) {
+    if (skip.has(i)) continue;
+    for (const { event } of eventsOf(c, "request", i)) {
+      const id = `${i}/${event.handle}`;
+      if (answered.has(id)) continue;
+      answered.add(id);
+      c.call(c.slot(i), () => c.node(i).clusterRequests.answer(event.handle, Uint8Array.of(i, event.payload[0] ?? 0), c.rt(i)));
+      n++;
+    }
+  }
+  return n;
+}
+
+function start(c: ManualCluster, from: number, payload: Uint8Array, token: number, timeoutMs = TIMEOUT_MS) {
+  return c.call(c.slot(from), () => c.node(from).clusterRequests.start(c.nowMs, KIND, payload, timeoutMs, token, c.rt(from)));
+}
+
+function done(c: ManualCluster, token: number): Ev<"requestDone"> | undefined {
+  return eventsOf(c, "requestDone").find((e) => e.event.token === token)?.event;
+}
+
+const isType =
+  (type: number) =>
+  (d: SentDatagram): boolean =>
+    d.decoded?.body.type === type;
+
+describe("cluster requests", () => {
+  test("every alive member gets the request once and answers; the request ends early with every answer", () => {
+    const c = bootstrapped(4);
+    const answered = new Set<string>();
+    const t0 = c.nowMs;
+    const outcome = start(c, 0, Uint8Array.of(42), 1);
+    assert.deepStrictEqual(outcome, { ok: true, targets: 3 });
+    assert.ok(c.runUntil(() => (answerAll(c, answered), done(c, 1) !== undefined), TIMEOUT_MS));
+    // Ended long before the deadline: early completion.
+    assert.ok(c.nowMs - t0 < TIMEOUT_MS / REQUEST_SENDS, `ended after ${c.nowMs - t0} ms`);
+    assert.deepStrictEqual(done(c, 1)?.missing, []);
+    const answers = eventsOf(c, "requestAnswer", 0).map((e) => e.event);
+    assert.deepStrictEqual(answers.map((a) => a.from.key).sort(), [c.key(1), c.key(2), c.key(3)].sort());
+    for (const a of answers) assert.deepStrictEqual([...a.payload], [[1, 2, 3].find((i) => c.key(i) === a.from.key), 42]);
+    for (let i = 1; i < 4; i++) {
+      const got = eventsOf(c, "request", i).map((e) => e.event);
+      assert.equal(got.length, 1);
+      assert.equal(got[0]?.kind, KIND);
+      assert.equal(got[0]?.from.key, c.key(0));
+    }
+    assert.equal(eventsOf(c, "request", 0).length, 0, "not sent to itself");
+    const s = c.node(0).clusterRequests.stats;
+    assert.equal(s.requestsComplete, 1);
+    assert.equal(s.requestRetries, 0);
+    assert.equal(c.node(0).clusterRequests.inFlight, 0);
+  });
+
+  test("lost requests and lost answers are retried within the timeout", () => {
+    const c = bootstrapped(3);
+    const answered = new Set<string>();
+    // The first request to node 1 and the first answer of node 2 are lost.
+    let requestsTo1 = 0;
+    let answersOf2 = 0;
+    const undo = c.addDropRule((d) => {
+      if (d.decoded?.body.type === MessageType.Request && d.to.key === c.key(1)) return ++requestsTo1 === 1;
+      if (d.decoded?.body.type === MessageType.Response && d.from.key === c.key(2)) return ++answersOf2 === 1;
+      return false;
+    });
+    start(c, 0, Uint8Array.of(1), 5);
+    assert.ok(c.runUntil(() => (answerAll(c, answered), done(c, 5) !== undefined), TIMEOUT_MS + 10));
+    undo();
+    assert.deepStrictEqual(done(c, 5)?.missing, []);
+    // Node 2 got the request twice, was handed it once, and sent the remembered answer again.
+    assert.equal(eventsOf(c, "request", 2).length, 1);
+    assert.equal(c.node(2).clusterRequests.stats.requestsRepeated, 1);
+    assert.equal(c.node(2).clusterRequests.stats.answersSent, 2);
+    assert.equal(c.node(0).clusterRequests.stats.requestRetries, 2);
+    assert.equal(eventsOf(c, "requestAnswer", 0).length, 2);
+  });
+
+  test("a member that never answers is reported at the deadline, after REQUEST_SENDS sends", () => {
+    const c = bootstrapped(3);
+    const answered = new Set<string>();
+    const undo = c.addDropRule((d) => d.to.key === c.key(2) && d.decoded?.body.type === MessageType.Request);
+    const t0 = c.nowMs;
+    const before = c.sentLog.length;
+    start(c, 0, Uint8Array.of(1), 9);
+    assert.ok(c.runUntil(() => (answerAll(c, answered), done(c, 9) !== undefined), TIMEOUT_MS + 10));
+    undo();
+    assert.equal(c.nowMs - t0, TIMEOUT_MS, "ends exactly at the deadline");
+    assert.deepStrictEqual(done(c, 9)?.missing.map((a: Address) => a.key), [c.key(2)]);
+    const toTwo = c.sentLog.slice(before).filter((d) => isType(MessageType.Request)(d) && d.to.key === c.key(2));
+    assert.equal(toTwo.length, REQUEST_SENDS);
+    const toOne = c.sentLog.slice(before).filter((d) => isType(MessageType.Request)(d) && d.to.key === c.key(1));
+    assert.equal(toOne.length, 1, "a member that answered is not asked again");
+    assert.equal(eventsOf(c, "requestAnswer", 0).length, 1);
+    assert.equal(c.node(0).clusterRequests.stats.requestsIncomplete, 1);
+  });
+
+  test("a host that does not answer: its member is missing, and a late answer is refused", () => {
+    const c = bootstrapped(2);
+    start(c, 0, Uint8Array.of(1), 3);
+    c.advanceBy(TIMEOUT_MS + 1);
+    assert.deepStrictEqual(done(c, 3)?.missing.map((a) => a.key), [c.key(1)]);
+    const [req] = eventsOf(c, "request", 1);
+    assert.ok(req !== undefined);
+    // The answer still goes out (node 1 remembers the request), but the origin drops it.
+    assert.equal(c.call(c.slot(1), () => c.node(1).clusterRequests.answer(req.event.handle, Uint8Array.of(1), c.rt(1))), true);
+    c.advanceBy(10);
+    assert.equal(c.node(0).clusterRequests.stats.answersDropped, 1);
+    // A handle is answered once.
+    assert.equal(c.call(c.slot(1), () => c.node(1).clusterRequests.answer(req.event.handle, Uint8Array.of(1), c.rt(1))), false);
+  });
+
+  test("duplicate and stray answers are dropped", () => {
+    const c = bootstrapped(3);
+    const answered = new Set<string>();
+    start(c, 0, Uint8Array.of(1), 11);
+    // Node 1 answers; then a copy of its RESPONSE, and one from a stranger, arrive again.
+    c.advanceBy(5);
+    answerAll(c, answered, new Set([2]));
+    c.advanceBy(5);
+    const response = c.sentLog.find((d) => isType(MessageType.Response)(d) && d.from.key === c.key(1));
+    assert.ok(response !== undefined);
+    c.inject(0, response.bytes);
+    const body = response.decoded?.body;
+    assert.ok(body?.type === MessageType.Response);
+    c.inject(0, craft(c.address(2), 0, [], { ...body, id: body.id + 1 }));
+    c.advanceBy(5);
+    assert.equal(eventsOf(c, "requestAnswer", 0).length, 1);
+    assert.equal(c.node(0).clusterRequests.stats.answersDropped, 2);
+    assert.equal(done(c, 11), undefined, "still waiting for node 2");
+  });
+
+  test("no other alive member: done at once; refusals are bounded and counted", () => {
+    const c = new ManualCluster({ size: 2 });
+    c.start(0);
+    assert.deepStrictEqual(start(c, 0, Uint8Array.of(1), 1), { ok: true, targets: 0 });
+    assert.deepStrictEqual(done(c, 1)?.missing, []);
+    const max = c.node(0).clusterRequests.maxPayloadBytes;
+    assert.equal(max, maxRequestPayloadBytes(c.config));
+    assert.equal(start(c, 0, new Uint8Array(max + 1), 2).ok, false);
+    assert.equal(start(c, 0, Uint8Array.of(1), 2, 5).ok, false, "timeout too short");
+    const bad = c.call(c.slot(0), () => c.node(0).clusterRequests.start(c.nowMs, -1, Uint8Array.of(1), TIMEOUT_MS, 2, c.rt(0)));
+    assert.equal(bad.ok, false);
+    assert.equal(c.node(0).clusterRequests.stats.requestsRefused, 3);
+
+    const d = bootstrapped(2);
+    for (let i = 0; i < MAX_IN_FLIGHT; i++) assert.equal(start(d, 0, Uint8Array.of(1), 100 + i).ok, true);
+    const busy = start(d, 0, Uint8Array.of(1), 999);
+    assert.equal(busy.ok, false);
+    assert.equal(busy.ok ? "" : busy.code, "BUSY");
+    d.advanceBy(TIMEOUT_MS + 1);
+    assert.equal(d.node(0).clusterRequests.inFlight, 0);
+    assert.equal(start(d, 0, Uint8Array.of(1), 1000).ok, true);
+  });
+
+  test("a request from an address that is no member reaches no host and earns no answer", () => {
+    const c = bootstrapped(2);
+    const strangerAddress = parseAddress("192.0.2.99:7946") as Address;
+    const before = c.sentLog.length;
+    c.inject(1, craft(strangerAddress, 0, [], { type: MessageType.Request, epoch: 1, id: 1, kind: KIND, payload: Uint8Array.of(1) }));
+    assert.equal(eventsOf(c, "request", 1).length, 0, "the host never sees it");
+    assert.equal(c.sentLog.slice(before).filter((d) => d.to.key === strangerAddress.key).length, 0, "nothing goes back");
+    assert.equal(c.node(1).stats.requestsRefusedByReason.NOT_A_MEMBER, 1);
+    assert.equal(c.node(1).member(strangerAddress.key), undefined, "nor is its sender learned");
+  });
+
+  test("a member remembers at most MAX_REMEMBERED requests; a payload of the full budget fits a datagram", () => {
+    const c = bootstrapped(2);
+    const config = c.config;
+    for (let i = 0; i < MAX_REMEMBERED + 10; i++) {
+      c.inject(1, craft(c.address(0), 0, [], { type: MessageType.Request, epoch: 1, id: i + 1, kind: KIND, payload: Uint8Array.of(i & 0xff) }));
+    }
+    assert.equal(eventsOf(c, "request", 1).length, MAX_REMEMBERED + 10);
+    // The oldest handles were forgotten: answering them is refused; the newest still works.
+    const handles = eventsOf(c, "request", 1).map((e) => e.event.handle);
+    assert.equal(c.call(c.slot(1), () => c.node(1).clusterRequests.answer(handles[0] as number, Uint8Array.of(0), c.rt(1))), false);
+    const max = maxRequestPayloadBytes(config);
+    assert.equal(c.call(c.slot(1), () => c.node(1).clusterRequests.answer(handles.at(-1) as number, new Uint8Array(max + 1), c.rt(1))), false);
+    const before = c.sentLog.length;
+    assert.equal(c.call(c.slot(1), () => c.node(1).clusterRequests.answer(handles.at(-1) as number, new Uint8Array(max), c.rt(1))), true);
+    const sent = c.sentLog.slice(before).filter(isType(MessageType.Response));
+    assert.equal(sent.length, 1);
+    assert.ok((sent[0]?.bytes.length ?? Infinity) <= config.maxPacketBytes);
+
+    // The budget leaves room for the header and the envelope, for IPv6 too, sealed or not.
+    for (const sealed of [false, true]) {
+      const cfg = makeConfig("lan", { sealed });
+      assert.ok(maxRequestPayloadBytes(cfg) > 1000);
+    }
+  });
+});
