@@ -11,6 +11,8 @@ import { addr, formatIp, makeAddress, parseAddress, parseIp, type Address } from
 import {
   PRESETS,
   PRESET_NAMES,
+  MAX_PING_REQ_HEADER_BYTES,
+  MAX_PROBE_HEADER_BYTES,
   broadcastOverheadBytes,
   makeConfig,
   validateConfig,
@@ -351,12 +353,16 @@ describe("config", () => {
     });
   }
 
-  test("sealed presets validate, except thread, whose 80-byte probes cannot hold the envelope and a PING_REQ header", () => {
+  test("sealed presets validate, thread's 80-byte probes included", () => {
     for (const name of PRESET_NAMES) {
-      const problems = validateConfig({ ...PRESETS[name], sealed: true });
-      if (name === "thread") assert.deepEqual(problems, ["probePacketBytes must be in 82..1232 bytes, got 80"]);
-      else assert.deepEqual(problems, [], name);
+      assert.deepEqual(validateConfig({ ...PRESETS[name], sealed: true }), [], name);
     }
+  });
+
+  test("the probe budget holds the largest probe-sized header (a JOIN with a cookie echo); a PING_REQ's may exceed it", () => {
+    assert.equal(MAX_PROBE_HEADER_BYTES, 44);
+    assert.equal(MAX_PING_REQ_HEADER_BYTES, 53);
+    assert.ok(MAX_PROBE_HEADER_BYTES + 29 <= PRESETS.thread.probePacketBytes);
   });
 
   const overhead = broadcastOverheadBytes(false);
@@ -392,10 +398,10 @@ describe("config", () => {
       ["maxPacketBytes must be in 79..65507 bytes, got 63", "maxBroadcastBytes must be in 1..-1 bytes, got 256"],
     ],
     [{ maxPacketBytes: 65508 }, "maxPacketBytes must be in 79..65507 bytes, got 65508"],
-    [{ probePacketBytes: 47 }, "probePacketBytes must be in 53..1232 bytes, got 47"],
-    [{ probePacketBytes: 52 }, "probePacketBytes must be in 53..1232 bytes, got 52"],
-    [{ probePacketBytes: 81, sealed: true }, "probePacketBytes must be in 82..1232 bytes, got 81"],
-    [{ probePacketBytes: 1233 }, "probePacketBytes must be in 53..1232 bytes, got 1233"],
+    [{ probePacketBytes: 34 }, "probePacketBytes must be in 44..1232 bytes, got 34"],
+    [{ probePacketBytes: 43 }, "probePacketBytes must be in 44..1232 bytes, got 43"],
+    [{ probePacketBytes: 72, sealed: true }, "probePacketBytes must be in 73..1232 bytes, got 72"],
+    [{ probePacketBytes: 1233 }, "probePacketBytes must be in 44..1232 bytes, got 1233"],
     [{ maxBroadcastBytes: 0 }, `maxBroadcastBytes must be in 1..${1232 - overhead} bytes, got 0`],
     [{ maxBroadcastBytes: 1232 - overhead + 1 }, `maxBroadcastBytes must be in 1..${1232 - overhead} bytes, got ${1233 - overhead}`],
     [{ maxQueuedBroadcasts: 0 }, "maxQueuedBroadcasts must be in 1..1048576 broadcasts, got 0"],
@@ -452,7 +458,7 @@ describe("config", () => {
     test(`the smallest maxPacketBytes that validates (sealed=${sealed}) carries every member in a SYNC`, () => {
       let lo = 1;
       const at = (maxPacketBytes: number): SwimConfig =>
-        makeConfig("lan", { sealed, maxPacketBytes, probePacketBytes: Math.min(maxPacketBytes, sealed ? 82 : 53), maxBroadcastBytes: 1 });
+        makeConfig("lan", { sealed, maxPacketBytes, probePacketBytes: Math.min(maxPacketBytes, sealed ? 73 : 44), maxBroadcastBytes: 1 });
       while (validateConfig(at(lo)).length > 0) lo++;
       const cfg = at(lo);
       // IPv6 everywhere, 5-byte incarnations and seq: the largest SYNC header and items.
@@ -482,7 +488,7 @@ describe("config", () => {
     test(`the smallest probePacketBytes that validates (sealed=${sealed}) holds every probe-sized header`, () => {
       let lo = 1;
       while (validateConfig(makeConfig("lan", { sealed, probePacketBytes: lo })).length > 0) lo++;
-      assert.equal(lo, sealed ? 82 : 53);
+      assert.equal(lo, sealed ? 73 : 44);
       const cfg = makeConfig("lan", { sealed, probePacketBytes: lo });
       const self = addr("[2001:db8::1]:7946");
       const t6 = addr("[2001:db8::2]:7946");
@@ -497,18 +503,29 @@ describe("config", () => {
         // A ping-req asks this node to relay a ping; a join request and a user ping are probe-sized too.
         node.handleDatagram(2, craft(t6, 0xffffffff, [], { type: MessageType.PingReq, seq: 0xffffffff, target: t7 }), rt);
         node.join(3, [t6], rt);
+        // The seed challenges the JOIN; it is sent again with the cookie echoed (the largest header).
+        const join = rt.sent.at(-1)?.decoded?.body;
+        assert.ok(join?.type === MessageType.Join);
+        node.handleDatagram(3, craft(t6, 0xffffffff, [], { type: MessageType.Cookie, seq: join.seq, cookie: new Uint8Array(8).fill(7) }), rt);
+        // A JOIN from an address not proven yet is challenged with a COOKIE.
+        node.handleDatagram(3, craft(t7, 0xffffffff, [], { type: MessageType.Join, seq: 0xffffffff }), rt);
         node.ping(4, t6, 1, rt);
         // Probes that time out send PING_REQs about an IPv6 target.
         rt.nowMs = 4;
         rt.runTimers(node, 20_000);
       });
       const types = new Set(rt.sent.map((d) => d.decoded?.body.type));
-      assert.ok(types.has(MessageType.PingReq) && types.has(MessageType.Ping) && types.has(MessageType.Join));
+      assert.ok(types.has(MessageType.PingReq) && types.has(MessageType.Ping) && types.has(MessageType.Join) && types.has(MessageType.Cookie));
+      assert.ok(rt.sent.some((d) => d.decoded?.body.type === MessageType.Join && d.decoded.cookie !== undefined), "a JOIN echoes the cookie");
       const envelope = sealed ? 29 : 0;
       for (const d of rt.sent) {
         const t = d.decoded?.body.type;
-        if (t !== MessageType.Sync && t !== MessageType.Gossip) assert.ok(d.bytes.length + envelope <= lo, `${d.bytes.length} + ${envelope} > ${lo}`);
+        if (t === MessageType.Sync || t === MessageType.Gossip) continue;
+        // A PING_REQ takes the probe budget or, when that is smaller, its own largest header.
+        const limit = t === MessageType.PingReq ? Math.max(lo, MAX_PING_REQ_HEADER_BYTES + envelope) : lo;
+        assert.ok(d.bytes.length + envelope <= limit, `${d.bytes.length} + ${envelope} > ${limit} (type ${t})`);
       }
+      assert.ok(rt.sent.some((d) => d.decoded?.body.type === MessageType.PingReq && d.bytes.length + envelope > lo), "a PING_REQ exceeds the probe budget");
       assert.deepEqual(rt.problems, []);
     });
   }

@@ -18,7 +18,8 @@ import type { AgentOptions } from "../src/agent/options.js";
 import { agentOptions } from "../src/cli/commands/agent.js";
 import { AGENT_SETTINGS, resolveSettings, type SettingsIO } from "../src/cli/settings.js";
 import { parseAddress, type Address } from "../src/core/address.js";
-import { MAX_PROBE_HEADER_BYTES, validateConfig } from "../src/core/config.js";
+import { MAX_PING_REQ_HEADER_BYTES, validateConfig } from "../src/core/config.js";
+import { SwimNode } from "../src/core/node.js";
 import { decodeDatagram, encodeDatagram, headerBytes } from "../src/core/wire/codec.js";
 import { MessageType, SEALED_OVERHEAD_BYTES, type Body } from "../src/core/wire/messages.js";
 import { createEngine, type Engine } from "../src/engine/engine.js";
@@ -27,6 +28,7 @@ import { Envelope, labelTag, type DropReason } from "../src/seal/envelope.js";
 import { decodeKey, Keyring, keyId, readKeyringFile, startingKeys, writeKeyringFile } from "../src/seal/keyring.js";
 import { BOOTS_PER_SENDER, ReplayGuard, WINDOW_BITS } from "../src/seal/replay.js";
 import { encodeAnnouncement, decodeAnnouncement } from "../src/transport/announce.js";
+import { alive, craft, RecordingRuntime, suspect, SYNC } from "./helpers/cluster.js";
 import { poll } from "./helpers/processes.js";
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
@@ -235,6 +237,22 @@ describe("replay windows across restarts", () => {
     assert.equal(env.stats()["dropped.REPLAY"], 1);
   });
 
+  test("a sender restarted within a second, below the incarnation its previous life reached, is no replay", () => {
+    const guard = new ReplayGuard(8);
+    // A life starts at 524 (wall-clock seconds), refutes to 525 and leaves at 526.
+    assert.equal(guard.check("b", 1, 0, 524), "ok");
+    assert.equal(guard.check("b", 1, 1, 525), "ok");
+    assert.equal(guard.check("b", 1, 2, 526), "ok");
+    // Restarted in the same second: a new boot id at 524, then it refutes upwards.
+    assert.equal(guard.check("b", 2, 0, 524), "ok");
+    assert.equal(guard.check("b", 2, 1, 527), "ok");
+    // Its first life's datagrams stay rejected while that boot is remembered.
+    assert.equal(guard.check("b", 1, 2, 526), "replay");
+    // After more lives (each starting later) evicted it, an older life's datagram is rejected by its incarnation.
+    for (let life = 3; life <= 2 + BOOTS_PER_SENDER; life++) assert.equal(guard.check("b", life, 0, 524 + 10 * life), "ok");
+    assert.equal(guard.check("b", 1, 3, 526), "replay");
+  });
+
   test("the guard's tables are bounded; evictions are counted", () => {
     const guard = new ReplayGuard(3);
     for (let i = 0; i < 5; i++) assert.equal(guard.check(`s${i}`, 1, 0, 1), "ok");
@@ -323,18 +341,68 @@ describe("the thread preset's budget when sealed", () => {
     }
   });
 
-  test("the agent's sealed thread config validates: probes grow from 80 to 82 bytes, the largest PING_REQ header and the envelope", () => {
+  test("the agent's sealed or labeled thread config keeps the 80-byte probe budget and validates", () => {
     const plain = protocolConfig(base, 6);
     assert.equal(plain.sealed, false);
     assert.equal(plain.probePacketBytes, 80);
     const sealed = protocolConfig({ ...base, seal }, 6);
     assert.equal(sealed.sealed, true);
-    assert.equal(sealed.probePacketBytes, MAX_PROBE_HEADER_BYTES + SEALED_OVERHEAD_BYTES);
-    assert.equal(sealed.probePacketBytes, 82);
+    assert.equal(sealed.probePacketBytes, 80);
     assert.deepEqual(validateConfig(sealed), []);
+    const labeled = protocolConfig({ ...base, seal: { ...seal, keys: [], label: "mesh" } }, 6);
+    assert.equal(labeled.sealed, true, "a label alone reserves the room too");
+    assert.equal(labeled.probePacketBytes, 80);
+    assert.deepEqual(validateConfig(labeled), []);
     const lan = protocolConfig({ ...base, preset: "lan", seal: { ...seal, keys: [], label: "x" } }, 6);
-    assert.equal(lan.sealed, true, "a label alone reserves the room too");
+    assert.equal(lan.sealed, true);
     assert.equal(lan.probePacketBytes, 1232);
+  });
+
+  test("a sealed or labeled thread agent's pings and acks with a full piggyback queue take at most 80 bytes on the wire", () => {
+    const cfg = protocolConfig({ ...base, seal }, 6);
+    // IPv6 everywhere and 5-byte sequence numbers; incarnation 0, so that an item (21 bytes)
+    // fits beside a 30-byte header in the 51 bytes the envelope leaves. (With 5-byte
+    // incarnations the headers alone, at most 34 + 29 bytes, still fit: see above.)
+    const self = addr("[2001:db8::1]:7946");
+    const peer = addr("[2001:db8::2]:7946");
+    const members = Array.from({ length: 40 }, (_, i) => addr(`[2001:db8::${(i + 16).toString(16)}]:7946`));
+    const rt = new RecordingRuntime(self);
+    const node = new SwimNode({ self, config: cfg, seed: 3, incarnation: 0, broadcastEpoch: 0 });
+    (node as unknown as { nextSeq: number }).nextSeq = 0xfffffff0;
+    node.start(0, rt);
+    node.handleDatagram(1, craft(peer, 0, [alive(peer, 0), ...members.map((m) => alive(m, 0))], SYNC), rt);
+    node.handleDatagram(1, craft(peer, 0, members.slice(0, 10).map((m) => suspect(m, 0, peer))), rt);
+    assert.equal(node.broadcast(1, new Uint8Array(8).fill(1), rt).ok, true);
+    // A user ping the peer answers proves its address: its pings then get acks with a full piggyback.
+    node.ping(2, peer, 1, rt);
+    const ping = rt.sent.at(-1)?.decoded?.body;
+    assert.ok(ping?.type === MessageType.Ping);
+    node.handleDatagram(2, craft(peer, 0, [], { type: MessageType.Ack, seq: ping.seq }), rt);
+    for (let i = 0; i < 5; i++) node.handleDatagram(3, craft(peer, 0, [], { type: MessageType.Ping, seq: 0xfffffff0 + i }), rt);
+    // Probes nobody answers: pings, then PING_REQs to helpers.
+    rt.nowMs = 3;
+    rt.runTimers(node, 30_000);
+    const probes = rt.sent.filter((d) => d.decoded?.body.type === MessageType.Ping || d.decoded?.body.type === MessageType.Ack);
+    const acks = probes.filter((d) => d.decoded?.body.type === MessageType.Ack);
+    assert.ok(probes.length > 5 && acks.length === 5, `${probes.length} probes, ${acks.length} acks`);
+    // Whatever fits goes (SUSPECT items, 44 bytes, and the broadcast never fit and stay queued).
+    assert.ok(acks.every((d) => (d.decoded?.updates.length ?? 0) > 0), "every ack carries piggyback");
+    assert.ok(probes.some((d) => d.bytes.length === 80 - SEALED_OVERHEAD_BYTES), "some are full to the byte");
+    const pingReqs = rt.sent.filter((d) => d.decoded?.body.type === MessageType.PingReq);
+    assert.ok(pingReqs.length > 0);
+    const sealer = envelope().env;
+    const labeler = envelope({ keys: [], label: "mesh" }).env;
+    for (const d of probes) {
+      const sealed = sealer.wrap(d.bytes);
+      assert.equal(sealed.length, d.bytes.length + SEALED_OVERHEAD_BYTES);
+      assert.ok(sealed.length <= 80, `sealed ${sealed.length} > 80`);
+      const labeled = labeler.wrap(d.bytes);
+      assert.ok(labeled.length < sealed.length, "a label's tag takes less than the envelope");
+      assert.ok(labeled.length <= 80, `labeled ${labeled.length} > 80`);
+    }
+    // A PING_REQ may be larger: up to its largest header and the envelope.
+    for (const d of pingReqs) assert.ok(sealer.wrap(d.bytes).length <= MAX_PING_REQ_HEADER_BYTES + SEALED_OVERHEAD_BYTES);
+    assert.deepEqual(rt.problems, []);
   });
 });
 

@@ -14,12 +14,11 @@ import {
   defaultMaxBroadcastBytes,
   defaultPeriodMs,
   makeConfig,
-  MAX_PROBE_HEADER_BYTES,
   periodFields,
   type SwimConfig,
   validateConfig,
 } from "../core/config.js";
-import { MEMBER_STATE_NAMES, SEALED_OVERHEAD_BYTES } from "../core/wire/messages.js";
+import { MEMBER_STATE_NAMES } from "../core/wire/messages.js";
 import type { CoreEvent, MemberInfo } from "../core/runtime.js";
 import { ClusterRequestRefusedError, createEngine, type Engine } from "../engine/engine.js";
 import { file_service_tamtam, TamTam } from "../gen/service/tamtam_pb.js";
@@ -78,11 +77,9 @@ export function protocolConfig(options: AgentOptions, family: 4 | 6): SwimConfig
   const period = periodFields(base, options.heartbeatMs ?? defaultPeriodMs(options.preset));
   if (!period.ok) throw new Error(`heartbeat ${period.problem}, got ${String(options.heartbeatMs)}`);
   if (!enveloped(options)) return { ...base, ...period.fields };
-  // The envelope's room is reserved in every datagram. A probe budget too small for the
-  // largest PING_REQ header and the envelope (the thread preset's 80 bytes) grows to that
-  // minimum, 82 bytes: sealed pings and acks then take up to 82 bytes.
-  const probePacketBytes = Math.max(base.probePacketBytes, MAX_PROBE_HEADER_BYTES + SEALED_OVERHEAD_BYTES);
-  return { ...base, ...period.fields, sealed: true, probePacketBytes };
+  // The envelope's room (SEALED_OVERHEAD_BYTES, more than a label's tag) is reserved in every
+  // datagram; every preset's probe budget holds it (the thread preset's 80 bytes included).
+  return { ...base, ...period.fields, sealed: true };
 }
 
 /** Whether datagrams go through the envelope: keys are installed or a label is set. */

@@ -56,7 +56,12 @@ export interface SwimConfig {
   lifeguard: boolean;
   /** Hard limit on every datagram, envelope included (bytes). Default 1232, the IPv6 minimum-MTU payload. Range 79..65507 (108.. when sealed): the largest SYNC header and membership item, envelope included, must fit. */
   maxPacketBytes: number;
-  /** Limit on ping, ack, ping-req and nack datagrams, piggyback included (bytes). Range 53..maxPacketBytes (82.. when sealed): the largest PING_REQ header, envelope included, must fit. */
+  /**
+   * Limit on ping, ack, nack, join and cookie datagrams, piggyback included (bytes). Range
+   * 44..maxPacketBytes (73.. when sealed): the largest of their headers (a JOIN echoing a
+   * cookie), envelope included, must fit. A PING_REQ takes this limit or, when smaller, its own
+   * largest header (MAX_PING_REQ_HEADER_BYTES, 53, plus the envelope).
+   */
   probePacketBytes: number;
   /** Largest user broadcast payload (bytes). Range 1..(maxPacketBytes - largest overhead); 256 on IPv4 and 512 on IPv6 by default. */
   maxBroadcastBytes: number;
@@ -259,8 +264,19 @@ export function makeConfig(preset: PresetName = "lan", overrides: Partial<SwimCo
   return { ...PRESETS[preset], ...overrides };
 }
 
-/** The largest header of a probe-sized datagram: a PING_REQ from and about IPv6 members, 5-byte incarnation and seq. */
-export const MAX_PROBE_HEADER_BYTES = FIXED_HEADER_BYTES + 19 + 5 + 5 + 19;
+/**
+ * The largest header of a datagram built within the probe budget (probePacketBytes): PING,
+ * ACK, NACK and JOIN take 34 bytes at most (IPv6 sender, 5-byte incarnation and seq); a COOKIE
+ * 42 (its 8-byte cookie); a JOIN that echoes a cookie 44 (its COOKIE_ECHO item, 10 bytes), the
+ * largest. A PING_REQ is not held to the probe budget (see MAX_PING_REQ_HEADER_BYTES).
+ */
+export const MAX_PROBE_HEADER_BYTES = FIXED_HEADER_BYTES + 19 + 5 + 5 + (1 + 1 + 8);
+/**
+ * The largest PING_REQ header: from and about IPv6 members, 5-byte incarnation and seq. A
+ * PING_REQ (sent only after a failed direct probe) takes the probe budget or, when that is
+ * smaller (a sealed thread config: 80 - 29 = 51 bytes), this many bytes before the envelope.
+ */
+export const MAX_PING_REQ_HEADER_BYTES = FIXED_HEADER_BYTES + 19 + 5 + 5 + 19;
 /**
  * The smallest full datagram that still carries any one membership item: the largest SYNC
  * header (IPv6 sender, 5-byte incarnation, flags, 5-byte seq) plus the largest item (a SUSPECT

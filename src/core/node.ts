@@ -20,7 +20,7 @@
  */
 
 import type { Address } from "./address.js";
-import { periodFields, type SwimConfig } from "./config.js";
+import { MAX_PING_REQ_HEADER_BYTES, periodFields, type SwimConfig } from "./config.js";
 import { COOKIE_SECRET_BYTES, CookieJar, SourceRateLimiter } from "./cookie.js";
 import { DedupeWindows } from "./dedupe.js";
 import { ProtocolError, type ProtocolErrorCode } from "./errors.js";
@@ -284,8 +284,10 @@ export class SwimNode {
   private readonly updates: TransmitQueue;
   private readonly broadcasts: TransmitQueue;
   private readonly dedupe: DedupeWindows;
-  /** Builds ping, ack, ping-req, nack and join datagrams (probePacketBytes). */
+  /** Builds ping, ack, nack, join and cookie datagrams (probePacketBytes). */
   private readonly probeWriter: DatagramWriter;
+  /** Builds ping-req datagrams: the probe writer, or one of the largest PING_REQ header if that is larger. */
+  private readonly pingReqWriter: DatagramWriter;
   /** Builds gossip and sync datagrams (maxPacketBytes). */
   private readonly fullWriter: DatagramWriter;
   private readonly envelopeBytes: number;
@@ -318,6 +320,7 @@ export class SwimNode {
     this.envelopeBytes = options.config.sealed ? SEALED_OVERHEAD_BYTES : 0;
     this.probeWriter = new DatagramWriter(options.config.probePacketBytes - this.envelopeBytes);
     this.fullWriter = new DatagramWriter(options.config.maxPacketBytes - this.envelopeBytes);
+    this.pingReqWriter = this.probeWriter.capacity >= MAX_PING_REQ_HEADER_BYTES ? this.probeWriter : new DatagramWriter(MAX_PING_REQ_HEADER_BYTES);
     this.broadcastEpoch = options.broadcastEpoch >>> 0;
     // The index's hash is keyed by the seed without drawing from the PRNG.
     this.table = new MemberTable<Suspicion>(options.seed, options.config.maxMembers, (newSlots) => this.renumber(newSlots));
@@ -1086,7 +1089,7 @@ export class SwimNode {
     const helpers = this.probeable.sample(this.rng, this.config.indirectChecks, (h) => h === targetSlot || t.state[h] !== MemberState.Alive);
     for (const helper of helpers) {
       this.stats.pingReqsSent++;
-      this.sendBody(rt, t.address(helper), { type: MessageType.PingReq, seq, target: probe.target }, "probe");
+      this.sendBody(rt, t.address(helper), { type: MessageType.PingReq, seq, target: probe.target }, "pingReq");
     }
     probe.expectedNacks = this.config.lifeguard ? helpers.length : 0;
   }
@@ -1371,11 +1374,12 @@ export class SwimNode {
   /**
    * Encodes and sends one datagram: header and body, then (optionally) one priority item, then
    * membership updates and user broadcasts from the queues until the datagram is full
-   * (probePacketBytes or maxPacketBytes, less the envelope), or no larger than `limitBytes`
+   * (probePacketBytes or maxPacketBytes, less the envelope; a PING_REQ the larger of the probe
+   * budget and its largest header), or no larger than `limitBytes`
    * (header, body and our LEFT while leaving always go).
    */
-  private sendBody(rt: Runtime, to: Address, body: Body, size: "probe" | "full", priority: Uint8Array | null = null, limitBytes = Infinity): void {
-    let w = size === "probe" ? this.probeWriter : this.fullWriter;
+  private sendBody(rt: Runtime, to: Address, body: Body, size: "probe" | "pingReq" | "full", priority: Uint8Array | null = null, limitBytes = Infinity): void {
+    let w = size === "probe" ? this.probeWriter : size === "pingReq" ? this.pingReqWriter : this.fullWriter;
     w.begin(this.self, this.table.incarnation[SELF] as number, body);
     if (limitBytes < w.capacity) {
       // An answer to an address not proven yet (rate-limited per source): a writer of its size,

@@ -25,10 +25,17 @@
  * table, nothing (the window rejects it). Once it was evicted (the sender restarted more than
  * BOOTS_PER_SENDER times since, or more than MAX_SENDERS addresses crowded the sender out),
  * an unknown boot id is accepted for a known sender only if the datagram's incarnation is at
- * least the highest incarnation seen from that sender (TamTam starts every life at a higher
- * incarnation, from the wall clock, and a member only ever raises its incarnation within a
- * life). So a replayed datagram of an earlier life, which carries an older incarnation, is
- * rejected. A restart after the clock stepped back starts lower: its first datagrams are
+ * least the incarnation at which the sender's newest known life started (its first datagram
+ * we opened), less one. TamTam starts every life at the wall clock's seconds, so a later life
+ * starts at or above an earlier one's start; a datagram replayed from an earlier life carries
+ * that life's incarnation, which is below the start of the lives heard since, unless that life
+ * raised its incarnation (refutations) past the next life's start, in the few seconds between
+ * them. The comparison is with the newest life's START, not with the highest incarnation a
+ * life reached: a life raises its incarnation by refuting (and by leaving), so an agent
+ * restarted within a second or two starts below what its previous life reached, and must not
+ * be taken for a replay (it would be shut out for good: the members hold it as left and never
+ * contact it). The one of slack covers a restart within the same second as a previous start
+ * whose first datagram we saw only after a refutation. A restart after the clock stepped back starts lower: its first datagrams are
  * rejected until it refutes the newer claims about itself that the cluster gossips to it
  * (the core raises its incarnation above them), and from then on it is accepted. Only when a
  * sender is not in the table at all (first contact, a restarted receiver, or a sender crowded
@@ -56,8 +63,8 @@ interface BootWindow {
 interface Sender {
   /** Most recently used last. */
   readonly boots: BootWindow[];
-  /** Highest incarnation seen from this sender (-1: none). */
-  incarnation: number;
+  /** Incarnation of the first datagram opened of the newest life (boot id) heard from this sender (-1: none). */
+  newestStart: number;
 }
 
 export interface ReplayCounters {
@@ -90,11 +97,11 @@ export class ReplayGuard {
         this.senders.delete(oldest);
         this.counters.sendersEvicted++;
       }
-      sender = { boots: [], incarnation: -1 };
+      sender = { boots: [], newestStart: -1 };
       this.senders.set(source, sender);
       this.counters.senders = this.senders.size;
       this.addBoot(sender, boot, counter);
-      if (incarnation !== null) sender.incarnation = incarnation;
+      if (incarnation !== null) sender.newestStart = incarnation;
       return "ok";
     }
     // Most recently heard last: the Map's order is the eviction order.
@@ -102,8 +109,9 @@ export class ReplayGuard {
     this.senders.set(source, sender);
     const i = sender.boots.findIndex((b) => b.boot === boot);
     if (i < 0) {
-      if (incarnation !== null && incarnation < sender.incarnation) return "replay";
+      if (incarnation !== null && incarnation + 1 < sender.newestStart) return "replay";
       this.addBoot(sender, boot, counter);
+      if (incarnation !== null && incarnation > sender.newestStart) sender.newestStart = incarnation;
     } else {
       const w = sender.boots[i] as BootWindow;
       if (!accept(w, counter)) return "replay";
@@ -112,7 +120,6 @@ export class ReplayGuard {
         sender.boots.push(w);
       }
     }
-    if (incarnation !== null && incarnation > sender.incarnation) sender.incarnation = incarnation;
     return "ok";
   }
 
