@@ -237,6 +237,16 @@ describe("replay windows across restarts", () => {
     assert.equal(env.stats()["dropped.REPLAY"], 1);
   });
 
+  test("a replay sent from another source address meets the window of the sender it names", () => {
+    const { env } = envelope();
+    const sealed = envelope({ boot: 9, counter: 100 }).env.wrap(datagram());
+    assert.ok(env.unwrap(sealed, "10.0.0.1", 7946) !== null);
+    for (const [ip, port] of [["10.0.0.1", 7946], ["203.0.113.5", 4000], ["203.0.113.6", 4001]] as const) {
+      assert.equal(env.unwrap(sealed, ip, port), null, `replayed from ${ip}:${port}`);
+    }
+    assert.equal(env.stats()["dropped.REPLAY"], 3);
+  });
+
   test("a sender restarted within a second, below the incarnation its previous life reached, is no replay", () => {
     const guard = new ReplayGuard(8);
     // A life starts at 524 (wall-clock seconds), refutes to 525 and leaves at 526.

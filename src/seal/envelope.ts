@@ -244,7 +244,10 @@ export class Envelope {
     const boot = view.readUInt32BE(5);
     const counter = view.readUInt32BE(9) * 2 ** 32 + view.readUInt32BE(13);
     const incarnation = gossip ? senderIncarnation(plain) : null;
-    if (this.replays.check(`${ip}|${port}`, boot, counter, incarnation) === "replay") return this.drop("REPLAY", ip, port);
+    // The window is the sender's as it names itself inside the authenticated datagram, not the
+    // UDP source: a replay sent from another (or a spoofed) source address still meets it.
+    const sender = (gossip ? senderKey(plain) : null) ?? `${ip}|${port}`;
+    if (this.replays.check(sender, boot, counter, incarnation) === "replay") return this.drop("REPLAY", ip, port);
     this.counts.opened++;
     if (gossip) {
       const out = new Uint8Array(4 + plain.length);
@@ -316,6 +319,14 @@ function restoreAnnouncement(out: Uint8Array): Uint8Array {
 
 function cipherName(key: Uint8Array): "aes-128-gcm" | "aes-192-gcm" | "aes-256-gcm" {
   return key.length === 16 ? "aes-128-gcm" : key.length === 24 ? "aes-192-gcm" : "aes-256-gcm";
+}
+
+/** The sender's address as the opened datagram states it (type, then `from`), as a key; null if malformed. */
+function senderKey(rest: Uint8Array): string | null {
+  const family = rest[1];
+  const end = family === 4 ? 2 + 4 + 2 : family === 6 ? 2 + 16 + 2 : -1;
+  if (end < 0 || rest.length < end) return null;
+  return Buffer.from(rest.buffer, rest.byteOffset + 1, end - 1).toString("latin1");
 }
 
 /**

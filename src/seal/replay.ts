@@ -7,7 +7,8 @@
  * share a nonce only if they drew the same boot id AND their counter ranges overlap, which
  * the random start makes negligible (AES-GCM must never see a nonce twice under one key).
  *
- * A receiver keeps, per sender address (ip:port), the boot ids it heard from that sender
+ * A receiver keeps, per sender (the address the sender names inside the authenticated datagram,
+ * not the UDP source, which an attacker chooses), the boot ids it heard from that sender
  * (at most BOOTS_PER_SENDER, least recently used evicted), each with a sliding bitmap window
  * of WINDOW_BITS counters as IPsec and WireGuard do: a counter above the highest seen moves
  * the window; one inside it is accepted once; one below it is rejected. Only datagrams that
@@ -41,6 +42,12 @@
  * sender is not in the table at all (first contact, a restarted receiver, or a sender crowded
  * out) is an old datagram accepted, once; it still carries that old incarnation, which the
  * protocol core ranks below every newer claim about the sender.
+ *
+ * The counter is the sender's, across all its destinations: a datagram it sent to one member
+ * can be delivered to another once, if that one never saw its counter and it is among the
+ * sender's latest WINDOW_BITS datagrams (what it says is then at most that old). Binding the
+ * destination into the seal would close this, but a sender does not always know the address
+ * its receiver calls its own (a seed given by another address than it advertises).
  *
  * Everything is bounded: MAX_SENDERS senders (least recently heard evicted, counted), each
  * with at most BOOTS_PER_SENDER windows of WINDOW_BITS bits.
