@@ -13,9 +13,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { fingerprint } from "../src/agent/keys.js";
-import { TamTam } from "../src/gen/service/tamtam_pb.js";
-import { createH2Client } from "../src/rpc/h2-client.js";
 import { binPath, cleanEnv, freeUdpPort, ProcessGroup, poll, removeDir, tempDir, waitForLine, type AgentProc, type Proc } from "./helpers/processes.js";
+import { agentStats } from "./helpers/agent-stats.js";
 
 binPath();
 
@@ -25,12 +24,7 @@ const OLD_B64 = OLD.toString("base64");
 const NEW_B64 = NEW.toString("base64");
 
 async function streamSubscribers(rpc: string): Promise<number> {
-  const client = createH2Client(TamTam, rpc, { defaultTimeoutMs: 3_000 });
-  try {
-    return Number((await client.stats({})).counters["stream.subscribers"] ?? 0);
-  } finally {
-    client.close();
-  }
+  return (await agentStats(rpc))["stream.subscribers"] ?? 0;
 }
 
 interface KeysJson {

@@ -12,8 +12,6 @@ import assert from "node:assert/strict";
 import { existsSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { TamTam } from "../src/gen/service/tamtam_pb.js";
-import { createH2Client } from "../src/rpc/h2-client.js";
 import {
   binPath,
   cleanEnv,
@@ -27,6 +25,7 @@ import {
   waitForExit,
   waitForLine,
 } from "./helpers/processes.js";
+import { agentStats } from "./helpers/agent-stats.js";
 
 binPath(); // fail at once, with a clear message, when the bin was not built
 
@@ -35,12 +34,7 @@ const NEEDS_TOKEN = /^tamtam: the agent at unix:\S+ requires --rpc-token \(or TA
 
 /** Waits until the agent at `rpc` has `count` Stream subscribers (its Stats counter), presenting the token. */
 async function awaitStreamSubscribers(rpc: string, count: number): Promise<void> {
-  const client = createH2Client(TamTam, rpc, { defaultTimeoutMs: 3_000, headers: { authorization: `Bearer ${TOKEN}` } });
-  try {
-    await poll(async () => Number((await client.stats({})).counters["stream.subscribers"] ?? 0n) >= count, 10_000, 50);
-  } finally {
-    client.close();
-  }
+  await poll(async () => ((await agentStats(rpc, TOKEN))["stream.subscribers"] ?? 0) >= count, 10_000, 50);
 }
 
 describe("the agent's gRPC on a Unix socket with a token (real processes)", () => {

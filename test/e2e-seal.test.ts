@@ -12,25 +12,15 @@ import assert from "node:assert/strict";
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { TamTam } from "../src/gen/service/tamtam_pb.js";
-import { createH2Client } from "../src/rpc/h2-client.js";
 import { binPath, cleanEnv, freeUdpPort, logMessages, poll, ProcessGroup, removeDir, tempDir, waitForLine, type AgentProc } from "./helpers/processes.js";
+import { agentStats } from "./helpers/agent-stats.js";
 
 binPath();
 
 const KEY = Buffer.alloc(32, 0x11).toString("base64");
 const OTHER_KEY = Buffer.alloc(16, 0x22).toString("base64");
 
-async function stats(rpc: string): Promise<Record<string, number>> {
-  const client = createH2Client(TamTam, rpc, { defaultTimeoutMs: 3_000 });
-  try {
-    const out: Record<string, number> = {};
-    for (const [k, v] of Object.entries((await client.stats({})).counters)) out[k] = Number(v);
-    return out;
-  } finally {
-    client.close();
-  }
-}
+const stats = (rpc: string): Promise<Record<string, number>> => agentStats(rpc);
 
 /** The addresses in `agent`'s table that are alive. */
 async function alive(group: ProcessGroup, agent: AgentProc, env: Record<string, string>): Promise<string[]> {

@@ -31,10 +31,9 @@ import { addr } from "../src/core/address.js";
 import { RATE_LIMIT_BURST, RATE_LIMIT_REFILL_MS } from "../src/core/cookie.js";
 import { decodeDatagram, encodeDatagram } from "../src/core/wire/codec.js";
 import { MessageType } from "../src/core/wire/messages.js";
-import { TamTam } from "../src/gen/service/tamtam_pb.js";
-import { createH2Client } from "../src/rpc/h2-client.js";
 import { labAvailable, NetLab } from "./helpers/netns.js";
 import { binPath, cleanEnv, logMessages, poll, type Proc, ProcessGroup, removeDir, tempDir, waitForExit, waitForLine } from "./helpers/processes.js";
+import { agentStats } from "./helpers/agent-stats.js";
 
 const K1 = Buffer.alloc(32, 0x31).toString("base64");
 const K2 = Buffer.alloc(32, 0x32).toString("base64");
@@ -146,16 +145,7 @@ describe("security between agents on separate hosts (network namespaces)", { ski
     assert.ok(!tool.linesOf("stdout").some((l) => l.startsWith("error")), tool.tail());
   }
 
-  async function stats(agent: Agent, token?: string): Promise<Record<string, number>> {
-    const client = createH2Client(TamTam, agent.rpc, { defaultTimeoutMs: 3_000, headers: token === undefined ? undefined : { authorization: `Bearer ${token}` } });
-    try {
-      const out: Record<string, number> = {};
-      for (const [k, v] of Object.entries((await client.stats({})).counters)) out[k] = Number(v);
-      return out;
-    } finally {
-      client.close();
-    }
-  }
+  const stats = (agent: Agent, token?: string): Promise<Record<string, number>> => agentStats(agent.rpc, token);
 
   const tamtam = (group: ProcessGroup, agent: Agent, args: readonly string[]) => group.run(["--rpc", agent.rpc, ...args], { env, timeoutMs: 20_000 });
 
