@@ -36,14 +36,16 @@ import { TAMTAM_VERSION } from "./version.js";
 export class TamTamCli extends Cli {
   override async run(input: Command | string[], userContext?: Partial<BaseContext> | void): Promise<number> {
     const context = { ...Cli.defaultContext, ...(userContext ?? {}) };
+    // The general help needs no parsing: clipanion would first build its parser from every
+    // command, which costs as much again as the help itself.
+    if (Array.isArray(input) && commandWord(input) === undefined && (input.includes("--help") || input.includes("-h"))) {
+      context.stdout.write(this.usage(null));
+      return 0;
+    }
     let command: Command;
     try {
       command = Array.isArray(input) ? this.process(input, context) : input;
     } catch (error) {
-      if (Array.isArray(input) && commandWord(input) === undefined && (input.includes("--help") || input.includes("-h"))) {
-        context.stdout.write(this.usage(null));
-        return 0;
-      }
       const trace = Array.isArray(input) && input.includes("--trace");
       return reportError(error, context, { rpc: "", trace, verbose: false });
     }
