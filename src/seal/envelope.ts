@@ -249,21 +249,7 @@ export class Envelope {
     const sender = (gossip ? senderKey(plain) : null) ?? `${ip}|${port}`;
     if (this.replays.check(sender, boot, counter, incarnation) === "replay") return this.drop("REPLAY", ip, port);
     this.counts.opened++;
-    if (gossip) {
-      const out = new Uint8Array(4 + plain.length);
-      out[0] = WIRE_MAGIC_0;
-      out[1] = WIRE_MAGIC_1;
-      out[2] = version;
-      out[3] = 0;
-      out.set(plain, 4);
-      return out;
-    }
-    const out = new Uint8Array(3 + plain.length);
-    out[0] = WIRE_MAGIC_0;
-    out[1] = ANNOUNCE_MAGIC_1;
-    out[2] = 1;
-    out.set(plain, 3);
-    return out;
+    return gossip ? prefixed([WIRE_MAGIC_0, WIRE_MAGIC_1, version, 0], plain) : prefixed(ANNOUNCE_HEADER, plain);
   }
 
   /** A datagram that is not sealed: labeled (`labeled`) or bare. */
@@ -284,19 +270,7 @@ export class Envelope {
     for (let i = 0; i < LABEL_TAG_BYTES; i++) if (bytes[4 + i] !== this.tag[i]) return this.drop("LABEL", ip, port);
     this.counts.plaintextAccepted++;
     const rest = bytes.subarray(4 + LABEL_TAG_BYTES);
-    if (announcement) {
-      const out = new Uint8Array(3 + rest.length);
-      out[0] = WIRE_MAGIC_0;
-      out[1] = ANNOUNCE_MAGIC_1;
-      out[2] = 1;
-      out.set(rest, 3);
-      return out;
-    }
-    const out = new Uint8Array(4 + rest.length);
-    out.set(bytes.subarray(0, 3));
-    out[3] = 0;
-    out.set(rest, 4);
-    return out;
+    return announcement ? prefixed(ANNOUNCE_HEADER, rest) : prefixed([bytes[0] as number, bytes[1] as number, bytes[2] as number, 0], rest);
   }
 
   private drop(reason: DropReason, ip: string, port: number): null {
@@ -319,6 +293,17 @@ function restoreAnnouncement(out: Uint8Array): Uint8Array {
 
 function cipherName(key: Uint8Array): "aes-128-gcm" | "aes-192-gcm" | "aes-256-gcm" {
   return key.length === 16 ? "aes-128-gcm" : key.length === 24 ? "aes-192-gcm" : "aes-256-gcm";
+}
+
+/** The header of an opened announcement: magic and version 1. */
+const ANNOUNCE_HEADER: readonly number[] = [WIRE_MAGIC_0, ANNOUNCE_MAGIC_1, 1];
+
+/** `head` followed by `rest`, in a new array: an opened datagram with its clear header. */
+function prefixed(head: readonly number[], rest: Uint8Array): Uint8Array {
+  const out = new Uint8Array(head.length + rest.length);
+  out.set(head);
+  out.set(rest, head.length);
+  return out;
 }
 
 /** The sender's address as the opened datagram states it (type, then `from`), as a key; null if malformed. */
