@@ -1,10 +1,11 @@
 /**
- * A small gRPC client over node:http2 for short-lived processes: the command line makes one
+ * A small gRPC client for short-lived processes: the command line makes one
  * call (or follows one stream) and exits. It speaks gRPC over HTTP/2 exactly as the agent's
  * grpc-js server expects it (length-prefixed protobuf-es messages, `grpc-timeout`, status in the
  * `grpc-status` / `grpc-message` trailers, trailers-only answers) for unary and server-streaming
  * methods, on one plaintext connection per client (TCP, or a Unix socket for `unix:PATH`),
- * without retries, compression or TLS.
+ * without retries, compression or TLS. HTTP/2 itself is `h2-session.ts`, not node:http2 (which
+ * loads Node's http, tls and crypto modules: a large share of a command-line call).
  *
  * Why not the grpc-js client: loading @grpc/grpc-js (channels, resolvers, load balancing,
  * keep-alive, channelz) costs more than a whole CLI call; `bench/startup.bench.ts` measures it.
@@ -15,12 +16,12 @@
  * grpc-js's ServiceError so that callers treat both alike.
  */
 
-import { connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from "node:http2";
 import { createConnection, type Socket } from "node:net";
 import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import type { ServerStreamingCall } from "./adapter.js";
 import { GrpcStatus, methodPath, unixSocketPath } from "./grpc-wire.js";
+import { H2ClientSession, H2Error, type H2ClientStream, type H2Headers } from "./h2-session.js";
 
 /** Largest response message accepted (grpc-js's default receive limit). */
 export const MAX_RESPONSE_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -78,11 +79,11 @@ export type H2ServiceClient<M extends GenServiceMethods> = { close(): void } & {
 // ---------------------------------------------------------------------------------------------
 // Status from HTTP/2
 
-function metadataOf(headers: IncomingHttpHeaders): CallMetadata {
+function metadataOf(headers: H2Headers): CallMetadata {
   return {
     get: (key) => {
       const value = headers[key.toLowerCase()];
-      return value === undefined ? [] : Array.isArray(value) ? value : [value];
+      return value === undefined ? [] : [value];
     },
   };
 }
@@ -111,13 +112,13 @@ function statusOfHttp(httpStatus: number): number {
 /** The gRPC status of a stream the server reset without trailers. */
 function statusOfReset(rstCode: number): number {
   switch (rstCode) {
-    case h2.NGHTTP2_REFUSED_STREAM:
+    case H2Error.REFUSED_STREAM:
       return GrpcStatus.UNAVAILABLE;
-    case h2.NGHTTP2_CANCEL:
+    case H2Error.CANCEL:
       return GrpcStatus.CANCELLED;
-    case h2.NGHTTP2_ENHANCE_YOUR_CALM:
+    case H2Error.ENHANCE_YOUR_CALM:
       return GrpcStatus.RESOURCE_EXHAUSTED;
-    case h2.NGHTTP2_INADEQUATE_SECURITY:
+    case H2Error.INADEQUATE_SECURITY:
       return GrpcStatus.PERMISSION_DENIED;
     default:
       return GrpcStatus.INTERNAL;
@@ -133,17 +134,16 @@ function decodeMessage(text: string): string {
 }
 
 /** The status carried by trailers (or by the headers of a trailers-only answer), or null. */
-function statusOfTrailers(trailers: IncomingHttpHeaders): GrpcCallError | null {
+function statusOfTrailers(trailers: H2Headers): GrpcCallError | null {
   const raw = trailers["grpc-status"];
   if (raw === undefined) return null;
-  const code = Number(Array.isArray(raw) ? raw[0] : raw);
-  const message = trailers["grpc-message"];
-  const details = decodeMessage(typeof message === "string" ? message : "");
+  const code = Number(raw);
+  const details = decodeMessage(trailers["grpc-message"] ?? "");
   if (code === GrpcStatus.OK) return new GrpcCallError(GrpcStatus.OK, details, metadataOf(trailers));
   return new GrpcCallError(Number.isInteger(code) ? code : GrpcStatus.UNKNOWN, details, metadataOf(trailers));
 }
 
-/** A connection or stream error of node:http2 as a gRPC status (no agent answered: UNAVAILABLE). */
+/** A connection or stream error as a gRPC status (no agent answered: UNAVAILABLE). */
 function statusOfNodeError(error: Error & { code?: unknown }): GrpcCallError {
   return new GrpcCallError(GrpcStatus.UNAVAILABLE, error.message);
 }
@@ -174,7 +174,7 @@ function frame(bytes: Uint8Array): Buffer {
 
 /** Starts a call with one request message once `session` is up; responses and the end go to `sink`. */
 function startCall(
-  session: Promise<ClientHttp2Session>,
+  session: Promise<H2ClientSession>,
   path: string,
   request: Uint8Array,
   options: H2CallOptions,
@@ -183,15 +183,15 @@ function startCall(
 ): RunningCall {
   const headers: Record<string, string> = {
     ...extraHeaders,
-    [h2.HTTP2_HEADER_METHOD]: "POST",
-    [h2.HTTP2_HEADER_PATH]: path,
-    [h2.HTTP2_HEADER_CONTENT_TYPE]: "application/grpc+proto",
-    [h2.HTTP2_HEADER_TE]: "trailers",
+    ":method": "POST",
+    ":path": path,
+    "content-type": "application/grpc+proto",
+    te: "trailers",
   };
   if (options.timeoutMs !== undefined) headers["grpc-timeout"] = `${Math.max(1, Math.ceil(options.timeoutMs))}m`;
 
   let finished = false;
-  let stream: ClientHttp2Stream | null = null;
+  let stream: H2ClientStream | null = null;
   let timer: NodeJS.Timeout | null = null;
   const signal = options.signal;
   const finish = (error: GrpcCallError | null): void => {
@@ -199,7 +199,7 @@ function startCall(
     finished = true;
     if (timer !== null) clearTimeout(timer);
     signal?.removeEventListener("abort", onAbort);
-    if (stream !== null && !stream.closed) stream.close(h2.NGHTTP2_CANCEL);
+    if (stream !== null && !stream.closed) stream.close(H2Error.CANCEL);
     sink.end(error);
   };
   const onAbort = (): void => finish(new GrpcCallError(GrpcStatus.CANCELLED, "Cancelled on client"));
@@ -233,16 +233,16 @@ function startCall(
   );
   return call;
 
-  function readResponse(stream: ClientHttp2Stream): void {
+  function readResponse(stream: H2ClientStream): void {
     let httpError: GrpcCallError | null = null;
     let status: GrpcCallError | null = null;
     let pending: Buffer = Buffer.alloc(0);
-    stream.on("response", (responseHeaders) => {
-      const httpStatus = Number(responseHeaders[h2.HTTP2_HEADER_STATUS]);
+    stream.on("response", (responseHeaders: H2Headers) => {
+      const httpStatus = Number(responseHeaders[":status"]);
       if (httpStatus !== 200) httpError = new GrpcCallError(statusOfHttp(httpStatus), `HTTP status ${httpStatus}`);
       status = statusOfTrailers(responseHeaders); // a trailers-only answer
     });
-    stream.on("trailers", (trailers) => {
+    stream.on("trailers", (trailers: H2Headers) => {
       status = statusOfTrailers(trailers);
     });
     stream.on("data", (chunk: Buffer) => {
@@ -266,10 +266,10 @@ function startCall(
     });
     stream.on("error", (error: Error) => finish(statusOfNodeError(error)));
     stream.on("close", () => {
-      const rstCode = stream.rstCode ?? h2.NGHTTP2_NO_ERROR;
+      const rstCode = stream.rstCode ?? H2Error.NO_ERROR;
       const final: GrpcCallError | null = status ?? httpError;
       if (final !== null) finish(final.code === GrpcStatus.OK ? (pending.length > 0 ? truncated() : null) : final);
-      else if (rstCode !== h2.NGHTTP2_NO_ERROR) finish(new GrpcCallError(statusOfReset(rstCode), `stream reset by the server (HTTP/2 code ${rstCode})`));
+      else if (rstCode !== H2Error.NO_ERROR) finish(new GrpcCallError(statusOfReset(rstCode), `stream reset by the server (HTTP/2 code ${rstCode})`));
       else finish(new GrpcCallError(GrpcStatus.UNKNOWN, "the server closed the call without a status"));
     });
   }
@@ -400,8 +400,8 @@ async function dial(target: DialTarget): Promise<Socket> {
 
 /** One HTTP/2 connection, opened on the first call and again after it closed. */
 class Connection {
-  #session: Promise<ClientHttp2Session> | null = null;
-  #open: ClientHttp2Session | null = null;
+  #session: Promise<H2ClientSession> | null = null;
+  #open: H2ClientSession | null = null;
 
   constructor(
     private readonly address: string,
@@ -409,7 +409,7 @@ class Connection {
     readonly headers: Readonly<Record<string, string>> = {},
   ) {}
 
-  session(): Promise<ClientHttp2Session> {
+  session(): Promise<H2ClientSession> {
     const open = this.#open;
     if (this.#session !== null && (open === null || (!open.closed && !open.destroyed))) return this.#session;
     this.#open = null;
@@ -418,10 +418,8 @@ class Connection {
       const socket = await dial(target);
       // The :authority of calls over a Unix socket is "localhost", as grpc-js sends it.
       const authority = "path" in target ? "localhost" : this.address;
-      const session = connect(`http://${authority}`, { createConnection: () => socket });
-      // A connection that fails later (reset, protocol error) fails every call on it as a
-      // stream error; this keeps it from being an unhandled 'error' event as well.
-      session.on("error", () => {});
+      // A connection that fails later (reset, protocol error) fails every call on it.
+      const session = new H2ClientSession(socket, authority);
       this.#open = session;
       return session;
     })();
