@@ -11,7 +11,8 @@
  *      ~5 ms, short deadlines, a channel with 5-20 ms reconnect backoff), per engine (`--workers
  *      0` inline, `--workers 1` worker thread), interleaved with `node -e 0`; medians, ratios.
  *   3. Idle resident memory (VmRSS, /proc/PID/status) of each agent of a 3-agent cluster after
- *      a few idle seconds, per engine; and what the parts cost: bare Node, then cumulatively a
+ *      a few idle seconds, per engine, split into its own (RssAnon) and mapped files (RssFile:
+ *      mostly the node binary, shared), with PSS; and what the parts cost: bare Node, then cumulatively a
  *      grpc-js server, protobuf-es + the TamTam descriptors, a pino logger, the protocol core and
  *      the engine (bench/startup-part.ts LEVEL), each idle for a second, medians of 3.
  *   4. Many at once: N agents (50; --quick 20) spawned together, each joining the first; time
@@ -410,6 +411,29 @@ function vmRssMiB(pid: number): number | null {
   }
 }
 
+/**
+ * Where an agent's resident memory is: RssAnon (its own heap and buffers), RssFile (mapped
+ * files, almost all of it the node binary's code and data, shared with every Node process on
+ * the machine) and Pss (each shared page divided among the processes mapping it).
+ */
+function memoryBreakdownMiB(pid: number): { anonMiB: number; fileMiB: number; pssMiB: number } | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+    const kb = (text: string, field: string): number | null => {
+      const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m").exec(text);
+      return m === null ? null : Number(m[1]);
+    };
+    const anon = kb(status, "RssAnon");
+    const file = kb(status, "RssFile");
+    const pss = kb(rollup, "Pss");
+    if (anon === null || file === null || pss === null) return null;
+    return { anonMiB: round1(anon / 1024), fileMiB: round1(file / 1024), pssMiB: round1(pss / 1024) };
+  } catch {
+    return null;
+  }
+}
+
 const BASELINE_ARGV = ["-e", "0"];
 const EXEC_TIMEOUT_MS = 30_000;
 
@@ -583,6 +607,10 @@ interface AgentRssRow {
   workers: 0 | 1;
   convergedMs: number | null;
   rssMiB: { median: number; min: number; max: number; all: number[] };
+  /** Medians of where that RSS is (see memoryBreakdownMiB); null where /proc does not tell. */
+  anonMiB: number | null;
+  fileMiB: number | null;
+  pssMiB: number | null;
   /** Median agent RSS minus the last part level: CLI, RPC service, agent wiring, running state. */
   overPartsMiB: number;
   /** Median agent RSS minus bare Node. */
@@ -640,12 +668,18 @@ async function sectionMemory(args: Args, bin: string, env: NodeJS.ProcessEnv, lo
       const { convergedMs } = await startCluster(bin, env, 3, { workers: w }, cluster);
       await sleep(args.idleSeconds * 1_000);
       const all = cluster.map((a) => vmRssMiB(a.pid)).filter((x): x is number => x !== null);
+      const breakdowns = cluster.map((a) => memoryBreakdownMiB(a.pid)).filter((x) => x !== null);
+      const medianOf = (pick: (b: { anonMiB: number; fileMiB: number; pssMiB: number }) => number): number | null =>
+        breakdowns.length === 0 ? null : round1(median(breakdowns.map(pick)));
       const m = median(all);
       agents.push({
         engine: w === 0 ? "inline" : "worker",
         workers: w,
         convergedMs,
         rssMiB: { median: round1(m), min: Math.min(...all), max: Math.max(...all), all },
+        anonMiB: medianOf((b) => b.anonMiB),
+        fileMiB: medianOf((b) => b.fileMiB),
+        pssMiB: medianOf((b) => b.pssMiB),
         overPartsMiB: round1(m - (parts[parts.length - 1]?.rssMiB ?? NaN)),
         overNodeMiB: round1(m - (parts[0]?.rssMiB ?? NaN)),
       });
@@ -959,10 +993,14 @@ function printReport(r: Report): void {
         "RSS median MiB": a.rssMiB.median,
         "min MiB": a.rssMiB.min,
         "max MiB": a.rssMiB.max,
+        "anon MiB": a.anonMiB,
+        "file MiB": a.fileMiB,
+        "PSS MiB": a.pssMiB,
         "over bare node MiB": a.overNodeMiB,
         "over parts table MiB": a.overPartsMiB,
       })),
     );
+    console.log("   anon = the agent's own memory; file = mapped files (the node binary's code, shared with every Node process); PSS = shared pages divided among the processes mapping them");
     console.log("   'over parts table' = what the agent holds beyond its last part row: CLI, RPC service, agent wiring, live state (and the worker thread)");
   }
   if (r.many !== null) {
