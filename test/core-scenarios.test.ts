@@ -13,6 +13,7 @@ import { makeConfig, type SwimConfig } from "../src/core/config.js";
 import { expectedConfirmations, suspicionMinTimeoutMs, suspicionTimeoutMs } from "../src/core/formulas.js";
 import { LEAVE_FANOUT, LEAVE_MAX_COPIES, SwimNode } from "../src/core/node.js";
 import { Prng } from "../src/core/prng.js";
+import { ACK_RTT_BUCKETS_MS } from "../src/core/rtt-histogram.js";
 import { decodeDatagram } from "../src/core/wire/codec.js";
 import { MemberState, MessageType } from "../src/core/wire/messages.js";
 import {
@@ -134,6 +135,17 @@ describe("probing", () => {
       assert.ok(c.node(o).stats.acksReceived >= 8);
       assert.equal(c.node(o).stats.probesFailed, 0);
       assert.equal(c.node(o).healthScore, 0);
+      // Every probe was answered directly, each round trip (2 ms) in the 2.5 ms bucket and above.
+      const node = c.node(o);
+      assert.equal(node.stats.probesAckedDirect, node.ackRtt.count);
+      assert.ok(node.stats.probesAckedDirect >= 8);
+      assert.equal(node.stats.probesAckedIndirect, 0);
+      assert.equal(node.ackRtt.sumMs, 2 * node.ackRtt.count);
+      const cumulative = node.ackRtt.cumulative();
+      assert.equal(cumulative[ACK_RTT_BUCKETS_MS.indexOf(1)], 0);
+      assert.equal(cumulative[ACK_RTT_BUCKETS_MS.indexOf(2.5)], node.ackRtt.count);
+      assert.equal(cumulative.at(-1), node.ackRtt.count);
+      assert.deepEqual(node.membersByState(), [2, 0, 0, 0]);
     }
     assert.equal(c.eventLog.filter((e) => e.event.type === "member" && e.event.member.state !== MemberState.Alive).length, 0);
     checkInvariants(c);
@@ -153,6 +165,7 @@ describe("probing", () => {
     assert.ok(c.node(1).stats.pingReqsSent >= 5);
     assert.equal(c.node(0).stats.probesFailed, 0);
     assert.equal(c.node(0).stats.nacksReceived, 0);
+    assert.ok(c.node(0).stats.probesAckedIndirect >= 5, `node 0 had ${c.node(0).stats.probesAckedIndirect} probes acked through a helper`);
     // Node 2 relayed: it forwarded acks to node 0 for node 0's sequence numbers.
     const forwarded = c.sentLog.filter((d) => d.from.key === c.key(2) && d.to.key === a && isType(MessageType.Ack)(d));
     assert.ok(forwarded.length >= 5);
@@ -298,6 +311,7 @@ describe("suspicion", () => {
       assert.ok(d - s <= timeout + 2, `observer ${o}: ${d - s}`);
     }
     assert.deepEqual(events(c, 2, MemberState.Left), []);
+    assert.deepEqual(c.node(0).membersByState(), [2, 0, 1, 0]);
     checkInvariants(c);
   });
 

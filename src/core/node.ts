@@ -35,6 +35,7 @@ import {
 import { MemberTable, NO_SLOT, ProbeOrder, SlotSet } from "./member-table.js";
 import { Prng } from "./prng.js";
 import { ClusterRequests } from "./requests.js";
+import { RttHistogram } from "./rtt-histogram.js";
 import type { CoreEvent, MemberInfo, Runtime, Timer } from "./runtime.js";
 import { TransmitQueue } from "./transmit-queue.js";
 import { DatagramWriter, decodeDatagram, encodeBroadcastItem, encodeCookieItem, encodeUpdateItem } from "./wire/codec.js";
@@ -102,8 +103,13 @@ export interface CoreStats {
   protocolErrors: number;
   protocolErrorsByCode: Partial<Record<ProtocolErrorCode, number>>;
   datagramsFromSelf: number;
+  /** Probes started (one PING each). */
   pingsSent: number;
   pingReqsSent: number;
+  /** Probes answered by the target itself; their round trips are in SwimNode.ackRtt. */
+  probesAckedDirect: number;
+  /** Probes answered through a helper's PING_REQ. */
+  probesAckedIndirect: number;
   acksReceived: number;
   nacksReceived: number;
   nacksSent: number;
@@ -221,6 +227,8 @@ const DEAD_SET = 1;
 export class SwimNode {
   readonly self: Address;
   readonly config: SwimConfig;
+  /** Round trips of probes the target answered directly. */
+  readonly ackRtt = new RttHistogram();
   readonly stats: CoreStats = {
     datagramsSent: 0,
     bytesSent: 0,
@@ -231,6 +239,8 @@ export class SwimNode {
     datagramsFromSelf: 0,
     pingsSent: 0,
     pingReqsSent: 0,
+    probesAckedDirect: 0,
+    probesAckedIndirect: 0,
     acksReceived: 0,
     nacksReceived: 0,
     nacksSent: 0,
@@ -521,6 +531,18 @@ export class SwimNode {
     return this.table.size;
   }
 
+  /** Members held in each state (alive, suspect, dead, left; indexed by MemberState), self included. */
+  membersByState(): [number, number, number, number] {
+    const out: [number, number, number, number] = [0, 0, 0, 0];
+    const t = this.table;
+    for (let slot = 0; slot < t.slotLimit; slot++) {
+      if (!t.isMember(slot)) continue;
+      const state = t.state[slot] as MemberState;
+      out[state]++;
+    }
+    return out;
+  }
+
   get queuedUpdates(): number {
     return this.updates.size;
   }
@@ -777,6 +799,12 @@ export class SwimNode {
       if (!probe.acked) {
         probe.acked = true;
         // Only a direct answer measures the round trip.
+        if (from.key === probe.target.key) {
+          this.stats.probesAckedDirect++;
+          this.ackRtt.observe(nowMs - probe.startMs);
+        } else {
+          this.stats.probesAckedIndirect++;
+        }
         if (probe.targetSlot !== NO_SLOT && from.key === probe.target.key) {
           this.table.lastRttMs[probe.targetSlot] = nowMs - probe.startMs;
           this.prove(probe.targetSlot);

@@ -12,6 +12,8 @@ import { SwimNode } from "../core/node.js";
 import type { Address } from "../core/address.js";
 import type { CoreEvent, Runtime, Timer } from "../core/runtime.js";
 import { TimerQueue } from "../core/timer-queue.js";
+import { ACK_RTT_BUCKETS_MS } from "../core/rtt-histogram.js";
+import { MEMBER_STATE_NAMES, type MemberState } from "../core/wire/messages.js";
 import type { Command, Reply } from "./protocol.js";
 
 /** Where a host's outputs go: the rings (worker) or the socket and listeners (inline). */
@@ -193,6 +195,12 @@ export class CoreHost {
     out["core.queuedUpdates"] = node.queuedUpdates;
     out["core.queuedBroadcasts"] = node.queuedBroadcasts;
     out["core.probeIntervalMs"] = node.currentProbeIntervalMs;
+    const byState = node.membersByState();
+    for (let state = 0; state < byState.length; state++) out[`core.membersByState.${MEMBER_STATE_NAMES[state as MemberState]}`] = byState[state] as number;
+    const rtt = node.ackRtt.cumulative();
+    for (let i = 0; i < ACK_RTT_BUCKETS_MS.length; i++) out[`core.ackRttMs.le.${ACK_RTT_BUCKETS_MS[i]}`] = rtt[i] as number;
+    out["core.ackRttMs.count"] = node.ackRtt.count;
+    out["core.ackRttMs.sum"] = node.ackRtt.sumMs;
     out["host.datagramsHandled"] = this.counters.datagramsHandled;
     out["host.commandsHandled"] = this.counters.commandsHandled;
     out["host.timersFired"] = this.counters.timersFired;
