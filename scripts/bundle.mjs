@@ -45,12 +45,12 @@ const LAYERS = {
   "src/sim/sharded.ts": "simulate.cjs",
   "src/sim/shard-worker.ts": "shard-worker.js",
 };
-const EXTERNAL = ["yaml", "pino-pretty", "piscina", "@grpc/reflection", "@grpc/proto-loader", "typanion"];
+const EXTERNAL = ["yaml", "pino-pretty", "piscina", "@grpc/reflection", "@grpc/proto-loader", "typanion", "prom-client"];
 /**
  * Modules that may be bundled into more than one layer: stateless, no instanceof across layers
  * (generated schemas are compared by type name, never by identity).
  */
-const SHAREABLE = [/^</, /^src\/gen\//, /^src\/core\//, /^src\/shm\//, /^src\/agent\/options\.ts$/, /^src\/rpc\/grpc-wire\.ts$/, /^src\/seal\/checks\.ts$/, /^src\/sim\/params\.ts$/, /^node_modules\//];
+const SHAREABLE = [/^</, /^src\/gen\//, /^src\/core\//, /^src\/shm\//, /^src\/agent\/options\.ts$/, /^src\/agent\/event-filter\.ts$/, /^src\/rpc\/grpc-wire\.ts$/, /^src\/seal\/checks\.ts$/, /^src\/sim\/params\.ts$/, /^node_modules\//];
 /** The worker threads run in their own module graphs, so what they share with others is not shared at run time. */
 const OWN_GRAPH = new Set(["worker-entry.js", "shard-worker.js"]);
 /** The executable only loads the others; it shares no module with them. */

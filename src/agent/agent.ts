@@ -34,7 +34,10 @@ import { answerKeyRequest, applyKeyOperation, encodeKeyRequest, fingerprint, KEY
 import { DEFAULT_MULTICAST_IPV4, DEFAULT_MULTICAST_IPV6, MulticastDiscovery } from "../transport/multicast.js";
 import { resolveGossipAddresses } from "./addresses.js";
 import type { AgentApi, MemberView } from "./api.js";
+import { EVENT_HANDLER_TIMEOUT_MS } from "./event-filter.js";
+import { EventHandlers } from "./event-handlers.js";
 import { Fanout } from "./fanout.js";
+import { listenMetrics, type MetricsEndpoint } from "./metrics.js";
 import { type AgentLogger, createLogger } from "./log.js";
 import { claimSocketPath, isLocalOnly, removeSocket, rpcEndpoint, secureSocket, withPrivateUmask } from "./rpc-endpoint.js";
 import type { AgentOptions, LogLevelName } from "./options.js";
@@ -115,6 +118,16 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     }
   })();
 
+  // Bound first: a bad or busy address stops the start before anything else exists (the
+  // listener does not keep the process alive); it answers scrapes once the agent is up.
+  const metricsAddress = options.metricsAddress ?? null;
+  const metrics: MetricsEndpoint | null =
+    metricsAddress === null
+      ? null
+      : await listenMetrics(metricsAddress).catch((err: Error) => {
+          throw new Error(`cannot serve metrics at ${metricsAddress}: ${plainReason(err, "--metrics-address")}`);
+        });
+
   const gossipText = `${addresses.bindIp.includes(":") ? `[${addresses.bindIp}]` : addresses.bindIp}:${addresses.bindPort}`;
   const seal = options.seal;
   let keyring: Keyring | null = null;
@@ -160,6 +173,16 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   }).catch((err: Error) => {
     throw new Error(`cannot use the gossip port ${gossipText}: ${plainReason(err, "-p/--port")}`);
   });
+  const handlers =
+    (options.eventHandlers ?? []).length === 0
+      ? null
+      : new EventHandlers({
+          handlers: options.eventHandlers ?? [],
+          timeoutMs: options.eventHandlerTimeoutMs ?? EVENT_HANDLER_TIMEOUT_MS,
+          self: engine.localAddress,
+          log: logger,
+        });
+  if (handlers !== null) engine.onEvent((event) => handlers.onEvent(event));
   const broadcasts = new Fanout<Uint8Array>(SUBSCRIBER_QUEUE_ITEMS, MAX_SUBSCRIBERS);
   const memberChanges = new Fanout<MemberView>(SUBSCRIBER_QUEUE_ITEMS, MAX_SUBSCRIBERS);
   const view = (info: MemberInfo, nowMs = performance.now()): MemberView => ({
@@ -268,6 +291,8 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       add("monitor", memberChanges.counters);
       if (discovery !== null) add("multicast", discovery.counters);
       if (envelope !== null) add("seal", envelope.stats());
+      if (handlers !== null) add("handlers", handlers.stats());
+      if (metrics !== null) add("metrics", metrics.counters);
       out["process.rss_bytes"] = process.memoryUsage().rss;
       return out;
     },
@@ -335,6 +360,11 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       ` as ${engine.localAddress.key} (${options.workers === 0 ? "inline core" : "core on a worker thread"}, preset ${options.preset}, period ${config.probeIntervalMs} ms)`,
   );
   if (envelope !== null) logger.info(sealDescription(envelope, seal?.label ?? null, seal?.acceptPlaintext === true));
+  if (metrics !== null) {
+    metrics.serve(() => api.stats());
+    logger.info(`Serving Prometheus metrics at ${metrics.url}`);
+  }
+  if (handlers !== null) logger.info(`running ${options.eventHandlers?.length} event handler${options.eventHandlers?.length === 1 ? "" : "s"}`);
 
   // Start-up seeds: retried until one answers (a cluster may come up in any order).
   const seeds: Address[] = [];
@@ -395,6 +425,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       logger.info(`${reason}: leaving the cluster`);
       if (seedTimer !== null) clearTimeout(seedTimer);
       discovery?.close();
+      const stopHandlers = handlers?.close();
       // The core sends *left* at once, directly, to several members, which pass it on; leave()
       // resolves as soon as those datagrams have left the socket (about a millisecond). The
       // deadline only guards against a wedged engine, and never keeps the process alive.
@@ -425,6 +456,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
         });
       });
       if (socketPath !== null) removeSocket(socketPath);
+      await Promise.all([stopHandlers, metrics?.close()]);
       // Closes the socket and ends the worker thread: nothing is left to keep the process alive.
       await engine.stop().catch(() => undefined);
       logger.info("stopped");

@@ -4,6 +4,7 @@
  */
 
 import type { PresetName } from "../core/config.js";
+import type { EventHandlerSpec } from "./event-filter.js";
 
 export const LOG_LEVELS = ["all", "trace", "debug", "info", "warn", "error", "fatal", "off"] as const;
 export type LogLevelName = (typeof LOG_LEVELS)[number];
@@ -74,4 +75,10 @@ export interface AgentOptions {
   readonly nobanner: boolean;
   /** Sealing and label; absent or without keys and label: plain datagrams as before. */
   readonly seal?: SealOptions;
+  /** Commands run on membership and user events (--event-handler), in the order given; absent: none. */
+  readonly eventHandlers?: readonly EventHandlerSpec[];
+  /** Time limit of one event handler run (ms); absent: EVENT_HANDLER_TIMEOUT_MS (event-filter.ts). */
+  readonly eventHandlerTimeoutMs?: number;
+  /** HOST:PORT of the Prometheus endpoint (--metrics-address); absent or null: none. */
+  readonly metricsAddress?: string | null;
 }

@@ -43,10 +43,15 @@
  *   label                TAMTAM_LABEL                --label                none (cluster label, 1..255 bytes)
  *   encrypt-accept-plaintext TAMTAM_ENCRYPT_ACCEPT_PLAINTEXT --encrypt-accept-plaintext  false (migration)
  *   encrypt-send-plaintext   TAMTAM_ENCRYPT_SEND_PLAINTEXT   --encrypt-send-plaintext    false (migration)
+ *   event-handler        TAMTAM_EVENT_HANDLER        --event-handler        none ([FILTER=]COMMAND, repeatable; one per
+ *                        (repeatable)                                        line in env; see src/agent/event-filter.ts)
+ *   event-handler-timeout TAMTAM_EVENT_HANDLER_TIMEOUT --event-handler-timeout 30000 (ms a handler may run, 100..3600000)
+ *   metrics-address      TAMTAM_METRICS_ADDRESS      --metrics-address      none (HOST:PORT of the Prometheus endpoint)
  *
  * Booleans in the environment accept 1/true/yes/on and 0/false/no/off; an empty variable counts
  * as unset. In YAML, booleans are YAML booleans (or the same words as strings), integers are
- * numbers (or digit strings), `join` is a list (or a comma-separated string). Unknown YAML keys
+ * numbers (or digit strings), `join` is a list (or a comma-separated string), `event-handler` a list
+ * (or one string) of whole commands, which may hold commas (and, in YAML, newlines). Unknown YAML keys
  * are ignored and reported in `unknownKeys`. Every problem is a clipanion UsageError with one
  * line that names where the bad value came from (`--port`, `TAMTAM_PORT`, `"port" in FILE`).
  * The heartbeat is checked by the protocol period's one rule (`periodProblem` in
@@ -66,6 +71,7 @@ import { parseAddress, parseIp } from "../core/address.js";
 import { DEFAULT_HEARTBEAT_MS, PERIOD_RANGE_TEXT, PRESET_NAMES, PRESETS, type PresetName, periodProblem } from "../core/config.js";
 import { unixSocketPath } from "../rpc/grpc-wire.js";
 import { keyProblem, labelProblem } from "../seal/checks.js";
+import { EVENT_HANDLER_TIMEOUT_MS, eventHandlerProblem } from "../agent/event-filter.js";
 
 // The YAML parser is loaded only when a config file is read: most calls have none, and loading
 // it would cost every command start-up time (it stays in node_modules, outside the bundle).
@@ -101,6 +107,11 @@ interface Spec {
   readonly check?: (value: string) => string | null;
   /** A secret: messages never show its value. */
   readonly secret?: boolean;
+  /**
+   * Lists: flag and file items are taken whole (they may hold commas and newlines) and the
+   * environment holds one item per line, instead of comma-separated items everywhere.
+   */
+  readonly wholeItems?: boolean;
 }
 
 const HOST_PORT = /^(\[[^\][\s]+\]|[^:\s[\]]+):([0-9]{1,5})$/;
@@ -139,6 +150,12 @@ function checkMulticastGroup(value: string): string | null {
   const ip = parseIp(value.replace(/^\[(.*)\]$/, "$1"));
   const isGroup = ip !== null && (ip.length === 4 ? (ip[0] as number) >= 224 && (ip[0] as number) <= 239 : ip[0] === 0xff);
   return isGroup ? null : "must be a multicast group address (224.0.0.0/4 or ff00::/8)";
+}
+
+/** The Prometheus endpoint's address: HOST:PORT, port 0 for any free one. */
+function checkMetricsAddress(value: string): string | null {
+  const m = HOST_PORT.exec(value);
+  return m !== null && Number(m[2]) <= 65535 ? null : "must be HOST:PORT (like 127.0.0.1:9100 or [::1]:9100)";
 }
 
 function checkNonEmpty(value: string): string | null {
@@ -196,6 +213,18 @@ export const SETTINGS = {
   encryptSendPlaintext: {
     kind: "boolean", key: "encrypt-send-plaintext", env: "TAMTAM_ENCRYPT_SEND_PLAINTEXT", flag: "--encrypt-send-plaintext", default: false,
   },
+  eventHandlers: {
+    kind: "list", key: "event-handler", env: "TAMTAM_EVENT_HANDLER", flag: "--event-handler", default: [], check: eventHandlerProblem,
+    wholeItems: true,
+  },
+  eventHandlerTimeoutMs: {
+    kind: "integer", key: "event-handler-timeout", env: "TAMTAM_EVENT_HANDLER_TIMEOUT", flag: "--event-handler-timeout",
+    default: EVENT_HANDLER_TIMEOUT_MS, min: 100, max: 3_600_000, unit: "ms",
+  },
+  metricsAddress: {
+    kind: "optional-string", key: "metrics-address", env: "TAMTAM_METRICS_ADDRESS", flag: "--metrics-address", default: null,
+    check: checkMetricsAddress,
+  },
 } as const satisfies Record<string, Spec>;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -231,6 +260,7 @@ export const AGENT_SETTINGS = [
   "port", "bind", "ipv6", "iface", "advertise", "heartbeatMs", "maxBroadcastBytes", "multicast", "clusterName",
   "multicastAddress", "multicastIntervalSeconds", "multicastPort", "preset", "workers", "join", "logFormat",
   "encrypt", "keyringFile", "label", "encryptAcceptPlaintext", "encryptSendPlaintext",
+  "eventHandlers", "eventHandlerTimeoutMs", "metricsAddress",
 ] as const satisfies readonly SettingName[];
 
 export type GlobalSettingName = (typeof GLOBAL_SETTINGS)[number];
@@ -429,9 +459,10 @@ function convert(spec: Spec, raw: unknown, source: Source, label: string): unkno
     case "list": {
       const items = Array.isArray(raw) ? raw : [raw];
       const out: string[] = [];
+      const separator = spec.wholeItems !== true ? "," : source === "env" ? "\n" : null;
       for (const item of items) {
         if (typeof item !== "string") return fail("must be a list of strings");
-        for (const part of item.split(",")) {
+        for (const part of separator === null ? [item] : item.split(separator)) {
           const text = part.trim();
           if (text === "") continue;
           const problem = spec.check?.(text) ?? null;

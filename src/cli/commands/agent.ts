@@ -7,6 +7,7 @@
 
 import { Command, Option } from "clipanion";
 import type { AgentOptions } from "../../agent/options.js";
+import { type EventHandlerSpec, parseEventHandler } from "../../agent/event-filter.js";
 import { parseAddress, parseIp } from "../../core/address.js";
 import type { PresetName } from "../../core/config.js";
 import { CliError, EXIT, TamTamCommand } from "../base-command.js";
@@ -65,6 +66,11 @@ export function agentOptions(s: ResolvedSettings<AgentSettingName>): AgentOption
     logLevel: v.trace ? "trace" : v.verbose ? "debug" : "info",
     logFormat: v.logFormat as AgentOptions["logFormat"],
     nobanner: v.nobanner,
+    // Only when given (checked in settings): agents without them are described as before.
+    ...(v.eventHandlers.length === 0
+      ? {}
+      : { eventHandlers: v.eventHandlers.map((text) => parseEventHandler(text) as EventHandlerSpec), eventHandlerTimeoutMs: v.eventHandlerTimeoutMs }),
+    ...(v.metricsAddress === null ? {} : { metricsAddress: v.metricsAddress }),
     // Only with a key, a keyring file or a label. The keyring file is read by `execute`
     // (startingKeys), which completes this.
     ...(encryptKey === null && v.keyringFile === null && v.label === null
@@ -118,6 +124,16 @@ export class AgentCommand extends TamTamCommand {
       0600) with the \`--encrypt\` key. \`--label NAME\` binds a cluster label into every
       datagram, with or without keys. \`--encrypt-accept-plaintext\` and
       \`--encrypt-send-plaintext\` let a running cluster move to sealing agent by agent.
+
+      \`--event-handler [FILTER=]COMMAND\` (repeatable) runs COMMAND with \`/bin/sh -c\` on
+      membership events (member-join, member-leave, member-failed, member-update; coalesced
+      over half a second) and on broadcasts (user); FILTER is a comma-separated list of them,
+      or \`*\`. The event is in \`TAMTAM_EVENT\`, \`TAMTAM_SELF_ADDRESS\` and
+      \`TAMTAM_TAG_*\`; the members (one line each: address, state) or the broadcast's bytes
+      are on standard input. A run is killed after \`--event-handler-timeout\` ms.
+
+      \`--metrics-address HOST:PORT\` serves Prometheus metrics at
+      \`http://HOST:PORT/metrics\`.
     `,
     examples: [
       ["Run an agent with the defaults", "$0 agent"],
@@ -125,6 +141,8 @@ export class AgentCommand extends TamTamCommand {
       ["Join seeds at start-up, JSON logs", "$0 agent --join 10.0.0.1:9999 --join 10.0.0.2:9999 --log-format json"],
       ["An IPv6 agent on a Thread mesh", "$0 agent -6 --preset thread --multicast"],
       ["gRPC on a private Unix socket, with a token", "TAMTAM_RPC_TOKEN=s3cret $0 --rpc unix:/run/tamtam/agent.sock agent"],
+      ["Log every join and failure through a script", "$0 agent --event-handler 'member-join,member-failed=logger -t tamtam \"$TAMTAM_EVENT: $(cat)\"'"],
+      ["Prometheus metrics on port 9100 of localhost", "$0 agent --metrics-address 127.0.0.1:9100"],
       ["Sealed gossip, keys kept in a keyring file", "TAMTAM_ENCRYPT=$(openssl rand -base64 32) $0 agent --keyring-file /var/lib/tamtam/keyring.json --label prod"],
     ],
   });
@@ -156,6 +174,11 @@ export class AgentCommand extends TamTamCommand {
   label = Option.String("--label", { description: "cluster label bound into every datagram (1..255 bytes), with or without keys" });
   encryptAcceptPlaintext = Option.Boolean("--encrypt-accept-plaintext", { description: "with keys: also accept plaintext datagrams (migration)" });
   encryptSendPlaintext = Option.Boolean("--encrypt-send-plaintext", { description: "with keys: send plaintext datagrams (migration)" });
+  eventHandler = Option.Array("--event-handler", {
+    description: "[FILTER=]COMMAND run on member-join, member-leave, member-failed, member-update or user events (FILTER: comma list or *; repeatable)",
+  });
+  eventHandlerTimeout = Option.String("--event-handler-timeout", { description: "milliseconds an event handler may run before it is killed (default 30000)" });
+  metricsAddress = Option.String("--metrics-address", { description: "HOST:PORT to serve Prometheus metrics at /metrics (default: none)" });
 
   async execute(): Promise<number> {
     const settings = this.resolve(AGENT_SETTINGS, {
@@ -180,6 +203,9 @@ export class AgentCommand extends TamTamCommand {
       label: this.label,
       encryptAcceptPlaintext: this.encryptAcceptPlaintext,
       encryptSendPlaintext: this.encryptSendPlaintext,
+      eventHandlers: this.eventHandler,
+      eventHandlerTimeoutMs: this.eventHandlerTimeout,
+      metricsAddress: this.metricsAddress,
     });
     let options = agentOptions(settings);
     const layer = await loadAgentLayer();

@@ -1,0 +1,64 @@
+/**
+ * The grammar of `--event-handler [FILTER=]COMMAND`: which events exist, how a handler names
+ * the ones it wants, and the one-line reason a value is refused. Pure and stateless (the command
+ * line checks values with it before the agent loads; the agent dispatches with it).
+ *
+ *   FILTER   := EVENT ("," EVENT)*
+ *   EVENT    := "member-join" | "member-leave" | "member-failed" | "member-update" | "user" | "*"
+ *
+ * Without a FILTER (no `=`, or a text before the first `=` that is no lower-case event list, such
+ * as `FOO=bar ./x.sh`) the handler runs for every event. `query:NAME` belongs to
+ * `--query-handler NAME=COMMAND`, and `user:NAME` is refused because broadcasts carry no name.
+ */
+
+/** Default time limit of one handler run (--event-handler-timeout). */
+export const EVENT_HANDLER_TIMEOUT_MS = 30_000;
+
+export const MEMBER_EVENTS = ["member-join", "member-leave", "member-failed", "member-update"] as const;
+export type MemberEventName = (typeof MEMBER_EVENTS)[number];
+export const EVENT_NAMES = [...MEMBER_EVENTS, "user"] as const;
+export type EventName = (typeof EVENT_NAMES)[number];
+
+export interface EventHandlerSpec {
+  /** The events the command runs for. */
+  readonly events: ReadonlySet<EventName>;
+  /** The command, run by `/bin/sh -c`. */
+  readonly command: string;
+  /** The filter as written ("*" without one), for log lines. */
+  readonly filter: string;
+}
+
+/** A text before `=` that is meant as a filter: lower-case words, digits and `-*:,._` only. */
+const FILTER_LIKE = /^[a-z0-9*:,._-]+$/;
+
+/** The handler `text` describes, or the reason it is refused ("must ..." / "...: ..."), one line. */
+export function parseEventHandler(text: string): EventHandlerSpec | string {
+  const eq = text.indexOf("=");
+  const head = eq < 0 ? "" : text.slice(0, eq);
+  if (eq < 0 || !FILTER_LIKE.test(head)) {
+    return text.trim() === "" ? "must be [FILTER=]COMMAND with a command" : { events: new Set(EVENT_NAMES), command: text, filter: "*" };
+  }
+  const command = text.slice(eq + 1);
+  if (command.trim() === "") return `has no command after "${head}="`;
+  const events = new Set<EventName>();
+  for (const word of head.split(",")) {
+    if (word === "*") {
+      for (const name of EVENT_NAMES) events.add(name);
+    } else if ((EVENT_NAMES as readonly string[]).includes(word)) {
+      events.add(word as EventName);
+    } else if (word.startsWith("query:")) {
+      return `cannot run for ${word}: queries are answered by --query-handler ${word.slice(6) || "NAME"}=COMMAND`;
+    } else if (word.startsWith("user:")) {
+      return `cannot filter ${word}: broadcasts carry no name; use "user" (the payload is on standard input)`;
+    } else {
+      return `has an unknown event "${word}" (events: ${EVENT_NAMES.join(", ")}, *; write *=COMMAND when the command itself starts with NAME=)`;
+    }
+  }
+  return { events, command, filter: head };
+}
+
+/** `parseEventHandler`'s refusal, or null: a setting's check. */
+export function eventHandlerProblem(text: string): string | null {
+  const parsed = parseEventHandler(text);
+  return typeof parsed === "string" ? parsed : null;
+}
