@@ -6,8 +6,10 @@
  *   FILTER   := EVENT ("," EVENT)*
  *   EVENT    := "member-join" | "member-leave" | "member-failed" | "member-update" | "user" | "*"
  *
- * Without a FILTER (no `=`, or a text before the first `=` that is no lower-case event list, such
- * as `FOO=bar ./x.sh`) the handler runs for every event. `query:NAME` belongs to
+ * Without a FILTER the handler runs for every event. The text before the first `=` is no FILTER
+ * when there is none, when it holds other characters than lower-case letters, digits and `-*:,._`,
+ * or when it is a shell variable name other than `user` (`FOO=bar ./x.sh`, `f=$(mktemp); ...`);
+ * to run such a command for every event, write `*=COMMAND`. `query:NAME` belongs to
  * `--query-handler NAME=COMMAND`, and `user:NAME` is refused because broadcasts carry no name.
  */
 
@@ -28,14 +30,16 @@ export interface EventHandlerSpec {
   readonly filter: string;
 }
 
-/** A text before `=` that is meant as a filter: lower-case words, digits and `-*:,._` only. */
+/** A text before `=` that may be meant as a filter: lower-case words, digits and `-*:,._` only. */
 const FILTER_LIKE = /^[a-z0-9*:,._-]+$/;
+/** A shell variable name: `NAME=...` at the start of a command is an assignment, not a filter. */
+const SHELL_VARIABLE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** The handler `text` describes, or the reason it is refused ("must ..." / "...: ..."), one line. */
 export function parseEventHandler(text: string): EventHandlerSpec | string {
   const eq = text.indexOf("=");
   const head = eq < 0 ? "" : text.slice(0, eq);
-  if (eq < 0 || !FILTER_LIKE.test(head)) {
+  if (eq < 0 || !FILTER_LIKE.test(head) || (SHELL_VARIABLE.test(head) && head !== "user")) {
     return text.trim() === "" ? "must be [FILTER=]COMMAND with a command" : { events: new Set(EVENT_NAMES), command: text, filter: "*" };
   }
   const command = text.slice(eq + 1);

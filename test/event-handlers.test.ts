@@ -1,0 +1,255 @@
+/**
+ * test/event-handlers.test.ts: the pieces of `--event-handler` without agents: the FILTER grammar
+ * and its one-line refusals (query:NAME names --query-handler), the settings (flag, environment
+ * one per line, YAML list; commas kept), which member change is which event, the stdin lines and
+ * TAMTAM_TAG_* encodings, and the coalescing of EventHandlers fed with engine events by hand
+ * (a burst is one run per event name, the latest event per member wins, a join is not hidden
+ * by an update, user events are not coalesced, close() drops the open batch).
+ */
+
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { UsageError } from "clipanion";
+import { parseEventHandler, EVENT_NAMES, type EventHandlerSpec } from "../src/agent/event-filter.js";
+import { EventHandlers, formatTags, memberEventOf, memberLine, tagEnvironment } from "../src/agent/event-handlers.js";
+import { addr, type Address } from "../src/core/address.js";
+import type { CoreEvent, MemberInfo } from "../src/core/runtime.js";
+import { MemberState } from "../src/core/wire/messages.js";
+import { AGENT_SETTINGS, resolveSettings, type SettingsIO } from "../src/cli/settings.js";
+import { agentOptions } from "../src/cli/commands/agent.js";
+import { poll, removeDir, tempDir } from "./helpers/processes.js";
+
+function spec(text: string): EventHandlerSpec {
+  const parsed = parseEventHandler(text);
+  assert.ok(typeof parsed !== "string", `refused: ${String(parsed)}`);
+  return parsed;
+}
+
+function memoryIO(files: Record<string, string>, env: Record<string, string> = {}): SettingsIO {
+  return { env, homeDir: "/home/u", readFile: (path) => files[path] ?? null };
+}
+
+function member(key: string, state: MemberState, incarnation = 1, isSelf = false): MemberInfo {
+  return {
+    address: addr(key),
+    state,
+    incarnation,
+    stateChangedAtMs: 0,
+    lastHeardAtMs: 0,
+    lastRttMs: -1,
+    pendingTransmits: 0,
+    isSelf,
+  };
+}
+
+function change(m: MemberInfo, previous: MemberState | null, previousIncarnation: number | null = previous === null ? null : m.incarnation): CoreEvent {
+  return { type: "member", member: m, previous, previousIncarnation };
+}
+
+describe("event handler grammar", () => {
+  test("without a filter the command runs for every event; commas and = inside the command are kept", () => {
+    for (const text of ["./on-event.sh", "FOO=bar ./x.sh", 'f="$(mktemp)"; cat > "$f"', "logger -t tamtam a,b", "echo $((1+1))"]) {
+      const s = spec(text);
+      assert.equal(s.command, text);
+      assert.deepEqual([...s.events].sort(), [...EVENT_NAMES].sort());
+      assert.equal(s.filter, "*");
+    }
+  });
+
+  test("a filter is a comma list of events, or *", () => {
+    const s = spec("member-join,member-failed=./h.sh --flag=1,2");
+    assert.deepEqual([...s.events].sort(), ["member-failed", "member-join"]);
+    assert.equal(s.command, "./h.sh --flag=1,2");
+    assert.equal(s.filter, "member-join,member-failed");
+    assert.deepEqual([...spec("user=cat").events], ["user"]);
+    assert.deepEqual([...spec("*=cat").events].sort(), [...EVENT_NAMES].sort());
+    assert.equal(spec("*=a=b").command, "a=b");
+    assert.deepEqual([...spec("*=user=me ./x.sh").events].sort(), [...EVENT_NAMES].sort());
+  });
+
+  test("refusals are one line: unknown events, query:NAME (a --query-handler), user:NAME, no command", () => {
+    const refused = (text: string): string => {
+      const r = parseEventHandler(text);
+      assert.equal(typeof r, "string", `${text} was accepted`);
+      assert.ok(!(r as string).includes("\n"));
+      return r as string;
+    };
+    assert.match(refused("member-jion=./h.sh"), /unknown event "member-jion".*member-join/);
+    assert.match(refused("query:uptime=uptime"), /--query-handler uptime=COMMAND/);
+    assert.match(refused("member-join,query:x=./h"), /--query-handler x=COMMAND/);
+    assert.match(refused("user:deploy=./deploy.sh"), /broadcasts carry no name/);
+    assert.match(refused("member-join="), /no command/);
+    assert.match(refused("   "), /command/);
+  });
+
+  test("settings: flags and YAML items are whole commands, the environment one per line; mistakes name their source", () => {
+    const flags = resolveSettings(AGENT_SETTINGS, { eventHandlers: ["member-join,member-leave=./a.sh x,y", "user=cat"] }, undefined, memoryIO({}));
+    assert.deepEqual(flags.values.eventHandlers, ["member-join,member-leave=./a.sh x,y", "user=cat"]);
+    const env = resolveSettings(AGENT_SETTINGS, {}, undefined, memoryIO({}, { TAMTAM_EVENT_HANDLER: "member-join=./a.sh 1,2\nuser=cat\n" }));
+    assert.deepEqual(env.values.eventHandlers, ["member-join=./a.sh 1,2", "user=cat"]);
+    const yaml = resolveSettings(
+      AGENT_SETTINGS, {}, undefined,
+      memoryIO({ "/home/u/.tamtam.yaml": "event-handler:\n  - member-failed=./page.sh a,b\nevent-handler-timeout: 2500\nmetrics-address: \"[::1]:9100\"\n" }),
+    );
+    assert.deepEqual(yaml.values.eventHandlers, ["member-failed=./page.sh a,b"]);
+    assert.equal(yaml.values.eventHandlerTimeoutMs, 2500);
+    assert.equal(yaml.values.metricsAddress, "[::1]:9100");
+    const options = agentOptions(yaml);
+    assert.equal(options.eventHandlers?.[0]?.command, "./page.sh a,b");
+    assert.equal(options.eventHandlerTimeoutMs, 2500);
+    assert.equal(options.metricsAddress, "[::1]:9100");
+    const none = agentOptions(resolveSettings(AGENT_SETTINGS, {}, undefined, memoryIO({})));
+    assert.equal(none.eventHandlers, undefined);
+    assert.equal(none.metricsAddress, undefined);
+
+    const usage = (flagValues: Parameters<typeof resolveSettings>[1], env: Record<string, string> = {}): string => {
+      try {
+        resolveSettings(AGENT_SETTINGS, flagValues, undefined, memoryIO({}, env));
+      } catch (error) {
+        assert.ok(error instanceof UsageError);
+        assert.ok(!error.message.includes("\n"));
+        return error.message;
+      }
+      assert.fail("accepted");
+    };
+    assert.match(usage({ eventHandlers: ["query:load=uptime"] }), /^--event-handler item "query:load=uptime" .*--query-handler load=COMMAND/);
+    assert.match(usage({}, { TAMTAM_EVENT_HANDLER: "member-jion=x" }), /^TAMTAM_EVENT_HANDLER item "member-jion=x" has an unknown event/);
+    assert.match(usage({ eventHandlerTimeoutMs: "50" }), /^--event-handler-timeout must be in 100\.\.3600000 \(ms\)/);
+    assert.match(usage({ metricsAddress: "9100" }), /^--metrics-address must be HOST:PORT/);
+    assert.match(usage({ metricsAddress: "localhost:70000" }), /^--metrics-address must be HOST:PORT/);
+  });
+});
+
+describe("event handler events and formats", () => {
+  test("which member change is which event", () => {
+    const { Alive, Suspect, Dead, Left } = MemberState;
+    const cases: Array<[MemberState, number, MemberState | null, number | null, string | null]> = [
+      [Alive, 1, null, null, "member-join"],
+      [Suspect, 1, null, null, "member-join"],
+      [Dead, 1, null, null, null],
+      [Left, 1, null, null, null],
+      [Alive, 5, Dead, 4, "member-join"],
+      [Alive, 5, Left, 4, "member-join"],
+      [Dead, 1, Alive, 1, "member-failed"],
+      [Dead, 1, Suspect, 1, "member-failed"],
+      [Left, 2, Alive, 1, "member-leave"],
+      [Left, 2, Dead, 1, "member-leave"],
+      [Left, 3, Left, 2, null],
+      [Alive, 2, Alive, 1, "member-update"],
+      [Alive, 1, Alive, 1, null],
+      [Suspect, 1, Alive, 1, null],
+      [Alive, 2, Suspect, 1, null],
+      [Dead, 2, Dead, 1, null],
+    ];
+    for (const [state, incarnation, previous, previousIncarnation, expected] of cases) {
+      assert.equal(
+        memberEventOf(member("10.0.0.1:7946", state, incarnation), previous, previousIncarnation),
+        expected,
+        `${previous}@${previousIncarnation} -> ${state}@${incarnation}`,
+      );
+    }
+  });
+
+  test("stdin lines and tag variables", () => {
+    assert.equal(memberLine(member("10.0.0.1:7946", MemberState.Dead)), "10.0.0.1:7946\tdead\n");
+    assert.equal(memberLine(member("[fd00::1]:7946", MemberState.Alive)), "[fd00::1]:7946\talive\n");
+    const tags = new Map([["role", "web"], ["odd,key", "a=b%c\nd"]]);
+    assert.equal(formatTags(tags), "role=web,odd%2Ckey=a%3Db%25c%0Ad");
+    assert.equal(formatTags(new Map()), "");
+    assert.deepEqual(tagEnvironment(new Map([["role", "web"], ["dc-name", "eu west"], ["bad", "a\0b"]])), {
+      TAMTAM_TAG_ROLE: "web",
+      TAMTAM_TAG_DC_NAME: "eu west",
+    });
+  });
+});
+
+describe("EventHandlers coalescing", () => {
+  const SELF = addr("10.0.0.1:7946");
+  const recorder = (dir: string): string =>
+    `f="${dir}/$(date +%s%N)-$$"; { echo "$TAMTAM_EVENT $TAMTAM_SELF_ADDRESS $TAMTAM_USER_ORIGIN"; cat; } > "$f.tmp" && mv "$f.tmp" "$f.run"`;
+  const runs = (dir: string): string[] =>
+    readdirSync(dir)
+      .filter((f) => f.endsWith(".run"))
+      .sort()
+      .map((f) => readFileSync(join(dir, f), "utf8"));
+  const quietLog = { warn: () => undefined, info: () => undefined, debug: () => undefined };
+
+  test("a burst of membership events runs each handler once per event name, the latest event per member winning", async () => {
+    const dir = tempDir("tamtam-handlers-");
+    const handlers = new EventHandlers({ handlers: [spec(recorder(dir))], timeoutMs: 10_000, self: SELF, log: quietLog });
+    try {
+      const joined: Address[] = [];
+      for (let i = 2; i < 42; i++) {
+        const m = member(`10.0.0.${i}:7946`, MemberState.Alive);
+        joined.push(m.address);
+        handlers.onEvent(change(m, null));
+      }
+      // Within the batch: .2 fails after joining, .3 updates after joining (stays a join),
+      // .4 was known before and updates, a suspicion is no event.
+      handlers.onEvent(change(member("10.0.0.2:7946", MemberState.Dead), MemberState.Alive));
+      handlers.onEvent(change(member("10.0.0.3:7946", MemberState.Alive, 2), MemberState.Alive, 1));
+      handlers.onEvent(change(member("10.0.0.99:7946", MemberState.Alive, 7), MemberState.Alive, 6));
+      handlers.onEvent(change(member("10.0.0.5:7946", MemberState.Suspect), MemberState.Alive));
+      const all = await poll(() => (runs(dir).length === 3 ? runs(dir) : null), 10_000);
+      const byEvent = new Map(all.map((r) => [r.split(" ")[0] as string, r]));
+      const joinLines = (byEvent.get("member-join") ?? "").split("\n").slice(1, -1);
+      assert.equal(joinLines.length, 39, "39 joins (10.0.0.2 failed meanwhile)");
+      assert.ok(joinLines.every((l) => /^10\.0\.0\.\d+:7946\talive$/.test(l)));
+      assert.deepEqual(joinLines, [...joinLines].sort(), "sorted by address");
+      assert.ok(joinLines.includes("10.0.0.3:7946\talive"));
+      assert.equal(byEvent.get("member-failed"), `member-failed ${SELF.key} \n10.0.0.2:7946\tdead\n`);
+      assert.equal(byEvent.get("member-update"), `member-update ${SELF.key} \n10.0.0.99:7946\talive\n`);
+      const stats = handlers.stats();
+      assert.equal(stats.batches, 1);
+      assert.equal(stats.started, 3);
+      assert.equal(stats.memberEvents, 43);
+    } finally {
+      await handlers.close();
+      removeDir(dir);
+    }
+  });
+
+  test("user events run at once, one each, with the payload on stdin; filters select handlers", async () => {
+    const dir = tempDir("tamtam-handlers-");
+    const other = tempDir("tamtam-handlers-");
+    const handlers = new EventHandlers({
+      handlers: [spec(`user=${recorder(dir)}`), spec(`member-failed=${recorder(other)}`)],
+      timeoutMs: 10_000,
+      self: SELF,
+      log: quietLog,
+    });
+    try {
+      const origin = addr("10.0.0.7:7946");
+      for (const text of ["first", "second\nline"]) {
+        handlers.onEvent({ type: "broadcast", origin, epoch: 1, seq: 1, payload: Buffer.from(text) });
+      }
+      handlers.onEvent(change(member("10.0.0.8:7946", MemberState.Alive), null)); // no handler wants joins
+      const all = await poll(() => (runs(dir).length === 2 ? runs(dir) : null), 10_000);
+      assert.deepEqual(all.sort(), [`user ${SELF.key} ${origin.key}\nfirst`, `user ${SELF.key} ${origin.key}\nsecond\nline`].sort());
+      assert.equal(handlers.stats().memberEvents, 0, "joins are not collected when no handler wants them");
+      assert.deepEqual(runs(other), []);
+    } finally {
+      await handlers.close();
+      removeDir(dir);
+      removeDir(other);
+    }
+  });
+
+  test("close() drops the open batch; later events are ignored", async () => {
+    const dir = tempDir("tamtam-handlers-");
+    const handlers = new EventHandlers({ handlers: [spec(recorder(dir))], timeoutMs: 10_000, self: SELF, log: quietLog });
+    try {
+      handlers.onEvent(change(member("10.0.0.2:7946", MemberState.Alive), null));
+      await handlers.close();
+      handlers.onEvent(change(member("10.0.0.3:7946", MemberState.Alive), null));
+      const stats = handlers.stats();
+      assert.equal(stats.droppedAtClose, 1);
+      assert.equal(stats.started, 0);
+      assert.equal(stats.memberEvents, 1);
+    } finally {
+      removeDir(dir);
+    }
+  });
+});
