@@ -487,7 +487,7 @@ function sealDescription(envelope: Envelope, label: string | null, acceptPlainte
 function plainReason(err: Error, option: string): string {
   const text = err.message;
   if (text.includes("EADDRINUSE")) return `address already in use (is another agent running? choose another with ${option})`;
-  if (text.includes("EADDRNOTAVAIL")) return "no such address on this machine (see --bind)";
+  if (text.includes("EADDRNOTAVAIL")) return `no such address on this machine (see ${option === "-p/--port" ? "--bind" : option})`;
   if (text.includes("EACCES")) return "permission denied";
   if (text.includes("ENOENT")) return "no such directory for the socket";
   return text.split("\n")[0] ?? text;
