@@ -29,10 +29,13 @@ import { MEMBER_STATE_NAMES, MemberState } from "../core/wire/messages.js";
 import { type CommandLog, CommandRunner, type CommandRunnerStats } from "./command-runner.js";
 import type { EventHandlerSpec, EventName, MemberEventName } from "./event-filter.js";
 
-/** Quiet time that closes a batch of membership events. */
-export const COALESCE_QUIET_MS = 500;
-/** Longest a membership event waits in a batch. */
-export const COALESCE_MAX_DELAY_MS = 2_000;
+/**
+ * Quiet time that closes a batch of membership events, and the longest an event waits in one:
+ * Serf's agent defaults (QuiescentPeriod 1 s, CoalescePeriod 3 s). A lone survivor of a rack
+ * declares its members dead one probe at a time, about a second apart: these windows gather them.
+ */
+export const COALESCE_QUIET_MS = 1_000;
+export const COALESCE_MAX_DELAY_MS = 3_000;
 /** Members in one batch; one more closes it at once. */
 export const COALESCE_MAX_MEMBERS = 65_536;
 /** Handler runs at the same time, and waiting for a slot (beyond: refused and counted). */

@@ -127,7 +127,7 @@ export class AgentCommand extends TamTamCommand {
 
       \`--event-handler [FILTER=]COMMAND\` (repeatable) runs COMMAND with \`/bin/sh -c\` on
       membership events (member-join, member-leave, member-failed, member-update; coalesced
-      over half a second) and on broadcasts (user); FILTER is a comma-separated list of them,
+      over a second, three at most) and on broadcasts (user); FILTER is a comma-separated list of them,
       or \`*\`. The event is in \`TAMTAM_EVENT\`, \`TAMTAM_SELF_ADDRESS\` and
       \`TAMTAM_TAG_*\`; the members (one line each: address, state) or the broadcast's bytes
       are on standard input. A run is killed after \`--event-handler-timeout\` ms.
