@@ -351,6 +351,12 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     await engine.stop().catch(() => undefined);
     throw err;
   }
+  // Logged before "Listening for gossip", the line that says the agent is up.
+  if (metrics !== null) {
+    metrics.serve(() => api.stats());
+    logger.info(`Serving Prometheus metrics at ${metrics.url}`);
+  }
+  if (handlers !== null) logger.info(`running ${options.eventHandlers?.length} event handler${options.eventHandlers?.length === 1 ? "" : "s"}`);
   logger.info(`Listening for gRPC at ${rpcAddress}`);
   if (options.rpcToken === null && !isLocalOnly(rpcAddress)) {
     logger.warn(`gRPC at ${rpcAddress} can be reached from other machines and needs no token: anyone who reaches it controls this agent (set --rpc-token, or serve on localhost or unix:PATH)`);
@@ -360,11 +366,6 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       ` as ${engine.localAddress.key} (${options.workers === 0 ? "inline core" : "core on a worker thread"}, preset ${options.preset}, period ${config.probeIntervalMs} ms)`,
   );
   if (envelope !== null) logger.info(sealDescription(envelope, seal?.label ?? null, seal?.acceptPlaintext === true));
-  if (metrics !== null) {
-    metrics.serve(() => api.stats());
-    logger.info(`Serving Prometheus metrics at ${metrics.url}`);
-  }
-  if (handlers !== null) logger.info(`running ${options.eventHandlers?.length} event handler${options.eventHandlers?.length === 1 ? "" : "s"}`);
 
   // Start-up seeds: retried until one answers (a cluster may come up in any order).
   const seeds: Address[] = [];

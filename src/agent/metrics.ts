@@ -7,8 +7,8 @@
  *   per scrape: no second counting path. Counters are `tamtam_*_total`, in base units (seconds,
  *   bytes); labels take values from fixed sets only (member states, protocol error codes, drop
  *   reasons, ...), never from member addresses, so the series count does not grow with the cluster.
- * - prom-client and node:http are loaded only when the endpoint is asked for: agents without
- *   `--metrics-address` pay nothing for it at start-up or in memory.
+ * - node:http is loaded only when the endpoint is asked for, and prom-client only by the first
+ *   scrape: agents without `--metrics-address` pay nothing for it, and those with it start as fast.
  * - Bounded: MAX_SCRAPES_IN_FLIGHT scrapes at once (more get 503 and are counted), at most
  *   MAX_CONNECTIONS connections, and header/request time limits. The listener is bound before
  *   the engine starts (a bad or busy address stops the start with one line) and does not keep
@@ -236,13 +236,14 @@ function ackRttHistogram(prom: typeof PromClient, stats: Stats): PromClient.Hist
 
 /**
  * Binds the endpoint at `address` (HOST:PORT; port 0 takes a free one). Rejects with the
- * listener's error (EADDRINUSE, EADDRNOTAVAIL, ...) or when prom-client cannot be loaded.
+ * listener's error (EADDRINUSE, EADDRNOTAVAIL, ...).
  */
 export async function listenMetrics(address: string): Promise<MetricsEndpoint> {
   const where = parseMetricsAddress(address);
   if (where === null) throw new Error("must be HOST:PORT (like 127.0.0.1:9100 or [::1]:9100)");
-  const prom = requireModule("prom-client") as typeof PromClient;
   const http = requireModule("node:http") as typeof import("node:http");
+  // prom-client is loaded by the first scrape, not at start-up (it costs start-up time).
+  let prom: typeof PromClient | null = null;
   const counters: MetricsCounters = { scrapes: 0, scrapesRefused: 0, badRequests: 0 };
   let source: (() => Promise<Stats>) | null = null;
   let inFlight = 0;
@@ -273,6 +274,7 @@ export async function listenMetrics(address: string): Promise<MetricsEndpoint> {
     const read = source;
     void (async () => {
       try {
+        prom ??= requireModule("prom-client") as typeof PromClient;
         const { text, contentType } = await renderMetrics(prom, await read());
         counters.scrapes++;
         answer(res, 200, req.method === "HEAD" ? "" : text, contentType);
