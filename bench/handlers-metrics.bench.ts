@@ -127,8 +127,8 @@ async function scrapes(env: Record<string, string>): Promise<{ medianMs: number;
     const task = bench.tasks[0];
     if (task === undefined) throw new Error("no render task");
     return {
-      medianMs: round1(median(times) * 10) / 10,
-      p90Ms: round1(quantile(times, 0.9) * 10) / 10,
+      medianMs: Math.round(median(times) * 100) / 100,
+      p90Ms: Math.round(quantile(times, 0.9) * 100) / 100,
       bytes: Buffer.byteLength(text),
       series: text.split("\n").filter((l) => l !== "" && !l.startsWith("#")).length,
       renderMedianUs: round1(statsOf(task, 1).medianNs / 1000),

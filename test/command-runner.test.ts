@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CommandRunner, type CommandLog } from "../src/agent/command-runner.js";
-import { removeDir, tempDir } from "./helpers/processes.js";
+import { processGone as gone, removeDir, tempDir } from "./helpers/processes.js";
 
 interface LogLine {
   level: "warn" | "info";
@@ -34,19 +34,6 @@ function recordingLog(): { log: CommandLog; lines: LogLine[] } {
 
 const text = (bytes: Uint8Array): string => Buffer.from(bytes).toString("utf8");
 
-/** Whether a process is gone (or only a zombie waiting for its new parent to reap it). */
-function gone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return true;
-  }
-  try {
-    return /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
-  } catch {
-    return true;
-  }
-}
 
 describe("command runner", () => {
   test("environment and standard input reach the command; their bytes are never run by the shell", async () => {

@@ -12,10 +12,10 @@
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { agentStats } from "./helpers/agent-stats.js";
-import { type AgentProc, cleanEnv, freeTcpPort, freeUdpPort, logMessages, poll, ProcessGroup, removeDir, tempDir } from "./helpers/processes.js";
+import { type AgentProc, cleanEnv, freeTcpPort, freeUdpPort, logMessages, poll, processGone as gone, ProcessGroup, removeDir, tempDir } from "./helpers/processes.js";
 
 interface Run {
   readonly event: string;
@@ -185,14 +185,3 @@ describe("event handlers of a real agent", () => {
     });
   });
 });
-
-/** Whether a process is gone (or a zombie waiting to be reaped by its new parent). */
-function gone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return true;
-  }
-  const status = `/proc/${pid}/status`;
-  return !existsSync(status) || /^State:\s+Z/m.test(readFileSync(status, "utf8"));
-}

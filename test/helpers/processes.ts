@@ -570,3 +570,17 @@ export async function run(args: readonly string[], options: RunOptions): Promise
     ms: performance.now() - proc.startedAtMs,
   };
 }
+
+/** Whether process `pid` is gone, or only a zombie waiting for its (new) parent to reap it. */
+export function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return true;
+  }
+  try {
+    return /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch {
+    return true;
+  }
+}
