@@ -9,7 +9,9 @@
  * - Which member events there are: member-join (a member appears alive, or comes back after
  *   dead/left; this agent's own start included), member-failed (declared dead), member-leave (left
  *   gracefully), member-update (an alive member re-announced itself with a higher incarnation, as
- *   it does when its tags change). Suspicion and recovery from it are no events, as in Serf.
+ *   it does when its tags change, or to refute a suspicion this agent had not heard of; once tags
+ *   exist, a tag comparison here can narrow it to tag changes). Suspicion and recovery from it
+ *   are no events, as in Serf.
  *   Within a batch a later event replaces an earlier one of the same member, except that an
  *   update does not replace a join (the handler of joins still sees the member).
  * - Every broadcast delivered is a `user` event of its own (no coalescing), its payload on stdin.
