@@ -476,10 +476,14 @@ test("engine ring frames round-trip; a snapshot splits into parts and is truncat
     lastRttMs: -2,
     pendingTransmits: 3,
     isSelf: false,
+    damped: true,
+    flapPenalty: 2345.5,
+    flaps: 4,
+    dampedUntilMs: 99_000.5,
   };
   const events: CoreEvent[] = [
-    { type: "member", member, previous: 0, previousIncarnation: 7 },
-    { type: "member", member: { ...member, address: v4, isSelf: true }, previous: null, previousIncarnation: null },
+    { type: "member", member, previous: 0, previousIncarnation: 7, dampingChanged: true },
+    { type: "member", member: { ...member, address: v4, isSelf: true, damped: false }, previous: null, previousIncarnation: null, dampingChanged: false },
     { type: "memberRemoved", address: v4 },
     { type: "broadcast", origin: v6, epoch: 99, seq: 100, payload: new Uint8Array([42]) },
     { type: "joinResult", seed: v4, ok: true, token: 11 },

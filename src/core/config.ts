@@ -50,6 +50,25 @@ export interface SwimConfig {
   pushPullIntervalMs: number;
   /** Dead and left members are forgotten this long after their last state change (ms). Range 1000..604800000. */
   reapAfterMs: number;
+  /**
+   * How long a failed (dead, not left) member stays a reconnect target after it failed (ms),
+   * also once reaped from the table (then it costs no probe or gossip traffic, only one JOIN
+   * in some reconnect rounds): a partition longer than reapAfterMs still heals. 0 disables,
+   * else 1000..2592000000 (30 days). Default 86400000 (24 h, as Serf).
+   */
+  reconnectTimeoutMs: number;
+  /** Most reaped reconnect targets kept; beyond it the one that failed longest ago is dropped and counted. Range 0..65536. */
+  maxReconnectTargets: number;
+  /** Flap damping on (see flap-damping.ts): a member that keeps dying and coming back is reported damped. */
+  flapDamping: boolean;
+  /** Half-life of a member's flap penalty (ms). Range 1000..86400000. */
+  flapHalfLifeMs: number;
+  /** A flap that lifts the penalty to this or above damps the member (one flap adds 1000). Range 1001..1000000. */
+  flapSuppressPenalty: number;
+  /** A damped member is released when its penalty has decayed below this. Range 1..flapSuppressPenalty - 1. */
+  flapReusePenalty: number;
+  /** Longest a member stays damped after its last flap (ms): caps the penalty. Range 1000..86400000. */
+  flapMaxSuppressMs: number;
   /** Lifeguard local health: the score ranges over 0..awarenessMaxMultiplier - 1. Range 1..32. */
   awarenessMaxMultiplier: number;
   /** Lifeguard on: local health multiplier, nacks, shrinking suspicion timeouts, buddy system. */
@@ -107,6 +126,13 @@ const common = {
   joinAttempts: 3,
   syncMaxDatagrams: 256,
   sealed: false,
+  reconnectTimeoutMs: 86_400_000,
+  maxReconnectTargets: 1024,
+  flapDamping: true,
+  flapHalfLifeMs: 60_000,
+  flapSuppressPenalty: 2000,
+  flapReusePenalty: 750,
+  flapMaxSuppressMs: 600_000,
 } satisfies Partial<SwimConfig>;
 
 /** Presets after memberlist's LAN/local/WAN defaults, plus `thread` for 802.15.4 meshes. */
@@ -291,7 +317,7 @@ interface Range {
   readonly zeroDisables?: boolean;
 }
 
-const RANGES: Readonly<Record<Exclude<keyof SwimConfig, "lifeguard" | "sealed">, Range>> = {
+const RANGES: Readonly<Record<Exclude<keyof SwimConfig, "lifeguard" | "sealed" | "flapDamping">, Range>> = {
   probeIntervalMs: { min: PERIOD_MIN_MS, max: PERIOD_MAX_MS, unit: "ms" },
   probeTimeoutMs: { min: 1, max: (c) => c.probeIntervalMs, unit: "ms" },
   probeTimeoutPercent: { min: 1, max: 100, unit: "%" },
@@ -306,6 +332,12 @@ const RANGES: Readonly<Record<Exclude<keyof SwimConfig, "lifeguard" | "sealed">,
   reconnectIntervalMs: { min: 10, max: 86_400_000, unit: "ms", zeroDisables: true },
   pushPullIntervalMs: { min: 100, max: 86_400_000, unit: "ms", zeroDisables: true },
   reapAfterMs: { min: 1000, max: 604_800_000, unit: "ms" },
+  reconnectTimeoutMs: { min: 1000, max: 2_592_000_000, unit: "ms", zeroDisables: true },
+  maxReconnectTargets: { min: 0, max: 65_536, unit: "members" },
+  flapHalfLifeMs: { min: 1000, max: 86_400_000, unit: "ms" },
+  flapSuppressPenalty: { min: 1001, max: 1_000_000, unit: "" },
+  flapReusePenalty: { min: 1, max: (c) => c.flapSuppressPenalty - 1, unit: "" },
+  flapMaxSuppressMs: { min: 1000, max: 86_400_000, unit: "ms" },
   awarenessMaxMultiplier: { min: 1, max: 32, unit: "" },
   maxPacketBytes: { min: (c) => MIN_FULL_DATAGRAM_BYTES + (c.sealed === true ? SEALED_OVERHEAD_BYTES : 0), max: 65507, unit: "bytes" },
   probePacketBytes: {
@@ -323,6 +355,44 @@ const RANGES: Readonly<Record<Exclude<keyof SwimConfig, "lifeguard" | "sealed">,
   joinAttempts: { min: 1, max: 100, unit: "attempts" },
   syncMaxDatagrams: { min: 1, max: 65_536, unit: "datagrams" },
 };
+
+/**
+ * What is wrong with `value` as config field `field` (checked on the lan preset otherwise),
+ * as "must be in MIN..MAX UNIT", or null: settings that set one field check it with the
+ * field's own range.
+ */
+export function fieldProblem(field: keyof typeof RANGES, value: number): string | null {
+  const problems = validateConfig({ ...PRESETS.lan, [field]: value });
+  const prefix = `${field} `;
+  const line = problems.find((p) => p.startsWith(prefix));
+  return line === undefined ? null : line.slice(prefix.length).replace(/, got .*$/, "");
+}
+
+/** The agent's settings of partition healing and flap damping; null keeps the preset's value. */
+export interface FaultSettings {
+  readonly reapAfterMs: number | null;
+  readonly reconnectIntervalMs: number | null;
+  readonly reconnectTimeoutMs: number | null;
+  readonly maxReconnectTargets: number | null;
+  readonly flapDamping: boolean;
+}
+
+/**
+ * THE rule that turns the agent's healing and damping settings (--reap-after,
+ * --reconnect-interval, --reconnect-timeout, --reconnect-max, --flap-damping) into config
+ * fields over `base` (a preset's config): a value given replaces the preset's, an absent one
+ * keeps it. validateConfig checks the result.
+ */
+export function faultFields(base: SwimConfig, s: FaultSettings): SwimConfig {
+  return {
+    ...base,
+    reapAfterMs: s.reapAfterMs ?? base.reapAfterMs,
+    reconnectIntervalMs: s.reconnectIntervalMs ?? base.reconnectIntervalMs,
+    reconnectTimeoutMs: s.reconnectTimeoutMs ?? base.reconnectTimeoutMs,
+    maxReconnectTargets: s.maxReconnectTargets ?? base.maxReconnectTargets,
+    flapDamping: s.flapDamping,
+  };
+}
 
 /** Every problem with `config`, one line each; an empty list means it is valid. */
 export function validateConfig(config: SwimConfig): string[] {
@@ -344,7 +414,7 @@ export function validateConfig(config: SwimConfig): string[] {
   if (config.broadcastDedupeWindow % 32 !== 0) {
     problems.push(`broadcastDedupeWindow must be a multiple of 32, got ${config.broadcastDedupeWindow}`);
   }
-  for (const flag of ["lifeguard", "sealed"] as const) {
+  for (const flag of ["lifeguard", "sealed", "flapDamping"] as const) {
     if (typeof config[flag] !== "boolean") problems.push(`${flag} must be true or false, got ${String(config[flag])}`);
   }
   return problems;

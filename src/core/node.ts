@@ -23,6 +23,7 @@ import type { Address } from "./address.js";
 import { MAX_PING_REQ_HEADER_BYTES, periodFields, type SwimConfig } from "./config.js";
 import { COOKIE_SECRET_BYTES, CookieJar, SourceRateLimiter } from "./cookie.js";
 import { DedupeWindows } from "./dedupe.js";
+import { type DampingStats, emptyDampingStats, FLAP_PENALTY, FlapDamping, REFUTED_SUSPICION_PENALTY } from "./flap-damping.js";
 import { ProtocolError, type ProtocolErrorCode } from "./errors.js";
 import {
   expectedConfirmations,
@@ -34,6 +35,7 @@ import {
 } from "./formulas.js";
 import { MemberTable, NO_SLOT, ProbeOrder, SlotSet } from "./member-table.js";
 import { Prng } from "./prng.js";
+import { emptyReconnectStats, type ReconnectStats, ReconnectTargets } from "./reconnect.js";
 import { ClusterRequests } from "./requests.js";
 import { RttHistogram } from "./rtt-histogram.js";
 import type { CoreEvent, MemberInfo, Runtime, Timer } from "./runtime.js";
@@ -74,6 +76,13 @@ export interface SwimNodeOptions {
    * is only as hard to guess as the 32-bit seed.
    */
   readonly cookieSecret?: Uint8Array;
+  /**
+   * Configured seeds (the agent's --join): joined again, one JOIN per reconnect round among
+   * the other reconnect contacts, whenever the cluster has lost members (see reconnect.ts).
+   */
+  readonly seeds?: readonly Address[];
+  /** Members of an earlier life (the agent's --snapshot): reconnect targets from the start. */
+  readonly reconnectTargets?: readonly Address[];
 }
 
 /**
@@ -94,8 +103,8 @@ export type BroadcastOutcome =
   | { readonly ok: true; readonly epoch: number; readonly seq: number }
   | { readonly ok: false; readonly code: "EMPTY" | "TOO_LARGE" | "LEFT"; readonly message: string };
 
-/** Counters of one node; all monotonic. */
-export interface CoreStats {
+/** Counters of one node; all monotonic (but DampingStats.membersDamped, a level). */
+export interface CoreStats extends ReconnectStats, DampingStats {
   datagramsSent: number;
   bytesSent: number;
   datagramsReceived: number;
@@ -188,6 +197,8 @@ type Request =
       readonly cookie: Uint8Array | null;
       /** COOKIE answers followed so far (at most MAX_COOKIE_ROUNDS). */
       readonly cookieRounds: number;
+      /** A reconnect round's JOIN: no joinResult event, one attempt (see reconnect.ts). */
+      readonly reconnect: boolean;
     };
 
 /** Member-list exchanges after a successful join, in protocol periods. */
@@ -218,6 +229,8 @@ export const LEAVE_FANOUT = 8;
  * datagram loss still hears of the leave before the process is gone.
  */
 export const LEAVE_MAX_COPIES = 3;
+/** Members whose flap history a node keeps at most (see flap-damping.ts). */
+const MAX_DAMPING_ENTRIES = 4096;
 /** This node's own slot in its member table. */
 const SELF = 0;
 /** Set ids of the two SlotSets over the member table. */
@@ -264,6 +277,8 @@ export class SwimNode {
     requestsRefusedByReason: {},
     probesFromStrangers: 0,
     probesAnsweredLimited: 0,
+    ...emptyReconnectStats(),
+    ...emptyDampingStats(),
   };
 
   private readonly rng: Prng;
@@ -311,10 +326,16 @@ export class SwimNode {
   /** The encoded LEFT item about this node, once it leaves. */
   private leaveItem: Uint8Array | null = null;
   private lastJoinSyncsAtMs = -Infinity;
+  /** The time of the latest input (datagram, timer, start): what member queries are answered as of. */
+  private lastNowMs = 0;
   private started = false;
   private leaving = false;
   /** Cluster requests, ours and other members' (see requests.ts). */
   readonly clusterRequests: ClusterRequests;
+  /** Reaped failed members still worth a JOIN now and then (see reconnect.ts). */
+  private readonly reconnect: ReconnectTargets;
+  private readonly seeds: readonly Address[];
+  private readonly damping: FlapDamping;
 
   constructor(options: SwimNodeOptions) {
     this.self = options.self;
@@ -337,6 +358,11 @@ export class SwimNode {
     this.probeable = new SlotSet(this.table, PROBEABLE_SET);
     this.dead = new SlotSet(this.table, DEAD_SET);
     this.table.add(options.self, MemberState.Alive, options.incarnation >>> 0, 0);
+    const c = options.config;
+    this.reconnect = new ReconnectTargets(c.maxReconnectTargets, c.reconnectTimeoutMs, this.stats);
+    this.seeds = (options.seeds ?? []).filter((a) => a.key !== options.self.key);
+    for (const a of options.reconnectTargets ?? []) if (a.key !== options.self.key) this.reconnect.add(a, 0);
+    this.damping = new FlapDamping(c, Math.min(c.maxMembers, MAX_DAMPING_ENTRIES), this.stats);
     this.clusterRequests = new ClusterRequests(options.config, this.broadcastEpoch, {
       send: (rt, to, body) => this.sendBody(rt, to, body, "full"),
       members: () => this.memberList(),
@@ -351,6 +377,7 @@ export class SwimNode {
   start(nowMs: number, rt: Runtime): void {
     if (this.started) return;
     this.started = true;
+    this.lastNowMs = nowMs;
     this.table.stateChangedAtMs[SELF] = nowMs;
     this.emitMember(rt, SELF, null, null);
     // Stagger the rounds so that nodes started together do not probe in lock-step.
@@ -389,7 +416,7 @@ export class SwimNode {
         continue;
       }
       const seq = this.takeSeq();
-      const req: Request = { kind: "join", seed, token, attemptsLeft: 4 * this.config.joinAttempts - 1, cookie: null, cookieRounds: 0 };
+      const req: Request = { kind: "join", seed, token, attemptsLeft: 4 * this.config.joinAttempts - 1, cookie: null, cookieRounds: 0, reconnect: false };
       this.requests.set(seq, req);
       this.sendJoin(rt, seed, seq, null);
       rt.setTimer(nowMs + this.requestTimeoutOf(req), { kind: "request", seq });
@@ -483,7 +510,9 @@ export class SwimNode {
   /** Drops a member from the local table only (the original TamTam's `leave ADDR`). */
   forget(address: Address, rt: Runtime): boolean {
     const slot = this.table.find(address);
-    if (slot === NO_SLOT || slot === SELF) return false;
+    if (slot === SELF) return false;
+    if (slot === NO_SLOT) return this.reconnect.remove(address.key);
+    this.reconnect.remove(address.key);
     this.removeMember(slot, rt);
     return true;
   }
@@ -615,6 +644,7 @@ export class SwimNode {
 
   /** Handles one datagram received from the network. Bad bytes are counted and change nothing. */
   handleDatagram(nowMs: number, bytes: Uint8Array, rt: Runtime): void {
+    this.lastNowMs = nowMs;
     this.stats.datagramsReceived++;
     this.stats.bytesReceived += bytes.length;
     let d: Datagram;
@@ -658,7 +688,18 @@ export class SwimNode {
       return;
     }
     const syncFrom = d.body.type === MessageType.Sync ? d.from : null;
-    for (const u of d.updates) this.mergeUpdate(nowMs, u, syncFrom, rt);
+    const distrusted = d.updates.length > 0 && this.damping.isDamped(d.from.key);
+    for (const u of d.updates) {
+      // A member held damped (flapping) suspects whomever it cannot hear: its suspect and dead
+      // statements about third members are not believed (see flap-damping.ts). About this
+      // node they are, so that it refutes them.
+      const third = u.member.key !== d.from.key && u.member.key !== this.self.key;
+      if (distrusted && third && u.state !== MemberState.Alive && u.state !== MemberState.Left) {
+        this.stats.accusationsIgnored++;
+        continue;
+      }
+      this.mergeUpdate(nowMs, u, syncFrom, rt);
+    }
     // The sender is alive at the incarnation it states: an implicit alive update, merged after
     // the items so that a leaving sender's own LEFT (at the same incarnation) comes first.
     const sender = this.mergeUpdate(nowMs, { state: MemberState.Alive, incarnation: d.incarnation, member: d.from }, null, rt);
@@ -684,6 +725,7 @@ export class SwimNode {
 
   /** Handles a timer the host set through Runtime.setTimer. Stale timers are ignored. */
   handleTimer(nowMs: number, timer: Timer, rt: Runtime): void {
+    this.lastNowMs = nowMs;
     this.onTimer(nowMs, timer, rt);
     this.armGossip(nowMs, rt);
   }
@@ -707,6 +749,9 @@ export class SwimNode {
         return;
       case "reap":
         this.onReapTimer(nowMs, timer.key, timer.token, rt);
+        return;
+      case "flapRelease":
+        this.onFlapRelease(nowMs, timer.key, rt);
         return;
       case "gossip":
         this.onGossipTick(nowMs, rt);
@@ -764,7 +809,8 @@ export class SwimNode {
           this.requests.delete(body.seq);
           // The seed answered at the address we reached it at: it receives there.
           if (d.from.key === req.seed.key) this.prove(sender);
-          rt.emit({ type: "joinResult", seed: req.seed, ok: true, token: req.token });
+          if (req.reconnect) this.stats.reconnectsSucceeded++;
+          else rt.emit({ type: "joinResult", seed: req.seed, ok: true, token: req.token });
           this.scheduleJoinSyncs(nowMs, rt);
         } else if (!body.replyWanted && body.seq !== 0) {
           const pending = this.pushPullsPending.get(body.seq);
@@ -921,6 +967,11 @@ export class SwimNode {
     }
     const incarnation = t.incarnation[slot] as number;
     if (u.incarnation < incarnation) return slot;
+    // A member held damped (flapping) suspects whomever it cannot hear: not believed.
+    if (state === MemberState.Suspect && by !== null && by.key !== this.self.key && this.damping.isDamped(by.key)) {
+      this.stats.accusationsIgnored++;
+      return slot;
+    }
     const held = t.state[slot] as MemberState;
     if (u.incarnation === incarnation && state <= held) {
       if (state === MemberState.Suspect && held === MemberState.Suspect && by !== null) {
@@ -955,8 +1006,31 @@ export class SwimNode {
     const slot = this.table.add(address, MemberState.Alive, incarnation, nowMs);
     this.makeProbeable(slot);
     this.queueUpdate(slot);
-    this.emitMember(rt, slot, null, null);
+    // A reaped failed member that is back: a comeback, as from dead to alive.
+    const flapped = this.reconnect.remove(address.key) && this.recordFlap(nowMs, address.key, FLAP_PENALTY, rt);
+    this.emitMember(rt, slot, null, null, flapped);
     return slot;
+  }
+
+  /** A member held failed came back, or refuted a suspicion: counts a flap; true when that starts its damping. */
+  private recordFlap(nowMs: number, key: string, penalty: number, rt: Runtime): boolean {
+    const releaseAtMs = this.damping.recordFlap(key, nowMs, penalty);
+    if (releaseAtMs < 0) return false;
+    rt.setTimer(releaseAtMs, { kind: "flapRelease", key });
+    return true;
+  }
+
+  /** A damped member's release check: tells the host when its damping ends, else checks again later. */
+  private onFlapRelease(nowMs: number, key: string, rt: Runtime): void {
+    const check = this.damping.checkRelease(key, nowMs);
+    if (check.outcome === "later") {
+      rt.setTimer(check.atMs, { kind: "flapRelease", key });
+      return;
+    }
+    const slot = this.table.findKey(key);
+    if (check.outcome === "released" && slot !== NO_SLOT) {
+      this.emitMember(rt, slot, this.table.state[slot] as MemberState, this.table.incarnation[slot] as number, true);
+    }
   }
 
   private transition(
@@ -975,6 +1049,13 @@ export class SwimNode {
     t.stateChangedAtMs[slot] = nowMs;
     t.suspicion.delete(slot);
     t.suspectedBy.delete(slot);
+    const flapPenalty =
+      previous === MemberState.Dead && state !== MemberState.Left
+        ? FLAP_PENALTY
+        : previous === MemberState.Suspect && state === MemberState.Alive
+          ? REFUTED_SUSPICION_PENALTY
+          : 0;
+    const flapped = flapPenalty > 0 && this.recordFlap(nowMs, t.address(slot).key, flapPenalty, rt);
     switch (state) {
       case MemberState.Alive:
         this.dead.delete(slot);
@@ -1004,7 +1085,7 @@ export class SwimNode {
         break;
     }
     this.queueUpdate(slot);
-    this.emitMember(rt, slot, previous, previousIncarnation);
+    this.emitMember(rt, slot, previous, previousIncarnation, flapped);
   }
 
   private makeProbeable(slot: number): void {
@@ -1077,8 +1158,13 @@ export class SwimNode {
       return;
     }
     const dueMs = (t.stateChangedAtMs[slot] as number) + this.config.reapAfterMs;
-    if (nowMs < dueMs) rt.setTimer(dueMs, { kind: "reap", key, token });
-    else this.removeMember(slot, rt);
+    if (nowMs < dueMs) {
+      rt.setTimer(dueMs, { kind: "reap", key, token });
+      return;
+    }
+    // A failed member stays a reconnect target, out of the table (no probes, no gossip).
+    if (state === MemberState.Dead) this.reconnect.add(t.address(slot), t.stateChangedAtMs[slot] as number);
+    this.removeMember(slot, rt);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -1190,14 +1276,51 @@ export class SwimNode {
     }
   }
 
+  /**
+   * One reconnect round (see reconnect.ts): one contact, chosen uniformly among the dead members
+   * still in the table (a ping: its answer carries its incarnation and proves its address, and
+   * handleDatagram then syncs with it), the reaped failed members (a JOIN), and, while the
+   * cluster has lost members, the configured seeds that are not live members (a JOIN).
+   */
   private onReconnectTick(nowMs: number, rt: Runtime): void {
     rt.setTimer(nowMs + this.config.reconnectIntervalMs, { kind: "reconnect" });
     if (this.leaving) return;
-    const slot = this.dead.pick(this.rng);
-    if (slot === NO_SLOT) return;
-    // Its answer, if any, carries its incarnation and proves its address; handleDatagram then
-    // syncs with it.
-    this.sendProofPing(nowMs, slot, false, rt);
+    this.reconnect.expire(nowMs);
+    const lostMembers = this.dead.size > 0 || this.reconnect.size > 0 || this.probeable.size === 0;
+    const seeds = lostMembers ? this.seeds.filter((a) => this.isLiveOrAbsentFrom(a) === "absent") : [];
+    const choice = this.reconnect.choose(this.rng, this.dead.size, seeds);
+    switch (choice.kind) {
+      case "none":
+        return;
+      case "dead":
+        this.sendProofPing(nowMs, this.dead.at(choice.index), false, rt);
+        return;
+      case "target":
+      case "seed": {
+        if (choice.kind === "target") this.stats.reconnectJoinsSent++;
+        else this.stats.seedJoinsSent++;
+        if (this.requests.size >= MAX_REQUESTS) return;
+        const seq = this.takeSeq();
+        const req: Request = { kind: "join", seed: choice.address, token: 0, attemptsLeft: 0, cookie: null, cookieRounds: 0, reconnect: true };
+        this.requests.set(seq, req);
+        this.sendJoin(rt, choice.address, seq, null);
+        rt.setTimer(nowMs + this.requestTimeoutOf(req), { kind: "request", seq });
+        return;
+      }
+    }
+  }
+
+  /** "live" for an alive or suspect member, "absent" otherwise (not in the table, dead or left). */
+  private isLiveOrAbsentFrom(a: Address): "live" | "absent" {
+    const slot = this.table.find(a);
+    if (slot === NO_SLOT) return "absent";
+    const state = this.table.state[slot];
+    return state === MemberState.Alive || state === MemberState.Suspect ? "live" : "absent";
+  }
+
+  /** Reaped failed members still kept as reconnect targets (for hosts that keep a snapshot). */
+  reconnectTargets(): Address[] {
+    return this.reconnect.addresses();
   }
 
   private onPushPullTick(nowMs: number, once: boolean, rt: Runtime): void {
@@ -1230,6 +1353,7 @@ export class SwimNode {
       rt.emit({ type: "pingResult", target: req.target, rttMs: null, token: req.token });
       return;
     }
+
     if (req.attemptsLeft > 0) {
       const next = this.takeSeq();
       this.requests.set(next, { ...req, attemptsLeft: req.attemptsLeft - 1 });
@@ -1237,7 +1361,7 @@ export class SwimNode {
       rt.setTimer(nowMs + this.requestTimeoutOf(req), { kind: "request", seq: next });
       return;
     }
-    rt.emit({ type: "joinResult", seed: req.seed, ok: false, token: req.token });
+    if (!req.reconnect) rt.emit({ type: "joinResult", seed: req.seed, ok: false, token: req.token });
   }
 
   // ---------------------------------------------------------------------------------------
@@ -1534,11 +1658,12 @@ export class SwimNode {
       lastRttMs: t.lastRttMs[slot] as number,
       pendingTransmits: this.updates.remaining(address.key, limit),
       isSelf: slot === SELF,
+      ...this.damping.view(address.key, this.lastNowMs),
     };
   }
 
-  private emitMember(rt: Runtime, slot: number, previous: MemberState | null, previousIncarnation: number | null): void {
-    const event: CoreEvent = { type: "member", member: this.info(slot), previous, previousIncarnation };
+  private emitMember(rt: Runtime, slot: number, previous: MemberState | null, previousIncarnation: number | null, dampingChanged = false): void {
+    const event: CoreEvent = { type: "member", member: this.info(slot), previous, previousIncarnation, dampingChanged };
     rt.emit(event);
   }
 }

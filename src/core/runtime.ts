@@ -24,6 +24,8 @@ export type Timer =
   | { readonly kind: "relayTimeout"; readonly seq: number }
   | { readonly kind: "suspicion"; readonly key: string; readonly token: number }
   | { readonly kind: "reap"; readonly key: string; readonly token: number }
+  /** A damped member's release check (see flap-damping.ts). */
+  | { readonly kind: "flapRelease"; readonly key: string }
   | { readonly kind: "gossip" }
   | { readonly kind: "reconnect" }
   /** `once`: an extra exchange shortly after a join, not the periodic round. */
@@ -46,15 +48,28 @@ export interface MemberInfo {
   /** Remaining piggyback transmissions of the newest update about it (0 when none queued). */
   readonly pendingTransmits: number;
   readonly isSelf: boolean;
+  /** Flap damping (see flap-damping.ts): whether this node holds the member damped now. */
+  readonly damped: boolean;
+  /** Its flap penalty now (decayed), 0 when it never flapped. */
+  readonly flapPenalty: number;
+  /** Comebacks counted. */
+  readonly flaps: number;
+  /** When its damping is expected to end (local ms), -1 when not damped. */
+  readonly dampedUntilMs: number;
 }
 
 export type CoreEvent =
-  /** A member appeared or changed state or incarnation. `previous*` are null for a new member. */
+  /**
+   * A member appeared or changed state or incarnation, or its damping started or ended
+   * (`dampingChanged`; then `previous` may equal its state). `previous*` are null for a new
+   * member. Hosts show applications the events of a damped member only when dampingChanged.
+   */
   | {
       readonly type: "member";
       readonly member: MemberInfo;
       readonly previous: MemberState | null;
       readonly previousIncarnation: number | null;
+      readonly dampingChanged: boolean;
     }
   /** A dead or left member was reaped from the table. */
   | { readonly type: "memberRemoved"; readonly address: Address }

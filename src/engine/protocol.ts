@@ -7,9 +7,10 @@
  *
  * Every frame starts with a type byte. Integers are little-endian (both ends are one process);
  * f64 is an IEEE double. `addr` is `u8 family (4|6), u16 port, 4|16 IP bytes`: 7 or 19 bytes.
- * `member` is a MemberInfo record: `u8 state, u8 flags (bit 0 isSelf), u32 incarnation,
- * u32 pendingTransmits, f64 stateChangedAtMs, f64 lastHeardAtMs, f64 lastRttMs, addr`:
- * 41 or 53 bytes.
+ * `member` is a MemberInfo record: `u8 state, u8 flags (bit 0 isSelf, bit 1 damped, bit 2 the
+ * event's dampingChanged), u32 incarnation, u32 pendingTransmits, f64 stateChangedAtMs,
+ * f64 lastHeardAtMs, f64 lastRttMs, u32 flaps, f64 flapPenalty, f64 dampedUntilMs, addr`:
+ * 61 or 73 bytes.
  *
  *   inbound ring (main -> worker)
  *     0x01 DATAGRAM_IN     f64 receivedAtMs, addr source, bytes...          header 16 | 28
@@ -51,9 +52,9 @@
  *                          else u8 code (REQUEST_REFUSALS index + 1), UTF-8 message...
  *
  * Bounds. A member snapshot spans as many SNAPSHOT_PART frames as it needs, each carrying at
- * most floor((events.maxFrameBytes - 8) / 53) members (1,236 with the default 64 KiB frames),
+ * most floor((events.maxFrameBytes - 8) / 73) members (897 with the default 64 KiB frames),
  * and in all at most what fits in the events ring's free space when the request is served
- * (about 19,000 members in the default 1 MiB ring, less what is queued); the rest is left out
+ * (about 14,000 members in the default 1 MiB ring, less what is queued); the rest is left out
  * and the last part carries the truncated flag. STATS keeps the entries that fit one frame.
  * A frame that does not fit its ring is dropped and counted by the ring (never queued).
  */
@@ -104,8 +105,10 @@ export const DATAGRAM_IN_MAX_HEADER_BYTES = 1 + 8 + 19;
 export const DATAGRAM_OUT_MAX_HEADER_BYTES = 1 + 19;
 /** Largest event BROADCAST header (IPv6 origin); the payload follows. */
 export const EVENT_BROADCAST_MAX_HEADER_BYTES = 1 + 4 + 4 + 19;
+/** Bytes of a member record before its address. */
+const MEMBER_FIXED_BYTES = 54;
 /** Largest member record (IPv6 address). */
-export const MAX_MEMBER_RECORD_BYTES = 34 + 19;
+export const MAX_MEMBER_RECORD_BYTES = MEMBER_FIXED_BYTES + 19;
 const SNAPSHOT_PART_HEADER_BYTES = 1 + 4 + 1 + 2;
 
 // ---------------------------------------------------------------------------------------------
@@ -467,33 +470,45 @@ export function readCommand(data: Uint8Array, offset: number, lengthBytes: numbe
 // Events and replies.
 
 function memberRecordBytes(m: MemberInfo): number {
-  return 34 + addressBytes(m.address);
+  return MEMBER_FIXED_BYTES + addressBytes(m.address);
 }
 
-function writeMember(dst: Uint8Array, v: DataView, at: number, m: MemberInfo): number {
+const MEMBER_FLAG_SELF = 1;
+const MEMBER_FLAG_DAMPED = 2;
+/** Set on the member record of a `member` event whose dampingChanged is true. */
+const MEMBER_FLAG_DAMPING_CHANGED = 4;
+
+function writeMember(dst: Uint8Array, v: DataView, at: number, m: MemberInfo, dampingChanged = false): number {
   dst[at] = m.state;
-  dst[at + 1] = m.isSelf ? 1 : 0;
+  dst[at + 1] = (m.isSelf ? MEMBER_FLAG_SELF : 0) | (m.damped ? MEMBER_FLAG_DAMPED : 0) | (dampingChanged ? MEMBER_FLAG_DAMPING_CHANGED : 0);
   v.setUint32(at + 2, m.incarnation >>> 0, true);
   v.setUint32(at + 6, Math.min(m.pendingTransmits, 0xffffffff) >>> 0, true);
   v.setFloat64(at + 10, m.stateChangedAtMs, true);
   v.setFloat64(at + 18, m.lastHeardAtMs, true);
   v.setFloat64(at + 26, m.lastRttMs, true);
-  return writeAddress(dst, v, at + 34, m.address);
+  v.setUint32(at + 34, Math.min(m.flaps, 0xffffffff) >>> 0, true);
+  v.setFloat64(at + 38, m.flapPenalty, true);
+  v.setFloat64(at + 46, m.dampedUntilMs, true);
+  return writeAddress(dst, v, at + MEMBER_FIXED_BYTES, m.address);
 }
 
 function readMember(src: Uint8Array, v: DataView, at: number, end: number): MemberInfo {
-  need(at, 34, end);
+  need(at, MEMBER_FIXED_BYTES, end);
   const state = src[at] as number;
   if (state > 3) throw new FrameError(`bad member state ${state}`);
   return {
     state: state as MemberState,
-    isSelf: ((src[at + 1] as number) & 1) !== 0,
+    isSelf: ((src[at + 1] as number) & MEMBER_FLAG_SELF) !== 0,
+    damped: ((src[at + 1] as number) & MEMBER_FLAG_DAMPED) !== 0,
+    flaps: v.getUint32(at + 34, true),
+    flapPenalty: v.getFloat64(at + 38, true),
+    dampedUntilMs: v.getFloat64(at + 46, true),
     incarnation: v.getUint32(at + 2, true),
     pendingTransmits: v.getUint32(at + 6, true),
     stateChangedAtMs: v.getFloat64(at + 10, true),
     lastHeardAtMs: v.getFloat64(at + 18, true),
     lastRttMs: v.getFloat64(at + 26, true),
-    address: readAddress(src, v, at + 34, end),
+    address: readAddress(src, v, at + MEMBER_FIXED_BYTES, end),
   };
 }
 
@@ -530,7 +545,7 @@ export function writeEvent(ring: RingProducer, e: CoreEvent): boolean {
         dst[at] = FrameType.EvMember;
         dst[at + 1] = e.previous === null ? 0xff : e.previous;
         v.setUint32(at + 2, (e.previousIncarnation ?? 0) >>> 0, true);
-        writeMember(dst, v, at + 6, e.member);
+        writeMember(dst, v, at + 6, e.member, e.dampingChanged);
         return;
       case "memberRemoved":
         dst[at] = FrameType.EvMemberRemoved;
@@ -741,6 +756,7 @@ export function readOutput(data: Uint8Array, offset: number, lengthBytes: number
         member,
         previous: previous === 0xff ? null : (previous as MemberState),
         previousIncarnation: previous === 0xff ? null : v.getUint32(offset + 2, true),
+        dampingChanged: ((data[offset + 7] as number) & MEMBER_FLAG_DAMPING_CHANGED) !== 0,
       };
       return { kind: "event", event };
     }

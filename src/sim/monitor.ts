@@ -34,6 +34,12 @@ export class Monitor implements WorldObserver {
   falseDeadEvents = 0;
   /** Dead transitions about nodes that had left gracefully. */
   leftReportedDead = 0;
+  memberEvents = 0;
+  memberEventsShown = 0;
+  memberEventsShownAboutFlapping = 0;
+  /** Nodes whose incoming traffic is lost on and off ("deafen" actions). */
+  private readonly flapping = new Set<number>();
+  dampingStarted = 0;
   /** Distinct (member, incarnation) suspicions of a running, unpaused node (merged across shards). */
   private readonly suspicionEpisodes = new Set<string>();
   /** Distinct (member, incarnation) deaths declared of a running, unpaused node. */
@@ -80,9 +86,9 @@ export class Monitor implements WorldObserver {
     this.nodeTraces = new Uint32Array(n).fill(FNV_OFFSET);
     const s = world.scenario;
     this.faultFreeNetwork =
-      s.network.lossRate === 0 && !s.actions.some((a) => a.kind === "partition" || a.kind === "loss" || a.kind === "pause");
+      s.network.lossRate === 0 && !s.actions.some((a) => a.kind === "partition" || a.kind === "loss" || a.kind === "pause" || a.kind === "deafen");
     for (const a of s.actions) {
-      const end = a.kind === "partition" || a.kind === "loss" ? a.untilMs : a.kind === "pause" ? a.atMs + a.durationMs : a.atMs;
+      const end = a.kind === "partition" || a.kind === "loss" || a.kind === "deafen" ? a.untilMs : a.kind === "pause" ? a.atMs + a.durationMs : a.atMs;
       this.lastFaultEndMs = Math.max(this.lastFaultEndMs, a.kind === "broadcast" ? 0 : end);
     }
   }
@@ -138,6 +144,9 @@ export class Monitor implements WorldObserver {
       case "resume":
         this.paused[action.node] = 0;
         return;
+      case "deafen":
+        this.flapping.add(action.node);
+        return;
       case "stop":
       case "partition":
       case "loss":
@@ -158,6 +167,12 @@ export class Monitor implements WorldObserver {
         if (s === undefined || s === o) return;
         const state = event.member.state;
         const inc = event.member.incarnation;
+        this.memberEvents++;
+        if (!event.member.damped || event.dampingChanged) {
+          this.memberEventsShown++;
+          if (this.flapping.has(s)) this.memberEventsShownAboutFlapping++;
+        }
+        if (event.member.damped && event.dampingChanged) this.dampingStarted++;
         this.mixNode(o, world.nowMs, s, state, inc);
         if (event.previousIncarnation !== null && inc < event.previousIncarnation) {
           this.violate(world, "INCARNATION_DECREASED", `node ${o} moved node ${s} from incarnation ${event.previousIncarnation} to ${inc}`);
@@ -284,6 +299,10 @@ export class Monitor implements WorldObserver {
       falseSuspectEvents: this.falseSuspectEvents,
       falseDeadEvents: this.falseDeadEvents,
       leftReportedDead: this.leftReportedDead,
+      memberEvents: this.memberEvents,
+      memberEventsShown: this.memberEventsShown,
+      memberEventsShownAboutFlapping: this.memberEventsShownAboutFlapping,
+      dampingStarted: this.dampingStarted,
       violationCounts: { ...this.violationCounts },
       violations: [...this.violations],
       datagramsSent,

@@ -62,6 +62,14 @@ export interface SimCounters {
   readonly falseDeadEvents: number;
   /** Dead transitions about nodes that had left gracefully. */
   readonly leftReportedDead: number;
+  /** Every member event of every observer about another node (its state, incarnation or damping changed). */
+  readonly memberEvents: number;
+  /** Those an agent shows Monitor subscribers: not about a damped member, or starting or ending its damping. */
+  readonly memberEventsShown: number;
+  /** Those shown about nodes whose incoming traffic was lost on and off (deafened). */
+  readonly memberEventsShownAboutFlapping: number;
+  /** Damping episodes started, over all observers. */
+  readonly dampingStarted: number;
   readonly datagramsSent: number;
   readonly bytesSent: number;
   readonly maxDatagramBytes: number;
@@ -76,6 +84,10 @@ const SUMMED_COUNTERS = [
   "falseSuspectEvents",
   "falseDeadEvents",
   "leftReportedDead",
+  "memberEvents",
+  "memberEventsShown",
+  "memberEventsShownAboutFlapping",
+  "dampingStarted",
   "datagramsSent",
   "bytesSent",
   "protocolErrors",
@@ -187,6 +199,10 @@ export function mergeOutcomes(shards: readonly ShardOutcome[]): SimOutcome {
     falseSuspectEvents: 0,
     falseDeadEvents: 0,
     leftReportedDead: 0,
+    memberEvents: 0,
+    memberEventsShown: 0,
+    memberEventsShownAboutFlapping: 0,
+    dampingStarted: 0,
     datagramsSent: 0,
     bytesSent: 0,
     maxDatagramBytes: 0,

@@ -19,6 +19,13 @@ export interface PartitionSpec {
   readonly oneWay: boolean;
 }
 
+export interface FlapSpec {
+  readonly nodes: number;
+  readonly downPeriods: number;
+  readonly upPeriods: number;
+  readonly cycles: number;
+}
+
 export interface SimParams {
   readonly nodes: number;
   readonly seed: number;
@@ -43,6 +50,8 @@ export interface SimParams {
   readonly pausePeriods: number;
   readonly faultPeriod: number;
   readonly partition: PartitionSpec | null;
+  /** Nodes whose incoming traffic is lost `downPeriods`, then restored `upPeriods`, `cycles` times from `faultPeriod`. */
+  readonly flap: FlapSpec | null;
   /** User broadcasts, sent from random running nodes, evenly from `faultPeriod` on. */
   readonly broadcasts: number;
   readonly broadcastBytes: number;
@@ -72,6 +81,7 @@ export const DEFAULT_PARAMS: SimParams = {
   pausePeriods: 10,
   faultPeriod: 10,
   partition: null,
+  flap: null,
   broadcasts: 0,
   broadcastBytes: 64,
   restartIncarnation: "clock",

@@ -34,6 +34,8 @@ export type ScenarioAction =
       readonly splitAt: number;
       readonly oneWay: boolean;
     }
+  /** Every datagram to `node` is lost from `atMs` until `untilMs` (its incoming traffic only: a flapping link). */
+  | { readonly kind: "deafen"; readonly atMs: number; readonly untilMs: number; readonly node: number }
   /** Change the loss rate from `atMs` until `untilMs`. */
   | { readonly kind: "loss"; readonly atMs: number; readonly untilMs: number; readonly lossRate: number }
   /** A user broadcast from `node`. */

@@ -14,7 +14,7 @@ import { type Distribution, distribution, round3 } from "./stats.js";
 import { World } from "./world.js";
 import type { SimParams } from "./params.js";
 
-export { DEFAULT_PARAMS, type PartitionSpec, type SimParams } from "./params.js";
+export { DEFAULT_PARAMS, type FlapSpec, type PartitionSpec, type SimParams } from "./params.js";
 
 /** Turns parameters into a concrete scenario; every choice is drawn from the seed. */
 export function planScenario(p: SimParams): Scenario {
@@ -32,6 +32,15 @@ export function planScenario(p: SimParams): Scenario {
     actions.push({ kind: "restart", atMs: faultMs + p.restartAfterPeriods * period, node });
   }
   for (const node of take(p.pause)) actions.push({ kind: "pause", atMs: faultMs, node, durationMs: p.pausePeriods * period });
+  if (p.flap !== null) {
+    const cycleMs = (p.flap.downPeriods + p.flap.upPeriods) * period;
+    for (const node of take(p.flap.nodes)) {
+      for (let c = 0; c < p.flap.cycles; c++) {
+        const atMs = faultMs + c * cycleMs;
+        actions.push({ kind: "deafen", atMs, untilMs: atMs + p.flap.downPeriods * period, node });
+      }
+    }
+  }
   if (p.partition !== null) {
     const splitAt = Math.max(1, Math.min(p.nodes - 1, Math.round(p.nodes * p.partition.fraction)));
     actions.push({
@@ -108,6 +117,14 @@ export interface SimReport {
     readonly deadEvents: number;
     /** Observers that reported a node dead after it had left gracefully (a violation on a fault-free network). */
     readonly leftReportedDead: number;
+  };
+  /** Member events of all observers about other nodes, and those an agent shows (flap damping holds the rest back). */
+  readonly memberEvents: {
+    readonly total: number;
+    readonly shown: number;
+    /** Shown events about the flapping nodes (--flap). */
+    readonly shownAboutFlapping: number;
+    readonly dampingStarted: number;
   };
   readonly broadcasts: {
     readonly sent: number;
@@ -265,6 +282,12 @@ export function buildReport(params: SimParams, scenario: Scenario, config: SwimC
       suspectEvents: outcome.falseSuspectEvents,
       deadEvents: outcome.falseDeadEvents,
       leftReportedDead: outcome.leftReportedDead,
+    },
+    memberEvents: {
+      total: outcome.memberEvents,
+      shown: outcome.memberEventsShown,
+      shownAboutFlapping: outcome.memberEventsShownAboutFlapping,
+      dampingStarted: outcome.dampingStarted,
     },
     broadcasts: {
       sent: outcome.broadcasts.size,

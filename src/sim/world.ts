@@ -124,6 +124,8 @@ export class World {
   private readonly observers: WorldObserver[] = [];
   private lossRate: number;
   private readonly partitions: { splitAt: number; oneWay: boolean; untilMs: number }[] = [];
+  /** Nodes whose incoming datagrams are lost, until when (see the "deafen" action). */
+  private readonly deafUntilMs = new Map<number, number>();
   datagramsDropped = 0;
   datagramsDelivered = 0;
   eventsProcessed = 0;
@@ -327,7 +329,7 @@ export class World {
     const latency = this.latency(from.netRng);
     const duplicate = from.netRng.nextFloat() < this.scenario.network.duplicateRate;
     const dupLatency = this.latency(from.netRng);
-    if (dst === undefined || lost || this.partitioned(from.index, dst)) {
+    if (dst === undefined || lost || this.partitioned(from.index, dst) || this.nowMs < (this.deafUntilMs.get(dst) ?? -1)) {
       this.datagramsDropped++;
       return;
     }
@@ -455,6 +457,10 @@ export class World {
         this.pushLifecycle(n, this.nowMs + LEAVE_STOP_AFTER_MS, "stop");
         return;
       }
+      case "deafen":
+        this.deafUntilMs.set(action.node, action.untilMs);
+        for (const o of this.observers) o.onAction(this, action);
+        return;
       case "partition":
         this.partitions.push({ splitAt: action.splitAt, oneWay: action.oneWay, untilMs: action.untilMs });
         for (const o of this.observers) o.onAction(this, action);

@@ -1,0 +1,182 @@
+/**
+ * One pure core driven by hand (crafted datagrams, a recording runtime): reaped failed members
+ * stay reconnect targets (bounded, expiring, one JOIN per round, no joinResult), configured
+ * seeds are retried while members are lost, snapshot targets are contacted from the start, and
+ * flap damping (penalty, damping, release, distrusted accusations).
+ */
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { addr, type Address } from "../src/core/address.js";
+import { makeConfig, type SwimConfig, validateConfig } from "../src/core/config.js";
+import { FlapDamping, emptyDampingStats } from "../src/core/flap-damping.js";
+import { SwimNode } from "../src/core/node.js";
+import type { Timer } from "../src/core/runtime.js";
+import { MemberState, MessageType } from "../src/core/wire/messages.js";
+import { GOSSIP, RecordingRuntime, alive, craft, dead, suspect } from "./helpers/cluster.js";
+
+const A = addr("10.0.0.1:7946");
+const B = addr("10.0.0.2:7946");
+const C = addr("10.0.0.3:7946");
+const D = addr("10.0.0.4:7946");
+const E = addr("10.0.0.5:7946");
+
+function config(overrides: Partial<SwimConfig> = {}): SwimConfig {
+  const c = makeConfig("lan", { reapAfterMs: 1000, reconnectIntervalMs: 100, reconnectTimeoutMs: 5000, pushPullIntervalMs: 0, ...overrides });
+  assert.deepEqual(validateConfig(c), []);
+  return c;
+}
+
+/** A started node at A whose own probe, gossip and suspicion rounds never fire (only `kinds`). */
+function node(c: SwimConfig, extra: { seeds?: Address[]; reconnectTargets?: Address[] } = {}): { n: SwimNode; rt: RecordingRuntime; run: (untilMs: number) => void } {
+  const rt = new RecordingRuntime(A);
+  const n = new SwimNode({ self: A, config: c, seed: 7, incarnation: 1, broadcastEpoch: 1, ...extra });
+  n.start(0, rt);
+  const kinds = new Set<Timer["kind"]>(["reap", "reconnect", "request", "flapRelease"]);
+  return { n, rt, run: (untilMs) => void rt.runTimers(n, untilMs, (t) => kinds.has(t.kind)) };
+}
+
+function joinsTo(rt: RecordingRuntime, to: Address, fromIndex = 0): number {
+  return rt.sentSince(fromIndex).filter((d) => d.to.key === to.key && d.decoded?.body.type === MessageType.Join).length;
+}
+
+/** `subject` alive (heard from itself), then declared dead by C's gossip. */
+function learnThenLose(n: SwimNode, rt: RecordingRuntime, subject: Address, incarnation = 0): void {
+  n.handleDatagram(rt.nowMs, craft(subject, incarnation, [], GOSSIP), rt);
+  n.handleDatagram(rt.nowMs, craft(C, 0, [dead(subject, incarnation)], GOSSIP), rt);
+  assert.equal(n.stateOf(subject.key), MemberState.Dead);
+}
+
+describe("reconnect targets", () => {
+  test("a reaped dead member is contacted by JOIN in reconnect rounds, until its window ends; no joinResult", () => {
+    const { n, rt, run } = node(config());
+    learnThenLose(n, rt, B);
+    run(1500);
+    assert.equal(n.stateOf(B.key), undefined, "reaped from the table");
+    assert.equal(n.stats.reconnectTargetsAdded, 1);
+    const before = rt.sent.length;
+    run(3000);
+    const joins = joinsTo(rt, B, before);
+    assert.ok(joins >= 5, `JOINs to the reaped member in 15 rounds: ${joins}`);
+    assert.ok(joins <= 15, `at most one contact per round: ${joins}`);
+    assert.ok(n.stats.reconnectJoinsSent >= joins);
+    assert.ok(!rt.events.some((e) => e.event.type === "joinResult"), "reconnect JOINs report nothing to the host");
+    // Failed at 0 ms, a 5000 ms window: forgotten after it.
+    run(6000);
+    assert.equal(n.stats.reconnectTargetsExpired, 1);
+    const after = rt.sent.length;
+    run(8000);
+    assert.equal(joinsTo(rt, B, after), 0, "no JOIN once the window is over");
+  });
+
+  test("a left member is not a reconnect target, and the list is bounded (the oldest failure is dropped)", () => {
+    const { n, rt, run } = node(config({ maxReconnectTargets: 2 }));
+    n.handleDatagram(0, craft(E, 0, [], GOSSIP), rt);
+    n.handleDatagram(0, craft(C, 0, [{ state: MemberState.Left, incarnation: 0, member: E }], GOSSIP), rt);
+    for (const [i, m] of [B, D, addr("10.0.0.6:7946")].entries()) {
+      rt.nowMs = i * 10;
+      learnThenLose(n, rt, m);
+    }
+    run(1500);
+    assert.equal(n.stats.reconnectTargetsAdded, 3);
+    assert.equal(n.stats.reconnectTargetsDropped, 1);
+    assert.deepEqual(n.reconnectTargets().map((a) => a.key).sort(), [D.key, "10.0.0.6:7946"].sort());
+    const before = rt.sent.length;
+    run(4000);
+    assert.equal(joinsTo(rt, B, before), 0, "the dropped target is not contacted");
+    assert.equal(joinsTo(rt, E, before), 0, "a left member is never contacted");
+  });
+
+  test("a reconnect target that answers is a member again, and leaves the list", () => {
+    const { n, rt, run } = node(config());
+    learnThenLose(n, rt, B);
+    // Step round by round until the first JOIN to B, and answer it before it times out.
+    for (let t = 1000; joinsTo(rt, B) === 0 && t < 3000; t += 100) run(t);
+    const joinAt = rt.sent.findIndex((d) => d.to.key === B.key && d.decoded?.body.type === MessageType.Join);
+    assert.ok(joinAt >= 0);
+    const seq = (rt.sent[joinAt]?.decoded?.body as { seq: number }).seq;
+    // B answers the JOIN with its member list (it had proven itself long ago: no cookie).
+    n.handleDatagram(rt.nowMs, craft(B, 5, [alive(B, 5), alive(D, 0)], { type: MessageType.Sync, replyWanted: false, seq }), rt);
+    assert.equal(n.stateOf(B.key), MemberState.Alive);
+    assert.equal(n.stateOf(D.key), MemberState.Alive);
+    assert.equal(n.stats.reconnectsSucceeded, 1);
+    assert.deepEqual(n.reconnectTargets(), []);
+  });
+
+  test("snapshot targets are contacted from the start; seeds only while members are lost", () => {
+    const { n, rt, run } = node(config(), { seeds: [C], reconnectTargets: [B] });
+    run(1000);
+    assert.ok(joinsTo(rt, B) > 0, "the remembered member is contacted");
+    assert.ok(joinsTo(rt, C) > 0, "alone (every member lost): the seed is retried");
+    assert.ok(n.stats.seedJoinsSent > 0);
+    // The seed answers: the cluster is whole again, and the remembered member is forgotten by the operator.
+    n.handleDatagram(rt.nowMs, craft(C, 0, [alive(C, 0)], GOSSIP), rt);
+    assert.equal(n.forget(B, rt), true);
+    const before = rt.sent.length;
+    run(3000);
+    assert.equal(joinsTo(rt, C, before), 0, "no seed JOIN while nothing is lost");
+    assert.equal(joinsTo(rt, B, before), 0);
+  });
+});
+
+describe("flap damping", () => {
+  test("a member that keeps coming back is damped at its third comeback, then released once quiet", () => {
+    const c = config({ reapAfterMs: 600_000 });
+    const { n, rt, run } = node(c);
+    for (let i = 0; i < 3; i++) {
+      rt.nowMs = i * 10_000;
+      learnThenLose(n, rt, B, 2 * i);
+      n.handleDatagram(rt.nowMs + 1, craft(B, 2 * i + 1, [], GOSSIP), rt);
+      assert.equal(n.stateOf(B.key), MemberState.Alive);
+    }
+    const member = n.member(B.key);
+    assert.ok(member !== undefined);
+    assert.equal(member.damped, true);
+    assert.equal(member.flaps, 3);
+    assert.ok(member.flapPenalty >= c.flapSuppressPenalty);
+    assert.ok(member.dampedUntilMs > rt.nowMs);
+    const started = rt.memberEvents(B.key).filter((e) => e.event.type === "member" && e.event.dampingChanged);
+    assert.equal(started.length, 1, "one event starts the damping");
+    assert.equal(n.stats.dampingStarted, 1);
+    assert.equal(n.stats.membersDamped, 1);
+    // While B is damped, its accusations are not believed.
+    n.handleDatagram(rt.nowMs, craft(D, 0, [], GOSSIP), rt);
+    n.handleDatagram(rt.nowMs, craft(B, 5, [suspect(D, 0, B), dead(C, 9)], GOSSIP), rt);
+    assert.equal(n.stateOf(D.key), MemberState.Alive);
+    assert.notEqual(n.stateOf(C.key), MemberState.Dead);
+    assert.equal(n.stats.accusationsIgnored, 2);
+    // A suspicion of D raised by B and passed on by another member is not taken up either.
+    n.handleDatagram(rt.nowMs, craft(E, 0, [suspect(D, 0, B)], GOSSIP), rt);
+    assert.equal(n.stateOf(D.key), MemberState.Alive);
+    // Quiet: released at the computed time, with one more event.
+    run(member.dampedUntilMs + 1);
+    assert.equal(n.member(B.key)?.damped, false);
+    assert.equal(n.stats.dampingReleased, 1);
+    assert.equal(n.stats.membersDamped, 0);
+    const changes = rt.memberEvents(B.key).filter((e) => e.event.type === "member" && e.event.dampingChanged);
+    assert.equal(changes.length, 2);
+    assert.equal(changes[1]?.event.type === "member" && changes[1].event.member.damped, false);
+  });
+
+  test("one restart, or comebacks far apart, never damp; --flap-damping off never damps", () => {
+    const stats = emptyDampingStats();
+    const on = new FlapDamping(config(), 16, stats);
+    assert.equal(on.recordFlap("x", 0, 1000), -1);
+    assert.equal(on.recordFlap("x", 180_000, 1000), -1, "3 half-lives later the penalty is 1125");
+    assert.equal(on.view("x", 180_000).damped, false);
+    const off = new FlapDamping(config({ flapDamping: false }), 16, emptyDampingStats());
+    for (let i = 0; i < 10; i++) assert.equal(off.recordFlap("x", i, 1000), -1);
+    assert.equal(off.view("x", 10).flaps, 0);
+  });
+
+  test("the damping table is bounded: the undamped entry updated longest ago is dropped", () => {
+    const stats = emptyDampingStats();
+    const d = new FlapDamping(config(), 2, stats);
+    d.recordFlap("a", 0, 1000);
+    d.recordFlap("b", 1, 1000);
+    d.recordFlap("c", 2, 1000);
+    assert.equal(stats.dampingEntriesDropped, 1);
+    assert.equal(d.view("a", 2).flaps, 0);
+    assert.equal(d.view("c", 2).flaps, 1);
+  });
+});
