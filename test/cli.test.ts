@@ -449,14 +449,17 @@ describe("commands against a fake agent", () => {
         {
           address: "127.0.0.1:9998", ip: "127.0.0.1", port: 9998, ageMs: 6024, emitCounter: 0, pingMillis: -1,
           status: "ALIVE", state: "alive", incarnation: 3, self: false,
+          damped: false, flapPenalty: 0, flaps: 0, dampedForMs: 0,
         },
         {
           address: "127.0.0.1:9999", ip: "127.0.0.1", port: 9999, ageMs: 12, emitCounter: 2, pingMillis: 1,
           status: "ALIVE", state: "alive", incarnation: 1, self: true,
+          damped: false, flapPenalty: 0, flaps: 0, dampedForMs: 0,
         },
         {
           address: "[fd00::7]:9999", ip: "fd00::7", port: 9999, ageMs: 250, emitCounter: 5, pingMillis: -2,
           status: "SUSPECTED", state: "suspect", incarnation: 9, self: false,
+          damped: false, flapPenalty: 0, flaps: 0, dampedForMs: 0,
         },
       ],
     });
@@ -629,6 +632,11 @@ describe("bad input is refused before any RPC", () => {
     ["agent --ipv6 with an IPv4 bind", ["agent", "-6", "--bind", "10.0.0.1"], /--ipv6 conflicts with --bind 10\.0\.0\.1/],
     ["agent --multicast-address", ["agent", "--multicast-address", "10.0.0.1"], /must be a multicast group address/],
     ["agent --advertise", ["agent", "--advertise", "10.0.0.1:0"], /--advertise must be IP or IP:PORT/],
+    ["agent --reap-after 5", ["agent", "--reap-after", "5"], /--reap-after must be in 1000\.\.604800000 ms \(or 0: the preset's\), got "5"/],
+    ["agent --reconnect-interval 1", ["agent", "--reconnect-interval", "1"], /--reconnect-interval must be in 10\.\.86400000 ms \(or 0: the preset's\), got "1"/],
+    ["agent --reconnect-timeout 10", ["agent", "--reconnect-timeout", "10"], /--reconnect-timeout must be in 1000\.\.2592000000 ms \(or 0 to disable\), got "10"/],
+    ["agent --reconnect-max -1", ["agent", "--reconnect-max=-1"], /--reconnect-max must be in 0\.\.65536 members, got "-1"/],
+    ["agent --snapshot ''", ["agent", "--snapshot", " "], /--snapshot must not be empty/],
     ["--rpc without port", ["nodes", "--rpc", "localhost"], /--rpc must be HOST:PORT/],
     ["unknown flag", ["nodes", "--jsn"], /^tamtam: unsupported option name \("--jsn"\); see `tamtam nodes --help`\n$/],
     ["unknown command", ["nodez"], /^tamtam: unknown command "nodez"/],
@@ -771,8 +779,15 @@ describe("settings", () => {
 
   test("agent keys from file and environment reach AgentOptions", () => {
     const io = memoryIO(
-      { "/home/u/.tamtam.yaml": "port: 9998\nipv6: true\nheartbeat: '250'\npreset: thread\nworkers: 1\nlog-format: json\nmulticast-address: '[ff03::1]'\nadvertise: fd00::1\n" },
-      { TAMTAM_JOIN: "[fd00::2]:9999, [fd00::3]:9999", TAMTAM_MULTICAST: "1", TAMTAM_VERBOSE: "on", TAMTAM_RPC: "[::1]:6363" },
+      {
+        "/home/u/.tamtam.yaml":
+          "port: 9998\nipv6: true\nheartbeat: '250'\npreset: thread\nworkers: 1\nlog-format: json\nmulticast-address: '[ff03::1]'\nadvertise: fd00::1\n" +
+          "reap-after: 30000\nreconnect-max: 16\nsnapshot: /var/lib/tamtam/members.json\n",
+      },
+      {
+        TAMTAM_JOIN: "[fd00::2]:9999, [fd00::3]:9999", TAMTAM_MULTICAST: "1", TAMTAM_VERBOSE: "on", TAMTAM_RPC: "[::1]:6363",
+        TAMTAM_FLAP_DAMPING: "off", TAMTAM_RECONNECT_TIMEOUT: "0",
+      },
     );
     const options = agentOptions(resolveSettings(AGENT_SETTINGS, { clusterName: "lab" }, undefined, io));
     assert.deepEqual(options, {
@@ -792,6 +807,8 @@ describe("settings", () => {
       logLevel: "debug",
       logFormat: "json",
       nobanner: false,
+      faults: { reapAfterMs: 30_000, reconnectIntervalMs: null, reconnectTimeoutMs: 0, maxReconnectTargets: 16, flapDamping: false },
+      snapshot: "/var/lib/tamtam/members.json",
     });
   });
 

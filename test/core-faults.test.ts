@@ -64,6 +64,7 @@ describe("reconnect targets", () => {
     // Failed at 0 ms, a 5000 ms window: forgotten after it.
     run(6000);
     assert.equal(n.stats.reconnectTargetsExpired, 1);
+    assert.deepEqual(n.reconnectTargets(), []);
     const after = rt.sent.length;
     run(8000);
     assert.equal(joinsTo(rt, B, after), 0, "no JOIN once the window is over");
@@ -85,6 +86,8 @@ describe("reconnect targets", () => {
     run(4000);
     assert.equal(joinsTo(rt, B, before), 0, "the dropped target is not contacted");
     assert.equal(joinsTo(rt, E, before), 0, "a left member is never contacted");
+    assert.equal(n.forget(D, rt), true, "an operator's leave ADDR forgets a reconnect target");
+    assert.deepEqual(n.reconnectTargets().map((a) => a.key), ["10.0.0.6:7946"]);
   });
 
   test("a reconnect target that answers is a member again, and leaves the list", () => {
@@ -101,6 +104,7 @@ describe("reconnect targets", () => {
     assert.equal(n.stateOf(D.key), MemberState.Alive);
     assert.equal(n.stats.reconnectsSucceeded, 1);
     assert.deepEqual(n.reconnectTargets(), []);
+    assert.equal(n.member(B.key)?.flaps, 1, "a failed member's return is a comeback");
   });
 
   test("snapshot targets are contacted from the start; seeds only while members are lost", () => {
@@ -109,9 +113,11 @@ describe("reconnect targets", () => {
     assert.ok(joinsTo(rt, B) > 0, "the remembered member is contacted");
     assert.ok(joinsTo(rt, C) > 0, "alone (every member lost): the seed is retried");
     assert.ok(n.stats.seedJoinsSent > 0);
-    // The seed answers: the cluster is whole again, and the remembered member is forgotten by the operator.
+    // The seed and the remembered member answer: the cluster is whole again.
     n.handleDatagram(rt.nowMs, craft(C, 0, [alive(C, 0)], GOSSIP), rt);
-    assert.equal(n.forget(B, rt), true);
+    n.handleDatagram(rt.nowMs, craft(B, 3, [], GOSSIP), rt);
+    assert.equal(n.member(B.key)?.flaps, 0, "a remembered member's return is no comeback");
+    assert.deepEqual(n.reconnectTargets(), []);
     const before = rt.sent.length;
     run(3000);
     assert.equal(joinsTo(rt, C, before), 0, "no seed JOIN while nothing is lost");

@@ -69,6 +69,7 @@ class FakeAgent implements AgentApi {
       },
       ageMs: 6024.4,
       changedAtEpochMs: 2 ** 32 + 1234,
+      dampedForMs: 0,
     });
     return [
       view("127.0.0.1:9999", MemberState.Alive, true),
@@ -115,7 +116,8 @@ class PresetAgent extends FakeAgent {
   config: SwimConfig;
   constructor(readonly preset: PresetName) {
     super();
-    this.config = protocolConfig({ preset, heartbeatMs: null, maxBroadcastBytes: 0 } as AgentOptions, 4);
+    const faults = { reapAfterMs: null, reconnectIntervalMs: null, reconnectTimeoutMs: null, maxReconnectTargets: null, flapDamping: true };
+    this.config = protocolConfig({ preset, heartbeatMs: null, maxBroadcastBytes: 0, faults } as AgentOptions, 4);
     this.heartbeatMs = this.config.probeIntervalMs;
   }
   override async setHeartbeatMs(ms: number): Promise<void> {

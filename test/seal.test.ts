@@ -337,6 +337,8 @@ describe("the thread preset's budget when sealed", () => {
     rpc: "localhost:6262", rpcToken: null, bind: "::", port: 9999, ipv6: true, iface: null, advertise: null, heartbeatMs: null,
     maxBroadcastBytes: 0, preset: "thread", workers: 0, join: [], logLevel: "info", logFormat: "json", nobanner: true,
     multicast: { enabled: false, clusterName: "tamtam", address: null, intervalSeconds: 10, port: 9998 },
+    faults: { reapAfterMs: null, reconnectIntervalMs: null, reconnectTimeoutMs: null, maxReconnectTargets: null, flapDamping: true },
+    snapshot: null,
   } as const satisfies Omit<AgentOptions, "seal">;
   const seal = { keys: [K16], keyringFile: null, createKeyringFile: false, warning: null, label: null, acceptPlaintext: false, sendPlaintext: false };
 
@@ -643,5 +645,7 @@ const agentBase = {
   rpc: "localhost:6262", rpcToken: null, bind: "127.0.0.1", port: 9999, ipv6: false, iface: null, advertise: null, heartbeatMs: 100,
   maxBroadcastBytes: 0, preset: "local", workers: 0, join: [], logLevel: "info", logFormat: "json", nobanner: true,
   multicast: { enabled: false, clusterName: "tamtam", address: null, intervalSeconds: 10, port: 9998 },
+  faults: { reapAfterMs: null, reconnectIntervalMs: null, reconnectTimeoutMs: null, maxReconnectTargets: null, flapDamping: true },
+  snapshot: null,
 } as const satisfies Omit<AgentOptions, "seal">;
 const sealBase = { keyringFile: null, createKeyringFile: false, warning: null, label: "e2e", acceptPlaintext: false, sendPlaintext: false };

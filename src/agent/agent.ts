@@ -13,6 +13,7 @@ import { type Address, formatIp, parseAddress } from "../core/address.js";
 import {
   defaultMaxBroadcastBytes,
   defaultPeriodMs,
+  faultFields,
   makeConfig,
   periodFields,
   type SwimConfig,
@@ -39,6 +40,7 @@ import { EventHandlers } from "./event-handlers.js";
 import { Fanout } from "./fanout.js";
 import { listenMetrics, type MetricsEndpoint } from "./metrics.js";
 import { type AgentLogger, createLogger } from "./log.js";
+import { readSnapshot, SnapshotWriter } from "./snapshot.js";
 import { claimSocketPath, isLocalOnly, removeSocket, rpcEndpoint, secureSocket, withPrivateUmask } from "./rpc-endpoint.js";
 import type { AgentOptions, LogLevelName } from "./options.js";
 
@@ -74,9 +76,10 @@ export const BANNER = String.raw`
  * `configure heartbeat` applies too. Throws a one-line Error for a period out of range.
  */
 export function protocolConfig(options: AgentOptions, family: 4 | 6): SwimConfig {
-  const base = makeConfig(options.preset, {
+  const preset = makeConfig(options.preset, {
     maxBroadcastBytes: options.maxBroadcastBytes > 0 ? options.maxBroadcastBytes : defaultMaxBroadcastBytes(family),
   });
+  const base = faultFields(preset, options.faults);
   const period = periodFields(base, options.heartbeatMs ?? defaultPeriodMs(options.preset));
   if (!period.ok) throw new Error(`heartbeat ${period.problem}, got ${String(options.heartbeatMs)}`);
   if (!enveloped(options)) return { ...base, ...period.fields };
@@ -162,7 +165,20 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       onDrop: (reason, source) => drops.record(reason, source),
     });
   }
+  // Seeds (--join) are joined at start and retried by the core whenever members are lost; the
+  // members of the snapshot (--snapshot) are joined at start and stay reconnect targets.
+  const seeds: Address[] = [];
+  for (const text of options.join) {
+    const a = parseAddress(text);
+    if (typeof a === "string") throw new Error(`--join: ${a}`);
+    seeds.push(a);
+  }
+  const remembered = options.snapshot === null ? null : readSnapshot(options.snapshot);
+  if (remembered?.warning != null) logger.warn(remembered.warning);
+  const rememberedMembers = remembered?.members ?? [];
   const engine = await createEngine({
+    seeds,
+    reconnectTargets: rememberedMembers,
     bindIp: addresses.bindIp,
     bindPort: addresses.bindPort,
     dualStack: addresses.bindIp === "::",
@@ -184,11 +200,19 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
         });
   if (handlers !== null) engine.onEvent((event) => handlers.onEvent(event));
   const broadcasts = new Fanout<Uint8Array>(SUBSCRIBER_QUEUE_ITEMS, MAX_SUBSCRIBERS);
-  const memberChanges = new Fanout<MemberView>(SUBSCRIBER_QUEUE_ITEMS, MAX_SUBSCRIBERS);
+  // Monitor: a reader behind a burst of one member's changes gets its latest state once.
+  const memberChanges = new Fanout<MemberView>(SUBSCRIBER_QUEUE_ITEMS, MAX_SUBSCRIBERS, (v) => v.info.address.key);
+  /** Changes of damped members not shown to Monitor subscribers (see flap-damping.ts). */
+  const monitorDamping = { heldBack: 0 };
+  const snapshot =
+    options.snapshot === null
+      ? null
+      : new SnapshotWriter({ path: options.snapshot, members: () => engine.members(), onError: (line) => logger.error(line) });
   const view = (info: MemberInfo, nowMs = performance.now()): MemberView => ({
     info,
     ageMs: Math.max(0, nowMs - (info.lastHeardAtMs >= 0 ? info.lastHeardAtMs : info.stateChangedAtMs)),
     changedAtEpochMs: performance.timeOrigin + info.stateChangedAtMs,
+    dampedForMs: info.damped ? Math.max(0, info.dampedUntilMs - nowMs) : 0,
   });
   engine.onEvent((event: CoreEvent) => {
     switch (event.type) {
@@ -197,15 +221,33 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
         logger.debug({ origin: event.origin.key, bytes: event.payload.length }, "broadcast received");
         return;
       case "member": {
-        memberChanges.publish(view(event.member));
+        snapshot?.changed();
         const m = event.member;
         const state = MEMBER_STATE_NAMES[m.state];
         const who = m.isSelf ? `${m.address.key} (this agent)` : m.address.key;
+        // A damped member's changes are shown once when its damping starts and once when it ends.
+        if (m.damped && !event.dampingChanged) {
+          monitorDamping.heldBack++;
+          logger.debug({ incarnation: m.incarnation }, `node ${who} (damped) is now ${state}`);
+          return;
+        }
+        memberChanges.publish(view(event.member));
+        if (event.dampingChanged) {
+          const untilS = Math.max(0, Math.round((m.dampedUntilMs - performance.now()) / 1000));
+          logger[m.damped ? "warn" : "info"](
+            { incarnation: m.incarnation, flaps: m.flaps, penalty: m.flapPenalty },
+            m.damped
+              ? `node ${who} keeps failing and coming back (${m.flaps} times): damped for about ${untilS} s; its changes are not shown meanwhile; it is ${state}`
+              : `node ${who} is no longer damped; it is ${state}`,
+          );
+          return;
+        }
         const line = event.previous === null ? `new node ${who} is ${state}` : `node ${who} is now ${state}`;
         logger[m.state === 0 || m.isSelf ? "info" : "warn"]({ incarnation: m.incarnation }, line);
         return;
       }
       case "memberRemoved":
+        snapshot?.changed();
         logger.debug(`node ${event.address.key} was removed from the table`);
         return;
       case "request": {
@@ -289,6 +331,8 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       };
       add("stream", broadcasts.counters);
       add("monitor", memberChanges.counters);
+      out["monitor.dampedHeldBack"] = monitorDamping.heldBack;
+      if (snapshot !== null) add("snapshot", snapshot.counters);
       if (discovery !== null) add("multicast", discovery.counters);
       if (envelope !== null) add("seal", envelope.stats());
       if (handlers !== null) add("handlers", handlers.stats());
@@ -367,21 +411,19 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   );
   if (envelope !== null) logger.info(sealDescription(envelope, seal?.label ?? null, seal?.acceptPlaintext === true));
 
-  // Start-up seeds: retried until one answers (a cluster may come up in any order).
-  const seeds: Address[] = [];
-  for (const text of options.join) {
-    const a = parseAddress(text);
-    if (typeof a === "string") throw new Error(`--join: ${a}`);
-    if (a.key !== engine.localAddress.key) seeds.push(a);
-  }
+  // Start-up seeds and remembered members: retried until one answers (a cluster may come up in any order).
+  const contacts = [...new Map([...seeds, ...rememberedMembers].map((a) => [a.key, a])).values()].filter(
+    (a) => a.key !== engine.localAddress.key,
+  );
+  if (rememberedMembers.length > 0) logger.info(`rejoining ${rememberedMembers.length} members remembered in ${options.snapshot}`);
   const joinSeeds = async (): Promise<void> => {
-    if (seeds.length === 0 || shuttingDown !== null) return;
-    const outcomes = await engine.join(seeds).catch(() => []);
+    if (contacts.length === 0 || shuttingDown !== null) return;
+    const outcomes = await engine.join(contacts).catch(() => []);
     if (outcomes.some((o) => o.ok)) {
       logger.info(`joined the cluster through ${outcomes.filter((o) => o.ok).map((o) => o.seed.key).join(", ")}`);
       return;
     }
-    logger.warn(`no seed answered (${seeds.map((s) => s.key).join(", ")}); retrying in ${SEED_RETRY_MS / 1000} s`);
+    logger.warn(`no seed answered (${contacts.map((s) => s.key).join(", ")}); retrying in ${SEED_RETRY_MS / 1000} s`);
     seedTimer = setTimeout(() => void joinSeeds(), SEED_RETRY_MS);
   };
   void joinSeeds();
@@ -441,6 +483,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
             resolve();
           });
       });
+      await snapshot?.close();
       // Stream and Monitor calls end normally (status OK) with their subscriptions; calls still
       // open RPC_CLOSE_WAIT_MS later (a client that stopped reading) are cut.
       broadcasts.closeAll();

@@ -17,6 +17,8 @@ export interface MemberView {
   readonly ageMs: number;
   /** Unix time (ms) of the member's last state change. */
   readonly changedAtEpochMs: number;
+  /** ms until its flap damping is expected to end; 0 when it is not damped. */
+  readonly dampedForMs: number;
 }
 
 export interface AgentApi {

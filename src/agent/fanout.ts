@@ -3,12 +3,19 @@
  * as gRPC Stream and Monitor calls. Each subscriber has its own bounded queue: a subscriber that
  * stops reading loses its oldest undelivered items (counted), and never slows the engine or the
  * other subscribers. Subscriptions are async iterables that end when closed.
+ *
+ * With a coalescing key (membership changes: the member's address), an item whose key already
+ * has an undelivered item in a subscriber's queue replaces it in place (counted as coalesced):
+ * a reader that falls behind a burst of changes of one member gets its latest state once, in
+ * the place of the first, instead of every step.
  */
 
 export interface FanoutCounters {
   published: number;
   delivered: number;
   dropped: number;
+  /** Items that replaced an undelivered item of the same key (coalescing fan-outs only). */
+  coalesced: number;
   subscribers: number;
 }
 
@@ -18,6 +25,10 @@ export class Subscription<T> implements AsyncIterable<T> {
   private readonly items: (T | undefined)[];
   private head = 0;
   private count = 0;
+  /** Items taken off the queue so far (delivered or dropped): the absolute number of `head`. */
+  private popped = 0;
+  /** Absolute queue number of the undelivered item of each key (coalescing only; bounded by the queue). */
+  private readonly queuedByKey = new Map<string, number>();
   private closed = false;
   private waiter: ((r: IteratorResult<T>) => void) | null = null;
 
@@ -25,6 +36,7 @@ export class Subscription<T> implements AsyncIterable<T> {
     readonly capacity: number,
     private readonly onClose: (s: Subscription<T>) => void,
     private readonly counters: FanoutCounters,
+    private readonly keyOf: ((item: T) => string) | null = null,
   ) {
     this.items = new Array<T | undefined>(capacity);
   }
@@ -36,6 +48,15 @@ export class Subscription<T> implements AsyncIterable<T> {
   /** Called by the fan-out; never blocks. */
   push(item: T): void {
     if (this.closed) return;
+    const key = this.keyOf === null ? null : this.keyOf(item);
+    if (key !== null) {
+      const at = this.queuedByKey.get(key);
+      if (at !== undefined && at >= this.popped) {
+        this.items[at % this.capacity] = item;
+        this.counters.coalesced++;
+        return;
+      }
+    }
     const waiter = this.waiter;
     if (waiter !== null) {
       this.waiter = null;
@@ -45,22 +66,32 @@ export class Subscription<T> implements AsyncIterable<T> {
     }
     if (this.count === this.capacity) {
       // Full: forget the oldest, keep the newest.
-      this.items[this.head] = undefined;
-      this.head = (this.head + 1) % this.capacity;
-      this.count--;
+      this.take();
       this.dropped++;
       this.counters.dropped++;
     }
+    if (key !== null) this.queuedByKey.set(key, this.popped + this.count);
     this.items[(this.head + this.count) % this.capacity] = item;
     this.count++;
   }
 
+  /** Removes and returns the oldest queued item (count > 0). */
+  private take(): T {
+    const value = this.items[this.head] as T;
+    this.items[this.head] = undefined;
+    if (this.keyOf !== null) {
+      const key = this.keyOf(value);
+      if (this.queuedByKey.get(key) === this.popped) this.queuedByKey.delete(key);
+    }
+    this.head = (this.head + 1) % this.capacity;
+    this.count--;
+    this.popped++;
+    return value;
+  }
+
   next(): Promise<IteratorResult<T>> {
     if (this.count > 0) {
-      const value = this.items[this.head] as T;
-      this.items[this.head] = undefined;
-      this.head = (this.head + 1) % this.capacity;
-      this.count--;
+      const value = this.take();
       this.counters.delivered++;
       return Promise.resolve({ value, done: false });
     }
@@ -75,6 +106,7 @@ export class Subscription<T> implements AsyncIterable<T> {
     this.closed = true;
     this.count = 0;
     this.items.fill(undefined);
+    this.queuedByKey.clear();
     const waiter = this.waiter;
     this.waiter = null;
     waiter?.({ value: undefined, done: true });
@@ -93,12 +125,14 @@ export class Subscription<T> implements AsyncIterable<T> {
 }
 
 export class Fanout<T> {
-  readonly counters: FanoutCounters = { published: 0, delivered: 0, dropped: 0, subscribers: 0 };
+  readonly counters: FanoutCounters = { published: 0, delivered: 0, dropped: 0, coalesced: 0, subscribers: 0 };
   private readonly subscribers = new Set<Subscription<T>>();
 
   constructor(
     private readonly capacityPerSubscriber: number,
     private readonly maxSubscribers: number,
+    /** The coalescing key of an item, or null: no coalescing. */
+    private readonly keyOf: ((item: T) => string) | null = null,
   ) {
     if (!Number.isInteger(capacityPerSubscriber) || capacityPerSubscriber < 1) throw new RangeError("capacityPerSubscriber must be >= 1");
   }
@@ -113,7 +147,7 @@ export class Fanout<T> {
     const s = new Subscription<T>(this.capacityPerSubscriber, (x) => {
       this.subscribers.delete(x);
       this.counters.subscribers = this.subscribers.size;
-    }, this.counters);
+    }, this.counters, this.keyOf);
     this.subscribers.add(s);
     this.counters.subscribers = this.subscribers.size;
     return s;

@@ -3,7 +3,7 @@
  * merged (flag > env > file > default). The CLI builds this; `runAgent` consumes it.
  */
 
-import type { PresetName } from "../core/config.js";
+import type { FaultSettings, PresetName } from "../core/config.js";
 import type { EventHandlerSpec } from "./event-filter.js";
 
 export const LOG_LEVELS = ["all", "trace", "debug", "info", "warn", "error", "fatal", "off"] as const;
@@ -81,4 +81,8 @@ export interface AgentOptions {
   readonly eventHandlerTimeoutMs?: number;
   /** HOST:PORT of the Prometheus endpoint (--metrics-address); absent or null: none. */
   readonly metricsAddress?: string | null;
+  /** Partition healing and flap damping (--reap-after, --reconnect-*, --flap-damping); see faultFields. Absent: the preset's. */
+  readonly faults?: FaultSettings;
+  /** The member snapshot file (--snapshot); absent or null: none. */
+  readonly snapshot?: string | null;
 }

@@ -47,6 +47,16 @@
  *                        (repeatable)                                        line in env; see src/agent/event-filter.ts)
  *   event-handler-timeout TAMTAM_EVENT_HANDLER_TIMEOUT --event-handler-timeout 30000 (ms a handler may run, 100..3600000)
  *   metrics-address      TAMTAM_METRICS_ADDRESS      --metrics-address      none (HOST:PORT of the Prometheus endpoint)
+ *   reap-after           TAMTAM_REAP_AFTER           --reap-after           0 (ms; 0 = the preset's reapAfterMs)
+ *   reconnect-interval   TAMTAM_RECONNECT_INTERVAL   --reconnect-interval   0 (ms; 0 = the preset's reconnectIntervalMs)
+ *   reconnect-timeout    TAMTAM_RECONNECT_TIMEOUT    --reconnect-timeout    86400000 (ms a failed member stays a reconnect
+ *                                                                            target; 0 = not once reaped)
+ *   reconnect-max        TAMTAM_RECONNECT_MAX        --reconnect-max        1024 (reaped reconnect targets kept)
+ *   flap-damping         TAMTAM_FLAP_DAMPING         --flap-damping         true (--no-flap-damping turns it off)
+ *   snapshot             TAMTAM_SNAPSHOT             --snapshot             none (file of the members known, rejoined
+ *                                                                            after a restart)
+ * The five protocol settings among them become config fields through `faultFields` in
+ * src/core/config.ts, and are checked against the fields' own ranges (`fieldProblem`).
  *
  * Booleans in the environment accept 1/true/yes/on and 0/false/no/off; an empty variable counts
  * as unset. In YAML, booleans are YAML booleans (or the same words as strings), integers are
@@ -68,7 +78,15 @@ import { homedir } from "node:os";
 import { join as joinPath } from "node:path";
 import { UsageError } from "clipanion";
 import { parseAddress, parseIp } from "../core/address.js";
-import { DEFAULT_HEARTBEAT_MS, PERIOD_RANGE_TEXT, PRESET_NAMES, PRESETS, type PresetName, periodProblem } from "../core/config.js";
+import {
+  DEFAULT_HEARTBEAT_MS,
+  fieldProblem,
+  PERIOD_RANGE_TEXT,
+  PRESET_NAMES,
+  PRESETS,
+  type PresetName,
+  periodProblem,
+} from "../core/config.js";
 import { unixSocketPath } from "../rpc/grpc-wire.js";
 import { keyProblem, labelProblem } from "../seal/checks.js";
 import { EVENT_HANDLER_TIMEOUT_MS, eventHandlerProblem } from "../agent/event-filter.js";
@@ -162,6 +180,15 @@ function checkNonEmpty(value: string): string | null {
   return value.trim() === "" ? "must not be empty" : null;
 }
 
+/** A setting of config field `field` where 0 keeps the preset's value: checked by the field's own range. */
+function presetFieldRule(field: "reapAfterMs" | "reconnectIntervalMs"): (value: number) => string | null {
+  return (value) => {
+    if (value === 0) return null;
+    const problem = fieldProblem(field, value);
+    return problem === null ? null : `${problem.replace(/ \(or 0 to disable\)/, "")} (or 0: the preset's)`;
+  };
+}
+
 export const SETTINGS = {
   rpc: { kind: "string", key: "rpc", env: "TAMTAM_RPC", flag: "--rpc", default: "localhost:6262", check: checkHostPortOrUnix },
   rpcToken: {
@@ -225,6 +252,23 @@ export const SETTINGS = {
     kind: "optional-string", key: "metrics-address", env: "TAMTAM_METRICS_ADDRESS", flag: "--metrics-address", default: null,
     check: checkMetricsAddress,
   },
+  reapAfterMs: {
+    kind: "integer", key: "reap-after", env: "TAMTAM_REAP_AFTER", flag: "--reap-after", default: 0, rule: presetFieldRule("reapAfterMs"),
+  },
+  reconnectIntervalMs: {
+    kind: "integer", key: "reconnect-interval", env: "TAMTAM_RECONNECT_INTERVAL", flag: "--reconnect-interval", default: 0,
+    rule: presetFieldRule("reconnectIntervalMs"),
+  },
+  reconnectTimeoutMs: {
+    kind: "integer", key: "reconnect-timeout", env: "TAMTAM_RECONNECT_TIMEOUT", flag: "--reconnect-timeout",
+    default: PRESETS.lan.reconnectTimeoutMs, rule: (v) => fieldProblem("reconnectTimeoutMs", v),
+  },
+  maxReconnectTargets: {
+    kind: "integer", key: "reconnect-max", env: "TAMTAM_RECONNECT_MAX", flag: "--reconnect-max",
+    default: PRESETS.lan.maxReconnectTargets, rule: (v) => fieldProblem("maxReconnectTargets", v),
+  },
+  flapDamping: { kind: "boolean", key: "flap-damping", env: "TAMTAM_FLAP_DAMPING", flag: "--flap-damping", default: true },
+  snapshot: { kind: "optional-string", key: "snapshot", env: "TAMTAM_SNAPSHOT", flag: "--snapshot", default: null, check: checkNonEmpty },
 } as const satisfies Record<string, Spec>;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -261,6 +305,7 @@ export const AGENT_SETTINGS = [
   "multicastAddress", "multicastIntervalSeconds", "multicastPort", "preset", "workers", "join", "logFormat",
   "encrypt", "keyringFile", "label", "encryptAcceptPlaintext", "encryptSendPlaintext",
   "eventHandlers", "eventHandlerTimeoutMs", "metricsAddress",
+  "reapAfterMs", "reconnectIntervalMs", "reconnectTimeoutMs", "maxReconnectTargets", "flapDamping", "snapshot",
 ] as const satisfies readonly SettingName[];
 
 export type GlobalSettingName = (typeof GLOBAL_SETTINGS)[number];

@@ -361,7 +361,7 @@ export class SwimNode {
     const c = options.config;
     this.reconnect = new ReconnectTargets(c.maxReconnectTargets, c.reconnectTimeoutMs, this.stats);
     this.seeds = (options.seeds ?? []).filter((a) => a.key !== options.self.key);
-    for (const a of options.reconnectTargets ?? []) if (a.key !== options.self.key) this.reconnect.add(a, 0);
+    for (const a of options.reconnectTargets ?? []) if (a.key !== options.self.key) this.reconnect.add(a, 0, false);
     this.damping = new FlapDamping(c, Math.min(c.maxMembers, MAX_DAMPING_ENTRIES), this.stats);
     this.clusterRequests = new ClusterRequests(options.config, this.broadcastEpoch, {
       send: (rt, to, body) => this.sendBody(rt, to, body, "full"),
@@ -511,7 +511,7 @@ export class SwimNode {
   forget(address: Address, rt: Runtime): boolean {
     const slot = this.table.find(address);
     if (slot === SELF) return false;
-    if (slot === NO_SLOT) return this.reconnect.remove(address.key);
+    if (slot === NO_SLOT) return this.reconnect.remove(address.key) !== null;
     this.reconnect.remove(address.key);
     this.removeMember(slot, rt);
     return true;
@@ -1007,7 +1007,7 @@ export class SwimNode {
     this.makeProbeable(slot);
     this.queueUpdate(slot);
     // A reaped failed member that is back: a comeback, as from dead to alive.
-    const flapped = this.reconnect.remove(address.key) && this.recordFlap(nowMs, address.key, FLAP_PENALTY, rt);
+    const flapped = this.reconnect.remove(address.key) === "failed" && this.recordFlap(nowMs, address.key, FLAP_PENALTY, rt);
     this.emitMember(rt, slot, null, null, flapped);
     return slot;
   }
@@ -1163,7 +1163,7 @@ export class SwimNode {
       return;
     }
     // A failed member stays a reconnect target, out of the table (no probes, no gossip).
-    if (state === MemberState.Dead) this.reconnect.add(t.address(slot), t.stateChangedAtMs[slot] as number);
+    if (state === MemberState.Dead) this.reconnect.add(t.address(slot), t.stateChangedAtMs[slot] as number, true);
     this.removeMember(slot, rt);
   }
 

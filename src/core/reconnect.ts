@@ -45,6 +45,8 @@ export function emptyReconnectStats(): ReconnectStats {
 interface Target {
   readonly address: Address;
   readonly failedAtMs: number;
+  /** Failed here (reaped dead), rather than remembered from an earlier life (a snapshot). */
+  readonly failed: boolean;
 }
 
 /** What one reconnect round contacts. */
@@ -74,12 +76,15 @@ export class ReconnectTargets {
     return this.indexOf.has(key);
   }
 
-  /** Keeps `address`, which failed at `failedAtMs`, as a target (no-op when disabled). */
-  add(address: Address, failedAtMs: number): void {
+  /**
+   * Keeps `address` as a target from `failedAtMs` on (no-op when disabled): one that `failed`
+   * here, or one remembered from an earlier life (a snapshot), whose return is no comeback.
+   */
+  add(address: Address, failedAtMs: number, failed: boolean): void {
     if (this.maxTargets === 0 || this.timeoutMs === 0) return;
     const at = this.indexOf.get(address.key);
     if (at !== undefined) {
-      this.items[at] = { address, failedAtMs };
+      this.items[at] = { address, failedAtMs, failed };
       return;
     }
     if (this.items.length >= this.maxTargets) {
@@ -87,16 +92,20 @@ export class ReconnectTargets {
       this.stats.reconnectTargetsDropped++;
     }
     this.indexOf.set(address.key, this.items.length);
-    this.items.push({ address, failedAtMs });
+    this.items.push({ address, failedAtMs, failed });
     this.stats.reconnectTargetsAdded++;
   }
 
-  /** Forgets the target at `key` (it is a member again, or an operator removed it). */
-  remove(key: string): boolean {
+  /**
+   * Forgets the target at `key` (it is a member again, or an operator removed it): "failed"
+   * when it had failed here, "remembered" for a snapshot's, null when it was no target.
+   */
+  remove(key: string): "failed" | "remembered" | null {
     const at = this.indexOf.get(key);
-    if (at === undefined) return false;
+    if (at === undefined) return null;
+    const failed = (this.items[at] as Target).failed;
     this.removeAt(at);
-    return true;
+    return failed ? "failed" : "remembered";
   }
 
   /** Forgets the targets that failed more than timeoutMs before `nowMs`. */

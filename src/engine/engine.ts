@@ -151,6 +151,10 @@ export interface EngineOptions {
   readonly spinIterations?: number;
   /** Seals outgoing and opens incoming datagrams (src/seal); needs `config.sealed`, which reserves its room. */
   readonly envelope?: Envelope;
+  /** Configured seeds, retried by the core while the cluster has lost members (SwimNodeOptions.seeds). */
+  readonly seeds?: readonly Address[];
+  /** Members of an earlier life (a snapshot): reconnect targets from the start (SwimNodeOptions.reconnectTargets). */
+  readonly reconnectTargets?: readonly Address[];
 }
 
 /** Thrown (as a rejection) by calls on an engine that is stopped or whose worker failed. */
@@ -225,6 +229,8 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
       broadcastEpoch: options.broadcastEpoch ?? randomInt(2 ** 32 - 1),
       // Keys the join cookies: unguessable, unlike the 32-bit PRNG seed.
       cookieSecret: new Uint8Array(randomBytes(COOKIE_SECRET_BYTES)),
+      seeds: options.seeds ?? [],
+      reconnectTargets: options.reconnectTargets ?? [],
     };
     const init: EngineInit = {
       transport,
@@ -247,6 +253,8 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
       incarnation: node.incarnation,
       broadcastEpoch: node.broadcastEpoch,
       cookieSecret: node.cookieSecret as Uint8Array,
+      seedKeys: (options.seeds ?? []).map((a) => a.key),
+      reconnectTargetKeys: (options.reconnectTargets ?? []).map((a) => a.key),
       baseTimeOriginMs: performance.timeOrigin,
       ...spin,
     };

@@ -160,6 +160,9 @@ export interface EngineWorkerData {
   readonly broadcastEpoch: number;
   /** The 16 bytes that key the core's join cookies (SwimNodeOptions.cookieSecret). */
   readonly cookieSecret: Uint8Array;
+  /** SwimNodeOptions.seeds and .reconnectTargets, as canonical address text. */
+  readonly seedKeys: readonly string[];
+  readonly reconnectTargetKeys: readonly string[];
   /** The main thread's performance.timeOrigin: both threads express nowMs on its time base. */
   readonly baseTimeOriginMs: number;
   readonly spinIterations?: number;

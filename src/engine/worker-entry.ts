@@ -59,6 +59,8 @@ function run(data: EngineWorkerData): void {
       incarnation: data.incarnation,
       broadcastEpoch: data.broadcastEpoch,
       cookieSecret: data.cookieSecret,
+      seeds: data.seedKeys.map(addr),
+      reconnectTargets: data.reconnectTargetKeys.map(addr),
     },
     sink,
   );

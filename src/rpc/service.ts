@@ -68,6 +68,10 @@ export function nodeFrom(m: MemberView): Node {
     incarnation: info.incarnation,
     state: STATE_NAME[info.state],
     isSelf: info.isSelf,
+    damped: info.damped,
+    flapPenalty: clampU32(Math.round(info.flapPenalty)),
+    flaps: clampU32(info.flaps),
+    dampedForMillis: clampU32(Math.round(m.dampedForMs)),
   });
 }
 

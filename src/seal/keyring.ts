@@ -18,9 +18,9 @@
  */
 
 import { createHash } from "node:crypto";
-import { chmodSync, closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { basename, dirname, join } from "node:path";
+import { writeFileAtomic } from "../fs/atomic-file.js";
 import { decodeKey, KEY_SIZES } from "./checks.js";
 
 export { decodeKey, keyProblem, KEY_SIZES } from "./checks.js";
@@ -155,33 +155,7 @@ export function readKeyringFile(path: string): Uint8Array[] | null {
  * same directory, created 0600 and fsynced, renamed over the old file.
  */
 export function writeKeyringFile(path: string, keys: readonly Uint8Array[]): void {
-  const text = `${JSON.stringify(keys.map(encodeKey), null, 2)}\n`;
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, "w", 0o600);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    unlinkSafe(tmp);
-    throw err;
-  }
-  closeSync(fd);
-  try {
-    chmodSync(tmp, 0o600); // an existing file of that name kept its mode
-    renameSync(tmp, path);
-  } catch (err) {
-    unlinkSafe(tmp);
-    throw err;
-  }
-}
-
-function unlinkSafe(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    // gone already
-  }
+  writeFileAtomic(path, `${JSON.stringify(keys.map(encodeKey), null, 2)}\n`, 0o600);
 }
 
 /** Where an agent's starting keys come from, and what it says about it. */

@@ -71,6 +71,14 @@ export function agentOptions(s: ResolvedSettings<AgentSettingName>): AgentOption
       ? {}
       : { eventHandlers: v.eventHandlers.map((text) => parseEventHandler(text) as EventHandlerSpec), eventHandlerTimeoutMs: v.eventHandlerTimeoutMs }),
     ...(v.metricsAddress === null ? {} : { metricsAddress: v.metricsAddress }),
+    faults: {
+      reapAfterMs: v.reapAfterMs === 0 ? null : v.reapAfterMs,
+      reconnectIntervalMs: v.reconnectIntervalMs === 0 ? null : v.reconnectIntervalMs,
+      reconnectTimeoutMs: v.reconnectTimeoutMs,
+      maxReconnectTargets: v.maxReconnectTargets,
+      flapDamping: v.flapDamping,
+    },
+    snapshot: v.snapshot,
     // Only with a key, a keyring file or a label. The keyring file is read by `execute`
     // (startingKeys), which completes this.
     ...(encryptKey === null && v.keyringFile === null && v.label === null
@@ -179,6 +187,16 @@ export class AgentCommand extends TamTamCommand {
   });
   eventHandlerTimeout = Option.String("--event-handler-timeout", { description: "milliseconds an event handler may run before it is killed (default 30000)" });
   metricsAddress = Option.String("--metrics-address", { description: "HOST:PORT to serve Prometheus metrics at /metrics (default: none)" });
+  reapAfter = Option.String("--reap-after", { description: "ms after which dead and left members leave the table (default 0: the preset's)" });
+  reconnectInterval = Option.String("--reconnect-interval", {
+    description: "ms between reconnect rounds, each contacting one failed member or seed (default 0: the preset's)",
+  });
+  reconnectTimeout = Option.String("--reconnect-timeout", {
+    description: "ms a failed member stays a reconnect target, also once reaped (default 86400000, 24 h; 0: not once reaped)",
+  });
+  reconnectMax = Option.String("--reconnect-max", { description: "reaped failed members kept as reconnect targets (default 1024)" });
+  flapDamping = Option.Boolean("--flap-damping", { description: "damp members that keep dying and coming back (default on; --no-flap-damping)" });
+  snapshot = Option.String("--snapshot", { description: "FILE where the agent keeps the members it knows, and rejoins them from after a restart" });
 
   async execute(): Promise<number> {
     const settings = this.resolve(AGENT_SETTINGS, {
@@ -206,6 +224,12 @@ export class AgentCommand extends TamTamCommand {
       eventHandlers: this.eventHandler,
       eventHandlerTimeoutMs: this.eventHandlerTimeout,
       metricsAddress: this.metricsAddress,
+      reapAfterMs: this.reapAfter,
+      reconnectIntervalMs: this.reconnectInterval,
+      reconnectTimeoutMs: this.reconnectTimeout,
+      maxReconnectTargets: this.reconnectMax,
+      flapDamping: this.flapDamping,
+      snapshot: this.snapshot,
     });
     let options = agentOptions(settings);
     const layer = await loadAgentLayer();

@@ -63,6 +63,11 @@ export interface NodeJson {
   state: string;
   incarnation: number;
   self: boolean;
+  /** Flap damping (see the README's "Flapping members"). */
+  damped: boolean;
+  flapPenalty: number;
+  flaps: number;
+  dampedForMs: number;
 }
 
 export function nodeJson(node: Node): NodeJson {
@@ -80,6 +85,10 @@ export function nodeJson(node: Node): NodeJson {
     state: node.state !== "" ? node.state : (STATE_OF_STATUS[node.status] ?? "unknown"),
     incarnation: node.incarnation,
     self: node.isSelf,
+    damped: node.damped,
+    flapPenalty: node.flapPenalty,
+    flaps: node.flaps,
+    dampedForMs: node.dampedForMillis,
   };
 }
 

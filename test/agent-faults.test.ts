@@ -1,0 +1,160 @@
+/**
+ * The agent's side of partition healing and flapping: the member snapshot file (read, corrupt
+ * files, bounded, atomic and rate-limited writes) and the Monitor fan-out's coalescing of one
+ * member's changes for a reader that falls behind.
+ */
+
+import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { addr } from "../src/core/address.js";
+import type { MemberInfo } from "../src/core/runtime.js";
+import { MemberState } from "../src/core/wire/messages.js";
+import { Fanout } from "../src/agent/fanout.js";
+import { readSnapshot, SNAPSHOT_MAX_MEMBERS, SnapshotWriter, snapshotText } from "../src/agent/snapshot.js";
+
+function member(key: string, state: MemberState, isSelf = false): MemberInfo {
+  return {
+    address: addr(key),
+    state,
+    incarnation: 1,
+    stateChangedAtMs: 0,
+    lastHeardAtMs: 0,
+    lastRttMs: 1,
+    pendingTransmits: 0,
+    isSelf,
+    damped: false,
+    flapPenalty: 0,
+    flaps: 0,
+    dampedUntilMs: -1,
+  };
+}
+
+function withDir(run: (dir: string) => Promise<void> | void): () => Promise<void> {
+  return async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tamtam-snapshot-"));
+    try {
+      await run(dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+}
+
+describe("member snapshot", () => {
+  test("remembers live members first, then failed ones; never itself or members that left", () => {
+    const text = snapshotText([
+      member("10.0.0.1:9999", MemberState.Alive, true),
+      member("10.0.0.2:9999", MemberState.Dead),
+      member("[fd77::3]:9999", MemberState.Suspect),
+      member("10.0.0.4:9999", MemberState.Left),
+      member("10.0.0.5:9999", MemberState.Alive),
+    ]);
+    assert.ok(text !== null);
+    assert.deepEqual(JSON.parse(text), { format: "tamtam-snapshot/1", members: ["[fd77::3]:9999", "10.0.0.5:9999", "10.0.0.2:9999"] });
+    assert.equal(snapshotText([member("10.0.0.1:9999", MemberState.Alive, true)]), null, "nothing to remember: the file is kept");
+    const many = Array.from({ length: SNAPSHOT_MAX_MEMBERS + 10 }, (_, i) => member(`10.1.${i >> 8}.${i & 0xff}:9999`, MemberState.Alive));
+    assert.equal((JSON.parse(snapshotText(many) as string) as { members: string[] }).members.length, SNAPSHOT_MAX_MEMBERS);
+  });
+
+  test(
+    "a missing file is an empty start; a corrupt one is one warning line, never a throw",
+    withDir((dir) => {
+      assert.deepEqual(readSnapshot(join(dir, "none.json")), { members: [], warning: null });
+      const cases: [string, RegExp][] = [
+        ["{not json", /not JSON/],
+        ['{"format":"other","members":[]}', /not a tamtam-snapshot\/1 object/],
+        ['{"format":"tamtam-snapshot/1","members":["10.0.0.2:9999", 7]}', /a member is not ADDR:PORT: 7/],
+        ['{"format":"tamtam-snapshot/1","members":["nope"]}', /a member is not ADDR:PORT/],
+      ];
+      for (const [content, why] of cases) {
+        const path = join(dir, "bad.json");
+        writeFileSync(path, content);
+        const r = readSnapshot(path);
+        assert.deepEqual(r.members, []);
+        assert.ok(r.warning !== null && !r.warning.includes("\n"), "one line");
+        assert.match(r.warning, why);
+        assert.match(r.warning, /starting without it$/);
+      }
+      const path = join(dir, "good.json");
+      writeFileSync(path, '{"format":"tamtam-snapshot/1","members":["10.0.0.2:9999","[fd77::3]:9999","10.0.0.2:9999"]}');
+      assert.deepEqual(readSnapshot(path).members.map((a) => a.key), ["10.0.0.2:9999", "[fd77::3]:9999"]);
+    }),
+  );
+
+  test(
+    "writes atomically (no temporary file left), only changed content, at most once per interval",
+    withDir(async (dir) => {
+      const path = join(dir, "members.json");
+      let members = [member("10.0.0.1:9999", MemberState.Alive, true), member("10.0.0.2:9999", MemberState.Alive)];
+      const w = new SnapshotWriter({
+        path,
+        members: async () => members,
+        onError: (line) => assert.fail(line),
+        minIntervalMs: 60_000,
+      });
+      await w.flush();
+      assert.deepEqual(readSnapshot(path).members.map((a) => a.key), ["10.0.0.2:9999"]);
+      assert.deepEqual(readdirSync(dir), ["members.json"], "no temporary file left behind");
+      await w.flush();
+      assert.equal(w.counters.writes, 1);
+      assert.equal(w.counters.skippedUnchanged, 1);
+      // A change right after a write waits for the interval (60 s here): nothing is written yet.
+      members = [...members, member("10.0.0.3:9999", MemberState.Alive)];
+      w.changed();
+      w.changed();
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(w.counters.writes, 1, "rate-limited");
+      // Closing writes what is pending, once.
+      await w.close();
+      assert.equal(w.counters.writes, 2);
+      assert.deepEqual(JSON.parse(readFileSync(path, "utf8")).members, ["10.0.0.2:9999", "10.0.0.3:9999"]);
+    }),
+  );
+
+  test(
+    "a write that fails is one error line and counted, not a throw",
+    withDir(async (dir) => {
+      const lines: string[] = [];
+      const w = new SnapshotWriter({
+        path: join(dir, "missing-dir", "members.json"),
+        members: async () => [member("10.0.0.2:9999", MemberState.Alive)],
+        onError: (line) => lines.push(line),
+      });
+      await w.flush();
+      assert.equal(w.counters.writeErrors, 1);
+      assert.equal(lines.length, 1);
+      assert.match(lines[0] as string, /^cannot write the snapshot file .*members\.json: ENOENT$/);
+    }),
+  );
+});
+
+describe("Monitor coalescing", () => {
+  test("a reader behind a burst of one member's changes gets its latest state once, in the place of the first", async () => {
+    const f = new Fanout<{ key: string; v: number }>(8, 4, (x) => x.key);
+    const s = f.subscribe();
+    assert.ok(s !== null);
+    f.publish({ key: "a", v: 1 });
+    f.publish({ key: "b", v: 1 });
+    f.publish({ key: "a", v: 2 });
+    f.publish({ key: "a", v: 3 });
+    assert.equal(s.size, 2);
+    assert.equal(f.counters.coalesced, 2);
+    assert.deepEqual((await s.next()).value, { key: "a", v: 3 });
+    // Once delivered, a new change of "a" is queued again (behind b).
+    f.publish({ key: "a", v: 4 });
+    assert.deepEqual((await s.next()).value, { key: "b", v: 1 });
+    assert.deepEqual((await s.next()).value, { key: "a", v: 4 });
+    // Bounded: distinct keys beyond the capacity drop the oldest, and coalescing still works.
+    for (let i = 0; i < 10; i++) f.publish({ key: `k${i}`, v: i });
+    f.publish({ key: "k9", v: 99 });
+    assert.equal(s.size, 8);
+    assert.equal(s.dropped, 2);
+    const got: number[] = [];
+    for (let i = 0; i < 8; i++) got.push(((await s.next()).value as { v: number }).v);
+    assert.deepEqual(got, [2, 3, 4, 5, 6, 7, 8, 99]);
+    s.close();
+  });
+});
