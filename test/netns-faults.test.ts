@@ -115,12 +115,17 @@ describe("partitions, flapping and restarts between ten hosts (network namespace
     return Math.round(performance.now() - started);
   }
 
-  test("a partition longer than the reap time heals into one view, with no operator action", async () => {
-    const port = 7946;
+  /** One agent per host over IPv4 on `port`, joined through host 1's, converged. */
+  async function tenAgents(port: number): Promise<Agent[]> {
     const first = await startAgent(1, ip4(1), port, []);
     const rest = await Promise.all(HOSTS.slice(1).map((h) => startAgent(h, ip4(h), port, ["--join", first.gossip])));
     const agents = [first, ...rest];
     await oneView(agents, agents, 30_000, "ten agents converge");
+    return agents;
+  }
+
+  test("a partition longer than the reap time heals into one view, with no operator action", async () => {
+    const agents = await tenAgents(7946);
 
     const sideA = agents.slice(0, 4);
     const sideB = agents.slice(4);
@@ -144,11 +149,7 @@ describe("partitions, flapping and restarts between ten hosts (network namespace
   });
 
   test("a flapping host is damped by its observers, and the cluster agrees once it is steady", async () => {
-    const port = 7947;
-    const first = await startAgent(1, ip4(1), port, []);
-    const rest = await Promise.all(HOSTS.slice(1).map((h) => startAgent(h, ip4(h), port, ["--join", first.gossip])));
-    const agents = [first, ...rest];
-    await oneView(agents, agents, 30_000, "ten agents converge");
+    const agents = await tenAgents(7947);
     const flapper = agents[9] as Agent;
     const observers = agents.slice(0, 9);
 

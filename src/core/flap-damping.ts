@@ -33,18 +33,15 @@
  * damped is forgotten (counted).
  */
 
+import type { SwimConfig } from "./config.js";
+
 /** The penalty of one flap (BGP's withdrawal penalty). */
 export const FLAP_PENALTY = 1000;
 /** The penalty of a refuted suspicion. */
 export const REFUTED_SUSPICION_PENALTY = 500;
 
-export interface DampingConfig {
-  readonly flapDamping: boolean;
-  readonly flapHalfLifeMs: number;
-  readonly flapSuppressPenalty: number;
-  readonly flapReusePenalty: number;
-  readonly flapMaxSuppressMs: number;
-}
+/** The config fields of flap damping (see SwimConfig for units and ranges). */
+export type DampingConfig = Pick<SwimConfig, "flapDamping" | "flapHalfLifeMs" | "flapSuppressPenalty" | "flapReusePenalty" | "flapMaxSuppressMs">;
 
 /** Counters of flap damping; all monotonic but membersDamped (members damped right now). */
 export interface DampingStats {

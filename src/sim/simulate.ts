@@ -339,6 +339,9 @@ export function formatReport(r: SimReport): string {
         `in periods ${p.partition.fromPeriod}..${p.partition.toPeriod}`,
     );
   }
+  if (p.flap !== null) {
+    faults.push(`${p.flap.nodes} flapping (incoming traffic lost ${p.flap.downPeriods} periods, heard ${p.flap.upPeriods}, ${p.flap.cycles} times)`);
+  }
   lines.push(`faults: ${faults.length === 0 ? "none" : faults.join("; ")}`);
   lines.push(
     `formulas: retransmit ${r.formulas.retransmitLimit}x, suspicion ${ms(r.formulas.suspicionMinMs)}..${ms(r.formulas.suspicionMaxMs)}, ` +
@@ -364,6 +367,11 @@ export function formatReport(r: SimReport): string {
     `false positives: ${fp.suspicions} suspicions and ${fp.deaths} deaths of running nodes ` +
       `(${fp.suspectEvents} and ${fp.deadEvents} observer transitions)` +
       (fp.leftReportedDead > 0 ? `; ${fp.leftReportedDead} reports of a departed node as dead` : ""),
+  );
+  const e = r.memberEvents;
+  lines.push(
+    `membership events: ${e.total} (${e.shown} shown to Monitor readers, ${e.shownAboutFlapping} of them about flapping nodes); ` +
+      `${e.dampingStarted} damping episodes${r.config.flapDamping ? "" : " (flap damping off)"}`,
   );
   const b = r.broadcasts;
   if (b.sent > 0) {

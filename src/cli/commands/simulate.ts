@@ -5,7 +5,7 @@
 
 import { Command, Option, UsageError } from "clipanion";
 import { PRESET_NAMES, type PresetName } from "../../core/config.js";
-import { DEFAULT_PARAMS, MAX_SIM_WORKERS, type PartitionSpec, type SimParams } from "../../sim/params.js";
+import { DEFAULT_PARAMS, type FlapSpec, MAX_SIM_WORKERS, type PartitionSpec, type SimParams } from "../../sim/params.js";
 
 export class SimulateCommand extends Command {
   static override paths = [["simulate"]];
@@ -65,6 +65,11 @@ export class SimulateCommand extends Command {
   partition = Option.String("--partition", {
     description: "FROM-TO[:FRACTION][:oneway]: split the nodes (50/50 by default) in periods FROM..TO",
   });
+  flap = Option.String("--flap", {
+    description: "NODES:DOWN:UP:CYCLES: NODES nodes lose their incoming traffic DOWN periods, then hear UP periods, CYCLES times from the fault period",
+  });
+  reapAfter = Option.String("--reap-after", { description: "ms after which dead members leave the tables (default: the preset's)" });
+  flapDamping = Option.String("--flap-damping", "on", { description: "flap damping of members that keep failing and coming back: on or off" });
   broadcasts = Option.String("--broadcasts", "0", { description: "user broadcasts sent from random nodes after the fault period" });
   broadcastBytes = Option.String("--broadcast-bytes", String(DEFAULT_PARAMS.broadcastBytes), { description: "payload size of each broadcast" });
   warmStart = Option.Boolean("--warm-start", false, { description: "start from a converged cluster instead of joining node 0" });
@@ -112,6 +117,7 @@ export class SimulateCommand extends Command {
       throw new UsageError(`--restart-incarnation must be clock or zero, got "${this.restartIncarnation}"`);
     }
     if (this.ipv6 && this.mixed) throw new UsageError("use either --ipv6 or --mixed, not both");
+    if (this.flapDamping !== "on" && this.flapDamping !== "off") throw new UsageError(`--flap-damping must be on or off, got "${this.flapDamping}"`);
     const nodes = int("--nodes", this.nodes, 1, 131_072);
     const periods = int("--periods", this.periods, 1, 1_000_000);
     const [latencyMinMs, latencyMeanMs] = latencyPair(this.latency);
@@ -139,7 +145,11 @@ export class SimulateCommand extends Command {
       broadcasts: int("--broadcasts", this.broadcasts, 0, 1_000_000),
       broadcastBytes: int("--broadcast-bytes", this.broadcastBytes, 1, 65_000),
       warmStart: this.warmStart,
-      overrides: {},
+      flap: this.flap === undefined ? null : flapSpec(this.flap, nodes),
+      overrides: {
+        flapDamping: this.flapDamping === "on",
+        ...(this.reapAfter === undefined ? {} : { reapAfterMs: int("--reap-after", this.reapAfter, 1000, 604_800_000) }),
+      },
     };
   }
 }
@@ -166,6 +176,17 @@ function fraction(flag: string, text: string): number {
   const v = t.endsWith("%") ? Number(t.slice(0, -1)) / 100 : Number(t);
   if (t === "" || !Number.isFinite(v) || v < 0 || v > 1) throw new UsageError(`${flag} must be in 0..1 or 0%..100%, got "${text}"`);
   return v;
+}
+
+function flapSpec(text: string, nodes: number): FlapSpec {
+  const m = /^([0-9]+):([0-9]+):([0-9]+):([0-9]+)$/.exec(text.trim());
+  if (m === null) throw new UsageError(`--flap must be NODES:DOWN:UP:CYCLES (periods), like 1:20:20:8, got "${text}"`);
+  return {
+    nodes: int("--flap nodes", m[1] as string, 1, nodes - 1),
+    downPeriods: int("--flap down periods", m[2] as string, 1, 1_000_000),
+    upPeriods: int("--flap up periods", m[3] as string, 1, 1_000_000),
+    cycles: int("--flap cycles", m[4] as string, 1, 10_000),
+  };
 }
 
 function latencyPair(text: string): [number, number] {
