@@ -12,6 +12,9 @@
  *  3. Real agents (needs root: network namespaces, 10 hosts, 250 ms period, reap 3 s): time to
  *     one view after partitions shorter and longer than the reap time, and Monitor events
  *     published while a host flaps (5 s deaf, 5 s hearing, 5 times) with and without damping.
+ *  4. How fast a 5|5 partition is seen on both sides: time until every cross pair is held
+ *     non-alive (suspect or dead), in the simulator (10 nodes, 500 ms period, Lifeguard on and
+ *     off) and between ten real agents at the default 500 ms period (3 trials).
  *
  *   node dist/bench/faults.bench.js [--seeds 5] [--no-real] [--json]
  */
@@ -145,9 +148,9 @@ interface RealAgent {
   readonly gossip: string;
 }
 
-async function startReal(lab: NetLab, dir: string, host: number, port: number, extra: readonly string[]): Promise<RealAgent> {
+async function startReal(lab: NetLab, dir: string, host: number, port: number, extra: readonly string[], timing = TIMING): Promise<RealAgent> {
   const rpc = `unix:${join(dir, `h${host}-${port}.sock`)}`;
-  const args = [process.execPath, BIN, "--rpc", rpc, "agent", "--bind", `198.18.0.${host}`, "-p", String(port), "--nobanner", "--log-format", "json", ...TIMING, ...extra];
+  const args = [process.execPath, BIN, "--rpc", rpc, "agent", "--bind", `198.18.0.${host}`, "-p", String(port), "--nobanner", "--log-format", "json", ...timing, ...extra];
   const [cmd, ...rest] = lab.exec(host, args);
   const proc = track(spawn(cmd as string, rest, { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, HOME: dir, NO_COLOR: "1" } }));
   await new Promise<void>((resolve, reject) => {
@@ -186,9 +189,9 @@ async function oneView(agents: readonly RealAgent[], timeoutMs: number): Promise
   throw new Error("no single view in time");
 }
 
-async function cluster(lab: NetLab, dir: string, port: number, extra: readonly string[]): Promise<RealAgent[]> {
-  const first = await startReal(lab, dir, 1, port, extra);
-  const rest = await Promise.all(HOSTS.slice(1).map((h) => startReal(lab, dir, h, port, [...extra, "--join", first.gossip])));
+async function cluster(lab: NetLab, dir: string, port: number, extra: readonly string[], timing = TIMING): Promise<RealAgent[]> {
+  const first = await startReal(lab, dir, 1, port, extra, timing);
+  const rest = await Promise.all(HOSTS.slice(1).map((h) => startReal(lab, dir, h, port, [...extra, "--join", first.gossip], timing)));
   const agents = [first, ...rest];
   await oneView(agents, 30_000);
   return agents;
@@ -216,15 +219,39 @@ interface RealFlapRow {
   readonly dampedBy: number;
 }
 
-async function realRuns(): Promise<{ heal: RealHealRow[]; flap: RealFlapRow[] } | string> {
+/** Ms from the cut until every agent holds every agent across it non-alive (suspect, dead or gone). */
+async function crossPairsSeen(agents: readonly RealAgent[], sideA: number): Promise<number> {
+  const started = performance.now();
+  for (;;) {
+    const views = await Promise.all(agents.map((a) => call(a, (c) => c.nodes({})).catch(() => null)));
+    const seen = views.every((v, i) => {
+      if (v === null) return false;
+      const across = agents.filter((_, j) => i < sideA !== j < sideA).map((a) => a.gossip);
+      return across.every((g) => !v.nodes.some((n) => `${n.address?.IP}:${n.address?.port}` === g && n.state === "alive"));
+    });
+    if (seen) return performance.now() - started;
+    if (performance.now() - started > 60_000) throw new Error("the cut was not seen in 60 s");
+    await delay(25);
+  }
+}
+
+async function realRuns(): Promise<{ heal: RealHealRow[]; flap: RealFlapRow[]; cutSeenMs: number[] } | string> {
   const unavailable = labAvailable();
   if (unavailable !== null) return unavailable;
   const lab = new NetLab(`tb${process.pid % 100000}`, HOSTS.length);
   const dir = mkdtempSync(join(tmpdir(), "tamtam-bench-faults-"));
   const heal: RealHealRow[] = [];
   const flap: RealFlapRow[] = [];
+  const cutSeenMs: number[] = [];
   let port = 7950;
   try {
+    for (let trial = 0; trial < 3; trial++) {
+      const agents = await cluster(lab, dir, port++, [], []);
+      lab.partition([1, 2, 3, 4, 5], [6, 7, 8, 9, 10]);
+      cutSeenMs.push(Math.round(await crossPairsSeen(agents, 5)));
+      lab.heal();
+      stop(agents);
+    }
     for (const partitionS of [2, 10, 30]) {
       const agents = await cluster(lab, dir, port++, []);
       lab.partition([1, 2, 3, 4], [5, 6, 7, 8, 9, 10]);
@@ -255,7 +282,26 @@ async function realRuns(): Promise<{ heal: RealHealRow[]; flap: RealFlapRow[] } 
     lab.destroy();
     rmSync(dir, { recursive: true, force: true });
   }
-  return { heal, flap };
+  return { heal, flap, cutSeenMs };
+}
+
+/** Simulator: ms until every cross pair of a 5|5 split of 10 nodes is non-alive (500 ms period). */
+function simCut(seeds: number): { lifeguard: boolean; medianMs: number | null; maxMs: number | null }[] {
+  return [true, false].map((lifeguard) => {
+    const seen = Array.from({ length: seeds }, (_, i) =>
+      runSimulation({
+        ...DEFAULT_PARAMS,
+        nodes: 10,
+        seed: i + 1,
+        periods: 60,
+        lifeguard,
+        partition: { fromPeriod: 20, toPeriod: 59, fraction: 0.5, oneWay: false },
+        overrides: { probeIntervalMs: 500, probeTimeoutMs: 250 },
+      }).report.partitionSeen?.allNonAliveMs ?? null,
+    );
+    const ok = seen.filter((x): x is number => x !== null);
+    return { lifeguard, medianMs: median(ok), maxMs: ok.length === 0 ? null : Math.max(...ok) };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -263,9 +309,10 @@ async function realRuns(): Promise<{ heal: RealHealRow[]; flap: RealFlapRow[] } 
 const args = parseArgs(process.argv.slice(2));
 const heal = simHeal(args.seeds);
 const flapRows = simFlap(args.seeds);
+const cutRows = simCut(2 * args.seeds);
 const real = args.real ? await realRuns() : "not run (--no-real)";
 if (args.json) {
-  process.stdout.write(`${JSON.stringify({ suite: "faults", seeds: args.seeds, simulator: { heal, flap: flapRows }, real })}\n`);
+  process.stdout.write(`${JSON.stringify({ suite: "faults", seeds: args.seeds, simulator: { heal, flap: flapRows, cutSeen: cutRows }, real })}\n`);
 } else {
   const s = (x: number | null): string => (x === null ? "-" : String(Math.round(x * 10) / 10));
   console.log(`simulator, 30 nodes, lan (1 s periods, reap 300 s), ${args.seeds} seeds: seconds from heal to one view`);
@@ -277,10 +324,13 @@ if (args.json) {
   for (const r of flapRows) {
     console.log(`damping ${r.damping ? "on " : "off"}: ${s(r.total)} events, ${s(r.shown)} shown, ${s(r.shownAboutFlapping)} about the flapping member, ${s(r.dampingEpisodes)} damping episodes, one view ${s(r.oneViewAfterS)} s (max ${s(r.oneViewAfterMaxS)} s) after the last flap`);
   }
+  console.log(`\nsimulator, 10 nodes split 5|5, 500 ms period, ${2 * args.seeds} seeds: every cross pair non-alive after`);
+  for (const r of cutRows) console.log(`Lifeguard ${r.lifeguard ? "on " : "off"}: median ${s(r.medianMs)} ms, max ${s(r.maxMs)} ms`);
   if (typeof real === "string") console.log(`\nreal agents: ${real}`);
   else {
     console.log("\nreal agents, 10 hosts (network namespaces), 250 ms period, reap 3 s:");
     for (const r of real.heal) console.log(`partition ${r.partitionS} s: one view ${r.oneViewAfterMs} ms after healing`);
+    console.log(`5|5 partition at the default 500 ms period: every cross pair non-alive after ${real.cutSeenMs.join(", ")} ms`);
     for (const r of real.flap) console.log(`flapping host (5 s deaf / 5 s hearing x 5), damping ${r.damping ? "on " : "off"}: ${r.monitorEvents} Monitor events published, ${r.heldBack} held back, damped by ${r.dampedBy} of 9`);
   }
 }

@@ -70,6 +70,31 @@ describe("partitions heal, whatever their length", () => {
   });
 });
 
+describe("a partition is seen on both sides", () => {
+  test("every cross pair of a 5|5 split is held non-alive, then dead, while the cut lasts; the figure is the same sharded", async () => {
+    const { runSimulationSharded } = await import("../src/sim/sharded.js");
+    for (const seed of SEEDS) {
+      const params: SimParams = {
+        ...DEFAULT_PARAMS,
+        nodes: 10,
+        seed,
+        periods: 60,
+        partition: { fromPeriod: 20, toPeriod: 59, fraction: 0.5, oneWay: false },
+        overrides: { probeIntervalMs: 500, probeTimeoutMs: 250 },
+      };
+      const r = sim(params);
+      const seen = r.partitionSeen;
+      assert.ok(seen !== null, `no partition figure ${where(r)}`);
+      assert.equal(seen.crossPairs, 50);
+      assert.ok(seen.allNonAliveMs !== null && seen.allDeadMs !== null, `some cross pair was never seen ${JSON.stringify(seen)} ${where(r)}`);
+      assert.ok(seen.allNonAliveMs <= seen.allDeadMs, `${JSON.stringify(seen)} ${where(r)}`);
+      assert.ok(seen.allDeadMs < 40 * 500, `not every cross pair dead within the 20 s cut: ${JSON.stringify(seen)} ${where(r)}`);
+      const sharded = (await runSimulationSharded(params, 2)).report;
+      assert.deepEqual(sharded.partitionSeen, seen, "sharded runs see the same");
+    }
+  });
+});
+
 describe("a flapping member stays calm", () => {
   const flap = { nodes: 1, downPeriods: 20, upPeriods: 20, cycles: 8 };
   for (const seed of SEEDS) {

@@ -1287,7 +1287,7 @@ export class SwimNode {
     if (this.leaving) return;
     this.reconnect.expire(nowMs);
     const lostMembers = this.dead.size > 0 || this.reconnect.size > 0 || this.probeable.size === 0;
-    const seeds = lostMembers ? this.seeds.filter((a) => this.isLiveOrAbsentFrom(a) === "absent") : [];
+    const seeds = lostMembers ? this.seeds.filter((a) => !this.isLive(a)) : [];
     const choice = this.reconnect.choose(this.rng, this.dead.size, seeds);
     switch (choice.kind) {
       case "none":
@@ -1297,9 +1297,9 @@ export class SwimNode {
         return;
       case "target":
       case "seed": {
+        if (this.requests.size >= MAX_REQUESTS) return;
         if (choice.kind === "target") this.stats.reconnectJoinsSent++;
         else this.stats.seedJoinsSent++;
-        if (this.requests.size >= MAX_REQUESTS) return;
         const seq = this.takeSeq();
         const req: Request = { kind: "join", seed: choice.address, token: 0, attemptsLeft: 0, cookie: null, cookieRounds: 0, reconnect: true };
         this.requests.set(seq, req);
@@ -1310,12 +1310,11 @@ export class SwimNode {
     }
   }
 
-  /** "live" for an alive or suspect member, "absent" otherwise (not in the table, dead or left). */
-  private isLiveOrAbsentFrom(a: Address): "live" | "absent" {
+  /** Whether `a` is an alive or suspect member (not absent, dead or left). */
+  private isLive(a: Address): boolean {
     const slot = this.table.find(a);
-    if (slot === NO_SLOT) return "absent";
-    const state = this.table.state[slot];
-    return state === MemberState.Alive || state === MemberState.Suspect ? "live" : "absent";
+    const state = slot === NO_SLOT ? undefined : this.table.state[slot];
+    return state === MemberState.Alive || state === MemberState.Suspect;
   }
 
   /** Reaped failed members still kept as reconnect targets (for hosts that keep a snapshot). */
@@ -1353,7 +1352,6 @@ export class SwimNode {
       rt.emit({ type: "pingResult", target: req.target, rttMs: null, token: req.token });
       return;
     }
-
     if (req.attemptsLeft > 0) {
       const next = this.takeSeq();
       this.requests.set(next, { ...req, attemptsLeft: req.attemptsLeft - 1 });

@@ -19,6 +19,7 @@ import type { CoreEvent } from "../core/runtime.js";
 import { MemberState } from "../core/wire/messages.js";
 import { FNV_OFFSET, fnv, type KillRecord, MAX_VIOLATIONS_KEPT, type ShardOutcome, type Violation, type ViolationKind } from "./outcome.js";
 import type { ScenarioAction } from "./scenario.js";
+import { CutVisibility } from "./cut-visibility.js";
 import type { SimNode, World, WorldObserver } from "./world.js";
 
 function isLive(state: MemberState | null | undefined): boolean {
@@ -39,6 +40,8 @@ export class Monitor implements WorldObserver {
   memberEventsShownAboutFlapping = 0;
   /** Nodes whose incoming traffic is lost on and off ("deafen" actions). */
   private readonly flapping = new Set<number>();
+  /** How fast the first partition is seen across the cut. */
+  private readonly cut = new CutVisibility();
   dampingStarted = 0;
   /** Distinct (member, incarnation) suspicions of a running, unpaused node (merged across shards). */
   private readonly suspicionEpisodes = new Set<string>();
@@ -147,8 +150,10 @@ export class Monitor implements WorldObserver {
       case "deafen":
         this.flapping.add(action.node);
         return;
-      case "stop":
       case "partition":
+        this.cut.start(world, action.splitAt, (i) => this.truthUp[i] === 1 && this.paused[i] === 0);
+        return;
+      case "stop":
       case "loss":
       case "broadcast":
         return;
@@ -167,6 +172,7 @@ export class Monitor implements WorldObserver {
         if (s === undefined || s === o) return;
         const state = event.member.state;
         const inc = event.member.incarnation;
+        this.cut.see(o, s, state, world.nowMs);
         this.memberEvents++;
         if (!event.member.damped || event.dampingChanged) {
           this.memberEventsShown++;
@@ -313,6 +319,7 @@ export class Monitor implements WorldObserver {
       datagramsToShards: w.datagramsToShards,
       eventsProcessed: w.eventsProcessed,
       globalTrace: this.globalTrace,
+      cut: this.cut.outcome(),
       nodeTraces,
     };
   }

@@ -5,6 +5,8 @@
  * so 1, 2 or N shards give the same SimOutcome, and so the same report, for the same scenario.
  */
 
+import { type CutOutcome, slowestObserver } from "./cut-visibility.js";
+
 /** FNV-1a offset basis: the fingerprint of nothing. */
 export const FNV_OFFSET = 0x811c9dc5;
 
@@ -124,6 +126,8 @@ export interface ShardOutcome extends SimCounters {
   readonly violationCounts: Partial<Record<ViolationKind, number>>;
   readonly violations: readonly Violation[];
   readonly globalTrace: number;
+  /** How fast the first partition was seen by this shard's observers. */
+  readonly cut: CutOutcome | null;
   /** Pairs (node index, fingerprint) of the shard's nodes, flattened. */
   readonly nodeTraces: readonly number[];
 }
@@ -151,6 +155,8 @@ export interface SimOutcome extends SimCounters {
   readonly traceHash: string;
   readonly truthUp: readonly number[];
   readonly disruptedUntilMs: readonly number[];
+  /** The first partition: ms after it began until every cross pair was held non-alive, and dead (null: not all were). */
+  readonly cutSeen: { readonly nonAliveMs: number | null; readonly deadMs: number | null; readonly crossPairs: number } | null;
 }
 
 export function mergeOutcomes(shards: readonly ShardOutcome[]): SimOutcome {
@@ -253,6 +259,7 @@ export function mergeOutcomes(shards: readonly ShardOutcome[]): SimOutcome {
     traceHash: trace.toString(16).padStart(8, "0"),
     truthUp: first.truthUp,
     disruptedUntilMs: first.disruptedUntilMs,
+    cutSeen: slowestObserver(sorted.map((s) => s.cut)),
   };
 }
 

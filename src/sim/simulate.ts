@@ -118,6 +118,11 @@ export interface SimReport {
     /** Observers that reported a node dead after it had left gracefully (a violation on a fault-free network). */
     readonly leftReportedDead: number;
   };
+  /**
+   * The first partition: ms from its start until every observer held every running node across
+   * the cut non-alive (suspect or dead), and dead; null when some pair never was (or > 4096 nodes).
+   */
+  readonly partitionSeen: { readonly crossPairs: number; readonly allNonAliveMs: number | null; readonly allDeadMs: number | null } | null;
   /** Member events of all observers about other nodes, and those an agent shows (flap damping holds the rest back). */
   readonly memberEvents: {
     readonly total: number;
@@ -283,6 +288,10 @@ export function buildReport(params: SimParams, scenario: Scenario, config: SwimC
       deadEvents: outcome.falseDeadEvents,
       leftReportedDead: outcome.leftReportedDead,
     },
+    partitionSeen:
+      outcome.cutSeen === null
+        ? null
+        : { crossPairs: outcome.cutSeen.crossPairs, allNonAliveMs: outcome.cutSeen.nonAliveMs === null ? null : round3(outcome.cutSeen.nonAliveMs), allDeadMs: outcome.cutSeen.deadMs === null ? null : round3(outcome.cutSeen.deadMs) },
     memberEvents: {
       total: outcome.memberEvents,
       shown: outcome.memberEventsShown,
@@ -368,6 +377,11 @@ export function formatReport(r: SimReport): string {
       `(${fp.suspectEvents} and ${fp.deadEvents} observer transitions)` +
       (fp.leftReportedDead > 0 ? `; ${fp.leftReportedDead} reports of a departed node as dead` : ""),
   );
+  const cut = r.partitionSeen;
+  if (cut !== null) {
+    const seen = (x: number | null): string => (x === null ? "not all" : ms(x));
+    lines.push(`partition seen: all ${cut.crossPairs} cross pairs non-alive after ${seen(cut.allNonAliveMs)}, dead after ${seen(cut.allDeadMs)}`);
+  }
   const e = r.memberEvents;
   lines.push(
     `membership events: ${e.total} (${e.shown} shown to Monitor readers, ${e.shownAboutFlapping} of them about flapping nodes); ` +
