@@ -167,20 +167,20 @@ describe("flap damping", () => {
   test("one restart, or comebacks far apart, never damp; --flap-damping off never damps", () => {
     const stats = emptyDampingStats();
     const on = new FlapDamping(config(), 16, stats);
-    assert.equal(on.recordFlap("x", 0, 1000), -1);
-    assert.equal(on.recordFlap("x", 180_000, 1000), -1, "3 half-lives later the penalty is 1125");
+    assert.equal(on.recordFlap("x", 0), -1);
+    assert.equal(on.recordFlap("x", 180_000), -1, "3 half-lives later the penalty is 1125");
     assert.equal(on.view("x", 180_000).damped, false);
     const off = new FlapDamping(config({ flapDamping: false }), 16, emptyDampingStats());
-    for (let i = 0; i < 10; i++) assert.equal(off.recordFlap("x", i, 1000), -1);
+    for (let i = 0; i < 10; i++) assert.equal(off.recordFlap("x", i), -1);
     assert.equal(off.view("x", 10).flaps, 0);
   });
 
   test("the damping table is bounded: the undamped entry updated longest ago is dropped", () => {
     const stats = emptyDampingStats();
     const d = new FlapDamping(config(), 2, stats);
-    d.recordFlap("a", 0, 1000);
-    d.recordFlap("b", 1, 1000);
-    d.recordFlap("c", 2, 1000);
+    d.recordFlap("a", 0);
+    d.recordFlap("b", 1);
+    d.recordFlap("c", 2);
     assert.equal(stats.dampingEntriesDropped, 1);
     assert.equal(d.view("a", 2).flaps, 0);
     assert.equal(d.view("c", 2).flaps, 1);

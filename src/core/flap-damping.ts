@@ -5,9 +5,9 @@
  *
  * The policy, per observed member (self is never damped):
  * - every comeback (the member was held dead, or had been reaped as failed, and is alive or
- *   suspect again) is a flap and adds FLAP_PENALTY (1000) to the member's penalty; a refuted
- *   suspicion (suspect, then alive again) is half a flap (REFUTED_SUSPICION_PENALTY, 500), as
- *   BGP charges half for an attribute change;
+ *   suspect again) is a flap and adds FLAP_PENALTY (1000) to the member's penalty; refuted
+ *   suspicions do not count (under heavy datagram loss every member gets some, and damping
+ *   healthy members would hide real changes);
  * - the penalty decays exponentially with a half-life of `flapHalfLifeMs`, and never exceeds
  *   flapReusePenalty * 2^(flapMaxSuppressMs / flapHalfLifeMs), so that no member is damped for
  *   longer than flapMaxSuppressMs after its last flap;
@@ -21,12 +21,12 @@
  * - what the node reports: member events carry the damping state (`damped`, `dampingChanged`),
  *   and a host shows applications one event when damping starts and one when it ends, instead
  *   of every change in between (see the agent's Monitor fan-out); `nodes --json` shows it;
- * - whom the node believes: the suspect and dead statements about other members that a member
- *   it holds damped sends, and suspicions raised by such a member that others pass on, are not
- *   taken up (counted in accusationsIgnored). A member whose own link flaps suspects everyone
- *   it cannot hear, and every such suspicion otherwise makes the whole cluster flip a healthy
- *   member to suspect (or dead) and back. Suspicions the node raises itself, or hears from
- *   undamped members, are taken up as before.
+ * - whom the node believes: suspicions raised by a member it holds damped (whoever passes them
+ *   on), and the dead statements about other members such a member sends, are not taken up
+ *   (counted in accusationsIgnored). A member whose own link flaps suspects everyone it cannot
+ *   hear, and every such suspicion otherwise makes the whole cluster flip a healthy member to
+ *   suspect (or dead) and back. Suspicions raised by undamped members are taken up as before,
+ *   also when a damped member passes them on, so that they still reach the accused.
  * The damped member itself is probed, suspected, declared dead and refutes exactly as before,
  * so detecting its real failure and healing are not slowed.
  * The table is bounded (`maxEntries`); when full, the entry updated longest ago that is not
@@ -37,8 +37,6 @@ import type { SwimConfig } from "./config.js";
 
 /** The penalty of one flap (BGP's withdrawal penalty). */
 export const FLAP_PENALTY = 1000;
-/** The penalty of a refuted suspicion. */
-export const REFUTED_SUSPICION_PENALTY = 500;
 
 /** The config fields of flap damping (see SwimConfig for units and ranges). */
 export type DampingConfig = Pick<SwimConfig, "flapDamping" | "flapHalfLifeMs" | "flapSuppressPenalty" | "flapReusePenalty" | "flapMaxSuppressMs">;
@@ -94,7 +92,7 @@ export class FlapDamping {
    * The member at `key` came back. Returns the time its damping should be checked for release
    * when this flap starts a damping episode, else -1.
    */
-  recordFlap(key: string, nowMs: number, penalty: number): number {
+  recordFlap(key: string, nowMs: number): number {
     if (!this.config.flapDamping) return -1;
     this.stats.flapsRecorded++;
     let e = this.entries.get(key);
@@ -104,7 +102,7 @@ export class FlapDamping {
       this.entries.set(key, e);
     }
     this.decay(e, nowMs);
-    e.penalty = Math.min(this.ceiling, e.penalty + penalty);
+    e.penalty = Math.min(this.ceiling, e.penalty + FLAP_PENALTY);
     e.flaps++;
     if (e.damped || e.penalty < this.config.flapSuppressPenalty) return -1;
     e.damped = true;

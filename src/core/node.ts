@@ -23,7 +23,7 @@ import type { Address } from "./address.js";
 import { MAX_PING_REQ_HEADER_BYTES, periodFields, type SwimConfig } from "./config.js";
 import { COOKIE_SECRET_BYTES, CookieJar, SourceRateLimiter } from "./cookie.js";
 import { DedupeWindows } from "./dedupe.js";
-import { type DampingStats, emptyDampingStats, FLAP_PENALTY, FlapDamping, REFUTED_SUSPICION_PENALTY } from "./flap-damping.js";
+import { type DampingStats, emptyDampingStats, FlapDamping } from "./flap-damping.js";
 import { ProtocolError, type ProtocolErrorCode } from "./errors.js";
 import {
   expectedConfirmations,
@@ -690,11 +690,12 @@ export class SwimNode {
     const syncFrom = d.body.type === MessageType.Sync ? d.from : null;
     const distrusted = d.updates.length > 0 && this.damping.isDamped(d.from.key);
     for (const u of d.updates) {
-      // A member held damped (flapping) suspects whomever it cannot hear: its suspect and dead
-      // statements about third members are not believed (see flap-damping.ts). About this
-      // node they are, so that it refutes them.
+      // A member held damped (flapping) declares dead whomever it could not hear: its dead
+      // statements about third members are not believed (its suspicions are judged by their
+      // accuser in mergeUpdate, so that the suspicions it passes on still reach the accused).
+      // About this node they are, so that it refutes them.
       const third = u.member.key !== d.from.key && u.member.key !== this.self.key;
-      if (distrusted && third && u.state !== MemberState.Alive && u.state !== MemberState.Left) {
+      if (distrusted && third && u.state === MemberState.Dead) {
         this.stats.accusationsIgnored++;
         continue;
       }
@@ -1007,14 +1008,14 @@ export class SwimNode {
     this.makeProbeable(slot);
     this.queueUpdate(slot);
     // A reaped failed member that is back: a comeback, as from dead to alive.
-    const flapped = this.reconnect.remove(address.key) === "failed" && this.recordFlap(nowMs, address.key, FLAP_PENALTY, rt);
+    const flapped = this.reconnect.remove(address.key) === "failed" && this.recordFlap(nowMs, address.key, rt);
     this.emitMember(rt, slot, null, null, flapped);
     return slot;
   }
 
-  /** A member held failed came back, or refuted a suspicion: counts a flap; true when that starts its damping. */
-  private recordFlap(nowMs: number, key: string, penalty: number, rt: Runtime): boolean {
-    const releaseAtMs = this.damping.recordFlap(key, nowMs, penalty);
+  /** A member held failed came back: counts a flap; true when that starts its damping. */
+  private recordFlap(nowMs: number, key: string, rt: Runtime): boolean {
+    const releaseAtMs = this.damping.recordFlap(key, nowMs);
     if (releaseAtMs < 0) return false;
     rt.setTimer(releaseAtMs, { kind: "flapRelease", key });
     return true;
@@ -1049,13 +1050,7 @@ export class SwimNode {
     t.stateChangedAtMs[slot] = nowMs;
     t.suspicion.delete(slot);
     t.suspectedBy.delete(slot);
-    const flapPenalty =
-      previous === MemberState.Dead && state !== MemberState.Left
-        ? FLAP_PENALTY
-        : previous === MemberState.Suspect && state === MemberState.Alive
-          ? REFUTED_SUSPICION_PENALTY
-          : 0;
-    const flapped = flapPenalty > 0 && this.recordFlap(nowMs, t.address(slot).key, flapPenalty, rt);
+    const flapped = previous === MemberState.Dead && state !== MemberState.Left && this.recordFlap(nowMs, t.address(slot).key, rt);
     switch (state) {
       case MemberState.Alive:
         this.dead.delete(slot);

@@ -52,7 +52,7 @@ export interface MemberInfo {
   readonly damped: boolean;
   /** Its flap penalty now (decayed), 0 when it never flapped. */
   readonly flapPenalty: number;
-  /** Comebacks counted. */
+  /** Comebacks (from dead to alive) counted. */
   readonly flaps: number;
   /** When its damping is expected to end (local ms), -1 when not damped. */
   readonly dampedUntilMs: number;

@@ -223,15 +223,15 @@ export type Node = Message$1<"service.Node"> & {
   damped: boolean;
 
   /**
-   * (added) The member's flap penalty now: 1000 per comeback from dead, 500 per refuted
-   * suspicion, halving every flap half-life (60 s by default); 0 when it never flapped.
+   * (added) The member's flap penalty now: 1000 per comeback from dead, halving every flap
+   * half-life (60 s by default); 0 when it never flapped.
    *
    * @generated from field: uint32 flap_penalty = 21;
    */
   flapPenalty: number;
 
   /**
-   * (added) Comebacks and refuted suspicions of the member that this agent counted.
+   * (added) Comebacks of the member (from dead to alive) that this agent counted.
    *
    * @generated from field: uint32 flaps = 22;
    */
