@@ -12,7 +12,10 @@ import { describe, test } from "node:test";
 import { addr } from "../src/core/address.js";
 import type { MemberInfo } from "../src/core/runtime.js";
 import { MemberState } from "../src/core/wire/messages.js";
+import { DampedEventFilter } from "../src/agent/damped-events.js";
+import { memberEventOf } from "../src/agent/event-handlers.js";
 import { Fanout } from "../src/agent/fanout.js";
+import type { CoreEvent } from "../src/core/runtime.js";
 import { readSnapshot, SNAPSHOT_MAX_MEMBERS, SnapshotWriter, snapshotText } from "../src/agent/snapshot.js";
 
 function member(key: string, state: MemberState, isSelf = false): MemberInfo {
@@ -156,5 +159,49 @@ describe("Monitor coalescing", () => {
     for (let i = 0; i < 8; i++) got.push(((await s.next()).value as { v: number }).v);
     assert.deepEqual(got, [2, 3, 4, 5, 6, 7, 8, 99]);
     s.close();
+  });
+});
+
+describe("damped members' events", () => {
+  const change = (m: MemberInfo, previous: MemberState | null, dampingChanged = false): CoreEvent => ({
+    type: "member",
+    member: m,
+    previous,
+    previousIncarnation: previous === null ? null : m.incarnation - 1,
+    dampingChanged,
+  });
+  const b = (state: MemberState, incarnation: number, damped: boolean): MemberInfo => ({
+    ...member("10.0.0.2:9999", state),
+    incarnation,
+    damped,
+    flaps: damped ? 3 : 0,
+    flapPenalty: damped ? 2500 : 0,
+    dampedUntilMs: damped ? 120_000 : -1,
+  });
+
+  test("applications see damping start and end only; the end follows the last event shown", () => {
+    const f = new DampedEventFilter();
+    const plain = change(b(MemberState.Dead, 4, false), MemberState.Suspect);
+    assert.equal(f.filter(plain), plain, "an undamped member's events pass");
+    // Third comeback: damping starts with the comeback itself (a member-join for handlers).
+    const comeback = b(MemberState.Alive, 5, true);
+    const start = change(comeback, MemberState.Dead, true);
+    assert.equal(f.filter(start), start);
+    assert.equal(memberEventOf(comeback, MemberState.Dead, 4), "member-join");
+    for (const [state, previous] of [[MemberState.Suspect, MemberState.Alive], [MemberState.Dead, MemberState.Suspect], [MemberState.Alive, MemberState.Dead], [MemberState.Dead, MemberState.Suspect]] as const) {
+      assert.equal(f.filter(change(b(state, 6, true), previous)), null, "held back while damped");
+    }
+    assert.equal(f.heldBack, 4);
+    // Released while dead: it reads as a failure after the join shown at the start.
+    const released = f.filter(change(b(MemberState.Dead, 7, false), MemberState.Dead, true));
+    assert.ok(released !== null && released.type === "member");
+    assert.equal(released.previous, MemberState.Alive);
+    assert.equal(released.previousIncarnation, 5);
+    assert.equal(memberEventOf(released.member, released.previous, released.previousIncarnation), "member-failed");
+    // Released alive at the incarnation shown: nothing for handlers, one line for Monitor.
+    f.filter(start);
+    const quiet = f.filter(change(b(MemberState.Alive, 5, false), MemberState.Alive, true));
+    assert.ok(quiet !== null && quiet.type === "member");
+    assert.equal(memberEventOf(quiet.member, quiet.previous, quiet.previousIncarnation), null);
   });
 });

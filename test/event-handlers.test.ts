@@ -41,11 +41,15 @@ function member(key: string, state: MemberState, incarnation = 1, isSelf = false
     lastRttMs: -1,
     pendingTransmits: 0,
     isSelf,
+    damped: false,
+    flapPenalty: 0,
+    flaps: 0,
+    dampedUntilMs: -1,
   };
 }
 
 function change(m: MemberInfo, previous: MemberState | null, previousIncarnation: number | null = previous === null ? null : m.incarnation): CoreEvent {
-  return { type: "member", member: m, previous, previousIncarnation };
+  return { type: "member", member: m, previous, previousIncarnation, dampingChanged: false };
 }
 
 describe("event handler grammar", () => {

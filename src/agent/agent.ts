@@ -41,6 +41,7 @@ import { Fanout } from "./fanout.js";
 import { listenMetrics, type MetricsEndpoint } from "./metrics.js";
 import { type AgentLogger, createLogger } from "./log.js";
 import { readSnapshot, SnapshotWriter } from "./snapshot.js";
+import { DampedEventFilter } from "./damped-events.js";
 import { claimSocketPath, isLocalOnly, removeSocket, rpcEndpoint, secureSocket, withPrivateUmask } from "./rpc-endpoint.js";
 import type { AgentOptions, LogLevelName } from "./options.js";
 
@@ -79,7 +80,7 @@ export function protocolConfig(options: AgentOptions, family: 4 | 6): SwimConfig
   const preset = makeConfig(options.preset, {
     maxBroadcastBytes: options.maxBroadcastBytes > 0 ? options.maxBroadcastBytes : defaultMaxBroadcastBytes(family),
   });
-  const base = faultFields(preset, options.faults);
+  const base = options.faults === undefined ? preset : faultFields(preset, options.faults);
   const period = periodFields(base, options.heartbeatMs ?? defaultPeriodMs(options.preset));
   if (!period.ok) throw new Error(`heartbeat ${period.problem}, got ${String(options.heartbeatMs)}`);
   if (!enveloped(options)) return { ...base, ...period.fields };
@@ -173,7 +174,8 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     if (typeof a === "string") throw new Error(`--join: ${a}`);
     seeds.push(a);
   }
-  const remembered = options.snapshot === null ? null : readSnapshot(options.snapshot);
+  const snapshotFile = options.snapshot ?? null;
+  const remembered = snapshotFile === null ? null : readSnapshot(snapshotFile);
   if (remembered?.warning != null) logger.warn(remembered.warning);
   const rememberedMembers = remembered?.members ?? [];
   const engine = await createEngine({
@@ -198,39 +200,40 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
           self: engine.localAddress,
           log: logger,
         });
-  if (handlers !== null) engine.onEvent((event) => handlers.onEvent(event));
+
   const broadcasts = new Fanout<Uint8Array>(SUBSCRIBER_QUEUE_ITEMS, MAX_SUBSCRIBERS);
   // Monitor: a reader behind a burst of one member's changes gets its latest state once.
   const memberChanges = new Fanout<MemberView>(SUBSCRIBER_QUEUE_ITEMS, MAX_SUBSCRIBERS, (v) => v.info.address.key);
-  /** Changes of damped members not shown to Monitor subscribers (see flap-damping.ts). */
-  const monitorDamping = { heldBack: 0 };
+  /** Damped members' changes are shown to Monitor and event handlers only when damping starts and ends. */
+  const damped = new DampedEventFilter();
   const snapshot =
-    options.snapshot === null
-      ? null
-      : new SnapshotWriter({ path: options.snapshot, members: () => engine.members(), onError: (line) => logger.error(line) });
+    snapshotFile === null ? null : new SnapshotWriter({ path: snapshotFile, members: () => engine.members(), onError: (line) => logger.error(line) });
   const view = (info: MemberInfo, nowMs = performance.now()): MemberView => ({
     info,
     ageMs: Math.max(0, nowMs - (info.lastHeardAtMs >= 0 ? info.lastHeardAtMs : info.stateChangedAtMs)),
     changedAtEpochMs: performance.timeOrigin + info.stateChangedAtMs,
     dampedForMs: info.damped ? Math.max(0, info.dampedUntilMs - nowMs) : 0,
   });
-  engine.onEvent((event: CoreEvent) => {
+  engine.onEvent((coreEvent: CoreEvent) => {
+    if (coreEvent.type === "member" || coreEvent.type === "memberRemoved") snapshot?.changed();
+    const event = damped.filter(coreEvent);
+    if (event === null) {
+      if (coreEvent.type === "member") {
+        const m = coreEvent.member;
+        logger.debug({ incarnation: m.incarnation }, `node ${m.address.key} (damped) is now ${MEMBER_STATE_NAMES[m.state]}`);
+      }
+      return;
+    }
+    handlers?.onEvent(event);
     switch (event.type) {
       case "broadcast":
         broadcasts.publish(event.payload);
         logger.debug({ origin: event.origin.key, bytes: event.payload.length }, "broadcast received");
         return;
       case "member": {
-        snapshot?.changed();
         const m = event.member;
         const state = MEMBER_STATE_NAMES[m.state];
         const who = m.isSelf ? `${m.address.key} (this agent)` : m.address.key;
-        // A damped member's changes are shown once when its damping starts and once when it ends.
-        if (m.damped && !event.dampingChanged) {
-          monitorDamping.heldBack++;
-          logger.debug({ incarnation: m.incarnation }, `node ${who} (damped) is now ${state}`);
-          return;
-        }
         memberChanges.publish(view(event.member));
         if (event.dampingChanged) {
           const untilS = Math.max(0, Math.round((m.dampedUntilMs - performance.now()) / 1000));
@@ -247,7 +250,6 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
         return;
       }
       case "memberRemoved":
-        snapshot?.changed();
         logger.debug(`node ${event.address.key} was removed from the table`);
         return;
       case "request": {
@@ -331,7 +333,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       };
       add("stream", broadcasts.counters);
       add("monitor", memberChanges.counters);
-      out["monitor.dampedHeldBack"] = monitorDamping.heldBack;
+      out["monitor.dampedHeldBack"] = damped.heldBack;
       if (snapshot !== null) add("snapshot", snapshot.counters);
       if (discovery !== null) add("multicast", discovery.counters);
       if (envelope !== null) add("seal", envelope.stats());
@@ -415,7 +417,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   const contacts = [...new Map([...seeds, ...rememberedMembers].map((a) => [a.key, a])).values()].filter(
     (a) => a.key !== engine.localAddress.key,
   );
-  if (rememberedMembers.length > 0) logger.info(`rejoining ${rememberedMembers.length} members remembered in ${options.snapshot}`);
+  if (rememberedMembers.length > 0) logger.info(`rejoining ${rememberedMembers.length} members remembered in ${snapshotFile}`);
   const joinSeeds = async (): Promise<void> => {
     if (contacts.length === 0 || shuttingDown !== null) return;
     const outcomes = await engine.join(contacts).catch(() => []);
