@@ -9,30 +9,16 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { addr } from "../src/core/address.js";
-import type { MemberInfo } from "../src/core/runtime.js";
+import type { CoreEvent, MemberInfo } from "../src/core/runtime.js";
 import { MemberState } from "../src/core/wire/messages.js";
 import { DampedEventFilter } from "../src/agent/damped-events.js";
 import { memberEventOf } from "../src/agent/event-handlers.js";
 import { Fanout } from "../src/agent/fanout.js";
-import type { CoreEvent } from "../src/core/runtime.js";
+import { memberInfo } from "./helpers/member-info.js";
 import { readSnapshot, SNAPSHOT_MAX_MEMBERS, SnapshotWriter, snapshotText } from "../src/agent/snapshot.js";
 
 function member(key: string, state: MemberState, isSelf = false): MemberInfo {
-  return {
-    address: addr(key),
-    state,
-    incarnation: 1,
-    stateChangedAtMs: 0,
-    lastHeardAtMs: 0,
-    lastRttMs: 1,
-    pendingTransmits: 0,
-    isSelf,
-    damped: false,
-    flapPenalty: 0,
-    flaps: 0,
-    dampedUntilMs: -1,
-  };
+  return memberInfo(key, state, { isSelf });
 }
 
 function withDir(run: (dir: string) => Promise<void> | void): () => Promise<void> {

@@ -19,6 +19,7 @@ import type { CoreEvent, MemberInfo } from "../src/core/runtime.js";
 import { MemberState } from "../src/core/wire/messages.js";
 import { AGENT_SETTINGS, resolveSettings, type SettingsIO } from "../src/cli/settings.js";
 import { agentOptions } from "../src/cli/commands/agent.js";
+import { memberInfo } from "./helpers/member-info.js";
 import { poll, removeDir, tempDir } from "./helpers/processes.js";
 
 function spec(text: string): EventHandlerSpec {
@@ -32,20 +33,7 @@ function memoryIO(files: Record<string, string>, env: Record<string, string> = {
 }
 
 function member(key: string, state: MemberState, incarnation = 1, isSelf = false): MemberInfo {
-  return {
-    address: addr(key),
-    state,
-    incarnation,
-    stateChangedAtMs: 0,
-    lastHeardAtMs: 0,
-    lastRttMs: -1,
-    pendingTransmits: 0,
-    isSelf,
-    damped: false,
-    flapPenalty: 0,
-    flaps: 0,
-    dampedUntilMs: -1,
-  };
+  return memberInfo(key, state, { incarnation, isSelf });
 }
 
 function change(m: MemberInfo, previous: MemberState | null, previousIncarnation: number | null = previous === null ? null : m.incarnation): CoreEvent {
