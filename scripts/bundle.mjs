@@ -8,7 +8,8 @@
 //                    protobuf-es and the generated service, the node table
 //   agent.cjs        the agent: engine, grpc-js server, pino
 //   simulate.cjs     the simulator (piscina stays in node_modules)
-//   worker-entry.js  the engine's worker thread (ES module, started by file name)
+//   worker-entry.js  the engine's protocol worker thread (ES module, started by file name)
+//   opener-entry.js  a seal/open worker thread of the engine (ES module, started by file name)
 //   shard-worker.js  a simulation shard's worker thread (ES module, started by file name)
 //
 // A layer is loaded by a dynamic import() of its entry module; every other import is bundled
@@ -42,6 +43,7 @@ const LAYERS = {
   "src/cli/agent-client.ts": "client.cjs",
   "src/agent/agent.ts": "agent.cjs",
   "src/engine/worker-entry.ts": "worker-entry.js",
+  "src/engine/opener-entry.ts": "opener-entry.js",
   "src/sim/sharded.ts": "simulate.cjs",
   "src/sim/shard-worker.ts": "shard-worker.js",
 };
@@ -50,9 +52,9 @@ const EXTERNAL = ["yaml", "pino-pretty", "piscina", "@grpc/reflection", "@grpc/p
  * Modules that may be bundled into more than one layer: stateless, no instanceof across layers
  * (generated schemas are compared by type name, never by identity).
  */
-const SHAREABLE = [/^</, /^src\/gen\//, /^src\/core\//, /^src\/shm\//, /^src\/agent\/options\.ts$/, /^src\/agent\/event-filter\.ts$/, /^src\/rpc\/grpc-wire\.ts$/, /^src\/seal\/checks\.ts$/, /^src\/sim\/params\.ts$/, /^node_modules\//];
+const SHAREABLE = [/^</, /^src\/gen\//, /^src\/core\//, /^src\/shm\//, /^src\/agent\/options\.ts$/, /^src\/agent\/event-filter\.ts$/, /^src\/engine\/limits\.ts$/, /^src\/rpc\/grpc-wire\.ts$/, /^src\/seal\/checks\.ts$/, /^src\/sim\/params\.ts$/, /(^|\/)node_modules\//];
 /** The worker threads run in their own module graphs, so what they share with others is not shared at run time. */
-const OWN_GRAPH = new Set(["worker-entry.js", "shard-worker.js"]);
+const OWN_GRAPH = new Set(["worker-entry.js", "opener-entry.js", "shard-worker.js"]);
 /** The executable only loads the others; it shares no module with them. */
 const EXECUTABLE = "tamtam.cjs";
 

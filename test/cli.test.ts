@@ -626,7 +626,7 @@ describe("bad input is refused before any RPC", () => {
     ["agent --heartbeat 600001", ["agent", "--heartbeat", "600001"], /--heartbeat must be an integer in 10\.\.600000 ms, got "600001"/],
     ["agent --join bad", ["agent", "--join", "127.0.0.1:9998", "--join", "nope:1"], /--join item "nope:1" must be ADDR:PORT/],
     ["agent --preset", ["agent", "--preset", "moon"], /--preset must be one of lan, local, wan, thread, got "moon"/],
-    ["agent --workers 2", ["agent", "--workers", "2"], /--workers must be in 0\.\.1, got "2"/],
+    ["agent --workers 9", ["agent", "--workers", "9"], /--workers must be in 0\.\.8, got "9"/],
     ["agent --log-format", ["agent", "--log-format", "xml"], /--log-format must be one of auto, pretty, json/],
     ["agent --bind", ["agent", "--bind", "localhost"], /--bind must be an IPv4 or IPv6 address/],
     ["agent --ipv6 with an IPv4 bind", ["agent", "-6", "--bind", "10.0.0.1"], /--ipv6 conflicts with --bind 10\.0\.0\.1/],

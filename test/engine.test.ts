@@ -14,6 +14,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
+import type { Worker } from "node:worker_threads";
 import { addr, type Address } from "../src/core/address.js";
 import { makeConfig, validateConfig, type SwimConfig } from "../src/core/config.js";
 import type { CoreEvent } from "../src/core/runtime.js";
@@ -27,10 +28,12 @@ import {
   newDatagramOutView,
   readCommand,
   readDatagramIn,
+  readDatagramOpened,
   readDatagramOut,
   readOutput,
   writeCommand,
   writeDatagramIn,
+  writeDatagramOpened,
   writeDatagramOut,
   writeEvent,
   writeReply,
@@ -180,7 +183,7 @@ async function sendGarbage(socket: dgram.Socket, to: Address, count: number, siz
   await Promise.all(sends);
 }
 
-for (const workers of [0, 1] as const) {
+for (const workers of [0, 1, 2]) {
   describe(`engine, workers: ${workers}`, () => {
     for (const bindIp of ["127.0.0.1", "::1"]) {
       test(`two engines on ${bindIp} join and see each other alive`, { timeout: TEST_TIMEOUT_MS }, async () => {
@@ -204,6 +207,7 @@ for (const workers of [0, 1] as const) {
           assert.equal(stat(s, "drops.datagramsIn"), 0);
           assert.equal(stat(s, "engine.workers"), workers);
           if (workers === 1) assert.ok(stat(s, "ring.inbound.framesRead") > 0);
+          if (workers === 2) assert.ok(stat(s, "ring.raw.1.framesRead") > 0 && stat(s, "ring.opened.1.framesRead") > 0);
         });
       });
     }
@@ -322,10 +326,10 @@ for (const workers of [0, 1] as const) {
     });
 
     test(
-      workers === 1 ? "a full inbound ring drops datagrams and counts them" : "bad datagrams are counted and harmless",
+      workers >= 1 ? "a full inbound ring drops datagrams and counts them" : "bad datagrams are counted and harmless",
       { timeout: TEST_TIMEOUT_MS },
       async () => {
-        const rings = workers === 1 ? { inbound: { capacityBytes: 4_096, maxFrameBytes: 2_044 } } : undefined;
+        const rings = workers >= 1 ? { inbound: { capacityBytes: 4_096, maxFrameBytes: 2_044 } } : undefined;
         const raw = dgram.createSocket("udp4");
         await new Promise<void>((resolve) => raw.bind(0, "127.0.0.1", resolve));
         try {
@@ -349,9 +353,10 @@ for (const workers of [0, 1] as const) {
             assert.equal(stat(s, "transport.datagramsReceived"), sent);
             assert.ok(stat(s, "core.protocolErrors") > 0);
             assert.equal(stat(s, "core.protocolErrors.BAD_MAGIC"), stat(s, "core.protocolErrors"));
-            if (workers === 1) {
+            if (workers >= 1) {
               assert.ok(stat(s, "drops.datagramsIn") > 0, "drops counted");
-              assert.ok(stat(s, "ring.inbound.framesDroppedFull") > 0, "ring counts full drops");
+              const ring = workers === 1 ? "inbound" : "raw.1"; // with seal/open workers, the first raw ring fills first
+              assert.ok(stat(s, `ring.${ring}.framesDroppedFull`) > 0, "ring counts full drops");
             } else {
               assert.equal(stat(s, "drops.datagramsIn"), 0);
             }
@@ -433,7 +438,7 @@ test("engine ring frames round-trip; a snapshot splits into parts and is truncat
   const v4 = addr("10.1.2.3:7946");
   const v6 = addr("[2001:db8::7]:65535");
 
-  assert.ok(writeDatagramIn(ring, 1234.5, v6.ip, 4242, new Uint8Array([9, 8, 7])));
+  assert.ok(writeDatagramIn(ring, 1234.5, new Uint8Array([9, 8, 7])));
   const inView = drainOne((d, o, n) => {
     const view = newDatagramInView();
     assert.ok(readDatagramIn(d, o, n, view));
@@ -441,6 +446,17 @@ test("engine ring frames round-trip; a snapshot splits into parts and is truncat
   });
   assert.equal(inView.receivedAtMs, 1234.5);
   assert.deepEqual(inView.bytes, [9, 8, 7]);
+  assert.ok(writeDatagramOpened(ring, 99.25, true, 0xfedcba98, 2 ** 47 + 5, new Uint8Array([4, 5])));
+  const openedView = drainOne((d, o, n) => {
+    const view = newDatagramInView();
+    assert.ok(readDatagramOpened(d, o, n, view));
+    assert.ok(!readDatagramIn(d, o, n, newDatagramInView()), "an opened frame is not a raw one");
+    return { ...view, bytes: [...d.subarray(view.payloadOffset, view.payloadOffset + view.payloadBytes)] };
+  });
+  assert.deepEqual(
+    [openedView.receivedAtMs, openedView.sealed, openedView.boot, openedView.counter, openedView.bytes],
+    [99.25, true, 0xfedcba98, 2 ** 47 + 5, [4, 5]],
+  );
   assert.ok(writeDatagramOut(ring, v4, new Uint8Array([1, 2])));
   const outView = drainOne((d, o, n) => {
     const view = newDatagramOutView();
@@ -526,20 +542,26 @@ test("engine ring frames round-trip; a snapshot splits into parts and is truncat
   assert.deepEqual(got, members.slice(0, got.length));
 });
 
-test("a dead engine worker is reported through onFailure, and later calls are refused", async () => {
-  const engine = await createEngine({ bindIp: "127.0.0.1", bindPort: 0, workers: 1 });
-  try {
-    await engine.start();
-    const failed = new Promise<Error>((resolve) => engine.onFailure(resolve));
-    // Kill the worker from outside, as a crash would.
-    await (engine as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
-    const err = await failed;
-    assert.match(err.message, /worker exited unexpectedly/);
-    await assert.rejects(engine.members());
-  } finally {
-    await engine.stop();
-  }
-});
+for (const [workers, which] of [[1, 0], [3, 0], [3, 2]] as const) {
+  test(`workers ${workers}: a dead ${which === 0 ? "protocol" : "seal/open"} worker is reported through onFailure, later calls are refused, stop() still ends every thread`, async () => {
+    const engine = await createEngine({ bindIp: "127.0.0.1", bindPort: 0, workers });
+    try {
+      await engine.start();
+      const failed = new Promise<Error>((resolve) => engine.onFailure(resolve));
+      const threads = (engine as unknown as { threads(): { worker: Worker }[] }).threads();
+      assert.equal(threads.length, workers);
+      // Kill one worker from outside, as a crash would.
+      await (threads[which] as { worker: Worker }).worker.terminate();
+      const err = await failed;
+      assert.match(err.message, which === 0 ? /protocol worker exited unexpectedly/ : /seal\/open worker 2 exited unexpectedly/);
+      await assert.rejects(engine.members());
+      await engine.stop();
+      assert.deepEqual(threads.map((t) => t.worker.threadId), threads.map(() => -1), "every worker thread has ended");
+    } finally {
+      await engine.stop();
+    }
+  });
+}
 
 test("UdpTransport.flush resolves once every datagram sent so far has left the socket", async () => {
   const receiver = dgram.createSocket("udp4");

@@ -588,8 +588,8 @@ describe("the drop log", () => {
   });
 });
 
-describe("engines seal on the wire (both modes)", () => {
-  for (const workers of [0, 1] as const) {
+describe("engines seal on the wire (inline, one worker, and seal/open workers in front of the protocol worker)", () => {
+  for (const workers of [0, 1, 3]) {
     test(`workers ${workers}: sealed engines join and ping; one with another key never gets in; forged bytes change nothing`, { timeout: 30_000 }, async () => {
       const engines: Engine[] = [];
       const make = async (keys: Uint8Array[]): Promise<{ engine: Engine; env: Envelope }> => {
@@ -615,7 +615,9 @@ describe("engines seal on the wire (both modes)", () => {
         assert.ok((await a.engine.ping(b.engine.localAddress)) !== null);
         const [refused] = await stranger.engine.join([a.engine.localAddress], 1_500);
         assert.equal(refused?.ok, false);
-        await poll(() => a.env.stats()["dropped.NO_KEY"] as number >= 1, 5_000, 20);
+        // The drop counters of every thread that opens add up in the engine's seal.* stats.
+        const sealStat = async (name: string): Promise<number> => (await a.engine.stats())[`seal.${name}`] ?? 0;
+        await poll(async () => (await sealStat("dropped.NO_KEY")) >= 1, 5_000, 20);
         // Forged and replayed datagrams at A change nothing: the core sees none of them.
         const before = await a.engine.stats();
         await new Promise<void>((resolve) => sniffer.bind(0, "127.0.0.1", () => resolve()));
@@ -625,14 +627,84 @@ describe("engines seal on the wire (both modes)", () => {
         for (const bytes of [forged, plain, Uint8Array.of(0x54, 0x6d, 1, 1, 0)]) {
           sniffer.send(bytes, a.engine.localAddress.port, "127.0.0.1");
         }
-        await poll(() => {
-          const s = a.env.stats();
-          return (s["dropped.NO_KEY"] as number) >= 2 && (s["dropped.PLAINTEXT"] as number) >= 1 && (s["dropped.TRUNCATED"] as number) >= 1;
-        }, 5_000, 20);
+        await poll(async () => (await sealStat("dropped.NO_KEY")) >= 2 && (await sealStat("dropped.PLAINTEXT")) >= 1 && (await sealStat("dropped.TRUNCATED")) >= 1, 5_000, 20);
         const after = await a.engine.stats();
         assert.equal(after["core.protocolErrors"], before["core.protocolErrors"], "nothing malformed reached the core");
         const members = (await a.engine.members()).map((m) => m.address.key).sort();
         assert.deepEqual(members, [a.engine.localAddress.key, b.engine.localAddress.key].sort(), "the stranger and the forger are not members");
+      } finally {
+        sniffer.close();
+        for (const e of engines) await e.stop();
+      }
+    });
+  }
+});
+
+describe("worker engine: the keyring stays live and replays are caught with several workers", () => {
+  const make = async (engines: Engine[], workers: number, keys: Uint8Array[]): Promise<{ engine: Engine; env: Envelope }> => {
+    const env = envelope({ keys, label: "e2e" }).env;
+    const engine = await createEngine({ bindIp: "127.0.0.1", workers, config: protocolConfig({ ...agentBase, seal: { ...sealBase, keys } }, 4), envelope: env });
+    engines.push(engine);
+    await engine.start();
+    return { engine, env };
+  };
+
+  for (const workers of [1, 2, 3]) {
+    test(`workers ${workers}: install, use and remove reach every worker at once; a member left on the old key is shut out`, { timeout: 30_000 }, async () => {
+      const engines: Engine[] = [];
+      try {
+        const a = await make(engines, workers, [K16]);
+        const b = await make(engines, workers, [K16]);
+        assert.equal((await b.engine.join([a.engine.localAddress]))[0]?.ok, true);
+        // Rotate to K32 as `tamtam keys` does it: install everywhere, use, remove the old one.
+        a.env.keys.install(K32);
+        b.env.keys.install(K32);
+        a.env.keys.use(K32);
+        // A now seals with K32 only in its workers: B's workers must open it (and A's, B's answer).
+        assert.ok((await a.engine.ping(b.engine.localAddress)) !== null, "A (sealing with K32) and B hear each other");
+        b.env.keys.use(K32);
+        a.env.keys.remove(K16);
+        b.env.keys.remove(K16);
+        assert.ok((await b.engine.ping(a.engine.localAddress)) !== null, "B and A hear each other on K32 alone");
+        const s = await a.engine.stats();
+        assert.equal(s["seal.keys"], 1, "the protocol worker holds the one key left");
+        // A member that still has only K16 is no longer heard: no worker of A kept the old key.
+        const stale = await make(engines, 0, [K16]);
+        const [refused] = await stale.engine.join([a.engine.localAddress], 1_500);
+        assert.equal(refused?.ok, false);
+        await poll(async () => ((await a.engine.stats())["seal.dropped.NO_KEY"] ?? 0) >= 1, 5_000, 20);
+        assert.deepEqual(
+          (await a.engine.members()).map((m) => m.address.key).sort(),
+          [a.engine.localAddress.key, b.engine.localAddress.key].sort(),
+        );
+      } finally {
+        for (const e of engines) await e.stop();
+      }
+    });
+
+    test(`workers ${workers}: a sealed datagram sent again is dropped as a replay, whichever worker opens each copy`, { timeout: 30_000 }, async () => {
+      const engines: Engine[] = [];
+      const sniffer = createSocket("udp4");
+      try {
+        const a = await make(engines, workers, [K16]);
+        await new Promise<void>((resolve) => sniffer.bind(0, "127.0.0.1", () => resolve()));
+        const self = addr(`127.0.0.1:${sniffer.address().port}`);
+        const acks: number[] = [];
+        sniffer.on("message", (msg: Buffer) => {
+          const opened = envelope({ keys: [K16], label: "e2e" }).env.unwrap(new Uint8Array(msg), "127.0.0.1", a.engine.localAddress.port);
+          if (opened === null) return;
+          const d = decodeDatagram(opened);
+          if (d.body.type === MessageType.Ack) acks.push(d.body.seq);
+        });
+        const ping = envelope({ keys: [K16], label: "e2e" }).env.wrap(datagram(Math.floor(Date.now() / 1000), { type: MessageType.Ping, seq: 77 }, self));
+        // The same bytes three times, back to back: with several seal/open workers the copies
+        // are dealt to different workers; the protocol worker's one replay window still sees them all.
+        for (let i = 0; i < 3; i++) sniffer.send(ping, a.engine.localAddress.port, "127.0.0.1");
+        await poll(async () => ((await a.engine.stats())["seal.dropped.REPLAY"] ?? 0) >= 2 && acks.length >= 1, 5_000, 20);
+        const s = await a.engine.stats();
+        assert.equal(s["seal.dropped.REPLAY"], 2);
+        assert.equal(s["seal.opened"], 1, "one copy admitted");
+        assert.deepEqual(acks, [77], "answered once");
       } finally {
         sniffer.close();
         for (const e of engines) await e.stop();

@@ -163,7 +163,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       label: seal.label,
       acceptPlaintext: seal.acceptPlaintext,
       sendPlaintext: seal.sendPlaintext,
-      onDrop: (reason, source) => drops.record(reason, source),
+      onDrop: (reason, source, count) => drops.record(reason, source, count),
     });
   }
   // Seeds (--join) are joined at start and retried by the core whenever members are lost; the
@@ -336,7 +336,6 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       out["monitor.dampedHeldBack"] = damped.heldBack;
       if (snapshot !== null) add("snapshot", snapshot.counters);
       if (discovery !== null) add("multicast", discovery.counters);
-      if (envelope !== null) add("seal", envelope.stats());
       if (handlers !== null) add("handlers", handlers.stats());
       if (metrics !== null) add("metrics", metrics.counters);
       out["process.rss_bytes"] = process.memoryUsage().rss;
@@ -409,7 +408,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   }
   logger.info(
     `Listening for gossip at ${gossipText}` +
-      ` as ${engine.localAddress.key} (${options.workers === 0 ? "inline core" : "core on a worker thread"}, preset ${options.preset}, period ${config.probeIntervalMs} ms)`,
+      ` as ${engine.localAddress.key} (${engineDescription(options.workers)}, preset ${options.preset}, period ${config.probeIntervalMs} ms)`,
   );
   if (envelope !== null) logger.info(sealDescription(envelope, seal?.label ?? null, seal?.acceptPlaintext === true));
 
@@ -517,6 +516,13 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   });
 
   return { gossipAddress: engine.localAddress, rpcAddress, engine, keyring, shutdown, stopped };
+}
+
+/** Where the engine runs its work, for the start-up line. */
+function engineDescription(workers: number): string {
+  if (workers === 0) return "inline core";
+  if (workers === 1) return "core on a worker thread, which also seals and opens";
+  return `core on a worker thread, ${workers - 1} seal/open worker${workers === 2 ? "" : "s"} in front of it`;
 }
 
 /** One line on how gossip is protected (never a key). */

@@ -65,8 +65,8 @@ export interface AgentOptions {
   readonly multicast: MulticastOptions;
   /** Protocol preset (lan, local, wan, thread); --heartbeat overrides its period. */
   readonly preset: PresetName;
-  /** Worker threads that run the protocol core: 0 = inline on the main thread, 1 = one worker thread. */
-  readonly workers: 0 | 1;
+  /** Worker threads of the engine: 0 = the core inline on the main thread, 1 = on a worker thread, N = it and N - 1 seal/open workers. */
+  readonly workers: number;
   /** Seeds to join at start-up (ip:port), retried until one answers. */
   readonly join: readonly string[];
   readonly logLevel: LogLevelName;

@@ -31,8 +31,9 @@
  *   multicast-interval   TAMTAM_MULTICAST_INTERVAL   --multicast-interval   10 (s, 1..3600)
  *   multicast-port       TAMTAM_MULTICAST_PORT       --multicast-port       9998
  *   preset               TAMTAM_PRESET               --preset               lan (lan, local, wan, thread)
- *   workers              TAMTAM_WORKERS              --workers              0 (worker threads that run the protocol
- *                                                                            core: 0 = on the main thread, or 1)
+ *   workers              TAMTAM_WORKERS              --workers              0 (worker threads of the engine: 0 = the
+ *                                                                            core on the main thread; 1 = on a worker;
+ *                                                                            N = it and N - 1 seal/open workers; 0..8)
  *   join                 TAMTAM_JOIN                 --join (repeatable)    none (list of ADDR:PORT;
  *                                                                            comma-separated in env)
  *   log-format           TAMTAM_LOG_FORMAT           --log-format           auto (auto, pretty, json)
@@ -90,6 +91,7 @@ import {
 import { unixSocketPath } from "../rpc/grpc-wire.js";
 import { keyProblem, labelProblem } from "../seal/checks.js";
 import { EVENT_HANDLER_TIMEOUT_MS, eventHandlerProblem } from "../agent/event-filter.js";
+import { MAX_ENGINE_WORKERS } from "../engine/limits.js";
 
 // The YAML parser is loaded only when a config file is read: most calls have none, and loading
 // it would cost every command start-up time (it stays in node_modules, outside the bundle).
@@ -224,7 +226,7 @@ export const SETTINGS = {
     kind: "integer", key: "multicast-port", env: "TAMTAM_MULTICAST_PORT", flag: "--multicast-port", default: 9998, min: 1, max: 65535,
   },
   preset: { kind: "string", key: "preset", env: "TAMTAM_PRESET", flag: "--preset", default: "lan", oneOf: PRESET_NAMES },
-  workers: { kind: "integer", key: "workers", env: "TAMTAM_WORKERS", flag: "--workers", default: 0, min: 0, max: 1 },
+  workers: { kind: "integer", key: "workers", env: "TAMTAM_WORKERS", flag: "--workers", default: 0, min: 0, max: MAX_ENGINE_WORKERS },
   join: { kind: "list", key: "join", env: "TAMTAM_JOIN", flag: "--join", default: [], check: checkAddress },
   logFormat: {
     kind: "string", key: "log-format", env: "TAMTAM_LOG_FORMAT", flag: "--log-format", default: "auto", oneOf: ["auto", "pretty", "json"],

@@ -12,8 +12,15 @@
  * f64 lastHeardAtMs, f64 lastRttMs, u32 flaps, f64 flapPenalty, f64 dampedUntilMs, addr`:
  * 61 or 73 bytes.
  *
- *   inbound ring (main -> worker)
- *     0x01 DATAGRAM_IN     f64 receivedAtMs, addr source, bytes...          header 16 | 28
+ *   inbound ring (main -> worker), and raw rings (main -> seal/open worker)
+ *     0x01 DATAGRAM_IN     f64 receivedAtMs, bytes...                       header 9
+ *        (no source address: nothing reads it. TamTam knows a sender by the address its
+ *        datagram names, authenticated when sealed; replies go to that address)
+ *   opened rings (seal/open worker -> protocol worker)
+ *     0x03 DATAGRAM_OPENED u8 sealed, f64 receivedAtMs, u32 boot, f64 counter, bytes...
+ *                                                                          header 22
+ *        (the datagram as the core reads it; boot and counter are its nonce, for the replay
+ *        check that the protocol worker owns; 0 when it came unsealed)
  *   outbound ring (worker -> main)
  *     0x02 DATAGRAM_OUT    addr destination, bytes...                       header 8 | 20
  *   commands ring (main -> worker); `token` (u32, non-zero) pairs a command with its reply
@@ -65,11 +72,13 @@ import type { BroadcastOutcome } from "../core/node.js";
 import type { RequestOutcome, RequestRefusal } from "../core/requests.js";
 import type { CoreEvent, MemberInfo } from "../core/runtime.js";
 import type { MemberState } from "../core/wire/messages.js";
+import { DROP_REASONS, type DropReason, type EnvelopeSettings } from "../seal/envelope.js";
 import type { EngineRingBuffers, RingProducer } from "../shm/index.js";
 
 export const FrameType = {
   DatagramIn: 0x01,
   DatagramOut: 0x02,
+  DatagramOpened: 0x03,
   CmdStart: 0x10,
   CmdJoin: 0x11,
   CmdBroadcast: 0x12,
@@ -99,8 +108,10 @@ export const FrameType = {
   RepRequest: 0x36,
 } as const;
 
-/** Largest DATAGRAM_IN header (IPv6 source): ring frames must be this much above the datagram. */
-export const DATAGRAM_IN_MAX_HEADER_BYTES = 1 + 8 + 19;
+/** DATAGRAM_IN header: inbound and raw ring frames must be this much above the datagram. */
+export const DATAGRAM_IN_MAX_HEADER_BYTES = 1 + 8;
+/** DATAGRAM_OPENED header; an opened datagram is never longer than the one received. */
+export const DATAGRAM_OPENED_HEADER_BYTES = 1 + 1 + 8 + 4 + 8;
 /** Largest DATAGRAM_OUT header (IPv6 destination). */
 export const DATAGRAM_OUT_MAX_HEADER_BYTES = 1 + 19;
 /** Largest event BROADCAST header (IPv6 origin); the payload follows. */
@@ -166,7 +177,52 @@ export interface EngineWorkerData {
   /** The main thread's performance.timeOrigin: both threads express nowMs on its time base. */
   readonly baseTimeOriginMs: number;
   readonly spinIterations?: number;
+  /** Sealing (src/seal): the protocol worker seals what it sends and admits (replay check) what it receives. */
+  readonly seal: WorkerSealData | null;
 }
+
+/** What a worker needs to build its Envelope; the keys come (and change) over its control port. */
+export interface WorkerSealData {
+  readonly settings: EnvelopeSettings;
+  /** The keys at start, primary first. */
+  readonly keys: readonly Uint8Array[];
+  /** The shared nonce counter (src/shm SharedCounters, slot 0) and the life's boot id. */
+  readonly nonceCounter: SharedArrayBuffer;
+  readonly boot: number;
+}
+
+/** What a seal/open worker gets (structured-cloned; the buffers are shared). */
+export interface OpenerWorkerData {
+  readonly buffers: EngineRingBuffers;
+  /** Which opener this is (its rings in buffers.openers). */
+  readonly index: number;
+  readonly seal: WorkerSealData | null;
+  /** Its counters (OPENER_COUNTERS slots) and control word, read by the main thread. */
+  readonly counters: SharedArrayBuffer;
+  readonly spinIterations?: number;
+}
+
+/** Messages on a worker's control port (main -> worker), drained with receiveMessageOnPort. */
+export type ControlMessage = { readonly type: "keys"; readonly keys: readonly Uint8Array[] };
+
+/** Messages a worker posts back (worker -> main): dropped datagrams, by reason, batched. */
+export type WorkerNotice = { readonly type: "drops"; readonly reason: DropReason; readonly count: number };
+
+/**
+ * Slots of a worker's SharedCounters: the control word (bumped by the main thread after each
+ * control message, so a sleeping worker wakes and drains its port), then the opener's counters.
+ */
+export const WorkerSlot = {
+  Control: 0,
+  /** Datagrams a seal/open worker authenticated and passed on. */
+  DatagramsOpened: 1,
+  /** Opened datagrams its opened ring could not take. */
+  RingDrops: 2,
+  BadFrames: 3,
+  /** Then one slot per DROP_REASONS entry, in that order: datagrams this worker's envelope dropped. */
+  DroppedBase: 4,
+} as const;
+export const WORKER_COUNTER_SLOTS = WorkerSlot.DroppedBase + DROP_REASONS.length;
 
 /** A malformed frame: a bug or a clobbered ring, never input from the network. */
 export class FrameError extends Error {
@@ -221,51 +277,63 @@ function need(at: number, bytes: number, end: number): void {
 // ---------------------------------------------------------------------------------------------
 // Datagrams.
 
-/**
- * Appends a DATAGRAM_IN frame. `sourceIp` is 4 or 16 bytes; a port outside 0..65535 is
- * stored as 0. False if the ring refused it (full or oversize; counted by the ring).
- */
-export function writeDatagramIn(
-  ring: RingProducer,
-  receivedAtMs: number,
-  sourceIp: Uint8Array,
-  sourcePort: number,
-  bytes: Uint8Array,
-): boolean {
-  const family = sourceIp.length === 4 ? 4 : 6;
-  const header = family === 4 ? 16 : 28;
-  return ring.tryWriteWith(header + bytes.length, (dst, at) => {
-    const v = viewOf(dst);
+/** Appends a DATAGRAM_IN frame. False if the ring refused it (full or oversize; counted by the ring). */
+export function writeDatagramIn(ring: RingProducer, receivedAtMs: number, bytes: Uint8Array): boolean {
+  return ring.tryWriteWith(DATAGRAM_IN_MAX_HEADER_BYTES + bytes.length, (dst, at) => {
     dst[at] = FrameType.DatagramIn;
-    v.setFloat64(at + 1, receivedAtMs, true);
-    writeRawAddress(dst, v, at + 9, family, sourceIp, sourcePort >= 0 && sourcePort <= 65535 ? sourcePort : 0);
-    dst.set(bytes, at + header);
+    viewOf(dst).setFloat64(at + 1, receivedAtMs, true);
+    dst.set(bytes, at + DATAGRAM_IN_MAX_HEADER_BYTES);
   });
 }
 
-/** Where a DATAGRAM_IN frame's parts are: filled in place by readDatagramIn (no allocation). */
+/** Where a DATAGRAM_IN or DATAGRAM_OPENED frame's parts are: filled in place by the readers (no allocation). */
 export interface DatagramInView {
   receivedAtMs: number;
-  /** Offset of the source address record (see readSourceAddress). */
-  sourceOffset: number;
+  /** DATAGRAM_OPENED: whether it came sealed, and its nonce (boot, counter). */
+  sealed: boolean;
+  boot: number;
+  counter: number;
   payloadOffset: number;
   payloadBytes: number;
 }
 
 export function newDatagramInView(): DatagramInView {
-  return { receivedAtMs: 0, sourceOffset: 0, payloadOffset: 0, payloadBytes: 0 };
+  return { receivedAtMs: 0, sealed: false, boot: 0, counter: 0, payloadOffset: 0, payloadBytes: 0 };
 }
 
 /** Fills `out` from the DATAGRAM_IN frame at data[offset, offset + lengthBytes); false if malformed. */
 export function readDatagramIn(data: Uint8Array, offset: number, lengthBytes: number, out: DatagramInView): boolean {
-  if (lengthBytes < 16 || data[offset] !== FrameType.DatagramIn) return false;
-  const family = data[offset + 9];
-  const header = family === 4 ? 16 : family === 6 ? 28 : -1;
-  if (header < 0 || lengthBytes < header) return false;
+  if (lengthBytes < DATAGRAM_IN_MAX_HEADER_BYTES || data[offset] !== FrameType.DatagramIn) return false;
   out.receivedAtMs = viewOf(data).getFloat64(offset + 1, true);
-  out.sourceOffset = offset + 9;
-  out.payloadOffset = offset + header;
-  out.payloadBytes = lengthBytes - header;
+  out.sealed = false;
+  out.payloadOffset = offset + DATAGRAM_IN_MAX_HEADER_BYTES;
+  out.payloadBytes = lengthBytes - DATAGRAM_IN_MAX_HEADER_BYTES;
+  return true;
+}
+
+/** Appends a DATAGRAM_OPENED frame; false if the ring refused it. */
+export function writeDatagramOpened(ring: RingProducer, receivedAtMs: number, sealed: boolean, boot: number, counter: number, bytes: Uint8Array): boolean {
+  return ring.tryWriteWith(DATAGRAM_OPENED_HEADER_BYTES + bytes.length, (dst, at) => {
+    const v = viewOf(dst);
+    dst[at] = FrameType.DatagramOpened;
+    dst[at + 1] = sealed ? 1 : 0;
+    v.setFloat64(at + 2, receivedAtMs, true);
+    v.setUint32(at + 10, boot >>> 0, true);
+    v.setFloat64(at + 14, counter, true);
+    dst.set(bytes, at + DATAGRAM_OPENED_HEADER_BYTES);
+  });
+}
+
+/** Fills `out` from the DATAGRAM_OPENED frame at data[offset, offset + lengthBytes); false if malformed. */
+export function readDatagramOpened(data: Uint8Array, offset: number, lengthBytes: number, out: DatagramInView): boolean {
+  if (lengthBytes < DATAGRAM_OPENED_HEADER_BYTES || data[offset] !== FrameType.DatagramOpened) return false;
+  const v = viewOf(data);
+  out.sealed = data[offset + 1] === 1;
+  out.receivedAtMs = v.getFloat64(offset + 2, true);
+  out.boot = v.getUint32(offset + 10, true);
+  out.counter = v.getFloat64(offset + 14, true);
+  out.payloadOffset = offset + DATAGRAM_OPENED_HEADER_BYTES;
+  out.payloadBytes = lengthBytes - DATAGRAM_OPENED_HEADER_BYTES;
   return true;
 }
 

@@ -1,25 +1,33 @@
 /**
  * src/engine/worker-entry.ts: owns the protocol worker thread of a WorkerEngine. It attaches
  * the ring bundle from workerData, builds a CoreHost (src/engine/host.ts) whose sink encodes
- * datagrams into the outbound ring and events/replies into the events ring, and loops: drain
- * commands and inbound datagrams (bounded batches), fire due timers, publish, then sleep in
- * the rings' waitSync until a doorbell or the next timer deadline. A frame that does not fit
- * its ring is dropped and counted. It ends after the stop command, whose reply is its last frame.
+ * datagrams into the outbound ring (sealed first, when the engine seals) and events/replies into
+ * the events ring, and loops: drain commands and received datagrams (bounded batches), fire due
+ * timers, publish, then sleep in the rings' waitSync until a doorbell, a control message or the
+ * next timer deadline. A frame that does not fit its ring is dropped and counted. It ends after
+ * the stop command, whose reply is its last frame.
+ *
+ * Received datagrams come either raw from the main thread (the inbound ring: this worker opens
+ * them itself) or opened by the seal/open workers in front of it (their opened rings); either
+ * way this worker alone admits them through the replay windows (src/engine/worker-seal.ts says
+ * who owns what) before the core sees them.
  */
 
-import { isMainThread, workerData } from "node:worker_threads";
+import { isMainThread, workerData, type MessagePort } from "node:worker_threads";
 import { addr } from "../core/address.js";
-import { attachWorkerSide, type RawFrameVisitor } from "../shm/index.js";
+import { attachWorkerSide, SharedCounters, type RawFrameVisitor } from "../shm/index.js";
 import { CoreHost, type HostSink } from "./host.js";
 import {
   newDatagramInView,
   readCommand,
   readDatagramIn,
+  readDatagramOpened,
   writeDatagramOut,
   writeEvent,
   writeReply,
   type EngineWorkerData,
 } from "./protocol.js";
+import { WorkerSeal } from "./worker-seal.js";
 
 /** Longest single sleep (ms) even with no timer due; only bounds the cost of a lost wake-up. */
 const IDLE_WAIT_CAP_MS = 1_000;
@@ -27,16 +35,20 @@ const IDLE_WAIT_CAP_MS = 1_000;
 const DATAGRAM_BATCH = 256;
 const COMMAND_BATCH = 64;
 
-function run(data: EngineWorkerData): void {
+type ProtocolWorkerData = EngineWorkerData & { readonly port: MessagePort; readonly control: SharedArrayBuffer };
+
+function run(data: ProtocolWorkerData): void {
   const rings = attachWorkerSide(data.buffers, data.spinIterations === undefined ? {} : { spinIterations: data.spinIterations });
   // nowMs on the main thread's time base, so receive times stamped there compare with ours.
   const offsetMs = performance.timeOrigin - data.baseTimeOriginMs;
   const now = (): number => performance.now() + offsetMs;
+  const seal = new WorkerSeal(data.seal, data.port, SharedCounters.attach(data.control));
+  const envelope = seal.envelope;
 
   const dropped = { outbound: 0, events: 0, replies: 0, badFrames: 0 };
   const sink: HostSink = {
     send: (to, datagram) => {
-      if (!writeDatagramOut(rings.outbound, to, datagram)) dropped.outbound++;
+      if (!writeDatagramOut(rings.outbound, to, envelope === null ? datagram : envelope.wrap(datagram))) dropped.outbound++;
     },
     emit: (event) => {
       if (!writeEvent(rings.events, event)) dropped.events++;
@@ -44,12 +56,17 @@ function run(data: EngineWorkerData): void {
     reply: (reply) => {
       if (!writeReply(rings.events, reply)) dropped.replies++;
     },
-    stats: () => ({
-      "worker.outboundDropped": dropped.outbound,
-      "worker.eventsDropped": dropped.events,
-      "worker.repliesDropped": dropped.replies,
-      "worker.badFrames": dropped.badFrames,
-    }),
+    stats: () => {
+      const out: Record<string, number> = {
+        "worker.outboundDropped": dropped.outbound,
+        "worker.eventsDropped": dropped.events,
+        "worker.repliesDropped": dropped.replies,
+        "worker.badFrames": dropped.badFrames,
+        "worker.badControl": seal.badControl,
+      };
+      if (envelope !== null) for (const [k, v] of Object.entries(envelope.stats())) out[`seal.${k}`] = v;
+      return out;
+    },
   };
   const host = new CoreHost(
     {
@@ -76,29 +93,50 @@ function run(data: EngineWorkerData): void {
     host.dispatch(now(), cmd);
   };
   const view = newDatagramInView();
+  // Raw from the main thread: opened here (when sealing), then admitted.
   const onDatagram: RawFrameVisitor = (bytes, offset, lengthBytes) => {
     if (!readDatagramIn(bytes, offset, lengthBytes, view)) {
       dropped.badFrames++;
       return;
     }
     // A view into the ring: the core copies whatever it keeps.
-    host.handleDatagram(view.receivedAtMs, bytes.subarray(view.payloadOffset, view.payloadOffset + view.payloadBytes));
+    const received = bytes.subarray(view.payloadOffset, view.payloadOffset + view.payloadBytes);
+    if (envelope === null) {
+      host.handleDatagram(view.receivedAtMs, received);
+      return;
+    }
+    const opened = envelope.authenticate(received, null, 0);
+    const datagram = opened === null ? null : envelope.admit(opened);
+    if (datagram !== null) host.handleDatagram(view.receivedAtMs, datagram);
+  };
+  // Opened by a seal/open worker: admitted here (the replay windows are this thread's).
+  const onOpened: RawFrameVisitor = (bytes, offset, lengthBytes) => {
+    if (!readDatagramOpened(bytes, offset, lengthBytes, view)) {
+      dropped.badFrames++;
+      return;
+    }
+    const opened = bytes.subarray(view.payloadOffset, view.payloadOffset + view.payloadBytes);
+    const datagram = envelope === null ? opened : envelope.admit({ datagram: opened, sealed: view.sealed, boot: view.boot, counter: view.counter });
+    if (datagram !== null) host.handleDatagram(view.receivedAtMs, datagram);
   };
 
   while (!host.stopped) {
+    if (seal.controlPending()) seal.drainControl();
     rings.commands.drainRaw(onCommand, COMMAND_BATCH);
     if (!host.stopped) {
       rings.inbound.drainRaw(onDatagram, DATAGRAM_BATCH);
+      for (const ring of rings.opened) ring.drainRaw(onOpened, DATAGRAM_BATCH);
       host.fireDueTimers(now());
     }
     rings.outbound.publish();
     rings.events.publish();
-    if (host.stopped || rings.hasWork()) continue;
+    seal.reportDrops(now());
+    if (host.stopped || rings.hasWork() || seal.controlPending()) continue;
     const waitMs = Math.min(host.nextDeadlineMs() - now(), IDLE_WAIT_CAP_MS);
-    if (waitMs > 0) rings.waitSync(waitMs);
+    if (waitMs > 0) rings.waitSync(waitMs, seal.controlPending);
   }
   rings.outbound.publish();
   rings.events.publish();
 }
 
-if (!isMainThread) run(workerData as EngineWorkerData);
+if (!isMainThread) run(workerData as ProtocolWorkerData);

@@ -18,17 +18,20 @@ export class DropLog {
     private readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** Reports one drop; writes a line when this reason's interval has passed. */
-  record(reason: DropReason, source: string): void {
+  /**
+   * Reports `count` drops (default one); writes a line when this reason's interval has passed.
+   * `source` null: the source is not known (a seal/open worker dropped it; it sees no addresses).
+   */
+  record(reason: DropReason, source: string | null, count = 1): void {
     const nowMs = this.now();
     const entry = this.last.get(reason);
     if (entry !== undefined && nowMs - entry.atMs < this.intervalMs) {
-      entry.suppressed++;
+      entry.suppressed += count;
       return;
     }
-    const count = 1 + (entry?.suppressed ?? 0);
+    const total = count + (entry?.suppressed ?? 0);
     this.last.set(reason, { atMs: nowMs, suppressed: 0 });
-    const what = count === 1 ? "a datagram" : `${count} datagrams`;
-    this.write(`dropped ${what} ${DROP_REASON_TEXT[reason]} (${reason}), the latest from ${source}`);
+    const what = total === 1 ? "a datagram" : `${total} datagrams`;
+    this.write(`dropped ${what} ${DROP_REASON_TEXT[reason]} (${reason})${source === null ? "" : `, the latest from ${source}`}`);
   }
 }

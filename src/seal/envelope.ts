@@ -75,10 +75,39 @@ export interface EnvelopeOptions {
   readonly acceptPlaintext: boolean;
   /** Send plaintext even though keys are installed (migration). */
   readonly sendPlaintext: boolean;
-  /** Called for every dropped datagram with its reason and source (`ip:port`). */
-  readonly onDrop?: (reason: DropReason, source: string) => void;
+  /** Called for dropped datagrams with their reason, source (`ip:port`; null where it is not known) and count (default 1). */
+  readonly onDrop?: (reason: DropReason, source: string | null, count?: number) => void;
+  /** Where nonces come from; default a random boot id and counter of this Envelope's own. */
+  readonly nonces?: NonceSource;
   /** Tests only: a fixed boot id and first counter, for golden vectors. */
   readonly nonceStart?: { readonly boot: number; readonly counter: number };
+}
+
+/**
+ * The nonces of sealed datagrams: one boot id per agent life and a counter that `next()`
+ * advances by one per datagram. Envelopes in several threads share one (src/shm SharedCounters
+ * behind `next`), so no two datagrams of a life carry the same nonce, whichever thread sealed.
+ */
+export interface NonceSource {
+  readonly boot: number;
+  next(): number;
+}
+
+/** An authenticated datagram that is not yet admitted by the replay check (Envelope.admit). */
+export interface Opened {
+  /** The datagram as the core reads it (the clear header, then the plaintext). */
+  readonly datagram: Uint8Array;
+  /** Whether it came sealed (only sealed datagrams have a nonce and a replay check). */
+  readonly sealed: boolean;
+  readonly boot: number;
+  readonly counter: number;
+}
+
+/** What an Envelope in another thread needs to behave as this one (no key: keys travel apart). */
+export interface EnvelopeSettings {
+  readonly label: string | null;
+  readonly acceptPlaintext: boolean;
+  readonly sendPlaintext: boolean;
 }
 
 /** The 8-byte tag of `label` in labeled plaintext datagrams. */
@@ -94,9 +123,9 @@ export class Envelope {
   private readonly tag: Uint8Array | null;
   private readonly acceptPlaintext: boolean;
   private readonly sendPlaintext: boolean;
-  private readonly onDrop: ((reason: DropReason, source: string) => void) | undefined;
-  private readonly boot: number;
-  private counter: number;
+  private readonly onDrop: ((reason: DropReason, source: string | null, count?: number) => void) | undefined;
+  private readonly label: string | null;
+  private nonces: NonceSource;
   private readonly replays = new ReplayGuard();
   private readonly dropped: Record<DropReason, number> = { NO_KEY: 0, BAD_SEAL: 0, TRUNCATED: 0, PLAINTEXT: 0, LABEL: 0, REPLAY: 0 };
   private readonly counts = { sealed: 0, opened: 0, plaintextSent: 0, plaintextAccepted: 0 };
@@ -112,10 +141,40 @@ export class Envelope {
     this.acceptPlaintext = options.acceptPlaintext;
     this.sendPlaintext = options.sendPlaintext;
     this.onDrop = options.onDrop;
-    // A random boot id, and a random first counter below 2^48 (exact as a number for 2^52 more datagrams).
-    const start = randomBytes(10);
-    this.boot = options.nonceStart?.boot ?? start.readUInt32BE(0);
-    this.counter = options.nonceStart?.counter ?? start.readUIntBE(4, 6);
+    this.label = options.label;
+    if (options.nonces !== undefined) {
+      this.nonces = options.nonces;
+    } else {
+      // A random boot id, and a random first counter below 2^48 (exact as a number for 2^52 more datagrams).
+      const start = randomBytes(10);
+      let counter = options.nonceStart?.counter ?? start.readUIntBE(4, 6);
+      this.nonces = { boot: options.nonceStart?.boot ?? start.readUInt32BE(0), next: () => counter++ };
+    }
+  }
+
+  /** The keyring this envelope seals and opens with. */
+  get keys(): Keyring {
+    return this.keyring;
+  }
+
+  /** The options an Envelope in another thread needs to behave as this one (keys apart). */
+  get settings(): EnvelopeSettings {
+    return { label: this.label, acceptPlaintext: this.acceptPlaintext, sendPlaintext: this.sendPlaintext };
+  }
+
+  /** The boot id, and a counter no datagram has used or will use from this source (a gap is harmless). */
+  nonceState(): { boot: number; counter: number } {
+    return { boot: this.nonces.boot, counter: this.nonces.next() };
+  }
+
+  /** Passes drops that an Envelope in another thread counted (it has no onDrop of its own) to this one's onDrop. */
+  reportDrops(reason: DropReason, count: number): void {
+    this.onDrop?.(reason, null, count);
+  }
+
+  /** Seals with nonces from `source` from now on (shared with envelopes in other threads). */
+  useNonces(source: NonceSource): void {
+    this.nonces = source;
   }
 
   /** Whether outgoing datagrams are sealed (a key is installed and sendPlaintext is off). */
@@ -140,11 +199,41 @@ export class Envelope {
 
   /** A received gossip datagram as the core reads it, or null when it is dropped (counted). */
   unwrap(bytes: Uint8Array, sourceIp: string, sourcePort: number): Uint8Array | null {
+    const opened = this.authenticate(bytes, sourceIp, sourcePort);
+    return opened === null ? null : this.admit(opened, sourceIp, sourcePort);
+  }
+
+  /**
+   * The first half of unwrap, which needs no per-sender state: checks the envelope (label,
+   * plaintext rules) and opens a sealed datagram. Several threads may authenticate at once
+   * (each with its own Envelope over the same keys); the one owner of the replay windows then
+   * admits what they opened. `sourceIp` null: the source is not known (drop reports omit it).
+   */
+  authenticate(bytes: Uint8Array, sourceIp: string | null, sourcePort: number): Opened | null {
     const ok = bytes.length >= 4 && bytes[0] === WIRE_MAGIC_0 && bytes[1] === WIRE_MAGIC_1;
-    if (!ok) return this.plain(bytes, false, sourceIp, sourcePort);
+    if (!ok) return this.plainOpened(this.plain(bytes, false, sourceIp, sourcePort));
     const flags = bytes[3] as number;
-    if (flags === FLAG_SEALED) return this.open(bytes, bytes[2] as number, sourceIp, sourcePort, true);
-    return this.plain(bytes, flags === FLAG_LABELED, sourceIp, sourcePort);
+    if (flags !== FLAG_SEALED) return this.plainOpened(this.plain(bytes, flags === FLAG_LABELED, sourceIp, sourcePort));
+    const sealed = this.open(bytes, sourceIp, sourcePort);
+    if (sealed === null) return null;
+    return { datagram: prefixed([WIRE_MAGIC_0, WIRE_MAGIC_1, bytes[2] as number, 0], sealed.plain), sealed: true, boot: sealed.boot, counter: sealed.counter };
+  }
+
+  /**
+   * The second half of unwrap: the replay check of an authenticated datagram, against the
+   * window of the sender it names inside (see replay.ts). Returns the datagram, or null when it
+   * is a replay (counted). A datagram too malformed to name its sender is passed on: the core
+   * rejects it as a protocol error, changing nothing.
+   */
+  admit(opened: Opened, sourceIp: string | null = null, sourcePort = 0): Uint8Array | null {
+    if (!opened.sealed) return opened.datagram;
+    const rest = opened.datagram.subarray(4);
+    const sender = senderKey(rest) ?? (sourceIp === null ? null : `${sourceIp}|${sourcePort}`);
+    if (sender !== null && this.replays.check(sender, opened.boot, opened.counter, senderIncarnation(rest)) === "replay") {
+      return this.drop("REPLAY", sourceIp, sourcePort);
+    }
+    this.counts.opened++;
+    return opened.datagram;
   }
 
   /** A received multicast datagram as a version-1 announcement, or null when it is dropped (counted). */
@@ -152,8 +241,12 @@ export class Envelope {
     const enveloped = bytes.length >= 4 && bytes[0] === WIRE_MAGIC_0 && bytes[1] === ANNOUNCE_MAGIC_1 && bytes[2] === ANNOUNCE_ENVELOPE_VERSION;
     if (!enveloped) return this.plain(bytes, false, sourceIp, sourcePort, true);
     const flags = bytes[3] as number;
-    if (flags === FLAG_SEALED) return this.open(bytes, 1, sourceIp, sourcePort, false);
-    return this.plain(bytes, flags === FLAG_LABELED, sourceIp, sourcePort, true);
+    if (flags !== FLAG_SEALED) return this.plain(bytes, flags === FLAG_LABELED, sourceIp, sourcePort, true);
+    const sealed = this.open(bytes, sourceIp, sourcePort);
+    if (sealed === null) return null;
+    if (this.replays.check(`${sourceIp}|${sourcePort}`, sealed.boot, sealed.counter, null) === "replay") return this.drop("REPLAY", sourceIp, sourcePort);
+    this.counts.opened++;
+    return prefixed(ANNOUNCE_HEADER, sealed.plain);
   }
 
   /** Counters under flat names (no key material): dropped.REASON, sealed, opened, ... */
@@ -193,9 +286,8 @@ export class Envelope {
     out[2] = version;
     out[3] = FLAG_SEALED;
     out[4] = primary.id;
-    const counter = this.counter;
-    this.counter = counter + 1;
-    out.writeUInt32BE(this.boot, 5);
+    const counter = this.nonces.next();
+    out.writeUInt32BE(this.nonces.boot, 5);
     out.writeUInt32BE(Math.floor(counter / 2 ** 32), 9);
     out.writeUInt32BE(counter >>> 0, 13);
     const cipher = createCipheriv(cipherName(primary.key), primary.key, out.subarray(5, 17), { authTagLength: TAG_BYTES });
@@ -216,7 +308,8 @@ export class Envelope {
     return aad;
   }
 
-  private open(bytes: Uint8Array, version: number, ip: string, port: number, gossip: boolean): Uint8Array | null {
+  /** Authenticates and decrypts a sealed datagram: its plaintext from offset 4 on, and its nonce. Null when dropped. */
+  private open(bytes: Uint8Array, ip: string | null, port: number): { plain: Buffer; boot: number; counter: number } | null {
     if (this.keyring.size === 0) return this.drop("NO_KEY", ip, port);
     if (bytes.length < 4 + SEALED_OVERHEAD_BYTES) return this.drop("TRUNCATED", ip, port);
     const candidates = this.keyring.withId(bytes[4] as number);
@@ -241,19 +334,15 @@ export class Envelope {
     }
     if (plain === null) return this.drop("BAD_SEAL", ip, port);
     const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
-    const boot = view.readUInt32BE(5);
-    const counter = view.readUInt32BE(9) * 2 ** 32 + view.readUInt32BE(13);
-    const incarnation = gossip ? senderIncarnation(plain) : null;
-    // The window is the sender's as it names itself inside the authenticated datagram, not the
-    // UDP source: a replay sent from another (or a spoofed) source address still meets it.
-    const sender = (gossip ? senderKey(plain) : null) ?? `${ip}|${port}`;
-    if (this.replays.check(sender, boot, counter, incarnation) === "replay") return this.drop("REPLAY", ip, port);
-    this.counts.opened++;
-    return gossip ? prefixed([WIRE_MAGIC_0, WIRE_MAGIC_1, version, 0], plain) : prefixed(ANNOUNCE_HEADER, plain);
+    return { plain, boot: view.readUInt32BE(5), counter: view.readUInt32BE(9) * 2 ** 32 + view.readUInt32BE(13) };
+  }
+
+  private plainOpened(datagram: Uint8Array | null): Opened | null {
+    return datagram === null ? null : { datagram, sealed: false, boot: 0, counter: 0 };
   }
 
   /** A datagram that is not sealed: labeled (`labeled`) or bare. */
-  private plain(bytes: Uint8Array, labeled: boolean, ip: string, port: number, announcement = false): Uint8Array | null {
+  private plain(bytes: Uint8Array, labeled: boolean, ip: string | null, port: number, announcement = false): Uint8Array | null {
     if (!this.acceptsPlaintext) return this.drop("PLAINTEXT", ip, port);
     // An agent that holds keys takes cluster requests (keyring operations among them) only
     // sealed, even while it accepts plaintext gossip during a migration: anyone can send
@@ -273,9 +362,9 @@ export class Envelope {
     return announcement ? prefixed(ANNOUNCE_HEADER, rest) : prefixed([bytes[0] as number, bytes[1] as number, bytes[2] as number, 0], rest);
   }
 
-  private drop(reason: DropReason, ip: string, port: number): null {
+  private drop(reason: DropReason, ip: string | null, port: number): null {
     this.dropped[reason]++;
-    this.onDrop?.(reason, ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`);
+    this.onDrop?.(reason, ip === null ? null : ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`);
     return null;
   }
 }

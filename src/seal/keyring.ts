@@ -103,6 +103,21 @@ export class Keyring {
     this.changed();
   }
 
+  /**
+   * Replaces every key with `keys` (primary first), as another thread's keyring holds them.
+   * RangeError (nothing changed) for a bad key or too many.
+   */
+  replace(keys: readonly Uint8Array[]): void {
+    if (keys.length > MAX_KEYS) throw new RangeError(`a keyring holds at most ${MAX_KEYS} keys`);
+    const entries: KeyEntry[] = [];
+    for (const key of keys) {
+      if (!KEY_SIZES.includes(key.length)) throw new RangeError(`a key has 16, 24 or 32 bytes, got ${key.length}`);
+      if (!entries.some((e) => sameKey(e.key, key))) entries.push({ key: key.slice(), id: keyId(key) });
+    }
+    this.entries = entries;
+    this.changed();
+  }
+
   /** Calls `listener` with the keys after every change; returns the unsubscribe function. */
   onChange(listener: (keys: readonly Uint8Array[]) => void): () => void {
     this.listeners.add(listener);

@@ -11,10 +11,20 @@
  *   commands  main     -> worker     control-plane commands       workerDoorbell
  *   outbound  worker   -> main       datagrams to send + meta     mainDoorbell
  *   events    worker   -> main       membership/state events      mainDoorbell
+ *
+ * With seal/open workers in front of the protocol worker (openers), each opener k adds two:
+ *
+ *   raw[k]    main     -> opener k   received datagrams as they came  openers[k].doorbell
+ *   opened[k] opener k -> worker     opened (authenticated) datagrams workerDoorbell
+ *
+ * and the main thread writes received datagrams to the raw rings (round robin) instead of
+ * inbound.
  */
 
 import { isMainThread } from "node:worker_threads";
 import { Doorbell, ShmRing, type RingConsumer, type RingProducer, type RingStats } from "./ring.js";
+
+export { SharedCounters } from "./counters.js";
 
 export {
   DEFAULT_SPIN_ITERATIONS,
@@ -62,11 +72,39 @@ export interface EngineRingBuffers {
   readonly workerDoorbell: SharedArrayBuffer;
   /** Rung by the worker when it publishes outbound or events; the main thread awaits it. */
   readonly mainDoorbell: SharedArrayBuffer;
+  /** The rings of the seal/open workers in front of the protocol worker (none: it opens itself). */
+  readonly openers: readonly OpenerRingBuffers[];
+}
+
+/** The two rings and the doorbell of one seal/open worker. */
+export interface OpenerRingBuffers {
+  /** main -> opener: received datagrams (sized like inbound). */
+  readonly raw: SharedArrayBuffer;
+  /** opener -> protocol worker: opened datagrams (sized like inbound; rings workerDoorbell). */
+  readonly opened: SharedArrayBuffer;
+  /** Rung by the main thread when it publishes raw; the opener sleeps on it. */
+  readonly doorbell: SharedArrayBuffer;
+}
+
+/** An opener's end: consumes raw, produces opened. */
+export interface OpenerSideRings {
+  readonly raw: RingConsumer;
+  readonly opened: RingProducer;
+  /** Blocks until raw has frames or `extraWork()` is true (true), or `timeoutMs` passes (false). */
+  waitSync(timeoutMs: number, extraWork?: () => boolean): boolean;
+  /** Wakes the opener if it sleeps (after a control message was posted to it). */
+  wake(): void;
 }
 
 /** The main thread's end: produces inbound and commands, consumes outbound and events. */
 export interface MainSideRings {
   readonly inbound: RingProducer;
+  /** The raw ring of each opener (empty without openers). */
+  readonly raw: readonly RingProducer[];
+  /** Wakes opener `k` if it sleeps. */
+  wakeOpener(k: number): void;
+  /** Wakes the protocol worker if it sleeps. */
+  wakeWorker(): void;
   readonly commands: RingProducer;
   readonly outbound: RingConsumer;
   readonly events: RingConsumer;
@@ -81,16 +119,19 @@ export interface MainSideRings {
 /** The worker's end: consumes inbound and commands, produces outbound and events. */
 export interface WorkerSideRings {
   readonly inbound: RingConsumer;
+  /** The opened ring of each opener (empty without openers). */
+  readonly opened: readonly RingConsumer[];
   readonly commands: RingConsumer;
   readonly outbound: RingProducer;
   readonly events: RingProducer;
-  /** Whether inbound or commands has frames. */
+  /** Whether inbound, commands or an opened ring has frames. */
   hasWork(): boolean;
   /**
-   * Blocks until inbound or commands has frames (true) or `timeoutMs` passes (false), e.g. the
-   * worker's next timer deadline. Spins briefly first. Throws on the main thread.
+   * Blocks until inbound, commands or an opened ring has frames, or `extraWork()` is true (true),
+   * or `timeoutMs` passes (false), e.g. the worker's next timer deadline. Spins briefly first.
+   * Throws on the main thread.
    */
-  waitSync(timeoutMs: number): boolean;
+  waitSync(timeoutMs: number, extraWork?: () => boolean): boolean;
   stats(): EngineRingStats;
   check(options?: { deep?: boolean }): void;
 }
@@ -100,6 +141,8 @@ export interface EngineRingStats {
   readonly commands: RingStats;
   readonly outbound: RingStats;
   readonly events: RingStats;
+  readonly raw: readonly RingStats[];
+  readonly opened: readonly RingStats[];
 }
 
 export interface AttachOptions {
@@ -107,8 +150,8 @@ export interface AttachOptions {
   spinIterations?: number;
 }
 
-/** Creates the four rings and two doorbells of one engine from `config`. */
-export function createEngineRingBuffers(config: EngineRingsConfig = DEFAULT_ENGINE_RINGS_CONFIG): EngineRingBuffers {
+/** Creates the four rings and two doorbells of one engine from `config`, and the rings of `openers` seal/open workers. */
+export function createEngineRingBuffers(config: EngineRingsConfig = DEFAULT_ENGINE_RINGS_CONFIG, openers = 0): EngineRingBuffers {
   const workerDoorbell = Doorbell.create();
   const mainDoorbell = Doorbell.create();
   const make = (size: RingSizeConfig, doorbell: Doorbell): SharedArrayBuffer =>
@@ -120,6 +163,10 @@ export function createEngineRingBuffers(config: EngineRingsConfig = DEFAULT_ENGI
     events: make(config.events, mainDoorbell),
     workerDoorbell: workerDoorbell.sharedBuffer,
     mainDoorbell: mainDoorbell.sharedBuffer,
+    openers: Array.from({ length: openers }, () => {
+      const doorbell = Doorbell.create();
+      return { raw: make(config.inbound, doorbell), opened: make(config.inbound, workerDoorbell), doorbell: doorbell.sharedBuffer };
+    }),
   };
 }
 
@@ -130,6 +177,9 @@ interface AttachedRings {
   readonly events: ShmRing;
   readonly workerDoorbell: Doorbell;
   readonly mainDoorbell: Doorbell;
+  readonly raw: readonly ShmRing[];
+  readonly opened: readonly ShmRing[];
+  readonly openerDoorbells: readonly Doorbell[];
   stats(): EngineRingStats;
   check(options?: { deep?: boolean }): void;
 }
@@ -145,6 +195,13 @@ function attachAll(buffers: EngineRingBuffers, options: AttachOptions): Attached
   const commands = ShmRing.attach(buffers.commands, { doorbell: workerDoorbell });
   const outbound = ShmRing.attach(buffers.outbound, { doorbell: mainDoorbell });
   const events = ShmRing.attach(buffers.events, { doorbell: mainDoorbell });
+  const openerDoorbells = buffers.openers.map((o) => {
+    const d = Doorbell.attach(o.doorbell);
+    if (options.spinIterations !== undefined) d.spinIterations = options.spinIterations;
+    return d;
+  });
+  const raw = buffers.openers.map((o, k) => ShmRing.attach(o.raw, { doorbell: openerDoorbells[k] as Doorbell }));
+  const opened = buffers.openers.map((o) => ShmRing.attach(o.opened, { doorbell: workerDoorbell }));
   return {
     inbound,
     commands,
@@ -152,17 +209,19 @@ function attachAll(buffers: EngineRingBuffers, options: AttachOptions): Attached
     events,
     workerDoorbell,
     mainDoorbell,
+    raw,
+    opened,
+    openerDoorbells,
     stats: () => ({
       inbound: inbound.stats(),
       commands: commands.stats(),
       outbound: outbound.stats(),
       events: events.stats(),
+      raw: raw.map((r) => r.stats()),
+      opened: opened.map((r) => r.stats()),
     }),
     check: (checkOptions) => {
-      inbound.check(checkOptions);
-      commands.check(checkOptions);
-      outbound.check(checkOptions);
-      events.check(checkOptions);
+      for (const ring of [inbound, commands, outbound, events, ...raw, ...opened]) ring.check(checkOptions);
     },
   };
 }
@@ -174,6 +233,13 @@ export function attachMainSide(buffers: EngineRingBuffers, options: AttachOption
   const hasWork = (): boolean => outbound.hasData() || events.hasData();
   return {
     inbound: all.inbound,
+    raw: all.raw,
+    wakeOpener: (k) => {
+      all.openerDoorbells[k]?.ring();
+    },
+    wakeWorker: () => {
+      all.workerDoorbell.ring();
+    },
     commands: all.commands,
     outbound,
     events,
@@ -187,19 +253,46 @@ export function attachMainSide(buffers: EngineRingBuffers, options: AttachOption
 /** The worker's typed end of a bundle received through workerData. */
 export function attachWorkerSide(buffers: EngineRingBuffers, options: AttachOptions = {}): WorkerSideRings {
   const all = attachAll(buffers, options);
-  const { inbound, commands, workerDoorbell } = all;
-  const hasWork = (): boolean => inbound.hasData() || commands.hasData();
+  const { inbound, commands, opened, workerDoorbell } = all;
+  const hasWork = (): boolean => {
+    if (inbound.hasData() || commands.hasData()) return true;
+    for (const ring of opened) if (ring.hasData()) return true;
+    return false;
+  };
   return {
     inbound,
+    opened,
     commands,
     outbound: all.outbound,
     events: all.events,
     hasWork,
-    waitSync: (timeoutMs) => {
+    waitSync: (timeoutMs, extraWork) => {
       if (isMainThread) throw new Error("WorkerSideRings.waitSync would block the main thread");
-      return workerDoorbell.waitSync(timeoutMs, hasWork);
+      return workerDoorbell.waitSync(timeoutMs, extraWork === undefined ? hasWork : () => hasWork() || extraWork());
     },
     stats: all.stats,
     check: all.check,
+  };
+}
+
+/** Opener `k`'s end of a bundle received through workerData. */
+export function attachOpenerSide(buffers: EngineRingBuffers, k: number, options: AttachOptions = {}): OpenerSideRings {
+  const o = buffers.openers[k];
+  if (o === undefined) throw new RangeError(`attachOpenerSide: no opener ${k} of ${buffers.openers.length}`);
+  const doorbell = Doorbell.attach(o.doorbell);
+  if (options.spinIterations !== undefined) doorbell.spinIterations = options.spinIterations;
+  const raw = ShmRing.attach(o.raw, { doorbell });
+  const opened = ShmRing.attach(o.opened, { doorbell: Doorbell.attach(buffers.workerDoorbell) });
+  const hasWork = (): boolean => raw.hasData();
+  return {
+    raw,
+    opened,
+    waitSync: (timeoutMs, extraWork) => {
+      if (isMainThread) throw new Error("OpenerSideRings.waitSync would block the main thread");
+      return doorbell.waitSync(timeoutMs, extraWork === undefined ? hasWork : () => hasWork() || extraWork());
+    },
+    wake: () => {
+      doorbell.ring();
+    },
   };
 }

@@ -61,7 +61,7 @@ export function agentOptions(s: ResolvedSettings<AgentSettingName>): AgentOption
       port: v.multicastPort,
     },
     preset: v.preset as PresetName,
-    workers: v.workers === 0 ? 0 : 1,
+    workers: v.workers,
     join: v.join.map((j) => key(parseAddress(j))),
     logLevel: v.trace ? "trace" : v.verbose ? "debug" : "info",
     logFormat: v.logFormat as AgentOptions["logFormat"],
@@ -171,7 +171,7 @@ export class AgentCommand extends TamTamCommand {
   advertise = Option.String("--advertise", { description: "IP[:PORT] other members reach this agent at (default: derived from --bind/--iface)" });
   preset = Option.String("--preset", { description: "protocol timing preset: lan, local, wan or thread (default lan)" });
   workers = Option.String("--workers", {
-    description: "worker threads that run the protocol core: 0 = on the main thread (default: measured faster, see bench/RESULTS.md), or 1",
+    description: "worker threads that run the protocol core: 0 = on the main thread (default), 1 = one worker thread that also seals and opens, N = it and N - 1 seal/open workers (up to 8; see bench/RESULTS.md)",
   });
   join = Option.Array("--join", { description: "ADDR:PORT of a member to join at start-up (repeatable)" });
   logFormat = Option.String("--log-format", { description: "auto (pretty on a terminal, JSON otherwise), pretty or json (default auto)" });
