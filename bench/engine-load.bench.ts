@@ -1,11 +1,15 @@
 /**
- * The two engine modes under load, with real `tamtam agent` processes on loopback:
+ * The engine modes under load (`--workers 0,1,2`: inline, the core on one worker thread, and
+ * the core behind a seal/open worker), with real `tamtam agent` processes on loopback:
  *
  *   a. Inbound datagram rate. One agent; a separate load-generator process
- *      (bench/load-generator.ts) pings it from a few hundred sockets (each a member to the
- *      agent) at fixed offered rates, stepping up. Per step: datagrams the agent received and
- *      sent (its Stats counters, before/after), ACKs back at the generator, protocol-level loss
- *      (1 - acks/sent), kernel drops (the agent socket's `drops` in /proc/net/udp; the host-wide
+ *      (bench/load-generator.ts) joins it from a few hundred sockets (each a member) and sends
+ *      at fixed offered rates, stepping up, either full GOSSIP datagrams as members exchange
+ *      them (`--traffic gossip`, the default: as many membership updates as fit and a
+ *      broadcast each; loss = 1 - datagrams the agent's core handled / sent) or bare PINGs
+ *      (`--traffic ping`; loss = 1 - ACKs / PINGs), sealed (AES-GCM with a cluster label) and
+ *      plaintext (`--seal sealed,plain`). Per step: datagrams the agent received and
+ *      sent (its Stats counters, before/after), protocol-level loss, kernel drops (the agent socket's `drops` in /proc/net/udp; the host-wide
  *      UdpRcvbufErrors that `nstat` shows, from /proc/net/snmp), the agent's ring drops, and the
  *      agent's CPU time (/proc/<pid>/stat utime+stime; per thread from /proc/<pid>/task) per
  *      1000 datagrams received. "Sustained rate" = the achieved send rate of the highest step
@@ -17,10 +21,19 @@
  *      other agent (the origin never delivers its own), p50/p99 delivery latency over all
  *      (message, node) pairs, and what was lost.
  *
- *   node dist/bench/engine-load.bench.js [--json] [--reps 3] [--rates 20000,40000,...]
+ *   c. A busy main thread. One sealed agent with `--busy-streams` (100) gRPC Stream
+ *      subscribers, fed `--busy-broadcast-rate` (2,000) fresh broadcasts per second by the load
+ *      generator's members for `--busy-seconds` (10), while the generator pings it at
+ *      `--busy-ping-rate` (500/s): ACK round trips (p50/p99), PINGs lost, the suspicions the
+ *      agent raised about its members (all of them answer at once, so every one is false),
+ *      messages the subscribers got, and the agent's main-thread load.
+ *
+ *   node dist/bench/engine-load.bench.js [--json] [--reps 3] [--workers 0,1,2]
+ *        [--traffic gossip|ping] [--seal sealed,plain] [--rates 20000,40000,...]
  *        [--step-ms 2000] [--drain-ms 250] [--sources 256] [--clusters 3,10]
  *        [--broadcast-rates 25,100,1000] [--broadcasts 150] [--broadcast-rounds 2]
- *        [--quiet-ms 2500] [--payload-bytes 64] [--skip-inbound] [--skip-broadcast]
+ *        [--quiet-ms 2500] [--payload-bytes 64] [--skip-inbound] [--skip-broadcast] [--skip-busy]
+ *        [--busy-streams 100] [--busy-broadcast-rate 2000] [--busy-ping-rate 500] [--busy-seconds 10]
  *
  * The machine is shared and small: generator, agent(s) and this process compete for the same
  * cores, so absolute numbers are of this machine; the ratios between the modes are the point.
@@ -41,12 +54,29 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 const BIN = join(ROOT, (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { bin: { tamtam: string } }).bin.tamtam);
 const GENERATOR = new URL("./load-generator.js", import.meta.url).pathname;
 
-type Mode = 0 | 1;
-const MODE_NAME: Record<Mode, string> = { 0: "inline", 1: "worker" };
+/** The engine under test: its --workers value. */
+type Mode = number;
+const modeName = (m: Mode): string => (m === 0 ? "inline" : m === 1 ? "worker" : `workers ${m}`);
+/** Key and label of the sealed runs (a fixed test key: these agents live for one run on loopback). */
+const BENCH_KEY = Buffer.from(Array.from({ length: 32 }, (_, i) => i * 7 + 1)).toString("base64");
+const BENCH_LABEL = "bench";
+const SEAL_ARGS = ["--encrypt", BENCH_KEY, "--label", BENCH_LABEL];
+const GENERATOR_SEAL_ARGS = ["--key", BENCH_KEY, "--label", BENCH_LABEL];
 
 interface Args {
   json: boolean;
   reps: number;
+  /** Engines to compare (--workers values); 0 is the baseline of every ratio. */
+  modes: Mode[];
+  /** Inbound traffic: full GOSSIP datagrams (default) or bare PINGs. */
+  traffic: "gossip" | "ping";
+  /** Inbound runs sealed (AES-GCM, a label), plaintext, or both (default). */
+  seals: boolean[];
+  busy: boolean;
+  busyStreams: number;
+  busyBroadcastRate: number;
+  busyPingRate: number;
+  busySeconds: number;
   rates: number[];
   stepMs: number;
   drainMs: number;
@@ -65,6 +95,14 @@ function parseArgs(argv: string[]): Args {
   const args: Args = {
     json: false,
     reps: 3,
+    modes: [0, 1, 2],
+    traffic: "gossip",
+    seals: [true, false],
+    busy: true,
+    busyStreams: 100,
+    busyBroadcastRate: 2_000,
+    busyPingRate: 500,
+    busySeconds: 10,
     rates: [20_000, 40_000, 80_000, 100_000, 120_000, 140_000, 160_000],
     stepMs: 2_000,
     drainMs: 250,
@@ -84,6 +122,14 @@ function parseArgs(argv: string[]): Args {
     const next = (): string => argv[++i] ?? "";
     if (a === "--json") args.json = true;
     else if (a === "--reps") args.reps = Math.max(1, Number(next()));
+    else if (a === "--workers") args.modes = next().split(",").map(Number).filter((x) => Number.isInteger(x) && x >= 0);
+    else if (a === "--traffic") args.traffic = next() === "ping" ? "ping" : "gossip";
+    else if (a === "--seal") args.seals = next().split(",").map((x) => x === "sealed");
+    else if (a === "--skip-busy") args.busy = false;
+    else if (a === "--busy-streams") args.busyStreams = Number(next());
+    else if (a === "--busy-broadcast-rate") args.busyBroadcastRate = Number(next());
+    else if (a === "--busy-ping-rate") args.busyPingRate = Number(next());
+    else if (a === "--busy-seconds") args.busySeconds = Number(next());
     else if (a === "--rates") args.rates = list(next());
     else if (a === "--step-ms") args.stepMs = Number(next());
     else if (a === "--drain-ms") args.drainMs = Number(next());
@@ -130,11 +176,12 @@ interface Agent {
   readonly client: Client;
 }
 
-async function startAgent(home: string, workers: Mode, heartbeatMs: number, seed: string | null): Promise<Agent> {
+async function startAgent(home: string, workers: Mode, heartbeatMs: number, seed: string | null, extraArgs: readonly string[] = []): Promise<Agent> {
   const gossipPort = await freePort();
   const rpc = `127.0.0.1:${await freePort()}`;
   const args = [BIN, "--rpc", rpc, "agent", "--bind", "127.0.0.1", "-p", String(gossipPort), "--workers", String(workers), "--heartbeat", String(heartbeatMs), "--nobanner", "--log-format", "json"];
   if (seed !== null) args.push("--join", seed);
+  args.push(...extraArgs);
   const proc = track(
     spawn(process.execPath, args, {
       env: { ...process.env, HOME: home, NO_COLOR: "1", TAMTAM_ADVERTISE: "127.0.0.1" },
@@ -333,6 +380,7 @@ interface StepResult {
 
 interface InboundRun {
   mode: Mode;
+  sealed: boolean;
   rep: number;
   steps: StepResult[];
   sustainedRate: number;
@@ -390,29 +438,39 @@ async function nextJson(reader: LineReader, type: string, timeoutMs: number): Pr
   }
 }
 
-async function inboundRun(mode: Mode, rep: number, args: Args, home: string): Promise<InboundRun> {
+/** A load generator aimed at `agent`, sealing when `sealed`, once it is ready (its members joined). */
+async function startGenerator(agent: Agent, sources: number, drainMs: number, sealed: boolean): Promise<{ gen: ChildProcess; reader: LineReader; ready: Record<string, unknown> }> {
+  const gen = track(
+    spawn(process.execPath, [GENERATOR, "--target", agent.gossip, "--sources", String(sources), "--control", "stdin", "--drain-ms", String(drainMs), ...(sealed ? GENERATOR_SEAL_ARGS : [])], {
+      stdio: ["pipe", "pipe", "inherit"],
+    }),
+  );
+  const reader = new LineReader(createInterface({ input: gen.stdout as NodeJS.ReadableStream }));
+  return { gen, reader, ready: await nextJson(reader, "ready", 30_000) };
+}
+
+async function inboundRun(mode: Mode, sealed: boolean, rep: number, args: Args, home: string): Promise<InboundRun> {
   let agent: Agent | null = null;
   let gen: ChildProcess | null = null;
   try {
-    agent = await startAgent(home, mode, 500, null);
-    gen = track(
-      spawn(process.execPath, [GENERATOR, "--target", agent.gossip, "--sources", String(args.sources), "--control", "stdin", "--drain-ms", String(args.drainMs)], {
-        stdio: ["pipe", "pipe", "inherit"],
-      }),
-    );
-    const reader = new LineReader(createInterface({ input: gen.stdout as NodeJS.ReadableStream }));
-    const ready = await nextJson(reader, "ready", 20_000);
+    agent = await startAgent(home, mode, 500, null, sealed ? SEAL_ARGS : []);
+    const started = await startGenerator(agent, args.sources, args.drainMs, sealed);
+    gen = started.gen;
+    const { reader, ready } = started;
     if (ready.warmupAcked !== args.sources) process.stderr.write(`note: only ${String(ready.warmupAcked)} of ${args.sources} sources were acked in warm-up\n`);
-    await sleep(200);
+    // Let the join storm of the warm-up (a member list to every source, gossip about all of them) pass.
+    await sleep(2_000);
     const steps: StepResult[] = [];
     for (const rate of args.rates) {
       const s0 = await counters(agent);
-      const c0 = cpuSample(agent.pid);
       const d0 = socketDrops(agent.gossipPort);
       const h0 = udpRcvbufErrors();
+      (gen.stdin as NodeJS.WritableStream).write(`${JSON.stringify({ traffic: args.traffic, rate, durationMs: args.stepMs, drainMs: args.drainMs })}\n`);
+      // A gossip step is built and sealed before its clock starts: CPU is sampled from then on.
+      await nextJson(reader, "go", 90_000);
+      const c0 = cpuSample(agent.pid);
       const hs0 = hostSample();
       const t0 = performance.now();
-      (gen.stdin as NodeJS.WritableStream).write(`${JSON.stringify({ rate, durationMs: args.stepMs, drainMs: args.drainMs })}\n`);
       const g = await nextJson(reader, "step", args.stepMs + args.drainMs + 30_000);
       const c1 = cpuSample(agent.pid);
       const host = hostDelta(hs0, hostSample());
@@ -423,14 +481,17 @@ async function inboundRun(mode: Mode, rep: number, args: Args, home: string): Pr
       const delta = (k: string): number => (s1[k] ?? 0) - (s0[k] ?? 0);
       const cpu = cpuDelta(agent.pid, c0, c1);
       const received = delta("transport.datagramsReceived");
+      // GOSSIP gets no answer: what the core handled of it (beside the ACKs to the agent's own probes) is what arrived.
+      const handled = delta("core.datagramsReceived") - (g.repliesSent as number);
+      const loss = args.traffic === "ping" ? (g.loss as number) : Math.max(0, 1 - handled / (g.sent as number));
       const genCpu = g.generatorCpuMs as { user: number; system: number };
-      const rtt = g.rttMs as { p50: number; p99: number };
+      const rtt = (g.rttMs ?? { p50: NaN, p99: NaN }) as { p50: number; p99: number };
       steps.push({
         offeredRate: rate,
         achievedRate: g.achievedRate as number,
         sent: g.sent as number,
-        acks: g.acks as number,
-        loss: g.loss as number,
+        acks: (g.acks as number | undefined) ?? handled,
+        loss,
         agentReceived: received,
         agentSent: delta("transport.datagramsSent"),
         agentSocketDrops: d0 === null || d1 === null ? null : d1 - d0,
@@ -460,7 +521,7 @@ async function inboundRun(mode: Mode, rep: number, args: Args, home: string): Pr
       sustainedRate = s.achievedRate;
       generatorLimited = s.achievedRate < 0.97 * s.offeredRate;
     }
-    return { mode, rep, steps, sustainedRate, generatorLimited };
+    return { mode, sealed, rep, steps, sustainedRate, generatorLimited };
   } finally {
     if (gen !== null) kill(gen);
     if (agent !== null) stopAgent(agent);
@@ -469,6 +530,7 @@ async function inboundRun(mode: Mode, rep: number, args: Args, home: string): Pr
 
 interface InboundSummary {
   mode: Mode;
+  sealed: boolean;
   sustainedRate: number;
   steps: {
     offeredRate: number;
@@ -493,10 +555,11 @@ interface InboundSummary {
   }[];
 }
 
-function summarizeInbound(runs: InboundRun[], mode: Mode, args: Args): InboundSummary {
-  const mine = runs.filter((r) => r.mode === mode);
+function summarizeInbound(runs: InboundRun[], mode: Mode, sealed: boolean, args: Args): InboundSummary {
+  const mine = runs.filter((r) => r.mode === mode && r.sealed === sealed);
   return {
     mode,
+    sealed,
     sustainedRate: median(mine.map((r) => r.sustainedRate)),
     steps: args.rates.map((rate, i) => {
       const at = mine.map((r) => r.steps[i]).filter((s): s is StepResult => s !== undefined);
@@ -730,6 +793,96 @@ async function broadcastCluster(n: number, mode: Mode, args: Args, home: string)
 }
 
 // ---------------------------------------------------------------------------------------------
+// c. A busy main thread.
+
+interface BusyRun {
+  mode: Mode;
+  rep: number;
+  pingsSent: number;
+  acks: number;
+  pingLoss: number;
+  rttP50Ms: number;
+  rttP99Ms: number;
+  rttMaxMs: number;
+  /** Suspicions the agent raised about its members (every member answers at once: all false). */
+  suspicions: number;
+  /** Members the agent did not hold alive at the end. */
+  notAliveAtEnd: number;
+  broadcastsSent: number;
+  coreDelivered: number;
+  /** Messages the subscribers received, per subscriber per second. */
+  streamPerSubscriberPerSec: number;
+  streamDrops: number;
+  agentMainUtil: number;
+  agentCpuUtil: number;
+}
+
+async function busyRun(mode: Mode, rep: number, args: Args, home: string): Promise<BusyRun> {
+  let agent: Agent | null = null;
+  let gen: ChildProcess | null = null;
+  const calls: { cancel(): void }[] = [];
+  try {
+    agent = await startAgent(home, mode, 500, null, SEAL_ARGS);
+    const started = await startGenerator(agent, 64, 500, true);
+    gen = started.gen;
+    let received = 0;
+    for (let i = 0; i < args.busyStreams; i++) {
+      const call = agent.client.stream({});
+      calls.push(call);
+      void (async () => {
+        try {
+          for await (const m of call) if (m.bytes.length > 0) received++;
+        } catch {
+          // cancelled at the end
+        }
+      })();
+    }
+    const a = agent;
+    await until(async () => ((await counters(a))["stream.subscribers"] ?? 0) >= args.busyStreams, 20_000, "stream subscribers");
+    await sleep(500);
+    const s0 = await counters(agent);
+    const durationMs = args.busySeconds * 1000;
+    (gen.stdin as NodeJS.WritableStream).write(
+      `${JSON.stringify({ traffic: "busy", pingRate: args.busyPingRate, broadcastRate: args.busyBroadcastRate, durationMs, drainMs: 500 })}\n`,
+    );
+    await nextJson(started.reader, "go", 30_000);
+    const c0 = cpuSample(agent.pid);
+    const received0 = received;
+    const t0 = performance.now();
+    const g = await nextJson(started.reader, "step", durationMs + 60_000);
+    const wallMs = performance.now() - t0;
+    const c1 = cpuSample(agent.pid);
+    const s1 = await counters(agent);
+    const delta = (k: string): number => (s1[k] ?? 0) - (s0[k] ?? 0);
+    const cpu = cpuDelta(agent.pid, c0, c1);
+    const nodes = await agent.client.nodes({});
+    const rtt = g.rttMs as { p50: number; p99: number; max: number };
+    return {
+      mode,
+      rep,
+      pingsSent: g.sent as number,
+      acks: g.acks as number,
+      pingLoss: g.loss as number,
+      rttP50Ms: rtt.p50,
+      rttP99Ms: rtt.p99,
+      rttMaxMs: rtt.max,
+      suspicions: delta("core.suspicionsRaised"),
+      notAliveAtEnd: nodes.nodes.filter((x) => x.state !== "alive").length,
+      broadcastsSent: g.broadcastsSent as number,
+      coreDelivered: delta("core.broadcastsDelivered"),
+      streamPerSubscriberPerSec: round((received - received0) / args.busyStreams / (wallMs / 1000)),
+      streamDrops: delta("stream.dropped"),
+      agentMainUtil: cpu === null ? NaN : round(cpu.mainMs / wallMs, 2),
+      agentCpuUtil: cpu === null ? NaN : round(cpu.totalMs / wallMs, 2),
+    };
+  } finally {
+    for (const c of calls) c.cancel();
+    if (gen !== null) kill(gen);
+    if (agent !== null) stopAgent(agent);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
@@ -737,14 +890,26 @@ async function main(): Promise<void> {
   const started = performance.now();
   const runs: InboundRun[] = [];
   const trials: BroadcastTrial[] = [];
+  const busy: BusyRun[] = [];
   try {
     if (args.inbound) {
       for (let rep = 1; rep <= args.reps; rep++) {
-        // Alternate which mode goes first, so that drift on the shared machine hits both alike.
-        const order: Mode[] = rep % 2 === 1 ? [0, 1] : [1, 0];
+        // Alternate the order of the modes, so that drift on the shared machine hits them alike.
+        const order = rep % 2 === 1 ? args.modes : [...args.modes].reverse();
+        for (const sealed of args.seals) {
+          for (const mode of order) {
+            if (!args.json) process.stderr.write(`inbound ${args.traffic} ${sealed ? "sealed" : "plain"}: ${modeName(mode)} rep ${rep}/${args.reps}\n`);
+            runs.push(await inboundRun(mode, sealed, rep, args, home));
+          }
+        }
+      }
+    }
+    if (args.busy) {
+      for (let rep = 1; rep <= args.reps; rep++) {
+        const order = rep % 2 === 1 ? args.modes : [...args.modes].reverse();
         for (const mode of order) {
-          if (!args.json) process.stderr.write(`inbound: ${MODE_NAME[mode]} rep ${rep}/${args.reps}\n`);
-          runs.push(await inboundRun(mode, rep, args, home));
+          if (!args.json) process.stderr.write(`busy main thread: ${modeName(mode)} rep ${rep}/${args.reps}\n`);
+          busy.push(await busyRun(mode, rep, args, home));
         }
       }
     }
@@ -754,7 +919,7 @@ async function main(): Promise<void> {
         const order: Mode[] = flip ? [1, 0] : [0, 1];
         flip = !flip;
         for (const mode of order) {
-          if (!args.json) process.stderr.write(`broadcast: ${n} agents, ${MODE_NAME[mode]}\n`);
+          if (!args.json) process.stderr.write(`broadcast: ${n} agents, ${modeName(mode)}\n`);
           trials.push(...(await broadcastCluster(n, mode, args, home)));
         }
       }
@@ -765,26 +930,56 @@ async function main(): Promise<void> {
   }
   const elapsedSeconds = round((performance.now() - started) / 1000);
 
-  const inbound = args.inbound ? ([0, 1] as Mode[]).map((m) => summarizeInbound(runs, m, args)) : [];
-  const inline = inbound.find((s) => s.mode === 0);
-  const worker = inbound.find((s) => s.mode === 1);
-  const inboundRatios =
-    inline !== undefined && worker !== undefined
-      ? {
-          sustainedRate: ratio(worker.sustainedRate, inline.sustainedRate),
+  const inbound = args.inbound ? args.seals.flatMap((sealed) => args.modes.map((m) => summarizeInbound(runs, m, sealed, args))) : [];
+  // Every engine against inline (mode 0), sealed and plain apart; ratios of medians of the same run.
+  const inboundRatios = inbound
+    .filter((s) => s.mode !== 0)
+    .flatMap((w) => {
+      const l = inbound.find((s) => s.mode === 0 && s.sealed === w.sealed);
+      if (l === undefined) return [];
+      return [
+        {
+          mode: w.mode,
+          sealed: w.sealed,
+          sustainedRate: ratio(w.sustainedRate, l.sustainedRate),
           perStep: args.rates.map((rate, i) => {
-            const w = worker.steps[i];
-            const l = inline.steps[i];
+            const ws = w.steps[i];
+            const ls = l.steps[i];
             return {
               offeredRate: rate,
-              agentReceivedPerSec: ratio(w?.agentReceivedPerSec ?? NaN, l?.agentReceivedPerSec ?? NaN),
-              agentCpuPer1000Ms: ratio(w?.agentCpuPer1000Ms ?? NaN, l?.agentCpuPer1000Ms ?? NaN),
-              agentMainPer1000Ms: ratio(w?.agentMainPer1000Ms ?? NaN, l?.agentMainPer1000Ms ?? NaN),
-              rttP50Ms: ratio(w?.rttP50Ms ?? NaN, l?.rttP50Ms ?? NaN),
+              agentReceivedPerSec: ratio(ws?.agentReceivedPerSec ?? NaN, ls?.agentReceivedPerSec ?? NaN),
+              agentCpuPer1000Ms: ratio(ws?.agentCpuPer1000Ms ?? NaN, ls?.agentCpuPer1000Ms ?? NaN),
+              agentMainPer1000Ms: ratio(ws?.agentMainPer1000Ms ?? NaN, ls?.agentMainPer1000Ms ?? NaN),
+              rttP50Ms: ratio(ws?.rttP50Ms ?? NaN, ls?.rttP50Ms ?? NaN),
             };
           }),
-        }
-      : null;
+        },
+      ];
+    });
+  const busyMedians = args.modes.map((mode) => {
+    const at = busy.filter((b) => b.mode === mode);
+    const m = (f: (b: BusyRun) => number): number => median(at.map(f));
+    return {
+      mode,
+      runs: at.length,
+      rttP50Ms: m((b) => b.rttP50Ms),
+      rttP99Ms: m((b) => b.rttP99Ms),
+      rttMaxMs: m((b) => b.rttMaxMs),
+      pingLoss: m((b) => b.pingLoss),
+      suspicions: at.map((b) => b.suspicions),
+      notAliveAtEnd: at.map((b) => b.notAliveAtEnd),
+      streamPerSubscriberPerSec: m((b) => b.streamPerSubscriberPerSec),
+      streamDrops: m((b) => b.streamDrops),
+      coreDelivered: m((b) => b.coreDelivered),
+      broadcastsSent: m((b) => b.broadcastsSent),
+      agentMainUtil: m((b) => b.agentMainUtil),
+      agentCpuUtil: m((b) => b.agentCpuUtil),
+    };
+  });
+  const busyInline = busyMedians.find((b) => b.mode === 0);
+  const busyRatios = busyMedians
+    .filter((b) => b.mode !== 0 && busyInline !== undefined)
+    .map((b) => ({ mode: b.mode, rttP50Ms: ratio(b.rttP50Ms, busyInline?.rttP50Ms ?? NaN), rttP99Ms: ratio(b.rttP99Ms, busyInline?.rttP99Ms ?? NaN) }));
   const broadcastMedians = args.clusters.flatMap((n) =>
     ([0, 1] as Mode[]).flatMap((mode) =>
       args.broadcastRates.map((rate) => {
@@ -836,7 +1031,19 @@ async function main(): Promise<void> {
         clockTicksPerSecond: CLK_TCK,
         elapsedSeconds,
         inbound: args.inbound
-          ? { reps: args.reps, stepMs: args.stepMs, drainMs: args.drainMs, sources: args.sources, medians: inbound, ratiosWorkerOverInline: inboundRatios, runs }
+          ? { reps: args.reps, traffic: args.traffic, stepMs: args.stepMs, drainMs: args.drainMs, sources: args.sources, medians: inbound, ratiosOverInline: inboundRatios, runs }
+          : null,
+        busy: args.busy
+          ? {
+              reps: args.reps,
+              streams: args.busyStreams,
+              broadcastRate: args.busyBroadcastRate,
+              pingRate: args.busyPingRate,
+              seconds: args.busySeconds,
+              medians: busyMedians,
+              ratiosOverInline: busyRatios,
+              runs: busy,
+            }
           : null,
         broadcast: args.broadcast
           ? { maxMessages: args.broadcasts, rounds: args.broadcastRounds, payloadBytes: args.payloadBytes, heartbeatMs: 500, medians: broadcastMedians, ratiosWorkerOverInline: broadcastRatios, trials }
@@ -849,13 +1056,13 @@ async function main(): Promise<void> {
   console.log(`engine-load: node ${process.version}, ${availableParallelism()} cores, ${elapsedSeconds} s`);
   if (args.inbound) {
     console.log(
-      `\na. inbound PINGs from ${args.sources} sources, ${args.stepMs} ms per step (+${args.drainMs} ms drain); medians of ${args.reps} runs per mode` +
-        `\n   CPU ms/1k = agent CPU ms per 1000 datagrams received (each answered by one ACK), main ms/1k = its main thread's share;` +
+      `\na. inbound ${args.traffic === "ping" ? "PINGs" : "full GOSSIP datagrams"} from ${args.sources} members, ${args.stepMs} ms per step (+${args.drainMs} ms drain); medians of ${args.reps} runs per mode` +
+        `\n   CPU ms/1k = agent CPU ms per 1000 datagrams received, main ms/1k = its main thread's share;` +
         `\n   main / other / gen util / host busy = CPU time / wall time (1.0 = one core) of the agent's main thread, its busiest other thread` +
         `\n   (the core, in worker mode), the generator, and the whole host; sock drops = kernel drops at the agent's socket (/proc/net/udp)`,
     );
     for (const s of inbound) {
-      console.log(`\n${MODE_NAME[s.mode]} engine: sustained rate (loss < 0.1 %) ${s.sustainedRate}/s`);
+      console.log(`\n${modeName(s.mode)} engine, ${s.sealed ? "sealed" : "plaintext"}: sustained rate (loss < 0.1 %) ${s.sustainedRate}/s`);
       console.table(
         s.steps.map((x) => ({
           "offered/s": x.offeredRate,
@@ -875,10 +1082,10 @@ async function main(): Promise<void> {
         })),
       );
     }
-    if (inboundRatios !== null) {
-      console.log(`\nworker / inline: sustained rate ${inboundRatios.sustainedRate}`);
+    for (const ratios of inboundRatios) {
+      console.log(`\n${modeName(ratios.mode)} / inline, ${ratios.sealed ? "sealed" : "plaintext"}: sustained rate ${ratios.sustainedRate}`);
       console.table(
-        inboundRatios.perStep.map((r) => ({
+        ratios.perStep.map((r) => ({
           "offered/s": r.offeredRate,
           "agent rx/s": num(r.agentReceivedPerSec),
           "CPU ms/1k": num(r.agentCpuPer1000Ms),
@@ -886,8 +1093,33 @@ async function main(): Promise<void> {
           "rtt p50": num(r.rttP50Ms),
         })),
       );
-      console.log("sustained rate per run:", runs.map((r) => `${MODE_NAME[r.mode]}#${r.rep} ${r.sustainedRate}${r.generatorLimited ? " (generator-limited)" : ""}`).join(", "));
     }
+    console.log(
+      "sustained rate per run:",
+      runs.map((r) => `${modeName(r.mode)} ${r.sealed ? "sealed" : "plain"}#${r.rep} ${r.sustainedRate}${r.generatorLimited ? " (generator-limited)" : ""}`).join(", "),
+    );
+  }
+  if (args.busy) {
+    console.log(
+      `\nc. busy main thread: a sealed agent, ${args.busyStreams} Stream subscribers, ${args.busyBroadcastRate} fresh broadcasts/s from its members,` +
+        ` PINGs at ${args.busyPingRate}/s, ${args.busySeconds} s; medians of ${args.reps} runs (suspicions and members not alive: every run)`,
+    );
+    console.table(
+      busyMedians.map((b) => ({
+        engine: modeName(b.mode),
+        "rtt p50 ms": num(b.rttP50Ms),
+        "rtt p99 ms": num(b.rttP99Ms),
+        "rtt max ms": num(b.rttMaxMs),
+        "ping loss": pct(b.pingLoss),
+        "false suspicions": b.suspicions.join(" "),
+        "not alive at end": b.notAliveAtEnd.join(" "),
+        "per subscriber/s": num(b.streamPerSubscriberPerSec),
+        "stream drops": num(b.streamDrops),
+        main: num(b.agentMainUtil),
+        "agent CPU": num(b.agentCpuUtil),
+      })),
+    );
+    console.table(busyRatios.map((r) => ({ engine: `${modeName(r.mode)} / inline`, "rtt p50": num(r.rttP50Ms), "rtt p99": num(r.rttP99Ms) })));
   }
   if (args.broadcast) {
     console.log(
@@ -898,7 +1130,7 @@ async function main(): Promise<void> {
     console.table(
       broadcastMedians.map((t) => ({
         agents: t.agents,
-        engine: MODE_NAME[t.mode],
+        engine: modeName(t.mode),
         "offered/s": t.offeredRate,
         msgs: t.messages,
         "to all/s": num(t.deliveredToAllPerSec),

@@ -5,19 +5,36 @@
  * address as `from`, so the agent adds it as a member and sends the ACK back to that socket.
  * It depends on nothing of the agent but the wire codec.
  *
- * Per step it sends PINGs at a fixed offered rate for a fixed time (hrtime pacing in
- * setImmediate batches, round robin over the sockets, one fresh seq per PING), then waits
- * `drainMs` for stragglers, and counts the ACKs by seq (each seq once; late and duplicate ACKs
- * apart). It answers the agent's own probes (PING -> ACK, PING_REQ -> ACK with the requester's
- * seq) so that its fake members stay alive, and ignores gossip and member-list syncs.
+ * A step sends one kind of traffic at a fixed offered rate for a fixed time (hrtime pacing in
+ * setImmediate batches, round robin over the sockets), then waits `drainMs` for stragglers:
+ *
+ *   - "ping": PINGs, one fresh seq each; the ACKs are counted by seq (each seq once; late and
+ *     duplicate ACKs apart), with their round-trip times.
+ *   - "gossip": full GOSSIP datagrams as members exchange them: each carries as many ALIVE
+ *     updates about the other sources as fit (at their current incarnation, so merging them
+ *     changes nothing) and one 64-byte broadcast of a pool of 64 the agent has seen before (a
+ *     retransmission). Built (and sealed) before the step's clock starts, so the generator only
+ *     sends while it is timed. Nothing answers them: the benchmark counts what the agent's core
+ *     handled (its Stats) against what was sent.
+ *   - "busy": PINGs at `pingRate` (RTTs measured) and, beside them, GOSSIP datagrams carrying
+ *     `broadcastRate` fresh 64-byte broadcasts per second (BUSY_BROADCASTS_PER_DATAGRAM each),
+ *     which the agent delivers to its Stream subscribers: the load that keeps its main thread busy.
+ *
+ * With `--key` (base64) every datagram is sealed as an agent seals it (src/seal: one boot id
+ * and nonce counter for the generator, each source naming itself inside), and what the agent
+ * sends is opened; `--label` binds a cluster label. It answers the agent's own probes (PING ->
+ * ACK, PING_REQ -> ACK with the requester's seq) so that its fake members stay alive, and
+ * ignores gossip and member-list syncs.
  *
  *   node dist/bench/load-generator.js --target 127.0.0.1:PORT [--sources 256]
  *        [--rates 20000,40000] [--duration-ms 2000] [--drain-ms 300] [--control stdin]
+ *        [--key BASE64] [--label NAME]
  *
  * Output: JSON lines on stdout: {"type":"ready",...} once the agent has acked every source,
- * then one {"type":"step",...} per step, then {"type":"done"}. With `--control stdin` the steps
- * come as JSON lines on stdin instead of --rates: {"rate":R,"durationMs":D,"drainMs":M}, and
- * {"exit":true} (or the end of stdin) ends the process.
+ * then per step {"type":"go"} as its clock starts (after any building) and {"type":"step",...}, then {"type":"done"}. With `--control stdin` the steps
+ * come as JSON lines on stdin instead of --rates:
+ * {"traffic":"ping"|"gossip"|"busy","rate":R,"durationMs":D,"drainMs":M,"pingRate":P,"broadcastRate":B},
+ * and {"exit":true} (or the end of stdin) ends the process.
  */
 
 import dgram from "node:dgram";
@@ -25,7 +42,10 @@ import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { makeAddress, parseIp, type Address } from "../src/core/address.js";
 import { decodeDatagram, encodeDatagram } from "../src/core/wire/codec.js";
-import { MessageType, WIRE_MAGIC_0, WIRE_MAGIC_1 } from "../src/core/wire/messages.js";
+import { MemberState, MessageType, SEALED_OVERHEAD_BYTES, WIRE_MAGIC_0, WIRE_MAGIC_1, type MemberUpdate, type UserBroadcast } from "../src/core/wire/messages.js";
+import { decodeKey } from "../src/seal/checks.js";
+import { Envelope, LABEL_TAG_BYTES } from "../src/seal/envelope.js";
+import { Keyring } from "../src/seal/keyring.js";
 
 interface Args {
   targetIp: string;
@@ -36,6 +56,8 @@ interface Args {
   drainMs: number;
   control: "args" | "stdin";
   recvBufferBytes: number;
+  key: Uint8Array | null;
+  label: string | null;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -48,6 +70,8 @@ function parseArgs(argv: string[]): Args {
     drainMs: 300,
     control: "args",
     recvBufferBytes: 4 * 1024 * 1024,
+    key: null,
+    label: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -63,6 +87,11 @@ function parseArgs(argv: string[]): Args {
     else if (a === "--drain-ms") args.drainMs = Number(next());
     else if (a === "--control") args.control = next() === "stdin" ? "stdin" : "args";
     else if (a === "--recv-buffer") args.recvBufferBytes = Number(next());
+    else if (a === "--key") {
+      const key = decodeKey(next());
+      if (typeof key === "string") throw new Error(`--key ${key}`);
+      args.key = key;
+    } else if (a === "--label") args.label = next();
     else throw new Error(`unknown argument ${a}`);
   }
   if (parseIp(args.targetIp) === null || !(args.targetPort > 0 && args.targetPort < 65536)) throw new Error("--target IP:PORT is required");
@@ -133,6 +162,8 @@ const counters = {
   badMessages: 0,
   sendErrors: 0,
   socketErrors: 0,
+  /** ACKs sent to the agent's own probes (datagrams the agent receives beside the step's). */
+  repliesSent: 0,
 };
 
 let nextSeq = SEQ_MIN;
@@ -147,7 +178,31 @@ function takeSeqs(count: number): number {
   return base;
 }
 
-function onMessage(source: Source, msg: Buffer): void {
+/**
+ * Seals (or labels) what the generator sends, and opens what the agent sends; null: plaintext.
+ * Datagrams built before a step (`txBulk`) take their nonces from a boot id of their own: a
+ * reply sealed on the fly meanwhile takes a later counter than the prebuilt datagrams still to
+ * go, which the agent's replay window (per sender and boot id) would then drop as too old.
+ */
+let tx: Envelope | null = null;
+let txBulk: Envelope | null = null;
+let rx: Envelope | null = null;
+
+/** A datagram as it goes on the wire: sealed or labeled when the agent expects it. */
+function wire(bytes: Uint8Array): Uint8Array {
+  return tx === null ? bytes : tx.wrap(bytes);
+}
+
+function onMessage(source: Source, received: Buffer): void {
+  let msg: Uint8Array = received;
+  if (rx !== null) {
+    const opened = rx.unwrap(received, "agent", 0);
+    if (opened === null) {
+      counters.badMessages++;
+      return;
+    }
+    msg = opened;
+  }
   const type = msg.length > 4 ? msg[4] : -1;
   if (type === MessageType.Ack) {
     const seq = headerSeq(msg);
@@ -177,12 +232,23 @@ function onMessage(source: Source, msg: Buffer): void {
     return;
   }
   const body = d.body;
+  if (body.type === MessageType.Cookie && joinSeq >= 0) {
+    // The agent's answer to a JOIN from an address it has not heard from: join again with its cookie.
+    const join = encodeDatagram({ from: source.address, incarnation: INCARNATION, body: { type: MessageType.Join, seq: body.seq }, updates: [], broadcasts: [], cookie: body.cookie });
+    source.socket.send(wire(join));
+    return;
+  }
+  if (body.type === MessageType.Sync && joinSeq >= 0) {
+    joined.add(source.address.port);
+    return;
+  }
   if (body.type === MessageType.Ping || body.type === MessageType.PingReq) {
     if (body.type === MessageType.Ping) counters.agentPings++;
     else counters.agentPingReqs++;
     // A PING_REQ's target is another of our sockets: answer for it at once.
     const ack = encodeDatagram({ from: source.address, incarnation: INCARNATION, body: { type: MessageType.Ack, seq: body.seq }, updates: [], broadcasts: [] });
-    source.socket.send(ack, (err) => {
+    counters.repliesSent++;
+    source.socket.send(wire(ack), (err) => {
       if (err) counters.sendErrors++;
     });
     return;
@@ -233,7 +299,7 @@ function sendPing(source: Source, seq: number): void {
   buf.set(t);
   writeSeq4(buf, t.length - 4, seq);
   try {
-    source.socket.send(buf);
+    source.socket.send(wire(buf));
   } catch {
     counters.sendErrors++;
   }
@@ -275,9 +341,28 @@ const r3 = (x: number): number => Math.round(x * 1000) / 1000;
 
 let sources: Source[] = [];
 
-/** Every source pings once (retried) until the agent has acked each: it then knows them all. */
-async function warmup(): Promise<{ acked: number; ms: number }> {
+/** The JOIN seq of the warm-up (-1 outside it) and the sources whose JOIN the agent answered with its member list. */
+let joinSeq = -1;
+const joined = new Set<number>();
+
+/**
+ * Every source joins the agent (JOIN, the agent's COOKIE, JOIN with the cookie, its member
+ * list), as a real member does, so that the agent holds it as a member that has shown it
+ * receives (answered in full, never rate-limited as a stranger); then pings once (retried)
+ * until the agent has acked each.
+ */
+async function warmup(): Promise<{ acked: number; joined: number; ms: number }> {
   const t0 = performance.now();
+  joinSeq = takeSeqs(1);
+  for (let attempt = 0; attempt < 10 && joined.size < sources.length; attempt++) {
+    for (const s of sources) {
+      if (joined.has(s.address.port)) continue;
+      s.socket.send(wire(encodeDatagram({ from: s.address, incarnation: INCARNATION, body: { type: MessageType.Join, seq: joinSeq }, updates: [], broadcasts: [] })));
+    }
+    const until = performance.now() + 300;
+    while (performance.now() < until && joined.size < sources.length) await sleep(5);
+  }
+  joinSeq = -1;
   warmupBase = takeSeqs(sources.length);
   for (let attempt = 0; attempt < 10 && warmupAcked.size < sources.length; attempt++) {
     for (let i = 0; i < sources.length; i++) if (!warmupAcked.has(i)) sendPing(sources[i] as Source, warmupBase + i);
@@ -286,85 +371,215 @@ async function warmup(): Promise<{ acked: number; ms: number }> {
   }
   const acked = warmupAcked.size;
   warmupBase = -1;
-  return { acked, ms: Math.round(performance.now() - t0) };
+  return { acked, joined: joined.size, ms: Math.round(performance.now() - t0) };
 }
 
-async function runStep(rate: number, durationMs: number, drainMs: number, ports: Set<number>): Promise<Record<string, unknown>> {
-  const capacity = Math.ceil((rate * durationMs) / 1000) + 1;
-  const s: StepState = {
-    base: takeSeqs(capacity),
-    capacity,
-    sentAt: new Float64Array(capacity),
-    acked: new Uint8Array(capacity),
-    rtts: new Float64Array(capacity),
-    sent: 0,
-    acks: 0,
-    duplicates: 0,
-  };
-  const lateBefore = counters.lateAcks;
-  const errorsBefore = counters.sendErrors + counters.socketErrors;
-  const dropsBefore = socketDrops(ports);
-  const cpu0 = process.cpuUsage();
+/** What one step sends (see the file header). */
+interface StepSpec {
+  traffic: "ping" | "gossip" | "busy";
+  /** Datagrams per second (ping, gossip). */
+  rate: number;
+  durationMs: number;
+  drainMs: number;
+  /** busy: PINGs per second, and fresh broadcasts per second beside them. */
+  pingRate: number;
+  broadcastRate: number;
+}
+
+/** Fresh broadcasts per GOSSIP datagram of a busy step. */
+const BUSY_BROADCASTS_PER_DATAGRAM = 10;
+const BROADCAST_PAYLOAD_BYTES = 64;
+/** Broadcasts the gossip steps retransmit (the agent has seen each after the first step). */
+const BROADCAST_POOL = 64;
+/** Largest datagram on the wire (the agents' maxPacketBytes). */
+const MAX_PACKET_BYTES = 1232;
+
+let freshSeq = 0;
+
+/** The ALIVE updates that source `i` gossips: as many of the other sources as fit a full datagram. */
+const updatesOf: MemberUpdate[][] = [];
+/** Plaintext GOSSIP of source `i` retransmitting pool broadcast `b`, by i * BROADCAST_POOL + b. */
+const gossipCache = new Map<number, Uint8Array>();
+let pool: UserBroadcast[] = [];
+
+function budgetBytes(): number {
+  if (tx === null) return MAX_PACKET_BYTES;
+  return MAX_PACKET_BYTES - (tx.sealing ? SEALED_OVERHEAD_BYTES : LABEL_TAG_BYTES);
+}
+
+function payload(tag: number): Uint8Array {
+  const p = new Uint8Array(BROADCAST_PAYLOAD_BYTES);
+  new DataView(p.buffer).setUint32(0, tag);
+  return p;
+}
+
+function gossipPlain(i: number, broadcasts: readonly UserBroadcast[]): Uint8Array {
+  const from = (sources[i] as Source).address;
+  let updates = updatesOf[i];
+  if (updates === undefined) {
+    const all: MemberUpdate[] = [];
+    for (let j = 1; j < sources.length; j++) {
+      all.push({ state: MemberState.Alive, incarnation: INCARNATION, member: (sources[(i + j) % sources.length] as Source).address });
+    }
+    // As many as fit beside one pool broadcast (the fresh ones of busy steps take the same room).
+    let n = all.length;
+    const probe = (k: number): number =>
+      encodeDatagram({ from, incarnation: INCARNATION, body: { type: MessageType.Gossip }, updates: all.slice(0, k), broadcasts: pool.slice(0, 1) }, 65_000).length;
+    while (n > 0 && probe(n) > budgetBytes()) n--;
+    updates = all.slice(0, n);
+    updatesOf[i] = updates;
+  }
+  return encodeDatagram({ from, incarnation: INCARNATION, body: { type: MessageType.Gossip }, updates, broadcasts }, 65_000);
+}
+
+/** Sends `count` datagrams paced at `rate` per second over `durationMs`, `send(k)` the k-th; returns how many went out and when. */
+async function paced(rate: number, durationMs: number, count: number, send: (k: number) => void): Promise<{ sent: number; sendMs: number; turns: number; lagTurns: number }> {
   // Each turn may send at most ~2 ms worth of datagrams, so that receiving is never starved.
   const maxBatch = Math.max(64, Math.ceil(rate / 500));
-  const n = sources.length;
-  let next = 0;
+  let sent = 0;
   let turns = 0;
   let lagTurns = 0;
-  step = s;
   const t0 = performance.now();
   for (;;) {
-    const now = performance.now();
-    const elapsed = now - t0;
+    const elapsed = performance.now() - t0;
     if (elapsed >= durationMs) break;
-    let due = Math.min(capacity, Math.floor((rate * elapsed) / 1000)) - s.sent;
+    let due = Math.min(count, Math.floor((rate * elapsed) / 1000)) - sent;
     if (due > maxBatch) {
       due = maxBatch;
       lagTurns++;
     }
-    const sentAt = s.sentAt;
-    for (let k = 0; k < due; k++) {
-      const i = s.sent;
-      sentAt[i] = now;
-      // Counted before the send, so that an ACK handled re-entrantly would still match.
-      s.sent++;
-      sendPing(sources[next] as Source, s.base + i);
-      next = next + 1 === n ? 0 : next + 1;
-    }
+    for (let k = 0; k < due; k++) send(sent++);
     turns++;
     // Behind: go on at once (after the poll phase has taken the ACKs in); on time: sleep until
     // the next timer tick rather than spin, which would take a core from the agent.
     if (due === maxBatch) await immediate();
     else await sleep(1);
   }
-  const sendMs = performance.now() - t0;
-  const sent = s.sent;
+  return { sent, sendMs: performance.now() - t0, turns, lagTurns };
+}
+
+function newStepState(rate: number, durationMs: number): StepState {
+  const capacity = Math.ceil((rate * durationMs) / 1000) + 1;
+  return { base: takeSeqs(capacity), capacity, sentAt: new Float64Array(capacity), acked: new Uint8Array(capacity), rtts: new Float64Array(capacity), sent: 0, acks: 0, duplicates: 0 };
+}
+
+function sendStepPing(s: StepState, k: number): void {
+  s.sentAt[k] = performance.now();
+  // Counted before the send, so that an ACK handled re-entrantly would still match.
+  s.sent++;
+  sendPing(sources[k % sources.length] as Source, s.base + k);
+}
+
+function pingResults(s: StepState): Record<string, unknown> {
+  const rtts = s.rtts.subarray(0, s.acks).sort();
+  return {
+    acks: s.acks,
+    loss: s.sent === 0 ? 0 : 1 - s.acks / s.sent,
+    duplicateAcks: s.duplicates,
+    rttMs: { p50: r3(percentile(rtts, 0.5)), p99: r3(percentile(rtts, 0.99)), max: r3(rtts.length > 0 ? (rtts[rtts.length - 1] as number) : NaN) },
+  };
+}
+
+async function runStep(spec: StepSpec, ports: Set<number>): Promise<Record<string, unknown>> {
+  const lateBefore = counters.lateAcks;
+  const errorsBefore = counters.sendErrors + counters.socketErrors;
+  const repliesBefore = counters.repliesSent;
+  const n = sources.length;
+  let ping: StepState | null = null;
+  let run: { sent: number; sendMs: number; turns: number; lagTurns: number };
+  let prepMs = 0;
+  let broadcastsSent = 0;
+  let cpu0: NodeJS.CpuUsage;
+  let dropsBefore: number | null;
+  let t0: number;
+  if (spec.traffic === "gossip") {
+    // Built and sealed before the clock starts: while timed, the generator only sends.
+    const p0 = performance.now();
+    const count = Math.ceil((spec.rate * spec.durationMs) / 1000);
+    const frames: Uint8Array[] = new Array<Uint8Array>(count);
+    for (let k = 0; k < count; k++) {
+      const i = k % n;
+      const b = k % BROADCAST_POOL;
+      let plain = gossipCache.get(i * BROADCAST_POOL + b);
+      if (plain === undefined) {
+        plain = gossipPlain(i, [pool[b] as UserBroadcast]);
+        gossipCache.set(i * BROADCAST_POOL + b, plain);
+      }
+      frames[k] = txBulk === null ? plain : txBulk.wrap(plain);
+    }
+    prepMs = performance.now() - p0;
+    dropsBefore = socketDrops(ports);
+    emit({ type: "go" });
+    cpu0 = process.cpuUsage();
+    t0 = performance.now();
+    run = await paced(spec.rate, spec.durationMs, count, (k) => {
+      try {
+        (sources[k % n] as Source).socket.send(frames[k] as Uint8Array);
+      } catch {
+        counters.sendErrors++;
+      }
+    });
+  } else if (spec.traffic === "ping") {
+    const s = newStepState(spec.rate, spec.durationMs);
+    ping = s;
+    step = s;
+    dropsBefore = socketDrops(ports);
+    emit({ type: "go" });
+    cpu0 = process.cpuUsage();
+    t0 = performance.now();
+    run = await paced(spec.rate, spec.durationMs, s.capacity, (k) => sendStepPing(s, k));
+  } else {
+    const s = newStepState(spec.pingRate, spec.durationMs);
+    ping = s;
+    step = s;
+    dropsBefore = socketDrops(ports);
+    emit({ type: "go" });
+    cpu0 = process.cpuUsage();
+    t0 = performance.now();
+    const gossipRate = spec.broadcastRate / BUSY_BROADCASTS_PER_DATAGRAM;
+    const gossip = paced(gossipRate, spec.durationMs, Infinity, (k) => {
+      const i = k % n;
+      const origin = (sources[i] as Source).address;
+      const broadcasts: UserBroadcast[] = [];
+      for (let j = 0; j < BUSY_BROADCASTS_PER_DATAGRAM; j++) broadcasts.push({ origin, epoch: 2, seq: freshSeq++, payload: payload(freshSeq) });
+      broadcastsSent += broadcasts.length;
+      try {
+        (sources[i] as Source).socket.send(wire(gossipPlain(i, broadcasts)));
+      } catch {
+        counters.sendErrors++;
+      }
+    });
+    run = await paced(spec.pingRate, spec.durationMs, s.capacity, (k) => sendStepPing(s, k));
+    await gossip;
+  }
+  const sendMs = run.sendMs;
+  const sent = run.sent;
   const drainStart = performance.now();
-  while (performance.now() - drainStart < drainMs && s.acks < sent) await sleep(5);
+  while (performance.now() - drainStart < spec.drainMs && (ping === null || ping.acks < ping.sent)) await sleep(5);
   // Late ACKs beyond the drain still count as late, not as this step's.
   step = null;
   const cpu = process.cpuUsage(cpu0);
   const wallMs = performance.now() - t0;
   const dropsAfter = socketDrops(ports);
-  const rtts = s.rtts.subarray(0, s.acks).sort();
   return {
     type: "step",
-    offeredRate: rate,
-    durationMs,
+    traffic: spec.traffic,
+    offeredRate: spec.traffic === "busy" ? spec.pingRate : spec.rate,
+    durationMs: spec.durationMs,
+    prepMs: Math.round(prepMs),
     sendMs: Math.round(sendMs),
     wallMs: Math.round(wallMs),
     sent,
     achievedRate: Math.round((sent * 1000) / sendMs),
-    acks: s.acks,
-    loss: sent === 0 ? 0 : 1 - s.acks / sent,
-    duplicateAcks: s.duplicates,
+    broadcastsSent,
+    repliesSent: counters.repliesSent - repliesBefore,
+    ...(ping === null ? {} : pingResults(ping)),
     lateAcksBefore: lateBefore,
     sendErrors: counters.sendErrors + counters.socketErrors - errorsBefore,
-    rttMs: { p50: r3(percentile(rtts, 0.5)), p99: r3(percentile(rtts, 0.99)), max: r3(rtts.length > 0 ? (rtts[rtts.length - 1] as number) : NaN) },
     generatorCpuMs: { user: Math.round(cpu.user / 1000), system: Math.round(cpu.system / 1000) },
     generatorSocketDrops: dropsBefore === null || dropsAfter === null ? null : dropsAfter - dropsBefore,
-    turns,
-    lagTurns,
+    turns: run.turns,
+    lagTurns: run.lagTurns,
   };
 }
 
@@ -376,19 +591,39 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   sources = [];
   try {
+    if (args.key !== null || args.label !== null) {
+      const envelopeOf = (): Envelope =>
+        new Envelope({ keyring: new Keyring(args.key === null ? [] : [args.key]), label: args.label, acceptPlaintext: false, sendPlaintext: false });
+      tx = envelopeOf();
+      txBulk = envelopeOf();
+      rx = envelopeOf();
+    }
     for (let i = 0; i < args.sources; i++) sources.push(await openSource(args));
+    pool = Array.from({ length: BROADCAST_POOL }, (_, b) => ({ origin: (sources[0] as Source).address, epoch: 1, seq: b, payload: payload(b) }));
     const ports = new Set(sources.map((s) => s.address.port));
     const w = await warmup();
-    emit({ type: "ready", sources: sources.length, warmupAcked: w.acked, warmupMs: w.ms, recvBufferBytes: sources[0]?.socket.getRecvBufferSize() ?? 0 });
+    emit({ type: "ready", sources: sources.length, warmupAcked: w.acked, warmupJoined: w.joined, warmupMs: w.ms, recvBufferBytes: sources[0]?.socket.getRecvBufferSize() ?? 0 });
     if (args.control === "args") {
-      for (const rate of args.rates) emit(await runStep(rate, args.durationMs, args.drainMs, ports));
+      for (const rate of args.rates) emit(await runStep({ traffic: "ping", rate, durationMs: args.durationMs, drainMs: args.drainMs, pingRate: 0, broadcastRate: 0 }, ports));
     } else {
       const lines = createInterface({ input: process.stdin });
       for await (const line of lines) {
         if (line.trim() === "") continue;
-        const cmd = JSON.parse(line) as { rate?: number; durationMs?: number; drainMs?: number; exit?: boolean };
+        const cmd = JSON.parse(line) as Partial<StepSpec> & { exit?: boolean };
         if (cmd.exit === true) break;
-        emit(await runStep(cmd.rate ?? 20_000, cmd.durationMs ?? args.durationMs, cmd.drainMs ?? args.drainMs, ports));
+        emit(
+          await runStep(
+            {
+              traffic: cmd.traffic ?? "ping",
+              rate: cmd.rate ?? 20_000,
+              durationMs: cmd.durationMs ?? args.durationMs,
+              drainMs: cmd.drainMs ?? args.drainMs,
+              pingRate: cmd.pingRate ?? 500,
+              broadcastRate: cmd.broadcastRate ?? 2_000,
+            },
+            ports,
+          ),
+        );
       }
       lines.close();
     }

@@ -56,7 +56,9 @@ export interface EngineRingsConfig {
 const DATAGRAM_FRAME_BYTES = 65_536 + 64;
 
 export const DEFAULT_ENGINE_RINGS_CONFIG: EngineRingsConfig = {
-  inbound: { capacityBytes: 1 << 20, maxFrameBytes: DATAGRAM_FRAME_BYTES },
+  // As deep as the socket buffer the engine asks for (4 MiB): a worker that is not scheduled for a
+  // while (a busy host) finds the datagrams here, not dropped.
+  inbound: { capacityBytes: 1 << 22, maxFrameBytes: DATAGRAM_FRAME_BYTES },
   commands: { capacityBytes: 1 << 18, maxFrameBytes: 65_536 },
   outbound: { capacityBytes: 1 << 20, maxFrameBytes: DATAGRAM_FRAME_BYTES },
   events: { capacityBytes: 1 << 20, maxFrameBytes: 65_536 },
