@@ -4,7 +4,7 @@
  * (resident memory per agent, datagrams and bytes sent per agent per second, from the agents'
  * own Stats counters) and how long a SIGKILLed agent takes to be reported dead by all others.
  *
- *   node dist/bench/agent-cluster.bench.js [--agents 5,20] [--workers 1,0] [--idle-seconds 10]
+ *   node dist/bench/agent-cluster.bench.js [--agents 5,20] [--workers 1,0] (any --workers values, e.g. 0,1,2) [--idle-seconds 10]
  *                                    [--heartbeat 500] [--json]
  */
 
@@ -22,7 +22,7 @@ const BIN = join(ROOT, (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf
 
 interface Args {
   agents: number[];
-  workers: (0 | 1)[];
+  workers: number[];
   idleSeconds: number;
   heartbeatMs: number;
   json: boolean;
@@ -34,7 +34,7 @@ function parseArgs(argv: string[]): Args {
     const a = argv[i];
     const next = (): string => argv[++i] ?? "";
     if (a === "--agents") args.agents = next().split(",").map(Number);
-    else if (a === "--workers") args.workers = next().split(",").map((w) => (w === "0" ? 0 : 1));
+    else if (a === "--workers") args.workers = next().split(",").map(Number).filter((w) => Number.isInteger(w) && w >= 0);
     else if (a === "--idle-seconds") args.idleSeconds = Number(next());
     else if (a === "--heartbeat") args.heartbeatMs = Number(next());
     else if (a === "--json") args.json = true;
@@ -60,7 +60,7 @@ interface Agent {
   readonly client: ServiceClient<typeof TamTam.method>;
 }
 
-async function startAgent(home: string, workers: 0 | 1, heartbeatMs: number, seed: string | null): Promise<Agent> {
+async function startAgent(home: string, workers: number, heartbeatMs: number, seed: string | null): Promise<Agent> {
   const gossipPort = await freePort();
   const rpc = `127.0.0.1:${await freePort()}`;
   const args = [BIN, "--rpc", rpc, "agent", "--bind", "127.0.0.1", "-p", String(gossipPort), "--workers", String(workers), "--heartbeat", String(heartbeatMs), "--nobanner", "--log-format", "json"];
@@ -90,7 +90,7 @@ const sum = (counters: Record<string, bigint>, suffix: string): number =>
 
 interface Result {
   agents: number;
-  workers: 0 | 1;
+  workers: number;
   convergedMs: number;
   rssMiB: { median: number; max: number };
   datagramsPerAgentPerSec: number;
@@ -98,7 +98,7 @@ interface Result {
   killToDeadAtAllMs: number;
 }
 
-async function measure(n: number, workers: 0 | 1, args: Args): Promise<Result> {
+async function measure(n: number, workers: number, args: Args): Promise<Result> {
   const home = mkdtempSync(join(tmpdir(), "tamtam-bench-"));
   const agents: Agent[] = [];
   try {
@@ -174,7 +174,7 @@ if (args.json) {
   console.table(
     results.map((r) => ({
       agents: r.agents,
-      engine: r.workers === 0 ? "inline" : "worker",
+      engine: r.workers === 0 ? "inline" : r.workers === 1 ? "worker" : `workers ${r.workers}`,
       "converged (ms)": r.convergedMs,
       "RSS median (MiB)": r.rssMiB.median,
       "RSS max (MiB)": r.rssMiB.max,

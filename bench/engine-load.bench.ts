@@ -43,7 +43,7 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
-import { availableParallelism, cpus, tmpdir } from "node:os";
+import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface, type Interface } from "node:readline";
 import { TamTam } from "../src/gen/service/tamtam_pb.js";
@@ -929,6 +929,8 @@ async function main(): Promise<void> {
     rmSync(home, { recursive: true, force: true });
   }
   const elapsedSeconds = round((performance.now() - started) / 1000);
+  // Other work on the host (a shared machine) moves every absolute figure: say how loaded it was.
+  const loadAverages = loadavg().map((x) => round(x, 1));
 
   const inbound = args.inbound ? args.seals.flatMap((sealed) => args.modes.map((m) => summarizeInbound(runs, m, sealed, args))) : [];
   // Every engine against inline (mode 0), sealed and plain apart; ratios of medians of the same run.
@@ -1030,6 +1032,7 @@ async function main(): Promise<void> {
         cpu: cpus()[0]?.model ?? "unknown",
         clockTicksPerSecond: CLK_TCK,
         elapsedSeconds,
+        loadAverages,
         inbound: args.inbound
           ? { reps: args.reps, traffic: args.traffic, stepMs: args.stepMs, drainMs: args.drainMs, sources: args.sources, medians: inbound, ratiosOverInline: inboundRatios, runs }
           : null,
@@ -1053,7 +1056,7 @@ async function main(): Promise<void> {
     return;
   }
 
-  console.log(`engine-load: node ${process.version}, ${availableParallelism()} cores, ${elapsedSeconds} s`);
+  console.log(`engine-load: node ${process.version}, ${availableParallelism()} cores, ${elapsedSeconds} s; host load average at the end ${loadAverages.join(" / ")} (1 / 5 / 15 min)`);
   if (args.inbound) {
     console.log(
       `\na. inbound ${args.traffic === "ping" ? "PINGs" : "full GOSSIP datagrams"} from ${args.sources} members, ${args.stepMs} ms per step (+${args.drainMs} ms drain); medians of ${args.reps} runs per mode` +

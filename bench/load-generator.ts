@@ -485,19 +485,15 @@ async function runStep(spec: StepSpec, ports: Set<number>): Promise<Record<strin
   const errorsBefore = counters.sendErrors + counters.socketErrors;
   const repliesBefore = counters.repliesSent;
   const n = sources.length;
-  let ping: StepState | null = null;
   let run: { sent: number; sendMs: number; turns: number; lagTurns: number };
   let prepMs = 0;
   let broadcastsSent = 0;
-  let cpu0: NodeJS.CpuUsage;
-  let dropsBefore: number | null;
-  let t0: number;
+  let frames: Uint8Array[] = [];
   if (spec.traffic === "gossip") {
     // Built and sealed before the clock starts: while timed, the generator only sends.
     const p0 = performance.now();
-    const count = Math.ceil((spec.rate * spec.durationMs) / 1000);
-    const frames: Uint8Array[] = new Array<Uint8Array>(count);
-    for (let k = 0; k < count; k++) {
+    frames = new Array<Uint8Array>(Math.ceil((spec.rate * spec.durationMs) / 1000));
+    for (let k = 0; k < frames.length; k++) {
       const i = k % n;
       const b = k % BROADCAST_POOL;
       let plain = gossipCache.get(i * BROADCAST_POOL + b);
@@ -508,11 +504,15 @@ async function runStep(spec: StepSpec, ports: Set<number>): Promise<Record<strin
       frames[k] = txBulk === null ? plain : txBulk.wrap(plain);
     }
     prepMs = performance.now() - p0;
-    dropsBefore = socketDrops(ports);
-    emit({ type: "go" });
-    cpu0 = process.cpuUsage();
-    t0 = performance.now();
-    run = await paced(spec.rate, spec.durationMs, count, (k) => {
+  }
+  const ping = spec.traffic === "gossip" ? null : newStepState(spec.traffic === "ping" ? spec.rate : spec.pingRate, spec.durationMs);
+  step = ping;
+  const dropsBefore = socketDrops(ports);
+  emit({ type: "go" });
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  if (ping === null) {
+    run = await paced(spec.rate, spec.durationMs, frames.length, (k) => {
       try {
         (sources[k % n] as Source).socket.send(frames[k] as Uint8Array);
       } catch {
@@ -520,22 +520,8 @@ async function runStep(spec: StepSpec, ports: Set<number>): Promise<Record<strin
       }
     });
   } else if (spec.traffic === "ping") {
-    const s = newStepState(spec.rate, spec.durationMs);
-    ping = s;
-    step = s;
-    dropsBefore = socketDrops(ports);
-    emit({ type: "go" });
-    cpu0 = process.cpuUsage();
-    t0 = performance.now();
-    run = await paced(spec.rate, spec.durationMs, s.capacity, (k) => sendStepPing(s, k));
+    run = await paced(spec.rate, spec.durationMs, ping.capacity, (k) => sendStepPing(ping, k));
   } else {
-    const s = newStepState(spec.pingRate, spec.durationMs);
-    ping = s;
-    step = s;
-    dropsBefore = socketDrops(ports);
-    emit({ type: "go" });
-    cpu0 = process.cpuUsage();
-    t0 = performance.now();
     const gossipRate = spec.broadcastRate / BUSY_BROADCASTS_PER_DATAGRAM;
     const gossip = paced(gossipRate, spec.durationMs, Infinity, (k) => {
       const i = k % n;
@@ -549,7 +535,7 @@ async function runStep(spec: StepSpec, ports: Set<number>): Promise<Record<strin
         counters.sendErrors++;
       }
     });
-    run = await paced(spec.pingRate, spec.durationMs, s.capacity, (k) => sendStepPing(s, k));
+    run = await paced(spec.pingRate, spec.durationMs, ping.capacity, (k) => sendStepPing(ping, k));
     await gossip;
   }
   const sendMs = run.sendMs;

@@ -294,10 +294,12 @@ describe("help states the range and what --workers means", () => {
       const r = await run([command, "--help"]);
       const line = r.stdout.split("\n").find((l) => l.trimStart().startsWith("--workers"));
       assert.ok(line !== undefined, command);
-      assert.match(line, /worker threads that run the (protocol core|nodes): 0 = on the main thread \(default/, command);
+      assert.match(line, /worker threads that run the (protocol core|nodes): 0 = on the main thread/, command);
+      // simulate runs on the main thread by default; the agent's engine uses a protocol worker and a seal/open worker.
+      assert.match(line, command === "agent" ? /default 2/ : /0 = on the main thread \(default/, command);
     }
     const defaults = resolveSettings(AGENT_SETTINGS, {}, undefined, memoryIO({}));
-    assert.equal(agentOptions(defaults).workers, 0);
+    assert.equal(agentOptions(defaults).workers, 2);
   });
 
   test("simulate --workers accepts 0..64 (1 = one worker thread); 65 and non-integers are one-line usage errors", async () => {

@@ -714,7 +714,7 @@ describe("settings", () => {
     );
     assert.deepEqual(
       [s.values.maxBroadcastBytes, s.values.clusterName, s.values.multicastIntervalSeconds, s.values.multicastPort, s.values.preset, s.values.workers],
-      [0, "tamtam", 10, 9998, "lan", 0],
+      [0, "tamtam", 10, 9998, "lan", 2],
     );
     assert.deepEqual([s.values.iface, s.values.advertise, s.values.multicastAddress, s.values.join, s.values.logFormat], [null, null, null, [], "auto"]);
     assert.equal(s.sources.rpc, "default");

@@ -586,6 +586,20 @@ describe("the drop log", () => {
       "dropped 51 datagrams sealed with a key this agent does not have (NO_KEY), the latest from 10.0.0.4:1",
     ]);
   });
+
+  test("drops reported by a worker in batches add up, and a line names no source it does not know", () => {
+    const lines: string[] = [];
+    let now = 0;
+    const log = new DropLog((l) => lines.push(l), 10_000, () => now);
+    log.record("BAD_SEAL", null, 7);
+    log.record("BAD_SEAL", "10.0.0.9:1", 5);
+    now = 10_000;
+    log.record("BAD_SEAL", null, 2);
+    assert.deepEqual(lines, [
+      "dropped 7 datagrams failed authentication (altered, sealed under another cluster label, or under a key whose id collides) (BAD_SEAL)",
+      "dropped 7 datagrams failed authentication (altered, sealed under another cluster label, or under a key whose id collides) (BAD_SEAL)",
+    ]);
+  });
 });
 
 describe("engines seal on the wire (inline, one worker, and seal/open workers in front of the protocol worker)", () => {

@@ -13,6 +13,7 @@ import { Prng } from "../src/core/prng.js";
 import {
   Doorbell,
   RingCorruptedError,
+  SharedCounters,
   ShmRing,
   attachMainSide,
   createEngineRingBuffers,
@@ -476,4 +477,40 @@ test("engine ring bundle: a worker sleeps on inbound+commands, main awaits outbo
   } finally {
     await worker.terminate();
   }
+});
+
+test("shared counters: adds from several threads never hand out the same value twice (nonces)", { timeout: 20_000 }, async () => {
+  const counters = SharedCounters.create(2, [2 ** 40]);
+  assert.equal(counters.add(0), 2 ** 40);
+  assert.equal(counters.load(0), 2 ** 40 + 1);
+  counters.bumpControl();
+  assert.equal(counters.controlWord(), 1);
+  assert.throws(() => counters.add(2), RangeError);
+  const url = new URL("../src/shm/counters.js", import.meta.url).href;
+  // Each thread takes 20,000 values and returns them; together they must be 40,000 distinct ones.
+  const code = `
+    const { workerData, parentPort } = require("node:worker_threads");
+    import(workerData.url).then(({ SharedCounters }) => {
+      const c = SharedCounters.attach(workerData.buffer);
+      const taken = new Float64Array(20000);
+      for (let i = 0; i < taken.length; i++) taken[i] = c.add(0);
+      parentPort.postMessage(taken);
+    });`;
+  const takes = await Promise.all(
+    [0, 1].map(
+      () =>
+        new Promise<Float64Array>((resolve, reject) => {
+          const w = new Worker(code, { eval: true, workerData: { url, buffer: counters.sharedBuffer } });
+          w.once("message", (m: Float64Array) => {
+            resolve(m);
+            void w.terminate();
+          });
+          w.once("error", reject);
+        }),
+    ),
+  );
+  const all = new Set<number>();
+  for (const t of takes) for (const v of t) all.add(v);
+  assert.equal(all.size, 40_000);
+  assert.equal(counters.load(0), 2 ** 40 + 1 + 40_000);
 });

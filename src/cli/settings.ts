@@ -31,7 +31,7 @@
  *   multicast-interval   TAMTAM_MULTICAST_INTERVAL   --multicast-interval   10 (s, 1..3600)
  *   multicast-port       TAMTAM_MULTICAST_PORT       --multicast-port       9998
  *   preset               TAMTAM_PRESET               --preset               lan (lan, local, wan, thread)
- *   workers              TAMTAM_WORKERS              --workers              0 (worker threads of the engine: 0 = the
+ *   workers              TAMTAM_WORKERS              --workers              2 (worker threads of the engine: 0 = the
  *                                                                            core on the main thread; 1 = on a worker;
  *                                                                            N = it and N - 1 seal/open workers; 0..8)
  *   join                 TAMTAM_JOIN                 --join (repeatable)    none (list of ADDR:PORT;
@@ -226,7 +226,8 @@ export const SETTINGS = {
     kind: "integer", key: "multicast-port", env: "TAMTAM_MULTICAST_PORT", flag: "--multicast-port", default: 9998, min: 1, max: 65535,
   },
   preset: { kind: "string", key: "preset", env: "TAMTAM_PRESET", flag: "--preset", default: "lan", oneOf: PRESET_NAMES },
-  workers: { kind: "integer", key: "workers", env: "TAMTAM_WORKERS", flag: "--workers", default: 0, min: 0, max: MAX_ENGINE_WORKERS },
+  // 2: the protocol worker and one seal/open worker; why in the README (Performance) and bench/RESULTS.md.
+  workers: { kind: "integer", key: "workers", env: "TAMTAM_WORKERS", flag: "--workers", default: 2, min: 0, max: MAX_ENGINE_WORKERS },
   join: { kind: "list", key: "join", env: "TAMTAM_JOIN", flag: "--join", default: [], check: checkAddress },
   logFormat: {
     kind: "string", key: "log-format", env: "TAMTAM_LOG_FORMAT", flag: "--log-format", default: "auto", oneOf: ["auto", "pretty", "json"],

@@ -25,7 +25,9 @@ function run(data: OpenerWorkerData & { readonly port: MessagePort }): void {
   const seal = new WorkerSeal(data.seal, data.port, counters);
   const envelope = seal.envelope;
   const view = newDatagramInView();
+  seal.ring = data.index;
   const onDatagram: RawFrameVisitor = (bytes, offset, lengthBytes) => {
+    seal.frame++;
     if (!readDatagramIn(bytes, offset, lengthBytes, view)) {
       counters.add(WorkerSlot.BadFrames);
       return;

@@ -205,22 +205,26 @@ export interface OpenerWorkerData {
 /** Messages on a worker's control port (main -> worker), drained with receiveMessageOnPort. */
 export type ControlMessage = { readonly type: "keys"; readonly keys: readonly Uint8Array[] };
 
-/** Messages a worker posts back (worker -> main): dropped datagrams, by reason, batched. */
-export type WorkerNotice = { readonly type: "drops"; readonly reason: DropReason; readonly count: number };
+/**
+ * Messages a worker posts back (worker -> main): dropped datagrams, by reason, batched; with the
+ * latest one's place (`ring`: -1 the inbound ring, k the raw ring of opener k; `frame`: its
+ * position among the frames written to that ring, -1 when not known), where the main thread
+ * may still find its source (it keeps the sources of the last datagrams it wrote, unparsed).
+ */
+export type WorkerNotice = { readonly type: "drops"; readonly reason: DropReason; readonly count: number; readonly ring: number; readonly frame: number };
 
 /**
- * Slots of a worker's SharedCounters: the control word (bumped by the main thread after each
- * control message, so a sleeping worker wakes and drains its port), then the opener's counters.
+ * Slots of a worker's SharedCounters (whose control word the main thread bumps after each
+ * control message, so that a sleeping worker wakes and drains its port).
  */
 export const WorkerSlot = {
-  Control: 0,
   /** Datagrams a seal/open worker authenticated and passed on. */
-  DatagramsOpened: 1,
+  DatagramsOpened: 0,
   /** Opened datagrams its opened ring could not take. */
-  RingDrops: 2,
-  BadFrames: 3,
+  RingDrops: 1,
+  BadFrames: 2,
   /** Then one slot per DROP_REASONS entry, in that order: datagrams this worker's envelope dropped. */
-  DroppedBase: 4,
+  DroppedBase: 3,
 } as const;
 export const WORKER_COUNTER_SLOTS = WorkerSlot.DroppedBase + DROP_REASONS.length;
 

@@ -55,6 +55,15 @@ import {
 const PUMP_IDLE_WAIT_MS = 500;
 /** Frames the pump takes from a ring before it yields to the event loop. */
 const OUTPUT_BATCH = 512;
+/** Sources of the last datagrams written to each ring kept (unparsed) for drop reports; a power of two. */
+const SOURCE_HISTORY = 1024;
+
+/** The sources of the last SOURCE_HISTORY datagrams written to one ring: two stores each, no parsing. */
+interface SourceHistory {
+  written: number;
+  readonly ips: string[];
+  readonly ports: Uint16Array;
+}
 
 export interface WorkerEngineOptions {
   readonly workers: number;
@@ -84,6 +93,8 @@ export class WorkerEngine extends EngineBase {
   private publishScheduled = false;
   private nextOpener = 0;
   private inboundDropped = 0;
+  /** Per ring written by the main thread: [0] inbound, [k + 1] raw ring of opener k. */
+  private readonly sources: SourceHistory[];
   private readonly outView = newDatagramOutView();
 
   constructor(init: EngineInit, node: SwimNodeOptions, options: WorkerEngineOptions) {
@@ -93,6 +104,7 @@ export class WorkerEngine extends EngineBase {
     const spin = options.spinIterations === undefined ? {} : { spinIterations: options.spinIterations };
     this.rings = attachMainSide(buffers, spin);
     this.envelope = init.envelope;
+    this.sources = Array.from({ length: 1 + openerCount }, () => ({ written: 0, ips: new Array<string>(SOURCE_HISTORY), ports: new Uint16Array(SOURCE_HISTORY) }));
     const seal = this.sealData();
 
     const thread = (name: string, entry: string, data: object, wake: () => void): EngineThread => {
@@ -103,7 +115,7 @@ export class WorkerEngine extends EngineBase {
         transferList: [port2],
       });
       port1.on("message", (notice: WorkerNotice) => {
-        if (notice.type === "drops") this.envelope?.reportDrops(notice.reason, notice.count);
+        if (notice.type === "drops") this.envelope?.reportDrops(notice.reason, notice.count, this.sourceOf(notice.ring, notice.frame));
       });
       port1.unref();
       return { worker, port: port1, counters, wake, name };
@@ -137,7 +149,7 @@ export class WorkerEngine extends EngineBase {
             const msg: ControlMessage = { type: "keys", keys };
             for (const t of this.threads()) {
               t.port.postMessage(msg);
-              t.counters.add(WorkerSlot.Control);
+              t.counters.bumpControl();
               t.wake();
             }
           });
@@ -248,19 +260,36 @@ export class WorkerEngine extends EngineBase {
     return { settings: envelope.settings, keys: envelope.keys.keys(), nonceCounter: nonces.sharedBuffer, boot };
   }
 
+  /** `ip:port` of frame `frame` of ring `ring` (see WorkerNotice), if it is still in the history. */
+  private sourceOf(ring: number, frame: number): string | null {
+    const h = this.sources[ring + 1];
+    if (h === undefined || frame < 0 || frame >= h.written || h.written - frame > SOURCE_HISTORY) return null;
+    const i = frame & (SOURCE_HISTORY - 1);
+    const ip = h.ips[i] as string;
+    return ip.includes(":") ? `[${ip}]:${h.ports[i]}` : `${ip}:${h.ports[i]}`;
+  }
+
   /** Socket -> a ring, as received (no parsing here); published once per event-loop turn (batching). */
-  private readonly onSocketDatagram = (received: Uint8Array): void => {
+  private readonly onSocketDatagram = (received: Uint8Array, fromIp: string, fromPort: number): void => {
     let ring: RingProducer;
+    let history: SourceHistory;
     const raw = this.rings.raw;
-    if (raw.length === 0) ring = this.rings.inbound;
-    else {
+    if (raw.length === 0) {
+      ring = this.rings.inbound;
+      history = this.sources[0] as SourceHistory;
+    } else {
       ring = raw[this.nextOpener] as RingProducer;
+      history = this.sources[this.nextOpener + 1] as SourceHistory;
       this.nextOpener = this.nextOpener + 1 === raw.length ? 0 : this.nextOpener + 1;
     }
     if (this.coreGone || !writeDatagramIn(ring, performance.now(), received)) {
       this.inboundDropped++;
       return;
     }
+    // Kept as received (the string dgram made anyway): read only if the datagram is dropped later.
+    const i = history.written++ & (SOURCE_HISTORY - 1);
+    history.ips[i] = fromIp;
+    history.ports[i] = fromPort;
     if (this.publishScheduled) return;
     this.publishScheduled = true;
     setImmediate(this.publishInbound);

@@ -94,7 +94,9 @@ function run(data: ProtocolWorkerData): void {
   };
   const view = newDatagramInView();
   // Raw from the main thread: opened here (when sealing), then admitted.
+  let inboundFrame = -1;
   const onDatagram: RawFrameVisitor = (bytes, offset, lengthBytes) => {
+    inboundFrame++;
     if (!readDatagramIn(bytes, offset, lengthBytes, view)) {
       dropped.badFrames++;
       return;
@@ -105,6 +107,8 @@ function run(data: ProtocolWorkerData): void {
       host.handleDatagram(view.receivedAtMs, received);
       return;
     }
+    seal.ring = -1;
+    seal.frame = inboundFrame;
     const opened = envelope.authenticate(received, null, 0);
     const datagram = opened === null ? null : envelope.admit(opened);
     if (datagram !== null) host.handleDatagram(view.receivedAtMs, datagram);
@@ -116,6 +120,8 @@ function run(data: ProtocolWorkerData): void {
       return;
     }
     const opened = bytes.subarray(view.payloadOffset, view.payloadOffset + view.payloadBytes);
+    // A replay found here cannot be traced to its source (the opened rings skip what the openers dropped).
+    seal.frame = -1;
     const datagram = envelope === null ? opened : envelope.admit({ datagram: opened, sealed: view.sealed, boot: view.boot, counter: view.counter });
     if (datagram !== null) host.handleDatagram(view.receivedAtMs, datagram);
   };

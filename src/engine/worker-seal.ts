@@ -30,7 +30,10 @@ export class WorkerSeal {
   private readonly port: MessagePort;
   private readonly control: SharedCounters;
   private controlSeen = 0;
-  private readonly pendingDrops = new Map<DropReason, number>();
+  private readonly pendingDrops = new Map<DropReason, { count: number; ring: number; frame: number }>();
+  /** Where the datagram being opened came from (see WorkerNotice); set by the entry before each. */
+  ring = -1;
+  frame = -1;
   private lastReportMs = -Infinity;
   /** Control messages that could not be applied (a bug; counted). */
   badControl = 0;
@@ -50,18 +53,18 @@ export class WorkerSeal {
       ...seal.settings,
       nonces: { boot: seal.boot, next: () => nonces.add(0) },
       onDrop: (reason) => {
-        this.pendingDrops.set(reason, (this.pendingDrops.get(reason) ?? 0) + 1);
+        this.pendingDrops.set(reason, { count: (this.pendingDrops.get(reason)?.count ?? 0) + 1, ring: this.ring, frame: this.frame });
         control.add(WorkerSlot.DroppedBase + DROP_REASONS.indexOf(reason));
       },
     });
   }
 
   /** Whether a control message was posted since the last drain (atomic load; for waitSync). */
-  readonly controlPending = (): boolean => this.control.load(WorkerSlot.Control) !== this.controlSeen;
+  readonly controlPending = (): boolean => this.control.controlWord() !== this.controlSeen;
 
   /** Applies every control message waiting on the port, in order. */
   drainControl(): void {
-    this.controlSeen = this.control.load(WorkerSlot.Control);
+    this.controlSeen = this.control.controlWord();
     for (;;) {
       const received = receiveMessageOnPort(this.port);
       if (received === undefined) return;
@@ -80,9 +83,9 @@ export class WorkerSeal {
     if (this.pendingDrops.size === 0 || nowMs - this.lastReportMs < DROP_REPORT_INTERVAL_MS) return;
     this.lastReportMs = nowMs;
     for (const reason of DROP_REASONS) {
-      const count = this.pendingDrops.get(reason);
-      if (count === undefined) continue;
-      const notice: WorkerNotice = { type: "drops", reason, count };
+      const drops = this.pendingDrops.get(reason);
+      if (drops === undefined) continue;
+      const notice: WorkerNotice = { type: "drops", reason, ...drops };
       this.port.postMessage(notice);
     }
     this.pendingDrops.clear();

@@ -168,8 +168,8 @@ export class Envelope {
   }
 
   /** Passes drops that an Envelope in another thread counted (it has no onDrop of its own) to this one's onDrop. */
-  reportDrops(reason: DropReason, count: number): void {
-    this.onDrop?.(reason, null, count);
+  reportDrops(reason: DropReason, count: number, source: string | null): void {
+    this.onDrop?.(reason, source, count);
   }
 
   /** Seals with nonces from `source` from now on (shared with envelopes in other threads). */

@@ -8,32 +8,48 @@
  * Values stay below 2^53 (exact as numbers).
  */
 
+/** Bytes before the counters: the 32-bit control word, padded to 8. */
+const CONTROL_BYTES = 8;
+
 export class SharedCounters {
   readonly sharedBuffer: SharedArrayBuffer;
   /** How many counters the block holds. */
   readonly slots: number;
   private readonly words: BigInt64Array;
+  /** A 32-bit word beside the counters, cheap to poll (no BigInt): see bumpControl. */
+  private readonly control: Int32Array;
 
   private constructor(sharedBuffer: SharedArrayBuffer) {
     this.sharedBuffer = sharedBuffer;
-    this.words = new BigInt64Array(sharedBuffer);
+    this.control = new Int32Array(sharedBuffer, 0, 1);
+    this.words = new BigInt64Array(sharedBuffer, CONTROL_BYTES);
     this.slots = this.words.length;
   }
 
-  /** A block of `slots` counters, all 0 (or `initial[i]`). */
+  /** A block of `slots` counters, all 0 (or `initial[i]`), and a control word of 0. */
   static create(slots: number, initial: readonly number[] = []): SharedCounters {
     if (!Number.isInteger(slots) || slots < 1 || slots > 4096) throw new RangeError(`SharedCounters: slots must be 1..4096, got ${slots}`);
-    const counters = new SharedCounters(new SharedArrayBuffer(slots * 8));
+    const counters = new SharedCounters(new SharedArrayBuffer(CONTROL_BYTES + slots * 8));
     initial.forEach((value, i) => counters.store(i, value));
     return counters;
   }
 
   /** Attaches to a block made by create() in another thread. */
   static attach(sharedBuffer: SharedArrayBuffer): SharedCounters {
-    if (!(sharedBuffer instanceof SharedArrayBuffer) || sharedBuffer.byteLength % 8 !== 0 || sharedBuffer.byteLength === 0) {
-      throw new TypeError("SharedCounters.attach: expected a SharedArrayBuffer of whole 8-byte counters");
+    if (!(sharedBuffer instanceof SharedArrayBuffer) || sharedBuffer.byteLength % 8 !== 0 || sharedBuffer.byteLength <= CONTROL_BYTES) {
+      throw new TypeError("SharedCounters.attach: expected a SharedArrayBuffer made by SharedCounters.create");
     }
     return new SharedCounters(sharedBuffer);
+  }
+
+  /** Advances the control word (a writer's signal: e.g. a control message waits on a port). */
+  bumpControl(): void {
+    Atomics.add(this.control, 0, 1);
+  }
+
+  /** The control word now (one atomic 32-bit load: cheap enough for a spin loop). */
+  controlWord(): number {
+    return Atomics.load(this.control, 0);
   }
 
   /** Adds `delta` to counter `slot`; returns its value before the add. */

@@ -84,10 +84,10 @@ export function writeTamtamShim(dir: string): string {
  * NO_COLOR=1 and, unless `advertise` is null, TAMTAM_ADVERTISE (this machine allows traffic
  * to loopback only). Nothing else of the test runner's environment leaks in.
  */
-let engineWorkers: 0 | 1 | null = null;
+let engineWorkers: number | null = null;
 
 /** Every agent started with a cleanEnv from now on runs this engine (TAMTAM_WORKERS). */
-export function useEngine(workers: 0 | 1): void {
+export function useEngine(workers: number): void {
   engineWorkers = workers;
 }
 

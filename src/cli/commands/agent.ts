@@ -171,7 +171,7 @@ export class AgentCommand extends TamTamCommand {
   advertise = Option.String("--advertise", { description: "IP[:PORT] other members reach this agent at (default: derived from --bind/--iface)" });
   preset = Option.String("--preset", { description: "protocol timing preset: lan, local, wan or thread (default lan)" });
   workers = Option.String("--workers", {
-    description: "worker threads that run the protocol core: 0 = on the main thread (default), 1 = one worker thread that also seals and opens, N = it and N - 1 seal/open workers (up to 8; see bench/RESULTS.md)",
+    description: "worker threads that run the protocol core: 0 = on the main thread, 1 = one worker thread that also seals and opens, N = it and N - 1 seal/open workers (up to 8; default 2, see bench/RESULTS.md)",
   });
   join = Option.Array("--join", { description: "ADDR:PORT of a member to join at start-up (repeatable)" });
   logFormat = Option.String("--log-format", { description: "auto (pretty on a terminal, JSON otherwise), pretty or json (default auto)" });
