@@ -226,7 +226,11 @@ export class Envelope {
    * rejects it as a protocol error, changing nothing.
    */
   admit(opened: Opened, sourceIp: string | null = null, sourcePort = 0): Uint8Array | null {
-    if (!opened.sealed) return opened.datagram;
+    // Counted here, where every datagram that gets in passes, whichever thread authenticated it.
+    if (!opened.sealed) {
+      this.counts.plaintextAccepted++;
+      return opened.datagram;
+    }
     const rest = opened.datagram.subarray(4);
     const sender = senderKey(rest) ?? (sourceIp === null ? null : `${sourceIp}|${sourcePort}`);
     if (sender !== null && this.replays.check(sender, opened.boot, opened.counter, senderIncarnation(rest)) === "replay") {
@@ -239,9 +243,9 @@ export class Envelope {
   /** A received multicast datagram as a version-1 announcement, or null when it is dropped (counted). */
   unwrapAnnouncement(bytes: Uint8Array, sourceIp: string, sourcePort: number): Uint8Array | null {
     const enveloped = bytes.length >= 4 && bytes[0] === WIRE_MAGIC_0 && bytes[1] === ANNOUNCE_MAGIC_1 && bytes[2] === ANNOUNCE_ENVELOPE_VERSION;
-    if (!enveloped) return this.plain(bytes, false, sourceIp, sourcePort, true);
+    if (!enveloped) return this.acceptedPlain(this.plain(bytes, false, sourceIp, sourcePort, true));
     const flags = bytes[3] as number;
-    if (flags !== FLAG_SEALED) return this.plain(bytes, flags === FLAG_LABELED, sourceIp, sourcePort, true);
+    if (flags !== FLAG_SEALED) return this.acceptedPlain(this.plain(bytes, flags === FLAG_LABELED, sourceIp, sourcePort, true));
     const sealed = this.open(bytes, sourceIp, sourcePort);
     if (sealed === null) return null;
     if (this.replays.check(`${sourceIp}|${sourcePort}`, sealed.boot, sealed.counter, null) === "replay") return this.drop("REPLAY", sourceIp, sourcePort);
@@ -337,6 +341,11 @@ export class Envelope {
     return { plain, boot: view.readUInt32BE(5), counter: view.readUInt32BE(9) * 2 ** 32 + view.readUInt32BE(13) };
   }
 
+  private acceptedPlain(announcement: Uint8Array | null): Uint8Array | null {
+    if (announcement !== null) this.counts.plaintextAccepted++;
+    return announcement;
+  }
+
   private plainOpened(datagram: Uint8Array | null): Opened | null {
     return datagram === null ? null : { datagram, sealed: false, boot: 0, counter: 0 };
   }
@@ -351,13 +360,11 @@ export class Envelope {
     if (!announcement && this.keyring.size > 0 && type === MessageType.Request) return this.drop("PLAINTEXT", ip, port);
     if (this.tag === null) {
       if (labeled) return this.drop("LABEL", ip, port);
-      this.counts.plaintextAccepted++;
       return bytes;
     }
     if (!labeled) return this.drop("LABEL", ip, port);
     if (bytes.length < 4 + LABEL_TAG_BYTES) return this.drop("TRUNCATED", ip, port);
     for (let i = 0; i < LABEL_TAG_BYTES; i++) if (bytes[4 + i] !== this.tag[i]) return this.drop("LABEL", ip, port);
-    this.counts.plaintextAccepted++;
     const rest = bytes.subarray(4 + LABEL_TAG_BYTES);
     return announcement ? prefixed(ANNOUNCE_HEADER, rest) : prefixed([bytes[0] as number, bytes[1] as number, bytes[2] as number, 0], rest);
   }
