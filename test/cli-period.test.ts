@@ -74,6 +74,18 @@ class PresetAgent implements AgentApi {
   subscribeMembers() {
     return new Fanout<MemberView>(1, 1).subscribe();
   }
+  async changeTags(): Promise<never> {
+    throw new AgentError("INTERNAL", "not used here");
+  }
+  async query(): Promise<never> {
+    throw new AgentError("INTERNAL", "not used here");
+  }
+  serveQueries() {
+    return null;
+  }
+  respondQuery(): void {
+    throw new AgentError("UNKNOWN_QUERY", "not used here");
+  }
 }
 
 /** AgentOptions with the defaults of `tamtam agent`, for protocolConfig. */

@@ -77,8 +77,16 @@ interface FakeAgent {
   streamPayloads: Uint8Array[];
   /** Keep `Stream` and `Monitor` open, sending a message every 20 ms, until cancelled. */
   streamForever: boolean;
+  /** `Nodes` lists tagged members. */
+  tagged: boolean;
   close(): Promise<void>;
 }
+
+const TAGGED_NODES = [
+  { ...NODE_SELF, tags: { role: "web", dc: "eu-west" } },
+  { ...NODE_PEER, tags: { role: "db", dc: "eu-west" } },
+  { ...NODE_V6, tags: { role: "web", dc: "us-eu" } },
+];
 
 const OK = { code: Response_Code.OK };
 const FP_A = "sha256:0102030405060708";
@@ -102,7 +110,7 @@ async function startFakeAgent(): Promise<FakeAgent> {
   const record = (method: string, request: object): void => {
     calls.push({ method, request: { ...(request as Record<string, unknown>) } });
   };
-  const fake: Omit<FakeAgent, "rpc" | "close"> = { calls, streamPayloads: [], streamForever: false };
+  const fake: Omit<FakeAgent, "rpc" | "close"> = { calls, streamPayloads: [], streamForever: false, tagged: false };
   addService(server, TamTam, {
     join(req) {
       record("join", req);
@@ -138,7 +146,7 @@ async function startFakeAgent(): Promise<FakeAgent> {
     },
     nodes(req) {
       record("nodes", req);
-      return { nodes: [NODE_V6, NODE_SELF, NODE_PEER] };
+      return { nodes: fake.tagged ? TAGGED_NODES : [NODE_V6, NODE_SELF, NODE_PEER] };
     },
     healthy(req) {
       record("healthy", req);
@@ -181,6 +189,31 @@ async function startFakeAgent(): Promise<FakeAgent> {
     removeKey(req) {
       record("removeKey", req);
       throw new RpcError(grpc.status.FAILED_PRECONDITION, "the primary key cannot be removed; make another key primary first (keys use)");
+    },
+    setTags(req) {
+      record("setTags", req);
+      if ("big" in req.tags) throw new RpcError(grpc.status.INVALID_ARGUMENT, "the tags take 2000 bytes encoded, more than the 1159 that fit");
+      return { tags: { dc: "eu", ...req.tags }, incarnation: 12 };
+    },
+    deleteTags(req) {
+      record("deleteTags", req);
+      return { tags: { dc: "eu" }, incarnation: 13 };
+    },
+    async *query(req) {
+      record("query", req);
+      const peer = { IP: "127.0.0.1", port: 9998 };
+      yield { type: "ack", from: peer };
+      yield { type: "response", from: peer, payload: Buffer.from("pong\n") };
+      yield { type: "error", from: { IP: "fd00::7", port: 9999 }, error: 'no handler for "ping"' };
+      const missing = req.name === "partial" ? [{ IP: "10.0.0.9", port: 9999 }] : [];
+      yield { type: "summary", asked: 2 + missing.length, acknowledged: 2, answered: 1, failed: 1, missing, elapsedMillis: 7 };
+    },
+    async *serveQueries(req) {
+      record("serveQueries", req);
+    },
+    respondQuery(req) {
+      record("respondQuery", req);
+      return OK;
     },
   });
   const port = await new Promise<number>((resolve, reject) => {
@@ -423,6 +456,72 @@ describe("commands against a fake agent", () => {
     }
   });
 
+  test("tags set and delete print the agent's tags (sorted), or one JSON object", async () => {
+    const set = await callsDuring(() => run(["--rpc", agent.rpc, "tags", "set", "role=web", "note=a=b,c", "empty="]));
+    assert.equal(set.result.code, 0, set.result.stderr);
+    assert.equal(set.result.stdout, "dc=eu\nempty=\nnote=a=b,c\nrole=web\n");
+    assert.deepEqual(set.calls[0]?.request.tags, { role: "web", note: "a=b,c", empty: "" });
+    const del = await callsDuring(() => run(["--rpc", agent.rpc, "tags", "delete", "role", "note", "--json"]));
+    assert.equal(del.result.code, 0);
+    assert.deepEqual(JSON.parse(del.result.stdout), { tags: { dc: "eu" }, incarnation: 13 });
+    assert.deepEqual(del.calls[0]?.request.keys, ["role", "note"]);
+    const big = await run(["--rpc", agent.rpc, "tags", "set", "big=x"]);
+    assertOneLineError(big, EXIT.USAGE, /^tamtam: the agent rejected the request: the tags take 2000 bytes encoded/);
+  });
+
+  test("nodes with tags: a TAGS column, tags in --json, --tag filters (anchored, all must match)", async () => {
+    agent.tagged = true;
+    try {
+      const table = await run(["--rpc", agent.rpc, "nodes"]);
+      assert.equal(
+        table.stdout,
+        [
+          "NODE              AGE   EMIT #  MILLIS  STATUS     TAGS",
+          "[127.0.0.1]:9998  6024  0       -1      ALIVE      dc=eu-west,role=db",
+          "[127.0.0.1]:9999  12    2       1       ALIVE      dc=eu-west,role=web",
+          "[fd00::7]:9999    250   5       -2      SUSPECTED  dc=us-eu,role=web",
+          "",
+        ].join("\n"),
+      );
+      const web = await run(["--rpc", agent.rpc, "nodes", "--tag", "role=web", "--tag", "dc=eu.*", "--json"]);
+      const nodes = (JSON.parse(web.stdout) as { nodes: { address: string; tags: Record<string, string> }[] }).nodes;
+      assert.deepEqual(nodes.map((n) => [n.address, n.tags]), [["127.0.0.1:9999", { role: "web", dc: "eu-west" }]]);
+      const none = await run(["--rpc", agent.rpc, "nodes", "--tag", "role=we"]);
+      assert.equal(none.stdout, "NODE  AGE  EMIT #  MILLIS  STATUS\n", "anchored: we does not match web");
+    } finally {
+      agent.tagged = false;
+    }
+  });
+
+  test("query prints acks, responses and errors as they come, then the summary; --json one object per line", async () => {
+    const text = await callsDuring(() =>
+      run(["--rpc", agent.rpc, "query", "ping", "hello", "--tag", "role=web", "--node", "127.0.0.1:9998", "--timeout", "2000", "--relay", "2", "--no-ack"]),
+    );
+    assert.equal(text.result.code, 1, "a member answered with an error");
+    assert.equal(
+      text.result.stdout,
+      [
+        "ack from 127.0.0.1:9998",
+        "response from 127.0.0.1:9998: pong",
+        'error from [fd00::7]:9999: no handler for "ping"',
+        "asked 2, acknowledged 2, answered 1, failed 1, missing 0 (7 ms)",
+        "",
+      ].join("\n"),
+    );
+    const req = text.calls[0]?.request as { name: string; payload: Uint8Array; tagFilters: Record<string, string>; nodes: { IP: string; port: number }[]; timeoutMillis: number; noAck: boolean; relay: number };
+    assert.deepEqual(
+      [req.name, Buffer.from(req.payload).toString(), req.tagFilters, req.nodes.map((n) => `${n.IP}:${n.port}`), req.timeoutMillis, req.noAck, req.relay],
+      ["ping", "hello", { role: "web" }, ["127.0.0.1:9998"], 2000, true, 2],
+    );
+    const json = await run(["--rpc", agent.rpc, "query", "partial", "--json"]);
+    assert.equal(json.code, 1);
+    const lines = json.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(lines[1], { type: "response", from: "127.0.0.1:9998", payload: "pong" });
+    assert.deepEqual(lines[3], { type: "summary", asked: 3, acknowledged: 2, answered: 1, failed: 1, missing: ["10.0.0.9:9999"], elapsedMs: 7 });
+    const textPartial = await run(["--rpc", agent.rpc, "query", "partial"]);
+    assert.match(textPartial.stdout, /missing 1 \(7 ms\)\n10\.0\.0\.9:9999 did not answer\n$/);
+  });
+
   test("nodes prints the aligned table, sorted by address", async () => {
     const r = await run(["--rpc", agent.rpc, "nodes"]);
     assert.equal(r.code, 0);
@@ -449,17 +548,17 @@ describe("commands against a fake agent", () => {
         {
           address: "127.0.0.1:9998", ip: "127.0.0.1", port: 9998, ageMs: 6024, emitCounter: 0, pingMillis: -1,
           status: "ALIVE", state: "alive", incarnation: 3, self: false,
-          damped: false, flapPenalty: 0, flaps: 0, dampedForMs: 0,
+          damped: false, flapPenalty: 0, flaps: 0, dampedForMs: 0, tags: {},
         },
         {
           address: "127.0.0.1:9999", ip: "127.0.0.1", port: 9999, ageMs: 12, emitCounter: 2, pingMillis: 1,
           status: "ALIVE", state: "alive", incarnation: 1, self: true,
-          damped: false, flapPenalty: 0, flaps: 0, dampedForMs: 0,
+          damped: false, flapPenalty: 0, flaps: 0, dampedForMs: 0, tags: {},
         },
         {
           address: "[fd00::7]:9999", ip: "fd00::7", port: 9999, ageMs: 250, emitCounter: 5, pingMillis: -2,
           status: "SUSPECTED", state: "suspect", incarnation: 9, self: false,
-          damped: false, flapPenalty: 0, flaps: 0, dampedForMs: 0,
+          damped: false, flapPenalty: 0, flaps: 0, dampedForMs: 0, tags: {},
         },
       ],
     });
@@ -642,6 +741,21 @@ describe("bad input is refused before any RPC", () => {
     ["unknown command", ["nodez"], /^tamtam: unknown command "nodez"/],
     ["missing argument", ["join"], /not enough positional arguments; see `tamtam join --help`/],
     ["extra argument", ["ping", "127.0.0.1:1", "127.0.0.1:2"], /extraneous positional argument/],
+    ["agent --tag without =", ["agent", "--tag", "role"], /^tamtam: --tag item "role" must be KEY=VALUE \(a tag is KEY=VALUE, got "role"\)\n$/],
+    ["agent --tag empty key", ["agent", "--tag", "=web"], /--tag item "=web" must be KEY=VALUE \(a tag key cannot be empty\)/],
+    ["agent --query-handler bad name", ["agent", "--query-handler", "up time=uptime"], /--query-handler item "up time=uptime" must be NAME=COMMAND/],
+    ["agent --query-handler twice", ["agent", "--query-handler", "a=x", "--query-handler", "a=y"], /--query-handler: two handlers for the query "a"/],
+    ["agent --query-handler-timeout 5", ["agent", "--query-handler-timeout", "5"], /--query-handler-timeout must be in 10\.\.600000 \(ms\), got "5"/],
+    ["tags set without =", ["tags", "set", "role"], /^tamtam: tags set: a tag is KEY=VALUE, got "role"\n$/],
+    ["tags delete bad key", ["tags", "delete", "a b"], /tags delete: a tag key has no "=" and no white space/],
+    ["tags set nothing", ["tags", "set"], /not enough positional arguments/],
+    ["nodes --tag bad regexp", ["nodes", "--tag", "dc=("], /^tamtam: --tag: the tag filter dc=\( is not a regular expression/],
+    ["nodes --tag without =", ["nodes", "--tag", "dc"], /--tag: a tag is KEY=REGEXP, got "dc"/],
+    ["query bad name", ["query", "no/slash"], /a query name is letters, digits and \. _ : - only, got "no\/slash"/],
+    ["query --timeout 50", ["query", "q", "--timeout", "50"], /--timeout must be an integer in 100\.\.600000, got "50"/],
+    ["query --relay 6", ["query", "q", "--relay", "6"], /--relay must be an integer in 0\.\.5, got "6"/],
+    ["query --node bad", ["query", "q", "--node", "nope"], /not an IPv4 or IPv6 address/],
+    ["query --tag bad", ["query", "q", "--tag", "role=[" ], /the tag filter role=\[ is not a regular expression/],
   ];
   for (const [name, args, pattern] of cases) {
     test(name, async () => {
@@ -777,6 +891,19 @@ describe("settings", () => {
     assert.deepEqual(ok.unknownKeys, ["future-key"]);
   });
 
+  test("tags and query handlers from flag, environment and file: tags are comma-separated, a handler is one whole item (one per line in the environment)", () => {
+    const fromEnv = resolveSettings(AGENT_SETTINGS, {}, undefined, memoryIO({}, { TAMTAM_TAG: "role=web, dc=eu", TAMTAM_QUERY_HANDLER: "a=echo 1,2\nb=cat" }));
+    assert.deepEqual(fromEnv.values.tag, ["role=web", "dc=eu"]);
+    assert.deepEqual(fromEnv.values.queryHandler, ["a=echo 1,2", "b=cat"]);
+    const fromFlag = resolveSettings(AGENT_SETTINGS, { tag: ["role=web,dc=eu"], queryHandler: ["c=echo x,y"] }, undefined, memoryIO({}));
+    assert.deepEqual([fromFlag.values.tag, fromFlag.values.queryHandler], [["role=web", "dc=eu"], ["c=echo x,y"]]);
+    const fromFile = resolveSettings(AGENT_SETTINGS, {}, undefined, memoryIO({ "/home/u/.tamtam.yaml": "tag: [role=db, x=1]\nquery-handler-timeout: 700\n" }));
+    assert.deepEqual([fromFile.values.tag, fromFile.values.queryHandlerTimeoutMs], [["role=db", "x=1"], 700]);
+    const options = agentOptions(fromEnv);
+    assert.deepEqual(options.tags, { role: "web", dc: "eu" });
+    assert.deepEqual(options.queryHandlers, [{ name: "a", command: "echo 1,2" }, { name: "b", command: "cat" }]);
+  });
+
   test("agent keys from file and environment reach AgentOptions", () => {
     const io = memoryIO(
       {
@@ -809,6 +936,9 @@ describe("settings", () => {
       nobanner: false,
       faults: { reapAfterMs: 30_000, reconnectIntervalMs: null, reconnectTimeoutMs: 0, maxReconnectTargets: 16, flapDamping: false },
       snapshot: "/var/lib/tamtam/members.json",
+      tags: {},
+      queryHandlers: [],
+      queryHandlerTimeoutMs: 3000,
     });
   });
 

@@ -10,11 +10,11 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 
 import { type Address, parseAddress } from "../src/core/address.js";
-import { MAX_IN_FLIGHT, MAX_REMEMBERED, REQUEST_SENDS, maxRequestPayloadBytes } from "../src/core/requests.js";
+import { MAX_IN_FLIGHT, MAX_REMEMBERED, QUERY_SENDS, REQUEST_SENDS, maxAnswerBytes, maxRequestPayloadBytes, type RequestStartOptions } from "../src/core/requests.js";
 import { makeConfig } from "../src/core/config.js";
 import type { CoreEvent } from "../src/core/runtime.js";
-import { MessageType } from "../src/core/wire/messages.js";
-import { ManualCluster, craft, type SentDatagram } from "./helpers/cluster.js";
+import { MemberState, MessageType } from "../src/core/wire/messages.js";
+import { ManualCluster, craft, suspect, type SentDatagram } from "./helpers/cluster.js";
 
 const KIND = 7;
 const TIMEOUT_MS = 2000;
@@ -200,7 +200,7 @@ describe("cluster requests", () => {
     assert.equal(c.node(1).member(strangerAddress.key), undefined, "nor is its sender learned");
   });
 
-  test("a member remembers at most MAX_REMEMBERED requests; a payload of the full budget fits a datagram", () => {
+  test("a member remembers at most MAX_REMEMBERED requests; an answer of the full budget fits a datagram", () => {
     const c = bootstrapped(2);
     const config = c.config;
     for (let i = 0; i < MAX_REMEMBERED + 10; i++) {
@@ -210,7 +210,7 @@ describe("cluster requests", () => {
     // The oldest handles were forgotten: answering them is refused; the newest still works.
     const handles = eventsOf(c, "request", 1).map((e) => e.event.handle);
     assert.equal(c.call(c.slot(1), () => c.node(1).clusterRequests.answer(handles[0] as number, Uint8Array.of(0), c.rt(1))), false);
-    const max = maxRequestPayloadBytes(config);
+    const max = maxAnswerBytes(config);
     assert.equal(c.call(c.slot(1), () => c.node(1).clusterRequests.answer(handles.at(-1) as number, new Uint8Array(max + 1), c.rt(1))), false);
     const before = c.sentLog.length;
     assert.equal(c.call(c.slot(1), () => c.node(1).clusterRequests.answer(handles.at(-1) as number, new Uint8Array(max), c.rt(1))), true);
@@ -222,6 +222,95 @@ describe("cluster requests", () => {
     for (const sealed of [false, true]) {
       const cfg = makeConfig("lan", { sealed });
       assert.ok(maxRequestPayloadBytes(cfg) > 1000);
+      assert.ok(maxAnswerBytes(cfg) > 1000);
     }
+  });
+});
+
+describe("cluster requests with targets, acknowledgements and relays (queries)", () => {
+  function startWith(c: ManualCluster, from: number, token: number, options: RequestStartOptions) {
+    return c.call(c.slot(from), () => c.node(from).clusterRequests.start(c.nowMs, KIND, Uint8Array.of(9), TIMEOUT_MS, token, c.rt(from), options));
+  }
+
+  test("only the named alive members are asked; a named address that is no member is left out", () => {
+    const c = bootstrapped(4);
+    const answered = new Set<string>();
+    const stranger = parseAddress("192.0.2.99:7946") as Address;
+    const outcome = startWith(c, 0, 21, { targets: [c.address(1), c.address(3), stranger] });
+    assert.deepStrictEqual(outcome, { ok: true, targets: 2 });
+    assert.ok(c.runUntil(() => (answerAll(c, answered), done(c, 21) !== undefined), TIMEOUT_MS));
+    assert.deepStrictEqual(done(c, 21)?.missing, []);
+    assert.equal(eventsOf(c, "request", 2).length, 0, "node 2 was not named");
+    assert.deepStrictEqual(eventsOf(c, "requestAnswer", 0).map((e) => e.event.from.key).sort(), [c.key(1), c.key(3)].sort());
+    assert.equal(c.sentLog.filter((d) => d.to.key === stranger.key).length, 0);
+  });
+
+  test("a named member that is suspected is asked too (by default only alive members are)", () => {
+    const c = bootstrapped(3);
+    const answered = new Set<string>();
+    // Node 0 suspects node 2 (node 2 does not hear of it).
+    const undo = c.addDropRule((d) => d.to.key === c.key(2) && d.from.key === c.key(0));
+    c.inject(0, craft(c.address(1), c.node(1).incarnation, [suspect(c.address(2), c.node(2).incarnation, c.address(1))]));
+    assert.equal(c.node(0).stateOf(c.key(2)), MemberState.Suspect);
+    undo();
+    assert.deepStrictEqual(startWith(c, 0, 25, { targets: [c.address(1), c.address(2)] }), { ok: true, targets: 2 });
+    assert.ok(c.runUntil(() => (answerAll(c, answered), done(c, 25) !== undefined), TIMEOUT_MS));
+    assert.deepStrictEqual(done(c, 25)?.missing, []);
+  });
+
+  test("targets acknowledge at once, once per target at the origin, before their host answers", () => {
+    const c = bootstrapped(3);
+    startWith(c, 0, 22, { answer: { ackWanted: true, relayCount: 0 } });
+    // Nobody answers yet: acknowledgements only.
+    assert.ok(c.runUntil(() => eventsOf(c, "requestAck", 0).length === 2, 100));
+    assert.deepStrictEqual(eventsOf(c, "requestAck", 0).map((e) => e.event.from.key).sort(), [c.key(1), c.key(2)].sort());
+    assert.equal(eventsOf(c, "requestAnswer", 0).length, 0);
+    // The retry (an eighth of the timeout later, for a query) brings acknowledgements again: dropped at the origin.
+    c.advanceBy(TIMEOUT_MS / QUERY_SENDS + 10);
+    assert.equal(eventsOf(c, "requestAck", 0).length, 2);
+    assert.ok(c.node(0).clusterRequests.stats.acksDropped >= 2);
+    assert.ok(c.node(1).clusterRequests.stats.acksSent >= 2);
+    const answered = new Set<string>();
+    assert.ok(c.runUntil(() => (answerAll(c, answered), done(c, 22) !== undefined), TIMEOUT_MS));
+    assert.deepStrictEqual(done(c, 22)?.missing, []);
+  });
+
+  test("with relays, acknowledgements and answers whose direct path is lost arrive through other members, once each", () => {
+    const c = bootstrapped(4);
+    const answered = new Set<string>();
+    // Every direct REQUEST_ACK and RESPONSE of node 1 to node 0 is lost.
+    const undo = c.addDropRule(
+      (d) => d.from.key === c.key(1) && d.to.key === c.key(0) && (d.decoded?.body.type === MessageType.RequestAck || d.decoded?.body.type === MessageType.Response),
+    );
+    startWith(c, 0, 23, { answer: { ackWanted: true, relayCount: 2 } });
+    assert.ok(c.runUntil(() => (answerAll(c, answered), done(c, 23) !== undefined), TIMEOUT_MS));
+    undo();
+    c.deliverAll(); // the copies still on their way
+    assert.deepStrictEqual(done(c, 23)?.missing, [], "node 1's answer came relayed");
+    assert.equal(eventsOf(c, "requestAck", 0).filter((e) => e.event.from.key === c.key(1)).length, 1);
+    const fromOne = eventsOf(c, "requestAnswer", 0).filter((e) => e.event.from.key === c.key(1));
+    assert.equal(fromOne.length, 1, "one answer per member, whatever the copies");
+    assert.deepStrictEqual([...(fromOne[0]?.event.payload ?? [])], [1, 9]);
+    const relayed = c.sentLog.filter(isType(MessageType.Relay)).filter((d) => d.from.key === c.key(1));
+    assert.ok(relayed.length >= 4, "an ack and an answer, each through two members");
+    assert.ok(relayed.every((d) => d.to.key !== c.key(0) && d.to.key !== c.key(1)), "relays are other members");
+    const s0 = c.node(0).clusterRequests.stats;
+    assert.ok(s0.relayedReceived >= 2);
+    assert.ok(s0.answersDropped >= 1, "the second relayed copy is a duplicate");
+    assert.ok(c.node(2).clusterRequests.stats.relaysForwarded + c.node(3).clusterRequests.stats.relaysForwarded >= 4);
+  });
+
+  test("RELAY and RELAYED from an address that is no member are ignored; relay counts beyond the limit are refused", () => {
+    const c = bootstrapped(2);
+    const stranger = parseAddress("192.0.2.99:7946") as Address;
+    const before = c.sentLog.length;
+    c.inject(1, craft(stranger, 0, [], { type: MessageType.Relay, peer: c.address(0), epoch: 1, id: 1, what: 1, payload: Uint8Array.of(1) }));
+    c.inject(0, craft(stranger, 0, [], { type: MessageType.Relayed, peer: c.address(1), epoch: 1, id: 1, what: 1, payload: Uint8Array.of(1) }));
+    assert.equal(c.sentLog.length, before, "nothing passed on");
+    assert.equal(c.node(1).clusterRequests.stats.relaysForwarded, 0);
+    assert.equal(c.node(0).clusterRequests.stats.relayedReceived, 0);
+    assert.equal(c.node(1).stats.requestsRefusedByReason.NOT_A_MEMBER, 1);
+    const refused = startWith(c, 0, 24, { answer: { ackWanted: false, relayCount: 6 } });
+    assert.equal(refused.ok ? "" : refused.code, "BAD_OPTIONS");
   });
 });

@@ -477,6 +477,17 @@ test("engine ring frames round-trip; a snapshot splits into parts and is truncat
     { type: "snapshot", token: 6 },
     { type: "stats", token: 0xffffffff },
     { type: "stop", token: 8 },
+    { type: "request", token: 9, kind: 2, timeoutMs: 500, payload: new Uint8Array([1]), options: {} },
+    {
+      type: "request",
+      token: 10,
+      kind: 2,
+      timeoutMs: 500,
+      payload: new Uint8Array([1, 2]),
+      options: { answer: { ackWanted: true, relayCount: 3 }, targets: [v4, v6] },
+    },
+    { type: "request", token: 11, kind: 1, timeoutMs: 60, payload: new Uint8Array(0), options: { answer: { ackWanted: false, relayCount: 0 } } },
+    { type: "setTags", token: 12, tags: Uint8Array.of(1, 1, 0x61, 0) },
   ];
   for (const cmd of commands) {
     assert.ok(writeCommand(ring, cmd));
@@ -496,15 +507,18 @@ test("engine ring frames round-trip; a snapshot splits into parts and is truncat
     flapPenalty: 2345.5,
     flaps: 4,
     dampedUntilMs: 99_000.5,
+    // Tags cross the ring with the member: one tag, "a" = "b".
+    tags: Uint8Array.of(1, 1, 0x61, 1, 0x62) as Uint8Array | null,
   };
   const events: CoreEvent[] = [
     { type: "member", member, previous: 0, previousIncarnation: 7, dampingChanged: true },
-    { type: "member", member: { ...member, address: v4, isSelf: true, damped: false }, previous: null, previousIncarnation: null, dampingChanged: false },
+    { type: "member", member: { ...member, address: v4, isSelf: true, damped: false, tags: null }, previous: null, previousIncarnation: null, dampingChanged: false },
     { type: "memberRemoved", address: v4 },
     { type: "broadcast", origin: v6, epoch: 99, seq: 100, payload: new Uint8Array([42]) },
     { type: "joinResult", seed: v4, ok: true, token: 11 },
     { type: "pingResult", target: v6, rttMs: 0.5, token: 12 },
     { type: "pingResult", target: v6, rttMs: null, token: 13 },
+    { type: "requestAck", token: 14, from: v6 },
   ];
   for (const event of events) {
     assert.ok(writeEvent(ring, event));
@@ -517,6 +531,10 @@ test("engine ring frames round-trip; a snapshot splits into parts and is truncat
     { type: "left", token: 5 },
     { type: "stats", token: 6, stats: { "core.a": 1.5, "ring.x.y": 2 ** 40 } },
     { type: "stopped", token: 7 },
+    { type: "request", token: 8, outcome: { ok: true, targets: 4 } },
+    { type: "request", token: 8, outcome: { ok: false, code: "BAD_OPTIONS", message: "a request is relayed through 0..5 members" } },
+    { type: "tags", token: 9, outcome: { ok: true, incarnation: 77 } },
+    { type: "tags", token: 9, outcome: { ok: false, code: "TOO_LARGE", message: "the tags take 2000 bytes" } },
   ];
   for (const reply of replies) {
     assert.ok(writeReply(ring, reply));
@@ -535,7 +553,11 @@ test("engine ring frames round-trip; a snapshot splits into parts and is truncat
   });
   assert.ok(parts.length > 1);
   assert.ok(parts.every((p, i) => p.token === 9 && p.last === (i === parts.length - 1)));
-  assert.ok(parts.every((p) => p.members.length <= Math.floor((8_192 - 8) / MAX_MEMBER_RECORD_BYTES)));
+  // A part fills a frame by the records' real sizes (IPv6, 5 bytes of tags: 80 bytes each).
+  const recordBytes = 54 + 19 + 2 + 5;
+  assert.ok(parts.every((p) => p.members.length <= Math.floor((8_192 - 8) / recordBytes)));
+  assert.ok(parts.slice(0, -1).every((p) => p.members.length === Math.floor((8_192 - 8) / recordBytes)), "parts are full");
+  assert.ok(MAX_MEMBER_RECORD_BYTES >= recordBytes);
   const got = parts.flatMap((p) => p.members);
   assert.ok(got.length > 500 && got.length < members.length, `truncated to ${got.length}`);
   assert.equal(parts[parts.length - 1]?.truncated, true);

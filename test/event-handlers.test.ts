@@ -13,7 +13,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "clipanion";
 import { parseEventHandler, EVENT_NAMES, type EventHandlerSpec } from "../src/agent/event-filter.js";
-import { EventHandlers, formatTags, memberEventOf, memberLine, tagEnvironment } from "../src/agent/event-handlers.js";
+import { EventHandlers, formatTags, memberEventOf, memberLine, memberTags, tagEnvironment } from "../src/agent/event-handlers.js";
+import { encodeTagMap } from "../src/agent/tags.js";
 import { addr, type Address } from "../src/core/address.js";
 import type { CoreEvent, MemberInfo } from "../src/core/runtime.js";
 import { MemberState } from "../src/core/wire/messages.js";
@@ -130,7 +131,8 @@ describe("event handler events and formats", () => {
       [Left, 2, Dead, 1, "member-leave"],
       [Left, 3, Left, 2, null],
       [Alive, 2, Alive, 1, "member-update"],
-      [Alive, 1, Alive, 1, null],
+      // Alive at the same incarnation: the core reports only new tags so (src/core/node.ts).
+      [Alive, 1, Alive, 1, "member-update"],
       [Suspect, 1, Alive, 1, null],
       [Alive, 2, Suspect, 1, null],
       [Dead, 2, Dead, 1, null],
@@ -142,6 +144,14 @@ describe("event handler events and formats", () => {
         `${previous}@${previousIncarnation} -> ${state}@${incarnation}`,
       );
     }
+  });
+
+  test("members' tags reach the stdin lines and the TAMTAM_TAG_* variables", () => {
+    const tagged: MemberInfo = { ...member("10.0.0.2:7946", MemberState.Alive), tags: encodeTagMap({ role: "web", dc: "eu-west" }) };
+    assert.deepEqual([...memberTags(tagged)], [["dc", "eu-west"], ["role", "web"]]);
+    assert.equal(memberLine(tagged), "10.0.0.2:7946\talive\tdc=eu-west,role=web\n");
+    assert.deepEqual(tagEnvironment(memberTags(tagged)), { TAMTAM_TAG_DC: "eu-west", TAMTAM_TAG_ROLE: "web" });
+    assert.equal(memberTags(member("10.0.0.3:7946", MemberState.Alive)).size, 0);
   });
 
   test("stdin lines and tag variables", () => {

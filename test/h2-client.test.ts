@@ -79,6 +79,11 @@ async function startServer(bindHost = "127.0.0.1"): Promise<Server> {
     installKey: () => ({}),
     useKey: () => ({}),
     removeKey: () => ({}),
+    setTags: () => ({}),
+    deleteTags: () => ({}),
+    async *query() {},
+    async *serveQueries() {},
+    respondQuery: () => ({ code: Response_Code.OK }),
   });
   const unix = bindHost.startsWith("unix:");
   const port = await new Promise<number>((resolve, reject) =>
@@ -311,6 +316,7 @@ test("extra request headers travel with every call, unary and streaming", async 
     join: () => OK, leave: () => OK, broadcast: () => OK, setHeartbeat: () => OK, setLogThreshold: () => OK, ping: () => OK,
     leaveCluster: () => OK, healthy: () => ({ nodes: [] }), localAddress: () => ({ IP: "10.0.0.1", port: 1 }), stats: () => ({ counters: {} }),
     listKeys: () => ({}), installKey: () => ({}), useKey: () => ({}), removeKey: () => ({}),
+    setTags: () => ({}), deleteTags: () => ({}), async *query() {}, async *serveQueries() {}, respondQuery: () => ({ code: Response_Code.OK }),
     nodes: (_req, ctx) => {
       header(ctx);
       return { nodes: [] };

@@ -7,13 +7,12 @@
  */
 
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { after, before, describe, test } from "node:test";
-import { labAvailable, NetLab } from "./helpers/netns.js";
+import { labAvailable, NetLab, runInHost, startInHost } from "./helpers/netns.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const BIN = join(ROOT, (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { bin: { tamtam: string } }).bin.tamtam);
@@ -48,45 +47,20 @@ describe("agents on separate hosts (network namespaces)", { skip: unavailable ??
   });
 
   /** Starts an agent in host i (gossip on ip:port, gRPC on rpc) and resolves when it listens. */
-  function startAgent(i: number, ip: string, seed: string | null, port = GOSSIP_PORT, rpc = RPC, extra: readonly string[] = []): Promise<ChildProcess> {
+  async function startAgent(i: number, ip: string, seed: string | null, port = GOSSIP_PORT, rpc = RPC, extra: readonly string[] = []): Promise<ChildProcess> {
     const args = ["agent", "--bind", ip, "-p", String(port), "--rpc", rpc, "--heartbeat", "100", "--nobanner", "--log-format", "json", ...extra];
     if (ip.includes(":")) args.push("-6");
     if (seed !== null) args.push("--join", seed);
-    const [cmd, ...rest] = lab.exec(i, [process.execPath, BIN, ...args]);
-    const child = spawn(cmd as string, rest, { env: env(), stdio: ["ignore", "ignore", "pipe"] });
+    const child = await startInHost(lab, i, [process.execPath, BIN, ...args], env());
     agents.push(child);
-    return new Promise((resolve, reject) => {
-      const lines = createInterface({ input: child.stderr as NodeJS.ReadableStream });
-      const timer = setTimeout(() => reject(new Error(`agent ${i} did not start in time`)), 15_000);
-      lines.on("line", (line) => {
-        if (line.includes("Listening for gossip")) {
-          clearTimeout(timer);
-          resolve(child);
-        }
-      });
-      child.once("exit", (code) => {
-        clearTimeout(timer);
-        reject(new Error(`agent ${i} exited with ${code} before listening`));
-      });
-    });
+    return child;
   }
 
   /** `tamtam nodes --json` as host i's agent (gRPC on rpc) sees it. */
-  function nodesOf(i: number, rpc = RPC): Promise<NodeRow[]> {
-    const [cmd, ...rest] = lab.exec(i, [process.execPath, BIN, "--rpc", rpc, "nodes", "--json"]);
-    return new Promise((resolve, reject) => {
-      const child = spawn(cmd as string, rest, { env: env(), stdio: ["ignore", "pipe", "pipe"] });
-      let out = "";
-      let err = "";
-      child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-      child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-      child.on("close", (code) => {
-        clearTimeout(timer);
-        if (code !== 0) reject(new Error(`nodes on host ${i} exited ${code}: ${err.trim()}`));
-        else resolve((JSON.parse(out) as { nodes: NodeRow[] }).nodes);
-      });
-    });
+  async function nodesOf(i: number, rpc = RPC): Promise<NodeRow[]> {
+    const r = await runInHost(lab, i, [process.execPath, BIN, "--rpc", rpc, "nodes", "--json"], env(), 10_000);
+    if (r.code !== 0) throw new Error(`nodes on host ${i} exited ${r.code}: ${r.stderr.trim()}`);
+    return (JSON.parse(r.stdout) as { nodes: NodeRow[] }).nodes;
   }
 
   /** Polls every listed host's view until `ok` holds for all of them. */

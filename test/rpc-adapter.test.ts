@@ -193,6 +193,11 @@ function startServer(seen: Seen): Promise<{ server: grpc.Server; port: number }>
     installKey: () => ({}),
     useKey: () => ({}),
     removeKey: () => ({}),
+    setTags: () => ({}),
+    deleteTags: () => ({}),
+    async *query() {},
+    async *serveQueries() {},
+    respondQuery: () => ({ code: Response_Code.OK }),
   });
   addReflection(server, [file_service_tamtam]);
   return new Promise((resolve, reject) => {
@@ -394,6 +399,7 @@ test("TamTam gRPC adapter, wire compatibility and reflection", { timeout: 15_000
       const expected = [
         "Broadcast", "Healthy", "InstallKey", "Join", "Leave", "LeaveCluster", "ListKeys", "LocalAddress", "Monitor",
         "Nodes", "Ping", "RemoveKey", "SetHeartbeat", "SetLogThreshold", "Stats", "Stream", "UseKey",
+        "SetTags", "DeleteTags", "Query", "ServeQueries", "RespondQuery",
       ].map((m) => `service.TamTam/${m}`);
       assert.deepEqual(listed, expected.sort());
 

@@ -10,7 +10,9 @@ import * as http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
 import { addr, type Address } from "../src/core/address.js";
 import { MemberState } from "../src/core/wire/messages.js";
-import type { AgentApi, MemberView } from "../src/agent/api.js";
+import type { AgentApi, MemberView, TagsState } from "../src/agent/api.js";
+import type { IncomingQuery, QueryEvent, QueryParams } from "../src/agent/queries.js";
+import type { Tags } from "../src/agent/tags.js";
 import { Fanout } from "../src/agent/fanout.js";
 import type { AgentOptions, LogLevelName } from "../src/agent/options.js";
 import { LogLevel_Level, Response_Code, Status, TamTam } from "../src/gen/service/tamtam_pb.js";
@@ -66,10 +68,12 @@ class FakeAgent implements AgentApi {
         flapPenalty: 0,
         flaps: 0,
         dampedUntilMs: -1,
+        tags: null,
       },
       ageMs: 6024.4,
       changedAtEpochMs: 2 ** 32 + 1234,
       dampedForMs: 0,
+      tags: isSelf ? this.tags : {},
     });
     return [
       view("127.0.0.1:9999", MemberState.Alive, true),
@@ -105,6 +109,41 @@ class FakeAgent implements AgentApi {
   }
   subscribeMembers() {
     return this.memberEvents.subscribe();
+  }
+  tags: Record<string, string> = { role: "web" };
+  async changeTags(set: Tags, remove: readonly string[]): Promise<TagsState> {
+    const next: Record<string, string> = { ...this.tags, ...set };
+    for (const key of remove) delete next[key];
+    if (Object.keys(next).some((k) => k.includes(" "))) throw new AgentError("INVALID_TAG", "a tag key has no white space");
+    if (JSON.stringify(next).length > 200) throw new AgentError("TAGS_TOO_LARGE", "the tags take too many bytes");
+    this.tags = next;
+    return { tags: next, incarnation: 8 };
+  }
+  lastQuery: QueryParams | null = null;
+  async query(params: QueryParams, emit: (event: QueryEvent) => void): Promise<void> {
+    this.lastQuery = params;
+    if (params.name === "busy") throw new AgentError("ENGINE_BUSY", "at most 16 cluster requests run at a time");
+    emit({ type: "ack", from: addr("127.0.0.1:9998") });
+    emit({ type: "response", from: addr("127.0.0.1:9998"), payload: Buffer.from("pong") });
+    emit({ type: "error", from: addr("[::1]:9997"), error: 'no handler for "ping"' });
+    emit({ type: "summary", asked: 3, acknowledged: 2, answered: 1, failed: 1, missing: [addr("127.0.0.1:9996")], elapsedMs: 12 });
+  }
+  readonly queryServer = new Fanout<IncomingQuery>(4, 1);
+  readonly responses: string[] = [];
+  private served: () => void = () => undefined;
+  /** Resolves once a ServeQueries stream is subscribed. */
+  readonly serving = new Promise<void>((resolve) => {
+    this.served = resolve;
+  });
+  serveQueries(names: readonly string[]) {
+    this.calls.push(`serveQueries ${names.join(",")}`);
+    const sub = this.queryServer.subscribe();
+    this.served();
+    return sub;
+  }
+  respondQuery(id: bigint, payload: Uint8Array, error: string): void {
+    if (id !== 1n) throw new AgentError("UNKNOWN_QUERY", `query ${id} is not waiting for an answer`);
+    this.responses.push(error !== "" ? `error ${error}` : Buffer.from(payload).toString());
   }
 }
 
@@ -144,6 +183,13 @@ async function withServer(
     client.close();
     server.forceShutdown();
   }
+}
+
+/** Every message of a server stream. */
+async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of stream) out.push(item);
+  return out;
 }
 
 async function rejects(call: Promise<unknown>, code: grpc.status, message: RegExp, agentCode?: string): Promise<void> {
@@ -252,6 +298,65 @@ describe("TamTam gRPC service", () => {
         "keys use local 2000",
         "keys remove cluster 5000",
       ]);
+    }));
+
+  test("tag RPCs: set and delete reach the agent and return its tags; a bad or too large change keeps its status code", () =>
+    withServer(async (client, agent) => {
+      const set = await client.setTags({ tags: { dc: "eu" } });
+      assert.deepEqual([set.tags, set.incarnation], [{ role: "web", dc: "eu" }, 8]);
+      const deleted = await client.deleteTags({ keys: ["role", "absent"] });
+      assert.deepEqual(deleted.tags, { dc: "eu" });
+      await rejects(client.setTags({ tags: { "a b": "x" } }), grpc.status.INVALID_ARGUMENT, /white space/, "INVALID_TAG");
+      await rejects(client.setTags({ tags: { blob: "x".repeat(300) } }), grpc.status.INVALID_ARGUMENT, /too many bytes/, "TAGS_TOO_LARGE");
+      assert.deepEqual(agent.tags, { dc: "eu" }, "a refused change changes nothing");
+      // Nodes carry the tags (field 10).
+      const self = (await client.nodes({})).nodes.find((n) => n.isSelf);
+      assert.deepEqual(self?.tags, { dc: "eu" });
+    }));
+
+  test("Query: validated parameters reach the agent; its events stream in order, the summary last", () =>
+    withServer(async (client, agent) => {
+      await rejects(collect(client.query({ name: "q", timeoutMillis: 50 })), grpc.status.INVALID_ARGUMENT, /100\.\.600000 ms, got 50/, "INVALID_TIMEOUT");
+      await rejects(collect(client.query({ name: "q", relay: 6 })), grpc.status.INVALID_ARGUMENT, /0\.\.5, got 6/, "INVALID_QUERY");
+      await rejects(collect(client.query({ name: "q", tagFilters: { dc: "(" } })), grpc.status.INVALID_ARGUMENT, /not a regular expression/, "INVALID_TAG");
+      await rejects(collect(client.query({ name: "busy" })), grpc.status.RESOURCE_EXHAUSTED, /at most 16/, "ENGINE_BUSY");
+      const events = await collect(
+        client.query({ name: "ping", payload: Buffer.from("hi"), tagFilters: { dc: "eu.*" }, nodes: [{ IP: "127.0.0.1", port: 9998 }], relay: 2, noAck: true }),
+      );
+      const q = agent.lastQuery;
+      assert.ok(q !== null);
+      assert.deepEqual(
+        [q.name, Buffer.from(q.payload).toString(), q.filters.map((f) => f.text), q.nodes.map((n) => n.key), q.timeoutMs, q.ack, q.relayCount],
+        ["ping", "hi", ["dc=eu.*"], ["127.0.0.1:9998"], 5000, false, 2],
+      );
+      assert.ok(q.filters[0]?.pattern.test("eu-west") === true && q.filters[0]?.pattern.test("us-eu") === false, "anchored");
+      assert.deepEqual(events.map((e) => e.type), ["ack", "response", "error", "summary"]);
+      assert.equal(Buffer.from(events[1]?.payload ?? []).toString(), "pong");
+      assert.equal(events[2]?.error, 'no handler for "ping"');
+      const summary = events[3];
+      assert.deepEqual(
+        [summary?.asked, summary?.acknowledged, summary?.answered, summary?.failed, summary?.missing.map((m) => m.port), summary?.elapsedMillis],
+        [3, 2, 1, 1, [9996], 12],
+      );
+    }));
+
+  test("ServeQueries hands queries to the program; RespondQuery answers them, NOT_FOUND when none waits", () =>
+    withServer(async (client, agent) => {
+      const controller = new AbortController();
+      const stream = client.serveQueries({ names: ["uptime"] }, { signal: controller.signal });
+      const first = (async () => {
+        for await (const q of stream) return q;
+        return undefined;
+      })();
+      await agent.serving;
+      agent.queryServer.publish({ id: 1n, name: "uptime", payload: Buffer.from("p"), from: addr("127.0.0.1:9998"), timeoutMs: 3000, maxResponseBytes: 1169 });
+      const got = await first;
+      assert.deepEqual([got?.id, got?.name, got?.from?.port, got?.timeoutMillis, got?.maxResponseBytes], [1n, "uptime", 9998, 3000, 1169]);
+      controller.abort();
+      await client.respondQuery({ id: 1n, payload: Buffer.from("up 3 days") });
+      await client.respondQuery({ id: 1n, error: "boom" });
+      assert.deepEqual(agent.responses, ["up 3 days", "error boom"]);
+      await rejects(client.respondQuery({ id: 2n }), grpc.status.NOT_FOUND, /not waiting/, "UNKNOWN_QUERY");
     }));
 
   test("nodes keep the original shape; healthy lists alive and suspected members", () =>

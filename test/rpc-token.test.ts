@@ -65,6 +65,11 @@ async function startGuarded(): Promise<Guarded> {
     installKey: () => ({}),
     useKey: () => ({}),
     removeKey: () => ({}),
+    setTags: () => ({}),
+    deleteTags: () => ({}),
+    async *query() {},
+    async *serveQueries() {},
+    respondQuery: () => ({ code: Response_Code.OK }),
   });
   addReflection(server, [file_service_tamtam]);
   const port = await new Promise<number>((resolve, reject) =>

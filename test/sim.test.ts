@@ -55,6 +55,20 @@ describe("simulated clusters", () => {
     });
   }
 
+  for (const seed of SEEDS) {
+    test(`tags: every node's tags reach every other node, cold start and at 10 % loss, and the thread preset (seed ${seed})`, () => {
+      for (const overrides of [{}, { loss: 0.1 }, { preset: "thread" as const, periods: 40 }]) {
+        const { report } = sim({ nodes: 60, seed, periods: 30, tags: true, ...overrides });
+        assertNoViolations(report);
+        assert.equal(report.tags.pairs, 60 * 59);
+        assert.equal(report.tags.known, report.tags.pairs, `${report.tags.known} of ${report.tags.pairs} pairs hold the tags ${JSON.stringify(overrides)} ${where(report)}`);
+        assert.ok(report.traffic.maxDatagramBytes <= report.config.maxPacketBytes);
+      }
+      // Without tags nothing is counted.
+      assert.equal(sim({ nodes: 10, seed, periods: 5 }).report.tags.pairs, 0);
+    });
+  }
+
   test("at 20 % loss Lifeguard gives fewer false suspicions than plain SWIM, and no false deaths", () => {
     let withLifeguard = 0;
     let without = 0;

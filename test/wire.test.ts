@@ -11,9 +11,12 @@ import fc from "fast-check";
 
 import { addr, makeAddress, type Address } from "../src/core/address.js";
 import { PROTOCOL_ERROR_CODES, ProtocolError, type ProtocolErrorCode } from "../src/core/errors.js";
+import { encodeTags } from "../src/core/tags.js";
 import {
   COOKIE_ITEM_BYTES,
   DatagramWriter,
+  REQUEST_OPTIONS_ITEM_BYTES,
+  encodeRequestOptionsItem,
   addressBytes,
   broadcastItemBytes,
   decodeDatagram,
@@ -27,6 +30,7 @@ import {
 } from "../src/core/wire/codec.js";
 import {
   MAX_DATAGRAM_BYTES,
+  MAX_RELAY_COUNT,
   MemberState,
   MessageType,
   type Body,
@@ -81,11 +85,15 @@ function datagram(from: Address, incarnation: number, body: Body, updates: Membe
   return cookie === undefined ? { from, incarnation, body, updates, broadcasts } : { from, incarnation, body, updates, broadcasts, cookie };
 }
 
-/** Bytes of the COOKIE_ECHO item a datagram carries (0 without one). */
-const cookieItemBytes = (d: Datagram): number => (d.cookie === undefined ? 0 : COOKIE_ITEM_BYTES);
+/** Bytes of the COOKIE_ECHO and REQUEST_OPTIONS items a datagram carries (0 without them). */
+const cookieItemBytes = (d: Datagram): number =>
+  (d.cookie === undefined ? 0 : COOKIE_ITEM_BYTES) + (d.requestOptions === undefined ? 0 : REQUEST_OPTIONS_ITEM_BYTES);
 
 const alive = (incarnation: number, member: Address): MemberUpdate => ({ state: MemberState.Alive, incarnation, member });
 const dead = (incarnation: number, member: Address): MemberUpdate => ({ state: MemberState.Dead, incarnation, member });
+const aliveTagged = (incarnation: number, member: Address, tags: Uint8Array): MemberUpdate => ({ state: MemberState.Alive, incarnation, member, tags });
+/** The tags role=web: count 1, key "role", value "web". */
+const ROLE_WEB_HEX = "01 04 726f6c65 03 776562";
 const left = (incarnation: number, member: Address): MemberUpdate => ({ state: MemberState.Left, incarnation, member });
 const suspect = (incarnation: number, member: Address, suspectedBy: Address): MemberUpdate => ({
   state: MemberState.Suspect,
@@ -119,10 +127,14 @@ const ipv6Arb = fc.oneof(
   fc.array(fc.constantFrom(0, 0, 0, 1, 0xff), { minLength: 16, maxLength: 16 }).map((a) => Uint8Array.from(a)),
 );
 const addressArb: fc.Arbitrary<Address> = fc.tuple(fc.oneof(ipv4Arb, ipv6Arb), portArb).map(([ip, port]) => makeAddress(ip, port));
+const tagPairArb = fc.tuple(fc.uint8Array({ minLength: 1, maxLength: 12 }), fc.uint8Array({ maxLength: 20 }));
+/** Canonical tags (encodeTags sorts and deduplicates). */
+const tagsArb = fc.array(tagPairArb, { maxLength: 6 }).map((pairs) => encodeTags(pairs));
 const updateArb: fc.Arbitrary<MemberUpdate> = fc.oneof(
   fc
     .record({ state: fc.constantFrom(MemberState.Alive, MemberState.Dead, MemberState.Left), incarnation: u32Arb, member: addressArb }, PLAIN)
     .map((u): MemberUpdate => u),
+  fc.record({ incarnation: u32Arb, member: addressArb, tags: tagsArb }, PLAIN).map((u): MemberUpdate => ({ state: MemberState.Alive, ...u })),
   fc
     .record({ incarnation: u32Arb, member: addressArb, suspectedBy: addressArb })
     .map((u): MemberUpdate => ({ state: MemberState.Suspect, incarnation: u.incarnation, member: u.member, suspectedBy: u.suspectedBy })),
@@ -143,7 +155,14 @@ const bodyArb: fc.Arbitrary<Body> = fc.oneof(
     .tuple(u32Arb, u32Arb, u32Arb, fc.uint8Array({ maxLength: 40 }))
     .map(([epoch, id, kind, payload]): Body => ({ type: MessageType.Request, epoch, id, kind, payload })),
   fc.tuple(u32Arb, u32Arb, fc.uint8Array({ maxLength: 40 })).map(([epoch, id, payload]): Body => ({ type: MessageType.Response, epoch, id, payload })),
+  fc.tuple(u32Arb, u32Arb).map(([epoch, id]): Body => ({ type: MessageType.RequestAck, epoch, id })),
+  fc
+    .tuple(fc.constantFrom(MessageType.Relay, MessageType.Relayed), addressArb, u32Arb, u32Arb, fc.constantFrom(0, 1), fc.uint8Array({ maxLength: 40 }))
+    .map(([type, peer, epoch, id, what, payload]): Body =>
+      type === MessageType.Relay ? { type, peer, epoch, id, what, payload } : { type: MessageType.Relayed, peer, epoch, id, what, payload },
+    ),
 );
+const requestOptionsArb = fc.record({ ackWanted: fc.boolean(), relayCount: fc.integer({ min: 0, max: MAX_RELAY_COUNT }) }, PLAIN);
 const datagramArb = (maxUpdates: number, maxBroadcasts: number, maxPayload: number): fc.Arbitrary<Datagram> =>
   fc
     .record({
@@ -153,8 +172,13 @@ const datagramArb = (maxUpdates: number, maxBroadcasts: number, maxPayload: numb
       updates: fc.array(updateArb, { maxLength: maxUpdates }),
       broadcasts: fc.array(broadcastArb(maxPayload), { maxLength: maxBroadcasts }),
       cookie: fc.option(cookieArb, { freq: 3 }),
+      requestOptions: fc.option(requestOptionsArb, { freq: 2 }),
     }, PLAIN)
-    .map((r): Datagram => datagram(r.from, r.incarnation, r.body, r.updates, r.broadcasts, r.cookie ?? undefined));
+    .map((r): Datagram => {
+      const d = datagram(r.from, r.incarnation, r.body, r.updates, r.broadcasts, r.cookie ?? undefined);
+      // Only a REQUEST keeps its options through a decode.
+      return r.requestOptions === null || r.body.type !== MessageType.Request ? d : { ...d, requestOptions: r.requestOptions };
+    });
 
 // ---------------------------------------------------------------------------------------------
 // Golden vectors: computed by hand from the layout in messages.ts.
@@ -278,6 +302,42 @@ const GOLDEN: readonly Golden[] = [
     size: 31,
   },
   {
+    name: "GOSSIP from IPv4 with an ALIVE item and its TAGS item (role=web)",
+    d: datagram(A4, 0, { type: MessageType.Gossip }, [aliveTagged(5, B4, hex(ROLE_WEB_HEX)), dead(1, A6)]),
+    hex: `546d0100 07 ${A4_HEX} 00   10 05 ${B4_HEX}   81 0a ${ROLE_WEB_HEX}   12 01 ${A6_HEX}`,
+    size: 55,
+  },
+  {
+    name: "SYNC of an ALIVE item with empty tags (count 0: the member has none)",
+    d: datagram(B4, 9, { type: MessageType.Sync, replyWanted: false, seq: 0 }, [aliveTagged(0x80, A6, hex("00"))]),
+    hex: `546d0100 06 ${B4_HEX} 09 00 00   10 8001 ${A6_HEX}   81 01 00`,
+    size: 40,
+  },
+  {
+    name: "REQUEST with REQUEST_OPTIONS (ack wanted, relay through 2)",
+    d: { ...datagram(A4, 0, { type: MessageType.Request, epoch: 7, id: 42, kind: 2, payload: new Uint8Array(0) }), requestOptions: { ackWanted: true, relayCount: 2 } },
+    hex: `546d0100 09 ${A4_HEX} 00 07 2a 02 00   82 02 01 02`,
+    size: 21,
+  },
+  {
+    name: "REQUEST_ACK from IPv6, epoch 7, id 42",
+    d: datagram(A6, 1, { type: MessageType.RequestAck, epoch: 7, id: 42 }),
+    hex: `546d0100 10 ${A6_HEX} 01 07 2a`,
+    size: 27,
+  },
+  {
+    name: "RELAY of a response to IPv6 B6, epoch 7, id 300, 2-byte payload",
+    d: datagram(A4, 0, { type: MessageType.Relay, peer: B6, epoch: 7, id: 300, what: 1, payload: hex("00ff") }),
+    hex: `546d0100 11 ${A4_HEX} 00 ${B6_HEX} 07 ac02 01 02 00ff`,
+    size: 39,
+  },
+  {
+    name: "RELAYED ack of IPv6 A6, epoch 7, id 42",
+    d: datagram(B4, 3, { type: MessageType.Relayed, peer: A6, epoch: 7, id: 42, what: 0, payload: new Uint8Array(0) }),
+    hex: `546d0100 12 ${B4_HEX} 03 ${A6_HEX} 07 2a 00 00`,
+    size: 36,
+  },
+  {
     name: "GOSSIP from IPv6 with no items",
     d: datagram(B6, 0, { type: MessageType.Gossip }),
     hex: `546d0100 07 ${B6_HEX} 00`,
@@ -314,6 +374,29 @@ describe("golden vectors", () => {
     for (const s of Object.values(MemberState)) assert.ok(states.has(s), `member state ${s}`);
     assert.ok(GOLDEN.some((g) => g.d.broadcasts.length > 0));
     assert.ok(GOLDEN.some((g) => g.d.cookie !== undefined), "the COOKIE_ECHO item");
+    assert.ok(GOLDEN.some((g) => g.d.updates.some((u) => u.tags !== undefined)), "the TAGS item");
+    assert.ok(GOLDEN.some((g) => g.d.requestOptions !== undefined), "the REQUEST_OPTIONS item");
+  });
+
+  test("a REQUEST_OPTIONS item encodes to its golden bytes; a relay count out of range is refused", () => {
+    assert.equal(toHex(encodeRequestOptionsItem({ ackWanted: false, relayCount: 5 })), "82020005");
+    assert.throws(() => encodeRequestOptionsItem({ ackWanted: true, relayCount: MAX_RELAY_COUNT + 1 }), RangeError);
+  });
+
+  test("datagrams of the previous version (an ALIVE item without TAGS) still decode, without tags", () => {
+    const d = decodeDatagram(hex(`546d0100 07 ${A4_HEX} 00   10 05 ${B4_HEX}`));
+    assert.equal(d.updates[0]?.tags, undefined);
+  });
+
+  test("an older decoder's view: the TAGS item is an extension item it can skip by its length", () => {
+    // Tags >= 0x80 carry a varint length; an unknown one is skipped. 0x81 and 0x82 are in that range.
+    assert.ok(0x81 >= 0x80 && 0x82 >= 0x80);
+    const withUnknownExtension = decodeDatagram(hex(`546d0100 07 ${A4_HEX} 00   10 05 ${B4_HEX}   8f 03 010203`));
+    assert.equal(withUnknownExtension.updates.length, 1);
+  });
+
+  test("tags only on ALIVE: encoding them on another state is refused", () => {
+    assert.throws(() => updateItemBytes({ state: MemberState.Dead, incarnation: 1, member: A4, tags: hex("00") }), RangeError);
   });
 
   test("the COOKIE_ECHO item encodes to its golden bytes; any other cookie length is refused", () => {
@@ -326,7 +409,7 @@ describe("golden vectors", () => {
   test("old message numbers keep their meaning (the registry is append-only)", () => {
     assert.deepStrictEqual(
       { ...MessageType },
-      { Ping: 1, Ack: 2, PingReq: 3, Nack: 4, Join: 5, Sync: 6, Gossip: 7, Cookie: 8, Request: 9, Response: 10 },
+      { Ping: 1, Ack: 2, PingReq: 3, Nack: 4, Join: 5, Sync: 6, Gossip: 7, Cookie: 8, Request: 9, Response: 10, RequestAck: 16, Relay: 17, Relayed: 18 },
     );
   });
 
@@ -478,6 +561,18 @@ describe("ProtocolError codes", () => {
     ["BAD_LENGTH", "broadcast length 0", `${PING} 20 ${A4_HEX} 01 01 00`],
     ["BAD_FLAGS", "SYNC flag bit 1", `546d0100 06 ${A4_HEX} 00 02`],
     ["BAD_FLAGS", "SYNC flags 0xff", `546d0100 06 ${A4_HEX} 00 ff`],
+    ["BAD_FLAGS", "REQUEST_OPTIONS flag bit 1", `546d0100 09 ${A4_HEX} 00 07 2a 02 00   82 02 02 00`],
+    ["BAD_FLAGS", "RELAY what 2", `546d0100 11 ${A4_HEX} 00 ${B6_HEX} 07 2a 02 00`],
+    ["BAD_LENGTH", "REQUEST_OPTIONS of 3 bytes", `546d0100 09 ${A4_HEX} 00 07 2a 02 00   82 03 01 02 03`],
+    ["BAD_LENGTH", "REQUEST_OPTIONS relay count 6", `546d0100 09 ${A4_HEX} 00 07 2a 02 00   82 02 01 06`],
+    ["UNKNOWN_TYPE", "message type 0x0b (not assigned)", `546d0100 0b ${A4_HEX} 00`],
+    ["UNKNOWN_TYPE", "message type 0x13 (beyond the last)", `546d0100 13 ${A4_HEX} 00`],
+    ["TRUNCATED", "TAGS item longer than the datagram", `${PING} 10 01 ${A4_HEX} 81 0b ${ROLE_WEB_HEX}`],
+    ["BAD_TAGS", "TAGS item first, after no ALIVE item", `${PING} 81 0a ${ROLE_WEB_HEX}`],
+    ["BAD_TAGS", "TAGS item after a DEAD item", `${PING} 12 01 ${A4_HEX} 81 0a ${ROLE_WEB_HEX}`],
+    ["BAD_TAGS", "TAGS with keys out of order", `${PING} 10 01 ${A4_HEX} 81 07 02 01 62 00 01 61 00`],
+    ["BAD_TAGS", "TAGS with an empty key", `${PING} 10 01 ${A4_HEX} 81 03 01 00 00`],
+    ["BAD_TAGS", "TAGS with bytes after the last pair", `${PING} 10 01 ${A4_HEX} 81 05 01 01 61 00 ff`],
   ];
   for (const [code, what, input] of cases) {
     test(`${code}: ${what}`, () => assertProtocolError(hex(input), code));
@@ -628,6 +723,7 @@ describe("DatagramWriter", () => {
       assert.equal(w.length, headerBytes(g.d.from, g.d.incarnation, g.d.body));
       assert.equal(w.remaining, 1400 - w.length);
       if (g.d.cookie !== undefined) assert.equal(w.tryAppend(encodeCookieItem(g.d.cookie)), true);
+      if (g.d.requestOptions !== undefined) assert.equal(w.tryAppend(encodeRequestOptionsItem(g.d.requestOptions)), true);
       for (const u of g.d.updates) assert.equal(w.tryAppend(encodeUpdateItem(u)), true);
       for (const b of g.d.broadcasts) assert.equal(w.tryAppend(encodeBroadcastItem(b)), true);
       outputs.push(w.finish());
@@ -823,25 +919,38 @@ describe("fuzzing", () => {
     fc.assert(
       fc.property(datagramArb(6, 3, 30), (d) => {
         const bytes = encodeDatagram(d);
-        // Item boundaries: after the header, after the cookie item, then after each update and
-        // each broadcast. The cookie is part of every prefix past its item.
-        const boundaries = new Map<number, [number, number]>();
+        // Item boundaries: after the header, after the cookie item, after the request options
+        // item, then after each update (and between an ALIVE item and its TAGS item: that prefix
+        // is the ALIVE without tags) and each broadcast. Each maps to the datagram it decodes to.
+        const boundaries = new Map<number, Datagram>();
+        const prefix = (updates: readonly MemberUpdate[], broadcasts: readonly UserBroadcast[], cookie: boolean, options: boolean): Datagram => {
+          const p = datagram(d.from, d.incarnation, d.body, [...updates], [...broadcasts], cookie ? d.cookie : undefined);
+          return options && d.requestOptions !== undefined ? { ...p, requestOptions: d.requestOptions } : p;
+        };
         let at = headerBytes(d.from, d.incarnation, d.body);
-        const cookieEnd = at + cookieItemBytes(d);
-        if (d.cookie !== undefined) boundaries.set(at, [0, 0]);
-        at = cookieEnd;
-        boundaries.set(at, [0, 0]);
-        for (let i = 0; i < d.updates.length; i++) boundaries.set((at += updateItemBytes(d.updates[i]!)), [i + 1, 0]);
-        for (let i = 0; i < d.broadcasts.length; i++) boundaries.set((at += broadcastItemBytes(d.broadcasts[i]!)), [d.updates.length, i + 1]);
+        if (d.cookie !== undefined) boundaries.set(at, prefix([], [], false, false));
+        if (d.cookie !== undefined) at += COOKIE_ITEM_BYTES;
+        if (d.requestOptions !== undefined) boundaries.set(at, prefix([], [], true, false));
+        if (d.requestOptions !== undefined) at += REQUEST_OPTIONS_ITEM_BYTES;
+        boundaries.set(at, prefix([], [], true, true));
+        for (let i = 0; i < d.updates.length; i++) {
+          const u = d.updates[i]!;
+          if (u.tags !== undefined) {
+            const { tags, ...bare } = u;
+            boundaries.set(at + updateItemBytes(bare), prefix([...d.updates.slice(0, i), bare], [], true, true));
+            void tags;
+          }
+          boundaries.set((at += updateItemBytes(u)), prefix(d.updates.slice(0, i + 1), [], true, true));
+        }
+        for (let i = 0; i < d.broadcasts.length; i++) boundaries.set((at += broadcastItemBytes(d.broadcasts[i]!)), prefix(d.updates, d.broadcasts.slice(0, i + 1), true, true));
         assert.equal(at, bytes.length);
         for (let len = 0; len <= bytes.length; len++) {
           const result = checkDecode(bytes.subarray(0, len));
-          const boundary = boundaries.get(len);
-          if (boundary === undefined) {
+          const expected = boundaries.get(len);
+          if (expected === undefined) {
             assert.ok(result instanceof ProtocolError && result.code === "TRUNCATED", `length ${len}: ${String(result)}`);
           } else {
-            const prefix = datagram(d.from, d.incarnation, d.body, d.updates.slice(0, boundary[0]), d.broadcasts.slice(0, boundary[1]), len >= cookieEnd ? d.cookie : undefined);
-            assert.deepStrictEqual(result, prefix);
+            assert.deepStrictEqual(result, expected);
           }
         }
       }),

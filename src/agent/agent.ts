@@ -20,6 +20,8 @@ import {
   validateConfig,
 } from "../core/config.js";
 import { MEMBER_STATE_NAMES } from "../core/wire/messages.js";
+import { maxAnswerBytes, maxRequestPayloadBytes } from "../core/requests.js";
+import { tagsProblem } from "../core/tags.js";
 import type { CoreEvent, MemberInfo } from "../core/runtime.js";
 import { ClusterRequestRefusedError, createEngine, type Engine } from "../engine/engine.js";
 import { file_service_tamtam, TamTam } from "../gen/service/tamtam_pb.js";
@@ -44,6 +46,10 @@ import { readSnapshot, SnapshotWriter } from "./snapshot.js";
 import { DampedEventFilter } from "./damped-events.js";
 import { claimSocketPath, isLocalOnly, removeSocket, rpcEndpoint, secureSocket, withPrivateUmask } from "./rpc-endpoint.js";
 import type { AgentOptions, LogLevelName } from "./options.js";
+import { CommandRunner } from "./command-runner.js";
+import { QUERY_REQUEST_KIND } from "./query-codec.js";
+import { QueryResponder, runQuery } from "./queries.js";
+import { decodeTagMap, encodeTagMap, tagKeyProblem, tagsText } from "./tags.js";
 
 /** Read by the command line before the agent starts (the keyring file and --encrypt). */
 export { startingKeys } from "../seal/keyring.js";
@@ -62,6 +68,12 @@ const SEED_RETRY_MS = 5_000;
 const LEAVE_WAIT_MS = 100;
 /** Longest gRPC calls still open at shutdown get, after Stream/Monitor calls ended, before they are cut. */
 const RPC_CLOSE_WAIT_MS = 50;
+/** Query handler commands running at a time, and waiting beyond those. */
+const QUERY_HANDLERS_RUNNING = 4;
+const QUERY_HANDLERS_QUEUED = 64;
+/** Between SIGTERM and SIGKILL of a query handler at its time limit. */
+const QUERY_HANDLER_KILL_GRACE_MS = 500;
+export const DEFAULT_QUERY_HANDLER_TIMEOUT_MS = 3_000;
 
 export const BANNER = String.raw`
  _                      _
@@ -178,6 +190,16 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   const remembered = snapshotFile === null ? null : readSnapshot(snapshotFile);
   if (remembered?.warning != null) logger.warn(remembered.warning);
   const rememberedMembers = remembered?.members ?? [];
+  let currentTags: Record<string, string> = { ...(options.tags ?? {}) };
+  const startTags = Object.keys(currentTags).length === 0 ? undefined : encodeTagMap(currentTags);
+  if (startTags !== undefined) {
+    for (const key of Object.keys(currentTags)) {
+      const problem = tagKeyProblem(key);
+      if (problem !== null) throw new Error(`--tag: ${problem}`);
+    }
+    const problem = tagsProblem(config, startTags);
+    if (problem !== null) throw new Error(`--tag: ${problem}`);
+  }
   const engine = await createEngine({
     seeds,
     reconnectTargets: rememberedMembers,
@@ -188,6 +210,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     config,
     workers: options.workers,
     ...(envelope === null ? {} : { envelope }),
+    ...(startTags === undefined ? {} : { tags: startTags }),
   }).catch((err: Error) => {
     throw new Error(`cannot use the gossip port ${gossipText}: ${plainReason(err, "-p/--port")}`);
   });
@@ -213,7 +236,15 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     ageMs: Math.max(0, nowMs - (info.lastHeardAtMs >= 0 ? info.lastHeardAtMs : info.stateChangedAtMs)),
     changedAtEpochMs: performance.timeOrigin + info.stateChangedAtMs,
     dampedForMs: info.damped ? Math.max(0, info.dampedUntilMs - nowMs) : 0,
+    tags: decodeTagMap(info.tags),
   });
+  const queryHandlerTimeoutMs = options.queryHandlerTimeoutMs ?? DEFAULT_QUERY_HANDLER_TIMEOUT_MS;
+  const queryRunner = new CommandRunner(
+    { maxConcurrent: QUERY_HANDLERS_RUNNING, maxQueued: QUERY_HANDLERS_QUEUED, timeoutMs: queryHandlerTimeoutMs, killGraceMs: QUERY_HANDLER_KILL_GRACE_MS },
+    { log: logger },
+  );
+  // An answer is a status byte and the response.
+  const queries = new QueryResponder(options.queryHandlers ?? [], queryRunner, queryHandlerTimeoutMs, maxAnswerBytes(config) - 1, engine.localAddress.key);
   engine.onEvent((coreEvent: CoreEvent) => {
     if (coreEvent.type === "member" || coreEvent.type === "memberRemoved") snapshot?.changed();
     const event = damped.filter(coreEvent);
@@ -245,7 +276,13 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
           );
           return;
         }
-        const line = event.previous === null ? `new node ${who} is ${state}` : `node ${who} is now ${state}`;
+        const tags = m.tags === null ? "" : ` with tags ${tagsText(decodeTagMap(m.tags)) || "(none)"}`;
+        const line =
+          event.previous === null
+            ? `new node ${who} is ${state}${tags}`
+            : event.previous === m.state && m.state === 0
+              ? `node ${who} is ${state}${tags}`
+              : `node ${who} is now ${state}`;
         logger[m.state === 0 || m.isSelf ? "info" : "warn"]({ incarnation: m.incarnation }, line);
         return;
       }
@@ -253,8 +290,12 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
         logger.debug(`node ${event.address.key} was removed from the table`);
         return;
       case "request": {
-        // Keyring operations are the only kind of cluster request so far; other kinds stay
-        // unanswered (their origin reports this agent as not confirming).
+        if (event.kind === QUERY_REQUEST_KIND) {
+          const handle = event.handle;
+          queries.handle(event.from, event.payload, (answer) => engine.answerRequest(handle, answer));
+          return;
+        }
+        // Other kinds stay unanswered (their origin reports this agent as not answering).
         if (event.kind !== KEYRING_REQUEST_KIND) return;
         const answer = answerKeyRequest(keyring, event.payload);
         engine.answerRequest(event.handle, answer);
@@ -338,6 +379,9 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       if (discovery !== null) add("multicast", discovery.counters);
       if (handlers !== null) add("handlers", handlers.stats());
       if (metrics !== null) add("metrics", metrics.counters);
+      add("queries", queries.counters);
+      out["queries.waiting"] = queries.waitingCount;
+      add("queryHandlers", queryRunner.stats());
       out["process.rss_bytes"] = process.memoryUsage().rss;
       return out;
     },
@@ -362,6 +406,32 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     },
     subscribeBroadcasts: () => broadcasts.subscribe(),
     subscribeMembers: () => memberChanges.subscribe(),
+    async changeTags(set, remove) {
+      if (shuttingDown !== null) throw new AgentError("SHUTTING_DOWN", "the agent is shutting down");
+      const next: Record<string, string> = { ...currentTags };
+      for (const [key, value] of Object.entries(set)) {
+        const problem = tagKeyProblem(key);
+        if (problem !== null) throw new AgentError("INVALID_TAG", problem);
+        next[key] = value;
+      }
+      for (const key of remove) delete next[key];
+      const bytes = encodeTagMap(next);
+      const outcome = await engine.setTags(bytes);
+      if (!outcome.ok) {
+        throw new AgentError(outcome.code === "TOO_LARGE" ? "TAGS_TOO_LARGE" : outcome.code === "LEFT" ? "LEFT_CLUSTER" : "INVALID_TAG", outcome.message);
+      }
+      currentTags = decodeTagMap(bytes);
+      logger.info({ incarnation: outcome.incarnation }, `tags set to ${tagsText(currentTags) || "(none)"}`);
+      return { tags: currentTags, incarnation: outcome.incarnation };
+    },
+    async query(params, emit) {
+      if (shuttingDown !== null) throw new AgentError("SHUTTING_DOWN", "the agent is shutting down");
+      await runQuery(engine, queries, maxRequestPayloadBytes(config), params, emit);
+    },
+    serveQueries: (names) => queries.serve(names),
+    respondQuery(id, payload, error) {
+      if (!queries.respond(id, payload, error)) throw new AgentError("UNKNOWN_QUERY", `query ${id} is not waiting for an answer (answered, or its time is up)`);
+    },
   };
 
   addService(server, TamTam, tamTamService(api));
@@ -489,6 +559,8 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       // open RPC_CLOSE_WAIT_MS later (a client that stopped reading) are cut.
       broadcasts.closeAll();
       memberChanges.closeAll();
+      queries.close();
+      await queryRunner.close();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           server.forceShutdown();

@@ -9,6 +9,8 @@ import type { MemberInfo } from "../core/runtime.js";
 import type { Subscription } from "./fanout.js";
 import type { KeyOperation, KeysOutcome } from "./keys.js";
 import type { LogLevelName } from "./options.js";
+import type { IncomingQuery, QueryEvent, QueryParams } from "./queries.js";
+import type { Tags } from "./tags.js";
 
 /** A member with the wall-clock facts front ends show. */
 export interface MemberView {
@@ -19,6 +21,14 @@ export interface MemberView {
   readonly changedAtEpochMs: number;
   /** ms until its flap damping is expected to end; 0 when it is not damped. */
   readonly dampedForMs: number;
+  /** Its tags as last stated (empty: none known). */
+  readonly tags: Tags;
+}
+
+/** This agent's tags after a change, and the incarnation of the statement that carries them. */
+export interface TagsState {
+  readonly tags: Tags;
+  readonly incarnation: number;
 }
 
 export interface AgentApi {
@@ -48,4 +58,12 @@ export interface AgentApi {
   keys(op: KeyOperation, key: Uint8Array | null, options: { readonly local: boolean; readonly timeoutMs: number }): Promise<KeysOutcome>;
   /** Membership changes as they happen; null when too many subscribers are connected. */
   subscribeMembers(): Subscription<MemberView> | null;
+  /** Adds or replaces tags of this agent (`set`), then deletes `remove` keys; gossiped to every member. */
+  changeTags(set: Tags, remove: readonly string[]): Promise<TagsState>;
+  /** Runs a query; `emit` gets its events, the summary last (see src/agent/queries.ts). */
+  query(params: QueryParams, emit: (event: QueryEvent) => void): Promise<void>;
+  /** Queries this agent receives, for a program that answers them; null when too many streams are open. */
+  serveQueries(names: readonly string[]): Subscription<IncomingQuery> | null;
+  /** A program's answer to a query it got from serveQueries; throws UNKNOWN_QUERY when it no longer waits. */
+  respondQuery(id: bigint, payload: Uint8Array, error: string): void;
 }

@@ -9,9 +9,10 @@
  * - Which member events there are: member-join (a member appears alive, or comes back after
  *   dead/left; this agent's own start included), member-failed (declared dead), member-leave (left
  *   gracefully), member-update (an alive member re-announced itself with a higher incarnation, as
- *   it does when its tags change, or to refute a suspicion this agent had not heard of; once tags
- *   exist, a tag comparison here can narrow it to tag changes). Suspicion and recovery from it
- *   are no events, as in Serf.
+ *   it does when its tags change, or to refute a suspicion this agent had not heard of; or its
+ *   tags arrived after a statement without them at the same incarnation, the one change the core
+ *   reports with state and incarnation unchanged). Suspicion and recovery from it are no events,
+ *   as in Serf.
  *   Within a batch a later event replaces an earlier one of the same member, except that an
  *   update does not replace a join (the handler of joins still sees the member).
  * - Every broadcast delivered is a `user` event of its own (no coalescing), its payload on stdin.
@@ -30,6 +31,7 @@ import type { CoreEvent, MemberInfo } from "../core/runtime.js";
 import { MEMBER_STATE_NAMES, MemberState } from "../core/wire/messages.js";
 import { type CommandLog, CommandRunner, type CommandRunnerStats } from "./command-runner.js";
 import type { EventHandlerSpec, EventName, MemberEventName } from "./event-filter.js";
+import { decodeTagMap } from "./tags.js";
 
 /**
  * Quiet time that closes a batch of membership events, and the longest an event waits in one:
@@ -44,13 +46,9 @@ export const COALESCE_MAX_MEMBERS = 65_536;
 export const HANDLERS_MAX_CONCURRENT = 4;
 export const HANDLERS_MAX_QUEUED = 64;
 
-/**
- * A member's tags, for TAMTAM_TAG_* and the stdin lines. The one place tags enter event
- * handlers: members carry no tags yet, so there are none to give.
- */
+/** A member's tags (as it last stated them), for TAMTAM_TAG_* and the stdin lines: the one place tags enter event handlers. */
 export function memberTags(member: MemberInfo): ReadonlyMap<string, string> {
-  void member;
-  return new Map();
+  return new Map(Object.entries(decodeTagMap(member.tags)));
 }
 
 export interface EventHandlersOptions {
@@ -85,7 +83,7 @@ export function memberEventOf(member: MemberInfo, previous: MemberState | null, 
   const wasLive = previous === MemberState.Alive || previous === MemberState.Suspect;
   if (live) {
     if (!wasLive) return "member-join";
-    if (previous === MemberState.Alive && member.state === MemberState.Alive && member.incarnation > (previousIncarnation ?? Infinity)) {
+    if (previous === MemberState.Alive && member.state === MemberState.Alive && member.incarnation >= (previousIncarnation ?? Infinity)) {
       return "member-update";
     }
     return null;

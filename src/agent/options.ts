@@ -5,6 +5,7 @@
 
 import type { FaultSettings, PresetName } from "../core/config.js";
 import type { EventHandlerSpec } from "./event-filter.js";
+import type { QueryHandlerSpec } from "./query-codec.js";
 
 export const LOG_LEVELS = ["all", "trace", "debug", "info", "warn", "error", "fatal", "off"] as const;
 export type LogLevelName = (typeof LOG_LEVELS)[number];
@@ -85,4 +86,10 @@ export interface AgentOptions {
   readonly faults?: FaultSettings;
   /** The member snapshot file (--snapshot); absent or null: none. */
   readonly snapshot?: string | null;
+  /** This agent's tags at start (--tag KEY=VALUE); none when absent. */
+  readonly tags?: Readonly<Record<string, string>>;
+  /** Commands that answer queries by name (--query-handler NAME=COMMAND). */
+  readonly queryHandlers?: readonly QueryHandlerSpec[];
+  /** Time limit of a query handler, command or ServeQueries stream (ms); default 3000. */
+  readonly queryHandlerTimeoutMs?: number;
 }

@@ -24,6 +24,8 @@ import { NodesCommand } from "./commands/nodes.js";
 import { PingCommand } from "./commands/ping.js";
 import { SimulateCommand } from "./commands/simulate.js";
 import { StreamCommand } from "./commands/stream.js";
+import { TagsDeleteCommand, TagsSetCommand } from "./commands/tags.js";
+import { QueryCommand } from "./commands/query.js";
 import { VersionInfoCommand } from "./commands/version.js";
 import { commandWord } from "./command-word.js";
 import { TAMTAM_VERSION } from "./version.js";
@@ -81,6 +83,9 @@ const COMMANDS: readonly CommandClass[] = [
   KeysInstallCommand,
   KeysUseCommand,
   KeysRemoveCommand,
+  TagsSetCommand,
+  TagsDeleteCommand,
+  QueryCommand,
   VersionInfoCommand,
   GendocCommand,
   withOneLineErrors(SimulateCommand),

@@ -56,6 +56,12 @@
  *   flap-damping         TAMTAM_FLAP_DAMPING         --flap-damping         true (--no-flap-damping turns it off)
  *   snapshot             TAMTAM_SNAPSHOT             --snapshot             none (file of the members known, rejoined
  *                                                                            after a restart)
+ *   tag                  TAMTAM_TAG                  --tag (repeatable)     none (list of KEY=VALUE, comma-separated
+ *                                                                            as --join; the agent's tags)
+ *   query-handler        TAMTAM_QUERY_HANDLER        --query-handler (rep.) none (list of NAME=COMMAND; one per line
+ *                                                                            in env, as commands may hold commas)
+ *   query-handler-timeout TAMTAM_QUERY_HANDLER_TIMEOUT --query-handler-timeout 3000 (ms, 10..600000: a query handler
+ *                                                                            is killed and the query answered as failed)
  * The five protocol settings among them become config fields through `faultFields` in
  * src/core/config.ts, and are checked against the fields' own ranges (`fieldProblem`).
  *
@@ -92,6 +98,8 @@ import { unixSocketPath } from "../rpc/grpc-wire.js";
 import { keyProblem, labelProblem } from "../seal/checks.js";
 import { EVENT_HANDLER_TIMEOUT_MS, eventHandlerProblem } from "../agent/event-filter.js";
 import { MAX_ENGINE_WORKERS } from "../engine/limits.js";
+import { parseTagAssignment } from "../agent/tags.js";
+import { queryHandlerProblem } from "../agent/query-codec.js";
 
 // The YAML parser is loaded only when a config file is read: most calls have none, and loading
 // it would cost every command start-up time (it stays in node_modules, outside the bundle).
@@ -191,6 +199,11 @@ function presetFieldRule(field: "reapAfterMs" | "reconnectIntervalMs"): (value: 
   };
 }
 
+function checkTag(value: string): string | null {
+  const pair = parseTagAssignment(value);
+  return typeof pair === "string" ? `must be KEY=VALUE (${pair})` : null;
+}
+
 export const SETTINGS = {
   rpc: { kind: "string", key: "rpc", env: "TAMTAM_RPC", flag: "--rpc", default: "localhost:6262", check: checkHostPortOrUnix },
   rpcToken: {
@@ -272,6 +285,15 @@ export const SETTINGS = {
   },
   flapDamping: { kind: "boolean", key: "flap-damping", env: "TAMTAM_FLAP_DAMPING", flag: "--flap-damping", default: true },
   snapshot: { kind: "optional-string", key: "snapshot", env: "TAMTAM_SNAPSHOT", flag: "--snapshot", default: null, check: checkNonEmpty },
+  tag: { kind: "list", key: "tag", env: "TAMTAM_TAG", flag: "--tag", default: [], check: checkTag },
+  queryHandler: {
+    kind: "list", key: "query-handler", env: "TAMTAM_QUERY_HANDLER", flag: "--query-handler", default: [], check: queryHandlerProblem,
+    wholeItems: true,
+  },
+  queryHandlerTimeoutMs: {
+    kind: "integer", key: "query-handler-timeout", env: "TAMTAM_QUERY_HANDLER_TIMEOUT", flag: "--query-handler-timeout",
+    default: 3000, min: 10, max: 600_000, unit: "ms",
+  },
 } as const satisfies Record<string, Spec>;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -309,6 +331,7 @@ export const AGENT_SETTINGS = [
   "encrypt", "keyringFile", "label", "encryptAcceptPlaintext", "encryptSendPlaintext",
   "eventHandlers", "eventHandlerTimeoutMs", "metricsAddress",
   "reapAfterMs", "reconnectIntervalMs", "reconnectTimeoutMs", "maxReconnectTargets", "flapDamping", "snapshot",
+  "tag", "queryHandler", "queryHandlerTimeoutMs",
 ] as const satisfies readonly SettingName[];
 
 export type GlobalSettingName = (typeof GLOBAL_SETTINGS)[number];

@@ -17,6 +17,7 @@ export const PROTOCOL_ERROR_CODES = [
   "VARINT_NONCANONICAL",
   "BAD_LENGTH",
   "TOO_LARGE",
+  "BAD_TAGS",
 ] as const;
 
 export type ProtocolErrorCode = (typeof PROTOCOL_ERROR_CODES)[number];

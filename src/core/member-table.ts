@@ -8,7 +8,7 @@
  *
  * MemberTable owns the columns (state, incarnation, state-change and last-heard times, last
  * round trip, address number, set position), the rare fields as sparse maps by slot
- * (suspicion, who suspected, reap token, last sync sent), and the address -> slot index: an
+ * (suspicion, who suspected, reap token, last sync sent, tags), and the address -> slot index: an
  * open-addressing Int32Array of slots under a per-table seeded hash of Address.id (which the
  * address's bytes determine, not the interning), so a look-up allocates nothing, an entry
  * costs a few bytes, and the index is sized by the members held, not by how many addresses
@@ -223,6 +223,8 @@ export class MemberTable<S> {
   readonly reapToken = new Map<number, number>();
   /** When a SYNC was last sent to it because it spoke while held dead or left. */
   readonly lastSyncToMs = new Map<number, number>();
+  /** Its tags (encoded, src/core/tags.ts) and the incarnation of the statement they came with. */
+  readonly tags = new Map<number, { readonly incarnation: number; readonly bytes: Uint8Array }>();
 
   /** The member's number in the thread's address registry. */
   private addressNumber: Int32Array;
@@ -318,6 +320,7 @@ export class MemberTable<S> {
     this.suspectedBy.delete(slot);
     this.reapToken.delete(slot);
     this.lastSyncToMs.delete(slot);
+    this.tags.delete(slot);
     this.count--;
   }
 
@@ -344,7 +347,7 @@ export class MemberTable<S> {
       next++;
     }
     this.used = next;
-    for (const rare of [this.suspicion, this.suspectedBy, this.reapToken, this.lastSyncToMs] as Map<number, unknown>[]) {
+    for (const rare of [this.suspicion, this.suspectedBy, this.reapToken, this.lastSyncToMs, this.tags] as Map<number, unknown>[]) {
       const entries = [...rare];
       rare.clear();
       for (const [slot, value] of entries) rare.set(newSlots[slot] as number, value);

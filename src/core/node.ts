@@ -38,6 +38,7 @@ import { Prng } from "./prng.js";
 import { emptyReconnectStats, type ReconnectStats, ReconnectTargets } from "./reconnect.js";
 import { ClusterRequests } from "./requests.js";
 import { RttHistogram } from "./rtt-histogram.js";
+import { EMPTY_TAGS, sameBytes, tagsProblem } from "./tags.js";
 import type { CoreEvent, MemberInfo, Runtime, Timer } from "./runtime.js";
 import { TransmitQueue } from "./transmit-queue.js";
 import { DatagramWriter, decodeDatagram, encodeBroadcastItem, encodeCookieItem, encodeUpdateItem } from "./wire/codec.js";
@@ -83,7 +84,13 @@ export interface SwimNodeOptions {
   readonly seeds?: readonly Address[];
   /** Members of an earlier life (the agent's --snapshot): reconnect targets from the start. */
   readonly reconnectTargets?: readonly Address[];
+  /** This node's tags, encoded (src/core/tags.ts); RangeError if tagsProblem finds one. Default: none. */
+  readonly tags?: Uint8Array;
 }
+
+export type TagsOutcome =
+  | { readonly ok: true; readonly incarnation: number }
+  | { readonly ok: false; readonly code: "TOO_LARGE" | "BAD_TAGS" | "LEFT"; readonly message: string };
 
 /**
  * Why a request for the member list (JOIN, push-pull) got no member list, or (RATE_LIMITED
@@ -96,7 +103,7 @@ export type RequestRefusal =
   | "BAD_COOKIE"
   /** Its source had used up its replies: not answered at all (nor relayed, for a PING_REQ). */
   | "RATE_LIMITED"
-  /** A cluster request (REQUEST) from an address that is no member: ignored. */
+  /** A cluster request (REQUEST), or a RELAY or RELAYED answer, from an address that is no member: ignored. */
   | "NOT_A_MEMBER";
 
 export type BroadcastOutcome =
@@ -153,6 +160,10 @@ export interface CoreStats extends ReconnectStats, DampingStats {
    * requestsRefusedByReason.RATE_LIMITED.)
    */
   probesAnsweredLimited: number;
+  /** Tags of other members taken from alive statements (new or changed). */
+  tagsUpdated: number;
+  /** Tags statements not taken: larger than this node's limit (maxTagsBytes). */
+  tagsRefused: number;
 }
 
 interface Suspicion {
@@ -279,6 +290,8 @@ export class SwimNode {
     probesAnsweredLimited: 0,
     ...emptyReconnectStats(),
     ...emptyDampingStats(),
+    tagsUpdated: 0,
+    tagsRefused: 0,
   };
 
   private readonly rng: Prng;
@@ -330,6 +343,8 @@ export class SwimNode {
   private lastNowMs = 0;
   private started = false;
   private leaving = false;
+  /** This node has tags to state (given at start or set since): its alive statements carry them. */
+  private selfTagsStated = false;
   /** Cluster requests, ours and other members' (see requests.ts). */
   readonly clusterRequests: ClusterRequests;
   /** Reaped failed members still worth a JOIN now and then (see reconnect.ts). */
@@ -363,8 +378,19 @@ export class SwimNode {
     this.seeds = (options.seeds ?? []).filter((a) => a.key !== options.self.key);
     for (const a of options.reconnectTargets ?? []) if (a.key !== options.self.key) this.reconnect.add(a, 0, false);
     this.damping = new FlapDamping(c, Math.min(c.maxMembers, MAX_DAMPING_ENTRIES), this.stats);
+    if (options.tags !== undefined) {
+      const problem = tagsProblem(options.config, options.tags);
+      if (problem !== null) throw new RangeError(problem);
+      this.table.tags.set(SELF, { incarnation: options.incarnation >>> 0, bytes: options.tags.slice() });
+      this.selfTagsStated = true;
+    }
     this.clusterRequests = new ClusterRequests(options.config, this.broadcastEpoch, {
-      send: (rt, to, body) => this.sendBody(rt, to, body, "full"),
+      send: (rt, to, body, priority) => this.sendBody(rt, to, body, "full", priority ?? null),
+      relays: (count, exclude) => {
+        const t = this.table;
+        const keys = exclude.map((a) => a.key);
+        return this.probeable.sample(this.rng, count, (slot) => t.state[slot] !== MemberState.Alive || keys.includes(t.address(slot).key)).map((slot) => t.address(slot));
+      },
       members: () => this.memberList(),
       hasLeft: () => this.leaving,
     });
@@ -380,6 +406,8 @@ export class SwimNode {
     this.lastNowMs = nowMs;
     this.table.stateChangedAtMs[SELF] = nowMs;
     this.emitMember(rt, SELF, null, null);
+    // Our tags ride on the first datagrams (the JOIN included), ahead of any member list.
+    if (this.selfTagsStated) this.queueUpdate(SELF);
     // Stagger the rounds so that nodes started together do not probe in lock-step.
     rt.setTimer(nowMs + this.rng.nextInt(this.probeIntervalMs) + 1, { kind: "probe", epoch: this.probeEpoch });
     const c = this.config;
@@ -454,6 +482,28 @@ export class SwimNode {
     this.armGossip(nowMs, rt);
     this.stats.broadcastsSent++;
     return { ok: true, epoch: this.broadcastEpoch, seq };
+  }
+
+  /**
+   * Replaces this node's tags (encoded, src/core/tags.ts): a new alive statement at a higher
+   * incarnation carries them to every member. The same tags again change nothing.
+   */
+  setTags(nowMs: number, tags: Uint8Array, rt: Runtime): TagsOutcome {
+    const t = this.table;
+    if (this.leaving) return { ok: false, code: "LEFT", message: "this node has left the cluster" };
+    const problem = tagsProblem(this.config, tags);
+    if (problem !== null) return { ok: false, code: problem.startsWith("malformed") ? "BAD_TAGS" : "TOO_LARGE", message: problem };
+    const current = t.tags.get(SELF);
+    if (this.selfTagsStated && current !== undefined && sameBytes(current.bytes, tags)) return { ok: true, incarnation: t.incarnation[SELF] as number };
+    const previousIncarnation = t.incarnation[SELF] as number;
+    const incarnation = Math.min(previousIncarnation + 1, MAX_INCARNATION);
+    t.incarnation[SELF] = incarnation;
+    t.tags.set(SELF, { incarnation, bytes: tags.slice() });
+    this.selfTagsStated = true;
+    this.queueUpdate(SELF);
+    this.armGossip(nowMs, rt);
+    this.emitMember(rt, SELF, MemberState.Alive, previousIncarnation);
+    return { ok: true, incarnation };
   }
 
   /**
@@ -683,7 +733,8 @@ export class SwimNode {
     // learned: only members may ask (else anyone could make the host act on a request and send
     // its answer to an address outside the cluster that never asked). Sealed, a member is also
     // a key holder (see src/seal/envelope.ts).
-    if (d.body.type === MessageType.Request && this.table.find(d.from) === NO_SLOT) {
+    const type = d.body.type;
+    if ((type === MessageType.Request || type === MessageType.Relay || type === MessageType.Relayed) && this.table.find(d.from) === NO_SLOT) {
       this.refused("NOT_A_MEMBER");
       return;
     }
@@ -831,10 +882,19 @@ export class SwimNode {
         this.onCookie(nowMs, d.from, body.seq, body.cookie, rt);
         return;
       case MessageType.Request:
-        this.clusterRequests.onRequest(d.from, body, rt);
+        this.clusterRequests.onRequest(d.from, body, d.requestOptions, rt);
         return;
       case MessageType.Response:
         this.clusterRequests.onResponse(d.from, body, rt);
+        return;
+      case MessageType.RequestAck:
+        this.clusterRequests.onAck(d.from, body.epoch, body.id, rt);
+        return;
+      case MessageType.Relay:
+        this.clusterRequests.onRelay(d.from, this.self, body, rt);
+        return;
+      case MessageType.Relayed:
+        this.clusterRequests.onRelayed(body, rt);
         return;
     }
   }
@@ -964,7 +1024,7 @@ export class SwimNode {
         this.stats.membersRefused++;
         return NO_SLOT;
       }
-      return this.addMember(nowMs, u.member, u.incarnation, rt);
+      return this.addMember(nowMs, u.member, u.incarnation, rt, u.tags);
     }
     const incarnation = t.incarnation[slot] as number;
     if (u.incarnation < incarnation) return slot;
@@ -978,10 +1038,38 @@ export class SwimNode {
       if (state === MemberState.Suspect && held === MemberState.Suspect && by !== null) {
         this.confirmSuspicion(nowMs, slot, by, rt);
       }
+      // Its tags may come after an alive statement without them at the same incarnation.
+      if (state === MemberState.Alive && u.tags !== undefined && this.storeTags(slot, u.incarnation, u.tags)) {
+        this.queueUpdate(slot);
+        this.emitMember(rt, slot, held, incarnation);
+      }
       return slot;
     }
+    if (state === MemberState.Alive && u.tags !== undefined) this.storeTags(slot, u.incarnation, u.tags);
     this.transition(nowMs, slot, state, u.incarnation, by, rt);
     return slot;
+  }
+
+  /**
+   * Takes the tags of an alive statement at `incarnation` about the member at `slot`, unless
+   * they are older than those held or larger than this node's limit (counted). True if they
+   * changed what is held.
+   */
+  private storeTags(slot: number, incarnation: number, tags: Uint8Array): boolean {
+    const t = this.table;
+    if (tagsProblem(this.config, tags) !== null) {
+      this.stats.tagsRefused++;
+      return false;
+    }
+    const held = t.tags.get(slot);
+    if (held !== undefined && held.incarnation > incarnation) return false;
+    if (held !== undefined && sameBytes(held.bytes, tags)) {
+      if (held.incarnation !== incarnation) t.tags.set(slot, { incarnation, bytes: held.bytes });
+      return false;
+    }
+    t.tags.set(slot, { incarnation, bytes: tags });
+    this.stats.tagsUpdated++;
+    return true;
   }
 
   /** Someone speaks of this node: refute a suspicion, death or departure that is not ours. */
@@ -990,7 +1078,16 @@ export class SwimNode {
     if (this.leaving) return;
     const previousIncarnation = t.incarnation[SELF] as number;
     if (u.incarnation < previousIncarnation) return;
-    if (u.state === MemberState.Alive && u.incarnation === previousIncarnation) return;
+    if (u.state === MemberState.Alive && u.incarnation === previousIncarnation) {
+      // Alive at our incarnation: true, unless it spreads other tags of ours (an earlier life's,
+      // restarted within the same second): then we restate ours (none: empty) above it.
+      const mine = this.selfTagsStated ? t.tags.get(SELF)?.bytes : undefined;
+      if (u.tags === undefined || sameBytes(mine ?? EMPTY_TAGS, u.tags)) return;
+      if (!this.selfTagsStated) {
+        this.selfTagsStated = true;
+        t.tags.set(SELF, { incarnation: previousIncarnation, bytes: EMPTY_TAGS });
+      }
+    }
     // Suspect/dead/left at our incarnation or above, or alive above it (an older life of this
     // address): take a higher incarnation and say alive.
     // Saturates at 2^32 - 1 rather than wrapping to 0, which would make every later statement
@@ -1003,8 +1100,9 @@ export class SwimNode {
     this.emitMember(rt, SELF, MemberState.Alive, previousIncarnation);
   }
 
-  private addMember(nowMs: number, address: Address, incarnation: number, rt: Runtime): number {
+  private addMember(nowMs: number, address: Address, incarnation: number, rt: Runtime, tags?: Uint8Array): number {
     const slot = this.table.add(address, MemberState.Alive, incarnation, nowMs);
+    if (tags !== undefined) this.storeTags(slot, incarnation, tags);
     this.makeProbeable(slot);
     this.queueUpdate(slot);
     // A reaped failed member that is back: a comeback, as from dead to alive.
@@ -1613,6 +1711,10 @@ export class SwimNode {
     const incarnation = t.incarnation[slot] as number;
     const member = t.address(slot);
     if (state === MemberState.Suspect) return { state, incarnation, member, suspectedBy: t.suspectedBy.get(slot) ?? this.self };
+    // An alive statement carries the tags that came with the member's own statement at this
+    // incarnation (ours: whenever we have tags to state); else it says nothing of tags.
+    const tags = state === MemberState.Alive ? t.tags.get(slot) : undefined;
+    if (tags !== undefined && (slot === SELF ? this.selfTagsStated : tags.incarnation === incarnation)) return { state, incarnation, member, tags: tags.bytes };
     return { state, incarnation, member };
   }
 
@@ -1652,6 +1754,7 @@ export class SwimNode {
       pendingTransmits: this.updates.remaining(address.key, limit),
       isSelf: slot === SELF,
       ...this.damping.view(address.key, this.lastNowMs),
+      tags: t.tags.get(slot)?.bytes ?? null,
     };
   }
 

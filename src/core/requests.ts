@@ -1,33 +1,54 @@
 /**
- * Cluster requests: one request (a kind and payload bytes) sent to every alive member, and
- * their answers collected by a deadline. The first user is keyring rotation (`tamtam keys`);
- * `kind` is opaque to the core, so other kinds of queries can follow.
+ * Cluster requests: one request (a kind and payload bytes) sent to every alive member (or to
+ * the members the host names), and their answers collected by a deadline. Users: keyring
+ * rotation (`tamtam keys`) and user queries (`tamtam query`, src/agent/queries.ts); `kind` is
+ * opaque to the core.
  *
  * The origin:
  *   - sends REQUEST (epoch, id, kind, payload) to each target (every member alive when the
  *     request starts, self excluded), then again to those that have not answered, at every
- *     quarter of the timeout (REQUEST_SENDS sends in all), so a lost datagram costs one retry;
+ *     quarter of the timeout (REQUEST_SENDS sends in all; with answer options, every eighth,
+ *     QUERY_SENDS), so a lost datagram costs one retry;
  *   - takes the first RESPONSE of each target (duplicates and answers of non-targets are
  *     dropped and counted), emits a `requestAnswer` event for it, and ends the request with a
  *     `requestDone` event naming the targets that did not answer: at the deadline, or as soon
  *     as every target answered.
+ * Options (a REQUEST_OPTIONS item on the REQUEST, when the origin asks for them):
+ *   - ACK_WANTED: a target sends REQUEST_ACK at once (and again for every repeat of the request
+ *     while its host has not answered); the origin emits `requestAck` once per target;
+ *   - relay count r: a target sends its acknowledgement and its answer directly and, as RELAY
+ *     datagrams, through r random alive members, which pass them on to the origin (RELAYED);
+ *     so an answer is lost only when the direct path and all r relayed paths lose it.
  * The receiver:
  *   - hands a REQUEST to its host as a `request` event with a handle; the host answers through
- *     `answer(handle, payload)`, which sends the RESPONSE;
+ *     `answer(handle, payload)`, which sends the RESPONSE (and its relayed copies);
  *   - remembers the last MAX_REMEMBERED requests it saw (by sender, epoch and id): a repeated
  *     request is not handed to the host again; it gets the remembered answer again (or nothing
  *     while the host has not answered yet).
  *
  * Bounds: MAX_IN_FLIGHT requests of this node at a time, MAX_TARGETS members per request,
- * MAX_REMEMBERED requests (and their answers) remembered, payloads of at most
- * maxRequestPayloadBytes(config) (a REQUEST or RESPONSE is one datagram with room to spare).
+ * MAX_REMEMBERED requests (and their answers) remembered, request payloads of at most
+ * maxRequestPayloadBytes(config) and answers of at most maxAnswerBytes(config) (a REQUEST,
+ * RESPONSE or RELAYED answer is one datagram with room to spare). A member passes on only
+ * RELAYs of members, each one datagram; the origin takes one answer per target, dropping
+ * (and counting) duplicates, late ones and those of members not asked.
  * The epoch is the node's broadcast epoch: (epoch, id) never repeats across lives.
  */
 
 import type { Address } from "./address.js";
 import type { SwimConfig } from "./config.js";
 import type { CoreEvent, MemberInfo, Runtime } from "./runtime.js";
-import { type Body, MemberState, MessageType, SEALED_OVERHEAD_BYTES } from "./wire/messages.js";
+import { encodeRequestOptionsItem } from "./wire/codec.js";
+import {
+  type Body,
+  MAX_RELAY_COUNT,
+  MemberState,
+  MessageType,
+  RELAY_ACK,
+  RELAY_RESPONSE,
+  type RequestOptions,
+  SEALED_OVERHEAD_BYTES,
+} from "./wire/messages.js";
 
 /** Requests of this node in flight at a time; more are refused (BUSY). */
 export const MAX_IN_FLIGHT = 16;
@@ -37,6 +58,13 @@ export const MAX_TARGETS = 2048;
 export const MAX_REMEMBERED = 256;
 /** Times a request goes to a target that does not answer: at 0, 1/4, 1/2 and 3/4 of the timeout. */
 export const REQUEST_SENDS = 4;
+/**
+ * Times a request with answer options (a query) goes to a target that has not answered: at every
+ * eighth of its timeout. Queries are made for lossy networks (relays, acknowledgements): at 20 %
+ * loss one round gets an answer back with probability about 0.78 (relay count 2), so eight rounds
+ * leave a member unheard with probability about 0.22^8, 6e-6.
+ */
+export const QUERY_SENDS = 8;
 /** Range of a request's timeout (ms). */
 export const MIN_REQUEST_TIMEOUT_MS = 10;
 export const MAX_REQUEST_TIMEOUT_MS = 600_000;
@@ -45,13 +73,33 @@ export const MAX_REQUEST_TIMEOUT_MS = 600_000;
  * id 5, kind 5, payload length 3.
  */
 const MAX_REQUEST_HEADER_BYTES = 5 + 19 + 5 + 5 + 5 + 5 + 3;
+/** The REQUEST_OPTIONS item a REQUEST may carry. */
+const REQUEST_OPTIONS_BYTES = 4;
+/**
+ * Largest RELAY or RELAYED header: fixed header 5, IPv6 from 19, incarnation 5, IPv6 peer 19,
+ * epoch 5, id 5, what 1, payload length 3.
+ */
+const MAX_RELAY_HEADER_BYTES = 5 + 19 + 5 + 19 + 5 + 5 + 1 + 3;
 
-/** Largest request or answer payload under `config` (bytes): one datagram, envelope included. */
+/** Largest request payload under `config` (bytes): one datagram with its options item, envelope included. */
 export function maxRequestPayloadBytes(config: SwimConfig): number {
-  return Math.max(0, config.maxPacketBytes - (config.sealed ? SEALED_OVERHEAD_BYTES : 0) - MAX_REQUEST_HEADER_BYTES);
+  return Math.max(0, config.maxPacketBytes - (config.sealed ? SEALED_OVERHEAD_BYTES : 0) - MAX_REQUEST_HEADER_BYTES - REQUEST_OPTIONS_BYTES);
 }
 
-export type RequestRefusal = "BUSY" | "TOO_LARGE" | "TOO_MANY_MEMBERS" | "LEFT" | "BAD_TIMEOUT" | "BAD_KIND";
+/** Largest answer payload under `config` (bytes): one RESPONSE or RELAYED datagram, envelope included. */
+export function maxAnswerBytes(config: SwimConfig): number {
+  return Math.max(0, config.maxPacketBytes - (config.sealed ? SEALED_OVERHEAD_BYTES : 0) - MAX_RELAY_HEADER_BYTES);
+}
+
+export type RequestRefusal = "BUSY" | "TOO_LARGE" | "TOO_MANY_MEMBERS" | "LEFT" | "BAD_TIMEOUT" | "BAD_KIND" | "BAD_OPTIONS";
+
+/** What a request asks beyond kind and payload. */
+export interface RequestStartOptions {
+  /** The members asked; those that are neither alive nor suspected (and self) are left out. Default: every alive member. */
+  readonly targets?: readonly Address[];
+  /** How the targets answer (acknowledgements, relays); default neither, and no REQUEST_OPTIONS item. */
+  readonly answer?: RequestOptions;
+}
 
 export type RequestOutcome = { readonly ok: true; readonly targets: number } | { readonly ok: false; readonly code: RequestRefusal; readonly message: string };
 
@@ -74,12 +122,25 @@ export interface RequestStats {
   answersSent: number;
   /** Answers of the host that came too late (the request was forgotten) or were too large. */
   answersRefused: number;
+  /** Acknowledgements taken (one per target) and dropped (repeated, late, or not asked for). */
+  acksReceived: number;
+  acksDropped: number;
+  /** REQUEST_ACKs sent (first and repeated), and RELAY datagrams sent for our acks and answers. */
+  acksSent: number;
+  relaysSent: number;
+  /** RELAYs of other members passed on to their origin; refused (from a non-member, too large, to ourselves). */
+  relaysForwarded: number;
+  relaysRefused: number;
+  /** RELAYED datagrams received (each then counts as an ack or answer, taken or dropped). */
+  relayedReceived: number;
 }
 
 /** What the requests need from their node. */
 export interface RequestLink {
-  /** Sends one datagram with `body` (and piggyback) to `to`. */
-  send(rt: Runtime, to: Address, body: Body): void;
+  /** Sends one datagram with `body` (`priority`, an encoded item, first; then piggyback) to `to`. */
+  send(rt: Runtime, to: Address, body: Body, priority?: Uint8Array | null): void;
+  /** Up to `count` random alive members other than self and those in `exclude` (relays). */
+  relays(count: number, exclude: readonly Address[]): Address[];
   /** The member table (for the targets). */
   members(): readonly MemberInfo[];
   /** Whether the node has left (it neither starts nor answers requests then). */
@@ -91,6 +152,12 @@ interface Outgoing {
   readonly targets: Map<string, Address>;
   /** Keys of the targets that answered. */
   readonly answered: Set<string>;
+  /** Keys of the targets that acknowledged (or answered). */
+  readonly acked: Set<string>;
+  /** The REQUEST_OPTIONS item of every REQUEST datagram, or null. */
+  readonly optionsItem: Uint8Array | null;
+  /** REQUEST_SENDS, or QUERY_SENDS with answer options. */
+  readonly maxSends: number;
   readonly timeoutMs: number;
   readonly deadlineMs: number;
   readonly body: Body;
@@ -103,6 +170,8 @@ interface Remembered {
   readonly id: number;
   /** The host's answer once given. */
   answer: Uint8Array | null;
+  /** How the origin wants it answered (its REQUEST_OPTIONS), or null. */
+  readonly options: RequestOptions | null;
 }
 
 export class ClusterRequests {
@@ -119,8 +188,16 @@ export class ClusterRequests {
     requestsRepeated: 0,
     answersSent: 0,
     answersRefused: 0,
+    acksReceived: 0,
+    acksDropped: 0,
+    acksSent: 0,
+    relaysSent: 0,
+    relaysForwarded: 0,
+    relaysRefused: 0,
+    relayedReceived: 0,
   };
   readonly maxPayloadBytes: number;
+  readonly maxAnswerBytes: number;
   private readonly outgoing = new Map<number, Outgoing>();
   /** Requests of other members, by `from.key/epoch/id`, oldest first. */
   private readonly remembered = new Map<string, Remembered>();
@@ -135,6 +212,7 @@ export class ClusterRequests {
     private readonly link: RequestLink,
   ) {
     this.maxPayloadBytes = maxRequestPayloadBytes(config);
+    this.maxAnswerBytes = maxAnswerBytes(config);
   }
 
   /** Requests of this node in flight. */
@@ -143,18 +221,25 @@ export class ClusterRequests {
   }
 
   /**
-   * Starts a request to every member alive now (self excluded). Emits one `requestAnswer` per
-   * answering member and then `requestDone`, all with `token`; with no other alive member, the
-   * `requestDone` comes at once. A refused request emits nothing.
+   * Starts a request to every member alive now (self excluded), or to those of
+   * `options.targets` that are. Emits one `requestAck` per acknowledging target (when asked
+   * for), one `requestAnswer` per answering target and then `requestDone`, all with `token`;
+   * with no target, the `requestDone` comes at once. A refused request emits nothing.
    */
-  start(nowMs: number, kind: number, payload: Uint8Array, timeoutMs: number, token: number, rt: Runtime): RequestOutcome {
-    const refused = this.refusal(kind, payload, timeoutMs);
+  start(nowMs: number, kind: number, payload: Uint8Array, timeoutMs: number, token: number, rt: Runtime, options: RequestStartOptions = {}): RequestOutcome {
+    const refused = this.refusal(kind, payload, timeoutMs, options);
     if (refused !== null) {
       this.stats.requestsRefused++;
       return refused;
     }
+    const wanted = options.targets === undefined ? null : new Set(options.targets.map((a) => a.key));
     const targets = new Map<string, Address>();
-    for (const m of this.link.members()) if (!m.isSelf && m.state === MemberState.Alive) targets.set(m.address.key, m.address);
+    for (const m of this.link.members()) {
+      // Named members are asked while they are members at all (alive or suspected: a suspicion
+      // under loss is no reason to leave one out); by default, the alive ones.
+      const live = m.state === MemberState.Alive || (wanted !== null && m.state === MemberState.Suspect);
+      if (!m.isSelf && live && (wanted === null || wanted.has(m.address.key))) targets.set(m.address.key, m.address);
+    }
     if (targets.size > MAX_TARGETS) {
       this.stats.requestsRefused++;
       return { ok: false, code: "TOO_MANY_MEMBERS", message: `a cluster request reaches at most ${MAX_TARGETS} members, ${targets.size} are alive` };
@@ -163,7 +248,9 @@ export class ClusterRequests {
     const id = this.nextId;
     this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
     const body: Body = { type: MessageType.Request, epoch: this.epoch, id, kind, payload: payload.slice() };
-    const req: Outgoing = { token, targets, answered: new Set(), timeoutMs, deadlineMs: nowMs + timeoutMs, body, sends: 0 };
+    const optionsItem = options.answer === undefined ? null : encodeRequestOptionsItem(options.answer);
+    const maxSends = optionsItem === null ? REQUEST_SENDS : QUERY_SENDS;
+    const req: Outgoing = { token, targets, answered: new Set(), acked: new Set(), optionsItem, maxSends, timeoutMs, deadlineMs: nowMs + timeoutMs, body, sends: 0 };
     if (targets.size === 0) {
       this.finish(req, rt);
       return { ok: true, targets: 0 };
@@ -178,7 +265,7 @@ export class ClusterRequests {
   answer(handle: number, payload: Uint8Array, rt: Runtime): boolean {
     const key = this.handles.get(handle);
     const r = key === undefined ? undefined : this.remembered.get(key);
-    if (r === undefined || r.answer !== null || payload.length > this.maxPayloadBytes) {
+    if (r === undefined || r.answer !== null || payload.length > this.maxAnswerBytes) {
       this.stats.answersRefused++;
       return false;
     }
@@ -188,14 +275,15 @@ export class ClusterRequests {
     return true;
   }
 
-  /** A REQUEST from another member. */
-  onRequest(from: Address, body: Extract<Body, { type: typeof MessageType.Request }>, rt: Runtime): void {
+  /** A REQUEST from another member, with its REQUEST_OPTIONS if it had any. */
+  onRequest(from: Address, body: Extract<Body, { type: typeof MessageType.Request }>, options: RequestOptions | undefined, rt: Runtime): void {
     if (this.link.hasLeft()) return;
     const key = `${from.key}/${body.epoch}/${body.id}`;
     const seen = this.remembered.get(key);
     if (seen !== undefined) {
       this.stats.requestsRepeated++;
       if (seen.answer !== null) this.sendAnswer(seen, rt);
+      else if (seen.options?.ackWanted === true) this.sendAck(seen, rt);
       return;
     }
     if (this.remembered.size >= MAX_REMEMBERED) {
@@ -208,23 +296,55 @@ export class ClusterRequests {
         }
       }
     }
-    this.remembered.set(key, { from, epoch: body.epoch, id: body.id, answer: null });
+    const remembered: Remembered = { from, epoch: body.epoch, id: body.id, answer: null, options: options ?? null };
+    this.remembered.set(key, remembered);
     const handle = this.nextHandle;
     this.nextHandle = this.nextHandle >= 0xffffffff ? 1 : this.nextHandle + 1;
     this.handles.set(handle, key);
     this.stats.requestsReceived++;
+    if (options?.ackWanted === true) this.sendAck(remembered, rt);
     const event: CoreEvent = { type: "request", handle, from, kind: body.kind, payload: body.payload };
     rt.emit(event);
+  }
+
+  /** A REQUEST_ACK from a target (or passed on by a relay): emits `requestAck` the first time. */
+  onAck(from: Address, epoch: number, id: number, rt: Runtime): void {
+    const req = epoch === this.epoch ? this.outgoing.get(id) : undefined;
+    if (req === undefined || req.optionsItem === null || !req.targets.has(from.key) || req.acked.has(from.key)) {
+      this.stats.acksDropped++;
+      return;
+    }
+    req.acked.add(from.key);
+    this.stats.acksReceived++;
+    rt.emit({ type: "requestAck", token: req.token, from: req.targets.get(from.key) as Address });
+  }
+
+  /** A RELAY from member `from`: passes its ack or answer on to the origin it names. */
+  onRelay(from: Address, self: Address, body: Extract<Body, { type: typeof MessageType.Relay }>, rt: Runtime): void {
+    if (body.peer.key === self.key || body.payload.length > this.maxAnswerBytes || (body.what === RELAY_ACK && body.payload.length > 0)) {
+      this.stats.relaysRefused++;
+      return;
+    }
+    this.stats.relaysForwarded++;
+    this.link.send(rt, body.peer, { type: MessageType.Relayed, peer: from, epoch: body.epoch, id: body.id, what: body.what, payload: body.payload });
+  }
+
+  /** A RELAYED ack or answer: as if it came from the target that sent it (body.peer). */
+  onRelayed(body: Extract<Body, { type: typeof MessageType.Relayed }>, rt: Runtime): void {
+    this.stats.relayedReceived++;
+    if (body.what === RELAY_ACK) this.onAck(body.peer, body.epoch, body.id, rt);
+    else this.onResponse(body.peer, { type: MessageType.Response, epoch: body.epoch, id: body.id, payload: body.payload }, rt);
   }
 
   /** A RESPONSE from another member. */
   onResponse(from: Address, body: Extract<Body, { type: typeof MessageType.Response }>, rt: Runtime): void {
     const req = body.epoch === this.epoch ? this.outgoing.get(body.id) : undefined;
-    if (req === undefined || !req.targets.has(from.key) || req.answered.has(from.key) || body.payload.length > this.maxPayloadBytes) {
+    if (req === undefined || !req.targets.has(from.key) || req.answered.has(from.key) || body.payload.length > this.maxAnswerBytes) {
       this.stats.answersDropped++;
       return;
     }
     req.answered.add(from.key);
+    req.acked.add(from.key);
     this.stats.answersReceived++;
     rt.emit({ type: "requestAnswer", token: req.token, from: req.targets.get(from.key) as Address, payload: body.payload });
     if (req.answered.size === req.targets.size) {
@@ -242,12 +362,19 @@ export class ClusterRequests {
       this.finish(req, rt);
       return;
     }
-    if (req.sends < REQUEST_SENDS) this.sendRound(req, rt);
+    if (req.sends < req.maxSends) this.sendRound(req, rt);
     rt.setTimer(this.nextTimerAt(nowMs, req), { kind: "clusterRequest", id });
   }
 
-  private refusal(kind: number, payload: Uint8Array, timeoutMs: number): RequestOutcome | null {
+  private refusal(kind: number, payload: Uint8Array, timeoutMs: number, options: RequestStartOptions): RequestOutcome | null {
     if (this.link.hasLeft()) return { ok: false, code: "LEFT", message: "this node has left the cluster" };
+    const relayCount = options.answer?.relayCount ?? 0;
+    if (relayCount >>> 0 !== relayCount || relayCount > MAX_RELAY_COUNT) {
+      return { ok: false, code: "BAD_OPTIONS", message: `a request is relayed through 0..${MAX_RELAY_COUNT} members, got ${relayCount}` };
+    }
+    if (options.targets !== undefined && options.targets.length > MAX_TARGETS) {
+      return { ok: false, code: "TOO_MANY_MEMBERS", message: `a cluster request reaches at most ${MAX_TARGETS} members, ${options.targets.length} were named` };
+    }
     if (kind >>> 0 !== kind) return { ok: false, code: "BAD_KIND", message: `a request kind is an integer in 0..2^32-1, got ${kind}` };
     if (!Number.isInteger(timeoutMs) || timeoutMs < MIN_REQUEST_TIMEOUT_MS || timeoutMs > MAX_REQUEST_TIMEOUT_MS) {
       return { ok: false, code: "BAD_TIMEOUT", message: `a request timeout is ${MIN_REQUEST_TIMEOUT_MS}..${MAX_REQUEST_TIMEOUT_MS} ms, got ${timeoutMs}` };
@@ -259,10 +386,10 @@ export class ClusterRequests {
     return null;
   }
 
-  /** The next retry (a quarter of the timeout after the last send) or the deadline. */
+  /** The next retry (a quarter, or an eighth, of the timeout after the last send) or the deadline. */
   private nextTimerAt(nowMs: number, req: Outgoing): number {
-    if (req.sends >= REQUEST_SENDS) return req.deadlineMs;
-    const step = Math.max(1, Math.floor(req.timeoutMs / REQUEST_SENDS));
+    if (req.sends >= req.maxSends) return req.deadlineMs;
+    const step = Math.max(1, Math.floor(req.timeoutMs / req.maxSends));
     return Math.min(req.deadlineMs, nowMs + step);
   }
 
@@ -273,13 +400,31 @@ export class ClusterRequests {
       if (req.answered.has(key)) continue;
       this.stats.requestDatagramsSent++;
       if (retry) this.stats.requestRetries++;
-      this.link.send(rt, to, req.body);
+      this.link.send(rt, to, req.body, req.optionsItem);
     }
+  }
+
+  private sendAck(r: Remembered, rt: Runtime): void {
+    this.stats.acksSent++;
+    this.link.send(rt, r.from, { type: MessageType.RequestAck, epoch: r.epoch, id: r.id });
+    this.sendRelays(r, RELAY_ACK, new Uint8Array(0), rt);
   }
 
   private sendAnswer(r: Remembered, rt: Runtime): void {
     this.stats.answersSent++;
-    this.link.send(rt, r.from, { type: MessageType.Response, epoch: r.epoch, id: r.id, payload: r.answer as Uint8Array });
+    const payload = r.answer as Uint8Array;
+    this.link.send(rt, r.from, { type: MessageType.Response, epoch: r.epoch, id: r.id, payload });
+    this.sendRelays(r, RELAY_RESPONSE, payload, rt);
+  }
+
+  /** The relayed copies of an ack or answer, through the relay count of random members the origin asked for. */
+  private sendRelays(r: Remembered, what: number, payload: Uint8Array, rt: Runtime): void {
+    const count = r.options?.relayCount ?? 0;
+    if (count === 0) return;
+    for (const via of this.link.relays(count, [r.from])) {
+      this.stats.relaysSent++;
+      this.link.send(rt, via, { type: MessageType.Relay, peer: r.from, epoch: r.epoch, id: r.id, what, payload });
+    }
   }
 
   private finish(req: Outgoing, rt: Runtime): void {

@@ -56,6 +56,8 @@ export interface MemberInfo {
   readonly flaps: number;
   /** When its damping is expected to end (local ms), -1 when not damped. */
   readonly dampedUntilMs: number;
+  /** Its tags as last stated (encoded, src/core/tags.ts), or null when none are known. */
+  readonly tags: Uint8Array | null;
 }
 
 export type CoreEvent =
@@ -87,6 +89,8 @@ export type CoreEvent =
   | { readonly type: "pingResult"; readonly target: Address; readonly rttMs: number | null; readonly token: number }
   /** A cluster request from another member: answer it with `answerRequest(handle, payload)`. */
   | { readonly type: "request"; readonly handle: number; readonly from: Address; readonly kind: number; readonly payload: Uint8Array }
+  /** One member's acknowledgement of this node's cluster request `token` (when asked for). */
+  | { readonly type: "requestAck"; readonly token: number; readonly from: Address }
   /** One member's answer to this node's cluster request `token`. */
   | { readonly type: "requestAnswer"; readonly token: number; readonly from: Address; readonly payload: Uint8Array }
   /** The end of cluster request `token`: the targets that did not answer (empty: all did). */

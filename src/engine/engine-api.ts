@@ -6,8 +6,8 @@
 
 import type { Address } from "../core/address.js";
 import type { SwimConfig } from "../core/config.js";
-import type { BroadcastOutcome } from "../core/node.js";
-import type { RequestRefusal } from "../core/requests.js";
+import type { BroadcastOutcome, TagsOutcome } from "../core/node.js";
+import type { RequestRefusal, RequestStartOptions } from "../core/requests.js";
 import type { CoreEvent, MemberInfo } from "../core/runtime.js";
 import type { Envelope } from "../seal/envelope.js";
 import type { EngineRingsConfig } from "../shm/index.js";
@@ -52,12 +52,16 @@ export interface Engine {
   /** Round trip (ms) of a ping to `target`, or null if it did not answer within requestTimeoutMs. */
   ping(target: Address): Promise<number | null>;
   /**
-   * Sends a cluster request (see src/core/requests.ts) to every member alive now and resolves
+   * Sends a cluster request (see src/core/requests.ts) to every member alive now (or to
+   * `options.targets`, with acknowledgements and relays as `options.answer` says) and resolves
    * with their answers and the members that did not answer within `timeoutMs` (the core
-   * retries those meanwhile). Rejects with ClusterRequestRefusedError when the core refuses it
+   * retries those meanwhile); `options.onProgress` hears of acknowledgements and answers as
+   * they come. Rejects with ClusterRequestRefusedError when the core refuses it
    * (too large, too many in flight, ...).
    */
-  request(kind: number, payload: Uint8Array, timeoutMs: number): Promise<ClusterRequestResult>;
+  request(kind: number, payload: Uint8Array, timeoutMs: number, options?: ClusterRequestOptions): Promise<ClusterRequestResult>;
+  /** Replaces this member's tags (encoded, src/core/tags.ts); the outcome says whether the core took them. */
+  setTags(tags: Uint8Array): Promise<TagsOutcome>;
   /** Answers the cluster request handed over as a `request` event. False if not queued. */
   answerRequest(handle: number, payload: Uint8Array): boolean;
   /** Drops `address` from the local member table only. False if the command could not be queued. */
@@ -118,6 +122,8 @@ export interface EngineOptions {
   readonly seeds?: readonly Address[];
   /** Members of an earlier life (a snapshot): reconnect targets from the start (SwimNodeOptions.reconnectTargets). */
   readonly reconnectTargets?: readonly Address[];
+  /** This member's tags at start, encoded (src/core/tags.ts); RangeError beyond maxTagsBytes(config). */
+  readonly tags?: Uint8Array;
 }
 
 /** Thrown (as a rejection) by calls on an engine that is stopped or whose worker failed. */
@@ -139,6 +145,17 @@ export class ClusterRequestRefusedError extends Error {
 export interface ClusterAnswer {
   readonly from: Address;
   readonly payload: Uint8Array;
+}
+
+/** A cluster request's progress as it happens: started (with its target count), then acks and answers. */
+export type ClusterRequestProgress =
+  | { readonly type: "started"; readonly targets: number }
+  | { readonly type: "ack"; readonly from: Address }
+  | { readonly type: "answer"; readonly from: Address; readonly payload: Uint8Array };
+
+export interface ClusterRequestOptions extends RequestStartOptions {
+  /** Hears of the request's progress (listener errors are counted, never thrown). */
+  readonly onProgress?: (progress: ClusterRequestProgress) => void;
 }
 
 export interface ClusterRequestResult {

@@ -10,7 +10,7 @@
 
 import type { Address } from "../core/address.js";
 import { periodProblem, type SwimConfig } from "../core/config.js";
-import type { BroadcastOutcome, SwimNodeOptions } from "../core/node.js";
+import type { BroadcastOutcome, SwimNodeOptions, TagsOutcome } from "../core/node.js";
 import type { CoreEvent, MemberInfo } from "../core/runtime.js";
 import type { Envelope } from "../seal/envelope.js";
 import type { UdpTransport } from "../transport/udp.js";
@@ -18,6 +18,8 @@ import {
   ClusterRequestRefusedError,
   EngineStoppedError,
   type ClusterAnswer,
+  type ClusterRequestOptions,
+  type ClusterRequestProgress,
   type ClusterRequestResult,
   type Engine,
   type EngineEventListener,
@@ -44,7 +46,7 @@ export interface EngineInit {
   readonly envelope: Envelope | null;
 }
 
-type PendingKind = "started" | "broadcast" | "left" | "snapshot" | "stats" | "stopped" | "join" | "ping" | "request";
+type PendingKind = "started" | "broadcast" | "left" | "snapshot" | "stats" | "stopped" | "join" | "ping" | "request" | "tags";
 
 interface JoinState {
   readonly seeds: readonly Address[];
@@ -63,6 +65,7 @@ interface Pending {
   members?: MemberInfo[];
   join?: JoinState;
   answers?: ClusterAnswer[];
+  progress?: (progress: ClusterRequestProgress) => void;
 }
 
 /** Counters of what the engine dropped, per mode. */
@@ -174,11 +177,21 @@ export abstract class EngineBase implements Engine {
     return promise;
   }
 
-  request(kind: number, payload: Uint8Array, timeoutMs: number): Promise<ClusterRequestResult> {
+  request(kind: number, payload: Uint8Array, timeoutMs: number, options: ClusterRequestOptions = {}): Promise<ClusterRequestResult> {
     const refused = this.refusal<ClusterRequestResult>();
     if (refused !== null) return refused;
-    const { token, promise } = this.open<ClusterRequestResult>("request", timeoutMs + REQUEST_GRACE_MS, () => this.noReply("request"), { answers: [] });
-    this.submitFor(token, { type: "request", token, kind, timeoutMs, payload });
+    const { onProgress, ...start } = options;
+    const extra = onProgress === undefined ? { answers: [] } : { answers: [], progress: onProgress };
+    const { token, promise } = this.open<ClusterRequestResult>("request", timeoutMs + REQUEST_GRACE_MS, () => this.noReply("request"), extra);
+    this.submitFor(token, { type: "request", token, kind, timeoutMs, payload, options: start });
+    return promise;
+  }
+
+  setTags(tags: Uint8Array): Promise<TagsOutcome> {
+    const refused = this.refusal<TagsOutcome>();
+    if (refused !== null) return refused;
+    const { token, promise } = this.open<TagsOutcome>("tags", this.replyTimeoutMs, () => this.noReply("tags"));
+    this.submitFor(token, { type: "setTags", token, tags });
     return promise;
   }
 
@@ -256,7 +269,13 @@ export abstract class EngineBase implements Engine {
       if (this.pending.get(event.token)?.kind === "ping") this.settle(event.token, event.rttMs);
     } else if (event.type === "requestAnswer") {
       const p = this.pending.get(event.token);
-      if (p?.kind === "request") p.answers?.push({ from: event.from, payload: event.payload });
+      if (p?.kind === "request") {
+        p.answers?.push({ from: event.from, payload: event.payload });
+        this.progress(p, { type: "answer", from: event.from, payload: event.payload });
+      }
+    } else if (event.type === "requestAck") {
+      const p = this.pending.get(event.token);
+      if (p?.kind === "request") this.progress(p, { type: "ack", from: event.from });
     } else if (event.type === "requestDone") {
       const p = this.pending.get(event.token);
       if (p?.kind === "request") this.settle(event.token, { answers: p.answers ?? [], missing: [...event.missing] });
@@ -288,7 +307,12 @@ export abstract class EngineBase implements Engine {
           this.pending.delete(reply.token);
           if (p.timer !== null) clearTimeout(p.timer);
           p.reject(new ClusterRequestRefusedError(reply.outcome.code, reply.outcome.message));
+        } else {
+          this.progress(p, { type: "started", targets: reply.outcome.targets });
         }
+        return;
+      case "tags":
+        this.settle(reply.token, reply.outcome);
         return;
       case "snapshot":
         this.settle(reply.token, [...reply.members]);
@@ -313,8 +337,22 @@ export abstract class EngineBase implements Engine {
     this.settle(token, p.members);
   }
 
+  private progress(p: Pending, progress: ClusterRequestProgress): void {
+    if (p.progress === undefined) return;
+    try {
+      p.progress(progress);
+    } catch {
+      this.counters.listenerErrors++;
+    }
+  }
+
   /** Registers a request; its token pairs it with the reply. */
-  protected open<T>(kind: PendingKind, timeoutMs: number, onTimeout: () => T | Error, extra: Partial<Pick<Pending, "members" | "join" | "answers">> = {}): { token: number; promise: Promise<T> } {
+  protected open<T>(
+    kind: PendingKind,
+    timeoutMs: number,
+    onTimeout: () => T | Error,
+    extra: Partial<Pick<Pending, "members" | "join" | "answers" | "progress">> = {},
+  ): { token: number; promise: Promise<T> } {
     const token = this.takeToken();
     let resolveFn!: (value: unknown) => void;
     let rejectFn!: (err: Error) => void;

@@ -24,7 +24,8 @@ import { parseAddress, parseIp, type Address } from "../core/address.js";
 import { defaultMaxBroadcastBytes, makeConfig, validateConfig, type SwimConfig } from "../core/config.js";
 import { COOKIE_SECRET_BYTES } from "../core/cookie.js";
 import type { SwimNodeOptions } from "../core/node.js";
-import { MAX_TARGETS, maxRequestPayloadBytes } from "../core/requests.js";
+import { MAX_TARGETS, maxAnswerBytes, maxRequestPayloadBytes } from "../core/requests.js";
+import { tagsProblem } from "../core/tags.js";
 import { DEFAULT_ENGINE_RINGS_CONFIG, type EngineRingsConfig } from "../shm/index.js";
 import { UdpTransport } from "../transport/udp.js";
 import type { Engine, EngineOptions } from "./engine-api.js";
@@ -37,6 +38,7 @@ import {
   DATAGRAM_OUT_MAX_HEADER_BYTES,
   EVENT_BROADCAST_MAX_HEADER_BYTES,
   MAX_MEMBER_RECORD_BYTES,
+  MAX_REQUEST_COMMAND_HEADER_BYTES,
 } from "./protocol.js";
 import { WorkerEngine } from "./worker-engine.js";
 
@@ -72,9 +74,14 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
       broadcastEpoch: options.broadcastEpoch ?? randomInt(2 ** 32 - 1),
       // Keys the join cookies: unguessable, unlike the 32-bit PRNG seed.
       cookieSecret: new Uint8Array(randomBytes(COOKIE_SECRET_BYTES)),
+      ...(options.tags === undefined ? {} : { tags: options.tags }),
       seeds: options.seeds ?? [],
       reconnectTargets: options.reconnectTargets ?? [],
     };
+    if (options.tags !== undefined) {
+      const problem = tagsProblem(config, options.tags);
+      if (problem !== null) throw new RangeError(problem);
+    }
     const init: EngineInit = {
       transport,
       node,
@@ -131,9 +138,9 @@ function checkRings(rings: EngineRingsConfig, config: SwimConfig): void {
     ["inbound", config.maxPacketBytes + Math.max(DATAGRAM_IN_MAX_HEADER_BYTES, DATAGRAM_OPENED_HEADER_BYTES), "a maxPacketBytes datagram"],
     ["outbound", config.maxPacketBytes + DATAGRAM_OUT_MAX_HEADER_BYTES, "a maxPacketBytes datagram"],
     ["commands", 5 + config.maxBroadcastBytes, "a maxBroadcastBytes broadcast"],
-    ["commands", 13 + maxRequestPayloadBytes(config), "a cluster request"],
+    ["commands", MAX_REQUEST_COMMAND_HEADER_BYTES + maxRequestPayloadBytes(config), "a cluster request"],
     ["events", Math.max(EVENT_BROADCAST_MAX_HEADER_BYTES + config.maxBroadcastBytes, 8 + MAX_MEMBER_RECORD_BYTES, 256), "a broadcast event"],
-    ["events", EVENT_BROADCAST_MAX_HEADER_BYTES + maxRequestPayloadBytes(config), "a cluster request event"],
+    ["events", EVENT_BROADCAST_MAX_HEADER_BYTES + Math.max(maxRequestPayloadBytes(config), maxAnswerBytes(config)), "a cluster request event"],
     ["events", 7 + 19 * MAX_TARGETS, "the end of a cluster request (its silent members)"],
   ];
   for (const [ring, minBytes, what] of needs) {

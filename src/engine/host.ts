@@ -146,8 +146,11 @@ export class CoreHost {
           this.sink.reply({
             type: "request",
             token: cmd.token,
-            outcome: node.clusterRequests.start(t, cmd.kind, cmd.payload, cmd.timeoutMs, cmd.token, rt),
+            outcome: node.clusterRequests.start(t, cmd.kind, cmd.payload, cmd.timeoutMs, cmd.token, rt, cmd.options),
           });
+          break;
+        case "setTags":
+          this.sink.reply({ type: "tags", token: cmd.token, outcome: node.setTags(t, cmd.tags, rt) });
           break;
         case "answer":
           node.clusterRequests.answer(cmd.handle, cmd.payload, rt);

@@ -9,8 +9,8 @@
  * f64 is an IEEE double. `addr` is `u8 family (4|6), u16 port, 4|16 IP bytes`: 7 or 19 bytes.
  * `member` is a MemberInfo record: `u8 state, u8 flags (bit 0 isSelf, bit 1 damped, bit 2 the
  * event's dampingChanged), u32 incarnation, u32 pendingTransmits, f64 stateChangedAtMs,
- * f64 lastHeardAtMs, f64 lastRttMs, u32 flaps, f64 flapPenalty, f64 dampedUntilMs, addr`:
- * 61 or 73 bytes.
+ * f64 lastHeardAtMs, f64 lastRttMs, u32 flaps, f64 flapPenalty, f64 dampedUntilMs, addr,
+ * u16 tagsLength (0xffff: none known), tags bytes`: 63 or 75 bytes and the tags.
  *
  *   inbound ring (main -> worker), and raw rings (main -> seal/open worker)
  *     0x01 DATAGRAM_IN     f64 receivedAtMs, bytes...                       header 9
@@ -34,10 +34,12 @@
  *     0x17 SNAPSHOT        u32 token                                        reply SNAPSHOT parts
  *     0x18 STATS           u32 token                                        reply STATS
  *     0x19 STOP            u32 token                                        reply STOPPED (last)
- *     0x1A REQUEST         u32 token, u32 kind, u32 timeoutMs, payload...   reply REQUEST, then
- *                                                                          requestAnswer events
- *                                                                          and requestDone
+ *     0x1A REQUEST         u32 token, u32 kind, u32 timeoutMs, u8 flags     reply REQUEST, then
+ *                          (bit 0 options, bit 1 ack wanted, bit 2        requestAck and
+ *                          targets), u8 relayCount, u16 count,            requestAnswer events
+ *                          addr target * count, payload...                and requestDone
  *     0x1B ANSWER          u32 handle, payload...                           (none)
+ *     0x1C SET_TAGS        u32 token, tags bytes...                         reply TAGS
  *   events ring (worker -> main): CoreEvents, then replies, in emission order
  *     0x20 MEMBER          u8 previous (0xff: null), u32 previousIncarnation, member
  *     0x21 MEMBER_REMOVED  addr
@@ -47,6 +49,7 @@
  *     0x25 REQUEST         u32 handle, u32 kind, addr from, payload...      (a cluster request)
  *     0x26 REQUEST_ANSWER  u32 token, addr from, payload...
  *     0x27 REQUEST_DONE    u32 token, u16 count, addr missing * count
+ *     0x28 REQUEST_ACK     u32 token, addr from
  *     0x30 STARTED         u32 token
  *     0x31 BROADCAST_DONE  u32 token, u8 ok; ok: u32 epoch, u32 seq;
  *                          else u8 code (1 EMPTY, 2 TOO_LARGE, 3 LEFT), UTF-8 message...
@@ -57,9 +60,11 @@
  *     0x35 STOPPED         u32 token
  *     0x36 REQUEST         u32 token, u8 ok; ok: u32 targets;
  *                          else u8 code (REQUEST_REFUSALS index + 1), UTF-8 message...
+ *     0x37 TAGS            u32 token, u8 ok; ok: u32 incarnation;
+ *                          else u8 code (1 TOO_LARGE, 2 BAD_TAGS, 3 LEFT), UTF-8 message...
  *
  * Bounds. A member snapshot spans as many SNAPSHOT_PART frames as it needs, each carrying at
- * most floor((events.maxFrameBytes - 8) / 73) members (897 with the default 64 KiB frames),
+ * the members whose records fit one frame (873 IPv6 members without tags with the default 64 KiB frames),
  * and in all at most what fits in the events ring's free space when the request is served
  * (about 14,000 members in the default 1 MiB ring, less what is queued); the rest is left out
  * and the last part carries the truncated flag. STATS keeps the entries that fit one frame.
@@ -68,8 +73,10 @@
 
 import { internIpv4, internIpv6, isValidPort, type Address } from "../core/address.js";
 import type { SwimConfig } from "../core/config.js";
-import type { BroadcastOutcome } from "../core/node.js";
-import type { RequestOutcome, RequestRefusal } from "../core/requests.js";
+import type { BroadcastOutcome, TagsOutcome } from "../core/node.js";
+import type { RequestOutcome, RequestRefusal, RequestStartOptions } from "../core/requests.js";
+import { MAX_TARGETS } from "../core/requests.js";
+import { MAX_TAGS_BYTES_CAP } from "../core/tags.js";
 import type { CoreEvent, MemberInfo } from "../core/runtime.js";
 import type { MemberState } from "../core/wire/messages.js";
 import { DROP_REASONS, type DropReason, type EnvelopeSettings } from "../seal/envelope.js";
@@ -91,6 +98,7 @@ export const FrameType = {
   CmdStop: 0x19,
   CmdRequest: 0x1a,
   CmdAnswer: 0x1b,
+  CmdSetTags: 0x1c,
   EvMember: 0x20,
   EvMemberRemoved: 0x21,
   EvBroadcast: 0x22,
@@ -99,6 +107,7 @@ export const FrameType = {
   EvRequest: 0x25,
   EvRequestAnswer: 0x26,
   EvRequestDone: 0x27,
+  EvRequestAck: 0x28,
   RepStarted: 0x30,
   RepBroadcast: 0x31,
   RepLeft: 0x32,
@@ -106,6 +115,7 @@ export const FrameType = {
   RepStats: 0x34,
   RepStopped: 0x35,
   RepRequest: 0x36,
+  RepTags: 0x37,
 } as const;
 
 /** DATAGRAM_IN header: inbound and raw ring frames must be this much above the datagram. */
@@ -118,8 +128,10 @@ export const DATAGRAM_OUT_MAX_HEADER_BYTES = 1 + 19;
 export const EVENT_BROADCAST_MAX_HEADER_BYTES = 1 + 4 + 4 + 19;
 /** Bytes of a member record before its address. */
 const MEMBER_FIXED_BYTES = 54;
-/** Largest member record (IPv6 address). */
-export const MAX_MEMBER_RECORD_BYTES = MEMBER_FIXED_BYTES + 19;
+/** Largest member record (IPv6 address, the largest tags any config allows). */
+export const MAX_MEMBER_RECORD_BYTES = MEMBER_FIXED_BYTES + 19 + 2 + MAX_TAGS_BYTES_CAP;
+/** Largest REQUEST command header: fixed fields and MAX_TARGETS IPv6 targets. */
+export const MAX_REQUEST_COMMAND_HEADER_BYTES = 17 + 19 * MAX_TARGETS;
 const SNAPSHOT_PART_HEADER_BYTES = 1 + 4 + 1 + 2;
 
 // ---------------------------------------------------------------------------------------------
@@ -136,8 +148,16 @@ export type Command =
   | { readonly type: "snapshot"; readonly token: number }
   | { readonly type: "stats"; readonly token: number }
   | { readonly type: "stop"; readonly token: number }
-  | { readonly type: "request"; readonly token: number; readonly kind: number; readonly timeoutMs: number; readonly payload: Uint8Array }
-  | { readonly type: "answer"; readonly handle: number; readonly payload: Uint8Array };
+  | {
+      readonly type: "request";
+      readonly token: number;
+      readonly kind: number;
+      readonly timeoutMs: number;
+      readonly payload: Uint8Array;
+      readonly options?: RequestStartOptions;
+    }
+  | { readonly type: "answer"; readonly handle: number; readonly payload: Uint8Array }
+  | { readonly type: "setTags"; readonly token: number; readonly tags: Uint8Array };
 
 export type Reply =
   | { readonly type: "started"; readonly token: number }
@@ -146,7 +166,8 @@ export type Reply =
   | { readonly type: "snapshot"; readonly token: number; readonly members: readonly MemberInfo[] }
   | { readonly type: "stats"; readonly token: number; readonly stats: Readonly<Record<string, number>> }
   | { readonly type: "stopped"; readonly token: number }
-  | { readonly type: "request"; readonly token: number; readonly outcome: RequestOutcome };
+  | { readonly type: "request"; readonly token: number; readonly outcome: RequestOutcome }
+  | { readonly type: "tags"; readonly token: number; readonly outcome: TagsOutcome };
 
 /** One decoded frame of the events ring. */
 export type EngineOutput =
@@ -174,6 +195,8 @@ export interface EngineWorkerData {
   /** SwimNodeOptions.seeds and .reconnectTargets, as canonical address text. */
   readonly seedKeys: readonly string[];
   readonly reconnectTargetKeys: readonly string[];
+  /** This member's tags at start (SwimNodeOptions.tags), if any. */
+  readonly tags?: Uint8Array;
   /** The main thread's performance.timeOrigin: both threads express nowMs on its time base. */
   readonly baseTimeOriginMs: number;
   readonly spinIterations?: number;
@@ -272,6 +295,18 @@ function readAddress(src: Uint8Array, v: DataView, at: number, end: number): Add
   const port = v.getUint16(at + 1, true);
   if (!isValidPort(port)) throw new FrameError(`bad port ${port} at data offset ${at}`);
   return ipBytes === 4 ? internIpv4(src, at + 3, port) : internIpv6(src, at + 3, port);
+}
+
+/** `count` addresses from `at` of a frame ending at `end`, and the offset after them. */
+function readAddresses(src: Uint8Array, v: DataView, at: number, count: number, end: number): { readonly list: Address[]; readonly next: number } {
+  const list: Address[] = [];
+  let p = at;
+  for (let i = 0; i < count; i++) {
+    const a = readAddress(src, v, p, end);
+    list.push(a);
+    p += addressBytes(a);
+  }
+  return { list, next: p };
 }
 
 function need(at: number, bytes: number, end: number): void {
@@ -400,10 +435,15 @@ function commandBytes(cmd: Command): number {
       return 1 + addressBytes(cmd.address);
     case "setProbeInterval":
       return 5;
-    case "request":
-      return 13 + cmd.payload.length;
+    case "request": {
+      let n = 17 + cmd.payload.length;
+      for (const a of cmd.options?.targets ?? []) n += addressBytes(a);
+      return n;
+    }
     case "answer":
       return 5 + cmd.payload.length;
+    case "setTags":
+      return 5 + cmd.tags.length;
   }
 }
 
@@ -420,6 +460,7 @@ const COMMAND_TYPE: Record<Command["type"], number> = {
   stop: FrameType.CmdStop,
   request: FrameType.CmdRequest,
   answer: FrameType.CmdAnswer,
+  setTags: FrameType.CmdSetTags,
 };
 
 /** Bytes the frame of `cmd` takes (to check it against a ring's maxFrameBytes). */
@@ -430,6 +471,7 @@ export function commandFrameBytes(cmd: Command): number {
 /** Appends one command frame; false if the ring refused it. Seeds beyond 65,535 are a RangeError. */
 export function writeCommand(ring: RingProducer, cmd: Command): boolean {
   if (cmd.type === "join" && cmd.seeds.length > 0xffff) throw new RangeError(`at most 65535 seeds, got ${cmd.seeds.length}`);
+  if (cmd.type === "request" && (cmd.options?.targets?.length ?? 0) > 0xffff) throw new RangeError(`at most 65535 targets, got ${cmd.options?.targets?.length}`);
   return ring.tryWriteWith(commandBytes(cmd), (dst, at) => {
     const v = viewOf(dst);
     dst[at] = COMMAND_TYPE[cmd.type];
@@ -462,15 +504,27 @@ export function writeCommand(ring: RingProducer, cmd: Command): boolean {
       case "setProbeInterval":
         v.setUint32(at + 1, cmd.probeIntervalMs, true);
         return;
-      case "request":
+      case "request": {
         v.setUint32(at + 1, cmd.token, true);
         v.setUint32(at + 5, cmd.kind >>> 0, true);
         v.setUint32(at + 9, cmd.timeoutMs >>> 0, true);
-        dst.set(cmd.payload, at + 13);
+        const answer = cmd.options?.answer;
+        const targets = cmd.options?.targets;
+        dst[at + 13] = (answer === undefined ? 0 : 1) | (answer?.ackWanted === true ? 2 : 0) | (targets === undefined ? 0 : 4);
+        dst[at + 14] = answer?.relayCount ?? 0;
+        v.setUint16(at + 15, targets?.length ?? 0, true);
+        let p = at + 17;
+        for (const a of targets ?? []) p = writeAddress(dst, v, p, a);
+        dst.set(cmd.payload, p);
         return;
+      }
       case "answer":
         v.setUint32(at + 1, cmd.handle >>> 0, true);
         dst.set(cmd.payload, at + 5);
+        return;
+      case "setTags":
+        v.setUint32(at + 1, cmd.token, true);
+        dst.set(cmd.tags, at + 5);
         return;
     }
   });
@@ -500,14 +554,7 @@ export function readCommand(data: Uint8Array, offset: number, lengthBytes: numbe
     case FrameType.CmdJoin: {
       const t = token();
       need(offset + 5, 2, end);
-      const count = v.getUint16(offset + 5, true);
-      const seeds: Address[] = [];
-      let p = offset + 7;
-      for (let i = 0; i < count; i++) {
-        const a = readAddress(data, v, p, end);
-        seeds.push(a);
-        p += addressBytes(a);
-      }
+      const seeds = readAddresses(data, v, offset + 7, v.getUint16(offset + 5, true), end).list;
       return { type: "join", token: t, seeds };
     }
     case FrameType.CmdBroadcast: {
@@ -525,17 +572,26 @@ export function readCommand(data: Uint8Array, offset: number, lengthBytes: numbe
       return { type: "setProbeInterval", probeIntervalMs: v.getUint32(offset + 1, true) };
     case FrameType.CmdRequest: {
       const t = token();
-      need(offset + 5, 8, end);
+      need(offset + 5, 12, end);
+      const flags = data[offset + 13] as number;
+      const { list: targets, next: p } = readAddresses(data, v, offset + 17, v.getUint16(offset + 15, true), end);
+      const options: RequestStartOptions = {
+        ...((flags & 1) !== 0 ? { answer: { ackWanted: (flags & 2) !== 0, relayCount: data[offset + 14] as number } } : {}),
+        ...((flags & 4) !== 0 ? { targets } : {}),
+      };
       return {
         type: "request",
         token: t,
         kind: v.getUint32(offset + 5, true),
         timeoutMs: v.getUint32(offset + 9, true),
-        payload: data.slice(offset + 13, end),
+        payload: data.slice(p, end),
+        options,
       };
     }
     case FrameType.CmdAnswer:
       return { type: "answer", handle: token(), payload: data.slice(offset + 5, end) };
+    case FrameType.CmdSetTags:
+      return { type: "setTags", token: token(), tags: data.slice(offset + 5, end) };
     default:
       throw new FrameError(`unknown command frame type ${String(type)}`);
   }
@@ -545,7 +601,7 @@ export function readCommand(data: Uint8Array, offset: number, lengthBytes: numbe
 // Events and replies.
 
 function memberRecordBytes(m: MemberInfo): number {
-  return MEMBER_FIXED_BYTES + addressBytes(m.address);
+  return MEMBER_FIXED_BYTES + addressBytes(m.address) + 2 + (m.tags?.length ?? 0);
 }
 
 const MEMBER_FLAG_SELF = 1;
@@ -564,13 +620,22 @@ function writeMember(dst: Uint8Array, v: DataView, at: number, m: MemberInfo, da
   v.setUint32(at + 34, Math.min(m.flaps, 0xffffffff) >>> 0, true);
   v.setFloat64(at + 38, m.flapPenalty, true);
   v.setFloat64(at + 46, m.dampedUntilMs, true);
-  return writeAddress(dst, v, at + MEMBER_FIXED_BYTES, m.address);
+  const p = writeAddress(dst, v, at + MEMBER_FIXED_BYTES, m.address);
+  const tags = m.tags;
+  v.setUint16(p, tags === null ? 0xffff : tags.length, true);
+  if (tags !== null) dst.set(tags, p + 2);
+  return p + 2 + (tags?.length ?? 0);
 }
 
 function readMember(src: Uint8Array, v: DataView, at: number, end: number): MemberInfo {
   need(at, MEMBER_FIXED_BYTES, end);
   const state = src[at] as number;
   if (state > 3) throw new FrameError(`bad member state ${state}`);
+  const address = readAddress(src, v, at + MEMBER_FIXED_BYTES, end);
+  const p = at + MEMBER_FIXED_BYTES + addressBytes(address);
+  need(p, 2, end);
+  const tagsLength = v.getUint16(p, true);
+  if (tagsLength !== 0xffff) need(p + 2, tagsLength, end);
   return {
     state: state as MemberState,
     isSelf: ((src[at + 1] as number) & MEMBER_FLAG_SELF) !== 0,
@@ -583,7 +648,8 @@ function readMember(src: Uint8Array, v: DataView, at: number, end: number): Memb
     stateChangedAtMs: v.getFloat64(at + 10, true),
     lastHeardAtMs: v.getFloat64(at + 18, true),
     lastRttMs: v.getFloat64(at + 26, true),
-    address: readAddress(src, v, at + MEMBER_FIXED_BYTES, end),
+    address,
+    tags: tagsLength === 0xffff ? null : src.slice(p + 2, p + 2 + tagsLength),
   };
 }
 
@@ -603,6 +669,8 @@ function eventBytes(e: CoreEvent): number {
       return 9 + addressBytes(e.from) + e.payload.length;
     case "requestAnswer":
       return 5 + addressBytes(e.from) + e.payload.length;
+    case "requestAck":
+      return 5 + addressBytes(e.from);
     case "requestDone": {
       let n = 7;
       for (const a of e.missing) n += addressBytes(a);
@@ -661,6 +729,11 @@ export function writeEvent(ring: RingProducer, e: CoreEvent): boolean {
         dst.set(e.payload, p);
         return;
       }
+      case "requestAck":
+        dst[at] = FrameType.EvRequestAck;
+        v.setUint32(at + 1, e.token >>> 0, true);
+        writeAddress(dst, v, at + 5, e.from);
+        return;
       case "requestDone": {
         dst[at] = FrameType.EvRequestDone;
         v.setUint32(at + 1, e.token >>> 0, true);
@@ -675,7 +748,9 @@ export function writeEvent(ring: RingProducer, e: CoreEvent): boolean {
 
 const OUTCOME_CODES = ["EMPTY", "TOO_LARGE", "LEFT"] as const;
 /** Refusal codes of a cluster request, in frame order (append only). */
-const REQUEST_REFUSALS: readonly RequestRefusal[] = ["BUSY", "TOO_LARGE", "TOO_MANY_MEMBERS", "LEFT", "BAD_TIMEOUT", "BAD_KIND"];
+const REQUEST_REFUSALS: readonly RequestRefusal[] = ["BUSY", "TOO_LARGE", "TOO_MANY_MEMBERS", "LEFT", "BAD_TIMEOUT", "BAD_KIND", "BAD_OPTIONS"];
+/** Refusal codes of new tags, in frame order (append only). */
+const TAGS_REFUSALS = ["TOO_LARGE", "BAD_TAGS", "LEFT"] as const;
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
 
@@ -717,29 +792,40 @@ export function writeReply(ring: RingProducer, r: Reply): boolean {
     }
     case "request": {
       const o = r.outcome;
-      if (o.ok) {
-        return ring.tryWriteWith(10, (dst, at) => {
-          const v = viewOf(dst);
-          dst[at] = FrameType.RepRequest;
-          v.setUint32(at + 1, r.token, true);
-          dst[at + 5] = 1;
-          v.setUint32(at + 6, o.targets >>> 0, true);
-        });
-      }
-      const message = textEncoder.encode(o.message).subarray(0, 1024);
-      return ring.tryWriteWith(7 + message.length, (dst, at) => {
-        dst[at] = FrameType.RepRequest;
-        viewOf(dst).setUint32(at + 1, r.token, true);
-        dst[at + 5] = 0;
-        dst[at + 6] = REQUEST_REFUSALS.indexOf(o.code) + 1;
-        dst.set(message, at + 7);
-      });
+      return o.ok ? writeCountReply(ring, FrameType.RepRequest, r.token, o.targets) : writeRefusal(ring, FrameType.RepRequest, r.token, REQUEST_REFUSALS.indexOf(o.code), o.message);
+    }
+    case "tags": {
+      const o = r.outcome;
+      return o.ok ? writeCountReply(ring, FrameType.RepTags, r.token, o.incarnation) : writeRefusal(ring, FrameType.RepTags, r.token, TAGS_REFUSALS.indexOf(o.code), o.message);
     }
     case "stats":
       return writeStats(ring, r.token, r.stats);
     case "snapshot":
       return writeSnapshot(ring, r.token, r.members);
   }
+}
+
+/** A reply `type` that says ok with one u32 (targets, incarnation). */
+function writeCountReply(ring: RingProducer, type: number, token: number, value: number): boolean {
+  return ring.tryWriteWith(10, (dst, at) => {
+    const v = viewOf(dst);
+    dst[at] = type;
+    v.setUint32(at + 1, token, true);
+    dst[at + 5] = 1;
+    v.setUint32(at + 6, value >>> 0, true);
+  });
+}
+
+/** A reply `type` that refuses: the code's index in its table (+1 on the wire) and a message. */
+function writeRefusal(ring: RingProducer, type: number, token: number, codeIndex: number, text: string): boolean {
+  const message = textEncoder.encode(text).subarray(0, 1024);
+  return ring.tryWriteWith(7 + message.length, (dst, at) => {
+    dst[at] = type;
+    viewOf(dst).setUint32(at + 1, token, true);
+    dst[at + 5] = 0;
+    dst[at + 6] = codeIndex + 1;
+    dst.set(message, at + 7);
+  });
 }
 
 function writeStats(ring: RingProducer, token: number, stats: Readonly<Record<string, number>>): boolean {
@@ -768,33 +854,46 @@ function writeStats(ring: RingProducer, token: number, stats: Readonly<Record<st
 }
 
 function writeSnapshot(ring: RingProducer, token: number, members: readonly MemberInfo[]): boolean {
-  const perPart = Math.max(1, Math.floor((ring.maxFrameBytes - SNAPSHOT_PART_HEADER_BYTES) / MAX_MEMBER_RECORD_BYTES));
+  const partBytes = ring.maxFrameBytes - SNAPSHOT_PART_HEADER_BYTES;
   // Room for the whole snapshot now: free space less one frame's worth of wrap-around slack
-  // and the final part's header.
+  // and the final part's header. Parts are cut where the next record would not fit a frame.
   let budget = ring.freeBytes() - (ring.maxFrameBytes + 8) - (SNAPSHOT_PART_HEADER_BYTES + 8);
+  const partEnds: number[] = [];
+  let inPart = 0;
+  let partCount = 0;
   let count = 0;
   for (let i = 0; i < members.length; i++) {
-    const extra = (i % perPart === 0 ? SNAPSHOT_PART_HEADER_BYTES + 8 : 0) + memberRecordBytes(members[i] as MemberInfo);
+    const record = memberRecordBytes(members[i] as MemberInfo);
+    const newPart = partCount === 0 || inPart + record > partBytes || partCount >= 0xffff;
+    const extra = (newPart ? SNAPSHOT_PART_HEADER_BYTES + 8 : 0) + record;
     if (extra > budget) break;
     budget -= extra;
+    if (newPart && partCount > 0) {
+      partEnds.push(i);
+      inPart = 0;
+      partCount = 0;
+    }
+    inPart += record;
+    partCount++;
     count++;
   }
+  partEnds.push(count);
   const truncated = count < members.length;
-  let i = 0;
-  do {
-    const n = Math.min(perPart, count - i);
-    const last = i + n >= count;
+  let from = 0;
+  for (let part = 0; part < partEnds.length; part++) {
+    const to = partEnds[part] as number;
+    const last = part === partEnds.length - 1;
     let bytes = SNAPSHOT_PART_HEADER_BYTES;
-    for (let j = i; j < i + n; j++) bytes += memberRecordBytes(members[j] as MemberInfo);
-    const from = i;
+    for (let j = from; j < to; j++) bytes += memberRecordBytes(members[j] as MemberInfo);
+    const start = from;
     const ok = ring.tryWriteWith(bytes, (dst, at) => {
       const v = viewOf(dst);
       dst[at] = FrameType.RepSnapshotPart;
       v.setUint32(at + 1, token, true);
       dst[at + 5] = (last ? 1 : 0) | (last && truncated ? 2 : 0);
-      v.setUint16(at + 6, n, true);
+      v.setUint16(at + 6, to - start, true);
       let p = at + 8;
-      for (let j = from; j < from + n; j++) p = writeMember(dst, v, p, members[j] as MemberInfo);
+      for (let j = start; j < to; j++) p = writeMember(dst, v, p, members[j] as MemberInfo);
     });
     if (!ok) {
       // Not expected (the budget said it fits): end the reply with an empty truncated part.
@@ -806,9 +905,29 @@ function writeSnapshot(ring: RingProducer, token: number, members: readonly Memb
         v.setUint16(at + 6, 0, true);
       });
     }
-    i += n;
-  } while (i < count);
+    from = to;
+  }
   return true;
+}
+
+/** The outcome in a reply written by writeCountReply or writeRefusal. */
+function readCountReply<C extends string>(
+  data: Uint8Array,
+  v: DataView,
+  offset: number,
+  end: number,
+  codes: readonly C[],
+  what: string,
+): { ok: true; value: number } | { ok: false; code: C; message: string } {
+  need(offset, 6, end);
+  if (data[offset + 5] === 1) {
+    need(offset, 10, end);
+    return { ok: true, value: v.getUint32(offset + 6, true) };
+  }
+  need(offset, 7, end);
+  const code = codes[(data[offset + 6] as number) - 1];
+  if (code === undefined) throw new FrameError(`bad ${what} outcome code ${String(data[offset + 6])}`);
+  return { ok: false, code, message: textDecoder.decode(data.slice(offset + 7, end)) };
 }
 
 /** Decodes the events-ring frame at data[offset, offset + lengthBytes). FrameError if malformed. */
@@ -892,16 +1011,17 @@ export function readOutput(data: Uint8Array, offset: number, lengthBytes: number
     }
     case FrameType.RepRequest: {
       const t = token();
-      need(offset, 6, end);
-      if (data[offset + 5] === 1) {
-        need(offset, 10, end);
-        return { kind: "reply", reply: { type: "request", token: t, outcome: { ok: true, targets: v.getUint32(offset + 6, true) } } };
-      }
-      need(offset, 7, end);
-      const code = REQUEST_REFUSALS[(data[offset + 6] as number) - 1];
-      if (code === undefined) throw new FrameError(`bad request outcome code ${String(data[offset + 6])}`);
-      const message = textDecoder.decode(data.slice(offset + 7, end));
-      return { kind: "reply", reply: { type: "request", token: t, outcome: { ok: false, code, message } } };
+      const o = readCountReply(data, v, offset, end, REQUEST_REFUSALS, "request");
+      return { kind: "reply", reply: { type: "request", token: t, outcome: o.ok ? { ok: true, targets: o.value } : o } };
+    }
+    case FrameType.RepTags: {
+      const t = token();
+      const o = readCountReply(data, v, offset, end, TAGS_REFUSALS, "tags");
+      return { kind: "reply", reply: { type: "tags", token: t, outcome: o.ok ? { ok: true, incarnation: o.value } : o } };
+    }
+    case FrameType.EvRequestAck: {
+      const t = token();
+      return { kind: "event", event: { type: "requestAck", token: t, from: readAddress(data, v, offset + 5, end) } };
     }
     case FrameType.EvRequest: {
       const t = token();
@@ -925,14 +1045,7 @@ export function readOutput(data: Uint8Array, offset: number, lengthBytes: number
     case FrameType.EvRequestDone: {
       const t = token();
       need(offset, 7, end);
-      const count = v.getUint16(offset + 5, true);
-      const missing: Address[] = [];
-      let p = offset + 7;
-      for (let i = 0; i < count; i++) {
-        const a = readAddress(data, v, p, end);
-        missing.push(a);
-        p += addressBytes(a);
-      }
+      const missing = readAddresses(data, v, offset + 7, v.getUint16(offset + 5, true), end).list;
       return { kind: "event", event: { type: "requestDone", token: t, missing } };
     }
     case FrameType.RepStats: {

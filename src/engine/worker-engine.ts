@@ -128,6 +128,7 @@ export class WorkerEngine extends EngineBase {
       incarnation: node.incarnation,
       broadcastEpoch: node.broadcastEpoch,
       cookieSecret: node.cookieSecret as Uint8Array,
+      ...(node.tags === undefined ? {} : { tags: node.tags }),
       seedKeys: (node.seeds ?? []).map((a) => a.key),
       reconnectTargetKeys: (node.reconnectTargets ?? []).map((a) => a.key),
       baseTimeOriginMs: performance.timeOrigin,

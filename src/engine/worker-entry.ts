@@ -78,6 +78,7 @@ function run(data: ProtocolWorkerData): void {
       cookieSecret: data.cookieSecret,
       seeds: data.seedKeys.map(addr),
       reconnectTargets: data.reconnectTargetKeys.map(addr),
+      ...(data.tags === undefined ? {} : { tags: data.tags }),
     },
     sink,
   );

@@ -12,6 +12,9 @@ import { DEFAULT_KEYS_TIMEOUT_MS, MAX_KEYS_TIMEOUT_MS, MIN_KEYS_TIMEOUT_MS, type
 import { decodeKey } from "../seal/checks.js";
 import type { Subscription } from "../agent/fanout.js";
 import { LOG_LEVELS } from "../agent/options.js";
+import { DEFAULT_QUERY_TIMEOUT_MS, MAX_QUERY_TIMEOUT_MS, MIN_QUERY_TIMEOUT_MS, type QueryEvent } from "../agent/queries.js";
+import { tagFilter, type TagFilter } from "../agent/tags.js";
+import { MAX_RELAY_COUNT } from "../core/wire/messages.js";
 import {
   LogLevel_Level,
   type KeysReply,
@@ -20,6 +23,9 @@ import {
   type NodeAddress,
   NodeAddressSchema,
   NodeSchema,
+  type QueryEvent as QueryEventMessage,
+  QueryEventSchema,
+  type QueryRequest,
   Response_Code,
   Status,
   TamTam,
@@ -72,6 +78,7 @@ export function nodeFrom(m: MemberView): Node {
     flapPenalty: clampU32(Math.round(info.flapPenalty)),
     flaps: clampU32(info.flaps),
     dampedForMillis: clampU32(Math.round(m.dampedForMs)),
+    tags: { ...m.tags },
   });
 }
 
@@ -198,12 +205,119 @@ export function tamTamService(agent: AgentApi): ServiceImplementation<typeof Tam
     installKey: mapped(async (req) => keyOp(agent, "install", req)),
     useKey: mapped(async (req) => keyOp(agent, "use", req)),
     removeKey: mapped(async (req) => keyOp(agent, "remove", req)),
+    setTags: mapped(async (req) => {
+      const state = await agent.changeTags(req.tags, []);
+      return { tags: { ...state.tags }, incarnation: state.incarnation };
+    }),
+    deleteTags: mapped(async (req) => {
+      const state = await agent.changeTags({}, req.keys);
+      return { tags: { ...state.tags }, incarnation: state.incarnation };
+    }),
+    query: (req) => mappedStream(queryStream(agent, req)),
+    serveQueries: (req, context) =>
+      mappedStream(
+        drain(agent.serveQueries(req.names), context, (q) => ({
+          id: q.id,
+          name: q.name,
+          payload: q.payload,
+          from: nodeAddress(q.from),
+          timeoutMillis: q.timeoutMs,
+          maxResponseBytes: q.maxResponseBytes,
+        })),
+      ),
+    respondQuery: mapped(async (req) => {
+      agent.respondQuery(req.id, req.payload, req.error);
+      return OK;
+    }),
     stats: mapped(async () => {
       const counters: Record<string, bigint> = {};
       for (const [name, value] of Object.entries(await agent.stats())) counters[name] = BigInt(Math.max(0, Math.floor(value)));
       return { counters };
     }),
   };
+}
+
+/** A query's validated parameters from its request. */
+function queryParams(req: QueryRequest): Parameters<AgentApi["query"]>[0] {
+  const timeoutMs = req.timeoutMillis === 0 ? DEFAULT_QUERY_TIMEOUT_MS : req.timeoutMillis;
+  if (timeoutMs < MIN_QUERY_TIMEOUT_MS || timeoutMs > MAX_QUERY_TIMEOUT_MS) {
+    throw new AgentError("INVALID_TIMEOUT", `the timeout must be ${MIN_QUERY_TIMEOUT_MS}..${MAX_QUERY_TIMEOUT_MS} ms, got ${timeoutMs}`);
+  }
+  if (req.relay > MAX_RELAY_COUNT) throw new AgentError("INVALID_QUERY", `--relay must be 0..${MAX_RELAY_COUNT}, got ${req.relay}`);
+  const filters: TagFilter[] = [];
+  for (const [key, source] of Object.entries(req.tagFilters)) {
+    const f = tagFilter(key, source);
+    if (typeof f === "string") throw new AgentError("INVALID_TAG", f);
+    filters.push(f);
+  }
+  return {
+    name: req.name,
+    payload: req.payload,
+    filters,
+    nodes: req.nodes.map(addressFrom),
+    timeoutMs,
+    ack: !req.noAck,
+    relayCount: req.relay,
+  };
+}
+
+function queryEventMessage(e: QueryEvent): QueryEventMessage {
+  switch (e.type) {
+    case "ack":
+      return create(QueryEventSchema, { type: "ack", from: nodeAddress(e.from) });
+    case "response":
+      return create(QueryEventSchema, { type: "response", from: nodeAddress(e.from), payload: e.payload });
+    case "error":
+      return create(QueryEventSchema, { type: "error", from: nodeAddress(e.from), error: e.error });
+    case "summary":
+      return create(QueryEventSchema, {
+        type: "summary",
+        asked: e.asked,
+        acknowledged: e.acknowledged,
+        answered: e.answered,
+        failed: e.failed,
+        missing: e.missing.map(nodeAddress),
+        elapsedMillis: clampU32(e.elapsedMs),
+      });
+  }
+}
+
+/**
+ * The events of one query as a stream. The agent emits at most two events per member asked and
+ * a summary (a bounded number), so they are queued as they come; the stream ends after the summary.
+ */
+async function* queryStream(agent: AgentApi, req: QueryRequest): AsyncGenerator<QueryEventMessage> {
+  const params = queryParams(req);
+  const queue: QueryEventMessage[] = [];
+  let wake: (() => void) | null = null;
+  let done = false;
+  let failure: unknown = null;
+  const running = agent
+    .query(params, (e) => {
+      queue.push(queryEventMessage(e));
+      wake?.();
+    })
+    .catch((err: unknown) => {
+      failure = err;
+    })
+    .finally(() => {
+      done = true;
+      wake?.();
+    });
+  for (;;) {
+    const next = queue.shift();
+    if (next !== undefined) {
+      yield next;
+      continue;
+    }
+    if (done) break;
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+    wake = null;
+  }
+  await running;
+  if (failure !== null) throw failure;
 }
 
 async function keyOp(agent: AgentApi, op: KeyOperation, req: { key: string; local: boolean; timeoutMillis: number }): Promise<KeysReply> {

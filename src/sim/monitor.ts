@@ -18,8 +18,9 @@
 import type { CoreEvent } from "../core/runtime.js";
 import { MemberState } from "../core/wire/messages.js";
 import { FNV_OFFSET, fnv, type KillRecord, MAX_VIOLATIONS_KEPT, type ShardOutcome, type Violation, type ViolationKind } from "./outcome.js";
-import type { ScenarioAction } from "./scenario.js";
+import { type ScenarioAction, simNodeTags } from "./scenario.js";
 import { CutVisibility } from "./cut-visibility.js";
+import { sameBytes } from "../core/tags.js";
 import type { SimNode, World, WorldObserver } from "./world.js";
 
 function isLive(state: MemberState | null | undefined): boolean {
@@ -274,6 +275,20 @@ export class Monitor implements WorldObserver {
     let maxDatagramBytes = 0;
     let protocolErrors = 0;
     const nodeTraces: number[] = [];
+    // Tags at the end: each running node's view of every other running node's tags.
+    let tagPairs = 0;
+    let tagsKnown = 0;
+    if (w.scenario.tags) {
+      for (const n of w.localNodes) {
+        if (!n.running || n.left || n.core === null) continue;
+        for (const m of w.nodes) {
+          if (m === n || !m.running || m.left) continue;
+          tagPairs++;
+          const tags = n.core.member(m.address.key)?.tags ?? null;
+          if (tags !== null && sameBytes(tags, simNodeTags(m.index))) tagsKnown++;
+        }
+      }
+    }
     for (const n of w.localNodes) {
       datagramsSent += n.datagramsSent;
       bytesSent += n.bytesSent;
@@ -318,6 +333,8 @@ export class Monitor implements WorldObserver {
       datagramsDropped: w.datagramsDropped,
       datagramsToShards: w.datagramsToShards,
       eventsProcessed: w.eventsProcessed,
+      tagPairs,
+      tagsKnown,
       globalTrace: this.globalTrace,
       cut: this.cut.outcome(),
       nodeTraces,

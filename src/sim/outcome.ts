@@ -80,6 +80,9 @@ export interface SimCounters {
   /** Datagrams that crossed from one shard to another (0 with one shard). */
   readonly datagramsToShards: number;
   readonly eventsProcessed: number;
+  /** With tags: (running node, other running node) pairs at the end, and those where the node held the other's tags. */
+  readonly tagPairs: number;
+  readonly tagsKnown: number;
 }
 
 const SUMMED_COUNTERS = [
@@ -96,6 +99,8 @@ const SUMMED_COUNTERS = [
   "datagramsDropped",
   "datagramsToShards",
   "eventsProcessed",
+  "tagPairs",
+  "tagsKnown",
 ] as const satisfies readonly (keyof SimCounters)[];
 
 /** One shard's observations; structured-cloneable (it crosses from a worker thread). */
@@ -216,6 +221,8 @@ export function mergeOutcomes(shards: readonly ShardOutcome[]): SimOutcome {
     datagramsDropped: 0,
     datagramsToShards: 0,
     eventsProcessed: 0,
+    tagPairs: 0,
+    tagsKnown: 0,
   };
   for (const s of sorted) {
     s.kills.forEach((k, i) => {

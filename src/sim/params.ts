@@ -58,6 +58,8 @@ export interface SimParams {
   readonly restartIncarnation: "clock" | "zero";
   /** Start from a converged cluster (every node knows every other) instead of joining node 0. */
   readonly warmStart: boolean;
+  /** Every node has tags (node=INDEX, role=web|db) that must reach every other node. */
+  readonly tags: boolean;
   /** Extra protocol overrides (e.g. from tests). */
   readonly overrides: Partial<SwimConfig>;
 }
@@ -86,5 +88,6 @@ export const DEFAULT_PARAMS: SimParams = {
   broadcastBytes: 64,
   restartIncarnation: "clock",
   warmStart: false,
+  tags: false,
   overrides: {},
 };

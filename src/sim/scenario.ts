@@ -5,6 +5,7 @@
  */
 
 import type { PresetName, SwimConfig } from "../core/config.js";
+import { encodeTags } from "../core/tags.js";
 
 export interface NetworkModel {
   /** Smallest one-way latency (ms); every datagram takes at least this long. */
@@ -60,6 +61,8 @@ export interface Scenario {
   readonly warmStart: boolean;
   /** Starting incarnation of a restarted node: from the (virtual) clock, as the agent does, or 0. */
   readonly restartIncarnation: "clock" | "zero";
+  /** Every node starts with tags (simNodeTags) that its alive statements carry. */
+  readonly tags: boolean;
   readonly actions: readonly ScenarioAction[];
 }
 
@@ -80,7 +83,18 @@ export function makeScenario(partial: Partial<Scenario> & Pick<Scenario, "nodes"
     startSpreadMs: 100,
     warmStart: false,
     restartIncarnation: "clock",
+    tags: false,
     actions: [],
     ...partial,
   };
+}
+
+const ascii = (text: string): Uint8Array => Uint8Array.from(text, (c) => c.charCodeAt(0));
+
+/** The tags of simulated node `index` (encoded): node=INDEX and role=web (every third node) or db. */
+export function simNodeTags(index: number): Uint8Array {
+  return encodeTags([
+    [ascii("node"), ascii(String(index))],
+    [ascii("role"), ascii(index % 3 === 0 ? "web" : "db")],
+  ]);
 }

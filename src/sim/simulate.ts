@@ -72,6 +72,7 @@ export function planScenario(p: SimParams): Scenario {
     addressing: p.addressing,
     restartIncarnation: p.restartIncarnation,
     warmStart: p.warmStart,
+    tags: p.tags,
     actions,
   });
 }
@@ -154,6 +155,8 @@ export interface SimReport {
   };
   readonly eventsProcessed: number;
   readonly traceHash: string;
+  /** With tags: the fraction of (running node, other running node) pairs where the node held the other's tags at the end. */
+  readonly tags: { readonly pairs: number; readonly known: number; readonly fraction: number };
 }
 
 export interface SimulationResult {
@@ -315,6 +318,7 @@ export function buildReport(params: SimParams, scenario: Scenario, config: SwimC
     violations: { total, byKind: outcome.violationCounts, first: outcome.violations },
     eventsProcessed: outcome.eventsProcessed,
     traceHash: outcome.traceHash,
+    tags: { pairs: outcome.tagPairs, known: outcome.tagsKnown, fraction: outcome.tagPairs === 0 ? 1 : round6(outcome.tagsKnown / outcome.tagPairs) },
   };
 }
 
@@ -403,6 +407,7 @@ export function formatReport(r: SimReport): string {
       ? "invariants: all held"
       : `invariants: ${r.violations.total} VIOLATIONS ${JSON.stringify(r.violations.byKind)}; first: ${r.violations.first[0]?.detail ?? ""}`,
   );
+  if (r.parameters.tags) lines.push(`tags: ${r.tags.known} of ${r.tags.pairs} (node, member) pairs hold the member's tags at the end (${r.tags.fraction})`);
   lines.push(`trace ${r.traceHash}, ${r.eventsProcessed} events`);
   return lines.join("\n");
 }

@@ -18,7 +18,7 @@ import { SwimNode } from "../core/node.js";
 import { Prng } from "../core/prng.js";
 import type { CoreEvent, Runtime, Timer } from "../core/runtime.js";
 import { EventHeap, type SimEventKey } from "./event-heap.js";
-import type { Scenario, ScenarioAction } from "./scenario.js";
+import { type Scenario, type ScenarioAction, simNodeTags } from "./scenario.js";
 
 /** Inbound datagrams a paused node keeps (its socket buffer); more are dropped. */
 const PAUSED_SOCKET_BUFFER = 256;
@@ -276,7 +276,14 @@ export class World {
 
   private newCore(n: SimNode, incarnation: number): SwimNode {
     // The life counter is this address's boot counter: a fresh broadcast epoch per life.
-    n.core = new SwimNode({ self: n.address, config: this.config, seed: n.coreSeedRng.nextU32() | 0, incarnation, broadcastEpoch: n.life });
+    n.core = new SwimNode({
+      self: n.address,
+      config: this.config,
+      seed: n.coreSeedRng.nextU32() | 0,
+      incarnation,
+      broadcastEpoch: n.life,
+      ...(this.scenario.tags ? { tags: simNodeTags(n.index) } : {}),
+    });
     return n.core;
   }
 

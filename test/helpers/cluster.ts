@@ -236,6 +236,8 @@ export interface ClusterOptions {
   readonly ipv6?: boolean;
   /** Starting incarnation of every node (default 0). */
   readonly incarnation?: number;
+  /** Node i's tags at start (encoded, src/core/tags.ts), or undefined for none. */
+  readonly tags?: (i: number) => Uint8Array | undefined;
 }
 
 export interface Slot {
@@ -361,7 +363,8 @@ export class ManualCluster {
     slot.rt = rt;
     this.runtimes.push(rt);
     // The generation is this address's boot counter: a fresh broadcast epoch per life.
-    slot.node = new SwimNode({ self: slot.address, config, seed, incarnation, broadcastEpoch: generation });
+    const tags = this.options.tags?.(slot.index);
+    slot.node = new SwimNode({ self: slot.address, config, seed, incarnation, broadcastEpoch: generation, ...(tags === undefined ? {} : { tags }) });
   }
 
   private onSend(d: SentDatagram): void {

@@ -4,7 +4,7 @@ import { addr } from "../../src/core/address.js";
 import type { MemberInfo } from "../../src/core/runtime.js";
 import type { MemberState } from "../../src/core/wire/messages.js";
 
-/** The member at `key` in `state` (incarnation 1, never probed, not damped), with `fields` over it. */
+/** The member at `key` in `state` (incarnation 1, never probed, not damped, no tags), with `fields` over it. */
 export function memberInfo(key: string, state: MemberState, fields: Partial<MemberInfo> = {}): MemberInfo {
   return {
     address: addr(key),
@@ -19,6 +19,7 @@ export function memberInfo(key: string, state: MemberState, fields: Partial<Memb
     flapPenalty: 0,
     flaps: 0,
     dampedUntilMs: -1,
+    tags: null,
     ...fields,
   };
 }

@@ -7,7 +7,8 @@
  * by exact name in `destroy()`.
  */
 
-import { execFileSync, spawnSync } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { createInterface } from "node:readline";
 
 export interface LabHost {
   readonly index: number;
@@ -105,4 +106,53 @@ export class NetLab {
     for (const h of this.hosts) spawnSync("ip", ["netns", "del", h.ns]);
     spawnSync("ip", ["netns", "del", this.switchNs]);
   }
+}
+
+/**
+ * Starts `argv` (an agent) inside host i of `lab` and resolves once it logs "Listening for
+ * gossip"; rejects when it exits first or takes longer than 15 s. The caller kills it.
+ */
+export function startInHost(lab: NetLab, i: number, argv: readonly string[], env: NodeJS.ProcessEnv): Promise<ChildProcess> {
+  const [cmd, ...rest] = lab.exec(i, argv);
+  const child = spawn(cmd as string, rest, { env, stdio: ["ignore", "ignore", "pipe"] });
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stderr as NodeJS.ReadableStream });
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`agent ${i} did not start in time`));
+    }, 15_000);
+    lines.on("line", (line) => {
+      if (line.includes("Listening for gossip")) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`agent ${i} exited with ${code} before listening`));
+    });
+  });
+}
+
+/** Runs `argv` to completion inside host i (SIGKILL after `timeoutMs`): exit code and output. */
+export function runInHost(
+  lab: NetLab,
+  i: number,
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const [cmd, ...rest] = lab.exec(i, argv);
+  return new Promise((resolve) => {
+    const child = spawn(cmd as string, rest, { env, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
 }

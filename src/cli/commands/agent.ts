@@ -13,6 +13,8 @@ import type { PresetName } from "../../core/config.js";
 import { CliError, EXIT, TamTamCommand } from "../base-command.js";
 import { decodeKey } from "../../seal/checks.js";
 import { AGENT_SETTINGS, type AgentSettingName, HEARTBEAT_HELP, type ResolvedSettings } from "../settings.js";
+import { parseTagAssignments } from "../../agent/tags.js";
+import { parseQueryHandler, type QueryHandlerSpec } from "../../agent/query-codec.js";
 
 type AgentLayer = typeof import("../../agent/agent.js");
 
@@ -40,6 +42,20 @@ export function agentOptions(s: ResolvedSettings<AgentSettingName>): AgentOption
     if (v[name] && encryptKey === null && v.keyringFile === null) {
       throw new CliError(`${s.label(name)} needs a gossip key (--encrypt or --keyring-file)`, EXIT.USAGE);
     }
+  }
+  let tags: Record<string, string>;
+  try {
+    tags = parseTagAssignments(v.tag, s.label("tag")); // checked in settings
+  } catch (error) {
+    throw new CliError((error as Error).message, EXIT.USAGE);
+  }
+  const queryHandlers: QueryHandlerSpec[] = [];
+  for (const text of v.queryHandler) {
+    const spec = parseQueryHandler(text) as QueryHandlerSpec; // checked in settings
+    if (queryHandlers.some((h) => h.name === spec.name)) {
+      throw new CliError(`${s.label("queryHandler")}: two handlers for the query "${spec.name}"`, EXIT.USAGE);
+    }
+    queryHandlers.push(spec);
   }
   return {
     rpc: v.rpc,
@@ -79,6 +95,9 @@ export function agentOptions(s: ResolvedSettings<AgentSettingName>): AgentOption
       flapDamping: v.flapDamping,
     },
     snapshot: v.snapshot,
+    tags,
+    queryHandlers,
+    queryHandlerTimeoutMs: v.queryHandlerTimeoutMs,
     // Only with a key, a keyring file or a label. The keyring file is read by `execute`
     // (startingKeys), which completes this.
     ...(encryptKey === null && v.keyringFile === null && v.label === null
@@ -142,6 +161,19 @@ export class AgentCommand extends TamTamCommand {
 
       \`--metrics-address HOST:PORT\` serves Prometheus metrics at
       \`http://HOST:PORT/metrics\`.
+
+      \`--tag KEY=VALUE\` (repeatable, or comma-separated as \`--join\`; \`TAMTAM_TAG\`, \`tag:\` a
+      list in the config file) gives the agent tags that every member sees (\`tamtam nodes\`), changed live
+      with \`tamtam tags set\` and \`tamtam tags delete\`. Tags larger than fit one datagram with
+      the agent's alive statement (1159 bytes encoded with the default datagrams, 1130 sealed)
+      keep the agent from starting.
+
+      \`--query-handler NAME=COMMAND\` (repeatable; \`TAMTAM_QUERY_HANDLER\` one per line) answers
+      \`tamtam query NAME\`: COMMAND runs with \`/bin/sh -c\`, the query's payload on its
+      standard input and TAMTAM_QUERY_NAME, TAMTAM_QUERY_FROM and TAMTAM_SELF_ADDRESS in its
+      environment; the first bytes of its standard output that fit one datagram are the
+      response. It is killed after \`--query-handler-timeout\` ms (default 3000) and the query is
+      answered as failed, as it is when the command exits with a non-zero status.
     `,
     examples: [
       ["Run an agent with the defaults", "$0 agent"],
@@ -151,6 +183,7 @@ export class AgentCommand extends TamTamCommand {
       ["gRPC on a private Unix socket, with a token", "TAMTAM_RPC_TOKEN=s3cret $0 --rpc unix:/run/tamtam/agent.sock agent"],
       ["Log every join and failure through a script", "$0 agent --event-handler 'member-join,member-failed=logger -t tamtam \"$TAMTAM_EVENT: $(cat)\"'"],
       ["Prometheus metrics on port 9100 of localhost", "$0 agent --metrics-address 127.0.0.1:9100"],
+      ["A tagged web server that answers the query \"load\"", "$0 agent --tag role=web --tag dc=eu-west --query-handler 'load=cat /proc/loadavg'"],
       ["Sealed gossip, keys kept in a keyring file", "TAMTAM_ENCRYPT=$(openssl rand -base64 32) $0 agent --keyring-file /var/lib/tamtam/keyring.json --label prod"],
     ],
   });
@@ -197,6 +230,9 @@ export class AgentCommand extends TamTamCommand {
   reconnectMax = Option.String("--reconnect-max", { description: "reaped failed members kept as reconnect targets (default 1024)" });
   flapDamping = Option.Boolean("--flap-damping", { description: "damp members that keep dying and coming back (default on; --no-flap-damping)" });
   snapshot = Option.String("--snapshot", { description: "FILE where the agent keeps the members it knows, and rejoins them from after a restart" });
+  tag = Option.Array("--tag", { description: "KEY=VALUE tag of this agent, seen by every member (repeatable)" });
+  queryHandler = Option.Array("--query-handler", { description: "NAME=COMMAND that answers queries named NAME (repeatable)" });
+  queryHandlerTimeout = Option.String("--query-handler-timeout", { description: "time limit of a query handler in ms (10..600000; default 3000)" });
 
   async execute(): Promise<number> {
     const settings = this.resolve(AGENT_SETTINGS, {
@@ -230,6 +266,9 @@ export class AgentCommand extends TamTamCommand {
       maxReconnectTargets: this.reconnectMax,
       flapDamping: this.flapDamping,
       snapshot: this.snapshot,
+      tag: this.tag,
+      queryHandler: this.queryHandler,
+      queryHandlerTimeoutMs: this.queryHandlerTimeout,
     });
     let options = agentOptions(settings);
     const layer = await loadAgentLayer();

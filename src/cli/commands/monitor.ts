@@ -13,8 +13,9 @@ export class MonitorCommand extends TamTamCommand {
     details: `
       Subscribes to the agent's membership changes and prints one table row per change (the
       columns of \`nodes\`), until interrupted with Ctrl-C or until the reader of its output
-      goes away. With \`--json\` it prints one JSON object per line instead (the entries of
-      \`nodes --json\`), for scripts.
+      goes away. A row of a member with tags ends with them (\`role=web,dc=eu\`). With
+      \`--json\` it prints one JSON object per line instead (the entries of \`nodes --json\`, tags
+      included), for scripts.
     `,
     examples: [
       ["Watch the cluster", "$0 monitor"],
@@ -26,7 +27,7 @@ export class MonitorCommand extends TamTamCommand {
 
   async execute(): Promise<number> {
     const call = (await this.agent()).monitor({}, { signal: this.stopSignal });
-    const { MONITOR_WIDTHS, NODE_COLUMNS, columnWidths, nodeCells, nodeJson, statusStyle, tableLine } = await import("../agent-client.js");
+    const { MONITOR_WIDTHS, NODE_COLUMNS, columnWidths, hasTags, nodeCells, nodeJson, statusStyle, tableLine } = await import("../agent-client.js");
     const release = this.stopOnSignals();
     try {
       if (!this.json) await this.line(this.paint(tableLine(NODE_COLUMNS, columnWidths([], MONITOR_WIDTHS)), "bold"));
@@ -34,7 +35,7 @@ export class MonitorCommand extends TamTamCommand {
         if (this.json) {
           await this.line(JSON.stringify(nodeJson(node)));
         } else {
-          const cells = nodeCells(node);
+          const cells = nodeCells(node, hasTags(node));
           await this.line(tableLine(cells, columnWidths([cells], MONITOR_WIDTHS), (s) => this.paint(s, statusStyle(s))));
         }
         if (this.stopped) break;

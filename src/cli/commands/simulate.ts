@@ -73,6 +73,7 @@ export class SimulateCommand extends Command {
   broadcasts = Option.String("--broadcasts", "0", { description: "user broadcasts sent from random nodes after the fault period" });
   broadcastBytes = Option.String("--broadcast-bytes", String(DEFAULT_PARAMS.broadcastBytes), { description: "payload size of each broadcast" });
   warmStart = Option.Boolean("--warm-start", false, { description: "start from a converged cluster instead of joining node 0" });
+  tags = Option.Boolean("--tags", false, { description: "give every node tags (node=INDEX, role=web|db) and report how many members hold them at the end" });
   workers = Option.String("--workers", "0", {
     description: `worker threads that run the nodes: 0 = on the main thread (default), or 1..${MAX_SIM_WORKERS} to split the nodes across`,
   });
@@ -146,6 +147,7 @@ export class SimulateCommand extends Command {
       broadcastBytes: int("--broadcast-bytes", this.broadcastBytes, 1, 65_000),
       warmStart: this.warmStart,
       flap: this.flap === undefined ? null : flapSpec(this.flap, nodes),
+      tags: this.tags,
       overrides: {
         flapDamping: this.flapDamping === "on",
         ...(this.reapAfter === undefined ? {} : { reapAfterMs: int("--reap-after", this.reapAfter, 1000, 604_800_000) }),

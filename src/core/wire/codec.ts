@@ -16,7 +16,10 @@ import {
   MAX_DATAGRAM_BYTES,
   MAX_MESSAGE_TYPE,
   MemberState,
+  MAX_RELAY_COUNT,
   MessageType,
+  RELAY_RESPONSE,
+  REQUEST_ACK_WANTED,
   SYNC_REPLY_WANTED,
   WIRE_COOKIE_BYTES,
   WIRE_MAGIC_0,
@@ -25,8 +28,10 @@ import {
   type Body,
   type Datagram,
   type MemberUpdate,
+  type RequestOptions,
   type UserBroadcast,
 } from "./messages.js";
+import { decodeTags } from "../tags.js";
 
 // ---------------------------------------------------------------------------------------------
 // Sizes. They also validate what they measure, so that every encoder (which always measures
@@ -60,6 +65,11 @@ export function updateItemBytes(u: MemberUpdate): number {
   } else {
     throw new RangeError(`unknown member state ${String(state)}`);
   }
+  const tags = u.tags;
+  if (tags !== undefined) {
+    if (state !== MemberState.Alive) throw new RangeError("only an ALIVE update carries tags");
+    n += 1 + varintBytes(tags.length) + tags.length;
+  }
   return n;
 }
 
@@ -91,6 +101,12 @@ function bodyBytes(body: Body): number {
       return varintBytes(body.epoch) + varintBytes(body.id) + varintBytes(body.kind) + varintBytes(body.payload.length) + body.payload.length;
     case MessageType.Response:
       return varintBytes(body.epoch) + varintBytes(body.id) + varintBytes(body.payload.length) + body.payload.length;
+    case MessageType.RequestAck:
+      return varintBytes(body.epoch) + varintBytes(body.id);
+    case MessageType.Relay:
+    case MessageType.Relayed:
+      if (body.what !== 0 && body.what !== RELAY_RESPONSE) throw new RangeError(`a relayed answer is an ack (0) or a response (1), got ${body.what}`);
+      return addressBytes(body.peer) + varintBytes(body.epoch) + varintBytes(body.id) + 1 + varintBytes(body.payload.length) + body.payload.length;
     default:
       throw new RangeError(`unknown message type ${String((body as { type: unknown }).type)}`);
   }
@@ -102,6 +118,13 @@ function checkCookie(cookie: Uint8Array): void {
 
 /** Bytes of a COOKIE_ECHO item: tag, length, cookie. */
 export const COOKIE_ITEM_BYTES = 2 + WIRE_COOKIE_BYTES;
+/** Bytes of a REQUEST_OPTIONS item: tag, length, flags, relay count. */
+export const REQUEST_OPTIONS_ITEM_BYTES = 4;
+
+function checkRequestOptions(o: RequestOptions): void {
+  const n = o.relayCount;
+  if (n >>> 0 !== n || n > MAX_RELAY_COUNT) throw new RangeError(`a relay count is 0..${MAX_RELAY_COUNT}, got ${n}`);
+}
 
 /** Bytes of fixed header + from + incarnation + body: everything before the items. */
 export function headerBytes(from: Address, incarnation: number, body: Body): number {
@@ -112,7 +135,8 @@ export function headerBytes(from: Address, incarnation: number, body: Body): num
 // Writers. Each takes a buffer and a position, returns the position after what it wrote, and
 // trusts that the value was measured (validated) and that the buffer has room.
 
-function writeVarint(buf: Uint8Array, p: number, value: number): number {
+/** Writes `value` (measured with varintBytes) as a varint at `p`; returns the position after it. */
+export function writeVarint(buf: Uint8Array, p: number, value: number): number {
   let v = value;
   while (v >= 0x80) {
     buf[p++] = (v & 0x7f) | 0x80;
@@ -178,6 +202,18 @@ function writeHeader(buf: Uint8Array, from: Address, incarnation: number, body: 
       p = writeVarint(buf, p, body.payload.length);
       buf.set(body.payload, p);
       return p + body.payload.length;
+    case MessageType.RequestAck:
+      p = writeVarint(buf, p, body.epoch);
+      return writeVarint(buf, p, body.id);
+    case MessageType.Relay:
+    case MessageType.Relayed:
+      p = writeAddress(buf, p, body.peer);
+      p = writeVarint(buf, p, body.epoch);
+      p = writeVarint(buf, p, body.id);
+      buf[p] = body.what;
+      p = writeVarint(buf, p + 1, body.payload.length);
+      buf.set(body.payload, p);
+      return p + body.payload.length;
     default:
       return p;
   }
@@ -188,6 +224,13 @@ function writeUpdate(buf: Uint8Array, p: number, u: MemberUpdate): number {
   p = writeVarint(buf, p + 1, u.incarnation);
   p = writeAddress(buf, p, u.member);
   if (u.state === MemberState.Suspect) p = writeAddress(buf, p, u.suspectedBy as Address);
+  const tags = u.tags;
+  if (tags !== undefined) {
+    buf[p] = ItemTag.Tags;
+    p = writeVarint(buf, p + 1, tags.length);
+    buf.set(tags, p);
+    p += tags.length;
+  }
   return p;
 }
 
@@ -209,6 +252,22 @@ function writeCookieItem(buf: Uint8Array, p: number, cookie: Uint8Array): number
   return p + COOKIE_ITEM_BYTES;
 }
 
+function writeRequestOptionsItem(buf: Uint8Array, p: number, o: RequestOptions): number {
+  buf[p] = ItemTag.RequestOptions;
+  buf[p + 1] = 2;
+  buf[p + 2] = o.ackWanted ? REQUEST_ACK_WANTED : 0;
+  buf[p + 3] = o.relayCount;
+  return p + REQUEST_OPTIONS_ITEM_BYTES;
+}
+
+/** A complete REQUEST_OPTIONS item, ready for DatagramWriter.tryAppend. RangeError on a relay count out of range. */
+export function encodeRequestOptionsItem(o: RequestOptions): Uint8Array {
+  checkRequestOptions(o);
+  const out = new Uint8Array(REQUEST_OPTIONS_ITEM_BYTES);
+  writeRequestOptionsItem(out, 0, o);
+  return out;
+}
+
 /** A complete COOKIE_ECHO item, ready for DatagramWriter.tryAppend. RangeError unless 8 bytes. */
 export function encodeCookieItem(cookie: Uint8Array): Uint8Array {
   checkCookie(cookie);
@@ -217,7 +276,7 @@ export function encodeCookieItem(cookie: Uint8Array): Uint8Array {
   return out;
 }
 
-/** A complete membership item (tag included), ready for DatagramWriter.tryAppend. */
+/** A complete membership item (tag included; an ALIVE with tags is followed by its TAGS item), ready for DatagramWriter.tryAppend. */
 export function encodeUpdateItem(u: MemberUpdate): Uint8Array {
   const out = new Uint8Array(updateItemBytes(u));
   writeUpdate(out, 0, u);
@@ -295,8 +354,9 @@ export class DatagramWriter {
 }
 
 /**
- * The canonical encoding: header, body, the COOKIE_ECHO item if any, every update in order,
- * then every broadcast in order. RangeError if a value is not encodable or the result would
+ * The canonical encoding: header, body, the COOKIE_ECHO item if any, the REQUEST_OPTIONS item
+ * if any, every update in order (an ALIVE with tags followed by its TAGS item), then every
+ * broadcast in order. RangeError if a value is not encodable or the result would
  * exceed `maxBytes`.
  */
 export function encodeDatagram(d: Datagram, maxBytes: number = MAX_DATAGRAM_BYTES): Uint8Array {
@@ -308,6 +368,11 @@ export function encodeDatagram(d: Datagram, maxBytes: number = MAX_DATAGRAM_BYTE
     checkCookie(cookie);
     size += COOKIE_ITEM_BYTES;
   }
+  const options = d.requestOptions;
+  if (options !== undefined) {
+    checkRequestOptions(options);
+    size += REQUEST_OPTIONS_ITEM_BYTES;
+  }
   for (let i = 0; i < updates.length; i++) size += updateItemBytes(updates[i] as MemberUpdate);
   for (let i = 0; i < broadcasts.length; i++) size += broadcastItemBytes(broadcasts[i] as UserBroadcast);
   if (size > maxBytes || size > MAX_DATAGRAM_BYTES) {
@@ -316,6 +381,7 @@ export function encodeDatagram(d: Datagram, maxBytes: number = MAX_DATAGRAM_BYTE
   const out = new Uint8Array(size);
   let p = writeHeader(out, d.from, d.incarnation, d.body);
   if (cookie !== undefined) p = writeCookieItem(out, p, cookie);
+  if (options !== undefined) p = writeRequestOptionsItem(out, p, options);
   for (let i = 0; i < updates.length; i++) p = writeUpdate(out, p, updates[i] as MemberUpdate);
   for (let i = 0; i < broadcasts.length; i++) p = writeBroadcast(out, p, broadcasts[i] as UserBroadcast);
   return out;
@@ -434,6 +500,23 @@ function readBody(b: Uint8Array, type: number): Body {
       const id = readVarint(b);
       return { type: MessageType.Response, epoch, id, payload: readPayload(b) };
     }
+    case MessageType.RequestAck: {
+      const epoch = readVarint(b);
+      return { type: MessageType.RequestAck, epoch, id: readVarint(b) };
+    }
+    case MessageType.Relay:
+    case MessageType.Relayed: {
+      const peer = readAddress(b);
+      const epoch = readVarint(b);
+      const id = readVarint(b);
+      const p = at;
+      if (p >= b.length) fail("TRUNCATED", p, "relay kind");
+      const what = b[p] as number;
+      if (what > RELAY_RESPONSE) fail("BAD_FLAGS", p, `relay kind ${what}`);
+      at = p + 1;
+      const payload = readPayload(b);
+      return type === MessageType.Relay ? { type: MessageType.Relay, peer, epoch, id, what, payload } : { type: MessageType.Relayed, peer, epoch, id, what, payload };
+    }
     default:
       return fail("UNKNOWN_TYPE", 4, `message type 0x${type.toString(16)}`);
   }
@@ -485,10 +568,15 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
   const updates: MemberUpdate[] = [];
   const broadcasts: UserBroadcast[] = [];
   let cookie: Uint8Array | undefined;
+  let requestOptions: RequestOptions | undefined;
+  // The index in `updates` of the ALIVE item just read (a TAGS item may follow it), else -1.
+  let aliveJustRead = -1;
   while (at < n) {
     const itemStart = at;
     const tag = b[itemStart] as number;
     at = itemStart + 1;
+    const aliveBefore = aliveJustRead;
+    aliveJustRead = -1;
     if (tag === ItemTag.Suspect) {
       const incarnation = readVarint(b);
       const member = readAddress(b);
@@ -498,6 +586,27 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
       const incarnation = readVarint(b);
       const member = readAddress(b);
       updates.push({ state: (tag - ItemTag.Alive) as MemberState, incarnation, member });
+      if (tag === ItemTag.Alive) aliveJustRead = updates.length - 1;
+    } else if (tag === ItemTag.Tags) {
+      const len = readVarint(b);
+      if (len > n - at) fail("TRUNCATED", itemStart, `tags item of ${len} bytes, ${n - at} left`);
+      if (aliveBefore < 0) fail("BAD_TAGS", itemStart, "a TAGS item that does not follow an ALIVE item");
+      const tags = copyBytes(b, at, len);
+      const problem = decodeTags(tags);
+      if (typeof problem === "string") fail("BAD_TAGS", itemStart, problem);
+      at += len;
+      updates[aliveBefore] = { ...(updates[aliveBefore] as MemberUpdate), tags };
+    } else if (tag === ItemTag.RequestOptions) {
+      const lengthAt = at;
+      const len = readVarint(b);
+      if (len > n - at) fail("TRUNCATED", itemStart, `request options item of ${len} bytes, ${n - at} left`);
+      if (len !== 2) fail("BAD_LENGTH", lengthAt, `request options have 2 bytes, not ${len}`);
+      const flags = b[at] as number;
+      const relayCount = b[at + 1] as number;
+      if ((flags & ~REQUEST_ACK_WANTED) !== 0) fail("BAD_FLAGS", at, `request flags 0x${flags.toString(16)}`);
+      if (relayCount > MAX_RELAY_COUNT) fail("BAD_LENGTH", at + 1, `relay count ${relayCount} > ${MAX_RELAY_COUNT}`);
+      if (requestOptions === undefined) requestOptions = { ackWanted: flags !== 0, relayCount };
+      at += len;
     } else if (tag === ItemTag.Broadcast) {
       const origin = readAddress(b);
       const epoch = readVarint(b);
@@ -527,5 +636,6 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
       fail("UNKNOWN_ITEM", itemStart, `item tag 0x${tag.toString(16)}`);
     }
   }
-  return cookie === undefined ? { from, incarnation, body, updates, broadcasts } : { from, incarnation, body, updates, broadcasts, cookie };
+  const d: Datagram = cookie === undefined ? { from, incarnation, body, updates, broadcasts } : { from, incarnation, body, updates, broadcasts, cookie };
+  return requestOptions === undefined || body.type !== MessageType.Request ? d : { ...d, requestOptions };
 }

@@ -53,6 +53,17 @@
  *                                               answer again.
  *   RESPONSE 0x0A  varint epoch, varint id,     the answer to REQUEST (epoch, id), payload
  *                  varint length, bytes payload of 0..length bytes, as the host gave it.
+ *   REQUEST_ACK 0x10  varint epoch, varint id   "request (epoch, id) arrived; its answer is
+ *                                               being prepared": sent by a target when the
+ *                                               REQUEST's REQUEST_OPTIONS item asks for it.
+ *   RELAY    0x11  address peer, varint epoch,  "pass this on to peer": a target's ACK (what 0)
+ *                  varint id, u8 what,          or RESPONSE (what 1) of request (epoch, id),
+ *                  varint length, bytes payload sent through another member as well as
+ *                                               directly (REQUEST_OPTIONS relay count). peer:
+ *                                               the request's origin. An ACK has length 0.
+ *   RELAYED  0x12  (the RELAY layout)           a RELAY passed on by the member that got it:
+ *                                               peer is the target that sent the RELAY, the
+ *                                               datagram goes to the origin. what > 1 is BAD_FLAGS.
  *
  * Items (the canonical encoding puts membership items before broadcast items; the decoder
  * accepts any order):
@@ -67,6 +78,16 @@
  *   0x80 COOKIE_ECHO  extension item: varint length = 8, u8[8] cookie. The cookie a COOKIE
  *                   message gave, echoed in a JOIN or push-pull SYNC (canonically the first
  *                   item). Any other length is BAD_LENGTH; after the first, more are ignored.
+ *   0x81 TAGS       extension item: varint length, then the tags of the member of the ALIVE
+ *                   item right before it (src/core/tags.ts: varint count, then key/value
+ *                   pairs, keys unique and in order). An ALIVE item with its TAGS item is one
+ *                   statement ("alive at incarnation i with these tags"); an ALIVE item without
+ *                   one says nothing about tags. A TAGS item anywhere else, or malformed, is
+ *                   BAD_TAGS. Older versions skip it and still read the ALIVE item.
+ *   0x82 REQUEST_OPTIONS  extension item: varint length = 2, u8 flags (bit 0 ACK_WANTED),
+ *                   u8 relay count (0..MAX_RELAY_COUNT): how a target answers the REQUEST
+ *                   it rides on. Any other length is BAD_LENGTH; on other messages it is
+ *                   ignored; unknown flag bits are BAD_FLAGS.
  */
 
 import type { Address } from "../address.js";
@@ -96,6 +117,9 @@ export const MessageType = {
   Cookie: 0x08,
   Request: 0x09,
   Response: 0x0a,
+  RequestAck: 0x10,
+  Relay: 0x11,
+  Relayed: 0x12,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -123,11 +147,22 @@ export const ItemTag = {
   Broadcast: 0x20,
   /** An extension item (length-prefixed): see the layout above. */
   CookieEcho: 0x80,
+  /** An extension item: the tags of the ALIVE item before it. */
+  Tags: 0x81,
+  /** An extension item: how a REQUEST is to be answered. */
+  RequestOptions: 0x82,
 } as const;
 export type ItemTag = (typeof ItemTag)[keyof typeof ItemTag];
 
-/** The largest message type this version knows. */
-export const MAX_MESSAGE_TYPE = MessageType.Response;
+/** The largest message type this version knows (0x0b..0x0f are not assigned yet: UNKNOWN_TYPE). */
+export const MAX_MESSAGE_TYPE = MessageType.Relayed;
+/** REQUEST_OPTIONS flag: targets acknowledge the request at once. */
+export const REQUEST_ACK_WANTED = 0x01;
+/** Most members a target sends its acknowledgement and answer through, besides directly. */
+export const MAX_RELAY_COUNT = 5;
+/** RELAY / RELAYED `what`: an acknowledgement or an answer. */
+export const RELAY_ACK = 0;
+export const RELAY_RESPONSE = 1;
 /** Bytes of a cookie in a COOKIE body and a COOKIE_ECHO item. */
 export const WIRE_COOKIE_BYTES = 8;
 
@@ -140,6 +175,15 @@ export interface MemberUpdate {
   readonly incarnation: number;
   readonly member: Address;
   readonly suspectedBy?: Address;
+  /** Alive statements only: the member's encoded tags (src/core/tags.ts), when the statement carries them. */
+  readonly tags?: Uint8Array;
+}
+
+/** How the targets of a REQUEST answer it (its REQUEST_OPTIONS item). */
+export interface RequestOptions {
+  readonly ackWanted: boolean;
+  /** 0..MAX_RELAY_COUNT. */
+  readonly relayCount: number;
 }
 
 /** A user broadcast, identified by (origin, epoch, seq). */
@@ -167,7 +211,21 @@ export type Body =
       readonly kind: number;
       readonly payload: Uint8Array;
     }
-  | { readonly type: typeof MessageType.Response; readonly epoch: number; readonly id: number; readonly payload: Uint8Array };
+  | { readonly type: typeof MessageType.Response; readonly epoch: number; readonly id: number; readonly payload: Uint8Array }
+  | { readonly type: typeof MessageType.RequestAck; readonly epoch: number; readonly id: number }
+  | RelayBody<typeof MessageType.Relay>
+  | RelayBody<typeof MessageType.Relayed>;
+
+/** A RELAY or RELAYED body: an ack or answer of request (epoch, id) passed through another member. */
+export interface RelayBody<T extends typeof MessageType.Relay | typeof MessageType.Relayed> {
+  readonly type: T;
+  readonly peer: Address;
+  readonly epoch: number;
+  readonly id: number;
+  /** RELAY_ACK or RELAY_RESPONSE. */
+  readonly what: number;
+  readonly payload: Uint8Array;
+}
 
 export interface Datagram {
   readonly from: Address;
@@ -177,4 +235,6 @@ export interface Datagram {
   readonly broadcasts: readonly UserBroadcast[];
   /** The cookie of a COOKIE_ECHO item, when the datagram carries one. */
   readonly cookie?: Uint8Array;
+  /** The REQUEST_OPTIONS item of a REQUEST, when it carries one. */
+  readonly requestOptions?: RequestOptions;
 }

@@ -20,7 +20,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file service/tamtam.proto.
  */
 export const file_service_tamtam: GenFile = /*@__PURE__*/
-  fileDesc("ChRzZXJ2aWNlL3RhbXRhbS5wcm90bxIHc2VydmljZSInCgtOb2RlQWRkcmVzcxIKCgJJUBgBIAEoCRIMCgRwb3J0GAIgASgNIksKCFJlc3BvbnNlEiQKBGNvZGUYASABKA4yFi5zZXJ2aWNlLlJlc3BvbnNlLkNvZGUiGQoEQ29kZRIGCgJPSxAAEgkKBUVSUk9SEAEiBwoFRW1wdHkiGAoHTWVzc2FnZRINCgVieXRlcxgBIAEoDCKcAgoETm9kZRIlCgdhZGRyZXNzGAEgASgLMhQuc2VydmljZS5Ob2RlQWRkcmVzcxILCgNhZ2UYAiABKA0SEwoLZW1pdENvdW50ZXIYAyABKAUSEgoKcGluZ01pbGxpcxgEIAEoBRIRCgl0aW1lc3RhbXAYBSABKA0SHwoGc3RhdHVzGAYgASgOMg8uc2VydmljZS5TdGF0dXMSEwoLaW5jYXJuYXRpb24YByABKA0SDQoFc3RhdGUYCCABKAkSDwoHaXNfc2VsZhgJIAEoCBIOCgZkYW1wZWQYFCABKAgSFAoMZmxhcF9wZW5hbHR5GBUgASgNEg0KBWZsYXBzGBYgASgNEhkKEWRhbXBlZF9mb3JfbWlsbGlzGBcgASgNIigKCE5vZGVMaXN0EhwKBW5vZGVzGAEgAygLMg0uc2VydmljZS5Ob2RlIhsKCUhlYXJ0YmVhdBIOCgZtaWxsaXMYASABKAUijQEKCExvZ0xldmVsEiYKBWxldmVsGAEgASgOMhcuc2VydmljZS5Mb2dMZXZlbC5MZXZlbCJZCgVMZXZlbBIHCgNBTEwQABIJCgVUUkFDRRABEgkKBURFQlVHEAISCAoESU5GTxADEggKBFdBUk4QBBIJCgVFUlJPUhAFEgkKBUZBVEFMEAYSBwoDT0ZGEAcicgoKU3RhdHNSZXBseRIzCghjb3VudGVycxgBIAMoCzIhLnNlcnZpY2UuU3RhdHNSZXBseS5Db3VudGVyc0VudHJ5Gi8KDUNvdW50ZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgEOgI4ASJACgpLZXlSZXF1ZXN0EgsKA2tleRgBIAEoCRINCgVsb2NhbBgCIAEoCBIWCg50aW1lb3V0X21pbGxpcxgDIAEoDSI0CgtLZXlzUmVxdWVzdBINCgVsb2NhbBgBIAEoCBIWCg50aW1lb3V0X21pbGxpcxgCIAEoDSJRCgdLZXlJbmZvEhMKC2ZpbmdlcnByaW50GAEgASgJEhEKCWluc3RhbGxlZBgCIAEoDRIPCgdwcmltYXJ5GAMgASgNEg0KBWxvY2FsGAQgASgIIkIKCktleUZhaWx1cmUSJAoGbWVtYmVyGAEgASgLMhQuc2VydmljZS5Ob2RlQWRkcmVzcxIOCgZyZWFzb24YAiABKAkidgoJS2V5c1JlcGx5Eg8KB21lbWJlcnMYASABKA0SEQoJY29uZmlybWVkGAIgASgNEh4KBGtleXMYAyADKAsyEC5zZXJ2aWNlLktleUluZm8SJQoIZmFpbHVyZXMYBCADKAsyEy5zZXJ2aWNlLktleUZhaWx1cmUqUwoGU3RhdHVzEgsKB1VOS05PV04QABIJCgVBTElWRRABEg0KCVNVU1BFQ1RFRBACEggKBERFQUQQAxIOCgpGT1JXQVJEX1RPEAQSCAoETEVGVBAFMt8GCgZUYW1UYW0SLwoESm9pbhIULnNlcnZpY2UuTm9kZUFkZHJlc3MaES5zZXJ2aWNlLlJlc3BvbnNlEjAKBUxlYXZlEhQuc2VydmljZS5Ob2RlQWRkcmVzcxoRLnNlcnZpY2UuUmVzcG9uc2USMAoJQnJvYWRjYXN0EhAuc2VydmljZS5NZXNzYWdlGhEuc2VydmljZS5SZXNwb25zZRIsCgZTdHJlYW0SDi5zZXJ2aWNlLkVtcHR5GhAuc2VydmljZS5NZXNzYWdlMAESKgoHTW9uaXRvchIOLnNlcnZpY2UuRW1wdHkaDS5zZXJ2aWNlLk5vZGUwARIqCgVOb2RlcxIOLnNlcnZpY2UuRW1wdHkaES5zZXJ2aWNlLk5vZGVMaXN0EiwKB0hlYWx0aHkSDi5zZXJ2aWNlLkVtcHR5GhEuc2VydmljZS5Ob2RlTGlzdBI1CgxTZXRIZWFydGJlYXQSEi5zZXJ2aWNlLkhlYXJ0YmVhdBoRLnNlcnZpY2UuUmVzcG9uc2USNwoPU2V0TG9nVGhyZXNob2xkEhEuc2VydmljZS5Mb2dMZXZlbBoRLnNlcnZpY2UuUmVzcG9uc2USLwoEUGluZxIULnNlcnZpY2UuTm9kZUFkZHJlc3MaES5zZXJ2aWNlLlJlc3BvbnNlEjQKDExvY2FsQWRkcmVzcxIOLnNlcnZpY2UuRW1wdHkaFC5zZXJ2aWNlLk5vZGVBZGRyZXNzEjEKDExlYXZlQ2x1c3RlchIOLnNlcnZpY2UuRW1wdHkaES5zZXJ2aWNlLlJlc3BvbnNlEiwKBVN0YXRzEg4uc2VydmljZS5FbXB0eRoTLnNlcnZpY2UuU3RhdHNSZXBseRI0CghMaXN0S2V5cxIULnNlcnZpY2UuS2V5c1JlcXVlc3QaEi5zZXJ2aWNlLktleXNSZXBseRI1CgpJbnN0YWxsS2V5EhMuc2VydmljZS5LZXlSZXF1ZXN0GhIuc2VydmljZS5LZXlzUmVwbHkSMQoGVXNlS2V5EhMuc2VydmljZS5LZXlSZXF1ZXN0GhIuc2VydmljZS5LZXlzUmVwbHkSNAoJUmVtb3ZlS2V5EhMuc2VydmljZS5LZXlSZXF1ZXN0GhIuc2VydmljZS5LZXlzUmVwbHlCLgodb3JnLnNlcnZpY2VsYWIudGFtdGFtLnNlcnZpY2VCC1RhbVRhbVByb3RvUAFiBnByb3RvMw");
+  fileDesc("ChRzZXJ2aWNlL3RhbXRhbS5wcm90bxIHc2VydmljZSInCgtOb2RlQWRkcmVzcxIKCgJJUBgBIAEoCRIMCgRwb3J0GAIgASgNIksKCFJlc3BvbnNlEiQKBGNvZGUYASABKA4yFi5zZXJ2aWNlLlJlc3BvbnNlLkNvZGUiGQoEQ29kZRIGCgJPSxAAEgkKBUVSUk9SEAEiBwoFRW1wdHkiGAoHTWVzc2FnZRINCgVieXRlcxgBIAEoDCLwAgoETm9kZRIlCgdhZGRyZXNzGAEgASgLMhQuc2VydmljZS5Ob2RlQWRkcmVzcxILCgNhZ2UYAiABKA0SEwoLZW1pdENvdW50ZXIYAyABKAUSEgoKcGluZ01pbGxpcxgEIAEoBRIRCgl0aW1lc3RhbXAYBSABKA0SHwoGc3RhdHVzGAYgASgOMg8uc2VydmljZS5TdGF0dXMSEwoLaW5jYXJuYXRpb24YByABKA0SDQoFc3RhdGUYCCABKAkSDwoHaXNfc2VsZhgJIAEoCBIlCgR0YWdzGAogAygLMhcuc2VydmljZS5Ob2RlLlRhZ3NFbnRyeRIOCgZkYW1wZWQYFCABKAgSFAoMZmxhcF9wZW5hbHR5GBUgASgNEg0KBWZsYXBzGBYgASgNEhkKEWRhbXBlZF9mb3JfbWlsbGlzGBcgASgNGisKCVRhZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIigKCE5vZGVMaXN0EhwKBW5vZGVzGAEgAygLMg0uc2VydmljZS5Ob2RlIhsKCUhlYXJ0YmVhdBIOCgZtaWxsaXMYASABKAUijQEKCExvZ0xldmVsEiYKBWxldmVsGAEgASgOMhcuc2VydmljZS5Mb2dMZXZlbC5MZXZlbCJZCgVMZXZlbBIHCgNBTEwQABIJCgVUUkFDRRABEgkKBURFQlVHEAISCAoESU5GTxADEggKBFdBUk4QBBIJCgVFUlJPUhAFEgkKBUZBVEFMEAYSBwoDT0ZGEAcicgoKU3RhdHNSZXBseRIzCghjb3VudGVycxgBIAMoCzIhLnNlcnZpY2UuU3RhdHNSZXBseS5Db3VudGVyc0VudHJ5Gi8KDUNvdW50ZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgEOgI4ASJACgpLZXlSZXF1ZXN0EgsKA2tleRgBIAEoCRINCgVsb2NhbBgCIAEoCBIWCg50aW1lb3V0X21pbGxpcxgDIAEoDSI0CgtLZXlzUmVxdWVzdBINCgVsb2NhbBgBIAEoCBIWCg50aW1lb3V0X21pbGxpcxgCIAEoDSJRCgdLZXlJbmZvEhMKC2ZpbmdlcnByaW50GAEgASgJEhEKCWluc3RhbGxlZBgCIAEoDRIPCgdwcmltYXJ5GAMgASgNEg0KBWxvY2FsGAQgASgIIkIKCktleUZhaWx1cmUSJAoGbWVtYmVyGAEgASgLMhQuc2VydmljZS5Ob2RlQWRkcmVzcxIOCgZyZWFzb24YAiABKAkidgoJS2V5c1JlcGx5Eg8KB21lbWJlcnMYASABKA0SEQoJY29uZmlybWVkGAIgASgNEh4KBGtleXMYAyADKAsyEC5zZXJ2aWNlLktleUluZm8SJQoIZmFpbHVyZXMYBCADKAsyEy5zZXJ2aWNlLktleUZhaWx1cmUibgoOU2V0VGFnc1JlcXVlc3QSLwoEdGFncxgBIAMoCzIhLnNlcnZpY2UuU2V0VGFnc1JlcXVlc3QuVGFnc0VudHJ5GisKCVRhZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIiEKEURlbGV0ZVRhZ3NSZXF1ZXN0EgwKBGtleXMYASADKAkieQoJVGFnc1JlcGx5EioKBHRhZ3MYASADKAsyHC5zZXJ2aWNlLlRhZ3NSZXBseS5UYWdzRW50cnkSEwoLaW5jYXJuYXRpb24YAiABKA0aKwoJVGFnc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi+AEKDFF1ZXJ5UmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB3BheWxvYWQYAiABKAwSOgoLdGFnX2ZpbHRlcnMYAyADKAsyJS5zZXJ2aWNlLlF1ZXJ5UmVxdWVzdC5UYWdGaWx0ZXJzRW50cnkSIwoFbm9kZXMYBCADKAsyFC5zZXJ2aWNlLk5vZGVBZGRyZXNzEhYKDnRpbWVvdXRfbWlsbGlzGAUgASgNEg4KBm5vX2FjaxgGIAEoCBINCgVyZWxheRgHIAEoDRoxCg9UYWdGaWx0ZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLkAQoKUXVlcnlFdmVudBIMCgR0eXBlGAEgASgJEiIKBGZyb20YAiABKAsyFC5zZXJ2aWNlLk5vZGVBZGRyZXNzEg8KB3BheWxvYWQYAyABKAwSDQoFZXJyb3IYBCABKAkSDQoFYXNrZWQYBSABKA0SFAoMYWNrbm93bGVkZ2VkGAYgASgNEhAKCGFuc3dlcmVkGAcgASgNEg4KBmZhaWxlZBgIIAEoDRIlCgdtaXNzaW5nGAkgAygLMhQuc2VydmljZS5Ob2RlQWRkcmVzcxIWCg5lbGFwc2VkX21pbGxpcxgKIAEoDSIkChNTZXJ2ZVF1ZXJpZXNSZXF1ZXN0Eg0KBW5hbWVzGAEgAygJIpIBCg1JbmNvbWluZ1F1ZXJ5EgoKAmlkGAEgASgEEgwKBG5hbWUYAiABKAkSDwoHcGF5bG9hZBgDIAEoDBIiCgRmcm9tGAQgASgLMhQuc2VydmljZS5Ob2RlQWRkcmVzcxIWCg50aW1lb3V0X21pbGxpcxgFIAEoDRIaChJtYXhfcmVzcG9uc2VfYnl0ZXMYBiABKA0iOwoNUXVlcnlSZXNwb25zZRIKCgJpZBgBIAEoBBIPCgdwYXlsb2FkGAIgASgMEg0KBWVycm9yGAMgASgJKlMKBlN0YXR1cxILCgdVTktOT1dOEAASCQoFQUxJVkUQARINCglTVVNQRUNURUQQAhIICgRERUFEEAMSDgoKRk9SV0FSRF9UTxAEEggKBExFRlQQBTKPCQoGVGFtVGFtEi8KBEpvaW4SFC5zZXJ2aWNlLk5vZGVBZGRyZXNzGhEuc2VydmljZS5SZXNwb25zZRIwCgVMZWF2ZRIULnNlcnZpY2UuTm9kZUFkZHJlc3MaES5zZXJ2aWNlLlJlc3BvbnNlEjAKCUJyb2FkY2FzdBIQLnNlcnZpY2UuTWVzc2FnZRoRLnNlcnZpY2UuUmVzcG9uc2USLAoGU3RyZWFtEg4uc2VydmljZS5FbXB0eRoQLnNlcnZpY2UuTWVzc2FnZTABEioKB01vbml0b3ISDi5zZXJ2aWNlLkVtcHR5Gg0uc2VydmljZS5Ob2RlMAESKgoFTm9kZXMSDi5zZXJ2aWNlLkVtcHR5GhEuc2VydmljZS5Ob2RlTGlzdBIsCgdIZWFsdGh5Eg4uc2VydmljZS5FbXB0eRoRLnNlcnZpY2UuTm9kZUxpc3QSNQoMU2V0SGVhcnRiZWF0EhIuc2VydmljZS5IZWFydGJlYXQaES5zZXJ2aWNlLlJlc3BvbnNlEjcKD1NldExvZ1RocmVzaG9sZBIRLnNlcnZpY2UuTG9nTGV2ZWwaES5zZXJ2aWNlLlJlc3BvbnNlEi8KBFBpbmcSFC5zZXJ2aWNlLk5vZGVBZGRyZXNzGhEuc2VydmljZS5SZXNwb25zZRI0CgxMb2NhbEFkZHJlc3MSDi5zZXJ2aWNlLkVtcHR5GhQuc2VydmljZS5Ob2RlQWRkcmVzcxIxCgxMZWF2ZUNsdXN0ZXISDi5zZXJ2aWNlLkVtcHR5GhEuc2VydmljZS5SZXNwb25zZRIsCgVTdGF0cxIOLnNlcnZpY2UuRW1wdHkaEy5zZXJ2aWNlLlN0YXRzUmVwbHkSNAoITGlzdEtleXMSFC5zZXJ2aWNlLktleXNSZXF1ZXN0GhIuc2VydmljZS5LZXlzUmVwbHkSNQoKSW5zdGFsbEtleRITLnNlcnZpY2UuS2V5UmVxdWVzdBoSLnNlcnZpY2UuS2V5c1JlcGx5EjEKBlVzZUtleRITLnNlcnZpY2UuS2V5UmVxdWVzdBoSLnNlcnZpY2UuS2V5c1JlcGx5EjQKCVJlbW92ZUtleRITLnNlcnZpY2UuS2V5UmVxdWVzdBoSLnNlcnZpY2UuS2V5c1JlcGx5EjYKB1NldFRhZ3MSFy5zZXJ2aWNlLlNldFRhZ3NSZXF1ZXN0GhIuc2VydmljZS5UYWdzUmVwbHkSPAoKRGVsZXRlVGFncxIaLnNlcnZpY2UuRGVsZXRlVGFnc1JlcXVlc3QaEi5zZXJ2aWNlLlRhZ3NSZXBseRI1CgVRdWVyeRIVLnNlcnZpY2UuUXVlcnlSZXF1ZXN0GhMuc2VydmljZS5RdWVyeUV2ZW50MAESRgoMU2VydmVRdWVyaWVzEhwuc2VydmljZS5TZXJ2ZVF1ZXJpZXNSZXF1ZXN0GhYuc2VydmljZS5JbmNvbWluZ1F1ZXJ5MAESOQoMUmVzcG9uZFF1ZXJ5EhYuc2VydmljZS5RdWVyeVJlc3BvbnNlGhEuc2VydmljZS5SZXNwb25zZUIuCh1vcmcuc2VydmljZWxhYi50YW10YW0uc2VydmljZUILVGFtVGFtUHJvdG9QAWIGcHJvdG8z");
 
 /**
  * A member's UDP address.
@@ -212,6 +212,13 @@ export type Node = Message$1<"service.Node"> & {
    * @generated from field: bool is_self = 9;
    */
   isSelf: boolean;
+
+  /**
+   * (added) The member's tags as last stated by the member (empty: none known).
+   *
+   * @generated from field: map<string, string> tags = 10;
+   */
+  tags: { [key: string]: string };
 
   /**
    * (added) Flap damping: true while this agent holds the member damped (it kept failing and
@@ -583,6 +590,315 @@ export const KeysReplySchema: GenMessage<KeysReply> = /*@__PURE__*/
   messageDesc(file_service_tamtam, 13);
 
 /**
+ * (added) Tags to set on this agent: each key is added or its value replaced.
+ *
+ * @generated from message service.SetTagsRequest
+ */
+export type SetTagsRequest = Message$1<"service.SetTagsRequest"> & {
+  /**
+   * Keys: 1..128 bytes, no "=" and no white space. Values: any UTF-8, possibly empty.
+   *
+   * @generated from field: map<string, string> tags = 1;
+   */
+  tags: { [key: string]: string };
+};
+
+/**
+ * Describes the message service.SetTagsRequest.
+ * Use `create(SetTagsRequestSchema)` to create a new message.
+ */
+export const SetTagsRequestSchema: GenMessage<SetTagsRequest> = /*@__PURE__*/
+  messageDesc(file_service_tamtam, 14);
+
+/**
+ * (added) Tag keys to delete from this agent.
+ *
+ * @generated from message service.DeleteTagsRequest
+ */
+export type DeleteTagsRequest = Message$1<"service.DeleteTagsRequest"> & {
+  /**
+   * @generated from field: repeated string keys = 1;
+   */
+  keys: string[];
+};
+
+/**
+ * Describes the message service.DeleteTagsRequest.
+ * Use `create(DeleteTagsRequestSchema)` to create a new message.
+ */
+export const DeleteTagsRequestSchema: GenMessage<DeleteTagsRequest> = /*@__PURE__*/
+  messageDesc(file_service_tamtam, 15);
+
+/**
+ * (added) This agent's tags after a change.
+ *
+ * @generated from message service.TagsReply
+ */
+export type TagsReply = Message$1<"service.TagsReply"> & {
+  /**
+   * @generated from field: map<string, string> tags = 1;
+   */
+  tags: { [key: string]: string };
+
+  /**
+   * The incarnation of the alive statement that carries them.
+   *
+   * @generated from field: uint32 incarnation = 2;
+   */
+  incarnation: number;
+};
+
+/**
+ * Describes the message service.TagsReply.
+ * Use `create(TagsReplySchema)` to create a new message.
+ */
+export const TagsReplySchema: GenMessage<TagsReply> = /*@__PURE__*/
+  messageDesc(file_service_tamtam, 16);
+
+/**
+ * (added) A query to the cluster.
+ *
+ * @generated from message service.QueryRequest
+ */
+export type QueryRequest = Message$1<"service.QueryRequest"> & {
+  /**
+   * Letters, digits and . _ : - (1..64 characters): which handler answers it.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Given to the handler on its standard input (at most a datagram's worth, see README).
+   *
+   * @generated from field: bytes payload = 2;
+   */
+  payload: Uint8Array;
+
+  /**
+   * Only members with these tags, each value an anchored regular expression ("dc" -> "eu.*").
+   *
+   * @generated from field: map<string, string> tag_filters = 3;
+   */
+  tagFilters: { [key: string]: string };
+
+  /**
+   * Only these members (combined with tag_filters); empty: every member that matches.
+   *
+   * @generated from field: repeated service.NodeAddress nodes = 4;
+   */
+  nodes: NodeAddress[];
+
+  /**
+   * How long to wait for answers, in milliseconds, 100..600000; 0: 5000.
+   *
+   * @generated from field: uint32 timeout_millis = 5;
+   */
+  timeoutMillis: number;
+
+  /**
+   * Do not ask members to acknowledge the query.
+   *
+   * @generated from field: bool no_ack = 6;
+   */
+  noAck: boolean;
+
+  /**
+   * Members (0..5) each member sends its acknowledgement and answer through, besides directly.
+   *
+   * @generated from field: uint32 relay = 7;
+   */
+  relay: number;
+};
+
+/**
+ * Describes the message service.QueryRequest.
+ * Use `create(QueryRequestSchema)` to create a new message.
+ */
+export const QueryRequestSchema: GenMessage<QueryRequest> = /*@__PURE__*/
+  messageDesc(file_service_tamtam, 17);
+
+/**
+ * (added) One event of a running query.
+ *
+ * @generated from message service.QueryEvent
+ */
+export type QueryEvent = Message$1<"service.QueryEvent"> & {
+  /**
+   * "ack" (the member got the query), "response" (its handler answered: payload), "error" (it
+   * has no handler or the handler failed: error), or "summary" (the last event).
+   *
+   * @generated from field: string type = 1;
+   */
+  type: string;
+
+  /**
+   * The member, for ack, response and error.
+   *
+   * @generated from field: service.NodeAddress from = 2;
+   */
+  from?: NodeAddress | undefined;
+
+  /**
+   * @generated from field: bytes payload = 3;
+   */
+  payload: Uint8Array;
+
+  /**
+   * @generated from field: string error = 4;
+   */
+  error: string;
+
+  /**
+   * Summary: members asked, that acknowledged (or answered), that answered with a response,
+   * that answered with an error.
+   *
+   * @generated from field: uint32 asked = 5;
+   */
+  asked: number;
+
+  /**
+   * @generated from field: uint32 acknowledged = 6;
+   */
+  acknowledged: number;
+
+  /**
+   * @generated from field: uint32 answered = 7;
+   */
+  answered: number;
+
+  /**
+   * @generated from field: uint32 failed = 8;
+   */
+  failed: number;
+
+  /**
+   * Summary: members that did not answer in time.
+   *
+   * @generated from field: repeated service.NodeAddress missing = 9;
+   */
+  missing: NodeAddress[];
+
+  /**
+   * Summary: how long the query ran, in milliseconds.
+   *
+   * @generated from field: uint32 elapsed_millis = 10;
+   */
+  elapsedMillis: number;
+};
+
+/**
+ * Describes the message service.QueryEvent.
+ * Use `create(QueryEventSchema)` to create a new message.
+ */
+export const QueryEventSchema: GenMessage<QueryEvent> = /*@__PURE__*/
+  messageDesc(file_service_tamtam, 18);
+
+/**
+ * (added) Which queries a ServeQueries stream answers.
+ *
+ * @generated from message service.ServeQueriesRequest
+ */
+export type ServeQueriesRequest = Message$1<"service.ServeQueriesRequest"> & {
+  /**
+   * Query names; empty: every query.
+   *
+   * @generated from field: repeated string names = 1;
+   */
+  names: string[];
+};
+
+/**
+ * Describes the message service.ServeQueriesRequest.
+ * Use `create(ServeQueriesRequestSchema)` to create a new message.
+ */
+export const ServeQueriesRequestSchema: GenMessage<ServeQueriesRequest> = /*@__PURE__*/
+  messageDesc(file_service_tamtam, 19);
+
+/**
+ * (added) A query received by this agent, to be answered with RespondQuery.
+ *
+ * @generated from message service.IncomingQuery
+ */
+export type IncomingQuery = Message$1<"service.IncomingQuery"> & {
+  /**
+   * Names the query in RespondQuery.
+   *
+   * @generated from field: uint64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: bytes payload = 3;
+   */
+  payload: Uint8Array;
+
+  /**
+   * The member that sent it.
+   *
+   * @generated from field: service.NodeAddress from = 4;
+   */
+  from?: NodeAddress | undefined;
+
+  /**
+   * The agent answers "failed" if no RespondQuery comes within this many milliseconds.
+   *
+   * @generated from field: uint32 timeout_millis = 5;
+   */
+  timeoutMillis: number;
+
+  /**
+   * The largest response payload that fits (longer ones are cut to this size).
+   *
+   * @generated from field: uint32 max_response_bytes = 6;
+   */
+  maxResponseBytes: number;
+};
+
+/**
+ * Describes the message service.IncomingQuery.
+ * Use `create(IncomingQuerySchema)` to create a new message.
+ */
+export const IncomingQuerySchema: GenMessage<IncomingQuery> = /*@__PURE__*/
+  messageDesc(file_service_tamtam, 20);
+
+/**
+ * (added) The answer to an IncomingQuery.
+ *
+ * @generated from message service.QueryResponse
+ */
+export type QueryResponse = Message$1<"service.QueryResponse"> & {
+  /**
+   * @generated from field: uint64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * @generated from field: bytes payload = 2;
+   */
+  payload: Uint8Array;
+
+  /**
+   * Non-empty: the query failed; sent instead of the payload.
+   *
+   * @generated from field: string error = 3;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message service.QueryResponse.
+ * Use `create(QueryResponseSchema)` to create a new message.
+ */
+export const QueryResponseSchema: GenMessage<QueryResponse> = /*@__PURE__*/
+  messageDesc(file_service_tamtam, 21);
+
+/**
  * Membership status of a member as reported by the API.
  *
  * @generated from enum service.Status
@@ -824,6 +1140,63 @@ export const TamTam: GenService<{
     methodKind: "unary";
     input: typeof KeyRequestSchema;
     output: typeof KeysReplySchema;
+  },
+  /**
+   * (added) Member tags (see README "Tags"). Sets (adds or replaces) tags of this agent; the
+   * change travels with its alive statement to every member. Tags too large for a datagram are
+   * refused with INVALID_ARGUMENT (tamtam-error: TAGS_TOO_LARGE), a bad key with INVALID_TAG.
+   *
+   * @generated from rpc service.TamTam.SetTags
+   */
+  setTags: {
+    methodKind: "unary";
+    input: typeof SetTagsRequestSchema;
+    output: typeof TagsReplySchema;
+  },
+  /**
+   * (added) Deletes tags of this agent by key (keys it does not have are ignored).
+   *
+   * @generated from rpc service.TamTam.DeleteTags
+   */
+  deleteTags: {
+    methodKind: "unary";
+    input: typeof DeleteTagsRequestSchema;
+    output: typeof TagsReplySchema;
+  },
+  /**
+   * (added) Queries (see README "Queries"). Sends a query to the members that match the
+   * filters (this agent included) and streams their acknowledgements and answers as they
+   * arrive, then one summary event; the stream ends early when every member asked answered.
+   *
+   * @generated from rpc service.TamTam.Query
+   */
+  query: {
+    methodKind: "server_streaming";
+    input: typeof QueryRequestSchema;
+    output: typeof QueryEventSchema;
+  },
+  /**
+   * (added) Streams the queries this agent receives (of the given names, or all) to a program
+   * that answers them with RespondQuery. While such a stream is open it answers those queries
+   * instead of the agent's --query-handler commands.
+   *
+   * @generated from rpc service.TamTam.ServeQueries
+   */
+  serveQueries: {
+    methodKind: "server_streaming";
+    input: typeof ServeQueriesRequestSchema;
+    output: typeof IncomingQuerySchema;
+  },
+  /**
+   * (added) The answer to a query received on a ServeQueries stream. NOT_FOUND (UNKNOWN_QUERY)
+   * when the query is no longer waiting (answered, or its time is up).
+   *
+   * @generated from rpc service.TamTam.RespondQuery
+   */
+  respondQuery: {
+    methodKind: "unary";
+    input: typeof QueryResponseSchema;
+    output: typeof ResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_service_tamtam, 0);
