@@ -131,8 +131,7 @@ describe("event handler events and formats", () => {
       [Left, 2, Dead, 1, "member-leave"],
       [Left, 3, Left, 2, null],
       [Alive, 2, Alive, 1, "member-update"],
-      // Alive at the same incarnation: the core reports only new tags so (src/core/node.ts).
-      [Alive, 1, Alive, 1, "member-update"],
+      [Alive, 1, Alive, 1, null],
       [Suspect, 1, Alive, 1, null],
       [Alive, 2, Suspect, 1, null],
       [Dead, 2, Dead, 1, null],

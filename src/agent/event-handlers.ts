@@ -9,9 +9,9 @@
  * - Which member events there are: member-join (a member appears alive, or comes back after
  *   dead/left; this agent's own start included), member-failed (declared dead), member-leave (left
  *   gracefully), member-update (an alive member re-announced itself with a higher incarnation, as
- *   it does when its tags change, or to refute a suspicion this agent had not heard of; or its
- *   tags arrived after a statement without them at the same incarnation, the one change the core
- *   reports with state and incarnation unchanged). Suspicion and recovery from it are no events,
+ *   it does when its tags change, or to refute a suspicion this agent had not heard of; tags that
+ *   arrive after a statement without them at the same incarnation are no new event, nor is the
+ *   end of flap damping at the incarnation shown). Suspicion and recovery from it are no events,
  *   as in Serf.
  *   Within a batch a later event replaces an earlier one of the same member, except that an
  *   update does not replace a join (the handler of joins still sees the member).
@@ -83,7 +83,7 @@ export function memberEventOf(member: MemberInfo, previous: MemberState | null, 
   const wasLive = previous === MemberState.Alive || previous === MemberState.Suspect;
   if (live) {
     if (!wasLive) return "member-join";
-    if (previous === MemberState.Alive && member.state === MemberState.Alive && member.incarnation >= (previousIncarnation ?? Infinity)) {
+    if (previous === MemberState.Alive && member.state === MemberState.Alive && member.incarnation > (previousIncarnation ?? Infinity)) {
       return "member-update";
     }
     return null;
