@@ -29,18 +29,28 @@ const root = repoRoot();
 const work = tempDir("tamtam-package-");
 const app = join(work, "app");
 
-/** The environment of npm and npx here: this Node first on PATH, the user's npm cache, nothing of the test run's npm. */
+/**
+ * The environment of npm, npx and the programs here: the test run's own (proxies, extra CA
+ * certificates) without its TAMTAM_* settings and the npm_* variables `npm test` sets (one of
+ * them names this repository as the project); this Node first on PATH; the user's npm cache
+ * and npm config (registry, CA file), but a HOME of its own.
+ */
 function npmEnv(): Record<string, string> {
-  const env: Record<string, string> = {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined && !key.startsWith("TAMTAM_") && !key.toLowerCase().startsWith("npm_")) env[key] = value;
+  }
+  return {
+    ...env,
     PATH: [dirname(process.execPath), process.env.PATH ?? ""].join(delimiter),
     HOME: join(work, "home"),
     XDG_CACHE_HOME: join(work, "cache"),
     npm_config_cache: process.env.npm_config_cache ?? join(homedir(), ".npm"),
+    npm_config_userconfig: process.env.npm_config_userconfig ?? join(homedir(), ".npmrc"),
     npm_config_update_notifier: "false",
     npm_config_fund: "false",
     npm_config_audit: "false",
   };
-  return env;
 }
 
 /** Runs a command to completion in `cwd`; throws with its output when it fails. */
