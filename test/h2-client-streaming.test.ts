@@ -72,10 +72,20 @@ async function startServer(): Promise<{ address: string; close(): void }> {
   return { address: `127.0.0.1:${port}`, close: () => server.forceShutdown() };
 }
 
-test("client-streaming: every request arrives in order (beyond the flow-control window); one answer after the requests end", { timeout: 30_000 }, async () => {
+/** Runs `body` with a client of a fresh server; closes both. */
+async function withClient(body: (client: ReturnType<typeof createH2Client<(typeof Echo)["method"]>>) => Promise<void>): Promise<void> {
   const server = await startServer();
   const client = createH2Client(Echo, server.address);
   try {
+    await body(client);
+  } finally {
+    client.close();
+    server.close();
+  }
+}
+
+test("client-streaming: every request arrives in order (beyond the flow-control window); one answer after the requests end", { timeout: 30_000 }, async () => {
+  await withClient(async (client) => {
     const count = 3_000;
     const big = "x".repeat(100);
     async function* requests(): AsyncGenerator<{ text: string }> {
@@ -85,16 +95,11 @@ test("client-streaming: every request arrives in order (beyond the flow-control 
     assert.equal(answer.text, `${count}:${(count - 1) * big.length + 4 + (count - 1)}:last`);
     // A plain array works as well as an async generator.
     assert.equal((await client.join([{ text: "a" }, { text: "b" }])).text, "2:3:b");
-  } finally {
-    client.close();
-    server.close();
-  }
+  });
 });
 
 test("bidirectional: each request is answered as it comes; the stream ends after the requests", { timeout: 30_000 }, async () => {
-  const server = await startServer();
-  const client = createH2Client(Echo, server.address);
-  try {
+  await withClient(async (client) => {
     // The next request is sent only after the previous answer came back: the call is truly two-way.
     const turn: { answered: (() => void) | null } = { answered: null };
     async function* requests(): AsyncGenerator<{ text: string }> {
@@ -111,16 +116,11 @@ test("bidirectional: each request is answered as it comes; the stream ends after
       turn.answered?.();
     }
     assert.deepEqual(seen, ["ONE", "TWO", "THREE"]);
-  } finally {
-    client.close();
-    server.close();
-  }
+  });
 });
 
 test("a request iterable that throws cancels the call with its reason", { timeout: 30_000 }, async () => {
-  const server = await startServer();
-  const client = createH2Client(Echo, server.address);
-  try {
+  await withClient(async (client) => {
     async function* requests(): AsyncGenerator<{ text: string }> {
       yield { text: "fine" };
       throw new Error("no more input");
@@ -130,8 +130,5 @@ test("a request iterable that throws cancels the call with its reason", { timeou
       assert.match(error.details ?? "", /no more input/);
       return true;
     });
-  } finally {
-    client.close();
-    server.close();
-  }
+  });
 });
