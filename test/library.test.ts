@@ -4,9 +4,10 @@
  * package's self-reference), exactly what an installed package serves: startAgent (two agents
  * in this process join, list members, broadcast and receive through the async iterators,
  * report membership events, refuse bad options and bad addresses with one line and a stable
- * code, leave gracefully on stop), simulate (the same report as `tamtam simulate --json` with
- * the same parameters), and the typed client (every RPC of the descriptor is a method; unary,
- * streams as async iterators, the key RPCs, the agent's error codes, the token, a Unix socket).
+ * code, leave gracefully on stop; a core on the package's own worker thread), simulate (the
+ * same report as `tamtam simulate --json` with the same parameters, also on worker threads),
+ * and the typed client (every RPC of the descriptor is a method; unary, streams as async
+ * iterators, the key RPCs, the agent's error codes, the token, a Unix socket).
  * The options resolution is compared with the command line's for the same values.
  */
 
@@ -136,6 +137,8 @@ describe('simulate (import { simulate } from "tamtam")', () => {
     const cli = await run(["simulate", "--nodes", "30", "--periods", "12", "--seed", "7", "--kill", "1", "--json"], { env: {}, timeoutMs: 60_000 });
     assert.equal(cli.code, 0, cli.stderr);
     assert.deepEqual(JSON.parse(cli.stdout), JSON.parse(JSON.stringify(report)));
+    // On worker threads (the package's own shard-worker.js, started by file name): the same report.
+    assert.deepEqual(await simulate({ nodes: 30, periods: 12, seed: 7, kill: 1, workers: 2 }), report);
   });
 
   test("a bad option rejects with one line naming it", async () => {
@@ -193,10 +196,11 @@ describe('the typed client (import { connect } from "tamtam/client")', () => {
     }
   });
 
-  test("over a Unix socket; an absent agent is UNAVAILABLE", { timeout: 30_000 }, async () => {
+  test("over a Unix socket, to an agent whose core runs on a worker thread; an absent agent is UNAVAILABLE", { timeout: 30_000 }, async () => {
     const dir = tempDir("tamtam-lib-");
     const socket = join(dir, "agent.sock");
-    const agent = await startAgent({ ...QUIET, port: await freeUdpPort(), rpc: `unix:${socket}` });
+    // workers: 1 starts the package's own worker-entry.js by file name.
+    const agent = await startAgent({ ...QUIET, port: await freeUdpPort(), rpc: `unix:${socket}`, workers: 1 });
     let stopped = false;
     const client = connect(`unix:${socket}`);
     try {
