@@ -3,9 +3,9 @@
  * client of a running agent with one method per RPC of the TamTam service, derived from the
  * generated service descriptor (src/gen), so every RPC the proto declares is there with its
  * protobuf-es types and nothing is written by hand per RPC. It is the command line's own
- * HTTP/2 client (src/rpc/h2-client.ts): no grpc-js to load, TCP or a Unix socket, the
- * `--rpc-token` header, unary, server-streaming (async iterators), client-streaming and
- * bidirectional calls. Failures reject with GrpcCallError: the gRPC status (`code`,
+ * gRPC client (src/rpc/h2-client.ts on src/rpc/h2-session.ts): neither grpc-js nor node:http2
+ * to load, TCP or a Unix socket, the `--rpc-token` header, unary, server-streaming (async
+ * iterators), client-streaming and bidirectional calls. Failures reject with GrpcCallError: the gRPC status (`code`,
  * `codeName`), the agent's message (`details`) and its stable error code (`agentCode`, the
  * `tamtam-error` trailer the command line reads too).
  */
