@@ -17,10 +17,8 @@
  */
 
 import { spawn } from "node:child_process";
-import { createSocket } from "node:dgram";
-import { createServer } from "node:net";
 import { join } from "node:path";
-import { killChildren, track } from "./lib.js";
+import { freePort, killChildren, track } from "./lib.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
@@ -28,26 +26,6 @@ function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
-
-function freePort(kind: "tcp" | "udp"): Promise<number> {
-  return new Promise((resolve, reject) => {
-    if (kind === "tcp") {
-      const server = createServer();
-      server.once("error", reject);
-      server.listen(0, "127.0.0.1", () => {
-        const port = (server.address() as { port: number }).port;
-        server.close(() => resolve(port));
-      });
-    } else {
-      const socket = createSocket("udp4");
-      socket.once("error", reject);
-      socket.bind(0, "127.0.0.1", () => {
-        const port = socket.address().port;
-        socket.close(() => resolve(port));
-      });
-    }
-  });
 }
 
 /** Wall time (ms) of `node --input-type=module -e script`, run in the repository; throws when it fails. */
