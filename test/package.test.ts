@@ -240,7 +240,7 @@ export async function use(): Promise<number> {
     assert.equal(`${r.stdout}${r.stderr}`.trim(), "", "no warning (systemd ignores what it cannot parse, with a warning)");
   });
 
-  test("the unit's ExecStart starts an agent with its keyring, socket and snapshot in systemd's directories", { timeout: 60_000 }, async (t) => {
+  test("the unit's ExecStart starts an agent with its keyring, socket and snapshot in systemd's directories", { timeout: 60_000 }, async () => {
     const unit = readFileSync(join(app, "node_modules/tamtam/systemd/tamtam.service"), "utf8");
     const dirs = { t: join(work, "run"), S: join(work, "state"), C: join(work, "cache") };
     for (const dir of Object.values(dirs)) mkdirSync(join(dir, "tamtam"), { recursive: true, mode: 0o700 });
@@ -249,27 +249,28 @@ export async function use(): Promise<number> {
       .map((word) => word.replace(/%([tSC])/g, (_, key: "t" | "S" | "C") => dirs[key]));
     const args = words.slice(1);
     const bin = join(app, "node_modules/.bin/tamtam");
-    // The snapshot file (--snapshot) comes with the agent's persistence of the member table;
-    // a build without it runs the rest of the line.
-    const agentHelp = spawnSync(bin, ["agent", "--help"], { env: npmEnv(), encoding: "utf8" }).stdout;
-    const snapshotAt = args.indexOf("--snapshot");
-    if (snapshotAt >= 0 && !agentHelp.includes("--snapshot")) {
-      t.diagnostic("this build has no --snapshot: the ExecStart line runs without it");
-      args.splice(snapshotAt, 2);
-    }
     const group = new ProcessGroup();
     try {
+      const key = Buffer.alloc(32, 7).toString("base64");
+      const msg = (text: string): string => logRecord(text)?.msg ?? "";
+      // A member to join, so that the snapshot has someone to remember.
+      const seedPort = String(await freeUdpPort());
+      const seed = group.spawn(bin, ["--rpc", `localhost:${await freeTcpPort()}`, "--nobanner", "agent", "-p", seedPort, "--bind", "127.0.0.1", "--log-format", "json"], {
+        env: { ...npmEnv(), TAMTAM_ENCRYPT: key },
+        label: "a seed",
+      });
+      await waitForLine(seed, (text) => msg(text).startsWith("Listening for gossip"), 30_000, { stream: "stderr" });
       const env = {
         ...npmEnv(),
         XDG_CACHE_HOME: dirs.C,
         TAMTAM_LOG_FORMAT: "json",
-        TAMTAM_ENCRYPT: Buffer.alloc(32, 7).toString("base64"),
+        TAMTAM_ENCRYPT: key,
         TAMTAM_PORT: String(await freeUdpPort()),
         TAMTAM_BIND: "127.0.0.1",
+        TAMTAM_JOIN: `127.0.0.1:${seedPort}`,
       };
       const agent = group.spawn(bin, args, { env, label: "the unit's ExecStart" });
-      const msg = (text: string): string => logRecord(text)?.msg ?? "";
-      await waitForLine(agent, (text) => msg(text).startsWith("Listening for gossip"), 30_000, { stream: "stderr" });
+      await waitForLine(agent, (text) => msg(text).startsWith("joined the cluster through"), 30_000, { stream: "stderr" });
       const keyring = join(dirs.S, "tamtam/keyring.json");
       assert.equal(statSync(keyring).mode & 0o777, 0o600, "the keyring file is created, private, in the state directory");
       const socket = join(dirs.t, "tamtam/agent.sock");
@@ -279,6 +280,8 @@ export async function use(): Promise<number> {
       agent.signal("SIGTERM");
       assert.equal((await waitForExit(agent, 30_000)).code, 0, agent.tail());
       assert.ok(!existsSync(socket), "the socket is removed when the agent stops");
+      const snapshot = JSON.parse(readFileSync(join(dirs.S, "tamtam/members.snapshot"), "utf8")) as { members: string[] };
+      assert.deepEqual(snapshot.members, [`127.0.0.1:${seedPort}`], "the member snapshot, in the state directory, remembers the seed");
     } finally {
       await group.killAll();
     }

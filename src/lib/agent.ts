@@ -64,8 +64,10 @@ export interface Member {
  * Events as they happen, in a bounded buffer of its own (4096 items, the gRPC Stream and
  * Monitor calls' size). A consumer that falls further behind loses the OLDEST items, never
  * slows the agent or other consumers; `dropped` counts what it lost (also in the agent's
- * stats, `stream.dropped` / `monitor.dropped`). Ends when closed (`close()`, `break` out of
- * `for await`) or when the agent stops.
+ * stats, `stream.dropped` / `monitor.dropped`). Membership events are those a Monitor call
+ * gets: several undelivered changes of one member are coalesced into its latest state, and a
+ * damped (flapping) member's changes are held back. Ends when closed (`close()`, `break` out
+ * of `for await`) or when the agent stops.
  */
 export interface EventStream<T> extends AsyncIterable<T> {
   /** Items this consumer lost because its buffer was full. */

@@ -113,6 +113,9 @@ export const SIM_INTEGER_RANGES: Readonly<Record<SimIntegerField, (p: Pick<SimPa
   broadcastBytes: () => [1, 65_000],
 };
 
+/** What `--reap-after` (the `reapAfterMs` override) accepts, in ms. */
+export const REAP_AFTER_RANGE_MS: readonly [number, number] = [1000, 604_800_000];
+
 /** The inclusive range of every part of a flapping spec, for a cluster of `nodes`. */
 export const FLAP_RANGES: Readonly<Record<keyof FlapSpec, (nodes: number) => readonly [number, number]>> = {
   nodes: (nodes) => [1, nodes - 1],

@@ -5,7 +5,16 @@
 
 import { Command, Option, UsageError } from "clipanion";
 import { PRESET_NAMES, type PresetName } from "../../core/config.js";
-import { DEFAULT_PARAMS, FLAP_RANGES, type FlapSpec, MAX_SIM_WORKERS, type PartitionSpec, SIM_INTEGER_RANGES, type SimParams } from "../../sim/params.js";
+import {
+  DEFAULT_PARAMS,
+  FLAP_RANGES,
+  type FlapSpec,
+  MAX_SIM_WORKERS,
+  type PartitionSpec,
+  REAP_AFTER_RANGE_MS,
+  SIM_INTEGER_RANGES,
+  type SimParams,
+} from "../../sim/params.js";
 
 export class SimulateCommand extends Command {
   static override paths = [["simulate"]];
@@ -149,7 +158,7 @@ export class SimulateCommand extends Command {
       flap: this.flap === undefined ? null : flapSpec(this.flap, nodes),
       overrides: {
         flapDamping: this.flapDamping === "on",
-        ...(this.reapAfter === undefined ? {} : { reapAfterMs: int("--reap-after", this.reapAfter, [1000, 604_800_000]) }),
+        ...(this.reapAfter === undefined ? {} : { reapAfterMs: int("--reap-after", this.reapAfter, REAP_AFTER_RANGE_MS) }),
       },
     };
   }
