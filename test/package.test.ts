@@ -84,7 +84,7 @@ describe("the npm package, installed from its tarball into an empty directory", 
     for (const required of [
       "package.json", "README.md", "proto/service/tamtam.proto", "systemd/tamtam.service",
       "dist/bin/tamtam.cjs", "dist/bin/cli.cjs", "dist/bin/agent.cjs", "dist/bin/worker-entry.js",
-      "dist/lib/index.js", "dist/lib/client.js", "dist/lib/worker-entry.js", "dist/lib/shard-worker.js",
+      "dist/lib/index.js", "dist/lib/client.js", "dist/lib/worker-entry.js", "dist/lib/opener-entry.js", "dist/lib/shard-worker.js",
       "dist/types/lib/index.d.ts", "dist/types/lib/client.d.ts",
     ]) {
       assert.ok(packedFiles.includes(required), `${required} is in the tarball`);
