@@ -5,6 +5,8 @@
  */
 
 import type { ChildProcess } from "node:child_process";
+import { createSocket } from "node:dgram";
+import { createServer } from "node:net";
 import type { Task } from "tinybench";
 import { makeAddress, type Address } from "../src/core/address.js";
 
@@ -74,5 +76,26 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
   process.once(sig, () => {
     killChildren();
     process.exit(130);
+  });
+}
+
+/** A loopback port that was free a moment ago (bind port 0, read it, close). */
+export function freePort(kind: "tcp" | "udp"): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    if (kind === "tcp") {
+      const s = createServer();
+      s.once("error", reject);
+      s.listen(0, "127.0.0.1", () => {
+        const port = (s.address() as { port: number }).port;
+        s.close(() => resolvePort(port));
+      });
+    } else {
+      const s = createSocket("udp4");
+      s.once("error", reject);
+      s.bind(0, "127.0.0.1", () => {
+        const port = s.address().port;
+        s.close(() => resolvePort(port));
+      });
+    }
   });
 }

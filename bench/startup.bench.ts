@@ -36,14 +36,12 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { createSocket } from "node:dgram";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { createServer } from "node:net";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { TamTam } from "../src/gen/service/tamtam_pb.js";
 import { createClient, type ServiceClient } from "../src/rpc/adapter.js";
-import { children, isAlive, killChildren, track } from "./lib.js";
+import { children, freePort, isAlive, killChildren, track } from "./lib.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const PART_SCRIPT = new URL("./startup-part.js", import.meta.url).pathname;
@@ -254,26 +252,6 @@ function timedNode(argv: readonly string[], env: NodeJS.ProcessEnv, timeoutMs: n
 // Ports and agents.
 
 const handedOut = new Set<number>();
-
-function freePort(kind: "tcp" | "udp"): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    if (kind === "tcp") {
-      const s = createServer();
-      s.once("error", reject);
-      s.listen(0, "127.0.0.1", () => {
-        const port = (s.address() as { port: number }).port;
-        s.close(() => resolvePort(port));
-      });
-    } else {
-      const s = createSocket("udp4");
-      s.once("error", reject);
-      s.bind(0, "127.0.0.1", () => {
-        const port = s.address().port;
-        s.close(() => resolvePort(port));
-      });
-    }
-  });
-}
 
 /** A port free a moment ago and not handed out before in this run. */
 async function uniquePort(kind: "tcp" | "udp"): Promise<number> {

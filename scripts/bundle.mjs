@@ -19,6 +19,13 @@
 // may sit in two layers only if it holds no state and defines no class that is checked with
 // instanceof across them: the build fails otherwise (SHAREABLE says which may).
 //
+// The library entries of the package (`import ... from "tamtam"` and "tamtam/client") are
+// bundled too, as ES modules in dist/lib/ with esbuild's code splitting: index.js (startAgent,
+// simulate), client.js (the gRPC client) and the worker threads' files, which the agent and the
+// simulator start by file name next to their own code; what two entries share is a chunk, and
+// the agent and the simulator load with their first use. Their types come from tsc
+// (tsconfig.types.json, dist/types/).
+//
 // tsc still type-checks and compiles dist/src for the tests; this only packages the same
 // sources. Packages that find files next to their own code at run time, or that only a few
 // calls need, stay in node_modules: yaml (loaded only when a config file exists), piscina
@@ -32,6 +39,7 @@ import { build } from "esbuild";
 
 const root = resolve(new URL("..", import.meta.url).pathname);
 const outdir = `${root}/dist/bin`;
+const libdir = `${root}/dist/lib`;
 const metadir = `${root}/dist/bin-meta`;
 const pkg = JSON.parse(readFileSync(`${root}/package.json`, "utf8"));
 const buildInfo = JSON.parse(readFileSync(`${root}/dist/build-info.json`, "utf8"));
@@ -58,6 +66,17 @@ const OWN_GRAPH = new Set(["worker-entry.js", "opener-entry.js", "shard-worker.j
 /** The executable only loads the others; it shares no module with them. */
 const EXECUTABLE = "tamtam.cjs";
 
+/** Entry module (relative to the root) -> output file in dist/lib: the package's library entries and the worker threads they start. */
+const LIBRARY = {
+  "src/lib/index.ts": "index",
+  "src/lib/client.ts": "client",
+  "src/engine/worker-entry.ts": "worker-entry",
+  "src/engine/opener-entry.ts": "opener-entry",
+  "src/sim/shard-worker.ts": "shard-worker",
+};
+/** ES modules bundled from CommonJS dependencies call require() for Node's own modules. */
+const ESM_REQUIRE_BANNER = 'import { createRequire as __tamtamCreateRequire } from "node:module";\nconst require = __tamtamCreateRequire(import.meta.url);';
+
 /** A dynamic import of another layer's entry becomes an import of that layer's file. */
 function layerImports(self) {
   return {
@@ -78,6 +97,7 @@ function layerImports(self) {
 }
 
 rmSync(outdir, { recursive: true, force: true });
+rmSync(libdir, { recursive: true, force: true });
 rmSync(metadir, { recursive: true, force: true });
 mkdirSync(metadir, { recursive: true });
 const inputsOf = new Map();
@@ -100,8 +120,7 @@ for (const [entry, file] of Object.entries(LAYERS)) {
         file === EXECUTABLE ? "#!/usr/bin/env node" : "",
         commonJs
           ? 'var __tamtamImportMetaUrl = require("node:url").pathToFileURL(__filename).href;'
-          : // CommonJS dependencies bundled into an ES module call require() for Node's own modules.
-            'import { createRequire as __tamtamCreateRequire } from "node:module";\nconst require = __tamtamCreateRequire(import.meta.url);',
+          : ESM_REQUIRE_BANNER,
       ].filter((line) => line !== "").join("\n"),
     },
     define: {
@@ -133,6 +152,27 @@ for (const [file, inputs] of inputsOf) {
     else layerOf.set(input, file);
   }
 }
+// The library: one build with code splitting (ES modules only), no layers.
+const library = await build({
+  absWorkingDir: root,
+  entryPoints: Object.entries(LIBRARY).map(([entry, out]) => ({ in: entry, out })),
+  outdir: libdir,
+  bundle: true,
+  splitting: true,
+  format: "esm",
+  platform: "node",
+  target: "node20",
+  external: EXTERNAL,
+  banner: { js: ESM_REQUIRE_BANNER },
+  define: { TAMTAM_BUILD_INFO: JSON.stringify({ version: pkg.version, buildTime: buildInfo.buildTime, gitHash: buildInfo.gitHash }) },
+  chunkNames: "chunk-[hash]",
+  minify: true,
+  legalComments: "none",
+  metafile: true,
+  logLevel: "warning",
+});
+writeFileSync(`${metadir}/lib.meta.json`, JSON.stringify(library.metafile));
+
 chmodSync(`${outdir}/${EXECUTABLE}`, 0o755);
 if (problems.length > 0) {
   console.error(`scripts/bundle.mjs: modules bundled into two layers:\n  ${problems.join("\n  ")}`);

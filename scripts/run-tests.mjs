@@ -28,9 +28,12 @@ if (files.length === 0) {
   process.exit(1);
 }
 const concurrency = process.env.TAMTAM_TEST_CONCURRENCY ?? "2";
+// Into a pipe (CI), TAP on every Node: Node 20 picks it there by itself, Node 22 and newer the
+// spec reporter, whose closing lines ("ℹ pass N") are not the `# pass N` / `# fail N` CI reads.
+const reporter = process.stdout.isTTY ? [] : ["--test-reporter=tap"];
 const result = spawnSync(
   process.execPath,
-  ["--test", `--test-concurrency=${concurrency}`, ...files],
+  ["--test", `--test-concurrency=${concurrency}`, ...reporter, ...files],
   { stdio: "inherit", env: process.env },
 );
 process.exit(result.status ?? 1);

@@ -56,8 +56,8 @@ export { startingKeys } from "../seal/keyring.js";
 
 /** The original's default protocol period; used with the default preset when --heartbeat is not given (see defaultPeriodMs). */
 export { DEFAULT_HEARTBEAT_MS } from "../core/config.js";
-/** Items a Stream/Monitor subscriber may fall behind by before its oldest are dropped. */
-const SUBSCRIBER_QUEUE_ITEMS = 4096;
+/** Items a Stream/Monitor subscriber (or a library iterator) may fall behind by before its oldest are dropped. */
+export const SUBSCRIBER_QUEUE_ITEMS = 4096;
 const MAX_SUBSCRIBERS = 256;
 /** How often start-up seeds are retried until one answers. */
 const SEED_RETRY_MS = 5_000;
@@ -112,6 +112,8 @@ export interface RunningAgent {
   readonly engine: Engine;
   /** The gossip keys (install, use, remove at run time; the keyring file follows), or null without keys and label. */
   readonly keyring: Keyring | null;
+  /** What the gRPC service serves (and the library's agent handle wraps, src/lib/agent.ts). */
+  readonly api: AgentApi;
   /** Leaves gracefully and stops everything; resolves when done. Idempotent. */
   shutdown(reason: string): Promise<void>;
   /** Resolves with the exit status when the agent has stopped: 0, or 1 after an engine failure. */
@@ -587,7 +589,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     void shutdown("engine failure");
   });
 
-  return { gossipAddress: engine.localAddress, rpcAddress, engine, keyring, shutdown, stopped };
+  return { gossipAddress: engine.localAddress, rpcAddress, engine, keyring, api, shutdown, stopped };
 }
 
 /** Where the engine runs its work, for the start-up line. */

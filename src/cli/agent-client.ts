@@ -19,9 +19,10 @@ export type AgentClient = typeof TamTam extends GenService<infer M> ? H2ServiceC
 
 /**
  * A client of the agent at `rpc` (`host:port` or `unix:PATH`); unary calls without a timeout of
- * their own get `defaultTimeoutMs`. With a `token`, every call presents it (`authorization: Bearer`).
+ * their own get `defaultTimeoutMs` (none when undefined). With a `token`, every call presents
+ * it (`authorization: Bearer`). The package's public client (src/lib/client.ts) is this one.
  */
-export function connectAgent(rpc: string, defaultTimeoutMs: number, token: string | null = null): AgentClient {
+export function connectAgent(rpc: string, defaultTimeoutMs: number | undefined, token: string | null = null): AgentClient {
   const headers: Record<string, string> = token === null ? {} : { [AUTHORIZATION_HEADER]: `${BEARER_PREFIX}${token}` };
-  return createH2Client(TamTam, rpc, { defaultTimeoutMs, headers });
+  return createH2Client(TamTam, rpc, { headers, ...(defaultTimeoutMs === undefined ? {} : { defaultTimeoutMs }) });
 }

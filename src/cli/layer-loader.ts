@@ -5,8 +5,9 @@
  * at exit, saves the bytecode of everything that ran; later runs start from that bytecode
  * instead of parsing and compiling again. That is most of what a CLI call costs beyond Node's
  * own start, on every Node version (Node 22's module.enableCompileCache does the same for
- * modules it loads itself, which these are not; it is still turned on for the worker threads'
- * files).
+ * modules its own loader loads, which these are not; it is still turned on where this Node has
+ * it, for the packages left outside the bundle: piscina, yaml, pino-pretty, @grpc/reflection.
+ * Worker threads do not inherit it).
  *
  * The cache lives in $XDG_CACHE_HOME/tamtam (else ~/.cache/tamtam), a directory of this user's
  * with mode 0700; cached code is trusted, so a directory another user can write to is never

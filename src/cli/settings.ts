@@ -340,11 +340,14 @@ export type AgentSettingName = (typeof AGENT_SETTINGS)[number];
 // ---------------------------------------------------------------------------------------------
 // Resolution
 
-/** Where a value came from. */
-export type Source = "flag" | "env" | "file" | "default";
+/** Where a value came from: "option" is the options object of the library's startAgent (src/lib). */
+export type Source = "flag" | "option" | "env" | "file" | "default";
 
-/** Flag values as clipanion hands them over: undefined when the flag was not given. */
-export type FlagValues = { readonly [N in SettingName]?: string | boolean | readonly string[] | undefined };
+/**
+ * Flag values as clipanion hands them over (undefined when the flag was not given), or the
+ * typed values of the library's options object (numbers for integers).
+ */
+export type FlagValues = { readonly [N in SettingName]?: string | number | boolean | readonly string[] | undefined };
 
 export interface SettingsIO {
   readonly env: Readonly<Record<string, string | undefined>>;
@@ -439,18 +442,21 @@ function errorText(error: unknown): string {
 
 /**
  * Resolves `names` from flags, environment, config file and defaults. Throws a one-line
- * UsageError for a missing explicit config file, unparsable YAML, or a bad value.
+ * UsageError for a missing explicit config file, unparsable YAML, or a bad value. `given` says
+ * where `flags` came from: the command line (named `--port` in messages) or the options object
+ * of the library's startAgent (named `option port`), which holds typed values (numbers, lists).
  */
 export function resolveSettings<N extends SettingName>(
   names: readonly N[],
   flags: FlagValues,
   configPath: string | undefined,
   io: SettingsIO,
+  given: "flag" | "option" = "flag",
 ): ResolvedSettings<N> {
   const file = loadConfigFile(configPath, io);
   const values: Record<string, unknown> = {};
   const sources: Record<string, Source> = {};
-  const label = (name: N): string => labelFor(SETTINGS[name], sources[name] ?? "default", file.path);
+  const label = (name: N): string => labelFor(name, sources[name] ?? "default", file.path);
 
   for (const name of names) {
     const spec: Spec = SETTINGS[name];
@@ -459,7 +465,7 @@ export function resolveSettings<N extends SettingName>(
     let source: Source;
     let raw: unknown;
     if (flag !== undefined) {
-      [source, raw] = ["flag", flag];
+      [source, raw] = [given, flag];
     } else if (envText !== undefined && envText.trim() !== "") {
       [source, raw] = ["env", envText];
     } else if (file.data[spec.key] !== undefined && file.data[spec.key] !== null) {
@@ -468,7 +474,7 @@ export function resolveSettings<N extends SettingName>(
       [source, raw] = ["default", spec.default];
     }
     sources[name] = source;
-    values[name] = source === "default" ? spec.default : convert(spec, raw, source, labelFor(spec, source, file.path));
+    values[name] = source === "default" ? spec.default : convert(spec, raw, source, labelFor(name, source, file.path));
   }
 
   const known = new Set(Object.values(SETTINGS).map((s: Spec) => s.key));
@@ -481,10 +487,13 @@ export function resolveSettings<N extends SettingName>(
   };
 }
 
-function labelFor(spec: Spec, source: Source, file: string | null): string {
+function labelFor(name: SettingName, source: Source, file: string | null): string {
+  const spec: Spec = SETTINGS[name];
   switch (source) {
     case "flag":
       return spec.flag;
+    case "option":
+      return `option ${name}`;
     case "env":
       return spec.env;
     case "file":

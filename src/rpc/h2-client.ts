@@ -2,10 +2,13 @@
  * A small gRPC client for short-lived processes: the command line makes one
  * call (or follows one stream) and exits. It speaks gRPC over HTTP/2 exactly as the agent's
  * grpc-js server expects it (length-prefixed protobuf-es messages, `grpc-timeout`, status in the
- * `grpc-status` / `grpc-message` trailers, trailers-only answers) for unary and server-streaming
- * methods, on one plaintext connection per client (TCP, or a Unix socket for `unix:PATH`),
- * without retries, compression or TLS. HTTP/2 itself is `h2-session.ts`, not node:http2 (which
- * loads Node's http, tls and crypto modules: a large share of a command-line call).
+ * `grpc-status` / `grpc-message` trailers, trailers-only answers) for every kind of method
+ * (unary, server-streaming, client-streaming and bidirectional: requests are written as the
+ * caller's iterable yields them, within HTTP/2 flow control), on one plaintext connection per
+ * client (TCP, or a Unix socket for `unix:PATH`), without retries, compression or TLS. HTTP/2
+ * itself is `h2-session.ts`, not node:http2 (which loads Node's http, tls and crypto modules: a
+ * large share of a command-line call). The public client of the package (src/lib/client.ts)
+ * is this one too.
  *
  * Why not the grpc-js client: loading @grpc/grpc-js (channels, resolvers, load balancing,
  * keep-alive, channelz) costs more than a whole CLI call; `bench/startup.bench.ts` measures it.
@@ -20,7 +23,7 @@ import { createConnection, type Socket } from "node:net";
 import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import type { ServerStreamingCall } from "./adapter.js";
-import { GrpcStatus, methodPath, unixSocketPath } from "./grpc-wire.js";
+import { ERROR_CODE_TRAILER, GrpcStatus, grpcStatusName, methodPath, unixSocketPath } from "./grpc-wire.js";
 import { H2ClientSession, H2Error, type H2ClientStream, type H2Headers } from "./h2-session.js";
 
 /** Largest response message accepted (grpc-js's default receive limit). */
@@ -45,6 +48,16 @@ export class GrpcCallError extends Error {
   ) {
     super(`${code}: ${details}`);
   }
+
+  /** The status's name: `UNAVAILABLE` for 14. */
+  get codeName(): string {
+    return grpcStatusName(this.code);
+  }
+
+  /** The agent's stable error code (`NO_ANSWER`, `BROADCAST_TOO_LARGE`, ...: the `tamtam-error` trailer), or null when the agent sent none. */
+  get agentCode(): string | null {
+    return this.metadata.get(ERROR_CODE_TRAILER)[0] ?? null;
+  }
 }
 
 export interface H2CallOptions {
@@ -67,13 +80,20 @@ export interface H2ClientOptions {
 type Input<M extends GenServiceMethods, K extends keyof M> = M[K]["input"];
 type Output<M extends GenServiceMethods, K extends keyof M> = M[K]["output"];
 
+/** Requests of a client-streaming or bidirectional call: sent as they are yielded; the call's request side ends with the iterable. */
+type Requests<I extends DescMessage> = AsyncIterable<MessageInitShape<I>> | Iterable<MessageInitShape<I>>;
+
 /** A typed client of `service`: one method per RPC, keyed by `localName`, and `close()`. */
 export type H2ServiceClient<M extends GenServiceMethods> = { close(): void } & {
   readonly [K in keyof M]: M[K]["methodKind"] extends "unary"
     ? (request: MessageInitShape<Input<M, K>>, options?: H2CallOptions) => Promise<MessageShape<Output<M, K>>>
     : M[K]["methodKind"] extends "server_streaming"
       ? (request: MessageInitShape<Input<M, K>>, options?: H2CallOptions) => ServerStreamingCall<MessageShape<Output<M, K>>>
-      : never;
+      : M[K]["methodKind"] extends "client_streaming"
+        ? (requests: Requests<Input<M, K>>, options?: H2CallOptions) => Promise<MessageShape<Output<M, K>>>
+        : M[K]["methodKind"] extends "bidi_streaming"
+          ? (requests: Requests<Input<M, K>>, options?: H2CallOptions) => ServerStreamingCall<MessageShape<Output<M, K>>>
+          : never;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -172,11 +192,14 @@ function frame(bytes: Uint8Array): Buffer {
   return out;
 }
 
-/** Starts a call with one request message once `session` is up; responses and the end go to `sink`. */
+/**
+ * Starts a call once `session` is up, with one request message or the messages an iterable
+ * yields (each written when the stream has room for it); responses and the end go to `sink`.
+ */
 function startCall(
   session: Promise<H2ClientSession>,
   path: string,
-  request: Uint8Array,
+  request: Uint8Array | AsyncIterable<Uint8Array>,
   options: H2CallOptions,
   sink: CallSink,
   extraHeaders: Readonly<Record<string, string>> = {},
@@ -227,11 +250,35 @@ function startCall(
         return;
       }
       readResponse(stream);
-      stream.end(frame(request));
+      if (request instanceof Uint8Array) stream.end(frame(request));
+      else void writeRequests(stream, request);
     },
     (error: Error) => finish(statusOfNodeError(error)),
   );
   return call;
+
+  /** Writes each request as it comes, waiting while the stream is full; a failing iterable cancels the call. */
+  async function writeRequests(stream: H2ClientStream, requests: AsyncIterable<Uint8Array>): Promise<void> {
+    try {
+      for await (const bytes of requests) {
+        if (finished) return;
+        if (!stream.write(frame(bytes))) {
+          await new Promise<void>((resolve) => {
+            const done = (): void => {
+              stream.off("drain", done);
+              stream.off("close", done);
+              resolve();
+            };
+            stream.on("drain", done);
+            stream.on("close", done);
+          });
+        }
+      }
+      if (!finished) stream.end();
+    } catch (error) {
+      finish(new GrpcCallError(GrpcStatus.CANCELLED, `the requests failed: ${(error as Error).message}`));
+    }
+  }
 
   function readResponse(stream: H2ClientStream): void {
     let httpError: GrpcCallError | null = null;
@@ -282,16 +329,29 @@ function truncated(): GrpcCallError {
 // ---------------------------------------------------------------------------------------------
 // Typed methods
 
+type RequestInit = MessageInitShape<DescMessage>;
+
+/** The request bytes of a call: one message, or (streaming requests) each message as it is yielded. */
+function encodeRequests(method: DescMethod, request: RequestInit | Requests<DescMessage>): Uint8Array | AsyncIterable<Uint8Array> {
+  const encode = (init: RequestInit): Uint8Array => toBinary(method.input, create(method.input, init));
+  if (method.methodKind === "unary" || method.methodKind === "server_streaming") return encode(request as RequestInit);
+  const requests = request as Requests<DescMessage>;
+  return (async function* () {
+    for await (const init of requests) yield encode(init);
+  })();
+}
+
+/** A call with one response message (unary and client-streaming methods). */
 function unary(
   connection: Connection,
   method: DescMethod,
-  request: MessageInitShape<DescMessage>,
+  request: RequestInit | Requests<DescMessage>,
   options: H2CallOptions,
 ): Promise<MessageShape<DescMessage>> {
   return new Promise((resolve, reject) => {
     let response: MessageShape<DescMessage> | null = null;
     let extra = false;
-    const bytes = toBinary(method.input, create(method.input, request));
+    const bytes = encodeRequests(method, request);
     startCall(connection.session(), methodPath(method), bytes, options, {
       message: (data) => {
         if (response !== null) extra = true;
@@ -307,17 +367,18 @@ function unary(
   });
 }
 
+/** A call with a stream of response messages (server-streaming and bidirectional methods). */
 function serverStream(
   connection: Connection,
   method: DescMethod,
-  request: MessageInitShape<DescMessage>,
+  request: RequestInit | Requests<DescMessage>,
   options: H2CallOptions,
 ): ServerStreamingCall<MessageShape<DescMessage>> {
   const queue: MessageShape<DescMessage>[] = [];
   let ended = false;
   let failure: GrpcCallError | null = null;
   let wake: (() => void) | null = null;
-  const bytes = toBinary(method.input, create(method.input, request));
+  const bytes = encodeRequests(method, request);
   const call = startCall(connection.session(), methodPath(method), bytes, options, {
     message: (data) => {
       queue.push(fromBinary(method.output, data));
@@ -453,15 +514,15 @@ export function createH2Client<M extends GenServiceMethods>(
   const client: Record<string, unknown> = { close: () => connection.close() };
   for (const method of service.methods) {
     if (method.localName === "close") throw new Error(`${methodPath(method)}: method name "close" collides with the client's close()`);
-    if (method.methodKind === "unary") {
-      client[method.localName] = (request: MessageInitShape<DescMessage>, callOptions: H2CallOptions = {}) =>
-        unary(connection, method, request, { timeoutMs: options.defaultTimeoutMs, ...callOptions });
-    } else if (method.methodKind === "server_streaming") {
-      client[method.localName] = (request: MessageInitShape<DescMessage>, callOptions: H2CallOptions = {}) =>
-        serverStream(connection, method, request, callOptions);
-    } else {
-      throw new Error(`${methodPath(method)}: ${method.methodKind} methods are not supported`);
-    }
+    // One response (unary, client-streaming) or a stream of them (server-streaming,
+    // bidirectional); only calls with one request get the default deadline.
+    client[method.localName] =
+      method.methodKind === "unary"
+        ? (request: RequestInit, callOptions: H2CallOptions = {}) =>
+            unary(connection, method, request, { timeoutMs: options.defaultTimeoutMs, ...callOptions })
+        : method.methodKind === "client_streaming"
+          ? (requests: Requests<DescMessage>, callOptions: H2CallOptions = {}) => unary(connection, method, requests, callOptions)
+          : (request: RequestInit | Requests<DescMessage>, callOptions: H2CallOptions = {}) => serverStream(connection, method, request, callOptions);
   }
   // Built from the descriptor, so every method of M is present with its own schemas.
   return client as H2ServiceClient<M>;

@@ -145,28 +145,44 @@ async function* mappedStream<O>(gen: AsyncGenerator<O>): AsyncGenerator<O> {
   }
 }
 
+// The requests' checks, shared with the library's agent handle (src/lib/agent.ts), which calls
+// the same AgentApi without gRPC in between.
+
+/** Join `target` through `agent`, which must not be the agent itself. */
+export async function checkedJoin(agent: AgentApi, target: Address): Promise<void> {
+  if (target.key === agent.localAddress.key) throw new AgentError("SELF_ADDRESS", `${target.key} is this agent's own address`);
+  await agent.join(target);
+}
+
+/** Drop `target` from the agent's table (the original `leave ADDR`); the agent itself leaves with LeaveCluster. */
+export async function checkedForget(agent: AgentApi, target: Address): Promise<void> {
+  if (target.key === agent.localAddress.key) {
+    throw new AgentError("SELF_ADDRESS", `${target.key} is this agent itself; use LeaveCluster to leave gracefully`);
+  }
+  await agent.forget(target);
+}
+
+/** Broadcast `bytes`: 1..maxBroadcastBytes of them. */
+export async function checkedBroadcast(agent: AgentApi, bytes: Uint8Array): Promise<void> {
+  if (bytes.length === 0) throw new AgentError("EMPTY_BROADCAST", "a broadcast needs at least 1 byte");
+  if (bytes.length > agent.maxBroadcastBytes) {
+    throw new AgentError("BROADCAST_TOO_LARGE", `a broadcast carries at most ${agent.maxBroadcastBytes} bytes, got ${bytes.length}`);
+  }
+  await agent.broadcast(bytes);
+}
+
 export function tamTamService(agent: AgentApi): ServiceImplementation<typeof TamTam.method> {
   return {
     join: mapped(async (req) => {
-      const target = addressFrom(req);
-      if (target.key === agent.localAddress.key) throw new AgentError("SELF_ADDRESS", `${target.key} is this agent's own address`);
-      await agent.join(target);
+      await checkedJoin(agent, addressFrom(req));
       return OK;
     }),
     leave: mapped(async (req) => {
-      const target = addressFrom(req);
-      if (target.key === agent.localAddress.key) {
-        throw new AgentError("SELF_ADDRESS", `${target.key} is this agent itself; use LeaveCluster to leave gracefully`);
-      }
-      await agent.forget(target);
+      await checkedForget(agent, addressFrom(req));
       return OK;
     }),
     broadcast: mapped(async (req) => {
-      if (req.bytes.length === 0) throw new AgentError("EMPTY_BROADCAST", "a broadcast needs at least 1 byte");
-      if (req.bytes.length > agent.maxBroadcastBytes) {
-        throw new AgentError("BROADCAST_TOO_LARGE", `a broadcast carries at most ${agent.maxBroadcastBytes} bytes, got ${req.bytes.length}`);
-      }
-      await agent.broadcast(req.bytes);
+      await checkedBroadcast(agent, req.bytes);
       return OK;
     }),
     stream: (_req, context) => mappedStream(drain(agent.subscribeBroadcasts(), context, (bytes) => ({ bytes }))),

@@ -91,3 +91,67 @@ export const DEFAULT_PARAMS: SimParams = {
   tags: false,
   overrides: {},
 };
+
+/** Fields of SimParams that are integers. */
+export type SimIntegerField =
+  | "nodes" | "seed" | "periods" | "kill" | "leave" | "restart" | "restartAfterPeriods" | "pause" | "pausePeriods"
+  | "faultPeriod" | "broadcasts" | "broadcastBytes";
+
+/**
+ * The inclusive range of every integer parameter, some depending on the cluster's size or the
+ * run's length: what `tamtam simulate` and the library's simulate() accept alike.
+ */
+export const SIM_INTEGER_RANGES: Readonly<Record<SimIntegerField, (p: Pick<SimParams, "nodes" | "periods">) => readonly [number, number]>> = {
+  nodes: () => [1, 131_072],
+  seed: () => [0, 4_294_967_295],
+  periods: () => [1, 1_000_000],
+  kill: (p) => [0, p.nodes - 1],
+  leave: (p) => [0, p.nodes - 1],
+  restart: (p) => [0, p.nodes - 1],
+  restartAfterPeriods: () => [1, 1_000_000],
+  pause: (p) => [0, p.nodes - 1],
+  pausePeriods: () => [1, 1_000_000],
+  faultPeriod: (p) => [0, p.periods],
+  broadcasts: () => [0, 1_000_000],
+  broadcastBytes: () => [1, 65_000],
+};
+
+/** What `--reap-after` (the `reapAfterMs` override) accepts, in ms. */
+export const REAP_AFTER_RANGE_MS: readonly [number, number] = [1000, 604_800_000];
+
+/** The inclusive range of every part of a flapping spec, for a cluster of `nodes`. */
+export const FLAP_RANGES: Readonly<Record<keyof FlapSpec, (nodes: number) => readonly [number, number]>> = {
+  nodes: (nodes) => [1, nodes - 1],
+  downPeriods: () => [1, 1_000_000],
+  upPeriods: () => [1, 1_000_000],
+  cycles: () => [1, 10_000],
+};
+
+/** The first problem of `p` as one line naming the parameter, or null; `name` says how a parameter is named. */
+export function simParamsProblem(p: SimParams, name: (field: keyof SimParams) => string = String): string | null {
+  const nodesPeriods = { nodes: Number.isInteger(p.nodes) ? p.nodes : 1, periods: Number.isInteger(p.periods) ? p.periods : 1 };
+  for (const [field, range] of Object.entries(SIM_INTEGER_RANGES) as [SimIntegerField, (typeof SIM_INTEGER_RANGES)[SimIntegerField]][]) {
+    const [min, max] = range(nodesPeriods);
+    const v = p[field];
+    if (!Number.isInteger(v) || v < min || v > max) return `${name(field)} must be an integer in ${min}..${max}, got ${String(v)}`;
+  }
+  for (const field of ["loss", "duplicate"] as const) {
+    if (!(p[field] >= 0 && p[field] <= 1)) return `${name(field)} must be in 0..1, got ${String(p[field])}`;
+  }
+  if (!(p.latencyMinMs > 0)) return `${name("latencyMinMs")} must be above 0 ms, got ${String(p.latencyMinMs)}`;
+  if (!(p.latencyMeanMs >= p.latencyMinMs)) return `${name("latencyMeanMs")} must be at least ${name("latencyMinMs")} (${p.latencyMinMs})`;
+  if (!["ipv4", "ipv6", "mixed"].includes(p.addressing)) return `${name("addressing")} must be ipv4, ipv6 or mixed, got ${String(p.addressing)}`;
+  if (p.restartIncarnation !== "clock" && p.restartIncarnation !== "zero") return `${name("restartIncarnation")} must be clock or zero`;
+  if (p.flap !== null) {
+    for (const [field, range] of Object.entries(FLAP_RANGES) as [keyof FlapSpec, (nodes: number) => readonly [number, number]][]) {
+      const [min, max] = range(nodesPeriods.nodes);
+      const v = p.flap[field];
+      if (!Number.isInteger(v) || v < min || v > max) return `${name("flap")}.${field} must be an integer in ${min}..${max}, got ${String(v)}`;
+    }
+  }
+  const part = p.partition;
+  if (part !== null && !(part.fromPeriod >= 0 && part.toPeriod >= part.fromPeriod && part.fraction > 0 && part.fraction < 1)) {
+    return `${name("partition")} must run from a period to a later one and split by a fraction strictly between 0 and 1`;
+  }
+  return null;
+}

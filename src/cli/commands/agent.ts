@@ -1,20 +1,16 @@
 /**
- * `tamtam agent`: runs the agent in the foreground until SIGINT/SIGTERM. Owns the mapping from
- * the resolved settings (flags > TAMTAM_* environment > config file > defaults, see
- * settings.ts) to `AgentOptions`, with every check done before the agent starts; then calls
+ * `tamtam agent`: runs the agent in the foreground until SIGINT/SIGTERM. Resolves the settings
+ * (flags > TAMTAM_* environment > config file > defaults, see settings.ts), turns them into
+ * `AgentOptions` (agent-options.ts, shared with the library's startAgent), then calls
  * `runAgent` from src/agent/agent.ts.
  */
 
 import { Command, Option } from "clipanion";
-import type { AgentOptions } from "../../agent/options.js";
-import { type EventHandlerSpec, parseEventHandler } from "../../agent/event-filter.js";
-import { parseAddress, parseIp } from "../../core/address.js";
-import type { PresetName } from "../../core/config.js";
+import { agentOptions, withStartingKeys } from "../agent-options.js";
 import { CliError, EXIT, TamTamCommand } from "../base-command.js";
-import { decodeKey } from "../../seal/checks.js";
-import { AGENT_SETTINGS, type AgentSettingName, HEARTBEAT_HELP, type ResolvedSettings } from "../settings.js";
-import { parseTagAssignments } from "../../agent/tags.js";
-import { parseQueryHandler, type QueryHandlerSpec } from "../../agent/query-codec.js";
+import { AGENT_SETTINGS, HEARTBEAT_HELP } from "../settings.js";
+
+export { agentOptions };
 
 type AgentLayer = typeof import("../../agent/agent.js");
 
@@ -25,95 +21,6 @@ async function loadAgentLayer(): Promise<AgentLayer> {
   } catch (error) {
     throw new CliError(`cannot load the agent: ${((error as Error).message.split("\n")[0] ?? "").trim()}`, EXIT.FAILED);
   }
-}
-
-/** AgentOptions from resolved settings; throws a one-line usage error for inconsistent values. */
-export function agentOptions(s: ResolvedSettings<AgentSettingName>): AgentOptions {
-  const v = s.values;
-  const bindIp = parseIp(v.bind);
-  if (v.ipv6 && s.sources.bind !== "default" && bindIp?.length === 4) {
-    throw new CliError(`${s.label("ipv6")} conflicts with ${s.label("bind")} ${v.bind}, an IPv4 address`, EXIT.USAGE);
-  }
-  const bind = v.ipv6 && s.sources.bind === "default" ? "::" : v.bind;
-  const advertise = v.advertise === null ? null : parseAddress(v.advertise, v.port);
-  const key = (a: ReturnType<typeof parseAddress>): string => (typeof a === "string" ? a : a.key); // checked in settings
-  const encryptKey = v.encrypt === null ? null : (decodeKey(v.encrypt) as Uint8Array); // checked in settings
-  for (const name of ["encryptAcceptPlaintext", "encryptSendPlaintext"] as const) {
-    if (v[name] && encryptKey === null && v.keyringFile === null) {
-      throw new CliError(`${s.label(name)} needs a gossip key (--encrypt or --keyring-file)`, EXIT.USAGE);
-    }
-  }
-  let tags: Record<string, string>;
-  try {
-    tags = parseTagAssignments(v.tag, s.label("tag")); // checked in settings
-  } catch (error) {
-    throw new CliError((error as Error).message, EXIT.USAGE);
-  }
-  const queryHandlers: QueryHandlerSpec[] = [];
-  for (const text of v.queryHandler) {
-    const spec = parseQueryHandler(text) as QueryHandlerSpec; // checked in settings
-    if (queryHandlers.some((h) => h.name === spec.name)) {
-      throw new CliError(`${s.label("queryHandler")}: two handlers for the query "${spec.name}"`, EXIT.USAGE);
-    }
-    queryHandlers.push(spec);
-  }
-  return {
-    rpc: v.rpc,
-    rpcToken: v.rpcToken,
-    bind,
-    port: v.port,
-    ipv6: v.ipv6 || bind.includes(":"),
-    iface: v.iface,
-    advertise: advertise === null ? null : key(advertise),
-    // Checked by the period's one rule (periodProblem) in settings.ts. Unset: the agent keeps
-    // the original's 500 ms on the default preset, a preset's own period otherwise (defaultPeriodMs).
-    heartbeatMs: s.sources.heartbeatMs === "default" ? null : v.heartbeatMs,
-    maxBroadcastBytes: v.maxBroadcastBytes,
-    multicast: {
-      enabled: v.multicast,
-      clusterName: v.clusterName,
-      address: v.multicastAddress === null ? null : v.multicastAddress.replace(/^\[(.*)\]$/, "$1"),
-      intervalSeconds: v.multicastIntervalSeconds,
-      port: v.multicastPort,
-    },
-    preset: v.preset as PresetName,
-    workers: v.workers,
-    join: v.join.map((j) => key(parseAddress(j))),
-    logLevel: v.trace ? "trace" : v.verbose ? "debug" : "info",
-    logFormat: v.logFormat as AgentOptions["logFormat"],
-    nobanner: v.nobanner,
-    // Only when given (checked in settings): agents without them are described as before.
-    ...(v.eventHandlers.length === 0
-      ? {}
-      : { eventHandlers: v.eventHandlers.map((text) => parseEventHandler(text) as EventHandlerSpec), eventHandlerTimeoutMs: v.eventHandlerTimeoutMs }),
-    ...(v.metricsAddress === null ? {} : { metricsAddress: v.metricsAddress }),
-    faults: {
-      reapAfterMs: v.reapAfterMs === 0 ? null : v.reapAfterMs,
-      reconnectIntervalMs: v.reconnectIntervalMs === 0 ? null : v.reconnectIntervalMs,
-      reconnectTimeoutMs: v.reconnectTimeoutMs,
-      maxReconnectTargets: v.maxReconnectTargets,
-      flapDamping: v.flapDamping,
-    },
-    snapshot: v.snapshot,
-    tags,
-    queryHandlers,
-    queryHandlerTimeoutMs: v.queryHandlerTimeoutMs,
-    // Only with a key, a keyring file or a label. The keyring file is read by `execute`
-    // (startingKeys), which completes this.
-    ...(encryptKey === null && v.keyringFile === null && v.label === null
-      ? {}
-      : {
-          seal: {
-            keys: encryptKey === null ? [] : [encryptKey],
-            keyringFile: v.keyringFile,
-            createKeyringFile: false,
-            warning: null,
-            label: v.label,
-            acceptPlaintext: v.encryptAcceptPlaintext,
-            sendPlaintext: v.encryptSendPlaintext,
-          },
-        }),
-  };
 }
 
 export class AgentCommand extends TamTamCommand {
@@ -270,18 +177,7 @@ export class AgentCommand extends TamTamCommand {
       queryHandler: this.queryHandler,
       queryHandlerTimeoutMs: this.queryHandlerTimeout,
     });
-    let options = agentOptions(settings);
     const layer = await loadAgentLayer();
-    const seal = options.seal;
-    if (seal !== undefined && seal.keyringFile !== null) {
-      let start;
-      try {
-        start = layer.startingKeys(seal.keys[0] ?? null, seal.keyringFile);
-      } catch (error) {
-        throw new CliError((error as Error).message, EXIT.USAGE);
-      }
-      options = { ...options, seal: { ...seal, keys: start.keys, createKeyringFile: start.createFile, warning: start.warning } };
-    }
-    return await layer.runAgent(options);
+    return await layer.runAgent(withStartingKeys(agentOptions(settings), layer.startingKeys));
   }
 }

@@ -5,7 +5,16 @@
 
 import { Command, Option, UsageError } from "clipanion";
 import { PRESET_NAMES, type PresetName } from "../../core/config.js";
-import { DEFAULT_PARAMS, type FlapSpec, MAX_SIM_WORKERS, type PartitionSpec, type SimParams } from "../../sim/params.js";
+import {
+  DEFAULT_PARAMS,
+  FLAP_RANGES,
+  type FlapSpec,
+  MAX_SIM_WORKERS,
+  type PartitionSpec,
+  REAP_AFTER_RANGE_MS,
+  SIM_INTEGER_RANGES,
+  type SimParams,
+} from "../../sim/params.js";
 
 export class SimulateCommand extends Command {
   static override paths = [["simulate"]];
@@ -119,13 +128,14 @@ export class SimulateCommand extends Command {
     }
     if (this.ipv6 && this.mixed) throw new UsageError("use either --ipv6 or --mixed, not both");
     if (this.flapDamping !== "on" && this.flapDamping !== "off") throw new UsageError(`--flap-damping must be on or off, got "${this.flapDamping}"`);
-    const nodes = int("--nodes", this.nodes, 1, 131_072);
-    const periods = int("--periods", this.periods, 1, 1_000_000);
+    const range = (field: keyof typeof SIM_INTEGER_RANGES): readonly [number, number] => SIM_INTEGER_RANGES[field]({ nodes, periods });
+    const nodes = int("--nodes", this.nodes, SIM_INTEGER_RANGES.nodes({ nodes: 1, periods: 1 }));
+    const periods = int("--periods", this.periods, SIM_INTEGER_RANGES.periods({ nodes, periods: 1 }));
     const [latencyMinMs, latencyMeanMs] = latencyPair(this.latency);
     return {
       ...DEFAULT_PARAMS,
       nodes,
-      seed: int("--seed", this.seed, 0, 4294967295),
+      seed: int("--seed", this.seed, range("seed")),
       preset,
       periods,
       lifeguard: this.lifeguard === "on",
@@ -134,23 +144,23 @@ export class SimulateCommand extends Command {
       latencyMinMs,
       latencyMeanMs,
       addressing: this.ipv6 ? "ipv6" : this.mixed ? "mixed" : "ipv4",
-      kill: int("--kill", this.kill, 0, nodes - 1),
-      leave: int("--leave", this.leave, 0, nodes - 1),
-      restart: int("--restart", this.restart, 0, nodes - 1),
-      restartAfterPeriods: int("--restart-after", this.restartAfter, 1, 1_000_000),
+      kill: int("--kill", this.kill, range("kill")),
+      leave: int("--leave", this.leave, range("leave")),
+      restart: int("--restart", this.restart, range("restart")),
+      restartAfterPeriods: int("--restart-after", this.restartAfter, range("restartAfterPeriods")),
       restartIncarnation: this.restartIncarnation,
-      pause: int("--pause", this.pause, 0, nodes - 1),
-      pausePeriods: int("--pause-for", this.pauseFor, 1, 1_000_000),
-      faultPeriod: int("--fault-period", this.faultPeriod, 0, periods),
+      pause: int("--pause", this.pause, range("pause")),
+      pausePeriods: int("--pause-for", this.pauseFor, range("pausePeriods")),
+      faultPeriod: int("--fault-period", this.faultPeriod, range("faultPeriod")),
       partition: this.partition === undefined ? null : partitionSpec(this.partition),
-      broadcasts: int("--broadcasts", this.broadcasts, 0, 1_000_000),
-      broadcastBytes: int("--broadcast-bytes", this.broadcastBytes, 1, 65_000),
+      broadcasts: int("--broadcasts", this.broadcasts, range("broadcasts")),
+      broadcastBytes: int("--broadcast-bytes", this.broadcastBytes, range("broadcastBytes")),
       warmStart: this.warmStart,
       flap: this.flap === undefined ? null : flapSpec(this.flap, nodes),
       tags: this.tags,
       overrides: {
         flapDamping: this.flapDamping === "on",
-        ...(this.reapAfter === undefined ? {} : { reapAfterMs: int("--reap-after", this.reapAfter, 1000, 604_800_000) }),
+        ...(this.reapAfter === undefined ? {} : { reapAfterMs: int("--reap-after", this.reapAfter, REAP_AFTER_RANGE_MS) }),
       },
     };
   }
@@ -166,7 +176,7 @@ function workerThreads(text: string): number {
   throw new UsageError(`--workers must be 0 (the main thread) or 1..${MAX_SIM_WORKERS} worker threads, got "${text}"`);
 }
 
-function int(flag: string, text: string, min: number, max: number): number {
+function int(flag: string, text: string, [min, max]: readonly [number, number]): number {
   if (!/^-?[0-9]+$/.test(text.trim())) throw new UsageError(`${flag} must be an integer, got "${text}"`);
   const v = Number(text);
   if (v < min || v > max) throw new UsageError(`${flag} must be in ${min}..${max}, got ${v}`);
@@ -184,10 +194,10 @@ function flapSpec(text: string, nodes: number): FlapSpec {
   const m = /^([0-9]+):([0-9]+):([0-9]+):([0-9]+)$/.exec(text.trim());
   if (m === null) throw new UsageError(`--flap must be NODES:DOWN:UP:CYCLES (periods), like 1:20:20:8, got "${text}"`);
   return {
-    nodes: int("--flap nodes", m[1] as string, 1, nodes - 1),
-    downPeriods: int("--flap down periods", m[2] as string, 1, 1_000_000),
-    upPeriods: int("--flap up periods", m[3] as string, 1, 1_000_000),
-    cycles: int("--flap cycles", m[4] as string, 1, 10_000),
+    nodes: int("--flap nodes", m[1] as string, FLAP_RANGES.nodes(nodes)),
+    downPeriods: int("--flap down periods", m[2] as string, FLAP_RANGES.downPeriods(nodes)),
+    upPeriods: int("--flap up periods", m[3] as string, FLAP_RANGES.upPeriods(nodes)),
+    cycles: int("--flap cycles", m[4] as string, FLAP_RANGES.cycles(nodes)),
   };
 }
 
