@@ -42,6 +42,13 @@ export interface SwimConfig {
   gossipIntervalMs: number;
   /** Members gossiped to per gossip round. Range 0..16. */
   gossipFanout: number;
+  /**
+   * Gossip bandwidth budget (bytes per second): what this node's gossip rounds may send on
+   * average, the regular rounds (gossipFanout datagrams every gossipIntervalMs) and the burst
+   * rounds that carry a deep broadcast queue (see `gossipPacing`). The regular rounds always go,
+   * so the budget in force is never below their own rate. Range 1000..1000000000.
+   */
+  gossipBudgetBytesPerSec: number;
   /** Dead members still receive gossip for this long after they died (ms), so a false positive learns of it. Range 0..86400000. */
   gossipToTheDeadMs: number;
   /** Period (ms) of a ping to one random dead member, which heals partitions. 0 disables, else 10..86400000. */
@@ -86,7 +93,12 @@ export interface SwimConfig {
   maxBroadcastBytes: number;
   /** Members the table holds at most (self and dead/left ones included); strangers beyond it are refused and counted. Range 16..4194304. */
   maxMembers: number;
-  /** Outgoing user broadcasts waiting to be spread; beyond it the oldest, most-sent one is dropped and counted. Range 1..1048576. */
+  /**
+   * Outgoing user broadcasts waiting to be spread. When it is full, this node's own new
+   * broadcasts are refused (QUEUE_FULL, counted in broadcastsRefused: the producer feels the
+   * backpressure) and a relayed one evicts the most-sent, oldest item (counted in
+   * broadcastsDropped). Range 1..1048576.
+   */
   maxQueuedBroadcasts: number;
   /** Outgoing membership updates waiting to be spread; beyond it the most-sent one is dropped and counted. Range 16..4194304. */
   maxQueuedUpdates: number;
@@ -147,6 +159,7 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<SwimConfig>>> = {
     suspicionMult: 4,
     gossipIntervalMs: 200,
     gossipFanout: 3,
+    gossipBudgetBytesPerSec: 4_000_000,
     gossipToTheDeadMs: 30_000,
     reconnectIntervalMs: 2_000,
     pushPullIntervalMs: 30_000,
@@ -165,6 +178,7 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<SwimConfig>>> = {
     suspicionMult: 3,
     gossipIntervalMs: 100,
     gossipFanout: 3,
+    gossipBudgetBytesPerSec: 8_000_000,
     gossipToTheDeadMs: 15_000,
     reconnectIntervalMs: 1_000,
     pushPullIntervalMs: 15_000,
@@ -182,6 +196,7 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<SwimConfig>>> = {
     suspicionMult: 6,
     gossipIntervalMs: 500,
     gossipFanout: 4,
+    gossipBudgetBytesPerSec: 1_000_000,
     gossipToTheDeadMs: 60_000,
     reconnectIntervalMs: 10_000,
     pushPullIntervalMs: 60_000,
@@ -200,6 +215,8 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<SwimConfig>>> = {
     suspicionMult: 5,
     gossipIntervalMs: 1000,
     gossipFanout: 2,
+    // 802.15.4 carries 250 kbit/s at most; the regular rounds alone need about 2.5 kB/s.
+    gossipBudgetBytesPerSec: 4_000,
     gossipToTheDeadMs: 60_000,
     reconnectIntervalMs: 15_000,
     pushPullIntervalMs: 120_000,
@@ -285,6 +302,59 @@ export function periodFields(base: Pick<SwimConfig, "probeTimeoutPercent">, peri
   return { ok: true, fields: { probeIntervalMs: periodMs, probeTimeoutMs: probeTimeoutForPeriodMs(periodMs, base.probeTimeoutPercent) } };
 }
 
+// ---------------------------------------------------------------------------------------------
+// Gossip pacing: the budget and the burst rounds
+
+/** The range of gossipBudgetBytesPerSec, wherever it comes from (preset, flag, environment, file). */
+export const GOSSIP_BUDGET_MIN_BYTES_PER_SEC = 1_000;
+export const GOSSIP_BUDGET_MAX_BYTES_PER_SEC = 1_000_000_000;
+/** Period of the burst rounds (ms) while a deep broadcast queue drains. */
+export const GOSSIP_BURST_INTERVAL_MS = 10;
+
+/** How a node's gossip rounds are paced; derived from the config by `gossipPacing` alone. */
+export interface GossipPacing {
+  /** The budget in force (bytes/s): gossipBudgetBytesPerSec, or the regular rounds' own rate if larger. */
+  readonly budgetBytesPerSec: number;
+  /** The regular rounds' rate (bytes/s): gossipFanout full datagrams every gossipIntervalMs. */
+  readonly regularBytesPerSec: number;
+  /** Period of the burst rounds (ms): min(GOSSIP_BURST_INTERVAL_MS, gossipIntervalMs). */
+  readonly burstIntervalMs: number;
+  /**
+   * Queued broadcast bytes beyond which burst rounds start: what one regular round carries
+   * (gossipFanout full datagrams). They go on until the broadcast queue is empty. 0 when
+   * gossip rounds are off (gossipIntervalMs 0 or gossipFanout 0): no bursts either.
+   */
+  readonly burstThresholdBytes: number;
+  /** After a burst round with work, bursts restart for any queued item within this long (ms): gossipIntervalMs. */
+  readonly lingerMs: number;
+  /**
+   * Most bytes the budget saves up while idle (the token bucket's depth): two burst intervals'
+   * worth, at least one full datagram, so a burst round never sends more than that at once.
+   */
+  readonly bucketBytes: number;
+}
+
+/**
+ * THE derivation of the gossip pacing from a config: the budget in force, the burst period and
+ * threshold, and the token bucket's depth. Burst rounds run only while the broadcast queue is
+ * deeper than one regular round carries, so an idle node and a node with a few broadcasts
+ * queued gossip exactly as without them (same datagrams, same PRNG draws).
+ */
+export function gossipPacing(config: Pick<SwimConfig, "gossipBudgetBytesPerSec" | "gossipFanout" | "gossipIntervalMs" | "maxPacketBytes">): GossipPacing {
+  const rounds = config.gossipIntervalMs > 0 && config.gossipFanout > 0;
+  const regularBytesPerSec = rounds ? Math.ceil((config.gossipFanout * config.maxPacketBytes * 1000) / config.gossipIntervalMs) : 0;
+  const budgetBytesPerSec = Math.max(config.gossipBudgetBytesPerSec, regularBytesPerSec);
+  const burstIntervalMs = rounds ? Math.min(GOSSIP_BURST_INTERVAL_MS, config.gossipIntervalMs) : GOSSIP_BURST_INTERVAL_MS;
+  return {
+    budgetBytesPerSec,
+    regularBytesPerSec,
+    burstIntervalMs,
+    burstThresholdBytes: rounds ? config.gossipFanout * config.maxPacketBytes : 0,
+    lingerMs: config.gossipIntervalMs,
+    bucketBytes: Math.max(config.maxPacketBytes, Math.ceil((2 * budgetBytesPerSec * burstIntervalMs) / 1000)),
+  };
+}
+
 /** Builds a config from a preset and overrides. Does not validate; call validateConfig. */
 export function makeConfig(preset: PresetName = "lan", overrides: Partial<SwimConfig> = {}): SwimConfig {
   return { ...PRESETS[preset], ...overrides };
@@ -328,6 +398,7 @@ const RANGES: Readonly<Record<Exclude<keyof SwimConfig, "lifeguard" | "sealed" |
   suspicionMaxTimeoutMult: { min: 1, max: 100, unit: "" },
   gossipIntervalMs: { min: 5, max: 600_000, unit: "ms", zeroDisables: true },
   gossipFanout: { min: 0, max: 16, unit: "members" },
+  gossipBudgetBytesPerSec: { min: GOSSIP_BUDGET_MIN_BYTES_PER_SEC, max: GOSSIP_BUDGET_MAX_BYTES_PER_SEC, unit: "bytes/s" },
   gossipToTheDeadMs: { min: 0, max: 86_400_000, unit: "ms" },
   reconnectIntervalMs: { min: 10, max: 86_400_000, unit: "ms", zeroDisables: true },
   pushPullIntervalMs: { min: 100, max: 86_400_000, unit: "ms", zeroDisables: true },

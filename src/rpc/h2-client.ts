@@ -2,10 +2,12 @@
  * A small gRPC client for short-lived processes: the command line makes one
  * call (or follows one stream) and exits. It speaks gRPC over HTTP/2 exactly as the agent's
  * grpc-js server expects it (length-prefixed protobuf-es messages, `grpc-timeout`, status in the
- * `grpc-status` / `grpc-message` trailers, trailers-only answers) for unary and server-streaming
- * methods, on one plaintext connection per client (TCP, or a Unix socket for `unix:PATH`),
- * without retries, compression or TLS. HTTP/2 itself is `h2-session.ts`, not node:http2 (which
- * loads Node's http, tls and crypto modules: a large share of a command-line call).
+ * `grpc-status` / `grpc-message` trailers, trailers-only answers) for unary, server-streaming
+ * and client-streaming methods (the last with HTTP/2 flow control: `send` waits while the
+ * server does not read), on one plaintext connection per client (TCP, or a Unix socket for
+ * `unix:PATH`), without retries, compression or TLS. HTTP/2 itself is `h2-session.ts`, not
+ * node:http2 (which loads Node's http, tls and crypto modules: a large share of a command-line
+ * call).
  *
  * Why not the grpc-js client: loading @grpc/grpc-js (channels, resolvers, load balancing,
  * keep-alive, channelz) costs more than a whole CLI call; `bench/startup.bench.ts` measures it.
@@ -16,10 +18,11 @@
  * grpc-js's ServiceError so that callers treat both alike.
  */
 
+import { once } from "node:events";
 import { createConnection, type Socket } from "node:net";
 import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
-import type { ServerStreamingCall } from "./adapter.js";
+import type { ClientStreamingCall, ServerStreamingCall } from "./adapter.js";
 import { GrpcStatus, methodPath, unixSocketPath } from "./grpc-wire.js";
 import { H2ClientSession, H2Error, type H2ClientStream, type H2Headers } from "./h2-session.js";
 
@@ -73,7 +76,9 @@ export type H2ServiceClient<M extends GenServiceMethods> = { close(): void } & {
     ? (request: MessageInitShape<Input<M, K>>, options?: H2CallOptions) => Promise<MessageShape<Output<M, K>>>
     : M[K]["methodKind"] extends "server_streaming"
       ? (request: MessageInitShape<Input<M, K>>, options?: H2CallOptions) => ServerStreamingCall<MessageShape<Output<M, K>>>
-      : never;
+      : M[K]["methodKind"] extends "client_streaming"
+        ? (options?: H2CallOptions) => ClientStreamingCall<MessageInitShape<Input<M, K>>, MessageShape<Output<M, K>>>
+        : never;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -162,6 +167,13 @@ interface RunningCall {
   cancel(): void;
   pause(): void;
   resume(): void;
+  /**
+   * Sends one more request message (calls started without a request only); resolves once
+   * HTTP/2 flow control lets more through. Rejects with the call's status once it is over.
+   */
+  write(bytes: Uint8Array): Promise<void>;
+  /** Ends the request stream (calls started without a request only). */
+  end(): void;
 }
 
 function frame(bytes: Uint8Array): Buffer {
@@ -172,11 +184,15 @@ function frame(bytes: Uint8Array): Buffer {
   return out;
 }
 
-/** Starts a call with one request message once `session` is up; responses and the end go to `sink`. */
+/**
+ * Starts a call once `session` is up: with one request message, or with `request` null a
+ * request stream that the caller writes and ends (client streaming). Responses and the end go
+ * to `sink`.
+ */
 function startCall(
   session: Promise<H2ClientSession>,
   path: string,
-  request: Uint8Array,
+  request: Uint8Array | null,
   options: H2CallOptions,
   sink: CallSink,
   extraHeaders: Readonly<Record<string, string>> = {},
@@ -194,12 +210,26 @@ function startCall(
   let stream: H2ClientStream | null = null;
   let timer: NodeJS.Timeout | null = null;
   const signal = options.signal;
+  /** Settles once the request stream is open (true) or the call ended before (false). */
+  let opened: (open: boolean) => void = () => {};
+  const open = new Promise<boolean>((resolve) => {
+    opened = resolve;
+  });
+  /** The call's end, for writers waiting on flow control. */
+  let ended: () => void = () => {};
+  const end = new Promise<void>((resolve) => {
+    ended = resolve;
+  });
+  let failure: GrpcCallError | null = null;
   const finish = (error: GrpcCallError | null): void => {
     if (finished) return;
     finished = true;
+    failure = error ?? new GrpcCallError(GrpcStatus.FAILED_PRECONDITION, "the call is over");
     if (timer !== null) clearTimeout(timer);
     signal?.removeEventListener("abort", onAbort);
     if (stream !== null && !stream.closed) stream.close(H2Error.CANCEL);
+    opened(false);
+    ended();
     sink.end(error);
   };
   const onAbort = (): void => finish(new GrpcCallError(GrpcStatus.CANCELLED, "Cancelled on client"));
@@ -207,6 +237,17 @@ function startCall(
     cancel: onAbort,
     pause: () => stream?.pause(),
     resume: () => stream?.resume(),
+    write: async (bytes) => {
+      if (!(await open) || stream === null || finished) throw failure;
+      // A stream error also ends the call (finish), which `end` reports.
+      if (!stream.write(frame(bytes))) await Promise.race([once(stream, "drain").catch(() => undefined), end]);
+      if (finished && failure !== null && failure.code !== GrpcStatus.OK) throw failure;
+    },
+    end: () => {
+      void open.then((isOpen) => {
+        if (isOpen && stream !== null && !stream.closed) stream.end();
+      });
+    },
   };
   if (signal?.aborted) {
     queueMicrotask(onAbort);
@@ -227,7 +268,8 @@ function startCall(
         return;
       }
       readResponse(stream);
-      stream.end(frame(request));
+      if (request !== null) stream.end(frame(request));
+      opened(true);
     },
     (error: Error) => finish(statusOfNodeError(error)),
   );
@@ -358,6 +400,41 @@ function serverStream(
   return { cancel: () => call.cancel(), [Symbol.asyncIterator]: iterate };
 }
 
+function clientStream(
+  connection: Connection,
+  method: DescMethod,
+  options: H2CallOptions,
+): ClientStreamingCall<MessageInitShape<DescMessage>, MessageShape<DescMessage>> {
+  let settle: { resolve: (value: MessageShape<DescMessage>) => void; reject: (error: GrpcCallError) => void } | null = null;
+  const response = new Promise<MessageShape<DescMessage>>((resolve, reject) => {
+    settle = { resolve, reject };
+  });
+  response.catch(() => {}); // seen through send/finish
+  let reply: MessageShape<DescMessage> | null = null;
+  let extra = false;
+  const call = startCall(connection.session(), methodPath(method), null, options, {
+    message: (data) => {
+      if (reply !== null) extra = true;
+      else reply = fromBinary(method.output, data);
+    },
+    end: (error) => {
+      const s = settle as unknown as NonNullable<typeof settle>;
+      if (error !== null) s.reject(error);
+      else if (reply === null) s.reject(new GrpcCallError(GrpcStatus.INTERNAL, "no response message"));
+      else if (extra) s.reject(new GrpcCallError(GrpcStatus.INTERNAL, "more than one response message to a client-streaming call"));
+      else s.resolve(reply);
+    },
+  }, connection.headers);
+  return {
+    send: (request) => call.write(toBinary(method.input, create(method.input, request))),
+    finish: () => {
+      call.end();
+      return response;
+    },
+    cancel: () => call.cancel(),
+  };
+}
+
 /** Where to connect: a Unix socket, or TCP hosts to try in order and a port. */
 type DialTarget = { readonly path: string } | { readonly hosts: string[]; readonly port: number };
 
@@ -459,6 +536,8 @@ export function createH2Client<M extends GenServiceMethods>(
     } else if (method.methodKind === "server_streaming") {
       client[method.localName] = (request: MessageInitShape<DescMessage>, callOptions: H2CallOptions = {}) =>
         serverStream(connection, method, request, callOptions);
+    } else if (method.methodKind === "client_streaming") {
+      client[method.localName] = (callOptions: H2CallOptions = {}) => clientStream(connection, method, callOptions);
     } else {
       throw new Error(`${methodPath(method)}: ${method.methodKind} methods are not supported`);
     }

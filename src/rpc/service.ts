@@ -25,6 +25,7 @@ import {
   TamTam,
 } from "../gen/service/tamtam_pb.js";
 import type { CallContext, ServiceImplementation } from "./adapter.js";
+import { broadcastStream, checkBroadcast } from "./broadcast-stream.js";
 import { AgentError, toRpcError } from "./status.js";
 
 const STATUS_OF: Record<MemberState, Status> = {
@@ -155,13 +156,11 @@ export function tamTamService(agent: AgentApi): ServiceImplementation<typeof Tam
       return OK;
     }),
     broadcast: mapped(async (req) => {
-      if (req.bytes.length === 0) throw new AgentError("EMPTY_BROADCAST", "a broadcast needs at least 1 byte");
-      if (req.bytes.length > agent.maxBroadcastBytes) {
-        throw new AgentError("BROADCAST_TOO_LARGE", `a broadcast carries at most ${agent.maxBroadcastBytes} bytes, got ${req.bytes.length}`);
-      }
+      checkBroadcast(agent, req.bytes);
       await agent.broadcast(req.bytes);
       return OK;
     }),
+    broadcastStream: mapped(async (requests, context) => await broadcastStream(agent, requests, context)),
     stream: (_req, context) => mappedStream(drain(agent.subscribeBroadcasts(), context, (bytes) => ({ bytes }))),
     monitor: (_req, context) => mappedStream(drain(agent.subscribeMembers(), context, nodeFrom)),
     nodes: mapped(async () => ({ nodes: (await agent.members()).map(nodeFrom) })),

@@ -12,7 +12,7 @@ import { parseAddress, parseIp } from "../../core/address.js";
 import type { PresetName } from "../../core/config.js";
 import { CliError, EXIT, TamTamCommand } from "../base-command.js";
 import { decodeKey } from "../../seal/checks.js";
-import { AGENT_SETTINGS, type AgentSettingName, HEARTBEAT_HELP, type ResolvedSettings } from "../settings.js";
+import { AGENT_SETTINGS, type AgentSettingName, HEARTBEAT_HELP, PRESET_GOSSIP_BUDGETS_TEXT, type ResolvedSettings } from "../settings.js";
 
 type AgentLayer = typeof import("../../agent/agent.js");
 
@@ -53,6 +53,7 @@ export function agentOptions(s: ResolvedSettings<AgentSettingName>): AgentOption
     // the original's 500 ms on the default preset, a preset's own period otherwise (defaultPeriodMs).
     heartbeatMs: s.sources.heartbeatMs === "default" ? null : v.heartbeatMs,
     maxBroadcastBytes: v.maxBroadcastBytes,
+    gossipBudgetBytesPerSec: v.gossipBudgetBytesPerSec,
     multicast: {
       enabled: v.multicast,
       clusterName: v.clusterName,
@@ -116,6 +117,11 @@ export class AgentCommand extends TamTamCommand {
       \`tamtam configure heartbeat\` does live; the probe timeout keeps the preset's share of
       the period.
 
+      \`--gossip-budget\` caps the bytes per second of this agent's gossip rounds. While a
+      deep broadcast queue drains, burst rounds send as fast as the budget allows; when
+      producers offer more than the cluster carries, the agent's bounded broadcast queue
+      fills and \`broadcast\` answers that it is full (RESOURCE_EXHAUSTED) until it drains.
+
       Unlike the original, \`--iface\` is optional with a wildcard bind address;
       \`--advertise\` sets the address other members reach this agent at explicitly.
 
@@ -161,6 +167,9 @@ export class AgentCommand extends TamTamCommand {
   iface = Option.String("-i,--iface", { description: "network interface whose address is advertised when bound to a wildcard address" });
   heartbeat = Option.String("--heartbeat", { description: `protocol period in milliseconds: ${HEARTBEAT_HELP}` });
   max = Option.String("--max", { description: "largest broadcast message in bytes; 0 = 256 on IPv4, 512 on IPv6 (default 0)" });
+  gossipBudget = Option.String("--gossip-budget", {
+    description: `bytes per second this agent's gossip rounds may send, bursts for deep broadcast queues included; 0 = the preset's (${PRESET_GOSSIP_BUDGETS_TEXT}; default 0)`,
+  });
   multicast = Option.Boolean("--multicast", { description: "announce and discover members on the link by cluster name" });
   clustername = Option.String("--clustername", { description: 'cluster name of the multicast announcements (default "tamtam")' });
   multicastAddress = Option.String("--multicast-address", {
@@ -206,6 +215,7 @@ export class AgentCommand extends TamTamCommand {
       iface: this.iface,
       heartbeatMs: this.heartbeat,
       maxBroadcastBytes: this.max,
+      gossipBudgetBytesPerSec: this.gossipBudget,
       multicast: this.multicast,
       clusterName: this.clustername,
       multicastAddress: this.multicastAddress,
