@@ -94,10 +94,11 @@ export interface SwimConfig {
   /** Members the table holds at most (self and dead/left ones included); strangers beyond it are refused and counted. Range 16..4194304. */
   maxMembers: number;
   /**
-   * Outgoing user broadcasts waiting to be spread. When it is full, this node's own new
-   * broadcasts are refused (QUEUE_FULL, counted in broadcastsRefused: the producer feels the
-   * backpressure) and a relayed one evicts the most-sent, oldest item (counted in
-   * broadcastsDropped). Range 1..1048576.
+   * Outgoing user broadcasts waiting to be spread (relayed ones included). Once it is half full
+   * (`ownBroadcastQueueLimit`), this node's own new broadcasts are refused (QUEUE_FULL, counted
+   * in broadcastsRefused: the producer feels the backpressure), so that relayed broadcasts
+   * still find room; only when it is full does a relayed one evict the most-sent, oldest item
+   * (counted in broadcastsDropped). Range 2..1048576.
    */
   maxQueuedBroadcasts: number;
   /** Outgoing membership updates waiting to be spread; beyond it the most-sent one is dropped and counted. Range 16..4194304. */
@@ -310,6 +311,8 @@ export const GOSSIP_BUDGET_MIN_BYTES_PER_SEC = 1_000;
 export const GOSSIP_BUDGET_MAX_BYTES_PER_SEC = 1_000_000_000;
 /** Period of the burst rounds (ms) while a deep broadcast queue drains. */
 export const GOSSIP_BURST_INTERVAL_MS = 10;
+/** How much unused budget (in ms of it) a late burst round may catch up on: a busy host's timers fire late. */
+export const GOSSIP_BURST_CATCH_UP_MS = 100;
 
 /** How a node's gossip rounds are paced; derived from the config by `gossipPacing` alone. */
 export interface GossipPacing {
@@ -328,8 +331,9 @@ export interface GossipPacing {
   /** After a burst round with work, bursts restart for any queued item within this long (ms): gossipIntervalMs. */
   readonly lingerMs: number;
   /**
-   * Most bytes the budget saves up while idle (the token bucket's depth): two burst intervals'
-   * worth, at least one full datagram, so a burst round never sends more than that at once.
+   * Most bytes the budget saves up (the token bucket's depth): GOSSIP_BURST_CATCH_UP_MS of it,
+   * at least one full datagram. A burst round never sends more at once; one that fires late
+   * (a busy host) sends what the rounds it missed would have.
    */
   readonly bucketBytes: number;
 }
@@ -351,8 +355,16 @@ export function gossipPacing(config: Pick<SwimConfig, "gossipBudgetBytesPerSec" 
     burstIntervalMs,
     burstThresholdBytes: rounds ? config.gossipFanout * config.maxPacketBytes : 0,
     lingerMs: config.gossipIntervalMs,
-    bucketBytes: Math.max(config.maxPacketBytes, Math.ceil((2 * budgetBytesPerSec * burstIntervalMs) / 1000)),
+    bucketBytes: Math.max(config.maxPacketBytes, Math.ceil((budgetBytesPerSec * GOSSIP_BURST_CATCH_UP_MS) / 1000)),
   };
+}
+
+/**
+ * How many broadcasts may wait in the queue before this node refuses its own new ones: half of
+ * maxQueuedBroadcasts, the other half being room for the broadcasts it relays.
+ */
+export function ownBroadcastQueueLimit(config: Pick<SwimConfig, "maxQueuedBroadcasts">): number {
+  return Math.max(1, Math.floor(config.maxQueuedBroadcasts / 2));
 }
 
 /** Builds a config from a preset and overrides. Does not validate; call validateConfig. */
@@ -418,7 +430,7 @@ const RANGES: Readonly<Record<Exclude<keyof SwimConfig, "lifeguard" | "sealed" |
   },
   maxBroadcastBytes: { min: 1, max: (c) => c.maxPacketBytes - broadcastOverheadBytes(c.sealed), unit: "bytes" },
   maxMembers: { min: 16, max: 4_194_304, unit: "members" },
-  maxQueuedBroadcasts: { min: 1, max: 1_048_576, unit: "broadcasts" },
+  maxQueuedBroadcasts: { min: 2, max: 1_048_576, unit: "broadcasts" },
   maxQueuedUpdates: { min: 16, max: 4_194_304, unit: "updates" },
   broadcastDedupeWindow: { min: 64, max: 65_536, unit: "sequence numbers" },
   maxBroadcastOrigins: { min: 16, max: 4_194_304, unit: "origins" },

@@ -20,7 +20,7 @@
  */
 
 import type { Address } from "./address.js";
-import { MAX_PING_REQ_HEADER_BYTES, periodFields, type SwimConfig } from "./config.js";
+import { MAX_PING_REQ_HEADER_BYTES, ownBroadcastQueueLimit, periodFields, type SwimConfig } from "./config.js";
 import { COOKIE_SECRET_BYTES, CookieJar, SourceRateLimiter } from "./cookie.js";
 import { DedupeWindows } from "./dedupe.js";
 import { FRESH_PUSH_MAX_PEERS, GossipPacer } from "./dissemination.js";
@@ -461,12 +461,12 @@ export class SwimNode {
       };
     }
     if (this.leaving) return { ok: false, code: "LEFT", message: "this node has left the cluster" };
-    if (this.broadcasts.isFull) {
+    if (this.broadcasts.size >= ownBroadcastQueueLimit(this.config)) {
       this.stats.broadcastsRefused++;
       return {
         ok: false,
         code: "QUEUE_FULL",
-        message: `the broadcast queue is full (${this.config.maxQueuedBroadcasts} broadcasts waiting to be spread); try again shortly`,
+        message: `the broadcast queue is full (${this.broadcasts.size} broadcasts waiting to be spread); try again shortly`,
       };
     }
     const seq = this.nextBroadcastSeq;

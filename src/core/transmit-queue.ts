@@ -5,7 +5,7 @@
  * datagram takes least-sent items first (oldest first within a send count) and appends every
  * one that still fits, so the datagram's budget is used up; an item is dropped once it has been
  * sent `limit` times. The queue is bounded: beyond `maxItems` the most-sent, oldest item is
- * dropped and counted (`isFull` lets a caller refuse instead). It keeps the total size of the
+ * dropped and counted. It keeps the total size of the
  * queued items (`queuedBytes`), which paces burst gossip rounds (see dissemination.ts).
  *
  * Each send-count bucket is an intrusive doubly linked list, so moving an item to the next
@@ -48,11 +48,6 @@ export class TransmitQueue {
 
   get size(): number {
     return this.byKey.size;
-  }
-
-  /** True when one more new key would evict an item. */
-  get isFull(): boolean {
-    return this.byKey.size >= this.maxItems;
   }
 
   /** Queues `bytes` under `key`, replacing any older item with that key. */

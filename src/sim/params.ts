@@ -55,6 +55,8 @@ export interface SimParams {
   /** User broadcasts, sent from random running nodes, evenly from `faultPeriod` on. */
   readonly broadcasts: number;
   readonly broadcastBytes: number;
+  /** Where broadcasts come from: 0 = any running node; k = the first k nodes no fault touches. */
+  readonly broadcastSenders: number;
   readonly restartIncarnation: "clock" | "zero";
   /** Start from a converged cluster (every node knows every other) instead of joining node 0. */
   readonly warmStart: boolean;
@@ -84,6 +86,7 @@ export const DEFAULT_PARAMS: SimParams = {
   flap: null,
   broadcasts: 0,
   broadcastBytes: 64,
+  broadcastSenders: 0,
   restartIncarnation: "clock",
   warmStart: false,
   overrides: {},

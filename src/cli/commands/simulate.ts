@@ -71,6 +71,9 @@ export class SimulateCommand extends Command {
   reapAfter = Option.String("--reap-after", { description: "ms after which dead members leave the tables (default: the preset's)" });
   flapDamping = Option.String("--flap-damping", "on", { description: "flap damping of members that keep failing and coming back: on or off" });
   broadcasts = Option.String("--broadcasts", "0", { description: "user broadcasts sent from random nodes after the fault period" });
+  broadcastSenders = Option.String("--broadcast-senders", "0", {
+    description: "nodes the broadcasts come from: 0 = any running node, k = the first k undisturbed nodes (k = 1: one producer)",
+  });
   broadcastBytes = Option.String("--broadcast-bytes", String(DEFAULT_PARAMS.broadcastBytes), { description: "payload size of each broadcast" });
   warmStart = Option.Boolean("--warm-start", false, { description: "start from a converged cluster instead of joining node 0" });
   workers = Option.String("--workers", "0", {
@@ -144,6 +147,7 @@ export class SimulateCommand extends Command {
       partition: this.partition === undefined ? null : partitionSpec(this.partition),
       broadcasts: int("--broadcasts", this.broadcasts, 0, 1_000_000),
       broadcastBytes: int("--broadcast-bytes", this.broadcastBytes, 1, 65_000),
+      broadcastSenders: int("--broadcast-senders", this.broadcastSenders, 0, 1_000_000),
       warmStart: this.warmStart,
       flap: this.flap === undefined ? null : flapSpec(this.flap, nodes),
       overrides: {
