@@ -420,7 +420,7 @@ describe("commands against a fake agent", () => {
 
   test("broadcast into a full queue: one line, exit 5", async () => {
     const r = await run(["--rpc", agent.rpc, "broadcast", "full"]);
-    assertOneLineError(r, EXIT.BUSY, /^tamtam: the agent is overloaded, try again later: the broadcast queue is full\n$/);
+    assertOneLineError(r, EXIT.BUSY, /^tamtam: the agent is overloaded: the broadcast queue is full\n$/);
   });
 
   test("broadcast --lines streams one broadcast per line (LF and CRLF) and reports accepted and refused", async () => {
@@ -450,7 +450,7 @@ describe("commands against a fake agent", () => {
 
   test("broadcast --lines: a queue that stays full is exit 5; bad input is a usage error", async () => {
     const stuck = await run(["--rpc", agent.rpc, "broadcast", "--lines"], { stdin: "a\nstuck\nb\n" });
-    assertOneLineError(stuck, EXIT.BUSY, /^tamtam: the agent is overloaded, try again later: the broadcast queue stayed full for 30 s\n$/);
+    assertOneLineError(stuck, EXIT.BUSY, /^tamtam: the agent is overloaded: the broadcast queue stayed full for 30 s\n$/);
     const withMessage = await run(["--rpc", agent.rpc, "broadcast", "--lines", "hello"]);
     assertOneLineError(withMessage, EXIT.USAGE, /^tamtam: --lines reads standard input; give no MESSAGE with it\n$/);
     const badBase64 = await run(["--rpc", agent.rpc, "broadcast", "--lines", "--base64"], { stdin: "AAECAw==\nnot base64\n" });
