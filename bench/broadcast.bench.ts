@@ -1,19 +1,25 @@
 /**
  * Broadcast throughput through real agents on loopback: clusters of N `tamtam agent` processes
- * (each engine mode), a gRPC Stream subscriber on every agent, and producers that offer 64-byte
- * broadcasts at a paced rate for a fixed time over the BroadcastStream RPC (one producer, or
- * the same aggregate rate spread over several agents). Per trial: the offered and accepted
- * rates, the rate delivered to every agent, latency p50/p99 (send to Stream delivery, every
- * receiving agent), lost and duplicated (message, agent) pairs, CPU per agent (from /proc) and
- * gossip datagrams and bytes per agent per second (the agents' own Stats).
+ * (each engine mode) and producers that offer 64-byte broadcasts at a paced rate for a fixed
+ * time over the BroadcastStream RPC (one producer, or the same aggregate rate spread over
+ * several agents). Deliveries are counted by every agent's core (Stats `core.broadcastsDelivered`:
+ * each agent must deliver every broadcast but its own exactly once), and latency is measured
+ * by gRPC Stream subscribers on `--latency-agents` agents (send time inside the payload; one
+ * benchmark process cannot read every agent's stream at thousands per second without becoming
+ * the bottleneck itself). Per trial: offered and accepted rates, the rate delivered to every
+ * agent, latency p50/p99, lost and duplicated (message, agent) pairs, CPU per agent (from
+ * /proc) and gossip datagrams and bytes per agent per second (the agents' own Stats).
  *
  * A trial "holds" when nothing is lost or duplicated, every offered message was accepted, p99
  * is at most 1 s and the delivered rate keeps up with the offered one (≥ 95 %). Rates ramp up
  * per cluster and stop after the first rate that does not hold.
  *
+ * `--sim` runs the same trials in the simulator instead (the real core in virtual time, 1 ms
+ * mean latency, no CPU limit): what the protocol itself carries, whatever the host's load.
+ *
  *   node dist/bench/broadcast.bench.js [--agents 3,10,20] [--workers 0,1] [--rates 500,1000,2000,4000]
  *                                      [--senders 1,10] [--seconds 10] [--payload-bytes 64]
- *                                      [--heartbeat 500] [--no-stop] [--json]
+ *                                      [--heartbeat 500] [--latency-agents 2] [--no-stop] [--sim] [--json]
  */
 
 import { execFileSync, spawn } from "node:child_process";
@@ -24,13 +30,14 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { TamTam } from "../src/gen/service/tamtam_pb.js";
 import { createClient, type ServiceClient } from "../src/rpc/adapter.js";
+import { DEFAULT_PARAMS, runSimulation } from "../src/sim/simulate.js";
 import { isAlive, killChildren, round1, track } from "./lib.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const BIN = join(ROOT, (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { bin: { tamtam: string } }).bin.tamtam);
 /** First bytes of every payload this suite sends: "TTBT". */
 const MAGIC = 0x54544254;
-/** How long deliveries may trickle in after the last send before a trial ends (ms). */
+/** How long the trial waits after the last send once deliveries stop progressing (ms). */
 const DRAIN_QUIET_MS = 3_000;
 const DRAIN_MAX_MS = 60_000;
 /** Producer pacing tick (ms). */
@@ -44,7 +51,9 @@ interface Args {
   seconds: number;
   payloadBytes: number;
   heartbeatMs: number;
+  latencyAgents: number;
   stopAtFirstMiss: boolean;
+  sim: boolean;
   json: boolean;
 }
 
@@ -57,7 +66,9 @@ function parseArgs(argv: string[]): Args {
     seconds: 10,
     payloadBytes: 64,
     heartbeatMs: 500,
+    latencyAgents: 2,
     stopAtFirstMiss: true,
+    sim: false,
     json: false,
   };
   const list = (s: string): number[] => s.split(",").map(Number);
@@ -71,7 +82,9 @@ function parseArgs(argv: string[]): Args {
     else if (a === "--seconds") args.seconds = Number(next());
     else if (a === "--payload-bytes") args.payloadBytes = Math.max(16, Number(next()));
     else if (a === "--heartbeat") args.heartbeatMs = Number(next());
+    else if (a === "--latency-agents") args.latencyAgents = Math.max(1, Number(next()));
     else if (a === "--no-stop") args.stopAtFirstMiss = false;
+    else if (a === "--sim") args.sim = true;
     else if (a === "--json") args.json = true;
     else throw new Error(`unknown argument ${a}`);
   }
@@ -163,6 +176,8 @@ interface Trial {
   latencyMaxMs: number;
   lostPairs: number;
   duplicatePairs: number;
+  /** Broadcasts the agents dropped for slow Stream subscribers (the latency readers). */
+  streamDropped: number;
   cpuPerAgent: { mean: number; max: number };
   datagramsPerAgentPerSec: number;
   bytesPerAgentPerSec: number;
@@ -186,9 +201,9 @@ async function trial(cluster: ClusterAgent[], engine: 0 | 1, senders: number, ra
   const n = cluster.length;
   const total = Math.round(rate * args.seconds);
   const sentAt = new Float64Array(total).fill(NaN);
-  const originOf = new Int32Array(total).fill(-1);
-  let lastDelivery = 0;
-  const receivers: Receiver[] = cluster.map((agent) => {
+  // Latency from Stream subscribers on agents 1..k (agent 0 is the single producer's origin).
+  const watched = cluster.slice(1, 1 + Math.min(args.latencyAgents, n - 1));
+  const receivers: Receiver[] = watched.map((agent) => {
     const call = agent.client.stream({});
     const r: Receiver = { arrivals: new Float64Array(total).fill(NaN), duplicates: 0, cancel: () => call.cancel() };
     void (async () => {
@@ -202,7 +217,6 @@ async function trial(cluster: ClusterAgent[], engine: 0 | 1, senders: number, ra
           if (i >= total) continue;
           if (Number.isNaN(r.arrivals[i] as number)) r.arrivals[i] = at;
           else r.duplicates++;
-          lastDelivery = at;
         }
       } catch {
         // cancelled when the trial ends
@@ -210,14 +224,14 @@ async function trial(cluster: ClusterAgent[], engine: 0 | 1, senders: number, ra
     })();
     return r;
   });
-  // Every subscriber is in place before the first send.
-  for (const a of cluster) {
+  for (const a of watched) {
     while (((await stats(a))["stream.subscribers"] ?? 0) < 1) await sleep(20);
   }
   const before = await Promise.all(cluster.map(stats));
   const cpuBefore = cluster.map((a) => cpuSeconds(a.pid));
+  const originated = new Array<number>(n).fill(0);
   const start = performance.now();
-  // Producer k sends messages k, k + senders, ... through agent k (spread evenly over the cluster).
+  // Producer k sends messages k, k + senders, ... through agent k.
   const producers = Array.from({ length: senders }, async (_, k) => {
     const origin = k % n;
     const call = (cluster[origin] as ClusterAgent).client.broadcastStream();
@@ -231,60 +245,53 @@ async function trial(cluster: ClusterAgent[], engine: 0 | 1, senders: number, ra
       v.setUint32(4, id);
       v.setUint32(8, i);
       sentAt[i] = performance.now();
-      originOf[i] = origin;
+      originated[origin] = (originated[origin] as number) + 1;
       await call.send({ bytes: payload });
     }
     return await call.finish();
   });
   const replies = await Promise.all(producers);
   const sendEnd = performance.now();
-  const expected = (r: number): number => (r === -1 ? 0 : n - 1);
-  const complete = (): number => {
-    let done = 0;
-    for (let i = 0; i < total; i++) {
-      let got = 0;
-      for (let a = 0; a < n; a++) if (a !== originOf[i] && !Number.isNaN((receivers[a] as Receiver).arrivals[i] as number)) got++;
-      if (got === expected(originOf[i] as number)) done++;
+  // Every agent delivers every broadcast but its own: poll the cores' counters until they all
+  // have, or nothing moved for DRAIN_QUIET_MS.
+  const delivered = (c: Record<string, number>[]): number[] =>
+    c.map((x, i) => (x["core.broadcastsDelivered"] ?? 0) - ((before[i] as Record<string, number>)["core.broadcastsDelivered"] ?? 0));
+  const expected = originated.map((own) => total - own);
+  let after = await Promise.all(cluster.map(stats));
+  let progressAt = performance.now();
+  let lastSum = -1;
+  let completeAt = NaN;
+  while (performance.now() - sendEnd < DRAIN_MAX_MS) {
+    const d = delivered(after);
+    if (d.every((x, i) => x >= (expected[i] as number))) {
+      completeAt = performance.now();
+      break;
     }
-    return done;
-  };
-  lastDelivery = Math.max(lastDelivery, sendEnd);
-  while (complete() < total && performance.now() - lastDelivery < DRAIN_QUIET_MS && performance.now() - sendEnd < DRAIN_MAX_MS) await sleep(100);
+    const sum = d.reduce((a, b) => a + b, 0);
+    if (sum !== lastSum) {
+      lastSum = sum;
+      progressAt = performance.now();
+    } else if (performance.now() - progressAt > DRAIN_QUIET_MS) break;
+    await sleep(100);
+    after = await Promise.all(cluster.map(stats));
+  }
   const wall = (performance.now() - start) / 1000;
   const cpu = cluster.map((a, i) => (cpuSeconds(a.pid) - (cpuBefore[i] as number)) / wall);
-  const after = await Promise.all(cluster.map(stats));
+  // The watched streams catch up (they are read here, after the counters).
+  const streamDeadline = performance.now() + DRAIN_QUIET_MS;
+  while (receivers.some((r) => r.arrivals.some(Number.isNaN)) && performance.now() < streamDeadline) await sleep(100);
   for (const r of receivers) r.cancel();
 
+  const got = delivered(after);
+  const lost = got.reduce((s2, x, i) => s2 + Math.max(0, (expected[i] as number) - x), 0);
+  // The core delivers each broadcast at most once; more than expected would be duplicates.
+  const duplicates = got.reduce((s2, x, i) => s2 + Math.max(0, x - (expected[i] as number)), 0) + receivers.reduce((s2, r) => s2 + r.duplicates, 0);
   const latencies: number[] = [];
-  let lost = 0;
-  let lastComplete = start;
-  let completeCount = 0;
-  for (let i = 0; i < total; i++) {
-    let latest = 0;
-    let all = true;
-    for (let a = 0; a < n; a++) {
-      if (a === originOf[i]) continue;
-      const t = (receivers[a] as Receiver).arrivals[i] as number;
-      if (Number.isNaN(t)) {
-        all = false;
-        lost++;
-      } else {
-        latencies.push(t - (sentAt[i] as number));
-        latest = Math.max(latest, t);
-      }
-    }
-    if (all) {
-      completeCount++;
-      lastComplete = Math.max(lastComplete, latest);
-    }
-  }
+  for (const r of receivers) for (let i = 0; i < total; i++) if (!Number.isNaN(r.arrivals[i] as number)) latencies.push((r.arrivals[i] as number) - (sentAt[i] as number));
   latencies.sort((x, y) => x - y);
-  // The origin never delivers its own broadcast: any delivery there counts as a duplicate.
-  let duplicates = receivers.reduce((s, r) => s + r.duplicates, 0);
-  for (let i = 0; i < total; i++) if (originOf[i] !== -1 && !Number.isNaN((receivers[originOf[i] as number] as Receiver).arrivals[i] as number)) duplicates++;
-  const delta = (name: string): number => after.reduce((s, c, i) => s + (c[name] ?? 0) - ((before[i] as Record<string, number>)[name] ?? 0), 0);
-  const accepted = replies.reduce((s, r) => s + Number(r.accepted), 0);
-  const deliveredToAllPerSec = completeCount === 0 ? 0 : completeCount / ((lastComplete - start) / 1000);
+  const delta = (name: string): number => after.reduce((s2, c, i) => s2 + (c[name] ?? 0) - ((before[i] as Record<string, number>)[name] ?? 0), 0);
+  const accepted = replies.reduce((s2, r) => s2 + Number(r.accepted), 0);
+  const deliveredToAllPerSec = Number.isNaN(completeAt) ? 0 : total / ((completeAt - start) / 1000);
   const p99 = quantile(latencies, 0.99);
   return {
     agents: n,
@@ -300,13 +307,16 @@ async function trial(cluster: ClusterAgent[], engine: 0 | 1, senders: number, ra
     latencyMaxMs: round1(latencies.at(-1) ?? NaN),
     lostPairs: lost,
     duplicatePairs: duplicates,
-    cpuPerAgent: { mean: round1((100 * cpu.reduce((s, c) => s + c, 0)) / n) / 100, max: round1(100 * Math.max(...cpu)) / 100 },
+    streamDropped: delta("stream.dropped"),
+    cpuPerAgent: { mean: round2(cpu.reduce((s2, c) => s2 + c, 0) / n), max: round2(Math.max(...cpu)) },
     datagramsPerAgentPerSec: Math.round(delta("core.datagramsSent") / n / wall),
     bytesPerAgentPerSec: Math.round(delta("core.bytesSent") / n / wall),
-    queueFullWaits: replies.reduce((s, r) => s + Number(r.queueFullWaits), 0),
+    queueFullWaits: replies.reduce((s2, r) => s2 + Number(r.queueFullWaits), 0),
     holds: lost === 0 && duplicates === 0 && accepted === total && p99 <= 1000 && deliveredToAllPerSec >= 0.95 * rate,
   };
 }
+
+const round2 = (x: number): number => Math.round(x * 100) / 100;
 
 // ---------------------------------------------------------------------------------------------
 
@@ -323,8 +333,62 @@ async function cluster(n: number, workers: 0 | 1, args: Args, home: string): Pro
   }
 }
 
+interface SimTrial {
+  nodes: number;
+  senders: number;
+  offeredPerSec: number;
+  reach: number;
+  latencyP50Ms: number;
+  latencyP99Ms: number;
+  duplicateDeliveries: number;
+  refused: number;
+  datagramsPerNodePerSec: number;
+  bytesPerNodePerSec: number;
+  holds: boolean;
+}
+
+/** The trials in virtual time: `seconds` of broadcasts from period 10 on, then time to drain. */
+function simTrials(args: Args): SimTrial[] {
+  const out: SimTrial[] = [];
+  for (const nodes of args.agents) {
+    for (const senders of args.senders) {
+      for (const rate of args.rates) {
+        // Broadcasts go out over the middle half of the periods after the fault period.
+        const params = { ...DEFAULT_PARAMS, seed: 1, nodes, faultPeriod: 10, periods: 10 + 2 * args.seconds, broadcastBytes: args.payloadBytes };
+        const { report, world } = runSimulation({ ...params, broadcasts: rate * args.seconds, broadcastSenders: Math.min(senders, nodes) });
+        let refused = 0;
+        for (const n of world.nodes) if (n.core !== null) refused += n.core.stats.broadcastsRefused;
+        const b = report.broadcasts;
+        const t: SimTrial = {
+          nodes,
+          senders: Math.min(senders, nodes),
+          offeredPerSec: rate,
+          reach: b.reach,
+          latencyP50Ms: round1(b.latencyMs.p50),
+          latencyP99Ms: round1(b.latencyMs.p99),
+          duplicateDeliveries: report.violations.byKind.DUPLICATE_DELIVERY ?? 0,
+          refused,
+          datagramsPerNodePerSec: Math.round(report.traffic.datagramsPerNodePerSec),
+          bytesPerNodePerSec: Math.round(report.traffic.bytesPerNodePerSec),
+          holds: b.reach === 1 && refused === 0 && b.latencyMs.p99 <= 1000 && (report.violations.byKind.DUPLICATE_DELIVERY ?? 0) === 0,
+        };
+        out.push(t);
+        if (!args.json) process.stderr.write(`${JSON.stringify(t)}\n`);
+        if (!t.holds && args.stopAtFirstMiss) break;
+      }
+    }
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  if (args.sim) {
+    const trials = simTrials(args);
+    if (args.json) console.log(JSON.stringify({ suite: "broadcast-sim", node: process.version, seconds: args.seconds, payloadBytes: args.payloadBytes, trials }));
+    else console.table(trials);
+    return;
+  }
   const home = mkdtempSync(join(tmpdir(), "tamtam-broadcast-bench-"));
   const trials: Trial[] = [];
   let id = 0;
