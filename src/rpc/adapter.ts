@@ -206,22 +206,33 @@ function contextFor(call: AnyCall): { context: CallContext; done: () => void } {
   };
 }
 
+/**
+ * Answers a call that has one response (unary, client streaming): runs `produce` with the
+ * call's context and sends its value, or the status of what it threw.
+ */
+function answerOnce(
+  method: DescMethod,
+  call: AnyCall,
+  callback: grpc.sendUnaryData<MessageShape<DescMessage>>,
+  produce: (context: CallContext) => MessageInitShape<DescMessage> | Promise<MessageInitShape<DescMessage>>,
+): void {
+  const { context, done } = contextFor(call);
+  // Promise.resolve().then(...) turns a synchronous throw into a rejection too.
+  Promise.resolve()
+    .then(() => produce(context))
+    .then(
+      (init) => callback(null, create(method.output, init)),
+      (err: unknown) => callback(toStatus(err)),
+    )
+    .catch((err: unknown) => callback(toStatus(err))) // create() rejected the handler's value
+    .finally(done);
+}
+
 function unaryHandler(
   method: DescMethod,
   handler: UnaryHandler<DescMessage, DescMessage>,
 ): grpc.handleUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage>> {
-  return (call, callback) => {
-    const { context, done } = contextFor(call);
-    // Promise.resolve().then(...) turns a synchronous throw into a rejection too.
-    Promise.resolve()
-      .then(() => handler(call.request, context))
-      .then(
-        (init) => callback(null, create(method.output, init)),
-        (err: unknown) => callback(toStatus(err)),
-      )
-      .catch((err: unknown) => callback(toStatus(err))) // create() rejected the handler's value
-      .finally(done);
-  };
+  return (call, callback) => answerOnce(method, call, callback, (context) => handler(call.request, context));
 }
 
 function serverStreamHandler(
@@ -261,17 +272,7 @@ function clientStreamHandler(
   method: DescMethod,
   handler: ClientStreamHandler<DescMessage, DescMessage>,
 ): grpc.handleClientStreamingCall<MessageShape<DescMessage>, MessageShape<DescMessage>> {
-  return (call, callback) => {
-    const { context, done } = contextFor(call);
-    Promise.resolve()
-      .then(() => handler(call as AsyncIterable<MessageShape<DescMessage>>, context))
-      .then(
-        (init) => callback(null, create(method.output, init)),
-        (err: unknown) => callback(toStatus(err)),
-      )
-      .catch((err: unknown) => callback(toStatus(err)))
-      .finally(done);
-  };
+  return (call, callback) => answerOnce(method, call, callback, (context) => handler(call as AsyncIterable<MessageShape<DescMessage>>, context));
 }
 
 /** grpc-js handlers for a typed implementation (for `server.addService(definition, ...)`). */
