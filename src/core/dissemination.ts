@@ -8,9 +8,10 @@
  * of (up to 64) live members, taken in turn across rounds, then a fresh order; so the
  * transmissions of an item go to distinct members rather than to random ones with repeats.
  *
- * Fresh items get a larger fanout: a broadcast this node originates while bursts run is first
- * pushed, packed with the other fresh ones, to every live member (up to FRESH_PUSH_MAX_PEERS),
- * the same datagram to each; then it spreads like any other queued item. So on a lossless
+ * Fresh items get a larger fanout: a broadcast this node originated since the last regular
+ * round is, when a burst round comes, first pushed, packed with the other fresh ones, to every
+ * live member (up to FRESH_PUSH_MAX_PEERS), the same datagram to each; then it spreads like
+ * any other queued item. Without bursts the regular round forgets them unpushed. So on a lossless
  * network every live member of a cluster of up to 33 hears each broadcast from its origin
  * directly, and gossip adds the redundancy that covers loss.
  *
@@ -57,11 +58,13 @@ export class GossipPacer {
   }
 
   /**
-   * Records an item of this node's own for the fresh push while bursts run. False (and not
-   * recorded: it still spreads by gossip) when bursts are off or maxFresh are waiting.
+   * Records an item of this node's own for the fresh push of the next burst round. The
+   * regular gossip round forgets them when no burst is pending (`clearFresh`), so a node that
+   * never bursts never pushes. False (and not recorded: it still spreads by gossip) when
+   * maxFresh are waiting.
    */
   addFresh(item: Uint8Array): boolean {
-    if (!this.burstArmed || this.freshCount >= this.maxFresh) return false;
+    if (this.freshCount >= this.maxFresh) return false;
     this.fresh.push(item);
     return true;
   }

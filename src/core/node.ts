@@ -1276,6 +1276,8 @@ export class SwimNode {
   }
 
   private onGossipTick(nowMs: number, rt: Runtime): void {
+    // Own broadcasts are pushed to every member only by burst rounds (dissemination.ts).
+    if (!this.pacer.burstArmed) this.pacer.clearFresh();
     if (this.updates.size === 0 && this.broadcasts.size === 0) {
       this.gossipTickArmed = false;
       return;
