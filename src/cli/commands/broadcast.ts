@@ -76,15 +76,8 @@ export class BroadcastCommand extends TamTamCommand {
       let lineNumber = 0;
       for await (const line of stdinLines(this.context.stdin, MAX_LINE_BYTES)) {
         lineNumber++;
-        let bytes: Uint8Array = line;
-        if (this.base64) {
-          const decoded = decodeBase64(Buffer.from(line).toString("utf8"));
-          if (decoded === null) {
-            call.cancel();
-            throw new CliError(`--base64: line ${lineNumber} of standard input is not valid base64`, EXIT.USAGE);
-          }
-          bytes = decoded;
-        }
+        const bytes = this.base64 ? decodeBase64(Buffer.from(line).toString("utf8")) : line;
+        if (bytes === null) throw new CliError(`--base64: line ${lineNumber} of standard input is not valid base64`, EXIT.USAGE);
         await call.send({ bytes });
       }
       const reply = await call.finish();
@@ -92,6 +85,10 @@ export class BroadcastCommand extends TamTamCommand {
       const waits = reply.queueFullWaits > 0n ? `; waited ${reply.queueFullWaits} times for room in the agent's broadcast queue` : "";
       await this.line(`broadcast: ${reply.accepted} accepted${refused}${waits}`);
       return reply.refused > 0n ? EXIT.FAILED : EXIT.OK;
+    } catch (error) {
+      // Bad input, or the call failed: end the call, so that nothing waits on it.
+      call.cancel();
+      throw error;
     } finally {
       stopSignals();
     }
