@@ -1,9 +1,9 @@
 /**
- * Broadcast throughput in the simulator: thousands of broadcasts per second (through one node,
- * and spread over many) reach every live node exactly once at 0 % loss, with nodes crashing as
- * the burst starts; at 20 % loss none is delivered twice and at least 99.99 % of (broadcast,
- * node) pairs arrive (broadcasts have no repair path: a node that misses the origin's push and
- * every relay's copies misses the broadcast, about 1 pair in 20,000 here); the burst rounds and the fresh push really run; 1 and 2
+ * Broadcast throughput in the simulator: thousands of broadcasts per second through one node
+ * reach every live node exactly once at 0 % and 20 % loss, with nodes crashing as the burst
+ * starts (and spread over every node at 0 % loss). At 20 % loss that rests on redundancy alone
+ * (each node hears each broadcast about 8 times; there is no repair path), so it holds for these
+ * seeds, not for every seed there is; the burst rounds and the fresh push really run; 1 and 2
  * simulator workers give the same report; and a few broadcasts at a time never start burst
  * rounds, so the dissemination curve the cluster benchmark compares with the analytic epidemic
  * curve is still plain gossip. TAMTAM_SEED=<n> replays one seed.
@@ -50,10 +50,9 @@ function assertDelivered(report: SimReport, minReach = 1): void {
 describe("broadcast throughput (simulated)", () => {
   for (const seed of SEEDS) {
     for (const loss of [0, 0.2]) {
-      const what = loss === 0 ? "reach every live node exactly once" : "arrive at most once, 99.99 % of them";
-      test(`2,000 broadcasts/s through one node ${what} at ${loss * 100} % loss, with crashes (seed ${seed})`, () => {
+      test(`2,000 broadcasts/s through one node reach every live node exactly once at ${loss * 100} % loss, with crashes (seed ${seed})`, () => {
         const { report, world } = runSimulation(burst(seed, { loss }));
-        assertDelivered(report, loss === 0 ? 1 : 0.9999);
+        assertDelivered(report);
         assert.ok(total(world, "gossipBursts") > 0 && total(world, "freshPushDatagrams") > 0, "burst rounds and the fresh push ran");
         assert.equal(total(world, "broadcastsRefused") + total(world, "broadcastsDropped"), 0, "no queue overflowed");
       });
