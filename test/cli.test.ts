@@ -878,7 +878,7 @@ describe("settings", () => {
     assert.equal(budget({}), 0);
     assert.equal(budget({}, { TAMTAM_GOSSIP_BUDGET: "1000" }), 1000);
     assert.equal(budget({ gossipBudgetBytesPerSec: "8000000" }, { TAMTAM_GOSSIP_BUDGET: "1000" }), 8_000_000);
-    const message = "must be 0 (the preset's) or an integer in 1000..1000000000 bytes/s";
+    const message = "must be in 1000..1000000000 bytes/s (or 0: the preset's)";
     assert.throws(() => budget({}, { TAMTAM_GOSSIP_BUDGET: "999" }), (e: Error) => e.message.startsWith(`TAMTAM_GOSSIP_BUDGET ${message}`));
     assert.throws(() => budget({ gossipBudgetBytesPerSec: "2000000000" }), (e: Error) => e.message.startsWith(`--gossip-budget ${message}`));
   });
