@@ -19,6 +19,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { LogLevel_Level, Response_Code, Status, TamTam, type NodeSchema } from "../src/gen/service/tamtam_pb.js";
 import { RpcError, addService } from "../src/rpc/adapter.js";
+import { AgentError, toRpcError } from "../src/rpc/status.js";
 import { EXIT, describeError } from "../src/cli/base-command.js";
 import { buildCli } from "../src/cli/main.js";
 import { AGENT_SETTINGS, GLOBAL_SETTINGS, resolveSettings, type SettingsIO } from "../src/cli/settings.js";
@@ -125,7 +126,24 @@ async function startFakeAgent(): Promise<FakeAgent> {
       if (req.bytes.length > BROADCAST_LIMIT_BYTES) {
         throw new RpcError(grpc.status.INVALID_ARGUMENT, `message is ${req.bytes.length} bytes, the limit is ${BROADCAST_LIMIT_BYTES}`);
       }
+      if (Buffer.from(req.bytes).toString() === "full") throw toRpcError(new AgentError("BROADCAST_QUEUE_FULL", "the broadcast queue is full"));
       return OK;
+    },
+    async broadcastStream(requests) {
+      let accepted = 0n;
+      let refused = 0n;
+      let firstRefusal = "";
+      for await (const req of requests) {
+        record("broadcastStream", req);
+        if (Buffer.from(req.bytes).toString() === "stuck") {
+          throw toRpcError(new AgentError("BROADCAST_QUEUE_FULL", "the broadcast queue stayed full for 30 s"));
+        }
+        if (req.bytes.length === 0 || req.bytes.length > BROADCAST_LIMIT_BYTES) {
+          refused++;
+          if (firstRefusal === "") firstRefusal = req.bytes.length === 0 ? "a broadcast needs at least 1 byte" : "too large";
+        } else accepted++;
+      }
+      return { accepted, refused, firstRefusal, queueFullWaits: 3n };
     },
     async *stream(req, ctx) {
       record("stream", req);
@@ -431,6 +449,47 @@ describe("commands against a fake agent", () => {
   test("broadcast over the agent's limit: the agent's INVALID_ARGUMENT message, exit 2", async () => {
     const r = await run(["--rpc", agent.rpc, "broadcast", "x".repeat(300)]);
     assertOneLineError(r, EXIT.USAGE, /^tamtam: the agent rejected the request: message is 300 bytes, the limit is 256\n$/);
+  });
+
+  test("broadcast into a full queue: one line, exit 5", async () => {
+    const r = await run(["--rpc", agent.rpc, "broadcast", "full"]);
+    assertOneLineError(r, EXIT.BUSY, /^tamtam: the agent is overloaded: the broadcast queue is full\n$/);
+  });
+
+  test("broadcast --lines streams one broadcast per line (LF and CRLF) and reports accepted and refused", async () => {
+    const good = await callsDuring(() => run(["--rpc", agent.rpc, "broadcast", "--lines"], { stdin: "one\r\ntwo\nthree" }));
+    assert.equal(good.result.code, EXIT.OK, good.result.stderr);
+    assert.equal(good.result.stdout, "broadcast: 3 accepted; waited 3 times for room in the agent's broadcast queue\n");
+    assert.deepEqual(good.calls.map((c) => [c.method, Buffer.from(c.request.bytes as Uint8Array).toString()]), [
+      ["broadcastStream", "one"],
+      ["broadcastStream", "two"],
+      ["broadcastStream", "three"],
+    ]);
+
+    const many = Array.from({ length: 2000 }, (_, i) => `line ${i}`);
+    const bulk = await callsDuring(() => run(["--rpc", agent.rpc, "broadcast", "--lines"], { stdin: `${many.join("\n")}\n` }));
+    assert.equal(bulk.result.code, EXIT.OK, bulk.result.stderr);
+    assert.match(bulk.result.stdout, /^broadcast: 2000 accepted/);
+    assert.deepEqual(bulk.calls.map((c) => Buffer.from(c.request.bytes as Uint8Array).toString()), many);
+
+    const mixed = await run(["--rpc", agent.rpc, "broadcast", "--lines"], { stdin: `a\n\n${"x".repeat(300)}\nb\n` });
+    assert.equal(mixed.code, EXIT.FAILED);
+    assert.equal(mixed.stdout, "broadcast: 2 accepted, 2 refused (first: a broadcast needs at least 1 byte); waited 3 times for room in the agent's broadcast queue\n");
+
+    const b64 = await callsDuring(() => run(["--rpc", agent.rpc, "broadcast", "--lines", "--base64"], { stdin: "AAECAw==\n/wAK\n" }));
+    assert.equal(b64.result.code, EXIT.OK);
+    assert.deepEqual(b64.calls.map((c) => [...(c.request.bytes as Uint8Array)]), [[0, 1, 2, 3], [0xff, 0x00, 0x0a]]);
+  });
+
+  test("broadcast --lines: a queue that stays full is exit 5; bad input is a usage error", async () => {
+    const stuck = await run(["--rpc", agent.rpc, "broadcast", "--lines"], { stdin: "a\nstuck\nb\n" });
+    assertOneLineError(stuck, EXIT.BUSY, /^tamtam: the agent is overloaded: the broadcast queue stayed full for 30 s\n$/);
+    const withMessage = await run(["--rpc", agent.rpc, "broadcast", "--lines", "hello"]);
+    assertOneLineError(withMessage, EXIT.USAGE, /^tamtam: --lines reads standard input; give no MESSAGE with it\n$/);
+    const badBase64 = await run(["--rpc", agent.rpc, "broadcast", "--lines", "--base64"], { stdin: "AAECAw==\nnot base64\n" });
+    assertOneLineError(badBase64, EXIT.USAGE, /^tamtam: --base64: line 2 of standard input is not valid base64\n$/);
+    const long = await run(["--rpc", agent.rpc, "broadcast", "--lines"], { stdin: `ok\n${"z".repeat(70_000)}\n` });
+    assertOneLineError(long, EXIT.USAGE, /^tamtam: line 2 of standard input is longer than 65536 bytes\n$/);
   });
 
   test("stream prints one line per message; --encoding base64 and bytes", async () => {
@@ -909,7 +968,7 @@ describe("settings", () => {
       {
         "/home/u/.tamtam.yaml":
           "port: 9998\nipv6: true\nheartbeat: '250'\npreset: thread\nworkers: 1\nlog-format: json\nmulticast-address: '[ff03::1]'\nadvertise: fd00::1\n" +
-          "reap-after: 30000\nreconnect-max: 16\nsnapshot: /var/lib/tamtam/members.json\n",
+          "reap-after: 30000\nreconnect-max: 16\nsnapshot: /var/lib/tamtam/members.json\ngossip-budget: 2000000\n",
       },
       {
         TAMTAM_JOIN: "[fd00::2]:9999, [fd00::3]:9999", TAMTAM_MULTICAST: "1", TAMTAM_VERBOSE: "on", TAMTAM_RPC: "[::1]:6363",
@@ -927,6 +986,7 @@ describe("settings", () => {
       advertise: "[fd00::1]:9998",
       heartbeatMs: 250,
       maxBroadcastBytes: 0,
+      gossipBudgetBytesPerSec: 2_000_000,
       multicast: { enabled: true, clusterName: "lab", address: "ff03::1", intervalSeconds: 10, port: 9998 },
       preset: "thread",
       workers: 1,
@@ -940,6 +1000,17 @@ describe("settings", () => {
       queryHandlers: [],
       queryHandlerTimeoutMs: 3000,
     });
+  });
+
+  test("gossip budget: 0 (the preset's) or 1000..1000000000 bytes/s from every source", () => {
+    const budget = (flags: Record<string, string>, env: Record<string, string> = {}): number =>
+      resolveSettings(AGENT_SETTINGS, flags, undefined, memoryIO({}, env)).values.gossipBudgetBytesPerSec;
+    assert.equal(budget({}), 0);
+    assert.equal(budget({}, { TAMTAM_GOSSIP_BUDGET: "1000" }), 1000);
+    assert.equal(budget({ gossipBudgetBytesPerSec: "8000000" }, { TAMTAM_GOSSIP_BUDGET: "1000" }), 8_000_000);
+    const message = "must be in 1000..1000000000 bytes/s (or 0: the preset's)";
+    assert.throws(() => budget({}, { TAMTAM_GOSSIP_BUDGET: "999" }), (e: Error) => e.message.startsWith(`TAMTAM_GOSSIP_BUDGET ${message}`));
+    assert.throws(() => budget({ gossipBudgetBytesPerSec: "2000000000" }), (e: Error) => e.message.startsWith(`--gossip-budget ${message}`));
   });
 
   test("precedence end to end: file, then env over file, then flag over env", async () => {

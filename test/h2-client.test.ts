@@ -60,6 +60,19 @@ async function startServer(bindHost = "127.0.0.1"): Promise<Server> {
     async *stream() {
       for (let i = 0; i < STREAM_MESSAGES; i++) yield { bytes: Buffer.from(`message ${i}`) };
     },
+    async broadcastStream(requests) {
+      let accepted = 0n;
+      let refused = 0n;
+      let bytes = 0;
+      for await (const r of requests) {
+        const text = Buffer.from(r.bytes).toString();
+        if (text === "boom") throw toRpcError(new AgentError("BROADCAST_QUEUE_FULL", "the broadcast queue stayed full"));
+        if (r.bytes.length === 0) refused++;
+        else accepted++;
+        bytes += r.bytes.length;
+      }
+      return { accepted, refused, firstRefusal: refused > 0n ? "empty" : "", queueFullWaits: BigInt(bytes) };
+    },
     async *monitor(_req, ctx) {
       yield { address: { IP: "10.0.0.2", port: 7946 }, state: "alive" };
       await untilAborted(ctx.signal);
@@ -152,6 +165,52 @@ test("a server stream arrives whole and in order, even behind a slow reader", as
       if (count % 100 === 0) await new Promise((resolve) => setImmediate(resolve)); // a reader that lags
     }
     assert.equal(count, STREAM_MESSAGES);
+  } finally {
+    client.close();
+    server.close();
+  }
+});
+
+test("a client stream arrives whole (more than the HTTP/2 windows hold) and gets the one reply", async () => {
+  const server = await startServer();
+  const client = createH2Client(TamTam, server.address);
+  try {
+    let bytes = 0;
+    async function* requests(): AsyncGenerator<{ bytes: Uint8Array }> {
+      for (let i = 0; i < 5_000; i++) {
+        const payload = Buffer.from(`message ${i} ${"y".repeat(100)}`);
+        bytes += payload.length;
+        yield { bytes: payload };
+      }
+      yield { bytes: new Uint8Array(0) };
+    }
+    const reply = await client.broadcastStream(requests());
+    assert.deepEqual([reply.accepted, reply.refused, reply.firstRefusal], [5_000n, 1n, "empty"]);
+    assert.equal(reply.queueFullWaits, BigInt(bytes), "every byte reached the server");
+  } finally {
+    client.close();
+    server.close();
+  }
+});
+
+test("a client stream the server fails rejects with its status, and no more requests are taken", async () => {
+  const server = await startServer();
+  const client = createH2Client(TamTam, server.address);
+  try {
+    let taken = 0;
+    async function* requests(): AsyncGenerator<{ bytes: Uint8Array }> {
+      for (const text of ["one", "boom"]) {
+        taken++;
+        yield { bytes: Buffer.from(text) };
+      }
+      // Held open: the server's failure must end the call without this iterable ending.
+      await new Promise(() => undefined);
+    }
+    const failure = await rejection(client.broadcastStream(requests()));
+    assert.equal(failure.code, GrpcStatus.RESOURCE_EXHAUSTED);
+    assert.equal(failure.details, "the broadcast queue stayed full");
+    assert.equal(failure.metadata.get("tamtam-error")[0], "BROADCAST_QUEUE_FULL");
+    assert.equal(taken, 2);
   } finally {
     client.close();
     server.close();
@@ -317,6 +376,11 @@ test("extra request headers travel with every call, unary and streaming", async 
     leaveCluster: () => OK, healthy: () => ({ nodes: [] }), localAddress: () => ({ IP: "10.0.0.1", port: 1 }), stats: () => ({ counters: {} }),
     listKeys: () => ({}), installKey: () => ({}), useKey: () => ({}), removeKey: () => ({}),
     setTags: () => ({}), deleteTags: () => ({}), async *query() {}, async *serveQueries() {}, respondQuery: () => ({ code: Response_Code.OK }),
+    broadcastStream: async (requests, ctx) => {
+      header(ctx);
+      for await (const _ of requests);
+      return {};
+    },
     nodes: (_req, ctx) => {
       header(ctx);
       return { nodes: [] };

@@ -111,6 +111,7 @@ interface Seen {
   join?: NodeAddress;
   leave?: NodeAddress;
   broadcast?: string;
+  streamed?: string[];
   heartbeatMillis?: number;
   logLevel?: LogLevel_Level;
   ping?: NodeAddress;
@@ -150,6 +151,16 @@ function startServer(seen: Seen): Promise<{ server: grpc.Server; port: number }>
       if (req.bytes.length === 0) throw new Error("empty broadcast payload");
       seen.broadcast = Buffer.from(req.bytes).toString("utf8");
       return OK;
+    },
+    async broadcastStream(requests, ctx) {
+      const texts: string[] = [];
+      for await (const r of requests) {
+        const text = Buffer.from(r.bytes).toString("utf8");
+        if (text === "fail") throw new RpcError(grpc.status.RESOURCE_EXHAUSTED, `queue full after ${texts.length}`);
+        texts.push(text);
+      }
+      seen.streamed = texts;
+      return { accepted: BigInt(texts.length), firstRefusal: ctx.metadata.get("x-tag")[0]?.toString() ?? "" };
     },
     async *stream() {
       yield { bytes: Buffer.from("one") };
@@ -353,6 +364,25 @@ test("TamTam gRPC adapter, wire compatibility and reflection", { timeout: 15_000
       assert.deepEqual((await client.stats({})).counters, { ping_sent: 7n });
     });
 
+    await t.test("(a) typed client: client streaming sends in order, with metadata, and gets the one reply", async () => {
+      const metadata = new grpc.Metadata();
+      metadata.set("x-tag", "tagged");
+      const call = client.broadcastStream({ metadata });
+      // More than the HTTP/2 windows hold, so `send` has to wait for the server to read.
+      const texts = Array.from({ length: 3000 }, (_, i) => `message ${i} ${"x".repeat(64)}`);
+      for (const text of texts) await call.send({ bytes: Buffer.from(text) });
+      const reply = await call.finish();
+      assert.equal(reply.accepted, 3000n);
+      assert.equal(reply.firstRefusal, "tagged");
+      assert.deepEqual(seen.streamed, texts);
+
+      const failing = client.broadcastStream();
+      await failing.send({ bytes: Buffer.from("a") });
+      await failing.send({ bytes: Buffer.from("fail") });
+      await assert.rejects(failing.finish(), (e: grpc.ServiceError) => e.code === grpc.status.RESOURCE_EXHAUSTED && e.details === "queue full after 1");
+      await assert.rejects(failing.send({ bytes: Buffer.from("late") }), (e: grpc.ServiceError) => e.code === grpc.status.RESOURCE_EXHAUSTED);
+    });
+
     await t.test("(b) raw client by path with hand-written protobuf bytes", async () => {
       // Forget what the typed calls recorded, so each check below sees the raw call's effect.
       Object.assign(seen, { join: undefined, leave: undefined, broadcast: undefined });
@@ -397,7 +427,7 @@ test("TamTam gRPC adapter, wire compatibility and reflection", { timeout: 15_000
       const flags = ["curl", "--protocol", "grpc", "--http2-prior-knowledge"];
       const listed = (await runBuf([...flags, "--list-methods", base])).trim().split("\n").sort();
       const expected = [
-        "Broadcast", "Healthy", "InstallKey", "Join", "Leave", "LeaveCluster", "ListKeys", "LocalAddress", "Monitor",
+        "Broadcast", "BroadcastStream", "Healthy", "InstallKey", "Join", "Leave", "LeaveCluster", "ListKeys", "LocalAddress", "Monitor",
         "Nodes", "Ping", "RemoveKey", "SetHeartbeat", "SetLogThreshold", "Stats", "Stream", "UseKey",
         "SetTags", "DeleteTags", "Query", "ServeQueries", "RespondQuery",
       ].map((m) => `service.TamTam/${m}`);

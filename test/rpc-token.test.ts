@@ -44,6 +44,11 @@ async function startGuarded(): Promise<Guarded> {
       calls.push("broadcast");
       return OK;
     },
+    broadcastStream: async (requests) => {
+      calls.push("broadcastStream");
+      for await (const _ of requests);
+      return {};
+    },
     async *stream() {
       calls.push("stream");
       yield { bytes: Buffer.from("one") };

@@ -23,12 +23,12 @@ import { MEMBER_STATE_NAMES } from "../core/wire/messages.js";
 import { maxAnswerBytes, maxRequestPayloadBytes } from "../core/requests.js";
 import { tagsProblem } from "../core/tags.js";
 import type { CoreEvent, MemberInfo } from "../core/runtime.js";
-import { ClusterRequestRefusedError, createEngine, type Engine } from "../engine/engine.js";
+import { type BroadcastOutcome, ClusterRequestRefusedError, createEngine, type Engine } from "../engine/engine.js";
 import { file_service_tamtam, TamTam } from "../gen/service/tamtam_pb.js";
 import { addService } from "../rpc/adapter.js";
 import { addReflection } from "../rpc/reflection.js";
 import { tamTamService } from "../rpc/service.js";
-import { AgentError } from "../rpc/status.js";
+import { AgentError, type AgentErrorCode } from "../rpc/status.js";
 import { requireToken } from "../rpc/token.js";
 import { DropLog } from "../seal/drop-log.js";
 import { Envelope } from "../seal/envelope.js";
@@ -56,6 +56,14 @@ export { startingKeys } from "../seal/keyring.js";
 
 /** The original's default protocol period; used with the default preset when --heartbeat is not given (see defaultPeriodMs). */
 export { DEFAULT_HEARTBEAT_MS } from "../core/config.js";
+/** The agent error of each reason the core refuses a broadcast for. */
+const BROADCAST_REFUSALS = {
+  EMPTY: "EMPTY_BROADCAST",
+  TOO_LARGE: "BROADCAST_TOO_LARGE",
+  LEFT: "LEFT_CLUSTER",
+  QUEUE_FULL: "BROADCAST_QUEUE_FULL",
+} as const satisfies Record<Exclude<BroadcastOutcome, { ok: true }>["code"], AgentErrorCode>;
+
 /** Items a Stream/Monitor subscriber (or a library iterator) may fall behind by before its oldest are dropped. */
 export const SUBSCRIBER_QUEUE_ITEMS = 4096;
 const MAX_SUBSCRIBERS = 256;
@@ -84,13 +92,17 @@ export const BANNER = String.raw`
 `;
 
 /**
- * The protocol config the options ask for (a preset, the heartbeat and the broadcast limit).
+ * The protocol config the options ask for (a preset, the heartbeat, the broadcast limit and the
+ * gossip budget).
  * The period and the fields that follow it come from `periodFields`, the rule that the live
  * `configure heartbeat` applies too. Throws a one-line Error for a period out of range.
  */
 export function protocolConfig(options: AgentOptions, family: 4 | 6): SwimConfig {
   const preset = makeConfig(options.preset, {
     maxBroadcastBytes: options.maxBroadcastBytes > 0 ? options.maxBroadcastBytes : defaultMaxBroadcastBytes(family),
+    ...(options.gossipBudgetBytesPerSec !== undefined && options.gossipBudgetBytesPerSec > 0
+      ? { gossipBudgetBytesPerSec: options.gossipBudgetBytesPerSec }
+      : {}),
   });
   const base = options.faults === undefined ? preset : faultFields(preset, options.faults);
   const period = periodFields(base, options.heartbeatMs ?? defaultPeriodMs(options.preset));
@@ -342,8 +354,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       if (shuttingDown !== null) throw new AgentError("SHUTTING_DOWN", "the agent is shutting down");
       const outcome = await engine.broadcast(payload);
       if (outcome.ok) return;
-      const code = outcome.code === "EMPTY" ? "EMPTY_BROADCAST" : outcome.code === "TOO_LARGE" ? "BROADCAST_TOO_LARGE" : "LEFT_CLUSTER";
-      throw new AgentError(code, outcome.message);
+      throw new AgentError(BROADCAST_REFUSALS[outcome.code], outcome.message);
     },
     async ping(target) {
       const rtt = await engine.ping(target);

@@ -63,6 +63,8 @@ export interface AgentOptions {
   readonly heartbeatMs: number | null;
   /** Largest broadcast payload (bytes); 0 = 256 on IPv4, 512 on IPv6. */
   readonly maxBroadcastBytes: number;
+  /** Gossip bandwidth budget (bytes/s, see SwimConfig.gossipBudgetBytesPerSec); absent or 0 = the preset's. */
+  readonly gossipBudgetBytesPerSec?: number;
   readonly multicast: MulticastOptions;
   /** Protocol preset (lan, local, wan, thread); --heartbeat overrides its period. */
   readonly preset: PresetName;

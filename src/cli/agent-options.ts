@@ -57,6 +57,7 @@ export function agentOptions(s: ResolvedSettings<AgentSettingName>): AgentOption
     // the original's 500 ms on the default preset, a preset's own period otherwise (defaultPeriodMs).
     heartbeatMs: s.sources.heartbeatMs === "default" ? null : v.heartbeatMs,
     maxBroadcastBytes: v.maxBroadcastBytes,
+    gossipBudgetBytesPerSec: v.gossipBudgetBytesPerSec,
     multicast: {
       enabled: v.multicast,
       clusterName: v.clusterName,

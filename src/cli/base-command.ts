@@ -49,6 +49,8 @@ export const EXIT = {
   UNREACHABLE: 3,
   /** The agent did not answer in time. */
   TIMEOUT: 4,
+  /** The agent is overloaded (e.g. its broadcast queue is full): try again later. */
+  BUSY: 5,
 } as const;
 
 /** Deadline of ordinary unary calls. */
@@ -89,7 +91,7 @@ const GRPC_FAILURES: Readonly<Record<number, GrpcFailure>> = {
   [GrpcStatus.FAILED_PRECONDITION]: { exitCode: EXIT.FAILED, message: serverSaid("the agent cannot do that now") },
   [GrpcStatus.NOT_FOUND]: { exitCode: EXIT.FAILED, message: serverSaid("not found") },
   [GrpcStatus.ALREADY_EXISTS]: { exitCode: EXIT.FAILED, message: serverSaid("already exists") },
-  [GrpcStatus.RESOURCE_EXHAUSTED]: { exitCode: EXIT.FAILED, message: serverSaid("the agent is overloaded") },
+  [GrpcStatus.RESOURCE_EXHAUSTED]: { exitCode: EXIT.BUSY, message: serverSaid("the agent is overloaded") },
   [GrpcStatus.UNIMPLEMENTED]: {
     exitCode: EXIT.FAILED,
     message: (_, rpc) => `the agent at ${rpc} does not support this command (an older agent?)`,

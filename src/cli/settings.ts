@@ -25,6 +25,9 @@
  *                                                                            (ms; 10..600000 for every preset and source:
  *                                                                            PERIOD_RANGE_TEXT in src/core/config.ts)
  *   max                  TAMTAM_MAX                  --max                  0 (bytes; 0 = 256 IPv4 / 512 IPv6)
+ *   gossip-budget        TAMTAM_GOSSIP_BUDGET        --gossip-budget        0 (bytes/s of gossip rounds; 0 = the preset's:
+ *                                                                            lan 4000000, local 8000000, wan 1000000,
+ *                                                                            thread 4000; else 1000..1000000000)
  *   multicast            TAMTAM_MULTICAST            --multicast            false
  *   clustername          TAMTAM_CLUSTERNAME          --clustername          tamtam
  *   multicast-address    TAMTAM_MULTICAST_ADDRESS    --multicast-address    none (the agent's default group)
@@ -142,6 +145,9 @@ interface Spec {
   readonly wholeItems?: boolean;
 }
 
+/** Every preset's gossip budget, for help texts: "lan 4000000, local 8000000, ...". */
+export const PRESET_GOSSIP_BUDGETS_TEXT = PRESET_NAMES.map((name) => `${name} ${PRESETS[name].gossipBudgetBytesPerSec}`).join(", ");
+
 const HOST_PORT = /^(\[[^\][\s]+\]|[^:\s[\]]+):([0-9]{1,5})$/;
 
 /** An RPC address: HOST:PORT, or a Unix socket unix:PATH (see `unixSocketPath`). */
@@ -191,7 +197,7 @@ function checkNonEmpty(value: string): string | null {
 }
 
 /** A setting of config field `field` where 0 keeps the preset's value: checked by the field's own range. */
-function presetFieldRule(field: "reapAfterMs" | "reconnectIntervalMs"): (value: number) => string | null {
+function presetFieldRule(field: "reapAfterMs" | "reconnectIntervalMs" | "gossipBudgetBytesPerSec"): (value: number) => string | null {
   return (value) => {
     if (value === 0) return null;
     const problem = fieldProblem(field, value);
@@ -223,6 +229,10 @@ export const SETTINGS = {
     kind: "integer", key: "heartbeat", env: "TAMTAM_HEARTBEAT", flag: "--heartbeat", default: DEFAULT_HEARTBEAT_MS, rule: periodProblem,
   },
   maxBroadcastBytes: { kind: "integer", key: "max", env: "TAMTAM_MAX", flag: "--max", default: 0, min: 0, max: 65535, unit: "bytes" },
+  gossipBudgetBytesPerSec: {
+    kind: "integer", key: "gossip-budget", env: "TAMTAM_GOSSIP_BUDGET", flag: "--gossip-budget", default: 0,
+    rule: presetFieldRule("gossipBudgetBytesPerSec"),
+  },
   multicast: { kind: "boolean", key: "multicast", env: "TAMTAM_MULTICAST", flag: "--multicast", default: false },
   clusterName: {
     kind: "string", key: "clustername", env: "TAMTAM_CLUSTERNAME", flag: "--clustername", default: "tamtam", check: checkNonEmpty,
@@ -326,7 +336,7 @@ export const GLOBAL_SETTINGS = ["rpc", "rpcToken", "verbose", "trace", "nobanner
 /** The settings `tamtam agent` resolves (the global ones included). */
 export const AGENT_SETTINGS = [
   ...GLOBAL_SETTINGS,
-  "port", "bind", "ipv6", "iface", "advertise", "heartbeatMs", "maxBroadcastBytes", "multicast", "clusterName",
+  "port", "bind", "ipv6", "iface", "advertise", "heartbeatMs", "maxBroadcastBytes", "gossipBudgetBytesPerSec", "multicast", "clusterName",
   "multicastAddress", "multicastIntervalSeconds", "multicastPort", "preset", "workers", "join", "logFormat",
   "encrypt", "keyringFile", "label", "encryptAcceptPlaintext", "encryptSendPlaintext",
   "eventHandlers", "eventHandlerTimeoutMs", "metricsAddress",

@@ -42,6 +42,13 @@ export interface SwimConfig {
   gossipIntervalMs: number;
   /** Members gossiped to per gossip round. Range 0..16. */
   gossipFanout: number;
+  /**
+   * Gossip bandwidth budget (bytes per second): what this node's gossip rounds may send on
+   * average, the regular rounds (gossipFanout datagrams every gossipIntervalMs) and the burst
+   * rounds that carry a deep broadcast queue (see `gossipPacing`). The regular rounds always go,
+   * so the budget in force is never below their own rate. Range 1000..1000000000.
+   */
+  gossipBudgetBytesPerSec: number;
   /** Dead members still receive gossip for this long after they died (ms), so a false positive learns of it. Range 0..86400000. */
   gossipToTheDeadMs: number;
   /** Period (ms) of a ping to one random dead member, which heals partitions. 0 disables, else 10..86400000. */
@@ -86,7 +93,13 @@ export interface SwimConfig {
   maxBroadcastBytes: number;
   /** Members the table holds at most (self and dead/left ones included); strangers beyond it are refused and counted. Range 16..4194304. */
   maxMembers: number;
-  /** Outgoing user broadcasts waiting to be spread; beyond it the oldest, most-sent one is dropped and counted. Range 1..1048576. */
+  /**
+   * Outgoing user broadcasts waiting to be spread (relayed ones included). Once it is half full
+   * (`ownBroadcastQueueLimit`), this node's own new broadcasts are refused (QUEUE_FULL, counted
+   * in broadcastsRefused: the producer feels the backpressure), so that relayed broadcasts
+   * still find room; only when it is full does a relayed one evict the most-sent, oldest item
+   * (counted in broadcastsDropped). Range 2..1048576.
+   */
   maxQueuedBroadcasts: number;
   /** Outgoing membership updates waiting to be spread; beyond it the most-sent one is dropped and counted. Range 16..4194304. */
   maxQueuedUpdates: number;
@@ -147,6 +160,7 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<SwimConfig>>> = {
     suspicionMult: 4,
     gossipIntervalMs: 200,
     gossipFanout: 3,
+    gossipBudgetBytesPerSec: 4_000_000,
     gossipToTheDeadMs: 30_000,
     reconnectIntervalMs: 2_000,
     pushPullIntervalMs: 30_000,
@@ -165,6 +179,7 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<SwimConfig>>> = {
     suspicionMult: 3,
     gossipIntervalMs: 100,
     gossipFanout: 3,
+    gossipBudgetBytesPerSec: 8_000_000,
     gossipToTheDeadMs: 15_000,
     reconnectIntervalMs: 1_000,
     pushPullIntervalMs: 15_000,
@@ -182,6 +197,7 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<SwimConfig>>> = {
     suspicionMult: 6,
     gossipIntervalMs: 500,
     gossipFanout: 4,
+    gossipBudgetBytesPerSec: 1_000_000,
     gossipToTheDeadMs: 60_000,
     reconnectIntervalMs: 10_000,
     pushPullIntervalMs: 60_000,
@@ -200,6 +216,8 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<SwimConfig>>> = {
     suspicionMult: 5,
     gossipIntervalMs: 1000,
     gossipFanout: 2,
+    // 802.15.4 carries 250 kbit/s at most; the regular rounds alone need about 2.5 kB/s.
+    gossipBudgetBytesPerSec: 4_000,
     gossipToTheDeadMs: 60_000,
     reconnectIntervalMs: 15_000,
     pushPullIntervalMs: 120_000,
@@ -285,6 +303,70 @@ export function periodFields(base: Pick<SwimConfig, "probeTimeoutPercent">, peri
   return { ok: true, fields: { probeIntervalMs: periodMs, probeTimeoutMs: probeTimeoutForPeriodMs(periodMs, base.probeTimeoutPercent) } };
 }
 
+// ---------------------------------------------------------------------------------------------
+// Gossip pacing: the budget and the burst rounds
+
+/** The range of gossipBudgetBytesPerSec, wherever it comes from (preset, flag, environment, file). */
+export const GOSSIP_BUDGET_MIN_BYTES_PER_SEC = 1_000;
+export const GOSSIP_BUDGET_MAX_BYTES_PER_SEC = 1_000_000_000;
+/** Period of the burst rounds (ms) while a deep broadcast queue drains. */
+export const GOSSIP_BURST_INTERVAL_MS = 10;
+/** How much unused budget (in ms of it) a late burst round may catch up on: a busy host's timers fire late. */
+export const GOSSIP_BURST_CATCH_UP_MS = 100;
+
+/** How a node's gossip rounds are paced; derived from the config by `gossipPacing` alone. */
+export interface GossipPacing {
+  /** The budget in force (bytes/s): gossipBudgetBytesPerSec, or the regular rounds' own rate if larger. */
+  readonly budgetBytesPerSec: number;
+  /** The regular rounds' rate (bytes/s): gossipFanout full datagrams every gossipIntervalMs. */
+  readonly regularBytesPerSec: number;
+  /** Period of the burst rounds (ms): min(GOSSIP_BURST_INTERVAL_MS, gossipIntervalMs). */
+  readonly burstIntervalMs: number;
+  /**
+   * Queued broadcast bytes beyond which burst rounds start: what one regular round carries
+   * (gossipFanout full datagrams). They go on until the broadcast queue is empty. 0 when
+   * gossip rounds are off (gossipIntervalMs 0 or gossipFanout 0): no bursts either.
+   */
+  readonly burstThresholdBytes: number;
+  /** After a burst round with work, bursts restart for any queued item within this long (ms): gossipIntervalMs. */
+  readonly lingerMs: number;
+  /**
+   * Most bytes the budget saves up (the token bucket's depth): GOSSIP_BURST_CATCH_UP_MS of it,
+   * at least one full datagram. A burst round never sends more at once; one that fires late
+   * (a busy host) sends what the rounds it missed would have.
+   */
+  readonly bucketBytes: number;
+}
+
+/**
+ * THE derivation of the gossip pacing from a config: the budget in force, the burst period and
+ * threshold, and the token bucket's depth. Burst rounds run only while the broadcast queue is
+ * deeper than one regular round carries, so an idle node and a node with a few broadcasts
+ * queued gossip exactly as without them (same datagrams, same PRNG draws).
+ */
+export function gossipPacing(config: Pick<SwimConfig, "gossipBudgetBytesPerSec" | "gossipFanout" | "gossipIntervalMs" | "maxPacketBytes">): GossipPacing {
+  const rounds = config.gossipIntervalMs > 0 && config.gossipFanout > 0;
+  const regularBytesPerSec = rounds ? Math.ceil((config.gossipFanout * config.maxPacketBytes * 1000) / config.gossipIntervalMs) : 0;
+  const budgetBytesPerSec = Math.max(config.gossipBudgetBytesPerSec, regularBytesPerSec);
+  const burstIntervalMs = rounds ? Math.min(GOSSIP_BURST_INTERVAL_MS, config.gossipIntervalMs) : GOSSIP_BURST_INTERVAL_MS;
+  return {
+    budgetBytesPerSec,
+    regularBytesPerSec,
+    burstIntervalMs,
+    burstThresholdBytes: rounds ? config.gossipFanout * config.maxPacketBytes : 0,
+    lingerMs: config.gossipIntervalMs,
+    bucketBytes: Math.max(config.maxPacketBytes, Math.ceil((budgetBytesPerSec * GOSSIP_BURST_CATCH_UP_MS) / 1000)),
+  };
+}
+
+/**
+ * How many broadcasts may wait in the queue before this node refuses its own new ones: half of
+ * maxQueuedBroadcasts, the other half being room for the broadcasts it relays.
+ */
+export function ownBroadcastQueueLimit(config: Pick<SwimConfig, "maxQueuedBroadcasts">): number {
+  return Math.max(1, Math.floor(config.maxQueuedBroadcasts / 2));
+}
+
 /** Builds a config from a preset and overrides. Does not validate; call validateConfig. */
 export function makeConfig(preset: PresetName = "lan", overrides: Partial<SwimConfig> = {}): SwimConfig {
   return { ...PRESETS[preset], ...overrides };
@@ -328,6 +410,7 @@ const RANGES: Readonly<Record<Exclude<keyof SwimConfig, "lifeguard" | "sealed" |
   suspicionMaxTimeoutMult: { min: 1, max: 100, unit: "" },
   gossipIntervalMs: { min: 5, max: 600_000, unit: "ms", zeroDisables: true },
   gossipFanout: { min: 0, max: 16, unit: "members" },
+  gossipBudgetBytesPerSec: { min: GOSSIP_BUDGET_MIN_BYTES_PER_SEC, max: GOSSIP_BUDGET_MAX_BYTES_PER_SEC, unit: "bytes/s" },
   gossipToTheDeadMs: { min: 0, max: 86_400_000, unit: "ms" },
   reconnectIntervalMs: { min: 10, max: 86_400_000, unit: "ms", zeroDisables: true },
   pushPullIntervalMs: { min: 100, max: 86_400_000, unit: "ms", zeroDisables: true },
@@ -347,7 +430,7 @@ const RANGES: Readonly<Record<Exclude<keyof SwimConfig, "lifeguard" | "sealed" |
   },
   maxBroadcastBytes: { min: 1, max: (c) => c.maxPacketBytes - broadcastOverheadBytes(c.sealed), unit: "bytes" },
   maxMembers: { min: 16, max: 4_194_304, unit: "members" },
-  maxQueuedBroadcasts: { min: 1, max: 1_048_576, unit: "broadcasts" },
+  maxQueuedBroadcasts: { min: 2, max: 1_048_576, unit: "broadcasts" },
   maxQueuedUpdates: { min: 16, max: 4_194_304, unit: "updates" },
   broadcastDedupeWindow: { min: 64, max: 65_536, unit: "sequence numbers" },
   maxBroadcastOrigins: { min: 16, max: 4_194_304, unit: "origins" },

@@ -20,9 +20,10 @@
  */
 
 import type { Address } from "./address.js";
-import { MAX_PING_REQ_HEADER_BYTES, periodFields, type SwimConfig } from "./config.js";
+import { MAX_PING_REQ_HEADER_BYTES, ownBroadcastQueueLimit, periodFields, type SwimConfig } from "./config.js";
 import { COOKIE_SECRET_BYTES, CookieJar, SourceRateLimiter } from "./cookie.js";
 import { DedupeWindows } from "./dedupe.js";
+import { FRESH_PUSH_MAX_PEERS, GossipPacer } from "./dissemination.js";
 import { type DampingStats, emptyDampingStats, FlapDamping } from "./flap-damping.js";
 import { ProtocolError, type ProtocolErrorCode } from "./errors.js";
 import {
@@ -108,7 +109,7 @@ export type RequestRefusal =
 
 export type BroadcastOutcome =
   | { readonly ok: true; readonly epoch: number; readonly seq: number }
-  | { readonly ok: false; readonly code: "EMPTY" | "TOO_LARGE" | "LEFT"; readonly message: string };
+  | { readonly ok: false; readonly code: "EMPTY" | "TOO_LARGE" | "LEFT" | "QUEUE_FULL"; readonly message: string };
 
 /** Counters of one node; all monotonic (but DampingStats.membersDamped, a level). */
 export interface CoreStats extends ReconnectStats, DampingStats {
@@ -143,6 +144,13 @@ export interface CoreStats extends ReconnectStats, DampingStats {
   broadcastsDuplicate: number;
   broadcastsStale: number;
   broadcastsDropped: number;
+  /** This node's own broadcasts refused because its broadcast queue was full (QUEUE_FULL). */
+  broadcastsRefused: number;
+  /** Burst gossip rounds run (see dissemination.ts) and the datagrams they sent. */
+  gossipBursts: number;
+  gossipBurstDatagrams: number;
+  /** Datagrams of the fresh push (own broadcasts to every member at once, see dissemination.ts). */
+  freshPushDatagrams: number;
   /** COOKIE datagrams sent in answer to requests from addresses not proven yet. */
   cookiesSent: number;
   /** Requests that echoed a valid cookie (and so got the member list). */
@@ -281,6 +289,10 @@ export class SwimNode {
     broadcastsDuplicate: 0,
     broadcastsStale: 0,
     broadcastsDropped: 0,
+    broadcastsRefused: 0,
+    gossipBursts: 0,
+    gossipBurstDatagrams: 0,
+    freshPushDatagrams: 0,
     cookiesSent: 0,
     cookiesAccepted: 0,
     cookiesIgnored: 0,
@@ -321,6 +333,8 @@ export class SwimNode {
   private readonly requests = new Map<number, Request>();
   private readonly updates: TransmitQueue;
   private readonly broadcasts: TransmitQueue;
+  /** Paces the gossip rounds: the bandwidth budget and the burst rounds of a deep broadcast queue. */
+  private readonly pacer: GossipPacer;
   private readonly dedupe: DedupeWindows;
   /** Builds ping, ack, nack, join and cookie datagrams (probePacketBytes). */
   private readonly probeWriter: DatagramWriter;
@@ -362,6 +376,7 @@ export class SwimNode {
     this.cookies = new CookieJar(options.cookieSecret ?? defaultCookieSecret(options.seed));
     this.updates = new TransmitQueue(options.config.maxQueuedUpdates);
     this.broadcasts = new TransmitQueue(options.config.maxQueuedBroadcasts);
+    this.pacer = new GossipPacer(options.config, options.config.maxQueuedBroadcasts);
     this.dedupe = new DedupeWindows(options.config.broadcastDedupeWindow, options.config.maxBroadcastOrigins);
     this.envelopeBytes = options.config.sealed ? SEALED_OVERHEAD_BYTES : 0;
     this.probeWriter = new DatagramWriter(options.config.probePacketBytes - this.envelopeBytes);
@@ -474,12 +489,21 @@ export class SwimNode {
       };
     }
     if (this.leaving) return { ok: false, code: "LEFT", message: "this node has left the cluster" };
+    if (this.broadcasts.size >= ownBroadcastQueueLimit(this.config)) {
+      this.stats.broadcastsRefused++;
+      return {
+        ok: false,
+        code: "QUEUE_FULL",
+        message: `the broadcast queue is full (${this.broadcasts.size} broadcasts waiting to be spread); try again shortly`,
+      };
+    }
     const seq = this.nextBroadcastSeq;
     this.nextBroadcastSeq = (this.nextBroadcastSeq + 1) >>> 0;
     const b: UserBroadcast = { origin: this.self, epoch: this.broadcastEpoch, seq, payload: payload.slice() };
     this.dedupe.sight(this.self.key, this.broadcastEpoch, seq);
-    this.queueBroadcast(b);
+    const item = this.queueBroadcast(b);
     this.armGossip(nowMs, rt);
+    this.pacer.addFresh(item);
     this.stats.broadcastsSent++;
     return { ok: true, epoch: this.broadcastEpoch, seq };
   }
@@ -807,6 +831,9 @@ export class SwimNode {
         return;
       case "gossip":
         this.onGossipTick(nowMs, rt);
+        return;
+      case "gossipBurst":
+        this.onGossipBurst(nowMs, rt);
         return;
       case "reconnect":
         this.onReconnectTick(nowMs, rt);
@@ -1339,6 +1366,7 @@ export class SwimNode {
    * queued re-arms them, within one interval at a random phase, as a running ticker would.
    */
   private armGossip(nowMs: number, rt: Runtime): void {
+    this.armGossipBurst(nowMs, rt);
     if (this.gossipTickArmed || !this.started || this.config.gossipIntervalMs <= 0) return;
     if (this.updates.size === 0 && this.broadcasts.size === 0) return;
     rt.setTimer(nowMs + this.rng.nextInt(this.config.gossipIntervalMs) + 1, { kind: "gossip" });
@@ -1346,6 +1374,8 @@ export class SwimNode {
   }
 
   private onGossipTick(nowMs: number, rt: Runtime): void {
+    // Own broadcasts are pushed to every member only by burst rounds (dissemination.ts).
+    if (!this.pacer.burstArmed) this.pacer.clearFresh();
     if (this.updates.size === 0 && this.broadcasts.size === 0) {
       this.gossipTickArmed = false;
       return;
@@ -1365,7 +1395,74 @@ export class SwimNode {
     }
     for (const peer of peers) {
       if (this.updates.size === 0 && this.broadcasts.size === 0) break;
-      this.sendBody(rt, this.table.address(peer), { type: MessageType.Gossip }, "full");
+      this.sendGossip(nowMs, rt, peer);
+    }
+  }
+
+  /** One gossip-round datagram to `peer`; its bytes count against the gossip budget. */
+  private sendGossip(nowMs: number, rt: Runtime, peer: number): void {
+    const before = this.stats.bytesSent;
+    this.sendBody(rt, this.table.address(peer), { type: MessageType.Gossip }, "full");
+    this.pacer.spend(nowMs, this.stats.bytesSent - before);
+  }
+
+  /**
+   * Starts burst rounds when the broadcast queue holds more than one regular round carries, or
+   * soon after the last burst (see dissemination.ts); otherwise gossip is exactly the regular rounds.
+   */
+  private armGossipBurst(nowMs: number, rt: Runtime): void {
+    if (!this.started || this.leaving || this.probeable.size === 0) return;
+    if (!this.pacer.shouldBurst(nowMs, this.broadcasts.queuedBytes)) return;
+    rt.setTimer(nowMs + this.pacer.burstIntervalMs, { kind: "gossipBurst" });
+    this.pacer.burstArmed = true;
+  }
+
+  /**
+   * A burst round: enough full gossip datagrams to send every queued broadcast about
+   * gossipFanout times (as the regular round does), as far as the budget allows now, to the
+   * next members of the pacer's cycle; then the next round, while anything is left.
+   */
+  private onGossipBurst(nowMs: number, rt: Runtime): void {
+    this.pacer.burstArmed = false;
+    if (this.broadcasts.size === 0 || this.leaving || this.probeable.size === 0) {
+      this.pacer.clearFresh();
+      return;
+    }
+    this.pushFresh(nowMs, rt);
+    const capacity = this.fullWriter.capacity;
+    const wanted = this.config.gossipFanout * Math.ceil(this.broadcasts.queuedBytes / capacity);
+    const count = Math.min(wanted, this.pacer.datagramsAllowed(nowMs, capacity));
+    if (count > 0) {
+      this.stats.gossipBursts++;
+      this.pacer.burstWorked(nowMs);
+      for (let i = 0; i < count && this.broadcasts.size > 0; i++) {
+        this.sendGossip(nowMs, rt, this.pacer.nextPeer(this.probeable, this.rng));
+        this.stats.gossipBurstDatagrams++;
+      }
+    }
+    if (this.broadcasts.size > 0) {
+      rt.setTimer(nowMs + this.pacer.burstIntervalMs, { kind: "gossipBurst" });
+      this.pacer.burstArmed = true;
+    }
+  }
+
+  /**
+   * The fresh push: this node's own new broadcasts, packed, each datagram sent as is to every
+   * live member (up to FRESH_PUSH_MAX_PEERS), as far as the budget allows now.
+   */
+  private pushFresh(nowMs: number, rt: Runtime): void {
+    const w = this.fullWriter;
+    while (this.pacer.freshCount > 0) {
+      const fanout = Math.min(this.probeable.size, FRESH_PUSH_MAX_PEERS);
+      if (this.pacer.datagramsAllowed(nowMs, w.capacity) < fanout) return;
+      w.begin(this.self, this.table.incarnation[SELF] as number, { type: MessageType.Gossip });
+      if (this.pacer.fillFresh(w) === 0) continue;
+      const datagram = w.finish();
+      for (const peer of this.probeable.sample(this.rng, fanout, () => false)) {
+        this.transmit(rt, this.table.address(peer), datagram);
+        this.pacer.spend(nowMs, datagram.length);
+        this.stats.freshPushDatagrams++;
+      }
     }
   }
 
@@ -1722,8 +1819,10 @@ export class SwimNode {
     this.updates.enqueue(this.table.address(slot).key, encodeUpdateItem(this.updateOf(slot)));
   }
 
-  private queueBroadcast(b: UserBroadcast): void {
-    this.broadcasts.enqueue(`${b.origin.key}/${b.epoch}/${b.seq}`, encodeBroadcastItem(b));
+  private queueBroadcast(b: UserBroadcast): Uint8Array {
+    const item = encodeBroadcastItem(b);
+    this.broadcasts.enqueue(`${b.origin.key}/${b.epoch}/${b.seq}`, item);
+    return item;
   }
 
   // ---------------------------------------------------------------------------------------

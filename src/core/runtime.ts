@@ -27,6 +27,8 @@ export type Timer =
   /** A damped member's release check (see flap-damping.ts). */
   | { readonly kind: "flapRelease"; readonly key: string }
   | { readonly kind: "gossip" }
+  /** A burst gossip round while a deep broadcast queue drains (see dissemination.ts). */
+  | { readonly kind: "gossipBurst" }
   | { readonly kind: "reconnect" }
   /** `once`: an extra exchange shortly after a join, not the periodic round. */
   | { readonly kind: "pushPull"; readonly once: boolean }

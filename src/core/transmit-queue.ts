@@ -5,7 +5,8 @@
  * datagram takes least-sent items first (oldest first within a send count) and appends every
  * one that still fits, so the datagram's budget is used up; an item is dropped once it has been
  * sent `limit` times. The queue is bounded: beyond `maxItems` the most-sent, oldest item is
- * dropped and counted.
+ * dropped and counted. It keeps the total size of the
+ * queued items (`queuedBytes`), which paces burst gossip rounds (see dissemination.ts).
  *
  * Each send-count bucket is an intrusive doubly linked list, so moving an item to the next
  * bucket after a send costs a few pointer writes and no hashing; the key map is touched only
@@ -40,6 +41,8 @@ export class TransmitQueue {
   private readonly sent: QueuedItem[] = [];
   /** Items evicted because the queue was full. */
   dropped = 0;
+  /** Total encoded size of the queued items (bytes). */
+  queuedBytes = 0;
 
   constructor(private readonly maxItems: number) {}
 
@@ -54,6 +57,7 @@ export class TransmitQueue {
     else if (this.byKey.size >= this.maxItems) this.evictOne();
     const item: QueuedItem = { key, bytes, transmits: 0, prev: null, next: null };
     this.byKey.set(key, item);
+    this.queuedBytes += bytes.length;
     this.link(item);
   }
 
@@ -94,8 +98,10 @@ export class TransmitQueue {
       const item = sent[i] as QueuedItem;
       this.unlink(item);
       item.transmits++;
-      if (item.transmits >= limit) this.byKey.delete(item.key);
-      else this.link(item);
+      if (item.transmits >= limit) {
+        this.byKey.delete(item.key);
+        this.queuedBytes -= item.bytes.length;
+      } else this.link(item);
     }
     sent.length = 0;
     return appended;
@@ -104,6 +110,7 @@ export class TransmitQueue {
   clear(): void {
     this.byKey.clear();
     this.buckets.length = 0;
+    this.queuedBytes = 0;
   }
 
   private link(item: QueuedItem): void {
@@ -130,6 +137,7 @@ export class TransmitQueue {
 
   private detach(item: QueuedItem): void {
     this.byKey.delete(item.key);
+    this.queuedBytes -= item.bytes.length;
     this.unlink(item);
   }
 

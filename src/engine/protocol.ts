@@ -52,7 +52,7 @@
  *     0x28 REQUEST_ACK     u32 token, addr from
  *     0x30 STARTED         u32 token
  *     0x31 BROADCAST_DONE  u32 token, u8 ok; ok: u32 epoch, u32 seq;
- *                          else u8 code (1 EMPTY, 2 TOO_LARGE, 3 LEFT), UTF-8 message...
+ *                          else u8 code (1 EMPTY, 2 TOO_LARGE, 3 LEFT, 4 QUEUE_FULL), UTF-8 message...
  *     0x32 LEFT            u32 token
  *     0x33 SNAPSHOT_PART   u32 token, u8 flags (bit 0 last, bit 1 truncated), u16 count,
  *                          member * count
@@ -746,7 +746,8 @@ export function writeEvent(ring: RingProducer, e: CoreEvent): boolean {
   });
 }
 
-const OUTCOME_CODES = ["EMPTY", "TOO_LARGE", "LEFT"] as const;
+/** Refusal codes of a broadcast, in frame order (append only). */
+const OUTCOME_CODES = ["EMPTY", "TOO_LARGE", "LEFT", "QUEUE_FULL"] as const;
 /** Refusal codes of a cluster request, in frame order (append only). */
 const REQUEST_REFUSALS: readonly RequestRefusal[] = ["BUSY", "TOO_LARGE", "TOO_MANY_MEMBERS", "LEFT", "BAD_TIMEOUT", "BAD_KIND", "BAD_OPTIONS"];
 /** Refusal codes of new tags, in frame order (append only). */

@@ -6,16 +6,20 @@
  *     `/<package>.<Service>/<Method>`, stream flags from `methodKind`, binary (de)serializers);
  *   - `addService(server, service, impl)`: registers promise/async-iterable handlers, typed from
  *     the descriptor, with cancellation (an AbortSignal per call) and status-error mapping;
+ *     a client-streaming handler reads its requests as an async iterable, which pulls from the
+ *     transport only as fast as the handler goes (HTTP/2 flow control holds the client back);
  *   - `makeClientClass(service)` / `createClient(...)`: a typed client whose unary methods return
- *     promises and whose server-streaming methods return cancellable async iterables, with
- *     per-call deadlines, a client-wide default timeout, and AbortSignal cancellation;
+ *     promises, whose server-streaming methods return cancellable async iterables and whose
+ *     client-streaming methods return a `ClientStreamingCall` (send with backpressure, then
+ *     finish for the response), with per-call deadlines, a client-wide default timeout, and
+ *     AbortSignal cancellation;
  *   - `RpcError`: the error handlers throw to answer with a specific gRPC status.
  *
- * Client- and bidi-streaming methods are not supported (the TamTam API has none); a service
- * containing one is rejected when the definition is built.
+ * Bidi-streaming methods are not supported (the TamTam API has none); a service containing one
+ * is rejected when the definition is built.
  */
 
-import { once } from "node:events";
+import { type EventEmitter, once } from "node:events";
 import * as grpc from "@grpc/grpc-js";
 import {
   create,
@@ -99,13 +103,13 @@ function deserializer<D extends DescMessage>(schema: D): (bytes: Buffer) => Mess
 function methodDefinition<I extends DescMessage, O extends DescMessage>(
   method: DescMethod & { input: I; output: O },
 ): grpc.MethodDefinition<MessageShape<I>, MessageShape<O>> {
-  if (method.methodKind !== "unary" && method.methodKind !== "server_streaming") {
+  if (method.methodKind === "bidi_streaming") {
     throw new Error(`${methodPath(method)}: ${method.methodKind} methods are not supported`);
   }
   return {
     path: methodPath(method),
     originalName: method.name,
-    requestStream: false,
+    requestStream: method.methodKind === "client_streaming",
     responseStream: method.methodKind === "server_streaming",
     requestSerialize: serializer(method.input),
     requestDeserialize: deserializer(method.input),
@@ -159,19 +163,34 @@ export type ServerStreamHandler<I extends DescMessage, O extends DescMessage> = 
   context: CallContext,
 ) => AsyncIterable<MessageInitShape<O>>;
 
+/**
+ * A client-streaming handler: reads the requests from the async iterable (it pulls from the
+ * transport only as fast as the handler iterates: flow control) and resolves to the one
+ * response, or throws. The iterable ends when the client finishes sending; a cancelled call
+ * aborts `context.signal`.
+ */
+export type ClientStreamHandler<I extends DescMessage, O extends DescMessage> = (
+  requests: AsyncIterable<MessageShape<I>>,
+  context: CallContext,
+) => Promise<MessageInitShape<O>>;
+
 /** The handlers of a service, keyed by method `localName`, typed from the descriptor. */
 export type ServiceImplementation<M extends GenServiceMethods> = {
   [K in keyof M]: M[K]["methodKind"] extends "unary"
     ? UnaryHandler<Input<M, K>, Output<M, K>>
     : M[K]["methodKind"] extends "server_streaming"
       ? ServerStreamHandler<Input<M, K>, Output<M, K>>
-      : never;
+      : M[K]["methodKind"] extends "client_streaming"
+        ? ClientStreamHandler<Input<M, K>, Output<M, K>>
+        : never;
 };
 
 type AnyUnaryCall = grpc.ServerUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage>>;
 type AnyStreamCall = grpc.ServerWritableStream<MessageShape<DescMessage>, MessageShape<DescMessage>>;
+/** What every kind of server call offers the context: its cancellation event and request facts. */
+type AnyCall = Pick<AnyUnaryCall, "cancelled" | "metadata" | "getPeer" | "getDeadline"> & EventEmitter;
 
-function contextFor(call: AnyUnaryCall | AnyStreamCall): { context: CallContext; done: () => void } {
+function contextFor(call: AnyCall): { context: CallContext; done: () => void } {
   const controller = new AbortController();
   const onCancel = (): void => controller.abort(new RpcError(grpc.status.CANCELLED, "call cancelled"));
   if (call.cancelled) onCancel();
@@ -187,22 +206,33 @@ function contextFor(call: AnyUnaryCall | AnyStreamCall): { context: CallContext;
   };
 }
 
+/**
+ * Answers a call that has one response (unary, client streaming): runs `produce` with the
+ * call's context and sends its value, or the status of what it threw.
+ */
+function answerOnce(
+  method: DescMethod,
+  call: AnyCall,
+  callback: grpc.sendUnaryData<MessageShape<DescMessage>>,
+  produce: (context: CallContext) => MessageInitShape<DescMessage> | Promise<MessageInitShape<DescMessage>>,
+): void {
+  const { context, done } = contextFor(call);
+  // Promise.resolve().then(...) turns a synchronous throw into a rejection too.
+  Promise.resolve()
+    .then(() => produce(context))
+    .then(
+      (init) => callback(null, create(method.output, init)),
+      (err: unknown) => callback(toStatus(err)),
+    )
+    .catch((err: unknown) => callback(toStatus(err))) // create() rejected the handler's value
+    .finally(done);
+}
+
 function unaryHandler(
   method: DescMethod,
   handler: UnaryHandler<DescMessage, DescMessage>,
 ): grpc.handleUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage>> {
-  return (call, callback) => {
-    const { context, done } = contextFor(call);
-    // Promise.resolve().then(...) turns a synchronous throw into a rejection too.
-    Promise.resolve()
-      .then(() => handler(call.request, context))
-      .then(
-        (init) => callback(null, create(method.output, init)),
-        (err: unknown) => callback(toStatus(err)),
-      )
-      .catch((err: unknown) => callback(toStatus(err))) // create() rejected the handler's value
-      .finally(done);
-  };
+  return (call, callback) => answerOnce(method, call, callback, (context) => handler(call.request, context));
 }
 
 function serverStreamHandler(
@@ -238,6 +268,13 @@ function serverStreamHandler(
   };
 }
 
+function clientStreamHandler(
+  method: DescMethod,
+  handler: ClientStreamHandler<DescMessage, DescMessage>,
+): grpc.handleClientStreamingCall<MessageShape<DescMessage>, MessageShape<DescMessage>> {
+  return (call, callback) => answerOnce(method, call, callback, (context) => handler(call as AsyncIterable<MessageShape<DescMessage>>, context));
+}
+
 /** grpc-js handlers for a typed implementation (for `server.addService(definition, ...)`). */
 export function serviceHandlers<M extends GenServiceMethods>(
   service: GenService<M>,
@@ -253,7 +290,9 @@ export function serviceHandlers<M extends GenServiceMethods>(
     out[method.localName] =
       method.methodKind === "unary"
         ? unaryHandler(method, handler as UnaryHandler<DescMessage, DescMessage>)
-        : serverStreamHandler(method, handler as ServerStreamHandler<DescMessage, DescMessage>);
+        : method.methodKind === "client_streaming"
+          ? clientStreamHandler(method, handler as ClientStreamHandler<DescMessage, DescMessage>)
+          : serverStreamHandler(method, handler as ServerStreamHandler<DescMessage, DescMessage>);
   }
   return out;
 }
@@ -297,6 +336,19 @@ export interface ServerStreamingCall<T> extends AsyncIterable<T> {
   cancel(): void;
 }
 
+/**
+ * A running client-streaming call: `send` the requests one by one (each resolves once the
+ * transport takes more: await it, and a slow server holds the sender back), then `finish` for
+ * the response. A call that failed rejects every later `send` and `finish` with its status.
+ */
+export interface ClientStreamingCall<I, O> {
+  send(request: I): Promise<void>;
+  /** Ends the request stream; resolves to the response. */
+  finish(): Promise<O>;
+  /** Cancels the call; `finish` then rejects with CANCELLED. */
+  cancel(): void;
+}
+
 export type UnaryMethod<I extends DescMessage, O extends DescMessage> = (
   request: MessageInitShape<I>,
   options?: CallOptions,
@@ -306,6 +358,10 @@ export type ServerStreamingMethod<I extends DescMessage, O extends DescMessage> 
   request: MessageInitShape<I>,
   options?: CallOptions,
 ) => ServerStreamingCall<MessageShape<O>>;
+
+export type ClientStreamingMethod<I extends DescMessage, O extends DescMessage> = (
+  options?: CallOptions,
+) => ClientStreamingCall<MessageInitShape<I>, MessageShape<O>>;
 
 /** Lifecycle members shared by every generated client; RPC names must not collide with them. */
 export interface ClientLifecycle {
@@ -323,7 +379,9 @@ export type ServiceClient<M extends GenServiceMethods> = ClientLifecycle & {
     ? UnaryMethod<Input<M, K>, Output<M, K>>
     : M[K]["methodKind"] extends "server_streaming"
       ? ServerStreamingMethod<Input<M, K>, Output<M, K>>
-      : never;
+      : M[K]["methodKind"] extends "client_streaming"
+        ? ClientStreamingMethod<Input<M, K>, Output<M, K>>
+        : never;
 };
 
 export interface ServiceClientConstructor<M extends GenServiceMethods> {
@@ -439,6 +497,59 @@ function callServerStream(
   return { cancel: () => call.cancel(), [Symbol.asyncIterator]: iterate };
 }
 
+function callClientStream(
+  client: ClientBase,
+  method: DescMethod,
+  options: CallOptions | undefined,
+): ClientStreamingCall<MessageInitShape<DescMessage>, MessageShape<DescMessage>> {
+  const signal = options?.signal;
+  if (signal?.aborted) {
+    const failed = Promise.reject(abortedError());
+    failed.catch(() => {});
+    return { send: () => failed, finish: () => failed, cancel: () => {} };
+  }
+  const deadline = deadlineOf(options, undefined);
+  let failure: Error | null = null;
+  // Assigned synchronously by the promise's executor below.
+  let writer!: grpc.ClientWritableStream<MessageShape<DescMessage>>;
+  const response = new Promise<MessageShape<DescMessage>>((resolve, reject) => {
+    const call = client.grpcClient.makeClientStreamRequest(
+      methodPath(method),
+      serializer(method.input),
+      deserializer(method.output),
+      options?.metadata ?? new grpc.Metadata(),
+      deadline === undefined ? {} : { deadline },
+      (err, value) => {
+        signal?.removeEventListener("abort", onAbort);
+        if (err) {
+          failure = err;
+          reject(err);
+        } else if (value === undefined) reject(new RpcError(grpc.status.INTERNAL, "no response message"));
+        else resolve(value);
+      },
+    );
+    const onAbort = (): void => call.cancel();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    writer = call;
+  });
+  response.catch(() => {}); // seen through send/finish
+  return {
+    send: async (request) => {
+      if (failure !== null) throw failure;
+      if (!writer.write(create(method.input, request))) {
+        // Backpressure: wait until the transport drains, or the call ends.
+        await Promise.race([once(writer, "drain"), response.then(() => undefined)]);
+      }
+      if (failure !== null) throw failure;
+    },
+    finish: () => {
+      writer.end();
+      return response;
+    },
+    cancel: () => writer.cancel(),
+  };
+}
+
 /**
  * A client class for `service`. Its instances have one method per RPC (by `localName`: `join`,
  * `setHeartbeat`, ...): unary ones return a promise of the response, server-streaming ones a
@@ -460,9 +571,13 @@ export function makeClientClass<M extends GenServiceMethods>(
         ? function (this: ClientBase, request: MessageInitShape<DescMessage>, options?: CallOptions) {
             return callUnary(this, method, request, options);
           }
-        : function (this: ClientBase, request: MessageInitShape<DescMessage>, options?: CallOptions) {
-            return callServerStream(this, method, request, options);
-          };
+        : method.methodKind === "client_streaming"
+          ? function (this: ClientBase, options?: CallOptions) {
+              return callClientStream(this, method, options);
+            }
+          : function (this: ClientBase, request: MessageInitShape<DescMessage>, options?: CallOptions) {
+              return callServerStream(this, method, request, options);
+            };
     Object.defineProperty(Client.prototype, method.localName, { value: invoke, writable: true, configurable: true });
   }
   // The per-method members are attached above at run time; the type is their static description.

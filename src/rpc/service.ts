@@ -31,6 +31,7 @@ import {
   TamTam,
 } from "../gen/service/tamtam_pb.js";
 import type { CallContext, ServiceImplementation } from "./adapter.js";
+import { broadcastStream, checkBroadcast } from "./broadcast-stream.js";
 import { AgentError, toRpcError } from "./status.js";
 
 const STATUS_OF: Record<MemberState, Status> = {
@@ -164,10 +165,7 @@ export async function checkedForget(agent: AgentApi, target: Address): Promise<v
 
 /** Broadcast `bytes`: 1..maxBroadcastBytes of them. */
 export async function checkedBroadcast(agent: AgentApi, bytes: Uint8Array): Promise<void> {
-  if (bytes.length === 0) throw new AgentError("EMPTY_BROADCAST", "a broadcast needs at least 1 byte");
-  if (bytes.length > agent.maxBroadcastBytes) {
-    throw new AgentError("BROADCAST_TOO_LARGE", `a broadcast carries at most ${agent.maxBroadcastBytes} bytes, got ${bytes.length}`);
-  }
+  checkBroadcast(agent, bytes);
   await agent.broadcast(bytes);
 }
 
@@ -185,6 +183,7 @@ export function tamTamService(agent: AgentApi): ServiceImplementation<typeof Tam
       await checkedBroadcast(agent, req.bytes);
       return OK;
     }),
+    broadcastStream: mapped(async (requests, context) => await broadcastStream(agent, requests, context)),
     stream: (_req, context) => mappedStream(drain(agent.subscribeBroadcasts(), context, (bytes) => ({ bytes }))),
     monitor: (_req, context) => mappedStream(drain(agent.subscribeMembers(), context, nodeFrom)),
     nodes: mapped(async () => ({ nodes: (await agent.members()).map(nodeFrom) })),

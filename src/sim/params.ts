@@ -55,6 +55,8 @@ export interface SimParams {
   /** User broadcasts, sent from random running nodes, evenly from `faultPeriod` on. */
   readonly broadcasts: number;
   readonly broadcastBytes: number;
+  /** Where broadcasts come from: 0 = any running node; k = the first k nodes no fault touches. */
+  readonly broadcastSenders: number;
   readonly restartIncarnation: "clock" | "zero";
   /** Start from a converged cluster (every node knows every other) instead of joining node 0. */
   readonly warmStart: boolean;
@@ -86,6 +88,7 @@ export const DEFAULT_PARAMS: SimParams = {
   flap: null,
   broadcasts: 0,
   broadcastBytes: 64,
+  broadcastSenders: 0,
   restartIncarnation: "clock",
   warmStart: false,
   tags: false,
@@ -95,7 +98,7 @@ export const DEFAULT_PARAMS: SimParams = {
 /** Fields of SimParams that are integers. */
 export type SimIntegerField =
   | "nodes" | "seed" | "periods" | "kill" | "leave" | "restart" | "restartAfterPeriods" | "pause" | "pausePeriods"
-  | "faultPeriod" | "broadcasts" | "broadcastBytes";
+  | "faultPeriod" | "broadcasts" | "broadcastBytes" | "broadcastSenders";
 
 /**
  * The inclusive range of every integer parameter, some depending on the cluster's size or the
@@ -114,6 +117,7 @@ export const SIM_INTEGER_RANGES: Readonly<Record<SimIntegerField, (p: Pick<SimPa
   faultPeriod: (p) => [0, p.periods],
   broadcasts: () => [0, 1_000_000],
   broadcastBytes: () => [1, 65_000],
+  broadcastSenders: () => [0, 1_000_000],
 };
 
 /** What `--reap-after` (the `reapAfterMs` override) accepts, in ms. */

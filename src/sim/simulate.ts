@@ -53,7 +53,8 @@ export function planScenario(p: SimParams): Scenario {
   }
   if (p.broadcasts > 0) {
     const disturbed = new Set(actions.filter((a) => "node" in a).map((a) => (a as { node: number }).node));
-    const senders = Array.from({ length: p.nodes }, (_, i) => i).filter((i) => !disturbed.has(i));
+    const undisturbed = Array.from({ length: p.nodes }, (_, i) => i).filter((i) => !disturbed.has(i));
+    const senders = p.broadcastSenders > 0 ? undisturbed.slice(0, p.broadcastSenders) : undisturbed;
     // Broadcasts go out over the middle half of the run after the fault period.
     const span = Math.max(1, (p.periods - p.faultPeriod) * period * 0.5);
     for (let b = 0; b < p.broadcasts; b++) {

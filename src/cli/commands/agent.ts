@@ -8,7 +8,7 @@
 import { Command, Option } from "clipanion";
 import { agentOptions, withStartingKeys } from "../agent-options.js";
 import { CliError, EXIT, TamTamCommand } from "../base-command.js";
-import { AGENT_SETTINGS, HEARTBEAT_HELP } from "../settings.js";
+import { AGENT_SETTINGS, HEARTBEAT_HELP, PRESET_GOSSIP_BUDGETS_TEXT } from "../settings.js";
 
 export { agentOptions };
 
@@ -41,6 +41,11 @@ export class AgentCommand extends TamTamCommand {
       \`--heartbeat\` accepts the same range from every source and for every preset, as
       \`tamtam configure heartbeat\` does live; the probe timeout keeps the preset's share of
       the period.
+
+      \`--gossip-budget\` caps the bytes per second of this agent's gossip rounds. While a
+      deep broadcast queue drains, burst rounds send as fast as the budget allows; when
+      producers offer more than the cluster carries, the agent's bounded broadcast queue
+      fills and \`broadcast\` answers that it is full (RESOURCE_EXHAUSTED) until it drains.
 
       Unlike the original, \`--iface\` is optional with a wildcard bind address;
       \`--advertise\` sets the address other members reach this agent at explicitly.
@@ -101,6 +106,9 @@ export class AgentCommand extends TamTamCommand {
   iface = Option.String("-i,--iface", { description: "network interface whose address is advertised when bound to a wildcard address" });
   heartbeat = Option.String("--heartbeat", { description: `protocol period in milliseconds: ${HEARTBEAT_HELP}` });
   max = Option.String("--max", { description: "largest broadcast message in bytes; 0 = 256 on IPv4, 512 on IPv6 (default 0)" });
+  gossipBudget = Option.String("--gossip-budget", {
+    description: `bytes per second this agent's gossip rounds may send, bursts for deep broadcast queues included; 0 = the preset's (${PRESET_GOSSIP_BUDGETS_TEXT}; default 0)`,
+  });
   multicast = Option.Boolean("--multicast", { description: "announce and discover members on the link by cluster name" });
   clustername = Option.String("--clustername", { description: 'cluster name of the multicast announcements (default "tamtam")' });
   multicastAddress = Option.String("--multicast-address", {
@@ -149,6 +157,7 @@ export class AgentCommand extends TamTamCommand {
       iface: this.iface,
       heartbeatMs: this.heartbeat,
       maxBroadcastBytes: this.max,
+      gossipBudgetBytesPerSec: this.gossipBudget,
       multicast: this.multicast,
       clusterName: this.clustername,
       multicastAddress: this.multicastAddress,

@@ -80,6 +80,9 @@ export class SimulateCommand extends Command {
   reapAfter = Option.String("--reap-after", { description: "ms after which dead members leave the tables (default: the preset's)" });
   flapDamping = Option.String("--flap-damping", "on", { description: "flap damping of members that keep failing and coming back: on or off" });
   broadcasts = Option.String("--broadcasts", "0", { description: "user broadcasts sent from random nodes after the fault period" });
+  broadcastSenders = Option.String("--broadcast-senders", "0", {
+    description: "nodes the broadcasts come from: 0 = any running node, k = the first k undisturbed nodes (k = 1: one producer)",
+  });
   broadcastBytes = Option.String("--broadcast-bytes", String(DEFAULT_PARAMS.broadcastBytes), { description: "payload size of each broadcast" });
   warmStart = Option.Boolean("--warm-start", false, { description: "start from a converged cluster instead of joining node 0" });
   tags = Option.Boolean("--tags", false, { description: "give every node tags (node=INDEX, role=web|db) and report how many members hold them at the end" });
@@ -155,6 +158,7 @@ export class SimulateCommand extends Command {
       partition: this.partition === undefined ? null : partitionSpec(this.partition),
       broadcasts: int("--broadcasts", this.broadcasts, range("broadcasts")),
       broadcastBytes: int("--broadcast-bytes", this.broadcastBytes, range("broadcastBytes")),
+      broadcastSenders: int("--broadcast-senders", this.broadcastSenders, range("broadcastSenders")),
       warmStart: this.warmStart,
       flap: this.flap === undefined ? null : flapSpec(this.flap, nodes),
       tags: this.tags,
