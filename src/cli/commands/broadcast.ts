@@ -78,15 +78,17 @@ export class BroadcastCommand extends TamTamCommand {
     const base64 = this.base64;
     async function* requests(): AsyncGenerator<{ bytes: Uint8Array }> {
       let lineNumber = 0;
-      for await (const line of stdinLines(stdin, MAX_LINE_BYTES)) {
-        lineNumber++;
-        const bytes = base64 ? decodeBase64(Buffer.from(line).toString("utf8")) : line;
-        if (bytes === null) {
-          inputError = new CliError(`--base64: line ${lineNumber} of standard input is not valid base64`, EXIT.USAGE);
-          throw inputError;
+      try {
+        for await (const line of stdinLines(stdin, MAX_LINE_BYTES)) {
+          lineNumber++;
+          const bytes = base64 ? decodeBase64(Buffer.from(line).toString("utf8")) : line;
+          if (bytes === null) throw new CliError(`--base64: line ${lineNumber} of standard input is not valid base64`, EXIT.USAGE);
+          // Taken from stdin only as fast as HTTP/2 flow control lets the call send.
+          yield { bytes };
         }
-        // Taken from stdin only as fast as HTTP/2 flow control lets the call send.
-        yield { bytes };
+      } catch (error) {
+        inputError = error;
+        throw error;
       }
     }
     try {
