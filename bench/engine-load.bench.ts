@@ -42,12 +42,12 @@
 
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface, type Interface } from "node:readline";
 import { TamTam } from "../src/gen/service/tamtam_pb.js";
 import { createClient, type ServiceClient } from "../src/rpc/adapter.js";
+import { freePort } from "./agents.js";
 import { children, killChildren, track } from "./lib.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -153,17 +153,6 @@ function parseArgs(argv: string[]): Args {
 function kill(proc: ChildProcess): void {
   if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
   children.delete(proc);
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 type Client = ServiceClient<typeof TamTam.method>;

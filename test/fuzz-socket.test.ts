@@ -2,13 +2,14 @@
  * The live socket under fire: a running agent takes structure-aware invalid datagrams from a
  * sender process (test/fixtures/fuzz-sender.ts) — built by the codec, then truncated, flipped,
  * inflated, given unknown types and oversized lists — 1,000,000 plaintext ones by default
- * (TAMTAM_FUZZ_DATAGRAMS to change it) and a fifth as many sealed ones at a sealed pair (a
+ * (TAMTAM_FUZZ_DATAGRAMS to change it) and a tenth as many sealed ones at a sealed pair (a
  * valid envelope over an invalid datagram, or a damaged envelope). The agent must not crash
  * (it runs under a 192 MiB heap limit, so memory that grows with the datagrams would end it),
  * must count every one (protocol errors plus seal drops, exactly the number sent: the sender
  * waits for the count after every window, so the kernel drops none), and its members and
- * incarnations, and its member's view of it, must not change. Every process is killed by PID
- * in a `finally`.
+ * incarnations, and its member's view of it, must not change (the pair runs a 5 s period, so
+ * that the flood's queueing delay cannot fail a probe). Every process is killed by PID in a
+ * `finally`.
  */
 
 import assert from "node:assert/strict";
@@ -20,7 +21,13 @@ import { agentStats } from "./helpers/agent-stats.js";
 import { cleanEnv, freeUdpPort, poll, ProcessGroup, removeDir, repoRoot, tempDir, type AgentProc } from "./helpers/processes.js";
 
 const PLAINTEXT_DATAGRAMS = Number(process.env.TAMTAM_FUZZ_DATAGRAMS ?? 1_000_000);
-const SEALED_DATAGRAMS = Math.ceil(PLAINTEXT_DATAGRAMS / 5);
+const SEALED_DATAGRAMS = Math.ceil(PLAINTEXT_DATAGRAMS / 10);
+/**
+ * The pair's protocol period: long enough that the flood's queueing delay (thousands of
+ * datagrams ahead of a member's ping in the socket buffer, on a loaded machine) never fails a
+ * probe, so that any change of membership would come from the datagrams themselves.
+ */
+const HEARTBEAT_MS = 5_000;
 const HEAP_LIMIT_MIB = 192;
 const KEY = Buffer.alloc(32, 0x5a).toString("base64");
 const LABEL = "under-fire";
@@ -67,7 +74,7 @@ describe("the live socket under fire", () => {
         const env = cleanEnv(home, sealed ? { TAMTAM_ENCRYPT: KEY, TAMTAM_LABEL: LABEL } : {});
         const limited = { ...env, NODE_OPTIONS: `--max-old-space-size=${HEAP_LIMIT_MIB}` };
         const start = async (name: string, e: Record<string, string>, joining: string[]): Promise<AgentProc> =>
-          group.agent(["--rpc", `unix:${home}/${name}.sock`, "agent", "-p", String(await freeUdpPort()), ...joining], e);
+          group.agent(["--rpc", `unix:${home}/${name}.sock`, "agent", "-p", String(await freeUdpPort()), "--heartbeat", String(HEARTBEAT_MS), ...joining], e);
         const target = await start("target", limited, []);
         const member = await start("member", env, ["--join", target.gossip]);
         await poll(async () => (await membership(target.rpc)).length === 2 && (await membership(member.rpc)).every((l) => l.includes(" alive ")), 20_000, 100);

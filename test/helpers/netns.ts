@@ -19,7 +19,7 @@ export interface LabHost {
 
 export function labAvailable(): string | null {
   if (process.getuid?.() !== 0) return "network-namespace tests need root";
-  for (const tool of ["ip", "iptables", "ip6tables"]) {
+  for (const tool of ["ip", "iptables", "ip6tables", "iptables-restore", "ip6tables-restore"]) {
     if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) return `network-namespace tests need ${tool} (apt-get install iproute2 iptables)`;
   }
   const probe = `ttprobe${process.pid}`;
@@ -85,12 +85,22 @@ export class NetLab {
     sh(["ip", "netns", "exec", this.host(i).ns, "ip6tables", "-A", "INPUT", "-s", this.host(j).ipv6, "-j", "DROP"]);
   }
 
-  /** Splits the hosts into two sides that cannot hear each other. */
+  /**
+   * Splits the hosts into two sides that cannot hear each other (IPv4 and IPv6): one
+   * iptables-restore per host and family, so the cut is in place within a few commands.
+   */
   partition(sideA: readonly number[], sideB: readonly number[]): void {
-    for (const a of sideA) for (const b of sideB) {
-      this.dropFrom(a, b);
-      this.dropFrom(b, a);
-    }
+    const cut = (host: number, others: readonly number[]): void => {
+      for (const [tool, ip] of [
+        ["iptables-restore", (h: LabHost): string => h.ipv4],
+        ["ip6tables-restore", (h: LabHost): string => h.ipv6],
+      ] as const) {
+        const rules = others.map((o) => `-A INPUT -s ${ip(this.host(o))} -j DROP`).join("\n");
+        execFileSync("ip", ["netns", "exec", this.host(host).ns, tool, "--noflush"], { input: `*filter\n${rules}\nCOMMIT\n`, stdio: ["pipe", "ignore", "pipe"] });
+      }
+    };
+    for (const a of sideA) cut(a, sideB);
+    for (const b of sideB) cut(b, sideA);
   }
 
   /** Removes every fault from every host. */
