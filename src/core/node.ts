@@ -6,6 +6,12 @@
  * sync, push-pull anti-entropy, graceful leave and reaping. Time and bytes come in as
  * arguments; datagrams, timers and events leave through the host's Runtime.
  *
+ * Failure detection goes beyond memberlist's (see the lan preset in config.ts and
+ * bench/detection.bench.ts): repeated pings within a probe's timeout (and a helper's), more
+ * helpers as local health worsens, expedited checks beside the round robin of suspects that
+ * others report and of helpers that stayed silent, local health that counts silent helpers
+ * only when none answered, and no death for a suspect heard from since its suspicion began.
+ *
  * A member list goes only to addresses that have shown they receive: a JOIN or push-pull
  * request from a member that has not answered this node yet gets one small COOKIE datagram,
  * and the member list once the request comes back with the cookie (see cookie.ts). Replies to
@@ -129,7 +135,7 @@ export interface CoreStats extends ReconnectStats, DampingStats {
   pingsRepeated: number;
   /** Further pings of a target for a ping-req still unanswered within its nack deadline. */
   relayPingsRepeated: number;
-  /** Probes moved ahead of the round robin because another member suspects their target. */
+  /** Expedited checks beside the round robin: of a suspect another member reported, or of a helper that stayed silent. */
   probesExpedited: number;
   pingReqsSent: number;
   /** Probes answered by the target itself; their round trips are in SwimNode.ackRtt. */
@@ -241,8 +247,8 @@ const MAX_INCARNATION = 0xffffffff;
 /** Most ping-req relays in flight; more are refused and counted. */
 const MAX_RELAYS = 4096;
 /**
- * Suspects waiting to be probed ahead of the round robin (see expediteProbe); when full, a
- * newly heard suspicion waits for the round robin like any other member.
+ * Members waiting for an expedited check beside the round robin (see expediteProbe); when
+ * full, a newly heard suspicion waits for the round robin like any other member.
  */
 const MAX_EXPEDITED_PROBES = 8;
 /** Most user pings and joins in flight. */
@@ -331,7 +337,7 @@ export class SwimNode {
   /** Dead (not left) members: reconnect targets and, for a while, gossip peers. */
   private readonly dead: SlotSet;
   private readonly probeOrder = new ProbeOrder();
-  /** Keys of suspects another member reported, waiting for their expedited check (bounded, FIFO). */
+  /** Keys of members waiting for their expedited check (bounded, FIFO). */
   private readonly expedited: string[] = [];
   /**
    * Probes in flight by seq: the round robin's current one, and at most one expedited check
@@ -1393,10 +1399,11 @@ export class SwimNode {
 
   /**
    * Another member suspects `slot` (or it stayed silent as a helper, see checkSilentHelpers):
-   * check it at once with a probe of our own beside the round robin (one such check at a time; others wait in a bounded queue, MAX_EXPEDITED_PROBES). A
-   * crashed member then gathers its independent confirmations within about one period of the
-   * first suspicion (and dies at the minimum timeout), while a live one hears of the
-   * suspicion from each of these probes (buddy system) and refutes at once.
+   * check it at once with a probe of our own beside the round robin (one such check at a time;
+   * others wait in a bounded queue, MAX_EXPEDITED_PROBES). A crashed member then gathers its
+   * independent confirmations within about one period of the first suspicion (and dies at the
+   * minimum timeout), while a live one hears of the suspicion from each of these probes (buddy
+   * system) and refutes at once.
    */
   private expediteProbe(nowMs: number, slot: number, rt: Runtime): void {
     const key = this.table.address(slot).key;
