@@ -319,6 +319,26 @@ describe("suspicion", () => {
     checkInvariants(c);
   });
 
+  test("a lone survivor of a mass failure declares the others dead at the minimum: nobody is left to confirm", () => {
+    const c = bootstrapped({ size: 5, seed: 12 });
+    const t0 = c.nowMs;
+    for (const i of [1, 2, 3, 4]) c.stop(i);
+    assert.ok(c.runUntil(() => [1, 2, 3, 4].every((i) => c.allSee(i, MemberState.Dead, [0])), 60_000), c.describeViews());
+    // K = 3 would wait for confirmations that cannot come, up to 24 minimums each; once the
+    // survivor holds them all suspect, nobody is left to confirm, and each suspicion ends at
+    // its (health-scaled) minimum: one period (log10 5 < 1) times at most
+    // awarenessMaxMultiplier, looked at again once a period.
+    const maxMinimumMs = c.config.probeIntervalMs * c.config.awarenessMaxMultiplier;
+    const lastSuspicion = Math.max(...[1, 2, 3, 4].map((i) => Math.min(...events(c, i, MemberState.Suspect, 0))));
+    for (const i of [1, 2, 3, 4]) {
+      const ts = Math.min(...events(c, i, MemberState.Suspect, 0));
+      const td = Math.min(...events(c, i, MemberState.Dead, 0));
+      const bound = Math.max(ts + maxMinimumMs, lastSuspicion) + c.config.probeIntervalMs;
+      assert.ok(td <= bound, `node ${i}: suspected at ${ts}, dead at ${td} > ${bound} (the last suspicion at ${lastSuspicion})`);
+    }
+    console.log(`all four dead at the survivor ${c.nowMs - t0} ms after they stopped`);
+  });
+
   test("without Lifeguard the timeout is the minimum as well", () => {
     const c = bootstrapped({ size: 4, seed: 9, config: { lifeguard: false } });
     c.stop(3);

@@ -344,6 +344,8 @@ export class SwimNode {
    * of a reported suspect beside it.
    */
   private readonly probes = new Map<number, Probe>();
+  /** Members held suspect: the rest of the probeable ones are alive and can confirm a suspicion. */
+  private suspects = 0;
   private probeEpoch = 0;
   private probeIntervalMs: number;
   /** Probe timeout (ms); keeps the config's share of the period when the period changes. */
@@ -1203,6 +1205,7 @@ export class SwimNode {
     const t = this.table;
     const previous = t.state[slot] as MemberState;
     const previousIncarnation = t.incarnation[slot] as number;
+    this.suspects += (state === MemberState.Suspect ? 1 : 0) - (previous === MemberState.Suspect ? 1 : 0);
     t.state[slot] = state;
     t.incarnation[slot] = incarnation;
     t.stateChangedAtMs[slot] = nowMs;
@@ -1249,6 +1252,7 @@ export class SwimNode {
 
   private removeMember(slot: number, rt: Runtime): void {
     const address = this.table.address(slot);
+    if (this.table.state[slot] === MemberState.Suspect) this.suspects--;
     this.probeable.delete(slot);
     this.dead.delete(slot);
     this.updates.remove(address.key);
@@ -1277,7 +1281,20 @@ export class SwimNode {
     const expected = lifeguard ? expectedConfirmations(this.config.suspicionConfirmations, n) : 0;
     const s: Suspicion = { token: this.takeToken(), startMs: nowMs, minMs, maxMs, expected, suspectors: new Set([by.key]) };
     this.table.suspicion.set(slot, s);
-    rt.setTimer(nowMs + suspicionTimeoutMs(minMs, maxMs, expected, 0), { kind: "suspicion", key: this.table.address(slot).key, token: s.token });
+    const key = this.table.address(slot).key;
+    rt.setTimer(nowMs + suspicionTimeoutMs(minMs, maxMs, expected, 0), { kind: "suspicion", key, token: s.token });
+    // At the minimum, the suspicion looks again at who is left to confirm it (see onSuspicionTimer).
+    if (expected > 0) rt.setTimer(nowMs + minMs, { kind: "suspicion", key, token: s.token });
+  }
+
+  /**
+   * The confirmations a suspicion can still get: those it expected, but no more than the
+   * members this node holds alive (other than itself), who alone may still suspect it too.
+   * When most of the cluster fails at once, a survivor's suspicions can get none, and end at
+   * their minimum instead of their maximum.
+   */
+  private confirmationsPossible(s: Suspicion): number {
+    return Math.min(s.expected, Math.max(0, this.probeable.size - this.suspects));
   }
 
   private confirmSuspicion(nowMs: number, slot: number, by: Address, rt: Runtime): void {
@@ -1296,8 +1313,12 @@ export class SwimNode {
     const slot = this.table.findKey(key);
     const s = slot === NO_SLOT ? undefined : this.table.suspicion.get(slot);
     if (s === undefined || s.token !== token) return;
-    const timeoutMs = suspicionTimeoutMs(s.minMs, s.maxMs, s.expected, s.suspectors.size - 1);
-    if (nowMs < s.startMs + timeoutMs) return; // an earlier timer of a suspicion since confirmed
+    const timeoutMs = suspicionTimeoutMs(s.minMs, s.maxMs, this.confirmationsPossible(s), s.suspectors.size - 1);
+    if (nowMs < s.startMs + timeoutMs) {
+      // Not due yet: look again within a period (fewer members may be left to confirm by then).
+      rt.setTimer(Math.min(s.startMs + timeoutMs, nowMs + this.probeIntervalMs), { kind: "suspicion", key, token });
+      return;
+    }
     if (this.heardSince(slot, s.startMs)) {
       this.extendSuspicion(nowMs, slot, rt);
       return;
