@@ -7,27 +7,15 @@
 
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { TamTam } from "../src/gen/service/tamtam_pb.js";
 import { createClient, type ServiceClient } from "../src/rpc/adapter.js";
-import { track } from "./lib.js";
+import { freePort, track } from "./lib.js";
 import type { ChildProcess } from "node:child_process";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 export const BIN = join(ROOT, (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { bin: { tamtam: string } }).bin.tamtam);
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export interface Agent {
   readonly proc: ChildProcess;
@@ -48,8 +36,8 @@ export interface AgentOptions {
 
 /** Starts one agent on 127.0.0.1 (free gossip and gRPC ports) and resolves once it listens. */
 export async function startAgent(o: AgentOptions): Promise<Agent> {
-  const gossipPort = await freePort();
-  const rpc = `127.0.0.1:${await freePort()}`;
+  const gossipPort = await freePort("udp");
+  const rpc = `127.0.0.1:${await freePort("tcp")}`;
   const args = [BIN, "--rpc", rpc, "agent", "--bind", "127.0.0.1", "-p", String(gossipPort), "--workers", String(o.workers)];
   args.push("--heartbeat", String(o.heartbeatMs), "--nobanner", "--log-format", "json", ...(o.extraArgs ?? []));
   if (o.seed !== null) args.push("--join", o.seed);

@@ -47,8 +47,7 @@ import { join } from "node:path";
 import { createInterface, type Interface } from "node:readline";
 import { TamTam } from "../src/gen/service/tamtam_pb.js";
 import { createClient, type ServiceClient } from "../src/rpc/adapter.js";
-import { freePort } from "./agents.js";
-import { children, killChildren, track } from "./lib.js";
+import { children, freePort, killChildren, track } from "./lib.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const BIN = join(ROOT, (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { bin: { tamtam: string } }).bin.tamtam);
@@ -166,8 +165,8 @@ interface Agent {
 }
 
 async function startAgent(home: string, workers: Mode, heartbeatMs: number, seed: string | null, extraArgs: readonly string[] = []): Promise<Agent> {
-  const gossipPort = await freePort();
-  const rpc = `127.0.0.1:${await freePort()}`;
+  const gossipPort = await freePort("udp");
+  const rpc = `127.0.0.1:${await freePort("tcp")}`;
   const args = [BIN, "--rpc", rpc, "agent", "--bind", "127.0.0.1", "-p", String(gossipPort), "--workers", String(workers), "--heartbeat", String(heartbeatMs), "--nobanner", "--log-format", "json"];
   if (seed !== null) args.push("--join", seed);
   args.push(...extraArgs);
