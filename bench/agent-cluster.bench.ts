@@ -8,17 +8,10 @@
  *                                    [--heartbeat 500] [--json]
  */
 
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { TamTam } from "../src/gen/service/tamtam_pb.js";
-import { createClient, type ServiceClient } from "../src/rpc/adapter.js";
-
-const ROOT = new URL("../../", import.meta.url).pathname;
-const BIN = join(ROOT, (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { bin: { tamtam: string } }).bin.tamtam);
+import { type Agent, counterSum, startCluster, stopAgents, until, untilConverged } from "./agents.js";
 
 interface Args {
   agents: number[];
@@ -43,51 +36,6 @@ function parseArgs(argv: string[]): Args {
   return args;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-interface Agent {
-  readonly proc: ChildProcess;
-  readonly gossip: string;
-  readonly client: ServiceClient<typeof TamTam.method>;
-}
-
-async function startAgent(home: string, workers: number, heartbeatMs: number, seed: string | null): Promise<Agent> {
-  const gossipPort = await freePort();
-  const rpc = `127.0.0.1:${await freePort()}`;
-  const args = [BIN, "--rpc", rpc, "agent", "--bind", "127.0.0.1", "-p", String(gossipPort), "--workers", String(workers), "--heartbeat", String(heartbeatMs), "--nobanner", "--log-format", "json"];
-  if (seed !== null) args.push("--join", seed);
-  const proc = spawn(process.execPath, args, { env: { ...process.env, HOME: home, NO_COLOR: "1" }, stdio: ["ignore", "ignore", "pipe"] });
-  await new Promise<void>((resolve, reject) => {
-    const lines = createInterface({ input: proc.stderr as NodeJS.ReadableStream });
-    lines.on("line", (l) => l.includes("Listening for gossip") && resolve());
-    proc.once("exit", (code) => reject(new Error(`agent exited with ${code}`)));
-  });
-  return { proc, gossip: `127.0.0.1:${gossipPort}`, client: createClient(TamTam, rpc, undefined, { defaultTimeoutMs: 5000 }) };
-}
-
-async function until(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
-  const start = performance.now();
-  while (performance.now() - start < timeoutMs) {
-    if (await check()) return performance.now() - start;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-const sum = (counters: Record<string, bigint>, suffix: string): number =>
-  Object.entries(counters)
-    .filter(([k]) => k.endsWith(suffix))
-    .reduce((a, [, v]) => a + Number(v), 0);
-
 interface Result {
   agents: number;
   workers: number;
@@ -102,15 +50,9 @@ async function measure(n: number, workers: number, args: Args): Promise<Result> 
   const home = mkdtempSync(join(tmpdir(), "tamtam-bench-"));
   const agents: Agent[] = [];
   try {
-    agents.push(await startAgent(home, workers, args.heartbeatMs, null));
-    const seed = (agents[0] as Agent).gossip;
     const started = performance.now();
-    agents.push(...(await Promise.all(Array.from({ length: n - 1 }, () => startAgent(home, workers, args.heartbeatMs, seed)))));
-    await until(
-      async () => (await Promise.all(agents.map((a) => a.client.nodes({})))).every((r) => r.nodes.filter((x) => x.state === "alive").length === n),
-      60_000,
-      "convergence",
-    );
+    agents.push(...(await startCluster(n, { home, workers, heartbeatMs: args.heartbeatMs })));
+    await untilConverged(agents, n);
     const convergedMs = performance.now() - started;
     // Let the join traffic drain, then measure a quiet window.
     await new Promise((r) => setTimeout(r, 3000));
@@ -127,7 +69,7 @@ async function measure(n: number, workers: number, args: Args): Promise<Result> 
       const a = (after[i] as { counters: Record<string, bigint> }).counters;
       datagrams += Number(a["core.datagramsSent"] ?? 0n) - Number(b["core.datagramsSent"] ?? 0n);
       bytes += Number(a["core.bytesSent"] ?? 0n) - Number(b["core.bytesSent"] ?? 0n);
-      rss.push(sum(a, "process.rss_bytes") / 2 ** 20);
+      rss.push(counterSum(a, "process.rss_bytes") / 2 ** 20);
     }
     rss.sort((x, y) => x - y);
     // Crash one agent (not the seed) and wait until every other reports it dead.
@@ -152,10 +94,7 @@ async function measure(n: number, workers: number, args: Args): Promise<Result> 
       killToDeadAtAllMs: Math.round(killToDeadAtAllMs),
     };
   } finally {
-    for (const a of agents) {
-      a.client.close();
-      if (a.proc.exitCode === null) a.proc.kill("SIGKILL");
-    }
+    stopAgents(agents);
     rmSync(home, { recursive: true, force: true });
   }
 }

@@ -42,13 +42,12 @@
 
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface, type Interface } from "node:readline";
 import { TamTam } from "../src/gen/service/tamtam_pb.js";
 import { createClient, type ServiceClient } from "../src/rpc/adapter.js";
-import { children, killChildren, track } from "./lib.js";
+import { children, freePort, killChildren, track } from "./lib.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const BIN = join(ROOT, (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { bin: { tamtam: string } }).bin.tamtam);
@@ -155,17 +154,6 @@ function kill(proc: ChildProcess): void {
   children.delete(proc);
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 type Client = ServiceClient<typeof TamTam.method>;
 
 interface Agent {
@@ -177,8 +165,8 @@ interface Agent {
 }
 
 async function startAgent(home: string, workers: Mode, heartbeatMs: number, seed: string | null, extraArgs: readonly string[] = []): Promise<Agent> {
-  const gossipPort = await freePort();
-  const rpc = `127.0.0.1:${await freePort()}`;
+  const gossipPort = await freePort("udp");
+  const rpc = `127.0.0.1:${await freePort("tcp")}`;
   const args = [BIN, "--rpc", rpc, "agent", "--bind", "127.0.0.1", "-p", String(gossipPort), "--workers", String(workers), "--heartbeat", String(heartbeatMs), "--nobanner", "--log-format", "json"];
   if (seed !== null) args.push("--join", seed);
   args.push(...extraArgs);

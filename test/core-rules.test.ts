@@ -21,6 +21,11 @@ import {
 import { DedupeWindows } from "../src/core/dedupe.js";
 import {
   expectedConfirmations,
+  expediteChance,
+  indirectChecksFor,
+  MAX_INDIRECT_CHECKS,
+  pingOffsetMs,
+  probeHealthPenalty,
   retransmitLimit,
   scaleByHealth,
   suspicionMinTimeoutMs,
@@ -290,22 +295,56 @@ describe("formulas", () => {
     });
   }
 
-  const expectations: [mult: number, n: number, expected: number][] = [
-    [4, 1, 0],
-    [4, 3, 0], // n - 2 = 1 < k = 2
-    [4, 4, 2],
-    [4, 100, 2],
-    [5, 4, 0],
-    [5, 5, 3],
-    [6, 10, 4],
-    [2, 10, 0], // k = 0
-    [1, 10, 0], // k < 0
+  // K as configured (suspicionConfirmations), at most n - 2: the members that can confirm
+  // besides the suspect and the first suspector.
+  const expectations: [k: number, n: number, expected: number][] = [
+    [2, 1, 0],
+    [2, 3, 1], // memberlist: 0 (it drops K when the cluster is too small)
+    [2, 4, 2],
+    [2, 100, 2],
+    [3, 4, 2], // memberlist: 0
+    [3, 5, 3],
+    [4, 10, 4],
+    [0, 10, 0],
   ];
-  for (const [mult, n, expected] of expectations) {
-    test(`expectedConfirmations(${mult}, ${n}) = ${expected}`, () => {
-      assert.equal(expectedConfirmations(mult, n), expected);
+  for (const [k, n, expected] of expectations) {
+    test(`expectedConfirmations(${k}, ${n}) = ${expected}`, () => {
+      assert.equal(expectedConfirmations(k, n), expected);
     });
   }
+
+  test("the presets other than lan keep memberlist's K = suspicionMult - 2", () => {
+    for (const name of ["local", "wan", "thread"] as const) {
+      const c = PRESETS[name];
+      assert.equal(c.suspicionConfirmations, c.suspicionMult - 2, name);
+    }
+  });
+
+  test("ping offsets spread a probe's pings evenly over its window, the first at once", () => {
+    assert.deepEqual([0, 1, 2, 3].map((i) => pingOffsetMs(250, 4, i)), [0, 62, 125, 187]);
+    assert.deepEqual([0].map((i) => pingOffsetMs(250, 1, i)), [0]);
+  });
+
+  test("indirect checks grow with local health, at most 16", () => {
+    assert.equal(indirectChecksFor(4, 0), 4);
+    assert.equal(indirectChecksFor(4, 3), 7);
+    assert.equal(indirectChecksFor(4, 31), MAX_INDIRECT_CHECKS);
+  });
+
+  test("a failed probe costs health only when no helper answered", () => {
+    assert.equal(probeHealthPenalty(0, 0), 1);
+    assert.equal(probeHealthPenalty(4, 0), 4);
+    assert.equal(probeHealthPenalty(4, 1), 0);
+    assert.equal(probeHealthPenalty(4, 3), 0);
+    assert.equal(probeHealthPenalty(4, 4), 0);
+  });
+
+  test("expedited checks of a suspicion stay about 2 (K + 1) members, whatever the cluster's size", () => {
+    assert.equal(expediteChance(3, 5), 1);
+    assert.equal(expediteChance(3, 10), 1);
+    assert.equal(expediteChance(3, 20), 8 / 18);
+    assert.equal(expediteChance(3, 10_002) * 10_000, 8);
+  });
 
   // max - (max - min) * log(c + 1) / log(k + 1), floored, never below min.
   const timeouts: [min: number, max: number, k: number, c: number, expected: number][] = [

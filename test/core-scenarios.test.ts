@@ -39,6 +39,9 @@ function checkInvariants(c: ManualCluster): void {
   for (const d of c.sentLog) assert.ok(d.decoded !== null, `undecodable datagram: ${d.decodeError}`);
 }
 
+/** memberlist's suspicion timing (the lan preset's before TamTam's detection defaults). */
+const MEMBERLIST_SUSPICION = { suspicionMult: 4, suspicionConfirmations: 2, suspicionMaxTimeoutMult: 6 } as const;
+
 function bootstrapped(options: ClusterOptions): ManualCluster {
   const c = new ManualCluster(options);
   c.bootstrap();
@@ -290,16 +293,17 @@ describe("suspicion", () => {
   });
 
   test("suspect -> dead: a silent member is suspected, then dead after the suspicion timeout", () => {
-    const c = bootstrapped({ size: 3, ipv6: true, seed: 8 });
+    const c = bootstrapped({ size: 3, ipv6: true, seed: 8, config: MEMBERLIST_SUSPICION });
     const t0 = c.nowMs;
     c.stop(2);
     assert.ok(c.runUntil(() => c.allSee(2, MemberState.Dead), 30_000), c.describeViews());
     const ts = Math.min(...events(c, 2, MemberState.Suspect));
     const td = Math.min(...events(c, 2, MemberState.Dead));
     const interval = c.config.probeIntervalMs;
-    // Three live members when suspected: min = 4 * max(1, log10 3) * 1000; k = 0, so min at once.
+    // Three live members when suspected: min = 4 * max(1, log10 3) * 1000; K = 2 capped at
+    // n - 2 = 1, which the other observer gives (it checks the suspect as soon as it hears).
     const n = 3;
-    assert.equal(expectedConfirmations(c.config.suspicionMult, n), 0);
+    assert.equal(expectedConfirmations(c.config.suspicionConfirmations, n), 1);
     const timeout = suspicionMinTimeoutMs(c.config.suspicionMult, n, interval);
     assert.equal(timeout, 4000);
     assert.ok(ts - t0 <= 3 * interval, `suspected ${ts - t0} ms after it stopped`);
@@ -313,6 +317,26 @@ describe("suspicion", () => {
     assert.deepEqual(events(c, 2, MemberState.Left), []);
     assert.deepEqual(c.node(0).membersByState(), [2, 0, 1, 0]);
     checkInvariants(c);
+  });
+
+  test("a lone survivor of a mass failure declares the others dead at the minimum: nobody is left to confirm", () => {
+    const c = bootstrapped({ size: 5, seed: 12 });
+    const t0 = c.nowMs;
+    for (const i of [1, 2, 3, 4]) c.stop(i);
+    assert.ok(c.runUntil(() => [1, 2, 3, 4].every((i) => c.allSee(i, MemberState.Dead, [0])), 60_000), c.describeViews());
+    // K = 3 would wait for confirmations that cannot come, up to 24 minimums each; once the
+    // survivor holds them all suspect, nobody is left to confirm, and each suspicion ends at
+    // its (health-scaled) minimum: one period (log10 5 < 1) times at most
+    // awarenessMaxMultiplier, looked at again once a period.
+    const maxMinimumMs = c.config.probeIntervalMs * c.config.awarenessMaxMultiplier;
+    const lastSuspicion = Math.max(...[1, 2, 3, 4].map((i) => Math.min(...events(c, i, MemberState.Suspect, 0))));
+    for (const i of [1, 2, 3, 4]) {
+      const ts = Math.min(...events(c, i, MemberState.Suspect, 0));
+      const td = Math.min(...events(c, i, MemberState.Dead, 0));
+      const bound = Math.max(ts + maxMinimumMs, lastSuspicion) + c.config.probeIntervalMs;
+      assert.ok(td <= bound, `node ${i}: suspected at ${ts}, dead at ${td} > ${bound} (the last suspicion at ${lastSuspicion})`);
+    }
+    console.log(`all four dead at the survivor ${c.nowMs - t0} ms after they stopped`);
   });
 
   test("without Lifeguard the timeout is the minimum as well", () => {
@@ -329,6 +353,7 @@ describe("suspicion", () => {
 // ---------------------------------------------------------------------------------------------
 
 describe("Lifeguard confirmations shorten the suspicion timeout", () => {
+  // The mechanism, with memberlist's suspicion timing (the lan preset's own is shorter).
   // A node with four members (n = 5: k = 2, min = 4000 ms, max = 24000 ms under the lan preset).
   const A = addr("10.0.0.1:7946");
   const B = addr("10.0.0.2:7946");
@@ -338,7 +363,7 @@ describe("Lifeguard confirmations shorten the suspicion timeout", () => {
   const SUSPECTED_AT = 1000;
 
   /** Feeds suspicions of E (by whom, at what time) and returns when A declares E dead. */
-  function deadAt(confirmations: [by: typeof B, atMs: number][], config: SwimConfig = makeConfig("lan")): number | undefined {
+  function deadAt(confirmations: [by: typeof B, atMs: number][], config: SwimConfig = makeConfig("lan", MEMBERLIST_SUSPICION)): number | undefined {
     const rt = new RecordingRuntime(A);
     const node = new SwimNode({ self: A, config, seed: 1, incarnation: 0, broadcastEpoch: 0 });
     node.start(0, rt);
@@ -362,7 +387,7 @@ describe("Lifeguard confirmations shorten the suspicion timeout", () => {
   const max = 24000;
   test("the formula's inputs for this cluster", () => {
     assert.equal(suspicionMinTimeoutMs(4, 5, 1000), min);
-    assert.equal(expectedConfirmations(4, 5), 2);
+    assert.equal(expectedConfirmations(MEMBERLIST_SUSPICION.suspicionConfirmations, 5), 2);
   });
   test("no confirmation: dead after max", () => {
     assert.equal(deadAt([]), SUSPECTED_AT + max);
@@ -400,11 +425,11 @@ describe("Lifeguard confirmations shorten the suspicion timeout", () => {
     );
   });
   test("without Lifeguard: dead after min whatever the confirmations", () => {
-    assert.equal(deadAt([], makeConfig("lan", { lifeguard: false })), SUSPECTED_AT + min);
+    assert.equal(deadAt([], makeConfig("lan", { ...MEMBERLIST_SUSPICION, lifeguard: false })), SUSPECTED_AT + min);
   });
 
   test("in a live 5-node cluster, independent suspicions bring death well before max", () => {
-    const c = bootstrapped({ size: 5, ipv6: true, seed: 10 });
+    const c = bootstrapped({ size: 5, ipv6: true, seed: 10, config: MEMBERLIST_SUSPICION });
     c.stop(4);
     assert.ok(c.runUntil(() => c.allSee(4, MemberState.Dead), 60_000), c.describeViews());
     const ts = Math.min(...events(c, 4, MemberState.Suspect));

@@ -69,19 +69,22 @@ describe("simulated clusters", () => {
     });
   }
 
-  test("at 20 % loss Lifeguard gives fewer false suspicions than plain SWIM, and no false deaths", () => {
+  test("at 30 % loss Lifeguard gives fewer false suspicions than plain SWIM, and no false deaths where plain SWIM gives some", () => {
     let withLifeguard = 0;
     let without = 0;
+    let deathsWithout = 0;
     for (const seed of SEEDS) {
-      const on = sim({ nodes: 60, seed, periods: 60, loss: 0.2 }).report;
-      const off = sim({ nodes: 60, seed, periods: 60, loss: 0.2, lifeguard: false }).report;
+      const on = sim({ nodes: 60, seed, periods: 60, loss: 0.3 }).report;
+      const off = sim({ nodes: 60, seed, periods: 60, loss: 0.3, lifeguard: false }).report;
       assertNoViolations(on);
       assertNoViolations(off);
       assert.equal(on.falsePositives.deaths, 0, `Lifeguard on declared a running node dead ${where(on)}`);
       withLifeguard += on.falsePositives.suspicions;
       without += off.falsePositives.suspicions;
+      deathsWithout += off.falsePositives.deaths;
     }
-    assert.ok(withLifeguard > 0, "20 % loss should cause some suspicions, or the test measures nothing");
+    assert.ok(withLifeguard > 0, "30 % loss should cause some suspicions, or the test measures nothing");
+    assert.ok(deathsWithout > 0, "plain SWIM should declare some running node dead at 30 % loss, or the test measures nothing");
     assert.ok(withLifeguard < without, `Lifeguard on ${withLifeguard} suspicions, off ${without} (seeds ${SEEDS.join(",")})`);
   });
 

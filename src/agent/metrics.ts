@@ -93,6 +93,21 @@ export const METRICS: readonly MetricSpec[] = [
   { name: "tamtam_suspicions_total", type: "counter", help: "Members this agent started to suspect.", read: one("core.suspicionsRaised") },
   { name: "tamtam_members_declared_dead_total", type: "counter", help: "Suspicions that expired into a dead verdict here.", read: one("core.deadDeclared") },
   { name: "tamtam_refutations_total", type: "counter", help: "Times this agent refuted a suspicion or death of itself.", read: one("core.refutations") },
+  {
+    name: "tamtam_repeated_pings_total", type: "counter", label: "role",
+    help: "Pings repeated within a probe's timeout while unanswered: as the prober, and as a ping-req helper.",
+    read: labelled({ prober: "core.pingsRepeated", helper: "core.relayPingsRepeated" }),
+  },
+  {
+    name: "tamtam_expedited_probes_total", type: "counter",
+    help: "Probes started beside the round robin: of a suspect another member reported, or of a helper that stayed silent.",
+    read: one("core.probesExpedited"),
+  },
+  {
+    name: "tamtam_suspicions_extended_total", type: "counter",
+    help: "Suspicions that ran out while the suspect had been heard from since: started afresh instead of a dead verdict.",
+    read: one("core.suspicionsExtended"),
+  },
   { name: "tamtam_datagrams_sent_total", type: "counter", help: "Datagrams handed to the socket.", read: one("transport.datagramsSent") },
   { name: "tamtam_datagrams_received_total", type: "counter", help: "Datagrams received from the socket.", read: one("transport.datagramsReceived") },
   { name: "tamtam_sent_bytes_total", type: "counter", help: "Bytes of the datagrams handed to the socket.", read: one("transport.bytesSent") },

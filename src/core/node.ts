@@ -6,6 +6,12 @@
  * sync, push-pull anti-entropy, graceful leave and reaping. Time and bytes come in as
  * arguments; datagrams, timers and events leave through the host's Runtime.
  *
+ * Failure detection goes beyond memberlist's (see the lan preset in config.ts and
+ * bench/detection.bench.ts): repeated pings within a probe's timeout (and a helper's), more
+ * helpers as local health worsens, expedited checks beside the round robin of suspects that
+ * others report and of helpers that stayed silent, local health that counts silent helpers
+ * only when none answered, and no death for a suspect heard from since its suspicion began.
+ *
  * A member list goes only to addresses that have shown they receive: a JOIN or push-pull
  * request from a member that has not answered this node yet gets one small COOKIE datagram,
  * and the member list once the request comes back with the cookie (see cookie.ts). Replies to
@@ -28,6 +34,10 @@ import { type DampingStats, emptyDampingStats, FlapDamping } from "./flap-dampin
 import { ProtocolError, type ProtocolErrorCode } from "./errors.js";
 import {
   expectedConfirmations,
+  expediteChance,
+  indirectChecksFor,
+  pingOffsetMs,
+  probeHealthPenalty,
   pushPullIntervalMs,
   retransmitLimit,
   scaleByHealth,
@@ -122,6 +132,12 @@ export interface CoreStats extends ReconnectStats, DampingStats {
   datagramsFromSelf: number;
   /** Probes started (one PING each). */
   pingsSent: number;
+  /** Further direct pings of a probe still unanswered within its timeout (directPings > 1). */
+  pingsRepeated: number;
+  /** Further pings of a target for a ping-req still unanswered within its nack deadline. */
+  relayPingsRepeated: number;
+  /** Expedited checks beside the round robin: of a suspect another member reported, or of a helper that stayed silent. */
+  probesExpedited: number;
   pingReqsSent: number;
   /** Probes answered by the target itself; their round trips are in SwimNode.ackRtt. */
   probesAckedDirect: number;
@@ -132,6 +148,8 @@ export interface CoreStats extends ReconnectStats, DampingStats {
   nacksSent: number;
   probesFailed: number;
   suspicionsRaised: number;
+  /** Suspicions that ran out while their suspect had been heard from since: started afresh, not declared dead. */
+  suspicionsExtended: number;
   deadDeclared: number;
   refutations: number;
   syncsSent: number;
@@ -193,6 +211,11 @@ interface Probe {
   acked: boolean;
   expectedNacks: number;
   nacks: number;
+  /** Keys of the members asked for indirect pings, and of those that nacked. */
+  helperKeys: readonly string[];
+  readonly nackedBy: Set<string>;
+  /** A check of a suspect that another member reported, beside the round robin (see expediteProbe). */
+  readonly expedited: boolean;
 }
 
 interface Relay {
@@ -201,6 +224,9 @@ interface Relay {
   readonly expiresAtMs: number;
   /** Key of the address pinged for the requester: its ACK proves it receives. */
   readonly targetKey: string;
+  /** The address pinged for the requester, and the ping's size limit (for repeated pings). */
+  readonly target: Address;
+  readonly pingLimitBytes: number;
   /** Largest datagram sent to the requester (its PING_REQ's size) when it is not proven; else Infinity. */
   readonly limitBytes: number;
 }
@@ -228,6 +254,11 @@ const JOIN_SYNC_SPACING_PERIODS = 10;
 const MAX_INCARNATION = 0xffffffff;
 /** Most ping-req relays in flight; more are refused and counted. */
 const MAX_RELAYS = 4096;
+/**
+ * Members waiting for an expedited check beside the round robin (see expediteProbe); when
+ * full, a newly heard suspicion waits for the round robin like any other member.
+ */
+const MAX_EXPEDITED_PROBES = 8;
 /** Most user pings and joins in flight. */
 const MAX_REQUESTS = 4096;
 /** Push-pull requests (sender, seq) remembered as answered; the oldest is forgotten first. */
@@ -270,6 +301,9 @@ export class SwimNode {
     protocolErrorsByCode: {},
     datagramsFromSelf: 0,
     pingsSent: 0,
+    pingsRepeated: 0,
+    relayPingsRepeated: 0,
+    probesExpedited: 0,
     pingReqsSent: 0,
     probesAckedDirect: 0,
     probesAckedIndirect: 0,
@@ -278,6 +312,7 @@ export class SwimNode {
     nacksSent: 0,
     probesFailed: 0,
     suspicionsRaised: 0,
+    suspicionsExtended: 0,
     deadDeclared: 0,
     refutations: 0,
     syncsSent: 0,
@@ -314,7 +349,15 @@ export class SwimNode {
   /** Dead (not left) members: reconnect targets and, for a while, gossip peers. */
   private readonly dead: SlotSet;
   private readonly probeOrder = new ProbeOrder();
-  private probe: Probe | null = null;
+  /** Keys of members waiting for their expedited check (bounded, FIFO). */
+  private readonly expedited: string[] = [];
+  /**
+   * Probes in flight by seq: the round robin's current one, and at most one expedited check
+   * of a reported suspect beside it.
+   */
+  private readonly probes = new Map<number, Probe>();
+  /** Members held suspect: the rest of the probeable ones are alive and can confirm a suspicion. */
+  private suspects = 0;
   private probeEpoch = 0;
   private probeIntervalMs: number;
   /** Probe timeout (ms); keeps the config's share of the period when the period changes. */
@@ -817,6 +860,12 @@ export class SwimNode {
       case "probeDeadline":
         this.onProbeDeadline(nowMs, timer.seq, rt);
         return;
+      case "probeRetry":
+        this.onProbeRetry(timer.seq, rt);
+        return;
+      case "relayRetry":
+        this.onRelayRetry(timer.seq, rt);
+        return;
       case "relayTimeout":
         this.onRelayTimeout(timer.seq, rt);
         return;
@@ -870,8 +919,10 @@ export class SwimNode {
         return;
       case MessageType.Nack:
         this.stats.nacksReceived++;
-        if (this.probe !== null && this.probe.seq === body.seq) {
-          this.probe.nacks++;
+        const probe = this.probes.get(body.seq);
+        if (probe !== undefined && !probe.nackedBy.has(d.from.key)) {
+          probe.nacks++;
+          probe.nackedBy.add(d.from.key);
           // A helper we asked: it got our PING_REQ, so it receives.
           this.prove(sender);
         }
@@ -928,8 +979,8 @@ export class SwimNode {
 
   private onAck(nowMs: number, from: Address, seq: number, rt: Runtime): void {
     this.stats.acksReceived++;
-    const probe = this.probe;
-    if (probe !== null && probe.seq === seq) {
+    const probe = this.probes.get(seq);
+    if (probe !== undefined) {
       if (!probe.acked) {
         probe.acked = true;
         // Only a direct answer measures the round trip.
@@ -988,10 +1039,21 @@ export class SwimNode {
     }
     const seq = this.takeSeq();
     const timeoutMs = this.scaled(this.probeTimeoutMs);
-    this.relays.set(seq, { requester: from, requesterSeq, expiresAtMs: nowMs + this.scaled(this.probeIntervalMs), targetKey: target.key, limitBytes });
     const pingLimitBytes = this.table.find(target) === NO_SLOT ? requestBytes : limitBytes;
+    const expiresAtMs = nowMs + this.scaled(this.probeIntervalMs);
+    this.relays.set(seq, { requester: from, requesterSeq, expiresAtMs, targetKey: target.key, target, pingLimitBytes, limitBytes });
     this.sendBody(rt, target, { type: MessageType.Ping, seq }, "probe", null, pingLimitBytes);
-    if (this.config.lifeguard) rt.setTimer(nowMs + Math.floor(timeoutMs * 0.8), { kind: "relayTimeout", seq });
+    const nackAfterMs = Math.floor(timeoutMs * 0.8);
+    this.scheduleRepeats(nowMs, nackAfterMs, "relayRetry", seq, rt);
+    if (this.config.lifeguard) rt.setTimer(nowMs + nackAfterMs, { kind: "relayTimeout", seq });
+  }
+
+  /** Pings a ping-req's target once more while it has not answered (see SwimConfig.directPings). */
+  private onRelayRetry(seq: number, rt: Runtime): void {
+    const relay = this.relays.get(seq);
+    if (relay === undefined) return;
+    this.stats.relayPingsRepeated++;
+    this.sendBody(rt, relay.target, { type: MessageType.Ping, seq }, "probe", null, relay.pingLimitBytes);
   }
 
   private onRelayTimeout(seq: number, rt: Runtime): void {
@@ -1170,6 +1232,7 @@ export class SwimNode {
     const t = this.table;
     const previous = t.state[slot] as MemberState;
     const previousIncarnation = t.incarnation[slot] as number;
+    this.suspects += (state === MemberState.Suspect ? 1 : 0) - (previous === MemberState.Suspect ? 1 : 0);
     t.state[slot] = state;
     t.incarnation[slot] = incarnation;
     t.stateChangedAtMs[slot] = nowMs;
@@ -1187,6 +1250,7 @@ export class SwimNode {
         const suspectedBy = by ?? this.self;
         t.suspectedBy.set(slot, suspectedBy);
         this.startSuspicion(nowMs, slot, suspectedBy, rt);
+        if (suspectedBy.key !== this.self.key) this.maybeExpediteSuspect(nowMs, slot, rt);
         break;
       }
       case MemberState.Dead:
@@ -1215,10 +1279,11 @@ export class SwimNode {
 
   private removeMember(slot: number, rt: Runtime): void {
     const address = this.table.address(slot);
+    if (this.table.state[slot] === MemberState.Suspect) this.suspects--;
     this.probeable.delete(slot);
     this.dead.delete(slot);
     this.updates.remove(address.key);
-    if (this.probe !== null && this.probe.targetSlot === slot) this.probe.targetSlot = NO_SLOT;
+    for (const probe of this.probes.values()) if (probe.targetSlot === slot) probe.targetSlot = NO_SLOT;
     this.table.remove(slot);
     rt.emit({ type: "memberRemoved", address });
   }
@@ -1228,7 +1293,7 @@ export class SwimNode {
     this.probeable.renumber(newSlots);
     this.dead.renumber(newSlots);
     this.probeOrder.renumber(newSlots);
-    if (this.probe !== null && this.probe.targetSlot !== NO_SLOT) this.probe.targetSlot = newSlots[this.probe.targetSlot] as number;
+    for (const probe of this.probes.values()) if (probe.targetSlot !== NO_SLOT) probe.targetSlot = newSlots[probe.targetSlot] as number;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -1237,13 +1302,26 @@ export class SwimNode {
   private startSuspicion(nowMs: number, slot: number, by: Address, rt: Runtime): void {
     this.stats.suspicionsRaised++;
     const n = this.liveCount;
-    const minMs = suspicionMinTimeoutMs(this.config.suspicionMult, n, this.probeIntervalMs);
+    const minMs = suspicionMinTimeoutMs(this.config.suspicionMult, n, this.scaled(this.probeIntervalMs));
     const lifeguard = this.config.lifeguard;
     const maxMs = lifeguard ? minMs * this.config.suspicionMaxTimeoutMult : minMs;
-    const expected = lifeguard ? expectedConfirmations(this.config.suspicionMult, n) : 0;
+    const expected = lifeguard ? expectedConfirmations(this.config.suspicionConfirmations, n) : 0;
     const s: Suspicion = { token: this.takeToken(), startMs: nowMs, minMs, maxMs, expected, suspectors: new Set([by.key]) };
     this.table.suspicion.set(slot, s);
-    rt.setTimer(nowMs + suspicionTimeoutMs(minMs, maxMs, expected, 0), { kind: "suspicion", key: this.table.address(slot).key, token: s.token });
+    const key = this.table.address(slot).key;
+    rt.setTimer(nowMs + suspicionTimeoutMs(minMs, maxMs, expected, 0), { kind: "suspicion", key, token: s.token });
+    // At the minimum, the suspicion looks again at who is left to confirm it (see onSuspicionTimer).
+    if (expected > 0) rt.setTimer(nowMs + minMs, { kind: "suspicion", key, token: s.token });
+  }
+
+  /**
+   * The confirmations a suspicion can still get: those it expected, but no more than the
+   * members this node holds alive (other than itself), who alone may still suspect it too.
+   * When most of the cluster fails at once, a survivor's suspicions can get none, and end at
+   * their minimum instead of their maximum.
+   */
+  private confirmationsPossible(s: Suspicion): number {
+    return Math.min(s.expected, Math.max(0, this.probeable.size - this.suspects));
   }
 
   private confirmSuspicion(nowMs: number, slot: number, by: Address, rt: Runtime): void {
@@ -1262,10 +1340,39 @@ export class SwimNode {
     const slot = this.table.findKey(key);
     const s = slot === NO_SLOT ? undefined : this.table.suspicion.get(slot);
     if (s === undefined || s.token !== token) return;
-    const timeoutMs = suspicionTimeoutMs(s.minMs, s.maxMs, s.expected, s.suspectors.size - 1);
-    if (nowMs < s.startMs + timeoutMs) return; // an earlier timer of a suspicion since confirmed
+    const timeoutMs = suspicionTimeoutMs(s.minMs, s.maxMs, this.confirmationsPossible(s), s.suspectors.size - 1);
+    if (nowMs < s.startMs + timeoutMs) {
+      // Not due yet: look again within a period (fewer members may be left to confirm by then).
+      rt.setTimer(Math.min(s.startMs + timeoutMs, nowMs + this.probeIntervalMs), { kind: "suspicion", key, token });
+      return;
+    }
+    if (this.heardSince(slot, s.startMs)) {
+      this.extendSuspicion(nowMs, slot, rt);
+      return;
+    }
     this.stats.deadDeclared++;
     this.transition(nowMs, slot, MemberState.Dead, this.table.incarnation[slot] as number, null, rt);
+  }
+
+  /** Whether a datagram from the member at `slot` arrived after `sinceMs` (under Lifeguard). */
+  private heardSince(slot: number, sinceMs: number): boolean {
+    return this.config.lifeguard && (this.table.lastHeardAtMs[slot] as number) > sinceMs;
+  }
+
+  /**
+   * A suspicion ran out, but the suspect has sent this node a datagram since it began: it is
+   * alive and has not refuted yet (its refutation may be lost on the way). Instead of declaring
+   * it dead, this node starts the suspicion afresh (without the confirmations, which the
+   * suspect's own datagram outweighs) and checks it at once, which also tells it of the
+   * suspicion (buddy system), so that it refutes. A member that falls silent dies at the end
+   * of the new suspicion.
+   */
+  private extendSuspicion(nowMs: number, slot: number, rt: Runtime): void {
+    this.stats.suspicionsExtended++;
+    this.table.suspicion.delete(slot);
+    this.startSuspicion(nowMs, slot, this.table.suspectedBy.get(slot) ?? this.self, rt);
+    this.queueUpdate(slot);
+    this.expediteProbe(nowMs, slot, rt);
   }
 
   private onReapTimer(nowMs: number, key: string, token: number, rt: Runtime): void {
@@ -1291,36 +1398,123 @@ export class SwimNode {
   // The probe cycle.
 
   private onProbeTick(nowMs: number, rt: Runtime): void {
-    // A probe still open at the next tick is settled first (its deadline is due now as well).
-    if (this.probe !== null) this.onProbeDeadline(nowMs, this.probe.seq, rt);
-    if (!this.leaving) this.startProbe(nowMs, rt);
+    // The round robin's probe still open at the next tick is settled first (its deadline is due
+    // now as well).
+    for (const probe of [...this.probes.values()]) if (!probe.expedited) this.onProbeDeadline(nowMs, probe.seq, rt);
+    if (!this.leaving) {
+      const slot = this.probeOrder.next(this.probeable, this.rng);
+      if (slot !== NO_SLOT) this.startProbe(nowMs, slot, false, rt);
+    }
     rt.setTimer(nowMs + this.scaled(this.probeIntervalMs), { kind: "probe", epoch: this.probeEpoch });
     if (this.relays.size > 0) this.purgeRelays(nowMs);
   }
 
-  private startProbe(nowMs: number, rt: Runtime): void {
-    const slot = this.probeOrder.next(this.probeable, this.rng);
-    if (slot === NO_SLOT) return;
+  private startProbe(nowMs: number, slot: number, expedited: boolean, rt: Runtime): void {
     const seq = this.takeSeq();
     const target = this.table.address(slot);
-    this.probe = { seq, target, targetSlot: slot, startMs: nowMs, acked: false, expectedNacks: 0, nacks: 0 };
+    this.probes.set(seq, { seq, target, targetSlot: slot, startMs: nowMs, acked: false, expectedNacks: 0, nacks: 0, helperKeys: [], nackedBy: new Set(), expedited });
     this.stats.pingsSent++;
     // Lifeguard's buddy system: a suspect hears of its suspicion in the probe itself.
     const buddy = this.config.lifeguard && this.table.state[slot] === MemberState.Suspect ? encodeUpdateItem(this.updateOf(slot)) : null;
     this.sendBody(rt, target, { type: MessageType.Ping, seq }, "probe", buddy);
-    rt.setTimer(nowMs + this.scaled(this.probeTimeoutMs), { kind: "probeTimeout", seq });
+    const timeoutMs = this.scaled(this.probeTimeoutMs);
+    this.scheduleRepeats(nowMs, timeoutMs, "probeRetry", seq, rt);
+    rt.setTimer(nowMs + timeoutMs, { kind: "probeTimeout", seq });
     rt.setTimer(nowMs + this.scaled(this.probeIntervalMs), { kind: "probeDeadline", seq });
+  }
+
+  /**
+   * Timers for the further pings of one probe or relay `seq`: directPings - 1 of them, spread
+   * over `windowMs` (pingOffsetMs). Each sends only while nothing has answered.
+   */
+  private scheduleRepeats(nowMs: number, windowMs: number, kind: "probeRetry" | "relayRetry", seq: number, rt: Runtime): void {
+    const pings = this.config.directPings;
+    for (let i = 1; i < pings; i++) {
+      const offsetMs = pingOffsetMs(windowMs, pings, i);
+      if (offsetMs > 0) rt.setTimer(nowMs + offsetMs, { kind, seq });
+    }
+  }
+
+  /** Pings a probe's target once more while it has not answered. */
+  private onProbeRetry(seq: number, rt: Runtime): void {
+    const probe = this.probes.get(seq);
+    if (probe === undefined || probe.acked || probe.targetSlot === NO_SLOT) return;
+    this.stats.pingsRepeated++;
+    const slot = probe.targetSlot;
+    const buddy = this.config.lifeguard && this.table.state[slot] === MemberState.Suspect ? encodeUpdateItem(this.updateOf(slot)) : null;
+    this.sendBody(rt, probe.target, { type: MessageType.Ping, seq }, "probe", buddy);
+  }
+
+  /**
+   * Another member suspects `slot` (or it stayed silent as a helper, see checkSilentHelpers):
+   * check it at once with a probe of our own beside the round robin (one such check at a time;
+   * others wait in a bounded queue, MAX_EXPEDITED_PROBES). A crashed member then gathers its
+   * independent confirmations within about one period of the first suspicion (and dies at the
+   * minimum timeout), while a live one hears of the suspicion from each of these probes (buddy
+   * system) and refutes at once.
+   */
+  private expediteProbe(nowMs: number, slot: number, rt: Runtime): void {
+    const key = this.table.address(slot).key;
+    if (this.expedited.length >= MAX_EXPEDITED_PROBES || this.expedited.includes(key)) return;
+    for (const probe of this.probes.values()) if (probe.targetSlot === slot) return;
+    this.expedited.push(key);
+    this.startExpeditedProbe(nowMs, rt);
+  }
+
+  /**
+   * After a failed probe that some helpers nacked (so this node hears), the helpers that stayed
+   * silent are likely down or cut off themselves: check them soon (expediteProbe). In a
+   * partition this spreads the probes of each side over the members across the cut, so that
+   * every one of them is suspected within about two periods instead of when the round robin
+   * comes to it.
+   */
+  private checkSilentHelpers(nowMs: number, probe: Probe, rt: Runtime): void {
+    if (probe.nacks === 0) return;
+    for (const key of probe.helperKeys) {
+      if (probe.nackedBy.has(key)) continue;
+      const slot = this.table.findKey(key);
+      if (slot !== NO_SLOT && this.probeable.has(slot)) this.expediteProbe(nowMs, slot, rt);
+    }
+  }
+
+  /**
+   * Another member reports a suspicion of `slot`: with Lifeguard, check it at once, with the
+   * chance expediteChance gives (drawn from the PRNG), so that a bounded number of members
+   * checks each suspicion whatever the cluster's size.
+   */
+  private maybeExpediteSuspect(nowMs: number, slot: number, rt: Runtime): void {
+    if (!this.config.lifeguard) return;
+    const chance = expediteChance(expectedConfirmations(this.config.suspicionConfirmations, this.liveCount), this.liveCount);
+    if (chance < 1 && this.rng.nextInt(1_000_000) >= chance * 1_000_000) return;
+    this.expediteProbe(nowMs, slot, rt);
+  }
+
+  /** Starts the next waiting expedited check, unless one is in flight or the node is leaving. */
+  private startExpeditedProbe(nowMs: number, rt: Runtime): void {
+    if (this.leaving) return;
+    for (const probe of this.probes.values()) if (probe.expedited) return;
+    const t = this.table;
+    while (this.expedited.length > 0) {
+      const slot = t.findKey(this.expedited.shift() as string);
+      if (slot !== NO_SLOT && this.probeable.has(slot)) {
+        this.stats.probesExpedited++;
+        this.startProbe(nowMs, slot, true, rt);
+        return;
+      }
+    }
   }
 
   private onProbeTimeout(nowMs: number, seq: number, rt: Runtime): void {
     void nowMs;
-    const probe = this.probe;
-    if (probe === null || probe.seq !== seq || probe.acked) return;
+    const probe = this.probes.get(seq);
+    if (probe === undefined || probe.acked) return;
     const t = this.table;
     const targetSlot = probe.targetSlot;
     // Only alive helpers (as memberlist): a suspect one would likely not nack, and Lifeguard would
     // count its silence against this node's health.
-    const helpers = this.probeable.sample(this.rng, this.config.indirectChecks, (h) => h === targetSlot || t.state[h] !== MemberState.Alive);
+    const k = this.config.lifeguard ? indirectChecksFor(this.config.indirectChecks, this.health) : this.config.indirectChecks;
+    const helpers = this.probeable.sample(this.rng, k, (h) => h === targetSlot || t.state[h] !== MemberState.Alive);
+    probe.helperKeys = helpers.map((h) => t.address(h).key);
     for (const helper of helpers) {
       this.stats.pingReqsSent++;
       this.sendBody(rt, t.address(helper), { type: MessageType.PingReq, seq, target: probe.target }, "pingReq");
@@ -1329,14 +1523,14 @@ export class SwimNode {
   }
 
   private onProbeDeadline(nowMs: number, seq: number, rt: Runtime): void {
-    const probe = this.probe;
-    if (probe === null || probe.seq !== seq) return;
-    this.probe = null;
+    const probe = this.probes.get(seq);
+    if (probe === undefined) return;
+    this.probes.delete(seq);
+    if (probe.expedited) this.startExpeditedProbe(nowMs, rt);
     if (probe.acked) return;
     this.stats.probesFailed++;
-    // Lifeguard: missing nacks mean that we, not the target, may be the slow one.
-    if (probe.expectedNacks > 0) this.adjustHealth(Math.max(0, probe.expectedNacks - probe.nacks));
-    else this.adjustHealth(1);
+    this.adjustHealth(probeHealthPenalty(probe.expectedNacks, probe.nacks));
+    this.checkSilentHelpers(nowMs, probe, rt);
     const slot = probe.targetSlot;
     if (slot === NO_SLOT) return;
     const t = this.table;

@@ -20,6 +20,10 @@ export interface Runtime {
 export type Timer =
   | { readonly kind: "probe"; readonly epoch: number }
   | { readonly kind: "probeTimeout"; readonly seq: number }
+  /** One more direct ping of probe `seq` while it has no ack (see SwimConfig.directPings). */
+  | { readonly kind: "probeRetry"; readonly seq: number }
+  /** One more ping of a ping-req relay `seq` while the target has not answered. */
+  | { readonly kind: "relayRetry"; readonly seq: number }
   | { readonly kind: "probeDeadline"; readonly seq: number }
   | { readonly kind: "relayTimeout"; readonly seq: number }
   | { readonly kind: "suspicion"; readonly key: string; readonly token: number }

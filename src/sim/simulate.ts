@@ -269,7 +269,7 @@ export function buildReport(params: SimParams, scenario: Scenario, config: SwimC
       retransmitLimit: retransmitLimit(config.retransmitMult, n),
       suspicionMinMs: minMs,
       suspicionMaxMs: config.lifeguard ? minMs * config.suspicionMaxTimeoutMult : minMs,
-      expectedConfirmations: config.lifeguard ? expectedConfirmations(config.suspicionMult, n) : 0,
+      expectedConfirmations: config.lifeguard ? expectedConfirmations(config.suspicionConfirmations, n) : 0,
     },
     convergence: {
       agreedAtMs: agreedAtPeriod === null ? null : agreedAtPeriod * periodMs,

@@ -1,8 +1,8 @@
 /**
  * A small network lab for tests: N hosts, each in its own network namespace with its own
  * addresses (198.18.0.i/24 and fd77::i/64, benchmark and unique-local ranges) on one bridge in
- * a "switch" namespace, plus fault injection with iptables inside a host (random loss, drops
- * from chosen peers). No default route: nothing can leave the lab. Needs root and iproute2 +
+ * a "switch" namespace, plus fault injection with iptables and ip6tables inside a host (random
+ * loss, drops from chosen peers). No default route: nothing can leave the lab. Needs root and iproute2 +
  * iptables (`.ci/run` installs them). Every namespace carries a per-run prefix and is deleted
  * by exact name in `destroy()`.
  */
@@ -19,7 +19,7 @@ export interface LabHost {
 
 export function labAvailable(): string | null {
   if (process.getuid?.() !== 0) return "network-namespace tests need root";
-  for (const tool of ["ip", "iptables"]) {
+  for (const tool of ["ip", "iptables", "ip6tables", "iptables-restore", "ip6tables-restore"]) {
     if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) return `network-namespace tests need ${tool} (apt-get install iproute2 iptables)`;
   }
   const probe = `ttprobe${process.pid}`;
@@ -72,27 +72,40 @@ export class NetLab {
     return h;
   }
 
-  /** Drops a random share (0..1) of the UDP datagrams arriving at host i. */
+  /** Drops a random share (0..1) of the UDP datagrams arriving at host i (IPv4 and IPv6). */
   addLoss(i: number, probability: number): void {
-    sh(["ip", "netns", "exec", this.host(i).ns, "iptables", "-A", "INPUT", "-p", "udp", "-m", "statistic", "--mode", "random", "--probability", String(probability), "-j", "DROP"]);
+    for (const tool of ["iptables", "ip6tables"]) {
+      sh(["ip", "netns", "exec", this.host(i).ns, tool, "-A", "INPUT", "-p", "udp", "-m", "statistic", "--mode", "random", "--probability", String(probability), "-j", "DROP"]);
+    }
   }
 
-  /** Host i drops everything from host j (one direction). */
+  /** Host i drops everything from host j (one direction; IPv4 and IPv6). */
   dropFrom(i: number, j: number): void {
     sh(["ip", "netns", "exec", this.host(i).ns, "iptables", "-A", "INPUT", "-s", this.host(j).ipv4, "-j", "DROP"]);
+    sh(["ip", "netns", "exec", this.host(i).ns, "ip6tables", "-A", "INPUT", "-s", this.host(j).ipv6, "-j", "DROP"]);
   }
 
-  /** Splits the hosts into two sides that cannot hear each other. */
+  /**
+   * Splits the hosts into two sides that cannot hear each other (IPv4 and IPv6): one
+   * iptables-restore per host and family, so the cut is in place within a few commands.
+   */
   partition(sideA: readonly number[], sideB: readonly number[]): void {
-    for (const a of sideA) for (const b of sideB) {
-      this.dropFrom(a, b);
-      this.dropFrom(b, a);
-    }
+    const cut = (host: number, others: readonly number[]): void => {
+      for (const [tool, ip] of [
+        ["iptables-restore", (h: LabHost): string => h.ipv4],
+        ["ip6tables-restore", (h: LabHost): string => h.ipv6],
+      ] as const) {
+        const rules = others.map((o) => `-A INPUT -s ${ip(this.host(o))} -j DROP`).join("\n");
+        execFileSync("ip", ["netns", "exec", this.host(host).ns, tool, "--noflush"], { input: `*filter\n${rules}\nCOMMIT\n`, stdio: ["pipe", "ignore", "pipe"] });
+      }
+    };
+    for (const a of sideA) cut(a, sideB);
+    for (const b of sideB) cut(b, sideA);
   }
 
   /** Removes every fault from every host. */
   heal(): void {
-    for (const h of this.hosts) sh(["ip", "netns", "exec", h.ns, "iptables", "-F", "INPUT"]);
+    for (const h of this.hosts) for (const tool of ["iptables", "ip6tables"]) sh(["ip", "netns", "exec", h.ns, tool, "-F", "INPUT"]);
   }
 
   /** The command line that runs `argv` inside host i's namespace. */

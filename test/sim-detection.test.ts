@@ -1,0 +1,66 @@
+/**
+ * Failure detection against false alarms in seeded simulations (src/sim/detection.ts), at the
+ * agent's default period (500 ms) and the lan preset: a crash in a 20-member cluster at 0, 10
+ * and 30 % datagram loss, and a 5|5 partition. Virtual time is deterministic, so the bounds
+ * are asserted. Every assertion names its seed; TAMTAM_SEED=<n> replays one seed.
+ */
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { killUnderLoss, partitionCrossDetection } from "../src/sim/detection.js";
+
+const SEEDS: readonly number[] = process.env.TAMTAM_SEED !== undefined ? [Number(process.env.TAMTAM_SEED)] : [1, 2, 3, 4, 5, 6, 7, 8];
+
+/**
+ * Crash to dead at every other member, in virtual time: a first probe of the victim within a
+ * few periods, a failed probe (one period), the confirmations (about one more) and the
+ * suspicion's minimum (log10(20) * 500 ms), then the death's gossip. The lossless median is
+ * about 1.8 s (bench/detection.bench.ts); this is the bound for any one seed.
+ */
+const DETECTION_BOUND_MS = 4_500;
+
+describe("detection against false alarms (20 members, 500 ms period, lan preset)", () => {
+  for (const loss of [0, 0.1, 0.3]) {
+    test(`${loss * 100} % loss: the crash is dead everywhere in time, no running member dies${loss <= 0.1 ? ", none is even suspected" : ""}`, () => {
+      const times: number[] = [];
+      for (const seed of SEEDS) {
+        const r = killUnderLoss({ nodes: 20, seed, loss });
+        const replay = `(seed ${seed}, loss ${loss})`;
+        assert.notEqual(r.deadAtAllMs, null, `the crash was not detected by every member ${replay}`);
+        times.push(r.deadAtAllMs as number);
+        assert.equal(r.falseDeaths, 0, `a running member was declared dead ${replay}`);
+        if (loss <= 0.1) assert.equal(r.falseSuspicions, 0, `a running member was suspected ${replay}`);
+        // At 30 % loss Lifeguard's health slows probing and lengthens suspicions: twice the bound.
+        const bound = loss < 0.3 ? DETECTION_BOUND_MS : 2 * DETECTION_BOUND_MS;
+        assert.ok((r.deadAtAllMs as number) <= bound, `dead at all after ${r.deadAtAllMs} ms > ${bound} ms ${replay}`);
+      }
+      if (SEEDS.length >= 8 && loss < 0.3) {
+        times.sort((a, b) => a - b);
+        const median = times[times.length >> 1] as number;
+        assert.ok(median <= 3_000, `median ${median} ms over seeds ${SEEDS.join(",")} > 3000 ms`);
+      }
+    });
+  }
+
+  test("a 5|5 partition: every member holds every member across the cut non-alive within the bound", () => {
+    for (const seed of SEEDS) {
+      const ms = partitionCrossDetection({ nodes: 10, seed, loss: 0 });
+      assert.notEqual(ms, null, `some cross pair was still alive 30 s after the cut (seed ${seed})`);
+      assert.ok((ms as number) <= DETECTION_BOUND_MS, `all cross pairs non-alive after ${ms} ms (seed ${seed})`);
+    }
+  });
+
+  test("memberlist's timing (one ping, k = 3, suspicionMult 4, K = 2) is slower and suspects under 10 % loss: the study tells them apart", () => {
+    const memberlist = { directPings: 1, indirectChecks: 3, suspicionMult: 4, suspicionConfirmations: 2, suspicionMaxTimeoutMult: 6 };
+    let suspicions = 0;
+    let slower = 0;
+    for (const seed of SEEDS) {
+      const ours = killUnderLoss({ nodes: 20, seed, loss: 0.1 });
+      const theirs = killUnderLoss({ nodes: 20, seed, loss: 0.1, overrides: memberlist });
+      suspicions += theirs.falseSuspicions;
+      if ((theirs.deadAtAllMs ?? Infinity) > (ours.deadAtAllMs ?? Infinity)) slower++;
+    }
+    assert.ok(suspicions > 0, "memberlist's timing raised no false suspicion at 10 % loss");
+    assert.ok(slower > SEEDS.length / 2, `memberlist's timing was slower in only ${slower} of ${SEEDS.length} seeds`);
+  });
+});
