@@ -409,6 +409,9 @@ export class H2ClientSession extends EventEmitter {
     payload.writeUInt32BE(H2Error.NO_ERROR, 4);
     this.#write(frameHeader(8, FrameType.GOAWAY, 0, 0), payload);
     this.#socket.end();
+    // Nothing more is wanted from this connection: waiting for the server's side of the close
+    // would only keep a finished program alive for another round trip.
+    this.#socket.unref();
     this.#destroyed = true;
     this.emit("close");
   }
