@@ -5,7 +5,7 @@
  * documented environment and stdin lines; a cluster of 8 learnt at once, and then failing at
  * once, runs the handler a few times, not once per member; a hanging handler is killed (with
  * what it started) at --event-handler-timeout, and failing or missing commands are logged and
- * counted while the agent carries on; `query:NAME` is refused with one line naming
+ * counted while the agent carries on; `query:NAME` mixed with other events is refused with one line naming
  * --query-handler. Waits poll real conditions (run files, Stats); every process is killed in a
  * `finally`.
  */
@@ -176,12 +176,16 @@ describe("event handlers of a real agent", () => {
     });
   });
 
-  test("query:NAME is refused with one line naming --query-handler", { timeout: 30_000 }, async () => {
+  test("query:NAME mixed with other events is refused with one line; two handlers for one query too", { timeout: 30_000 }, async () => {
     await withSandbox(async (group, env) => {
-      const result = await group.run(["agent", "--nobanner", "-p", String(await freeUdpPort()), "--event-handler", "query:uptime=uptime"], { env });
-      assert.equal(result.code, 2);
-      assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
-      assert.match(result.stderr, /--event-handler item "query:uptime=uptime" cannot run for query:uptime: queries are answered by --query-handler uptime=COMMAND/);
+      const port = String(await freeUdpPort());
+      const mixed = await group.run(["agent", "--nobanner", "-p", port, "--event-handler", "member-join,query:uptime=uptime"], { env });
+      assert.equal(mixed.code, 2);
+      assert.equal(mixed.stderr.trim().split("\n").length, 1, mixed.stderr);
+      assert.match(mixed.stderr, /--event-handler item "member-join,query:uptime=uptime" cannot mix query:uptime with other events/);
+      const twice = await group.run(["agent", "--nobanner", "-p", port, "--event-handler", "query:uptime=uptime", "--query-handler", "uptime=date"], { env });
+      assert.equal(twice.code, 2);
+      assert.match(twice.stderr, /two handlers for the query "uptime"/);
     });
   });
 });

@@ -45,8 +45,9 @@ describe("queries between real agents", () => {
       const handlers = [
         "--query-handler",
         'whoami=printf %s "$TAMTAM_SELF_ADDRESS"',
-        "--query-handler",
-        "echo=cat",
+        // As in Serf, an event handler for query:NAME answers the query NAME.
+        "--event-handler",
+        "query:echo=cat",
         "--query-handler",
         "slow=sleep 30",
         "--query-handler",

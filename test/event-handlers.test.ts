@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "clipanion";
-import { parseEventHandler, EVENT_NAMES, type EventHandlerSpec } from "../src/agent/event-filter.js";
+import { parseEventHandler, EVENT_NAMES, type EventHandlerSpec, queryEventHandler } from "../src/agent/event-filter.js";
 import { EventHandlers, formatTags, memberEventOf, memberLine, memberTags, tagEnvironment } from "../src/agent/event-handlers.js";
 import { encodeTagMap } from "../src/agent/tags.js";
 import { addr, type Address } from "../src/core/address.js";
@@ -70,8 +70,7 @@ describe("event handler grammar", () => {
       return r as string;
     };
     assert.match(refused("member-jion=./h.sh"), /unknown event "member-jion".*member-join/);
-    assert.match(refused("query:uptime=uptime"), /--query-handler uptime=COMMAND/);
-    assert.match(refused("member-join,query:x=./h"), /--query-handler x=COMMAND/);
+    assert.match(refused("member-join,query:x=./h"), /cannot mix query:x with other events.*--query-handler NAME=COMMAND/);
     assert.match(refused("user:deploy=./deploy.sh"), /broadcasts carry no name/);
     assert.match(refused("member-join="), /no command/);
     assert.match(refused("   "), /command/);
@@ -107,7 +106,11 @@ describe("event handler grammar", () => {
       }
       assert.fail("accepted");
     };
-    assert.match(usage({ eventHandlers: ["query:load=uptime"] }), /^--event-handler item "query:load=uptime" .*--query-handler load=COMMAND/);
+    assert.match(usage({ eventHandlers: ["query:=uptime"] }), /^--event-handler item "query:=uptime" /);
+    assert.match(usage({ eventHandlers: ["query:load="] }), /^--event-handler item "query:load=" .*no command/);
+    // query:NAME=COMMAND alone answers the query NAME, as --query-handler NAME=COMMAND does.
+    assert.deepEqual(queryEventHandler("query:load=uptime"), { name: "load", command: "uptime" });
+    assert.equal(queryEventHandler("member-join=uptime"), null);
     assert.match(usage({}, { TAMTAM_EVENT_HANDLER: "member-jion=x" }), /^TAMTAM_EVENT_HANDLER item "member-jion=x" has an unknown event/);
     assert.match(usage({ eventHandlerTimeoutMs: "50" }), /^--event-handler-timeout must be in 100\.\.3600000 \(ms\)/);
     assert.match(usage({ metricsAddress: "9100" }), /^--metrics-address must be HOST:PORT/);

@@ -40,6 +40,9 @@ function snapshot(alive: number): Record<string, number> {
     "core.clusterRequests.requestsComplete": 1, "core.clusterRequests.requestsIncomplete": 1, "core.clusterRequests.requestsRefused": 0,
     "core.clusterRequests.requestRetries": 2, "core.clusterRequests.requestsReceived": 3, "core.clusterRequests.answersSent": 3,
     "core.clusterRequests.answersReceived": 2, "process.rss_bytes": 60_000_000,
+    "queries.answeredByCommand": 4, "queries.answeredByStream": 1, "queries.noHandler": 2, "queries.failed": 1, "queries.busy": 0,
+    "queries.malformed": 0, "queries.waiting": 1, "queryHandlers.succeeded": 3, "queryHandlers.failed": 0, "queryHandlers.timedOut": 1,
+    "queryHandlers.spawnErrors": 0, "queryHandlers.refusedQueueFull": 0, "queryHandlers.refusedStdinTooLarge": 0, "queryHandlers.refusedClosed": 0,
     "core.ackRttMs.count": 30, "core.ackRttMs.sum": 45,
   };
   // 10 round trips of 0.3 ms, 20 of 2 ms (cumulative counts per bound, as the core reports them).
@@ -96,6 +99,10 @@ describe("Prometheus text", () => {
     assert.equal(sampleValue(f, "tamtam_queue_items", { queue: "updates" }), 7);
     assert.equal(sampleValue(f, "tamtam_stream_dropped_total", { stream: "broadcasts" }), 4);
     assert.equal(sampleValue(f, "tamtam_cluster_requests_total", { outcome: "incomplete" }), 1);
+    assert.equal(sampleValue(f, "tamtam_queries_received_total", { outcome: "command" }), 4);
+    assert.equal(sampleValue(f, "tamtam_queries_received_total", { outcome: "no_handler" }), 2);
+    assert.equal(sampleValue(f, "tamtam_queries_waiting"), 1);
+    assert.equal(sampleValue(f, "tamtam_query_handler_runs_total", { outcome: "timeout" }), 1);
     // The ack RTT histogram, in seconds, cumulative.
     assert.equal(f.get("tamtam_ack_rtt_seconds")?.type, "histogram");
     assert.equal(sampleValue(f, "tamtam_ack_rtt_seconds_bucket", { le: "0.00025" }), 0);

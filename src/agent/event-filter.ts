@@ -9,9 +9,12 @@
  * Without a FILTER the handler runs for every event. The text before the first `=` is no FILTER
  * when there is none, when it holds other characters than lower-case letters, digits and `-*:,._`,
  * or when it is a shell variable name other than `user` (`FOO=bar ./x.sh`, `f=$(mktemp); ...`);
- * to run such a command for every event, write `*=COMMAND`. `query:NAME` belongs to
- * `--query-handler NAME=COMMAND`, and `user:NAME` is refused because broadcasts carry no name.
+ * to run such a command for every event, write `*=COMMAND`. `query:NAME=COMMAND` alone (as in
+ * Serf) answers the query NAME: it is the same as `--query-handler NAME=COMMAND`, and
+ * `queryEventHandler` tells it apart; `user:NAME` is refused because broadcasts carry no name.
  */
+
+import { parseQueryHandler, type QueryHandlerSpec } from "./query-codec.js";
 
 /** Default time limit of one handler run (--event-handler-timeout). */
 export const EVENT_HANDLER_TIMEOUT_MS = 30_000;
@@ -51,7 +54,7 @@ export function parseEventHandler(text: string): EventHandlerSpec | string {
     } else if ((EVENT_NAMES as readonly string[]).includes(word)) {
       events.add(word as EventName);
     } else if (word.startsWith("query:")) {
-      return `cannot run for ${word}: queries are answered by --query-handler ${word.slice(6) || "NAME"}=COMMAND`;
+      return `cannot mix ${word} with other events: query:NAME=COMMAND answers one query (as --query-handler NAME=COMMAND)`;
     } else if (word.startsWith("user:")) {
       return `cannot filter ${word}: broadcasts carry no name; use "user" (the payload is on standard input)`;
     } else {
@@ -61,8 +64,18 @@ export function parseEventHandler(text: string): EventHandlerSpec | string {
   return { events, command, filter: head };
 }
 
-/** `parseEventHandler`'s refusal, or null: a setting's check. */
+/**
+ * `query:NAME=COMMAND`: the query handler it is (the command's output answers the query NAME,
+ * as with --query-handler), a one-line problem with NAME or COMMAND, or null for any other text.
+ */
+export function queryEventHandler(text: string): QueryHandlerSpec | string | null {
+  const match = /^query:([^=,]*)=/.exec(text);
+  if (match === null) return null;
+  return parseQueryHandler(`${match[1] as string}=${text.slice(match[0].length)}`);
+}
+
+/** `parseEventHandler`'s (or for query:NAME, `queryEventHandler`'s) refusal, or null: a setting's check. */
 export function eventHandlerProblem(text: string): string | null {
-  const parsed = parseEventHandler(text);
+  const parsed = queryEventHandler(text) ?? parseEventHandler(text);
   return typeof parsed === "string" ? parsed : null;
 }

@@ -157,7 +157,7 @@ export const METRICS: readonly MetricSpec[] = [
   },
   {
     name: "tamtam_cluster_requests_total", type: "counter", label: "outcome",
-    help: "Cluster requests (key operations) this agent sent, by outcome: every member answered, some did not, refused.",
+    help: "Cluster requests (key operations and queries) this agent sent, by outcome: every member answered, some did not, refused.",
     read: labelled({
       complete: "core.clusterRequests.requestsComplete", incomplete: "core.clusterRequests.requestsIncomplete",
       refused: "core.clusterRequests.requestsRefused",
@@ -178,6 +178,23 @@ export const METRICS: readonly MetricSpec[] = [
     }),
   },
   { name: "tamtam_event_handlers_running", type: "gauge", help: "Event handler commands running now.", read: one("handlers.running") },
+  {
+    name: "tamtam_queries_received_total", type: "counter", label: "outcome",
+    help: "Queries this agent received, by how it answered: by a --query-handler command or a ServeQueries program, no handler, failed, busy, malformed.",
+    read: labelled({
+      command: "queries.answeredByCommand", stream: "queries.answeredByStream", no_handler: "queries.noHandler",
+      failed: "queries.failed", busy: "queries.busy", malformed: "queries.malformed",
+    }),
+  },
+  { name: "tamtam_queries_waiting", type: "gauge", help: "Received queries waiting for a ServeQueries program's answer.", read: one("queries.waiting") },
+  {
+    name: "tamtam_query_handler_runs_total", type: "counter", label: "outcome",
+    help: "Query handler command runs by outcome (refused: the queue was full or the agent was stopping).",
+    read: labelled({
+      ok: "queryHandlers.succeeded", failed: "queryHandlers.failed", timeout: "queryHandlers.timedOut", spawn_error: "queryHandlers.spawnErrors",
+      refused: ["queryHandlers.refusedQueueFull", "queryHandlers.refusedStdinTooLarge", "queryHandlers.refusedClosed"],
+    }),
+  },
   { name: "tamtam_resident_memory_bytes", type: "gauge", help: "Resident set size of the agent process.", read: one("process.rss_bytes") },
 ];
 

@@ -5,7 +5,7 @@
  */
 
 import type { AgentOptions } from "../agent/options.js";
-import { type EventHandlerSpec, parseEventHandler } from "../agent/event-filter.js";
+import { type EventHandlerSpec, parseEventHandler, queryEventHandler } from "../agent/event-filter.js";
 import { parseAddress, parseIp } from "../core/address.js";
 import type { PresetName } from "../core/config.js";
 import { parseQueryHandler, type QueryHandlerSpec } from "../agent/query-codec.js";
@@ -37,13 +37,19 @@ export function agentOptions(s: ResolvedSettings<AgentSettingName>): AgentOption
   } catch (error) {
     throw new CliError((error as Error).message, EXIT.USAGE);
   }
+  // Queries are answered by --query-handler NAME=COMMAND and, as in Serf, by
+  // --event-handler query:NAME=COMMAND; every other event handler runs for events.
   const queryHandlers: QueryHandlerSpec[] = [];
-  for (const text of v.queryHandler) {
-    const spec = parseQueryHandler(text) as QueryHandlerSpec; // checked in settings
-    if (queryHandlers.some((h) => h.name === spec.name)) {
-      throw new CliError(`${s.label("queryHandler")}: two handlers for the query "${spec.name}"`, EXIT.USAGE);
-    }
+  const eventHandlers: EventHandlerSpec[] = [];
+  const answers = (spec: QueryHandlerSpec, label: string): void => {
+    if (queryHandlers.some((h) => h.name === spec.name)) throw new CliError(`${label}: two handlers for the query "${spec.name}"`, EXIT.USAGE);
     queryHandlers.push(spec);
+  };
+  for (const text of v.queryHandler) answers(parseQueryHandler(text) as QueryHandlerSpec, s.label("queryHandler")); // checked in settings
+  for (const text of v.eventHandlers) {
+    const query = queryEventHandler(text); // checked in settings
+    if (query !== null) answers(query as QueryHandlerSpec, s.label("eventHandlers"));
+    else eventHandlers.push(parseEventHandler(text) as EventHandlerSpec);
   }
   return {
     rpc: v.rpc,
@@ -72,9 +78,7 @@ export function agentOptions(s: ResolvedSettings<AgentSettingName>): AgentOption
     logFormat: v.logFormat as AgentOptions["logFormat"],
     nobanner: v.nobanner,
     // Only when given (checked in settings): agents without them are described as before.
-    ...(v.eventHandlers.length === 0
-      ? {}
-      : { eventHandlers: v.eventHandlers.map((text) => parseEventHandler(text) as EventHandlerSpec), eventHandlerTimeoutMs: v.eventHandlerTimeoutMs }),
+    ...(eventHandlers.length === 0 ? {} : { eventHandlers, eventHandlerTimeoutMs: v.eventHandlerTimeoutMs }),
     ...(v.metricsAddress === null ? {} : { metricsAddress: v.metricsAddress }),
     faults: {
       reapAfterMs: v.reapAfterMs === 0 ? null : v.reapAfterMs,
