@@ -20,6 +20,7 @@ import { GrpcStatus } from "../src/rpc/grpc-wire.js";
 import { createH2Client } from "../src/rpc/h2-client.js";
 import { AgentError, toRpcError } from "../src/rpc/status.js";
 import { rejection } from "./helpers/rpc-errors.js";
+import { stubService } from "./helpers/service-stubs.js";
 
 const STREAM_MESSAGES = 2_000;
 
@@ -42,12 +43,11 @@ async function startServer(bindHost = "127.0.0.1"): Promise<Server> {
     seeCancel = resolve;
   });
   const OK = { code: Response_Code.OK };
-  addService(server, TamTam, {
+  addService(server, TamTam, stubService({
     join(req) {
       if (req.IP === "10.0.0.9") throw toRpcError(new AgentError("NO_ANSWER", "10.0.0.9:9999 did not answer"));
       return OK;
     },
-    leave: () => OK,
     async broadcast(req, ctx) {
       if (req.bytes.length === 0) throw toRpcError(new AgentError("EMPTY_BROADCAST", "the message is empty"));
       if (Buffer.from(req.bytes).toString() === "hang") {
@@ -82,22 +82,8 @@ async function startServer(bindHost = "127.0.0.1"): Promise<Server> {
     healthy: () => {
       throw toRpcError(new AgentError("SHUTTING_DOWN", "the agent is shutting down"));
     },
-    setHeartbeat: () => OK,
-    setLogThreshold: () => OK,
-    ping: () => OK,
-    localAddress: () => ({ IP: "10.0.0.1", port: 9999 }),
-    leaveCluster: () => OK,
     stats: () => ({ counters: { ping_sent: 7n } }),
-    listKeys: () => ({}),
-    installKey: () => ({}),
-    useKey: () => ({}),
-    removeKey: () => ({}),
-    setTags: () => ({}),
-    deleteTags: () => ({}),
-    async *query() {},
-    async *serveQueries() {},
-    respondQuery: () => ({ code: Response_Code.OK }),
-  });
+  }));
   const unix = bindHost.startsWith("unix:");
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(unix ? bindHost : `${bindHost}:0`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
@@ -367,15 +353,10 @@ test("unix:PATH reaches a server on that Unix socket: absolute, relative and uni
 test("extra request headers travel with every call, unary and streaming", async () => {
   const seen: string[] = [];
   const server = new grpc.Server();
-  const OK = { code: Response_Code.OK };
   const header = (ctx: { metadata: grpc.Metadata }): void => {
     seen.push(String(ctx.metadata.get("x-tamtam-test")[0]));
   };
-  addService(server, TamTam, {
-    join: () => OK, leave: () => OK, broadcast: () => OK, setHeartbeat: () => OK, setLogThreshold: () => OK, ping: () => OK,
-    leaveCluster: () => OK, healthy: () => ({ nodes: [] }), localAddress: () => ({ IP: "10.0.0.1", port: 1 }), stats: () => ({ counters: {} }),
-    listKeys: () => ({}), installKey: () => ({}), useKey: () => ({}), removeKey: () => ({}),
-    setTags: () => ({}), deleteTags: () => ({}), async *query() {}, async *serveQueries() {}, respondQuery: () => ({ code: Response_Code.OK }),
+  addService(server, TamTam, stubService({
     broadcastStream: async (requests, ctx) => {
       header(ctx);
       for await (const _ of requests);
@@ -389,8 +370,7 @@ test("extra request headers travel with every call, unary and streaming", async 
       header(ctx);
       yield { bytes: Buffer.from("x") };
     },
-    async *monitor() {},
-  });
+  }));
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );

@@ -27,6 +27,7 @@ import {
 } from "../src/gen/service/tamtam_pb.js";
 import { RpcError, addService, createClient } from "../src/rpc/adapter.js";
 import { addReflection } from "../src/rpc/reflection.js";
+import { stubService } from "./helpers/service-stubs.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url)); // dist/test/ -> repo root
 const BUF = `${ROOT}node_modules/.bin/buf`;
@@ -130,7 +131,7 @@ function untilAborted(signal: AbortSignal): Promise<unknown> {
 function startServer(seen: Seen): Promise<{ server: grpc.Server; port: number }> {
   const server = new grpc.Server();
   const OK = { code: Response_Code.OK };
-  addService(server, TamTam, {
+  addService(server, TamTam, stubService({
     async join(req, ctx) {
       if (req.IP === "") throw new RpcError(grpc.status.INVALID_ARGUMENT, "IP is required");
       if (req.IP === "10.255.255.1") {
@@ -200,16 +201,7 @@ function startServer(seen: Seen): Promise<{ server: grpc.Server; port: number }>
       return OK;
     },
     stats: () => ({ counters: { ping_sent: 7n } }),
-    listKeys: () => ({}),
-    installKey: () => ({}),
-    useKey: () => ({}),
-    removeKey: () => ({}),
-    setTags: () => ({}),
-    deleteTags: () => ({}),
-    async *query() {},
-    async *serveQueries() {},
-    respondQuery: () => ({ code: Response_Code.OK }),
-  });
+  }));
   addReflection(server, [file_service_tamtam]);
   return new Promise((resolve, reject) => {
     server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, port) =>

@@ -23,6 +23,7 @@ import { createH2Client, GrpcCallError } from "../src/rpc/h2-client.js";
 import { addReflection } from "../src/rpc/reflection.js";
 import { requireToken, UNAUTHENTICATED_DETAILS } from "../src/rpc/token.js";
 import { rejection } from "./helpers/rpc-errors.js";
+import { stubService } from "./helpers/service-stubs.js";
 
 const TOKEN = "s3cret-Token_42";
 
@@ -37,45 +38,30 @@ async function startGuarded(): Promise<Guarded> {
   const calls: string[] = [];
   const server = new grpc.Server({ interceptors: [requireToken(TOKEN)] });
   const OK = { code: Response_Code.OK };
-  addService(server, TamTam, {
-    join: () => OK,
-    leave: () => OK,
-    broadcast: () => {
-      calls.push("broadcast");
-      return OK;
-    },
-    broadcastStream: async (requests) => {
-      calls.push("broadcastStream");
-      for await (const _ of requests);
-      return {};
-    },
-    async *stream() {
-      calls.push("stream");
-      yield { bytes: Buffer.from("one") };
-      yield { bytes: Buffer.from("two") };
-    },
-    async *monitor() {},
-    nodes: () => {
-      calls.push("nodes");
-      return { nodes: [{ address: { IP: "10.0.0.2", port: 7946 }, state: "alive" }] };
-    },
-    healthy: () => ({ nodes: [] }),
-    setHeartbeat: () => OK,
-    setLogThreshold: () => OK,
-    ping: () => OK,
-    localAddress: () => ({ IP: "10.0.0.1", port: 9999 }),
-    leaveCluster: () => OK,
-    stats: () => ({ counters: {} }),
-    listKeys: () => ({}),
-    installKey: () => ({}),
-    useKey: () => ({}),
-    removeKey: () => ({}),
-    setTags: () => ({}),
-    deleteTags: () => ({}),
-    async *query() {},
-    async *serveQueries() {},
-    respondQuery: () => ({ code: Response_Code.OK }),
-  });
+  addService(
+    server,
+    TamTam,
+    stubService({
+      broadcast: () => {
+        calls.push("broadcast");
+        return OK;
+      },
+      broadcastStream: async (requests) => {
+        calls.push("broadcastStream");
+        for await (const _ of requests);
+        return {};
+      },
+      async *stream() {
+        calls.push("stream");
+        yield { bytes: Buffer.from("one") };
+        yield { bytes: Buffer.from("two") };
+      },
+      nodes: () => {
+        calls.push("nodes");
+        return { nodes: [{ address: { IP: "10.0.0.2", port: 7946 }, state: "alive" }] };
+      },
+    }),
+  );
   addReflection(server, [file_service_tamtam]);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
