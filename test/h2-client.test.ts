@@ -1,15 +1,17 @@
 /**
- * Tests of src/rpc/h2-client.ts, the command line's small gRPC client over node:http2, against
- * a real grpc-js server (the agent's server stack: adapter.ts + status.ts): unary answers and
+ * Tests of src/rpc/h2-client.ts, the command line's small gRPC client (on src/rpc/h2-session.ts),
+ * against a real grpc-js server (the agent's server stack: adapter.ts + status.ts): unary answers and
  * failures with their status, message and tamtam-error trailer; server streams in order, with
  * flow control under a slow reader, ending with OK or a status; deadlines; cancellation seen by
- * the server; an absent server; an unknown method; a server on a Unix socket (`unix:PATH`).
+ * the server; an absent server; an unknown method; a response that does not decode; a server
+ * on a Unix socket (`unix:PATH`).
  */
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer as createH2Server } from "node:http2";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
@@ -281,6 +283,32 @@ test("a method the server does not have: UNIMPLEMENTED", async () => {
   } finally {
     client.close();
     server.forceShutdown();
+  }
+});
+
+test("a response message that does not decode fails the call with INTERNAL, not the program", async () => {
+  // An HTTP/2 server that answers every call with a message of bytes no protobuf can decode.
+  const server = createH2Server();
+  const sessions = new Set<{ destroy(): void }>();
+  server.on("session", (session) => sessions.add(session));
+  server.on("stream", (stream) => {
+    stream.respond({ ":status": 200, "content-type": "application/grpc+proto" }, { waitForTrailers: true });
+    stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+    stream.end(Buffer.from([0, 0, 0, 0, 2, 0xff, 0xff]));
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const client = createH2Client(TamTam, `127.0.0.1:${(server.address() as { port: number }).port}`);
+  try {
+    assert.equal((await rejection(client.nodes({}))).code, GrpcStatus.INTERNAL);
+    const stream = client.monitor({});
+    await assert.rejects(async () => {
+      for await (const _ of stream);
+    }, (error: { code?: number }) => error.code === GrpcStatus.INTERNAL);
+  } finally {
+    client.close();
+    for (const session of sessions) session.destroy();
+    server.close();
   }
 });
 

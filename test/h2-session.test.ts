@@ -266,3 +266,21 @@ test("protocol violations fail the streams with an error, never the process", as
     }
   }
 });
+
+test("a server that sends beyond the window we granted a paused reader fails the connection", async () => {
+  // A response (":status: 200", static index 8), then more DATA than the 1 MiB we granted.
+  const frames = [rawFrame(0x1, 0x4, 1, Buffer.from([0x88])), ...Array.from({ length: 70 }, () => rawFrame(0x0, 0, 1, Buffer.alloc(16_384)))];
+  const { server, port } = await rawServer(Buffer.concat(frames));
+  const client = await session(port);
+  try {
+    const stream = client.request({ ":path": "/x" });
+    stream.pause(); // nothing is read, so nothing is credited back
+    stream.end();
+    const seen = await collect(stream);
+    assert.match(String(seen.error?.message), /beyond the connection window/);
+    assert.equal(client.destroyed, true);
+  } finally {
+    client.destroy();
+    server.close();
+  }
+});

@@ -503,6 +503,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   const joinSeeds = async (): Promise<void> => {
     if (contacts.length === 0 || shuttingDown !== null) return;
     const outcomes = await engine.join(contacts).catch(() => []);
+    if (shuttingDown !== null) return; // a join cut short by the shutdown is not retried
     if (outcomes.some((o) => o.ok)) {
       logger.info(`joined the cluster through ${outcomes.filter((o) => o.ok).map((o) => o.seed.key).join(", ")}`);
       return;

@@ -65,6 +65,12 @@ export class GossipPacer {
    */
   addFresh(item: Uint8Array): boolean {
     if (this.freshCount >= this.maxFresh) return false;
+    // Items already pushed are dropped from the front once they are as many as those waiting,
+    // so the array stays within twice maxFresh however long bursts keep going.
+    if (this.freshHead > 0 && this.freshHead >= this.freshCount) {
+      this.fresh = this.fresh.slice(this.freshHead);
+      this.freshHead = 0;
+    }
     this.fresh.push(item);
     return true;
   }

@@ -920,7 +920,9 @@ export class SwimNode {
       case MessageType.Nack:
         this.stats.nacksReceived++;
         const probe = this.probes.get(body.seq);
-        if (probe !== undefined && !probe.nackedBy.has(d.from.key)) {
+        // Only a helper this probe asked counts (and only once): a NACK from anyone else
+        // proves nothing and must not spare our health score.
+        if (probe !== undefined && probe.helperKeys.includes(d.from.key) && !probe.nackedBy.has(d.from.key)) {
           probe.nacks++;
           probe.nackedBy.add(d.from.key);
           // A helper we asked: it got our PING_REQ, so it receives.
@@ -969,6 +971,12 @@ export class SwimNode {
         this.clusterRequests.onAck(d.from, body.epoch, body.id, rt);
         return;
       case MessageType.Relay:
+        // Passed on only to a member: a RELAY must not turn this node into a sender of answers
+        // to addresses outside the cluster.
+        if (this.table.find(body.peer) === NO_SLOT) {
+          this.refused("NOT_A_MEMBER");
+          return;
+        }
         this.clusterRequests.onRelay(d.from, this.self, body, rt);
         return;
       case MessageType.Relayed:

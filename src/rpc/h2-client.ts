@@ -306,7 +306,13 @@ function startCall(
           return;
         }
         if (pending.length < FRAME_HEADER_BYTES + length) break;
-        sink.message(pending.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + length));
+        try {
+          sink.message(pending.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + length));
+        } catch (error) {
+          // A message that does not decode fails this call, never the program.
+          finish(new GrpcCallError(GrpcStatus.INTERNAL, `a response message does not decode: ${(error as Error).message}`));
+          return;
+        }
         pending = pending.subarray(FRAME_HEADER_BYTES + length);
         if (finished) return;
       }

@@ -111,6 +111,8 @@ export class H2ClientStream extends EventEmitter {
   sendWindowBytes: number;
   /** Bytes taken by the reader and not yet credited back to the server. */
   #unacknowledgedBytes = 0;
+  /** What the server may still send on this stream before our next WINDOW_UPDATE. */
+  #receiveWindowBytes = RECEIVE_WINDOW_BYTES;
 
   constructor(
     private readonly session: H2ClientSession,
@@ -201,9 +203,17 @@ export class H2ClientStream extends EventEmitter {
     if (endStream) this.receiveEnd();
   }
 
-  /** DATA arrived for this stream. @internal */
-  receiveData(data: Buffer, endStream: boolean): void {
+  /** DATA arrived for this stream (`frameBytes` with its padding). @internal */
+  receiveData(data: Buffer, frameBytes: number, endStream: boolean): void {
     if (this.#closed) return;
+    this.#receiveWindowBytes -= frameBytes;
+    if (this.#receiveWindowBytes < 0) {
+      // The server ignored our window: what it sends would pile up unread without bound.
+      this.close(H2Error.FLOW_CONTROL_ERROR);
+      return;
+    }
+    // Padding is never read: it is credited back with the next window update.
+    this.#unacknowledgedBytes += frameBytes - data.length;
     if (this.#paused || this.#held.length > 0) this.#held.push(data);
     else this.deliver(data);
     if (endStream) this.receiveEnd();
@@ -228,6 +238,7 @@ export class H2ClientStream extends EventEmitter {
     this.#unacknowledgedBytes += data.length;
     if (this.#unacknowledgedBytes >= RECEIVE_WINDOW_BYTES / 2 && !this.#remoteEnded) {
       this.session.sendWindowUpdate(this.id, this.#unacknowledgedBytes);
+      this.#receiveWindowBytes += this.#unacknowledgedBytes;
       this.#unacknowledgedBytes = 0;
     }
     this.session.creditConnection(data.length);
@@ -268,6 +279,8 @@ export class H2ClientSession extends EventEmitter {
   #continuation: { streamId: number; endStream: boolean; fragments: Buffer[]; bytes: number } | null = null;
   #peerInitialWindowBytes = DEFAULT_WINDOW_BYTES;
   #unacknowledgedConnectionBytes = 0;
+  /** What the server may still send on the connection before our next WINDOW_UPDATE. */
+  #receiveWindowBytes = RECEIVE_WINDOW_BYTES;
   #closing = false;
   #destroyed = false;
   #goawayReceived = false;
@@ -372,6 +385,7 @@ export class H2ClientSession extends EventEmitter {
     this.#unacknowledgedConnectionBytes += bytes;
     if (this.#unacknowledgedConnectionBytes >= RECEIVE_WINDOW_BYTES / 2) {
       this.sendWindowUpdate(0, this.#unacknowledgedConnectionBytes);
+      this.#receiveWindowBytes += this.#unacknowledgedConnectionBytes;
       this.#unacknowledgedConnectionBytes = 0;
     }
   }
@@ -499,11 +513,13 @@ export class H2ClientSession extends EventEmitter {
   #data(flags: number, streamId: number, payload: Buffer): void {
     if (streamId === 0) throw new ProtocolViolation(H2Error.PROTOCOL_ERROR, "DATA on stream 0");
     const data = this.#unpadded(flags, payload, 0);
+    this.#receiveWindowBytes -= payload.length;
+    if (this.#receiveWindowBytes < 0) throw new ProtocolViolation(H2Error.FLOW_CONTROL_ERROR, "the server sent beyond the connection window");
     const stream = this.#streams.get(streamId);
     // Padding and data for streams that are gone still used connection window.
     const unread = payload.length - (stream === undefined ? 0 : data.length);
     if (unread > 0) this.creditConnection(unread);
-    stream?.receiveData(Buffer.from(data), (flags & Flag.END_STREAM) !== 0);
+    stream?.receiveData(Buffer.from(data), payload.length, (flags & Flag.END_STREAM) !== 0);
   }
 
   #headers(flags: number, streamId: number, payload: Buffer): void {
@@ -559,11 +575,13 @@ export class H2ClientSession extends EventEmitter {
     const lastStreamId = payload.readUInt32BE(0) & 0x7fffffff;
     const code = payload.readUInt32BE(4);
     this.#goawayReceived = true;
+    // The connection ends once the streams the server still serves are over.
+    this.#closing = true;
     // Streams the server never processed can be retried elsewhere; the others finish as usual.
     for (const stream of [...this.#streams.values()]) {
       if (stream.id > lastStreamId) stream.fail(new H2SessionError(`the server is going away (HTTP/2 code ${code})`, "ERR_H2_GOAWAY"));
     }
-    if (this.#streams.size === 0) this.close();
+    if (this.#streams.size === 0) this.#shutDown();
   }
 
   #windowUpdate(streamId: number, payload: Buffer): void {
