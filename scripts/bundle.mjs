@@ -35,6 +35,7 @@
 // requires it only to validate option schemas, which TamTam does not use).
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { relative, resolve } from "node:path";
+import { fileDesc } from "@bufbuild/protobuf/codegenv2";
 import { build } from "esbuild";
 
 const root = resolve(new URL("..", import.meta.url).pathname);
@@ -60,7 +61,7 @@ const EXTERNAL = ["yaml", "pino-pretty", "piscina", "@grpc/reflection", "@grpc/p
  * Modules that may be bundled into more than one layer: stateless, no instanceof across layers
  * (generated schemas are compared by type name, never by identity).
  */
-const SHAREABLE = [/^</, /^src\/gen\//, /^src\/core\//, /^src\/shm\//, /^src\/agent\/options\.ts$/, /^src\/agent\/event-filter\.ts$/, /^src\/engine\/limits\.ts$/, /^src\/rpc\/grpc-wire\.ts$/, /^src\/seal\/checks\.ts$/, /^src\/sim\/params\.ts$/, /^src\/agent\/tags\.ts$/, /^src\/agent\/query-codec\.ts$/, /(^|\/)node_modules\//];
+const SHAREABLE = [/^</, /^src\/gen\//, /^src\/core\//, /^src\/shm\//, /^src\/agent\/options\.ts$/, /^src\/agent\/event-filter\.ts$/, /^src\/engine\/limits\.ts$/, /^src\/rpc\/grpc-wire\.ts$/, /^src\/rpc\/embedded-descriptor\.ts$/, /^src\/seal\/checks\.ts$/, /^src\/sim\/params\.ts$/, /^src\/agent\/tags\.ts$/, /^src\/agent\/query-codec\.ts$/, /(^|\/)node_modules\//];
 /** The worker threads run in their own module graphs, so what they share with others is not shared at run time. */
 const OWN_GRAPH = new Set(["worker-entry.js", "opener-entry.js", "shard-worker.js"]);
 /** The executable only loads the others; it shares no module with them. */
@@ -96,6 +97,30 @@ function layerImports(self) {
   };
 }
 
+/**
+ * The generated code's `fileDesc("<base64>", deps)` becomes `fileDescFromJson("<json>", deps)`:
+ * the FileDescriptorProto decoded here, at build time, by protobuf-es, so that no process boots
+ * descriptor.proto to decode it at start (src/rpc/embedded-descriptor.ts says why and how).
+ */
+function embeddedDescriptors() {
+  const runtime = `${root}/src/rpc/embedded-descriptor.ts`;
+  return {
+    name: "tamtam-embedded-descriptors",
+    async setup(b) {
+      const { encodeEmbeddedFile } = await import(`${root}/dist/src/rpc/embedded-descriptor.js`);
+      b.onLoad({ filter: /[\\/]src[\\/]gen[\\/].*_pb\.ts$/ }, (args) => {
+        let calls = 0;
+        const contents = readFileSync(args.path, "utf8").replace(/\bfileDesc\("([A-Za-z0-9+/=]*)"/g, (_, base64) => {
+          calls++;
+          return `__tamtamFileDescFromJson(${JSON.stringify(encodeEmbeddedFile(fileDesc(base64).proto))}`;
+        });
+        if (calls !== 1) return { errors: [{ text: `expected one fileDesc("<base64>", ...) in ${args.path}, found ${calls}` }] };
+        return { contents: `import { fileDescFromJson as __tamtamFileDescFromJson } from ${JSON.stringify(runtime)};\n${contents}`, loader: "ts" };
+      });
+    },
+  };
+}
+
 rmSync(outdir, { recursive: true, force: true });
 rmSync(libdir, { recursive: true, force: true });
 rmSync(metadir, { recursive: true, force: true });
@@ -112,7 +137,7 @@ for (const [entry, file] of Object.entries(LAYERS)) {
     platform: "node",
     target: "node20",
     external: EXTERNAL,
-    plugins: [layerImports(file)],
+    plugins: [layerImports(file), embeddedDescriptors()],
     // CommonJS layers: import() becomes require(), which the executable's loader serves.
     ...(commonJs ? { supported: { "dynamic-import": false } } : {}),
     banner: {
@@ -164,6 +189,7 @@ const library = await build({
   target: "node20",
   external: EXTERNAL,
   banner: { js: ESM_REQUIRE_BANNER },
+  plugins: [embeddedDescriptors()],
   define: { TAMTAM_BUILD_INFO: JSON.stringify({ version: pkg.version, buildTime: buildInfo.buildTime, gitHash: buildInfo.gitHash }) },
   chunkNames: "chunk-[hash]",
   minify: true,

@@ -27,6 +27,7 @@ import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { Script } from "node:vm";
 import { commandWord } from "./command-word.js";
+import { withDeferredStdin } from "./deferred-stdin.js";
 
 declare const TAMTAM_BUILD_INFO: { readonly version: string; readonly buildTime: string; readonly gitHash: string };
 
@@ -131,5 +132,5 @@ function saveCaches(): void {
 
 (nodeModule as { enableCompileCache?: () => unknown }).enableCompileCache?.();
 process.once("exit", saveCaches);
-const cli = loadLayer("cli.cjs") as { runProgram(args: readonly string[]): Promise<void> };
+const cli = withDeferredStdin(() => loadLayer("cli.cjs")) as { runProgram(args: readonly string[]): Promise<void> };
 void cli.runProgram(process.argv.slice(2));
