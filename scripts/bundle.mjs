@@ -6,7 +6,9 @@
 //   cli.cjs          the command line: clipanion, every command's options and help, settings
 //   client.cjs       what commands that talk to the agent add: the gRPC client over node:http2,
 //                    protobuf-es and the generated service, the node table
-//   agent.cjs        the agent: engine, grpc-js server, pino
+//   agent.cjs        the agent: engine, RPC listener, pino
+//   agent-grpc.cjs   the agent's gRPC server (grpc-js, the service, protobuf-es), loaded by the
+//                    agent when the first RPC client connects
 //   simulate.cjs     the simulator (piscina stays in node_modules)
 //   worker-entry.js  the engine's protocol worker thread (ES module, started by file name)
 //   opener-entry.js  a seal/open worker thread of the engine (ES module, started by file name)
@@ -51,6 +53,7 @@ const LAYERS = {
   "src/cli/main.ts": "cli.cjs",
   "src/cli/agent-client.ts": "client.cjs",
   "src/agent/agent.ts": "agent.cjs",
+  "src/agent/grpc-server.ts": "agent-grpc.cjs",
   "src/engine/worker-entry.ts": "worker-entry.js",
   "src/engine/opener-entry.ts": "opener-entry.js",
   "src/sim/sharded.ts": "simulate.cjs",
@@ -61,7 +64,7 @@ const EXTERNAL = ["yaml", "pino-pretty", "piscina", "@grpc/reflection", "@grpc/p
  * Modules that may be bundled into more than one layer: stateless, no instanceof across layers
  * (generated schemas are compared by type name, never by identity).
  */
-const SHAREABLE = [/^</, /^src\/gen\//, /^src\/core\//, /^src\/shm\//, /^src\/agent\/options\.ts$/, /^src\/agent\/event-filter\.ts$/, /^src\/engine\/limits\.ts$/, /^src\/rpc\/grpc-wire\.ts$/, /^src\/rpc\/embedded-descriptor\.ts$/, /^src\/seal\/checks\.ts$/, /^src\/sim\/params\.ts$/, /^src\/agent\/tags\.ts$/, /^src\/agent\/query-codec\.ts$/, /(^|\/)node_modules\//];
+const SHAREABLE = [/^</, /^src\/gen\//, /^src\/core\//, /^src\/shm\//, /^src\/agent\/options\.ts$/, /^src\/agent\/event-filter\.ts$/, /^src\/engine\/limits\.ts$/, /^src\/rpc\/grpc-wire\.ts$/, /^src\/rpc\/embedded-descriptor\.ts$/, /^src\/rpc\/agent-error\.ts$/, /^src\/agent\/api\.ts$/, /^src\/seal\/checks\.ts$/, /^src\/sim\/params\.ts$/, /^src\/agent\/tags\.ts$/, /^src\/agent\/query-codec\.ts$/, /(^|\/)node_modules\//];
 /** The worker threads run in their own module graphs, so what they share with others is not shared at run time. */
 const OWN_GRAPH = new Set(["worker-entry.js", "opener-entry.js", "shard-worker.js"]);
 /** The executable only loads the others; it shares no module with them. */

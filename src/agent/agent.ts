@@ -1,14 +1,14 @@
 /**
  * The agent's composition root: turns AgentOptions into a running member — protocol config,
- * gossip addresses, the engine (worker-threaded or inline), the gRPC server with reflection,
- * event fan-out to Stream/Monitor subscribers, start-up joins, multicast discovery, logging —
+ * gossip addresses, the engine (worker-threaded or inline), the RPC listener (which loads the
+ * gRPC server with the first connection), event fan-out to Stream/Monitor subscribers,
+ * start-up joins, multicast discovery, logging —
  * and shuts it all down gracefully (announce *left* directly to several members, close gRPC,
  * stop the engine: a few tens of milliseconds) on SIGINT, SIGTERM or a LeaveCluster call.
  */
 
 import { networkInterfaces } from "node:os";
 import { performance } from "node:perf_hooks";
-import * as grpc from "@grpc/grpc-js";
 import { type Address, formatIp, parseAddress } from "../core/address.js";
 import {
   defaultMaxBroadcastBytes,
@@ -24,12 +24,7 @@ import { maxAnswerBytes, maxRequestPayloadBytes } from "../core/requests.js";
 import { tagsProblem } from "../core/tags.js";
 import type { CoreEvent, MemberInfo } from "../core/runtime.js";
 import { type BroadcastOutcome, ClusterRequestRefusedError, createEngine, type Engine } from "../engine/engine.js";
-import { file_service_tamtam, TamTam } from "../gen/service/tamtam_pb.js";
-import { addService } from "../rpc/adapter.js";
-import { addReflection } from "../rpc/reflection.js";
-import { tamTamService } from "../rpc/service.js";
-import { AgentError, type AgentErrorCode } from "../rpc/status.js";
-import { requireToken } from "../rpc/token.js";
+import { AgentError, type AgentErrorCode } from "../rpc/agent-error.js";
 import { DropLog } from "../seal/drop-log.js";
 import { Envelope } from "../seal/envelope.js";
 import { Keyring, writeKeyringFile } from "../seal/keyring.js";
@@ -45,6 +40,7 @@ import { type AgentLogger, createLogger } from "./log.js";
 import { readSnapshot, SnapshotWriter } from "./snapshot.js";
 import { DampedEventFilter } from "./damped-events.js";
 import { claimSocketPath, isLocalOnly, removeSocket, rpcEndpoint, secureSocket, withPrivateUmask } from "./rpc-endpoint.js";
+import { RpcListener } from "./rpc-listener.js";
 import type { AgentOptions, LogLevelName } from "./options.js";
 import { CommandRunner } from "./command-runner.js";
 import { QUERY_REQUEST_KIND } from "./query-codec.js";
@@ -333,8 +329,6 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   const stopped = new Promise<number>((resolve) => {
     resolveStopped = resolve;
   });
-  // --rpc-token guards every method, reflection included, in one place (src/rpc/token.ts).
-  const server = new grpc.Server(options.rpcToken === null ? {} : { interceptors: [requireToken(options.rpcToken)] });
 
   const api: AgentApi = {
     localAddress: engine.localAddress,
@@ -393,6 +387,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       if (handlers !== null) add("handlers", handlers.stats());
       if (metrics !== null) add("metrics", metrics.counters);
       add("queries", queries.counters);
+      add("rpc", listener.counters);
       out["queries.waiting"] = queries.waitingCount;
       add("queryHandlers", queryRunner.stats());
       out["process.rss_bytes"] = process.memoryUsage().rss;
@@ -447,24 +442,27 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     },
   };
 
-  addService(server, TamTam, tamTamService(api));
-  addReflection(server, [file_service_tamtam]);
+  // gRPC is loaded with the first connection (rpc-listener.ts); until then the agent holds
+  // neither grpc-js nor protobuf-es.
+  const listener = new RpcListener(
+    async () => {
+      const { createGrpcServer } = await import("./grpc-server.js");
+      return createGrpcServer(api, { rpcToken: options.rpcToken, logLevel: options.logLevel });
+    },
+    (err) => logger.error(`cannot load the gRPC server, RPC connections are closed: ${err.message}`),
+  );
   // A Unix socket (unix:PATH) is created for its owner only (0600) and removed when the agent stops.
   const socketPath = endpoint.socketPath;
-  const bind = (): Promise<number> =>
-    new Promise<number>((resolve, reject) => {
-      server.bindAsync(endpoint.bindAddress, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
-    });
   let socketCreated = false;
   const rpcPort = await (async () => {
-    if (socketPath === null) return await bind();
+    if (socketPath === null) return await listener.listenTcp(endpoint.bindAddress);
     await claimSocketPath(socketPath);
-    const port = await withPrivateUmask(bind);
+    await withPrivateUmask(() => listener.listenUnix(socketPath));
     socketCreated = true;
     secureSocket(socketPath);
-    return port;
+    return 0;
   })().catch(async (err: Error) => {
-    server.forceShutdown();
+    listener.forceClose();
     if (socketPath !== null && socketCreated) removeSocket(socketPath);
     await engine.stop();
     throw new Error(`cannot serve gRPC at ${options.rpc}: ${plainReason(err, "--rpc")}`);
@@ -474,7 +472,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   try {
     await engine.start();
   } catch (err) {
-    server.forceShutdown();
+    listener.forceClose();
     if (socketPath !== null) removeSocket(socketPath);
     await engine.stop().catch(() => undefined);
     throw err;
@@ -575,17 +573,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       memberChanges.closeAll();
       queries.close();
       await queryRunner.close();
-      await new Promise<void>((resolve) => {
-        const force = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, RPC_CLOSE_WAIT_MS);
-        force.unref();
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
-      });
+      await listener.close(RPC_CLOSE_WAIT_MS);
       if (socketPath !== null) removeSocket(socketPath);
       await Promise.all([stopHandlers, metrics?.close()]);
       // Closes the socket and ends the worker thread: nothing is left to keep the process alive.
@@ -634,8 +622,6 @@ function plainReason(err: Error, option: string): string {
 /** `tamtam agent`: runs until SIGINT/SIGTERM or LeaveCluster; returns the exit code. */
 export async function runAgent(options: AgentOptions): Promise<number> {
   const log = createLogger(options.logLevel, options.logFormat);
-  // grpc-js writes its own lines to stderr; the agent reports what matters itself.
-  grpc.setLogVerbosity(options.logLevel === "trace" || options.logLevel === "all" ? grpc.logVerbosity.DEBUG : grpc.logVerbosity.NONE);
   if (!options.nobanner) process.stderr.write(`${BANNER}\n`);
   let agent: RunningAgent;
   try {

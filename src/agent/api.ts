@@ -1,7 +1,9 @@
 /**
- * What the gRPC service (and any other front end) needs from a running agent. The agent
- * implements it over its engine; tests implement it with a fake. Methods throw AgentError
- * (src/rpc/status.ts) for anything a caller did wrong or that did not work out.
+ * What the gRPC service (and any other front end) needs from a running agent, and the ranges
+ * of what callers may ask. The agent implements it over its engine; tests implement it with a
+ * fake. Methods throw AgentError (src/rpc/agent-error.ts) for anything a caller did wrong or
+ * that did not work out. Types and constants only: the agent and its gRPC layer, two bundles,
+ * both use it.
  */
 
 import type { Address } from "../core/address.js";
@@ -11,6 +13,17 @@ import type { KeyOperation, KeysOutcome } from "./keys.js";
 import type { LogLevelName } from "./options.js";
 import type { IncomingQuery, QueryEvent, QueryParams } from "./queries.js";
 import type { Tags } from "./tags.js";
+
+/** Default wait for the members' confirmations of a key operation (ms). */
+export const DEFAULT_KEYS_TIMEOUT_MS = 5_000;
+/** Longest wait for a key operation a caller may ask for (ms). */
+export const MAX_KEYS_TIMEOUT_MS = 60_000;
+/** Shortest wait for a key operation a caller may ask for (ms). */
+export const MIN_KEYS_TIMEOUT_MS = 100;
+/** A query's time limit when the caller names none, and the range a caller may ask for (ms). */
+export const DEFAULT_QUERY_TIMEOUT_MS = 5_000;
+export const MIN_QUERY_TIMEOUT_MS = 100;
+export const MAX_QUERY_TIMEOUT_MS = 600_000;
 
 /** A member with the wall-clock facts front ends show. */
 export interface MemberView {

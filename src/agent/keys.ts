@@ -17,17 +17,11 @@
 
 import { createHash } from "node:crypto";
 import type { Address } from "../core/address.js";
-import { AgentError } from "../rpc/status.js";
+import { AgentError, isAgentError } from "../rpc/agent-error.js";
 import type { Keyring } from "../seal/keyring.js";
 
 /** Cluster request kind of keyring operations. */
 export const KEYRING_REQUEST_KIND = 1;
-/** Default wait for the members' confirmations (ms). */
-export const DEFAULT_KEYS_TIMEOUT_MS = 5_000;
-/** Longest wait a caller may ask for (ms). */
-export const MAX_KEYS_TIMEOUT_MS = 60_000;
-/** Shortest wait a caller may ask for (ms). */
-export const MIN_KEYS_TIMEOUT_MS = 100;
 const FINGERPRINT_BYTES = 8;
 const MAX_REASON_BYTES = 200;
 
@@ -99,7 +93,7 @@ export function applyKeyOperation(keyring: Keyring | null, op: KeyOperation, key
       if (!checkOnly && keyring.keys().some((k) => Buffer.from(k).equals(Buffer.from(key)))) keyring.remove(key);
     }
   } catch (err) {
-    if (err instanceof AgentError) throw err;
+    if (isAgentError(err)) throw err;
     const message = (err as Error).message;
     throw new AgentError(message.includes("not installed") ? "UNKNOWN_KEY" : "INVALID_KEY", message);
   }

@@ -23,7 +23,7 @@ import { MAX_TARGETS } from "../core/requests.js";
 import { MemberState } from "../core/wire/messages.js";
 import type { ClusterRequestProgress, Engine } from "../engine/engine.js";
 import { ClusterRequestRefusedError } from "../engine/engine.js";
-import { AgentError } from "../rpc/status.js";
+import { AgentError } from "../rpc/agent-error.js";
 import type { CommandRunner } from "./command-runner.js";
 import { Fanout, type Subscription } from "./fanout.js";
 import {
@@ -51,9 +51,6 @@ export const MAX_QUERY_SERVERS = 64;
 const COMMAND_SETTLE_MS = 2_000;
 /** Queries one ServeQueries stream may fall behind by before its oldest are dropped (and answered as failed at their timeout). */
 const SERVER_QUEUE_ITEMS = 256;
-export const DEFAULT_QUERY_TIMEOUT_MS = 5_000;
-export const MIN_QUERY_TIMEOUT_MS = 100;
-export const MAX_QUERY_TIMEOUT_MS = 600_000;
 
 /** A query handed to a ServeQueries stream. */
 export interface IncomingQuery {

@@ -12,7 +12,7 @@ import type { AgentApi } from "../agent/api.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { BroadcastStreamReplySchema, Message } from "../gen/service/tamtam_pb.js";
 import type { CallContext } from "./adapter.js";
-import { AgentError } from "./status.js";
+import { AgentError, isAgentError } from "./agent-error.js";
 
 /** First wait for room in a full broadcast queue (ms); doubled up to QUEUE_WAIT_MAX_STEP_MS. */
 export const QUEUE_WAIT_FIRST_MS = 2;
@@ -28,9 +28,9 @@ export function checkBroadcast(agent: Pick<AgentApi, "maxBroadcastBytes">, bytes
   }
 }
 
-const isQueueFull = (err: unknown): boolean => err instanceof AgentError && err.code === "BROADCAST_QUEUE_FULL";
+const isQueueFull = (err: unknown): boolean => isAgentError(err) && err.code === "BROADCAST_QUEUE_FULL";
 const isRefusal = (err: unknown): err is AgentError =>
-  err instanceof AgentError && (err.code === "EMPTY_BROADCAST" || err.code === "BROADCAST_TOO_LARGE");
+  isAgentError(err) && (err.code === "EMPTY_BROADCAST" || err.code === "BROADCAST_TOO_LARGE");
 
 export async function broadcastStream(
   agent: Pick<AgentApi, "broadcast" | "maxBroadcastBytes">,

@@ -7,12 +7,21 @@ import { create } from "@bufbuild/protobuf";
 import { type Address, formatIp, isValidPort, makeAddress, parseIp } from "../core/address.js";
 import { periodProblem } from "../core/config.js";
 import { MemberState } from "../core/wire/messages.js";
-import type { AgentApi, MemberView } from "../agent/api.js";
-import { DEFAULT_KEYS_TIMEOUT_MS, MAX_KEYS_TIMEOUT_MS, MIN_KEYS_TIMEOUT_MS, type KeyOperation, type KeysOutcome } from "../agent/keys.js";
+import {
+  type AgentApi,
+  DEFAULT_KEYS_TIMEOUT_MS,
+  DEFAULT_QUERY_TIMEOUT_MS,
+  MAX_KEYS_TIMEOUT_MS,
+  MAX_QUERY_TIMEOUT_MS,
+  type MemberView,
+  MIN_KEYS_TIMEOUT_MS,
+  MIN_QUERY_TIMEOUT_MS,
+} from "../agent/api.js";
+import type { KeyOperation, KeysOutcome } from "../agent/keys.js";
 import { decodeKey } from "../seal/checks.js";
 import type { Subscription } from "../agent/fanout.js";
 import { LOG_LEVELS } from "../agent/options.js";
-import { DEFAULT_QUERY_TIMEOUT_MS, MAX_QUERY_TIMEOUT_MS, MIN_QUERY_TIMEOUT_MS, type QueryEvent } from "../agent/queries.js";
+import type { QueryEvent } from "../agent/queries.js";
 import { tagFilter, type TagFilter } from "../agent/tags.js";
 import { MAX_RELAY_COUNT } from "../core/wire/messages.js";
 import {
