@@ -14,7 +14,7 @@ import type { Subscription } from "../agent/fanout.js";
 import type { AgentOptions, LogLevelName } from "../agent/options.js";
 import { agentOptions, withStartingKeys } from "../cli/agent-options.js";
 import { AGENT_SETTINGS, type AgentSettingName, type FlagValues, resolveSettings, type SettingValue, systemIO } from "../cli/settings.js";
-import { checkedBroadcast, checkedForget, checkedJoin } from "../rpc/service.js";
+import { checkedBroadcast, checkedForget, checkedJoin } from "../agent/api-checks.js";
 import { AgentError, type AgentErrorCode } from "../rpc/agent-error.js";
 
 export { AgentError, type AgentErrorCode };

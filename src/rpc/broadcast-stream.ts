@@ -4,7 +4,7 @@
  * QUEUE_WAIT_FIRST_MS to QUEUE_WAIT_MAX_STEP_MS) without reading further, so HTTP/2 flow control
  * holds the producer back; a queue that stays full for QUEUE_WAIT_LIMIT_MS ends the call with
  * BROADCAST_QUEUE_FULL (RESOURCE_EXHAUSTED). Refused messages (empty, too large) are counted
- * and skipped. Also owns `checkBroadcast`, the request checks the unary Broadcast shares.
+ * and skipped (the checks are src/agent/api-checks.ts's).
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
@@ -12,6 +12,7 @@ import type { AgentApi } from "../agent/api.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { BroadcastStreamReplySchema, Message } from "../gen/service/tamtam_pb.js";
 import type { CallContext } from "./adapter.js";
+import { checkBroadcast } from "../agent/api-checks.js";
 import { AgentError, isAgentError } from "./agent-error.js";
 
 /** First wait for room in a full broadcast queue (ms); doubled up to QUEUE_WAIT_MAX_STEP_MS. */
@@ -19,14 +20,6 @@ export const QUEUE_WAIT_FIRST_MS = 2;
 export const QUEUE_WAIT_MAX_STEP_MS = 50;
 /** How long one message waits for room before the call fails (ms). */
 export const QUEUE_WAIT_LIMIT_MS = 30_000;
-
-/** Throws the agent error for a payload no broadcast can carry (empty, over the agent's limit). */
-export function checkBroadcast(agent: Pick<AgentApi, "maxBroadcastBytes">, bytes: Uint8Array): void {
-  if (bytes.length === 0) throw new AgentError("EMPTY_BROADCAST", "a broadcast needs at least 1 byte");
-  if (bytes.length > agent.maxBroadcastBytes) {
-    throw new AgentError("BROADCAST_TOO_LARGE", `a broadcast carries at most ${agent.maxBroadcastBytes} bytes, got ${bytes.length}`);
-  }
-}
 
 const isQueueFull = (err: unknown): boolean => isAgentError(err) && err.code === "BROADCAST_QUEUE_FULL";
 const isRefusal = (err: unknown): err is AgentError =>

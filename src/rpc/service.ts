@@ -40,7 +40,8 @@ import {
   TamTam,
 } from "../gen/service/tamtam_pb.js";
 import type { CallContext, ServiceImplementation } from "./adapter.js";
-import { broadcastStream, checkBroadcast } from "./broadcast-stream.js";
+import { broadcastStream } from "./broadcast-stream.js";
+import { checkedBroadcast, checkedForget, checkedJoin } from "../agent/api-checks.js";
 import { AgentError, toRpcError } from "./status.js";
 
 const STATUS_OF: Record<MemberState, Status> = {
@@ -153,29 +154,6 @@ async function* mappedStream<O>(gen: AsyncGenerator<O>): AsyncGenerator<O> {
   } catch (err) {
     throw toRpcError(err);
   }
-}
-
-// The requests' checks, shared with the library's agent handle (src/lib/agent.ts), which calls
-// the same AgentApi without gRPC in between.
-
-/** Join `target` through `agent`, which must not be the agent itself. */
-export async function checkedJoin(agent: AgentApi, target: Address): Promise<void> {
-  if (target.key === agent.localAddress.key) throw new AgentError("SELF_ADDRESS", `${target.key} is this agent's own address`);
-  await agent.join(target);
-}
-
-/** Drop `target` from the agent's table (the original `leave ADDR`); the agent itself leaves with LeaveCluster. */
-export async function checkedForget(agent: AgentApi, target: Address): Promise<void> {
-  if (target.key === agent.localAddress.key) {
-    throw new AgentError("SELF_ADDRESS", `${target.key} is this agent itself; use LeaveCluster to leave gracefully`);
-  }
-  await agent.forget(target);
-}
-
-/** Broadcast `bytes`: 1..maxBroadcastBytes of them. */
-export async function checkedBroadcast(agent: AgentApi, bytes: Uint8Array): Promise<void> {
-  checkBroadcast(agent, bytes);
-  await agent.broadcast(bytes);
 }
 
 export function tamTamService(agent: AgentApi): ServiceImplementation<typeof TamTam.method> {
