@@ -8,11 +8,14 @@
  *      cmd...); median, p90 and the ratio of medians. `--help` is run as `<bin> --help` when the
  *      CLI refuses `--nobanner --help` (the output says which argv was timed).
  *   2. Agent time-to-ready: spawn to the first answered gRPC `LocalAddress` call (polled every
- *      ~5 ms, short deadlines, a channel with 5-20 ms reconnect backoff), per engine (`--workers
- *      0` inline, `--workers 1` worker thread), interleaved with `node -e 0`; medians, ratios.
+ *      ~5 ms, short deadlines, a channel with 5-20 ms reconnect backoff; the first call loads
+ *      the agent's gRPC server), per engine (`--workers 0` inline, `--workers 1` one worker
+ *      thread, `--workers 2` the default), interleaved with `node -e 0`; medians, ratios.
  *   3. Idle resident memory (VmRSS, /proc/PID/status) of each agent of a 3-agent cluster after
- *      a few idle seconds, per engine, split into its own (RssAnon) and mapped files (RssFile:
- *      mostly the node binary, shared), with PSS; and what the parts cost: bare Node, then cumulatively a
+ *      a few idle seconds, per engine, before any RPC call (convergence read from the logs, the
+ *      gRPC server not loaded) and again after one Nodes call each; split into its own (RssAnon)
+ *      and mapped files (RssFile: mostly the node binary, shared), with PSS; and what the parts
+ *      cost: bare Node, then cumulatively a
  *      grpc-js server, protobuf-es + the TamTam descriptors, a pino logger, the protocol core and
  *      the engine (bench/startup-part.ts LEVEL), each idle for a second, medians of 3.
  *   4. Many at once: N agents (50; --quick 20) spawned together, each joining the first; time
@@ -277,11 +280,15 @@ interface Agent {
   readonly spawnedAt: number;
   /** The end of its log (stderr). */
   tail(): string;
+  /** Other members its log has reported alive so far (without any RPC call). */
+  othersAlive(): number;
+  /** True once its log says it listens for gossip (without any RPC call). */
+  listening(): boolean;
 }
 
 interface AgentOptions {
   /** Engine; omitted = the agent's default. */
-  workers?: 0 | 1;
+  workers?: 0 | 1 | 2;
   join?: string;
 }
 
@@ -302,9 +309,20 @@ function spawnAgent(bin: string, env: NodeJS.ProcessEnv, ports: AgentPorts, opti
   const spawnedAt = performance.now();
   const proc = track(spawn(process.execPath, argv, { env, stdio: ["ignore", "ignore", "pipe"] }));
   let log = "";
+  let partialLine = "";
+  const alive = new Set<string>();
+  let listening = false;
   // Always read the log, so that a chatty agent never blocks on a full pipe.
   proc.stderr?.on("data", (d: Buffer) => {
-    log = (log + d.toString()).slice(-4000);
+    const text = d.toString();
+    log = (log + text).slice(-4000);
+    const lines = (partialLine + text).split("\n");
+    partialLine = lines.pop() ?? "";
+    for (const line of lines) {
+      const seen = /"msg":"new node (\S+) is alive/.exec(line);
+      if (seen !== null) alive.add(seen[1] as string);
+      if (line.includes('"msg":"Listening for gossip')) listening = true;
+    }
   });
   proc.once("error", () => {});
   const client = createClient(TamTam, rpc, undefined, {
@@ -314,7 +332,17 @@ function spawnAgent(bin: string, env: NodeJS.ProcessEnv, ports: AgentPorts, opti
     "grpc.max_reconnect_backoff_ms": 20,
     "grpc.use_local_subchannel_pool": 1,
   });
-  return { proc, pid: proc.pid ?? -1, rpc, gossip: `127.0.0.1:${ports.udpPort}`, client, spawnedAt, tail: () => lastError(log) };
+  return {
+    proc,
+    pid: proc.pid ?? -1,
+    rpc,
+    gossip: `127.0.0.1:${ports.udpPort}`,
+    client,
+    spawnedAt,
+    tail: () => lastError(log),
+    othersAlive: () => alive.size,
+    listening: () => listening,
+  };
 }
 
 /** The end of an agent's log from its last line that looks like an error, at most 300 characters. */
@@ -377,6 +405,21 @@ async function startCluster(bin: string, env: NodeJS.ProcessEnv, n: number, opti
   into.push(...rest);
   await Promise.all(rest.map((a) => untilAnswering(a, 60_000, 25)));
   const converged = await until(() => allSeeAlive(into, n), 30_000, 100);
+  return { convergedMs: converged === null ? null : round1(performance.now() - t0) };
+}
+
+/**
+ * Starts `n` agents like startCluster, but never calls them: readiness and convergence are read
+ * from their logs, so that their gRPC servers stay unloaded (they load with the first call).
+ */
+async function startUncalledCluster(bin: string, env: NodeJS.ProcessEnv, n: number, options: AgentOptions, into: Agent[]): Promise<{ convergedMs: number | null }> {
+  const first = spawnAgent(bin, env, await agentPorts(), options);
+  into.push(first);
+  if ((await until(async () => first.listening(), 20_000, 10)) === null) throw new Error(`the first agent did not start: ${first.tail()}`);
+  const ports = await Promise.all(Array.from({ length: n - 1 }, () => agentPorts()));
+  const t0 = performance.now();
+  into.push(...ports.map((p) => spawnAgent(bin, env, p, { ...options, join: first.gossip })));
+  const converged = await until(async () => into.every((a) => a.othersAlive() >= n - 1), 30_000, 50);
   return { convergedMs: converged === null ? null : round1(performance.now() - t0) };
 }
 
@@ -514,7 +557,7 @@ async function sectionCommands(args: Args, bin: string, env: NodeJS.ProcessEnv, 
 
 interface ReadyRow {
   engine: "inline" | "worker";
-  workers: 0 | 1;
+  workers: 0 | 1 | 2;
   starts: number;
   medianMs: number;
   p90Ms: number;
@@ -527,18 +570,20 @@ interface ReadyRow {
 interface ReadyResult {
   pollIntervalMs: number;
   engines: ReadyRow[];
+  /** The default engine (--workers 2) over inline, medians. */
   workerOverInline: number;
 }
 
 async function sectionReady(args: Args, bin: string, env: NodeJS.ProcessEnv, log: (s: string) => void): Promise<ReadyResult> {
-  const ready: Record<0 | 1, number[]> = { 0: [], 1: [] };
-  const base: Record<0 | 1, number[]> = { 0: [], 1: [] };
+  const ready: Record<0 | 1 | 2, number[]> = { 0: [], 1: [], 2: [] };
+  const base: Record<0 | 1 | 2, number[]> = { 0: [], 1: [], 2: [] };
   const live: Agent[] = [];
   try {
     for (let i = 0; i < args.starts; i++) {
       log(`time-to-ready: start ${i + 1}/${args.starts}`);
-      // Alternate which engine goes first, so neither always follows the other.
-      for (const w of i % 2 === 0 ? ([0, 1] as const) : ([1, 0] as const)) {
+      // Rotate which engine goes first, so none always follows another.
+      const engines = [0, 1, 2] as const;
+      for (const w of engines.map((_, k) => engines[(i + k) % engines.length] as 0 | 1 | 2)) {
         base[w].push((await timedNode(BASELINE_ARGV, env, EXEC_TIMEOUT_MS)).ms);
         const ports = await agentPorts();
         const a = spawnAgent(bin, env, ports, { workers: w });
@@ -552,7 +597,7 @@ async function sectionReady(args: Args, bin: string, env: NodeJS.ProcessEnv, log
   } finally {
     await stopAgents(live);
   }
-  const row = (w: 0 | 1): ReadyRow => ({
+  const row = (w: 0 | 1 | 2): ReadyRow => ({
     engine: w === 0 ? "inline" : "worker",
     workers: w,
     starts: ready[w].length,
@@ -563,7 +608,7 @@ async function sectionReady(args: Args, bin: string, env: NodeJS.ProcessEnv, log
     baselineMedianMs: round1(median(base[w])),
     ratio: ratio(median(ready[w]), median(base[w])),
   });
-  return { pollIntervalMs: 5, engines: [row(0), row(1)], workerOverInline: ratio(median(ready[1]), median(ready[0])) };
+  return { pollIntervalMs: 5, engines: [row(0), row(1), row(2)], workerOverInline: ratio(median(ready[2]), median(ready[0])) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -582,7 +627,9 @@ interface PartRow {
 
 interface AgentRssRow {
   engine: "inline" | "worker";
-  workers: 0 | 1;
+  workers: 0 | 1 | 2;
+  /** Never called (the gRPC server not loaded), or after each agent answered a Nodes call. */
+  rpc: "never called" | "called";
   convergedMs: number | null;
   rssMiB: { median: number; min: number; max: number; all: number[] };
   /** Medians of where that RSS is (see memoryBreakdownMiB); null where /proc does not tell. */
@@ -639,28 +686,35 @@ async function sectionMemory(args: Args, bin: string, env: NodeJS.ProcessEnv, lo
     parts.push({ level, part, rssMiB, samples, addedMiB: round1(rssMiB - (parts[parts.length - 1]?.rssMiB ?? 0)) });
   }
   const agents: AgentRssRow[] = [];
-  for (const w of [0, 1] as const) {
-    log(`memory: 3-agent cluster, ${w === 0 ? "inline" : "worker"} engine, ${args.idleSeconds} s idle`);
+  for (const w of [0, 1, 2] as const) {
+    log(`memory: 3-agent cluster, --workers ${w}, ${args.idleSeconds} s idle, then one Nodes call each`);
     const cluster: Agent[] = [];
     try {
-      const { convergedMs } = await startCluster(bin, env, 3, { workers: w }, cluster);
+      const { convergedMs } = await startUncalledCluster(bin, env, 3, { workers: w }, cluster);
+      const row = (rpc: AgentRssRow["rpc"]): AgentRssRow => {
+        const all = cluster.map((a) => vmRssMiB(a.pid)).filter((x): x is number => x !== null);
+        const breakdowns = cluster.map((a) => memoryBreakdownMiB(a.pid)).filter((x) => x !== null);
+        const medianOf = (pick: (b: { anonMiB: number; fileMiB: number; pssMiB: number }) => number): number | null =>
+          breakdowns.length === 0 ? null : round1(median(breakdowns.map(pick)));
+        const m = median(all);
+        return {
+          engine: w === 0 ? "inline" : "worker",
+          workers: w,
+          rpc,
+          convergedMs,
+          rssMiB: { median: round1(m), min: Math.min(...all), max: Math.max(...all), all },
+          anonMiB: medianOf((b) => b.anonMiB),
+          fileMiB: medianOf((b) => b.fileMiB),
+          pssMiB: medianOf((b) => b.pssMiB),
+          overPartsMiB: round1(m - (parts[parts.length - 1]?.rssMiB ?? NaN)),
+          overNodeMiB: round1(m - (parts[0]?.rssMiB ?? NaN)),
+        };
+      };
       await sleep(args.idleSeconds * 1_000);
-      const all = cluster.map((a) => vmRssMiB(a.pid)).filter((x): x is number => x !== null);
-      const breakdowns = cluster.map((a) => memoryBreakdownMiB(a.pid)).filter((x) => x !== null);
-      const medianOf = (pick: (b: { anonMiB: number; fileMiB: number; pssMiB: number }) => number): number | null =>
-        breakdowns.length === 0 ? null : round1(median(breakdowns.map(pick)));
-      const m = median(all);
-      agents.push({
-        engine: w === 0 ? "inline" : "worker",
-        workers: w,
-        convergedMs,
-        rssMiB: { median: round1(m), min: Math.min(...all), max: Math.max(...all), all },
-        anonMiB: medianOf((b) => b.anonMiB),
-        fileMiB: medianOf((b) => b.fileMiB),
-        pssMiB: medianOf((b) => b.pssMiB),
-        overPartsMiB: round1(m - (parts[parts.length - 1]?.rssMiB ?? NaN)),
-        overNodeMiB: round1(m - (parts[0]?.rssMiB ?? NaN)),
-      });
+      agents.push(row("never called"));
+      if (!(await allSeeAlive(cluster, 3))) throw new Error("the agents' Nodes calls do not list all 3 alive");
+      await sleep(args.idleSeconds * 1_000);
+      agents.push(row("called"));
     } finally {
       await stopAgents(cluster);
     }
@@ -958,16 +1012,17 @@ function printReport(r: Report): void {
         "ratio (medians)": cell(x.ratio),
       })),
     );
-    console.log(`   worker / inline (medians): ${cell(r.ready.workerOverInline)}`);
+    console.log(`   --workers 2 (the default) / inline (medians): ${cell(r.ready.workerOverInline)}`);
   }
   if (r.memory !== null) {
     const m = r.memory;
     console.log(`\n3a. resident memory (VmRSS) of one process per cumulative part, idle 1 s, medians of ${m.parts[0]?.samples.length ?? 0}`);
     console.table(m.parts.map((p) => ({ part: p.part, "RSS MiB": p.rssMiB, "added MiB": p.addedMiB, samples: p.samples.join(" / ") })));
-    console.log(`3b. idle agents of a 3-agent cluster, ${m.idleSeconds} s after all answered, VmRSS per agent`);
+    console.log(`3b. idle agents of a 3-agent cluster, ${m.idleSeconds} s after they converged (never called: their gRPC servers not loaded), then ${m.idleSeconds} s after one Nodes call each; VmRSS per agent`);
     console.table(
       m.agents.map((a) => ({
         engine: `${a.engine} (--workers ${a.workers})`,
+        rpc: a.rpc,
         "RSS median MiB": a.rssMiB.median,
         "min MiB": a.rssMiB.min,
         "max MiB": a.rssMiB.max,
