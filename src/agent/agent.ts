@@ -128,8 +128,33 @@ export interface RunningAgent {
   readonly stopped: Promise<number>;
 }
 
-/** Starts an agent; throws Error with a one-line message when it cannot start. */
+/** Undoes one step of the start (closes a listener, stops the engine, ...). */
+type Release = () => unknown;
+
+/**
+ * Starts an agent; throws Error with a one-line message when it cannot start. A start that
+ * fails releases, newest first, everything it had acquired (the metrics listener, the gossip
+ * socket and worker threads, handler runners, the snapshot writer, the gRPC server), so that
+ * an embedding program can start again on the same ports at once.
+ */
 export async function startAgent(options: AgentOptions, log: AgentLogger): Promise<RunningAgent> {
+  const acquired: Release[] = [];
+  try {
+    return await startSteps(options, log, acquired);
+  } catch (err) {
+    for (const release of acquired.reverse()) {
+      try {
+        await release();
+      } catch {
+        // releasing goes on; the start's own error is the one reported
+      }
+    }
+    throw err;
+  }
+}
+
+/** The start, step by step; `acquired` gets the release of each resource as it is acquired. */
+async function startSteps(options: AgentOptions, log: AgentLogger, acquired: Release[]): Promise<RunningAgent> {
   const logger = log.logger;
   const addresses = resolveGossipAddresses(options, networkInterfaces());
   for (const w of addresses.warnings) logger.warn(w);
@@ -153,6 +178,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       : await listenMetrics(metricsAddress).catch((err: Error) => {
           throw new Error(`cannot serve metrics at ${metricsAddress}: ${plainReason(err, "--metrics-address")}`);
         });
+  if (metrics !== null) acquired.push(() => metrics.close());
 
   const gossipText = `${addresses.bindIp.includes(":") ? `[${addresses.bindIp}]` : addresses.bindIp}:${addresses.bindPort}`;
   const seal = options.seal;
@@ -224,6 +250,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   }).catch((err: Error) => {
     throw new Error(`cannot use the gossip port ${gossipText}: ${plainReason(err, "-p/--port")}`);
   });
+  acquired.push(() => engine.stop());
   const handlers =
     (options.eventHandlers ?? []).length === 0
       ? null
@@ -233,6 +260,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
           self: engine.localAddress,
           log: logger,
         });
+  if (handlers !== null) acquired.push(() => handlers.close());
 
   const broadcasts = new Fanout<Uint8Array>(SUBSCRIBER_QUEUE_ITEMS, MAX_SUBSCRIBERS);
   // Monitor: a reader behind a burst of one member's changes gets its latest state once.
@@ -241,6 +269,8 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   const damped = new DampedEventFilter();
   const snapshot =
     snapshotFile === null ? null : new SnapshotWriter({ path: snapshotFile, members: () => engine.members(), onError: (line) => logger.error(line) });
+  // A start that fails writes no snapshot: the file keeps what an earlier run remembered.
+  if (snapshot !== null) acquired.push(() => snapshot.discard());
   const view = (info: MemberInfo, nowMs = performance.now()): MemberView => ({
     info,
     ageMs: Math.max(0, nowMs - (info.lastHeardAtMs >= 0 ? info.lastHeardAtMs : info.stateChangedAtMs)),
@@ -253,8 +283,10 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     { maxConcurrent: QUERY_HANDLERS_RUNNING, maxQueued: QUERY_HANDLERS_QUEUED, timeoutMs: queryHandlerTimeoutMs, killGraceMs: QUERY_HANDLER_KILL_GRACE_MS },
     { log: logger },
   );
+  acquired.push(() => queryRunner.close());
   // An answer is a status byte and the response.
   const queries = new QueryResponder(options.queryHandlers ?? [], queryRunner, queryHandlerTimeoutMs, maxAnswerBytes(config) - 1, engine.localAddress.key);
+  acquired.push(() => queries.close());
   engine.onEvent((coreEvent: CoreEvent) => {
     if (coreEvent.type === "member" || coreEvent.type === "memberRemoved") snapshot?.changed();
     const event = damped.filter(coreEvent);
@@ -454,6 +486,12 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   // A Unix socket (unix:PATH) is created for its owner only (0600) and removed when the agent stops.
   const socketPath = endpoint.socketPath;
   let socketCreated = false;
+  acquired.push(() => {
+    broadcasts.closeAll();
+    memberChanges.closeAll();
+    listener.forceClose();
+    if (socketPath !== null && socketCreated) removeSocket(socketPath);
+  });
   const rpcPort = await (async () => {
     if (socketPath === null) return await listener.listenTcp(endpoint.bindAddress);
     await claimSocketPath(socketPath);
@@ -461,22 +499,12 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     socketCreated = true;
     secureSocket(socketPath);
     return 0;
-  })().catch(async (err: Error) => {
-    listener.forceClose();
-    if (socketPath !== null && socketCreated) removeSocket(socketPath);
-    await engine.stop();
+  })().catch((err: Error) => {
     throw new Error(`cannot serve gRPC at ${options.rpc}: ${plainReason(err, "--rpc")}`);
   });
   const rpcAddress = socketPath !== null ? endpoint.bindAddress : options.rpc.replace(/:0$/, `:${rpcPort}`);
 
-  try {
-    await engine.start();
-  } catch (err) {
-    listener.forceClose();
-    if (socketPath !== null) removeSocket(socketPath);
-    await engine.stop().catch(() => undefined);
-    throw err;
-  }
+  await engine.start();
   // Logged before "Listening for gossip", the line that says the agent is up.
   if (metrics !== null) {
     metrics.serve(() => api.stats());
@@ -510,6 +538,11 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     seedTimer = setTimeout(() => void joinSeeds(), SEED_RETRY_MS);
   };
   void joinSeeds();
+  acquired.push(() => {
+    // No retry of the seeds after a failed start (joinSeeds stops at a shutdown).
+    shuttingDown ??= Promise.resolve();
+    if (seedTimer !== null) clearTimeout(seedTimer);
+  });
 
   if (options.multicast.enabled) {
     const group = options.multicast.address ?? (engine.localAddress.family === 6 ? DEFAULT_MULTICAST_IPV6 : DEFAULT_MULTICAST_IPV4);
@@ -535,6 +568,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       onError: (err) => logger.warn(`multicast: ${err.message}`),
       ...(envelope === null ? {} : { envelope }),
     });
+    acquired.push(() => discovery?.close());
     try {
       await discovery.start();
       logger.info(`multicast discovery of cluster "${options.multicast.clusterName}" on [${group}]:${options.multicast.port}`);

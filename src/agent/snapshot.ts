@@ -148,6 +148,14 @@ export class SnapshotWriter {
     this.writing = null;
   }
 
+  /** No more writes, not even a last one (an agent that failed to start); waits for one in progress. */
+  async discard(): Promise<void> {
+    this.closed = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.writing !== null) await this.writing;
+  }
+
   /** A last write, then no more. */
   async close(): Promise<void> {
     if (this.closed) return;
