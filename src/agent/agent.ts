@@ -30,7 +30,7 @@ import { Envelope } from "../seal/envelope.js";
 import { Keyring, writeKeyringFile } from "../seal/keyring.js";
 import { answerKeyRequest, applyKeyOperation, encodeKeyRequest, fingerprint, KEYRING_REQUEST_KIND, keysOutcome } from "./keys.js";
 import { DEFAULT_MULTICAST_IPV4, DEFAULT_MULTICAST_IPV6, MulticastDiscovery } from "../transport/multicast.js";
-import { resolveGossipAddresses } from "./addresses.js";
+import { isOwnGossipAddress, resolveGossipAddresses } from "./addresses.js";
 import type { AgentApi, MemberView } from "./api.js";
 import { EVENT_HANDLER_TIMEOUT_MS } from "./event-filter.js";
 import { EventHandlers } from "./event-handlers.js";
@@ -158,6 +158,8 @@ async function startSteps(options: AgentOptions, log: AgentLogger, acquired: Rel
   const logger = log.logger;
   const addresses = resolveGossipAddresses(options, networkInterfaces());
   for (const w of addresses.warnings) logger.warn(w);
+  /** Whether `target` is this agent itself under some address (looked up afresh: interfaces change). */
+  const isOwnAddress = (target: Address): boolean => isOwnGossipAddress(target, addresses, networkInterfaces());
   const config = protocolConfig(options, addresses.advertise.family);
   const problems = validateConfig(config);
   if (problems.length > 0) throw new Error(`invalid protocol settings: ${problems.join("; ")}`);
@@ -220,7 +222,8 @@ async function startSteps(options: AgentOptions, log: AgentLogger, acquired: Rel
   for (const text of options.join) {
     const a = parseAddress(text);
     if (typeof a === "string") throw new Error(`--join: ${a}`);
-    seeds.push(a);
+    if (isOwnAddress(a)) logger.info(`--join ${a.key} is this agent itself; skipped`);
+    else seeds.push(a);
   }
   const snapshotFile = options.snapshot ?? null;
   const remembered = snapshotFile === null ? null : readSnapshot(snapshotFile);
@@ -366,6 +369,10 @@ async function startSteps(options: AgentOptions, log: AgentLogger, acquired: Rel
     localAddress: engine.localAddress,
     maxBroadcastBytes: config.maxBroadcastBytes,
     async join(target) {
+      // Its own address under another IP (loopback, another interface): nothing would answer.
+      if (isOwnAddress(target)) {
+        throw new AgentError("SELF_ADDRESS", `${target.key} is this agent itself (it advertises ${engine.localAddress.key}); join another member`);
+      }
       const [outcome] = await engine.join([target]);
       if (outcome?.ok !== true) {
         throw new AgentError("NO_ANSWER", `${target.key} did not answer within ${config.requestTimeoutMs * config.joinAttempts} ms`);
@@ -522,9 +529,7 @@ async function startSteps(options: AgentOptions, log: AgentLogger, acquired: Rel
   if (envelope !== null) logger.info(sealDescription(envelope, seal?.label ?? null, seal?.acceptPlaintext === true));
 
   // Start-up seeds and remembered members: retried until one answers (a cluster may come up in any order).
-  const contacts = [...new Map([...seeds, ...rememberedMembers].map((a) => [a.key, a])).values()].filter(
-    (a) => a.key !== engine.localAddress.key,
-  );
+  const contacts = [...new Map([...seeds, ...rememberedMembers].map((a) => [a.key, a])).values()].filter((a) => !isOwnAddress(a));
   if (rememberedMembers.length > 0) logger.info(`rejoining ${rememberedMembers.length} members remembered in ${snapshotFile}`);
   const joinSeeds = async (): Promise<void> => {
     if (contacts.length === 0 || shuttingDown !== null) return;
