@@ -1,7 +1,7 @@
 /**
  * Tests of the agent's start sequence when a late step fails: everything acquired before the
  * failure (metrics listener, gossip socket and worker threads, event and query handler runners,
- * the snapshot writer, the gRPC server) is released, so that an embedding program can start
+ * the snapshot writer, the gRPC server, a keyring file it created) is released, so that an embedding program can start
  * again on the same ports (src/agent/agent.ts, through the library's startAgent).
  */
 
@@ -15,6 +15,9 @@ import { startAgent } from "tamtam";
 import { binPath, freeTcpPort, freeUdpPort, removeDir, tcpPortIsFree, tempDir, udpPortIsFree } from "./helpers/processes.js";
 
 binPath(); // fail at once, with a clear message, when the package was not built
+
+/** A gossip key (32 bytes, base64). */
+const KEY = Buffer.alloc(32, 7).toString("base64");
 
 /** A TCP listener on a free loopback port, which a gRPC bind then finds taken. */
 async function occupiedTcpPort(): Promise<{ port: number; server: Server }> {
@@ -49,6 +52,8 @@ describe("a start that fails at a late step releases what it acquired", () => {
           snapshot,
           eventHandlers: ["member-join=true"],
           queryHandler: ["q=cat"],
+          encrypt: KEY,
+          keyringFile: join(dir, "keyring.json"),
         } as const;
         await assert.rejects(startAgent(options), (err: Error) => {
           assert.match(err.message, /^cannot serve gRPC at 127\.0\.0\.1:\d+: address already in use/);
@@ -57,6 +62,7 @@ describe("a start that fails at a late step releases what it acquired", () => {
         assert.ok(await tcpPortIsFree(metricsPort), "the metrics port is free again");
         assert.ok(await udpPortIsFree(gossipPort, "127.0.0.1"), "the gossip port is free again");
         assert.equal(existsSync(snapshot), false, "no snapshot is written for an agent that never started");
+        assert.equal(existsSync(join(dir, "keyring.json")), false, "the keyring file created by the failed start is removed");
 
         // The same ports serve a second start once the gRPC port is free.
         const rpcPort = await freeTcpPort();

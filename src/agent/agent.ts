@@ -7,6 +7,7 @@
  * stop the engine: a few tens of milliseconds) on SIGINT, SIGTERM or a LeaveCluster call.
  */
 
+import { rmSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { performance } from "node:perf_hooks";
 import { type Address, formatIp, parseAddress } from "../core/address.js";
@@ -198,6 +199,8 @@ async function startSteps(options: AgentOptions, log: AgentLogger, acquired: Rel
           throw new Error(`cannot create the keyring file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
         }
         logger.info(`created the keyring file ${file}`);
+        // A start that fails leaves no keyring file behind: the next start takes its --encrypt key afresh.
+        acquired.push(() => rmSync(file, { force: true }));
       }
       keyring.onChange((keys) => {
         try {
