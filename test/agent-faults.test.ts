@@ -103,6 +103,50 @@ describe("member snapshot", () => {
     }),
   );
 
+  test("close waits for a write in progress, writes the final state last, and nothing writes after it", async () => {
+    const written: string[] = [];
+    let members: MemberInfo[] = [member("10.0.0.2:9999", MemberState.Alive)];
+    // The first read (of the state when it began) of the members is held until released: a write in progress when close() comes.
+    let releaseFirstRead: () => void = () => undefined;
+    const firstRead = new Promise<void>((resolve) => {
+      releaseFirstRead = resolve;
+    });
+    let reads = 0;
+    const w = new SnapshotWriter({
+      path: "members.json",
+      members: async () => {
+        if (reads++ > 0) return members;
+        const atStart = [member("10.0.0.2:9999", MemberState.Alive)];
+        await firstRead;
+        return atStart;
+      },
+      write: (_path, text) => written.push((JSON.parse(text) as { members: string[] }).members.join(",")),
+      onError: (line) => assert.fail(line),
+      minIntervalMs: 0,
+    });
+    const inProgress = w.flush();
+    members = [...members, member("10.0.0.3:9999", MemberState.Alive)];
+    const closed = w.close();
+    // Changes while closing schedule nothing, and a flush asked for now writes nothing.
+    members = [...members, member("10.0.0.4:9999", MemberState.Alive)];
+    w.changed();
+    void w.flush();
+    releaseFirstRead();
+    await Promise.all([inProgress, closed]);
+    assert.deepEqual(written, ["10.0.0.2:9999", "10.0.0.2:9999,10.0.0.3:9999,10.0.0.4:9999"], "the final state is written last");
+    // After close: changes and flushes write nothing (a 0 ms timer of changed() would have fired by
+    // the time this one does).
+    members = [...members, member("10.0.0.5:9999", MemberState.Alive)];
+    w.changed();
+    await w.flush();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(written.length, 2, `nothing is written after close: ${written.join(" | ")}`);
+    assert.equal(w.counters.writes, 2);
+    await w.close(); // idempotent
+    assert.equal(written.length, 2);
+  });
+
   test(
     "a write that fails is one error line and counted, not a throw",
     withDir(async (dir) => {

@@ -5,7 +5,8 @@
  * and NO_COLOR=1. Every process is killed by PID in a `finally`; waits are on output lines or
  * on real conditions polled through the CLI or gRPC, never fixed sleeps.
  *
- *   a. the original README's walkthrough, verbatim, on its fixed ports 9999/9998/6262/6363
+ *   a. the original README's walkthrough on IPv4 loopback with free ports; a'. once, the
+ *      defaults alone (the only agent of the suite on the fixed ports 9999/6262)
  *   b. the same walkthrough on IPv6 loopback with ephemeral ports
  *   (every test runs twice: with the worker engine and with the inline one)
  *   c. 5 agents; SIGKILL -> DEAD everywhere (timed);
@@ -250,25 +251,41 @@ describe(`tamtam end to end, ${engine === 1 ? "worker" : "inline"} engine (real 
   // Each test kills its own processes in a finally; this catches those of a test that timed out.
   after(killAllLive);
 
-  test("a. the README walkthrough, verbatim, on ports 9999/9998/6262/6363", { timeout: 30_000 }, async (t) => {
-    const busy: string[] = [];
-    for (const port of [9999, 9998]) if (!(await udpPortIsFree(port))) busy.push(`UDP ${port}`);
-    for (const port of [6262, 6363]) if (!(await tcpPortIsFree(port))) busy.push(`TCP ${port}`);
-    assert.deepEqual(busy, [], "the walkthrough's fixed ports must be free");
+  test("a. the README walkthrough on IPv4 loopback with free ports", { timeout: 30_000 }, async (t) => {
     await withSandbox(async (group, home) => {
+      const [p1, p2] = (await ports(2, "udp")) as [number, number];
+      const [r1, r2] = (await ports(2, "tcp")) as [number, number];
       await walkthrough(t, group, home, {
         env: cleanEnv(home), // TAMTAM_ADVERTISE=127.0.0.1: loopback only on this machine
-        agent1: ["agent"],
-        agent2: ["--rpc", "localhost:6363", "agent", "-p", "9998"],
-        via1: [],
-        via2: ["--rpc", "localhost:6363"],
-        rpc1: "localhost:6262",
-        gossip1: "127.0.0.1:9999",
-        gossip2: "127.0.0.1:9998",
-        joinAddress: "127.0.0.1:9998",
+        agent1: ["--rpc", `localhost:${r1}`, "agent", "-p", String(p1)],
+        agent2: ["--rpc", `localhost:${r2}`, "agent", "-p", String(p2)],
+        via1: ["--rpc", `localhost:${r1}`],
+        via2: ["--rpc", `localhost:${r2}`],
+        rpc1: `localhost:${r1}`,
+        gossip1: `127.0.0.1:${p1}`,
+        gossip2: `127.0.0.1:${p2}`,
+        joinAddress: `127.0.0.1:${p2}`,
       });
     });
   });
+
+  // The defaults themselves, once (with the worker engine, the default): the only test that
+  // starts an agent on the fixed ports 9999/6262.
+  if (engine === 1) {
+    test("a'. the defaults: `tamtam agent` gossips on 9999 and serves gRPC on localhost:6262, where a bare command finds it", { timeout: 30_000 }, async () => {
+      const busy: string[] = [];
+      if (!(await udpPortIsFree(9999))) busy.push("UDP 9999");
+      if (!(await tcpPortIsFree(6262))) busy.push("TCP 6262");
+      assert.deepEqual(busy, [], "the default ports must be free");
+      await withSandbox(async (group, home) => {
+        const env = cleanEnv(home);
+        const agent = await group.agent(["agent"], env, { flags: false });
+        assert.equal(agent.gossip, "127.0.0.1:9999");
+        const address = await group.run(["address"], { env });
+        assert.deepEqual([address.code, address.stdout, address.stderr], [0, "The local address of the agent is: [127.0.0.1]:9999\n", ""]);
+      });
+    });
+  }
 
   test("b. the walkthrough on IPv6 loopback [::1] with ephemeral ports", { timeout: 30_000 }, async (t) => {
     await withSandbox(async (group, home) => {

@@ -13,7 +13,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "clipanion";
 import { parseEventHandler, EVENT_NAMES, type EventHandlerSpec, queryEventHandler } from "../src/agent/event-filter.js";
-import { EventHandlers, formatTags, memberEventOf, memberLine, memberTags, tagEnvironment } from "../src/agent/event-handlers.js";
+import { COALESCE_MAX_MEMBERS, EventHandlers, formatTags, memberEventOf, memberLine, memberTags, stdinParts, tagEnvironment } from "../src/agent/event-handlers.js";
+import { DEFAULT_MAX_STDIN_BYTES } from "../src/agent/command-runner.js";
 import { encodeTagMap } from "../src/agent/tags.js";
 import { addr, type Address } from "../src/core/address.js";
 import type { CoreEvent, MemberInfo } from "../src/core/runtime.js";
@@ -238,6 +239,58 @@ describe("EventHandlers coalescing", () => {
       await handlers.close();
       removeDir(dir);
       removeDir(other);
+    }
+  });
+
+  test("a batch's member lines are split into standard inputs within the limit, whole lines, in order", () => {
+    const lines = Array.from({ length: 5000 }, (_, i) => `10.${(i >> 8) & 255}.${i & 255}.1:7946\talive${i % 7 === 0 ? `\trole=${"x".repeat(i % 300)}` : ""}\n`);
+    const whole = lines.join("");
+    for (const maxBytes of [64, 1000, 4096, 100_000]) {
+      const parts = stdinParts(lines, maxBytes);
+      assert.equal(parts.map((p) => p.toString()).join(""), whole, `${maxBytes}: every line once, in order`);
+      for (const p of parts) {
+        assert.ok(p.length <= maxBytes || p.toString().split("\n").length === 2, `${maxBytes}: a part of ${p.length} bytes`);
+        assert.ok(p.toString().endsWith("\n"), "a line is never cut");
+      }
+      // Greedy: a part and the first line of the next would not fit together.
+      for (let i = 0; i + 1 < parts.length; i++) {
+        const nextLine = `${(parts[i + 1] as Buffer).toString().split("\n")[0]}\n`;
+        assert.ok((parts[i] as Buffer).length + Buffer.byteLength(nextLine) > maxBytes, `${maxBytes}: part ${i} could have taken one more line`);
+      }
+    }
+    assert.deepEqual(stdinParts(lines.slice(0, 3), 1 << 20).length, 1);
+    assert.deepEqual(stdinParts([], 100), []);
+  });
+
+  test("a batch beyond 4 MiB of member lines runs the handler several times, each within the limit and with the environment", { timeout: 120_000 }, async () => {
+    const dir = tempDir("tamtam-handlers-");
+    const handlers = new EventHandlers({ handlers: [spec(`member-join=${recorder(dir)}`)], timeoutMs: 60_000, self: SELF, log: quietLog });
+    try {
+      // COALESCE_MAX_MEMBERS joins with a 100-byte tag each: about 8 MiB of lines, closing the batch at once.
+      const tags = encodeTagMap({ role: "r".repeat(100) });
+      for (let i = 0; i < COALESCE_MAX_MEMBERS; i++) {
+        handlers.onEvent(change(memberInfo(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}:7946`, MemberState.Alive, { tags }), null));
+      }
+      const all = await poll(() => (handlers.stats().running === 0 && runs(dir).length >= 2 ? runs(dir) : null), 100_000, 100, () => JSON.stringify(handlers.stats()));
+      assert.ok(all.length >= 2 && all.length <= 3, `${all.length} runs for about 8 MiB`);
+      let members = 0;
+      for (const run of all) {
+        const [header, ...lines] = run.split("\n");
+        assert.equal(header, `member-join ${SELF.key} `, "each run has the batch's environment");
+        assert.equal(lines.pop(), "", "whole lines");
+        assert.ok(Buffer.byteLength(run) - Buffer.byteLength(`${header}\n`) <= DEFAULT_MAX_STDIN_BYTES, "each run's input is within the limit");
+        assert.ok(lines.every((l) => /^10\.\d+\.\d+\.\d+:7946\talive\trole=r{100}$/.test(l)));
+        members += lines.length;
+      }
+      assert.equal(members, COALESCE_MAX_MEMBERS, "every member reached the handler once");
+      const stats = handlers.stats();
+      assert.equal(stats.batches, 1);
+      assert.equal(stats.refusedStdinTooLarge, 0);
+      assert.equal(stats.started, all.length);
+      assert.equal(stats.batchSplitRuns, all.length - 1, "the extra runs are counted");
+    } finally {
+      await handlers.close();
+      removeDir(dir);
     }
   });
 

@@ -10,7 +10,11 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { DEFAULT_PARAMS, runSimulation, type SimParams, type SimReport } from "../src/sim/simulate.js";
+import { buildReport, DEFAULT_PARAMS, planScenario, runSimulation, type SimParams, type SimReport } from "../src/sim/simulate.js";
+import { Monitor } from "../src/sim/monitor.js";
+import { mergeOutcomes } from "../src/sim/outcome.js";
+import { type SimNode, World } from "../src/sim/world.js";
+import { LEAVE_FANOUT } from "../src/core/node.js";
 import { MemberState } from "../src/core/wire/messages.js";
 
 const SEEDS: readonly number[] = process.env.TAMTAM_SEED !== undefined ? [Number(process.env.TAMTAM_SEED)] : [1, 2, 3];
@@ -148,6 +152,50 @@ describe("simulated clusters", () => {
       assert.ok(report.convergence.agreeAtEnd, `views differ at the end ${where(report)}`);
     });
   }
+
+  test("a leaving node stops as the agent does: at the leave's instant, once the core's direct announcements are sent", () => {
+    const seed = SEEDS[0] as number;
+    const nodes = 50;
+    const scenario = planScenario({ ...DEFAULT_PARAMS, nodes, seed, periods: 30, leave: 2 });
+    const world = new World(scenario);
+    const monitor = new Monitor(world);
+    world.addObserver(monitor);
+    const leftAt = new Map<number, { atMs: number; sentBefore: number }>();
+    const stops: { node: number; atMs: number; sentByLeave: number }[] = [];
+    world.addObserver({
+      onCoreEvent: () => undefined,
+      onBroadcastSent: () => undefined,
+      onPeriod: () => undefined,
+      onWarmStart: () => undefined,
+      onAction: (w, action) => {
+        if (action.kind === "leave") leftAt.set(action.node, { atMs: w.nowMs, sentBefore: (w.nodes[action.node] as SimNode).datagramsSent });
+        if (action.kind === "stop") {
+          const start = leftAt.get(action.node);
+          assert.ok(start !== undefined, "a stop follows a leave");
+          stops.push({ node: action.node, atMs: w.nowMs - start.atMs, sentByLeave: (w.nodes[action.node] as SimNode).datagramsSent - start.sentBefore });
+        }
+      },
+    });
+    world.run();
+    assert.equal(stops.length, 2);
+    for (const s of stops) {
+      // Every other node is an alive member by then: LEAVE_FANOUT of them get one announcement each.
+      assert.deepEqual(s, { node: s.node, atMs: 0, sentByLeave: LEAVE_FANOUT }, "the process stops right after the leave's datagrams, sending nothing more");
+      const n = world.nodes[s.node] as SimNode;
+      assert.equal(n.running, false);
+      assert.equal(n.datagramsSent - (leftAt.get(s.node)?.sentBefore ?? 0), LEAVE_FANOUT, "nothing is sent after the stop");
+    }
+    // Members hear of the leave from those told directly, and report it as left, never dead.
+    const report = buildReport({ ...DEFAULT_PARAMS, nodes, seed, periods: 30, leave: 2 }, scenario, world.config, mergeOutcomes([monitor.outcome()]));
+    assertNoViolations(report);
+    for (const n of world.nodes) {
+      if (n.core === null) continue;
+      for (const s of stops) assert.equal(n.core.stateOf((world.nodes[s.node] as SimNode).address.key), MemberState.Left);
+    }
+    // Deterministic: the same seed gives the same run.
+    const again = sim({ nodes, seed, periods: 30, leave: 2 }).report;
+    assert.deepEqual(again, sim({ nodes, seed, periods: 30, leave: 2 }).report);
+  });
 
   for (const incarnation of ["clock", "zero"] as const) {
     test(`a crashed node restarted on the same address rejoins (starting incarnation from ${incarnation})`, () => {

@@ -4,6 +4,8 @@
  * Order: --advertise, else the --iface address, else a specific bind address, else (bind on
  * all interfaces) the machine's single non-loopback address of that family, as memberlist and
  * serf do; with none, loopback (a one-machine cluster), with several, the first and a warning.
+ * Also which addresses reach the agent's own socket (isOwnGossipAddress): joining one of them
+ * is joining itself.
  */
 
 import type { NetworkInterfaceInfo } from "node:os";
@@ -68,4 +70,65 @@ export function resolveGossipAddresses(
   }
   const first = (candidates[0] as string).replace(/ \(.*\)$/, "");
   return { bindIp: options.bind, bindPort: options.port, advertise: at(first), warnings };
+}
+
+/** Where the gossip socket listens and what it advertises: what isOwnGossipAddress compares with. */
+export interface OwnGossipSocket {
+  readonly bindIp: string;
+  readonly bindPort: number;
+  readonly advertise: Address;
+}
+
+const IPV4_MAPPED_PREFIX = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
+/** `ip` as IPv4 bytes when it is IPv4 or IPv4-mapped IPv6, else null. */
+function ipv4Of(ip: Uint8Array): Uint8Array | null {
+  if (ip.length === 4) return ip;
+  return IPV4_MAPPED_PREFIX.every((b, i) => ip[i] === b) ? ip.subarray(12) : null;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/**
+ * Whether datagrams sent to `target` reach this agent's own gossip socket: its advertised
+ * address, or its port at an address the socket receives on (for a wildcard bind: loopback,
+ * the unspecified address or an address of one of `interfaces`, in the socket's family, both
+ * for `::`; otherwise the bind address itself). The core ignores datagrams that carry its own
+ * address as sender, so a join sent there would never be answered.
+ */
+export function isOwnGossipAddress(target: Address, own: OwnGossipSocket, interfaces: NodeJS.Dict<NetworkInterfaceInfo[]>): boolean {
+  if (target.key === own.advertise.key) return true;
+  if (target.port !== own.bindPort) return false;
+  const bind = parseIp(own.bindIp);
+  if (bind === null) return false;
+  if (!isWildcard(own.bindIp)) {
+    const bind4 = ipv4Of(bind);
+    const target4 = ipv4Of(target.ip);
+    return bind4 !== null && target4 !== null ? sameBytes(bind4, target4) : sameBytes(bind, target.ip);
+  }
+  // A wildcard bind: "0.0.0.0" receives IPv4, "::" (dual stack) both families.
+  const target4 = ipv4Of(target.ip);
+  if (bind.length === 4 && target4 === null) return false;
+  const local = (ip: Uint8Array): boolean => {
+    const v4 = ipv4Of(ip);
+    if (v4 !== null) return v4[0] === 127 || v4.every((b) => b === 0) || localIps(interfaces, 4).some((a) => sameBytes(a, v4));
+    const loopbackOrAny = ip.subarray(0, 15).every((b) => b === 0) && (ip[15] === 1 || ip[15] === 0);
+    return loopbackOrAny || localIps(interfaces, 6).some((a) => sameBytes(a, ip));
+  };
+  return local(target.ip);
+}
+
+/** The addresses of `interfaces` in `family`, as bytes. */
+function localIps(interfaces: NodeJS.Dict<NetworkInterfaceInfo[]>, family: 4 | 6): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const entries of Object.values(interfaces)) {
+    for (const i of entries ?? []) {
+      if ((family === 4) !== (i.family === "IPv4")) continue;
+      const ip = parseIp(i.address.replace(/%.*$/, ""));
+      if (ip !== null) out.push(ip);
+    }
+  }
+  return out;
 }

@@ -7,6 +7,7 @@
  * stop the engine: a few tens of milliseconds) on SIGINT, SIGTERM or a LeaveCluster call.
  */
 
+import { rmSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { performance } from "node:perf_hooks";
 import { type Address, formatIp, parseAddress } from "../core/address.js";
@@ -30,7 +31,7 @@ import { Envelope } from "../seal/envelope.js";
 import { Keyring, writeKeyringFile } from "../seal/keyring.js";
 import { answerKeyRequest, applyKeyOperation, encodeKeyRequest, fingerprint, KEYRING_REQUEST_KIND, keysOutcome } from "./keys.js";
 import { DEFAULT_MULTICAST_IPV4, DEFAULT_MULTICAST_IPV6, MulticastDiscovery } from "../transport/multicast.js";
-import { resolveGossipAddresses } from "./addresses.js";
+import { isOwnGossipAddress, resolveGossipAddresses } from "./addresses.js";
 import type { AgentApi, MemberView } from "./api.js";
 import { EVENT_HANDLER_TIMEOUT_MS } from "./event-filter.js";
 import { EventHandlers } from "./event-handlers.js";
@@ -128,11 +129,38 @@ export interface RunningAgent {
   readonly stopped: Promise<number>;
 }
 
-/** Starts an agent; throws Error with a one-line message when it cannot start. */
+/** Undoes one step of the start (closes a listener, stops the engine, ...). */
+type Release = () => unknown;
+
+/**
+ * Starts an agent; throws Error with a one-line message when it cannot start. A start that
+ * fails releases, newest first, everything it had acquired (the metrics listener, the gossip
+ * socket and worker threads, handler runners, the snapshot writer, the gRPC server), so that
+ * an embedding program can start again on the same ports at once.
+ */
 export async function startAgent(options: AgentOptions, log: AgentLogger): Promise<RunningAgent> {
+  const acquired: Release[] = [];
+  try {
+    return await startSteps(options, log, acquired);
+  } catch (err) {
+    for (const release of acquired.reverse()) {
+      try {
+        await release();
+      } catch {
+        // releasing goes on; the start's own error is the one reported
+      }
+    }
+    throw err;
+  }
+}
+
+/** The start, step by step; `acquired` gets the release of each resource as it is acquired. */
+async function startSteps(options: AgentOptions, log: AgentLogger, acquired: Release[]): Promise<RunningAgent> {
   const logger = log.logger;
   const addresses = resolveGossipAddresses(options, networkInterfaces());
   for (const w of addresses.warnings) logger.warn(w);
+  /** Whether `target` is this agent itself under some address (looked up afresh: interfaces change). */
+  const isOwnAddress = (target: Address): boolean => isOwnGossipAddress(target, addresses, networkInterfaces());
   const config = protocolConfig(options, addresses.advertise.family);
   const problems = validateConfig(config);
   if (problems.length > 0) throw new Error(`invalid protocol settings: ${problems.join("; ")}`);
@@ -153,6 +181,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       : await listenMetrics(metricsAddress).catch((err: Error) => {
           throw new Error(`cannot serve metrics at ${metricsAddress}: ${plainReason(err, "--metrics-address")}`);
         });
+  if (metrics !== null) acquired.push(() => metrics.close());
 
   const gossipText = `${addresses.bindIp.includes(":") ? `[${addresses.bindIp}]` : addresses.bindIp}:${addresses.bindPort}`;
   const seal = options.seal;
@@ -170,6 +199,8 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
           throw new Error(`cannot create the keyring file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
         }
         logger.info(`created the keyring file ${file}`);
+        // A start that fails leaves no keyring file behind: the next start takes its --encrypt key afresh.
+        acquired.push(() => rmSync(file, { force: true }));
       }
       keyring.onChange((keys) => {
         try {
@@ -194,7 +225,8 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   for (const text of options.join) {
     const a = parseAddress(text);
     if (typeof a === "string") throw new Error(`--join: ${a}`);
-    seeds.push(a);
+    if (isOwnAddress(a)) logger.info(`--join ${a.key} is this agent itself; skipped`);
+    else seeds.push(a);
   }
   const snapshotFile = options.snapshot ?? null;
   const remembered = snapshotFile === null ? null : readSnapshot(snapshotFile);
@@ -224,6 +256,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   }).catch((err: Error) => {
     throw new Error(`cannot use the gossip port ${gossipText}: ${plainReason(err, "-p/--port")}`);
   });
+  acquired.push(() => engine.stop());
   const handlers =
     (options.eventHandlers ?? []).length === 0
       ? null
@@ -233,6 +266,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
           self: engine.localAddress,
           log: logger,
         });
+  if (handlers !== null) acquired.push(() => handlers.close());
 
   const broadcasts = new Fanout<Uint8Array>(SUBSCRIBER_QUEUE_ITEMS, MAX_SUBSCRIBERS);
   // Monitor: a reader behind a burst of one member's changes gets its latest state once.
@@ -241,6 +275,8 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   const damped = new DampedEventFilter();
   const snapshot =
     snapshotFile === null ? null : new SnapshotWriter({ path: snapshotFile, members: () => engine.members(), onError: (line) => logger.error(line) });
+  // A start that fails writes no snapshot: the file keeps what an earlier run remembered.
+  if (snapshot !== null) acquired.push(() => snapshot.discard());
   const view = (info: MemberInfo, nowMs = performance.now()): MemberView => ({
     info,
     ageMs: Math.max(0, nowMs - (info.lastHeardAtMs >= 0 ? info.lastHeardAtMs : info.stateChangedAtMs)),
@@ -253,8 +289,10 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     { maxConcurrent: QUERY_HANDLERS_RUNNING, maxQueued: QUERY_HANDLERS_QUEUED, timeoutMs: queryHandlerTimeoutMs, killGraceMs: QUERY_HANDLER_KILL_GRACE_MS },
     { log: logger },
   );
+  acquired.push(() => queryRunner.close());
   // An answer is a status byte and the response.
   const queries = new QueryResponder(options.queryHandlers ?? [], queryRunner, queryHandlerTimeoutMs, maxAnswerBytes(config) - 1, engine.localAddress.key);
+  acquired.push(() => queries.close());
   engine.onEvent((coreEvent: CoreEvent) => {
     if (coreEvent.type === "member" || coreEvent.type === "memberRemoved") snapshot?.changed();
     const event = damped.filter(coreEvent);
@@ -334,6 +372,10 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     localAddress: engine.localAddress,
     maxBroadcastBytes: config.maxBroadcastBytes,
     async join(target) {
+      // Its own address under another IP (loopback, another interface): nothing would answer.
+      if (isOwnAddress(target)) {
+        throw new AgentError("SELF_ADDRESS", `${target.key} is this agent itself (it advertises ${engine.localAddress.key}); join another member`);
+      }
       const [outcome] = await engine.join([target]);
       if (outcome?.ok !== true) {
         throw new AgentError("NO_ANSWER", `${target.key} did not answer within ${config.requestTimeoutMs * config.joinAttempts} ms`);
@@ -454,6 +496,12 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   // A Unix socket (unix:PATH) is created for its owner only (0600) and removed when the agent stops.
   const socketPath = endpoint.socketPath;
   let socketCreated = false;
+  acquired.push(() => {
+    broadcasts.closeAll();
+    memberChanges.closeAll();
+    listener.forceClose();
+    if (socketPath !== null && socketCreated) removeSocket(socketPath);
+  });
   const rpcPort = await (async () => {
     if (socketPath === null) return await listener.listenTcp(endpoint.bindAddress);
     await claimSocketPath(socketPath);
@@ -461,22 +509,12 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     socketCreated = true;
     secureSocket(socketPath);
     return 0;
-  })().catch(async (err: Error) => {
-    listener.forceClose();
-    if (socketPath !== null && socketCreated) removeSocket(socketPath);
-    await engine.stop();
+  })().catch((err: Error) => {
     throw new Error(`cannot serve gRPC at ${options.rpc}: ${plainReason(err, "--rpc")}`);
   });
   const rpcAddress = socketPath !== null ? endpoint.bindAddress : options.rpc.replace(/:0$/, `:${rpcPort}`);
 
-  try {
-    await engine.start();
-  } catch (err) {
-    listener.forceClose();
-    if (socketPath !== null) removeSocket(socketPath);
-    await engine.stop().catch(() => undefined);
-    throw err;
-  }
+  await engine.start();
   // Logged before "Listening for gossip", the line that says the agent is up.
   if (metrics !== null) {
     metrics.serve(() => api.stats());
@@ -494,9 +532,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
   if (envelope !== null) logger.info(sealDescription(envelope, seal?.label ?? null, seal?.acceptPlaintext === true));
 
   // Start-up seeds and remembered members: retried until one answers (a cluster may come up in any order).
-  const contacts = [...new Map([...seeds, ...rememberedMembers].map((a) => [a.key, a])).values()].filter(
-    (a) => a.key !== engine.localAddress.key,
-  );
+  const contacts = [...new Map([...seeds, ...rememberedMembers].map((a) => [a.key, a])).values()].filter((a) => !isOwnAddress(a));
   if (rememberedMembers.length > 0) logger.info(`rejoining ${rememberedMembers.length} members remembered in ${snapshotFile}`);
   const joinSeeds = async (): Promise<void> => {
     if (contacts.length === 0 || shuttingDown !== null) return;
@@ -510,6 +546,11 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
     seedTimer = setTimeout(() => void joinSeeds(), SEED_RETRY_MS);
   };
   void joinSeeds();
+  acquired.push(() => {
+    // No retry of the seeds after a failed start (joinSeeds stops at a shutdown).
+    shuttingDown ??= Promise.resolve();
+    if (seedTimer !== null) clearTimeout(seedTimer);
+  });
 
   if (options.multicast.enabled) {
     const group = options.multicast.address ?? (engine.localAddress.family === 6 ? DEFAULT_MULTICAST_IPV6 : DEFAULT_MULTICAST_IPV4);
@@ -535,6 +576,7 @@ export async function startAgent(options: AgentOptions, log: AgentLogger): Promi
       onError: (err) => logger.warn(`multicast: ${err.message}`),
       ...(envelope === null ? {} : { envelope }),
     });
+    acquired.push(() => discovery?.close());
     try {
       await discovery.start();
       logger.info(`multicast discovery of cluster "${options.multicast.clusterName}" on [${group}]:${options.multicast.port}`);

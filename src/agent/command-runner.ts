@@ -8,7 +8,7 @@
  *   const runner = new CommandRunner({ maxConcurrent: 4, maxQueued: 64, timeoutMs: 10_000 }, { log });
  *   const result = await runner.run({ command: "./on-join.sh", env: { TAMTAM_EVENT: "member-join" },
  *                                     stdin: bytes, label: "member-join" });
- *   // result.outcome: "ok" | "failed" | "timeout" | "spawn-error" | "refused"
+ *   // result.outcome: "ok" | "failed" | "timeout" | "spawn-error" | "refused" | "cancelled"
  *   runner.stats();          // counters and gauges (CommandRunnerStats)
  *   await runner.close();    // refuses new runs, drops the queue, kills what runs, waits for it
  *
@@ -25,6 +25,8 @@
  *   info line for a successful run that wrote to it.
  * - At most `maxConcurrent` commands run at once; up to `maxQueued` more wait in FIFO order; a run
  *   beyond that is refused at once (`outcome: "refused"`, counted, logged at most once every 10 s).
+ * - A run whose `signal` aborts is cancelled: taken out of the queue, or killed as at its time
+ *   limit (SIGTERM to its group, SIGKILL later); it ends as `cancelled`, counted, not logged.
  * - `run` never rejects and nothing here throws into the caller: a command that cannot start
  *   (bad environment bytes, exhausted process table) ends as `spawn-error`.
  * - A command that puts a process in the background and closes its output (`cmd >/dev/null 2>&1 &`)
@@ -78,6 +80,8 @@ export interface CommandRequest {
   readonly maxStdoutBytes?: number;
   /** Names the run in log lines (e.g. "member-join handler"). */
   readonly label?: string;
+  /** Cancels the run when it aborts (the caller no longer wants its result). */
+  readonly signal?: AbortSignal;
 }
 
 export type CommandOutcome =
@@ -90,7 +94,9 @@ export type CommandOutcome =
   /** Could not be started. */
   | "spawn-error"
   /** Not started: the queue was full, the input too large, or the runner closed. */
-  | "refused";
+  | "refused"
+  /** Its `signal` aborted: taken out of the queue, or killed while it ran. */
+  | "cancelled";
 
 export interface CommandResult {
   readonly outcome: CommandOutcome;
@@ -106,7 +112,7 @@ export interface CommandResult {
   readonly stderrTruncated: boolean;
   /** From start to end of the process (0 when it never started). */
   readonly durationMs: number;
-  /** One line for "spawn-error" and "refused"; empty otherwise. */
+  /** One line for "spawn-error", "refused" and a "cancelled" run that never started; empty otherwise. */
   readonly problem: string;
 }
 
@@ -123,6 +129,8 @@ export interface CommandRunnerStats {
   readonly refusedStdinTooLarge: number;
   /** Runs refused or dropped from the queue because the runner closed. */
   readonly refusedClosed: number;
+  /** Runs cancelled by their caller (taken out of the queue or killed). */
+  readonly cancelled: number;
   readonly stdoutTruncated: number;
   readonly stderrTruncated: number;
   /** Gauges. */
@@ -139,7 +147,7 @@ type MutableStats = { -readonly [K in keyof CommandRunnerStats]: CommandRunnerSt
 
 const EMPTY = new Uint8Array(0);
 
-function notRun(outcome: "spawn-error" | "refused", problem: string): CommandResult {
+function notRun(outcome: "spawn-error" | "refused" | "cancelled", problem: string): CommandResult {
   return {
     outcome,
     exitCode: null,
@@ -189,6 +197,7 @@ export class CommandRunner {
     refusedQueueFull: 0,
     refusedStdinTooLarge: 0,
     refusedClosed: 0,
+    cancelled: 0,
     stdoutTruncated: 0,
     stderrTruncated: 0,
     running: 0,
@@ -231,6 +240,10 @@ export class CommandRunner {
       this.logRefused(request, problem);
       return Promise.resolve(notRun("refused", problem));
     }
+    if (request.signal?.aborted === true) {
+      this.counters.cancelled++;
+      return Promise.resolve(notRun("cancelled", "cancelled before it started"));
+    }
     return new Promise<CommandResult>((resolve) => {
       const job: Job = { request, resolve };
       if (this.counters.running < this.limits.maxConcurrent) {
@@ -238,6 +251,7 @@ export class CommandRunner {
       } else if (this.queue.length < this.limits.maxQueued) {
         this.queue.push(job);
         this.counters.queued = this.queue.length;
+        request.signal?.addEventListener("abort", () => this.dequeue(job), { once: true });
       } else {
         this.counters.refusedQueueFull++;
         const problem = `${this.limits.maxConcurrent} commands running and ${this.limits.maxQueued} waiting`;
@@ -262,6 +276,16 @@ export class CommandRunner {
     const running = [...this.live];
     for (const entry of running) entry.kill();
     await Promise.all(running.map((entry) => entry.done));
+  }
+
+  /** A queued job whose signal aborted leaves the queue (a started one is killed by start's listener). */
+  private dequeue(job: Job): void {
+    const at = this.queue.indexOf(job);
+    if (at < 0) return;
+    this.queue.splice(at, 1);
+    this.counters.queued = this.queue.length;
+    this.counters.cancelled++;
+    job.resolve(notRun("cancelled", "cancelled before it started"));
   }
 
   private logRefused(request: CommandRequest, problem: string): void {
@@ -311,6 +335,7 @@ export class CommandRunner {
     const stdout = new CappedBytes(request.maxStdoutBytes ?? this.limits.maxStdoutBytes);
     const stderr = new CappedBytes(this.limits.maxStderrBytes);
     let killedByUs = false;
+    let cancelled = false;
     let exitCode: number | null = null;
     let signal: NodeJS.Signals | null = null;
     const timers: NodeJS.Timeout[] = [];
@@ -331,9 +356,10 @@ export class CommandRunner {
       if (settled) return;
       settled = true;
       for (const t of timers) clearTimeout(t);
+      request.signal?.removeEventListener("abort", onAbort);
       this.live.delete(entry);
       this.counters.running--;
-      const outcome: CommandOutcome = killedByUs ? "timeout" : exitCode === 0 ? "ok" : "failed";
+      const outcome: CommandOutcome = cancelled ? "cancelled" : killedByUs ? "timeout" : exitCode === 0 ? "ok" : "failed";
       const result: CommandResult = {
         outcome,
         exitCode,
@@ -365,8 +391,14 @@ export class CommandRunner {
         }, 2 * this.limits.killGraceMs),
       );
     };
+    const onAbort = (): void => {
+      if (killedByUs) return;
+      cancelled = true;
+      kill();
+    };
     const entry = { child, kill, done };
     this.live.add(entry);
+    request.signal?.addEventListener("abort", onAbort, { once: true });
 
     child.stdout?.on("data", (chunk: Buffer) => stdout.push(chunk));
     child.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk));
@@ -403,6 +435,9 @@ export class CommandRunner {
       ...(result.stderr.length > 0 ? { stderr: Buffer.from(result.stderr).toString("utf8") + (result.stderrTruncated ? "…" : "") } : {}),
     };
     switch (result.outcome) {
+      case "cancelled":
+        this.counters.cancelled++;
+        break;
       case "ok":
         this.counters.succeeded++;
         if (result.stderr.length > 0) this.log?.info(fields, `${label} wrote to standard error`);

@@ -21,6 +21,9 @@
  *   as _). Standard input, member events: one line per member, `ADDRESS<TAB>STATE`, then
  *   `<TAB>key=value,key=value` when it has tags (keys and values percent-encode `%`, `,`, `=`,
  *   tab, CR and LF). Data never reaches the shell's command line (see command-runner.ts).
+ * - A batch whose member lines exceed the standard input limit of one run (4 MiB, the runner's
+ *   maxStdinBytes) runs the handler several times, each with whole lines within the limit and the
+ *   same environment; the extra runs are counted (`batchSplitRuns`).
  * - A handler that fails, hangs (killed at its time limit) or cannot start is logged by the
  *   runner and counted; the agent carries on. At shutdown the pending batch is dropped and
  *   running handlers are killed.
@@ -29,7 +32,7 @@
 import type { Address } from "../core/address.js";
 import type { CoreEvent, MemberInfo } from "../core/runtime.js";
 import { MEMBER_STATE_NAMES, MemberState } from "../core/wire/messages.js";
-import { type CommandLog, CommandRunner, type CommandRunnerStats } from "./command-runner.js";
+import { type CommandLog, CommandRunner, type CommandRunnerStats, DEFAULT_MAX_STDIN_BYTES } from "./command-runner.js";
 import type { EventHandlerSpec, EventName, MemberEventName } from "./event-filter.js";
 import { decodeTagMap } from "./tags.js";
 
@@ -59,6 +62,8 @@ export interface EventHandlersOptions {
   readonly log: CommandLog & { debug(fields: object, message: string): void };
   /** Environment the commands start from (default: the agent's). */
   readonly baseEnv?: NodeJS.ProcessEnv;
+  /** Standard input bytes of one run (default the runner's, 4 MiB); a larger batch is split. */
+  readonly maxStdinBytes?: number;
 }
 
 export interface EventHandlersStats extends CommandRunnerStats {
@@ -70,6 +75,8 @@ export interface EventHandlersStats extends CommandRunnerStats {
   readonly userEvents: number;
   /** Membership events dropped with the open batch at shutdown. */
   readonly droppedAtClose: number;
+  /** Extra runs of handlers because a batch's member lines exceeded one run's standard input. */
+  readonly batchSplitRuns: number;
 }
 
 interface Pending {
@@ -110,6 +117,28 @@ export function memberLine(member: MemberInfo): string {
   return `${member.address.key}\t${MEMBER_STATE_NAMES[member.state]}${tags === "" ? "" : `\t${tags}`}\n`;
 }
 
+/**
+ * `lines` as standard inputs of at most `maxBytes` each, in order, a line never cut (a single
+ * line above the limit is an input of its own, which the runner then refuses and counts).
+ */
+export function stdinParts(lines: readonly string[], maxBytes: number): Buffer[] {
+  const parts: Buffer[] = [];
+  let chunk: Buffer[] = [];
+  let chunkBytes = 0;
+  for (const line of lines) {
+    const bytes = Buffer.from(line);
+    if (chunkBytes + bytes.length > maxBytes && chunk.length > 0) {
+      parts.push(Buffer.concat(chunk, chunkBytes));
+      chunk = [];
+      chunkBytes = 0;
+    }
+    chunk.push(bytes);
+    chunkBytes += bytes.length;
+  }
+  if (chunk.length > 0) parts.push(Buffer.concat(chunk, chunkBytes));
+  return parts;
+}
+
 /** TAMTAM_TAG_<KEY> variables of `tags` (values holding NUL, which no environment can carry, left out). */
 export function tagEnvironment(tags: ReadonlyMap<string, string>): Record<string, string> {
   const out: Record<string, string> = {};
@@ -128,11 +157,13 @@ export class EventHandlers {
   private selfInfo: MemberInfo | null = null;
   private closed = false;
   private readonly wanted: ReadonlySet<EventName>;
-  private readonly counters = { memberEvents: 0, batches: 0, userEvents: 0, droppedAtClose: 0 };
+  private readonly counters = { memberEvents: 0, batches: 0, userEvents: 0, droppedAtClose: 0, batchSplitRuns: 0 };
+  private readonly maxStdinBytes: number;
 
   constructor(private readonly options: EventHandlersOptions) {
+    this.maxStdinBytes = options.maxStdinBytes ?? DEFAULT_MAX_STDIN_BYTES;
     this.runner = new CommandRunner(
-      { maxConcurrent: HANDLERS_MAX_CONCURRENT, maxQueued: HANDLERS_MAX_QUEUED, timeoutMs: options.timeoutMs },
+      { maxConcurrent: HANDLERS_MAX_CONCURRENT, maxQueued: HANDLERS_MAX_QUEUED, timeoutMs: options.timeoutMs, maxStdinBytes: this.maxStdinBytes },
       { log: options.log, ...(options.baseEnv === undefined ? {} : { baseEnv: options.baseEnv }) },
     );
     this.wanted = new Set(options.handlers.flatMap((h) => [...h.events]));
@@ -184,7 +215,7 @@ export class EventHandlers {
     this.maxDelayTimer = null;
   }
 
-  /** Closes the batch: one run per handler and event name, the members sorted by address. */
+  /** Closes the batch: one run per handler and event name (more for a batch beyond one standard input), the members sorted by address. */
   private flush(): void {
     this.clearTimers();
     if (this.closed || this.pending.size === 0) return;
@@ -198,22 +229,30 @@ export class EventHandlers {
     this.pending.clear();
     for (const [event, members] of byEvent) {
       members.sort((a, b) => (a.address.key < b.address.key ? -1 : a.address.key > b.address.key ? 1 : 0));
-      this.options.log.debug({ event, members: members.length }, "running event handlers");
-      this.dispatch(event, Buffer.from(members.map(memberLine).join("")), {});
+      const parts = stdinParts(members.map(memberLine), this.maxStdinBytes);
+      this.options.log.debug({ event, members: members.length, runs: parts.length }, "running event handlers");
+      for (const stdin of parts) {
+        const runs = this.dispatch(event, stdin, {});
+        if (stdin !== parts[0]) this.counters.batchSplitRuns += runs;
+      }
     }
   }
 
-  private dispatch(event: EventName, stdin: Uint8Array, extra: Readonly<Record<string, string>>): void {
+  /** Runs every handler of `event`; returns how many it ran. */
+  private dispatch(event: EventName, stdin: Uint8Array, extra: Readonly<Record<string, string>>): number {
     const env = {
       ...(this.selfInfo === null ? {} : tagEnvironment(memberTags(this.selfInfo))),
       ...extra,
       TAMTAM_EVENT: event,
       TAMTAM_SELF_ADDRESS: this.options.self.key,
     };
+    let runs = 0;
     for (const handler of this.options.handlers) {
       if (!handler.events.has(event)) continue;
       // The runner logs and counts every outcome; nothing comes back to the agent.
       void this.runner.run({ command: handler.command, env, stdin, label: `${event} handler ${handlerName(handler)}` });
+      runs++;
     }
+    return runs;
   }
 }

@@ -40,6 +40,9 @@ import {
 } from "./query-codec.js";
 import { decodeTagMap, matchesTags, type TagFilter } from "./tags.js";
 
+/** What `handle` returns for a query answered at once. */
+const NOTHING_TO_WITHDRAW = (): void => undefined;
+
 /** Queries received and waiting for their answer at a time; more are answered as failed at once. */
 export const MAX_WAITING_QUERIES = 256;
 /** ServeQueries streams at a time. */
@@ -72,6 +75,8 @@ export interface QueryResponderCounters {
   busy: number;
   streamTimeouts: number;
   lateResponses: number;
+  /** Queries withdrawn before their answer (a local query the engine refused). */
+  cancelled: number;
 }
 
 interface Waiting {
@@ -96,6 +101,7 @@ export class QueryResponder {
     busy: 0,
     streamTimeouts: 0,
     lateResponses: 0,
+    cancelled: 0,
   };
   private readonly handlers: ReadonlyMap<string, string>;
   /** ServeQueries streams, oldest first; one whose program went away (no subscriber) is dropped when met. */
@@ -114,36 +120,50 @@ export class QueryResponder {
     this.handlers = new Map(handlers.map((h) => [h.name, h.command]));
   }
 
-  /** Answers one query (`bytes` as sent) from `from`; `answer` gets the encoded answer exactly once. */
-  handle(from: Address, bytes: Uint8Array, answer: (bytes: Uint8Array) => void): void {
+  /**
+   * Answers one query (`bytes` as sent) from `from`; `answer` gets the encoded answer exactly
+   * once, unless the returned function withdraws the query first: its timer stops, its handler
+   * command is cancelled (killed if it runs), a stream's late answer is refused, and `answer`
+   * is never called.
+   */
+  handle(from: Address, bytes: Uint8Array, answer: (bytes: Uint8Array) => void): () => void {
     this.counters.received++;
     const query = decodeQuery(bytes);
     if (query === null) {
       this.counters.malformed++;
       answer(encodeFailure(QueryStatus.Failed, "a malformed query"));
-      return;
+      return NOTHING_TO_WITHDRAW;
     }
     const server = this.serverFor(query.name);
     const command = this.handlers.get(query.name);
     if (server === null && command === undefined) {
       this.counters.noHandler++;
       answer(encodeFailure(QueryStatus.NoHandler, `no handler for "${query.name}"`));
-      return;
+      return NOTHING_TO_WITHDRAW;
     }
     if (this.waiting.size >= MAX_WAITING_QUERIES) {
       this.counters.busy++;
       answer(encodeFailure(QueryStatus.Failed, `${MAX_WAITING_QUERIES} queries are waiting for their handlers`));
-      return;
+      return NOTHING_TO_WITHDRAW;
     }
     const id = this.nextId++;
     let answered = false;
-    const once = (out: Uint8Array): void => {
-      if (answered) return;
+    const handlerRun = new AbortController();
+    const settle = (): boolean => {
+      if (answered) return false;
       answered = true;
       const w = this.waiting.get(id);
       if (w !== undefined) clearTimeout(w.timer);
       this.waiting.delete(id);
-      answer(out);
+      return true;
+    };
+    const once = (out: Uint8Array): void => {
+      if (settle()) answer(out);
+    };
+    const withdraw = (): void => {
+      if (!settle()) return;
+      this.counters.cancelled++;
+      handlerRun.abort();
     };
     const timer = setTimeout(() => {
       this.counters.streamTimeouts++;
@@ -154,7 +174,7 @@ export class QueryResponder {
     this.waiting.set(id, { timer, answer: once });
     if (server !== null) {
       server.queries.publish({ id, name: query.name, payload: query.payload, from, timeoutMs: this.timeoutMs, maxResponseBytes: this.maxResponseBytes });
-      return;
+      return withdraw;
     }
     void this.runner
       .run({
@@ -164,8 +184,10 @@ export class QueryResponder {
         maxStdoutBytes: this.maxResponseBytes,
         label: `query handler ${query.name}`,
         env: { TAMTAM_QUERY_NAME: query.name, TAMTAM_QUERY_FROM: from.key, TAMTAM_SELF_ADDRESS: this.selfKey },
+        signal: handlerRun.signal,
       })
       .then((result) => {
+        if (result.outcome === "cancelled") return; // withdrawn: nobody waits for it
         if (result.outcome === "ok") {
           this.counters.answeredByCommand++;
           once(encodeAnswer(QueryStatus.Responded, result.stdout));
@@ -182,6 +204,7 @@ export class QueryResponder {
               : `the handler did not run: ${result.problem}`;
         once(encodeFailure(QueryStatus.Failed, why));
       });
+    return withdraw;
   }
 
   /** A program's answer (RespondQuery) to query `id`; false when it is no longer waiting. */
@@ -327,19 +350,29 @@ export async function runQuery(
     }
   };
   // This agent answers too when it matches, through its own handlers, within the query's time.
+  // If the engine refuses the query, the local answer is withdrawn: its timer stops and its
+  // handler is cancelled (killed if it runs).
   let localDone = self === undefined;
+  let withdrawLocal = (): void => undefined;
   const local =
     self === undefined
       ? Promise.resolve()
       : new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, params.timeoutMs);
-          responder.handle(self.address, bytes, (answer) => {
+          const withdrawAnswer = responder.handle(self.address, bytes, (answer) => {
             if (localDone) return;
             localDone = true;
             clearTimeout(timer);
             onAnswer(self.address, answer);
             resolve();
           });
+          withdrawLocal = () => {
+            if (localDone) return;
+            localDone = true;
+            clearTimeout(timer);
+            withdrawAnswer();
+            resolve();
+          };
         });
   const onProgress = (p: ClusterRequestProgress): void => {
     if (p.type === "ack" && !acked.has(p.from.key)) {
@@ -359,6 +392,7 @@ export async function runQuery(
       });
       missing = result.missing;
     } catch (err) {
+      withdrawLocal();
       if (err instanceof ClusterRequestRefusedError) {
         throw new AgentError(err.code === "BUSY" ? "ENGINE_BUSY" : err.code === "LEFT" ? "LEFT_CLUSTER" : "INVALID_QUERY", err.message);
       }

@@ -92,15 +92,21 @@ export interface SnapshotWriterOptions {
   readonly minIntervalMs?: number;
 }
 
-/** Writes the snapshot after membership changes, at most once per interval. */
+/**
+ * Writes the snapshot after membership changes, at most once per interval. Writes run one at a
+ * time, in the order asked. `close()` stops new writes at once, waits for one in progress, then
+ * writes the final state: that is what stays on disk, and nothing writes after it.
+ */
 export class SnapshotWriter {
   /** Writes done and failed (Stats counters). */
   readonly counters = { writes: 0, writeErrors: 0, skippedUnchanged: 0 };
   private lastText: string | null = null;
   private lastWriteAtMs = -Infinity;
   private timer: NodeJS.Timeout | null = null;
-  private writing: Promise<void> | null = null;
+  /** The last write asked for (each one starts when the one before it ended). */
+  private writes: Promise<void> = Promise.resolve();
   private closed = false;
+  private closing: Promise<void> | null = null;
   private readonly write: (path: string, text: string) => void;
   private readonly minIntervalMs: number;
 
@@ -120,40 +126,56 @@ export class SnapshotWriter {
     this.timer.unref();
   }
 
-  /** Writes now if the members changed since the last write (one write at a time). */
-  async flush(): Promise<void> {
-    if (this.writing !== null) await this.writing;
-    this.writing = (async () => {
-      let text: string | null;
-      try {
-        text = snapshotText(await this.options.members());
-      } catch {
-        return; // the engine is stopping
-      }
-      this.lastWriteAtMs = performance.now();
-      if (text === null || text === this.lastText) {
-        this.counters.skippedUnchanged++;
-        return;
-      }
-      try {
-        this.write(this.options.path, text);
-        this.lastText = text;
-        this.counters.writes++;
-      } catch (err) {
-        this.counters.writeErrors++;
-        this.options.onError(`cannot write the snapshot file ${this.options.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-      }
-    })();
-    await this.writing;
-    this.writing = null;
+  /** Writes now if the members changed since the last write (after the writes already asked for); nothing once closed. */
+  flush(): Promise<void> {
+    return this.closed ? this.writes : this.enqueue();
   }
 
-  /** A last write, then no more. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /** No more writes, not even a last one (an agent that failed to start); waits for one in progress. */
+  async discard(): Promise<void> {
+    this.stop();
+    await this.writes;
+  }
+
+  /** A last write of the members as they are now, then no more. Idempotent. */
+  close(): Promise<void> {
+    if (this.closing !== null) return this.closing;
+    this.stop();
+    this.closing = this.enqueue();
+    return this.closing;
+  }
+
+  private stop(): void {
+    this.closed = true;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
-    await this.flush();
-    this.closed = true;
+  }
+
+  private enqueue(): Promise<void> {
+    this.writes = this.writes.then(() => this.writeOnce());
+    return this.writes;
+  }
+
+  /** Reads the members and writes them if they changed; never rejects. */
+  private async writeOnce(): Promise<void> {
+    let text: string | null;
+    try {
+      text = snapshotText(await this.options.members());
+    } catch {
+      return; // the engine is stopping
+    }
+    this.lastWriteAtMs = performance.now();
+    if (text === null || text === this.lastText) {
+      this.counters.skippedUnchanged++;
+      return;
+    }
+    try {
+      this.write(this.options.path, text);
+      this.lastText = text;
+      this.counters.writes++;
+    } catch (err) {
+      this.counters.writeErrors++;
+      this.options.onError(`cannot write the snapshot file ${this.options.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
   }
 }

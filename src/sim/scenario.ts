@@ -25,7 +25,7 @@ export type ScenarioAction =
   | { readonly kind: "restart"; readonly atMs: number; readonly node: number }
   /** Freeze the node (no timers, inbound datagrams wait in a bounded socket buffer). */
   | { readonly kind: "pause"; readonly atMs: number; readonly node: number; readonly durationMs: number }
-  /** Graceful leave; the process stops `stopAfterMs` later. */
+  /** Graceful leave, as the agent leaves: the core tells members directly, then the process stops at once. */
   | { readonly kind: "leave"; readonly atMs: number; readonly node: number }
   /** Split the cluster into nodes [0, splitAt) and [splitAt, n) until `untilMs`. One-way drops only A→B. */
   | {

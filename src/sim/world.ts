@@ -24,15 +24,13 @@ import { type Scenario, type ScenarioAction, simNodeTags } from "./scenario.js";
 const PAUSED_SOCKET_BUFFER = 256;
 /** A node whose join went unanswered tries again after this long (as the agent does). */
 export const JOIN_RETRY_MS = 5000;
-/** A leaving node's process stops this long after it announced the leave (as the agent does). */
-export const LEAVE_STOP_AFTER_MS = 1000;
 
 /** A datagram in flight, as it travels between shards. */
 export type DatagramEvent = SimEventKey & { readonly kind: "datagram"; readonly bytes: Uint8Array };
 
 /** Event origins below 0: the scenario and the effects of its actions (not a node's doing). */
 const ORIGIN_SCENARIO = -1;
-/** A paused node's resume, a leaving node's stop: follow the node's actions in every shard. */
+/** A paused node's resume: follows the node's actions in every shard. */
 const ORIGIN_LIFECYCLE = -2;
 /** A join retry: only the node's owner sees it. */
 const ORIGIN_REJOIN = -3;
@@ -42,7 +40,6 @@ type SimEvent = SimEventKey &
     | { readonly kind: "datagram"; readonly bytes: Uint8Array }
     | { readonly kind: "timer"; readonly timer: Timer; readonly life: number }
     | { readonly kind: "action"; readonly action: ScenarioAction }
-    | { readonly kind: "stop"; readonly life: number }
     | { readonly kind: "resume"; readonly life: number }
     | { readonly kind: "rejoin"; readonly life: number }
   );
@@ -66,7 +63,7 @@ export interface SimNode {
   readonly pausedInbox: SimEvent[];
   /** Counter for events this node originates (datagrams and timers). */
   originSeq: number;
-  /** Counter for the node's lifecycle events (resume, stop), the same in every shard. */
+  /** Counter for the node's lifecycle events (resume), the same in every shard. */
   lifecycleSeq: number;
   /** Counter for the node's join retries (owner only). */
   rejoinSeq: number;
@@ -370,13 +367,6 @@ export class World {
       case "action":
         this.applyAction(e.action);
         return;
-      case "stop":
-        if (e.life === node.life && node.running) {
-          node.running = false;
-          node.core = null;
-          for (const o of this.observers) o.onAction(this, { kind: "stop", node: node.index });
-        }
-        return;
       case "resume":
         if (e.life === node.life && node.paused) {
           node.paused = false;
@@ -460,8 +450,16 @@ export class World {
         if (!n.running || n.left) return;
         n.left = true;
         for (const o of this.observers) o.onAction(this, action);
+        // As the agent leaves: the core announces *left* directly to up to LEAVE_FANOUT members
+        // within leave() (its only effects that count: datagrams, in flight from now on), the
+        // engine resolves leave() once those datagrams left the socket, and the process stops.
+        // Sending takes no virtual time, so the process stops at the leave's own instant, in
+        // every shard (those without the core follow the same action): whatever the core would
+        // have sent later (gossip rounds, answers) it never sends.
         n.core?.leave(this.nowMs, n.runtime);
-        this.pushLifecycle(n, this.nowMs + LEAVE_STOP_AFTER_MS, "stop");
+        n.running = false;
+        n.core = null;
+        for (const o of this.observers) o.onAction(this, { kind: "stop", node: n.index });
         return;
       }
       case "deafen":
@@ -502,8 +500,8 @@ export class World {
     }
   }
 
-  /** Resume and stop events: every shard follows them, so they count per node, not per shard. */
-  private pushLifecycle(n: SimNode, atMs: number, kind: "resume" | "stop"): void {
+  /** Resume events: every shard follows them, so they count per node, not per shard. */
+  private pushLifecycle(n: SimNode, atMs: number, kind: "resume"): void {
     this.heap.push({ atMs, node: n.index, origin: ORIGIN_LIFECYCLE, originSeq: n.lifecycleSeq++, kind, life: n.life });
   }
 

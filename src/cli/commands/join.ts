@@ -1,4 +1,4 @@
-/** `tamtam join ADDR:PORT`: asks the agent to join the cluster through that node; prints `Host was joined.` */
+/** `tamtam join ADDR:PORT`: asks the agent to join the cluster through that node; prints `Host was joined.` (the agent itself, under any of its addresses, is refused: exit 2). */
 
 import { Command, Option } from "clipanion";
 import { REMOTE_TIMEOUT_MS, TamTamCommand } from "../base-command.js";
@@ -10,7 +10,8 @@ export class JoinCommand extends TamTamCommand {
     details: `
       The agent contacts the node at ADDR:PORT (an IPv4 \`127.0.0.1:9999\` or IPv6
       \`[::1]:9999\` address) and joins the cluster it belongs to. Prints \`Host was joined.\`
-      once that node answered.
+      once that node answered. The agent's own address, also under another IP that reaches
+      it (127.0.0.1 or another local address at its port), is refused at once (exit 2).
     `,
     examples: [
       ["Join the agent listening on port 9998", "$0 join 127.0.0.1:9998"],
