@@ -80,9 +80,19 @@ interface SimRow {
   falseDeaths: number;
 }
 
-function simulate(seeds: number): { rows: SimRow[]; partitions: { candidate: string; medianMs: number | null; p90Ms: number | null; never: number }[] } {
+interface SimPartitionRow {
+  candidate: string;
+  medianMs: number | null;
+  p90Ms: number | null;
+  maxMs: number | null;
+  never: number;
+  /** Same-side members suspected after the cut, summed over the seeds (false alarms). */
+  sameSideSuspicions: number;
+}
+
+function simulate(seeds: number): { rows: SimRow[]; partitions: SimPartitionRow[] } {
   const rows: SimRow[] = [];
-  const partitions = [];
+  const partitions: SimPartitionRow[] = [];
   for (const c of CANDIDATES) {
     for (const loss of LOSSES) {
       const times: number[] = [];
@@ -108,12 +118,14 @@ function simulate(seeds: number): { rows: SimRow[]; partitions: { candidate: str
     }
     const cuts: number[] = [];
     let never = 0;
+    let sameSideSuspicions = 0;
     for (let seed = 1; seed <= seeds; seed++) {
-      const ms = partitionCrossDetection({ nodes: 10, seed, loss: 0, overrides: c.overrides });
-      if (ms === null) never++;
-      else cuts.push(ms);
+      const p = partitionCrossDetection({ nodes: 10, seed, loss: 0, overrides: c.overrides });
+      if (p.allNonAliveMs === null) never++;
+      else cuts.push(p.allNonAliveMs);
+      sameSideSuspicions += p.sameSideSuspicions;
     }
-    partitions.push({ candidate: c.name, medianMs: quantile(cuts, 0.5), p90Ms: quantile(cuts, 0.9), never });
+    partitions.push({ candidate: c.name, medianMs: quantile(cuts, 0.5), p90Ms: quantile(cuts, 0.9), maxMs: quantile(cuts, 1), never, sameSideSuspicions });
   }
   return { rows, partitions };
 }

@@ -3,11 +3,16 @@
  * (not part of CI). Broadcasts go in round robin through each agent's Broadcast RPC at a fixed
  * offered rate; every agent's Stream is read, and every broadcast accepted must arrive at every
  * other agent exactly once (payloads name their origin and sequence number). Resident memory
- * (each agent's own `process.rss_bytes`) is sampled throughout; growth is measured from the
- * first sample after the warm-up minute to the last one.
+ * (each agent's own `process.rss_bytes`) is sampled throughout, and beside it the JavaScript
+ * heap in use (`process.heap_used_bytes` of the main thread plus `worker.heap_used_bytes` of
+ * the protocol worker), which tells a heap that keeps growing from resident memory that
+ * settles; growth is measured from the first sample after the warm-up minute to the last one.
  *
  *   node dist/bench/soak.bench.js [--agents 5] [--minutes 30] [--rate 1000] [--heartbeat 500]
- *        [--workers 1] [--sample-seconds 30] [--drain-seconds 15] [--json]
+ *        [--workers 0|1|2] [--sample-seconds 30] [--drain-seconds 15] [--warmup-seconds 60] [--json]
+ *
+ * `--workers` is the agent's own flag: 0 runs the core inline, 1 on one worker thread, 2 (the
+ * agent's default engine) adds a seal/open worker in front of it.
  *
  * Progress lines go to stderr as the run goes (one per sample), the summary to stdout.
  */
@@ -22,14 +27,15 @@ interface Args {
   minutes: number;
   rate: number;
   heartbeatMs: number;
-  workers: 0 | 1;
+  workers: number;
   sampleSeconds: number;
+  warmupSeconds: number;
   drainSeconds: number;
   json: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { agents: 5, minutes: 30, rate: 1000, heartbeatMs: 500, workers: 1, sampleSeconds: 30, drainSeconds: 15, json: false };
+  const a: Args = { agents: 5, minutes: 30, rate: 1000, heartbeatMs: 500, workers: 2, sampleSeconds: 30, drainSeconds: 15, warmupSeconds: 60, json: false };
   for (let i = 0; i < argv.length; i++) {
     const next = (): number => Number(argv[++i]);
     const arg = argv[i];
@@ -37,13 +43,16 @@ function parseArgs(argv: string[]): Args {
     else if (arg === "--minutes") a.minutes = next();
     else if (arg === "--rate") a.rate = next();
     else if (arg === "--heartbeat") a.heartbeatMs = next();
-    else if (arg === "--workers") a.workers = next() === 0 ? 0 : 1;
+    else if (arg === "--workers") a.workers = next();
     else if (arg === "--sample-seconds") a.sampleSeconds = next();
     else if (arg === "--drain-seconds") a.drainSeconds = next();
+    else if (arg === "--warmup-seconds") a.warmupSeconds = next();
     else if (arg === "--json") a.json = true;
     else throw new Error(`unknown argument ${arg}`);
   }
   if (!(a.agents >= 2 && a.minutes > 0 && a.rate > 0)) throw new Error("--agents >= 2, --minutes > 0 and --rate > 0 are required");
+  if (![0, 1, 2].includes(a.workers)) throw new Error(`--workers takes 0, 1 or 2, got ${a.workers}`);
+  if (!(a.warmupSeconds >= 0)) throw new Error("--warmup-seconds must be 0 or more");
   return a;
 }
 
@@ -51,7 +60,6 @@ function parseArgs(argv: string[]): Args {
 const MAX_IN_FLIGHT = 512;
 /** Pacing tick of the sender (ms). */
 const TICK_MS = 10;
-const WARMUP_MS = 60_000;
 
 /** Which (origin, seq) broadcasts one agent has received: one byte per sequence number per origin. */
 class Received {
@@ -86,7 +94,19 @@ interface Sample {
   accepted: number;
   delivered: number;
   rssMiB: number[];
+  /** JavaScript heap in use, main thread plus protocol worker (MiB). */
+  heapMiB: number[];
 }
+
+/** One agent's memory figures from its Stats (MiB). */
+interface Memory {
+  rssMiB: number;
+  heapMiB: number;
+}
+
+const mib = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
+const growthPercent = (from: readonly number[] | undefined, to: readonly number[]): number[] =>
+  to.map((x, i) => (from === undefined ? 0 : Math.round((x / (from[i] as number) - 1) * 1000) / 10));
 
 const args = parseArgs(process.argv.slice(2));
 const home = mkdtempSync(join(tmpdir(), "tamtam-soak-"));
@@ -114,7 +134,11 @@ try {
   let rejected = 0;
   let skipped = 0;
   const samples: Sample[] = [];
-  const rss = async (): Promise<number[]> => (await Promise.all(agents.map((a) => a.client.stats({})))).map((s) => counterSum(s.counters, "process.rss_bytes") / 2 ** 20);
+  const memory = async (): Promise<Memory[]> =>
+    (await Promise.all(agents.map((a) => a.client.stats({})))).map((s) => ({
+      rssMiB: mib(counterSum(s.counters, "process.rss_bytes")),
+      heapMiB: mib(counterSum(s.counters, "process.heap_used_bytes") + counterSum(s.counters, "worker.heap_used_bytes")),
+    }));
   const startMs = performance.now();
   const endMs = startMs + args.minutes * 60_000;
   let issued = 0;
@@ -154,12 +178,13 @@ try {
         clearInterval(sampler);
         return;
       }
-      void rss().then((r) => {
+      void memory().then((m) => {
         const s: Sample = {
           atSeconds: Math.round((performance.now() - startMs) / 1000),
           accepted: acceptedSeqs.reduce((x, y) => x + y.length, 0),
           delivered: received.reduce((x, y) => x + y.total, 0),
-          rssMiB: r.map((x) => Math.round(x * 10) / 10),
+          rssMiB: m.map((x) => x.rssMiB),
+          heapMiB: m.map((x) => x.heapMiB),
         };
         samples.push(s);
         console.error(JSON.stringify({ sample: s, rejected, skipped }));
@@ -168,7 +193,7 @@ try {
   });
   while (inFlight > 0) await new Promise((r) => setTimeout(r, 50));
   await new Promise((r) => setTimeout(r, args.drainSeconds * 1000));
-  const finalRss = await rss();
+  const final = await memory();
   const stats = await Promise.all(agents.map((a) => a.client.stats({})));
   for (const c of streams) c.abort();
   await Promise.allSettled(readers);
@@ -186,8 +211,16 @@ try {
   }
   const accepted = acceptedSeqs.reduce((x, y) => x + y.length, 0);
   const elapsedS = args.minutes * 60;
-  const baseline = samples.find((s) => s.atSeconds * 1000 >= WARMUP_MS) ?? samples[0];
-  const growth = finalRss.map((r, i) => (baseline === undefined ? 0 : r / (baseline.rssMiB[i] as number) - 1));
+  const baseline = samples.find((s) => s.atSeconds >= args.warmupSeconds) ?? samples[0];
+  const finalRss = final.map((m) => m.rssMiB);
+  const finalHeap = final.map((m) => m.heapMiB);
+  // Heap in use swings with garbage between collections; its floor (the lowest sample) over the
+  // first and the last quarter of the samples after the warm-up approaches the live heap.
+  const measured = samples.filter((s) => s.atSeconds >= args.warmupSeconds);
+  const quarter = Math.max(1, Math.floor(measured.length / 4));
+  const floor = (part: readonly Sample[]): number[] => agents.map((_, i) => Math.min(...part.map((s) => s.heapMiB[i] as number)));
+  const heapFloorEarly = measured.length === 0 ? [] : floor(measured.slice(0, quarter));
+  const heapFloorLate = measured.length === 0 ? [] : floor(measured.slice(-quarter));
   const summary = {
     suite: "soak",
     node: process.version,
@@ -205,8 +238,14 @@ try {
     coreBroadcastsDropped: stats.reduce((x, s) => x + counterSum(s.counters, "broadcastsDropped"), 0),
     streamDropped: stats.reduce((x, s) => x + counterSum(s.counters, "stream.dropped"), 0),
     rssBaselineMiB: baseline?.rssMiB ?? [],
-    rssFinalMiB: finalRss.map((x) => Math.round(x * 10) / 10),
-    rssGrowthPercent: growth.map((g) => Math.round(g * 1000) / 10),
+    rssFinalMiB: finalRss,
+    rssGrowthPercent: growthPercent(baseline?.rssMiB, finalRss),
+    heapBaselineMiB: baseline?.heapMiB ?? [],
+    heapFinalMiB: finalHeap,
+    heapGrowthPercent: growthPercent(baseline?.heapMiB, finalHeap),
+    heapFloorEarlyMiB: heapFloorEarly,
+    heapFloorLateMiB: heapFloorLate,
+    heapFloorGrowthPercent: growthPercent(heapFloorEarly.length === 0 ? undefined : heapFloorEarly, heapFloorLate),
     samples,
   };
   if (args.json) console.log(JSON.stringify(summary));

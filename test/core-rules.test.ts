@@ -339,6 +339,14 @@ describe("formulas", () => {
     assert.equal(probeHealthPenalty(4, 4), 0);
   });
 
+  test("a failed probe that no helper answered costs 1, not one per helper, when this node heard other members meanwhile", () => {
+    // Not deaf: the helpers drawn were most likely cut off with the target (a partition).
+    assert.equal(probeHealthPenalty(4, 0, true), 1);
+    assert.equal(probeHealthPenalty(4, 0, false), 4);
+    assert.equal(probeHealthPenalty(4, 2, true), 0);
+    assert.equal(probeHealthPenalty(0, 0, true), 1);
+  });
+
   test("expedited checks of a suspicion stay about 2 (K + 1) members, whatever the cluster's size", () => {
     assert.equal(expediteChance(3, 5), 1);
     assert.equal(expediteChance(3, 10), 1);
@@ -628,6 +636,21 @@ describe("TransmitQueue", () => {
       ],
       "the replacement is sent (first: fewer sends), and only the newer bytes",
     );
+  });
+
+  test("an uncounted fill carries the items without spending their transmissions", () => {
+    const q = new TransmitQueue(100);
+    q.enqueue(k(1), item(1));
+    for (let i = 0; i < 5; i++) {
+      const w = new DatagramWriter(HEADER + ITEM);
+      w.begin(FROM, 0, GOSSIP);
+      assert.equal(q.fill(w, 2, false), 1);
+      assert.deepEqual(decodeDatagram(w.finish()).updates.map((u) => u.member.key), [k(1)]);
+    }
+    assert.equal(q.remaining(k(1), 2), 2);
+    fillKeys(q, 1, 2);
+    fillKeys(q, 1, 2);
+    assert.equal(q.has(k(1)), false);
   });
 
   test("an item leaves the queue once sent `limit` times", () => {

@@ -44,11 +44,39 @@ describe("detection against false alarms (20 members, 500 ms period, lan preset)
 
   test("a 5|5 partition: every member holds every member across the cut non-alive within the bound", () => {
     for (const seed of SEEDS) {
-      const ms = partitionCrossDetection({ nodes: 10, seed, loss: 0 });
-      assert.notEqual(ms, null, `some cross pair was still alive 30 s after the cut (seed ${seed})`);
-      assert.ok((ms as number) <= DETECTION_BOUND_MS, `all cross pairs non-alive after ${ms} ms (seed ${seed})`);
+      const p = partitionCrossDetection({ nodes: 10, seed, loss: 0 });
+      assert.notEqual(p.allNonAliveMs, null, `some cross pair was still alive 30 s after the cut (seed ${seed})`);
+      assert.ok((p.allNonAliveMs as number) <= DETECTION_BOUND_MS, `all cross pairs non-alive after ${p.allNonAliveMs} ms (seed ${seed})`);
     }
   });
+
+  // The detection goal (3.0 s at the default period) holds for every cross pair of a 5|5 cut
+  // without loss, over more seeds than the other cases (a run costs a few milliseconds); at 10 %
+  // loss a lost nack or gossip now and then costs a period more (1 % of 1,000 seeds took 3.0 to
+  // 4.0 s, bench/detection.bench.ts). The tail came from suspicions that never reached some
+  // members of their own side: the pings across the cut spent their retransmissions (see
+  // SwimNode.sendBody), and a first probe whose helpers all lay across the cut slowed its
+  // prober 5x (see probeHealthPenalty). Without loss nobody suspects a member of its own side;
+  // at 10 % loss, while half the helpers a probe draws lie across the cut, a same-side member
+  // is now and then suspected (3 runs of 1,000; 19 before these changes): at most one here.
+  const CUT_SEEDS: readonly number[] = process.env.TAMTAM_SEED !== undefined ? SEEDS : Array.from({ length: 40 }, (_, i) => i + 1);
+  for (const [loss, boundMs] of [
+    [0, 3_000],
+    [0.1, 4_000],
+  ] as const) {
+    const falseAlarmsAllowed = loss === 0 ? 0 : 1;
+    test(`a 5|5 partition at ${loss * 100} % loss: every cross pair non-alive within ${boundMs} ms, at most ${falseAlarmsAllowed} false suspicion on either side`, () => {
+      const falseAlarms: string[] = [];
+      for (const seed of CUT_SEEDS) {
+        const p = partitionCrossDetection({ nodes: 10, seed, loss });
+        const replay = `(seed ${seed}, loss ${loss}; last pair ${JSON.stringify(p.lastPair)})`;
+        assert.notEqual(p.allNonAliveMs, null, `some cross pair was still alive 30 s after the cut ${replay}`);
+        assert.ok((p.allNonAliveMs as number) <= boundMs, `all cross pairs non-alive after ${p.allNonAliveMs} ms ${replay}`);
+        for (let i = 0; i < p.sameSideSuspicions; i++) falseAlarms.push(`seed ${seed}`);
+      }
+      assert.ok(falseAlarms.length <= falseAlarmsAllowed, `members suspected by their own side: ${falseAlarms.join(", ")} (loss ${loss})`);
+    });
+  }
 
   test("memberlist's timing (one ping, k = 3, suspicionMult 4, K = 2) is slower and suspects under 10 % loss: the study tells them apart", () => {
     const memberlist = { directPings: 1, indirectChecks: 3, suspicionMult: 4, suspicionConfirmations: 2, suspicionMaxTimeoutMult: 6 };

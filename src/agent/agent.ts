@@ -10,6 +10,7 @@
 import { rmSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { performance } from "node:perf_hooks";
+import { getHeapStatistics } from "node:v8";
 import { type Address, formatIp, parseAddress } from "../core/address.js";
 import {
   defaultMaxBroadcastBytes,
@@ -432,7 +433,14 @@ async function startSteps(options: AgentOptions, log: AgentLogger, acquired: Rel
       add("rpc", listener.counters);
       out["queries.waiting"] = queries.waitingCount;
       add("queryHandlers", queryRunner.stats());
-      out["process.rss_bytes"] = process.memoryUsage().rss;
+      const memory = process.memoryUsage();
+      out["process.rss_bytes"] = memory.rss;
+      // The main thread's JavaScript heap (a worker's is `worker.heap_used_bytes`) and the
+      // memory outside it (Buffers, ArrayBuffers, shared rings): what a growing RSS is made of.
+      out["process.heap_used_bytes"] = getHeapStatistics().used_heap_size;
+      out["process.heap_total_bytes"] = memory.heapTotal;
+      out["process.external_bytes"] = memory.external;
+      out["process.array_buffers_bytes"] = memory.arrayBuffers;
       return out;
     },
     async keys(op, key, { local, timeoutMs }) {

@@ -86,16 +86,20 @@ export function suspicionTimeoutMs(minMs: number, maxMs: number, expected: numbe
 
 /**
  * What a failed probe adds to Lifeguard's local health score, informed by its nacks. Without
- * indirect checks: 1. When no helper answered at all: one per helper asked (as Lifeguard:
- * their silence is more likely ours than theirs). When at least one nacked: 0, since this
- * node evidently hears its helpers, and the silent ones are down or cut off themselves
- * (SwimNode checks them next). memberlist counts each missing nack, so in a partition, where
- * the helpers across the cut never answer, every probe on both sides slows down and
- * detection takes seconds longer (bench/detection.bench.ts).
+ * indirect checks: 1. When at least one helper nacked: 0, since this node evidently hears its
+ * helpers, and the silent ones are down or cut off themselves (SwimNode checks them next).
+ * When no helper answered at all: one per helper asked (as Lifeguard: their silence is more
+ * likely ours than theirs), unless this node heard from some other member while the probe ran
+ * (`heardOthers`): then it is not deaf, the helpers it drew are most likely all cut off with
+ * the target (in a partition, all k may lie across the cut), and the probe costs 1, as one
+ * without helpers. memberlist counts each missing nack, so in a partition, where the helpers
+ * across the cut never answer, every probe on both sides slows down and detection takes
+ * seconds longer (bench/detection.bench.ts).
  */
-export function probeHealthPenalty(expectedNacks: number, nacks: number): number {
+export function probeHealthPenalty(expectedNacks: number, nacks: number, heardOthers = false): number {
   if (expectedNacks <= 0) return 1;
-  return nacks > 0 ? 0 : expectedNacks;
+  if (nacks > 0) return 0;
+  return heardOthers ? 1 : expectedNacks;
 }
 
 /** Lifeguard's local health multiplier applied to the probe interval and timeout. */

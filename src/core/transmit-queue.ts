@@ -78,10 +78,11 @@ export class TransmitQueue {
 
   /**
    * Appends queued items to `writer`, least-sent first, until nothing more fits. Each appended
-   * item counts one transmission; items reaching `limit` leave the queue. Returns the number
-   * of items appended.
+   * item counts one transmission (unless `counted` is false: a datagram to a member that is
+   * not expected to answer, see SwimNode.sendBody); items reaching `limit` leave the queue.
+   * Returns the number of items appended.
    */
-  fill(writer: DatagramWriter, limit: number): number {
+  fill(writer: DatagramWriter, limit: number, counted = true): number {
     if (this.byKey.size === 0) return 0;
     let misfits = 0;
     const sent = this.sent;
@@ -94,6 +95,10 @@ export class TransmitQueue {
     }
     // Move after the walk, so that no item is appended twice to one datagram.
     const appended = sent.length;
+    if (!counted) {
+      sent.length = 0;
+      return appended;
+    }
     for (let i = 0; i < appended; i++) {
       const item = sent[i] as QueuedItem;
       this.unlink(item);

@@ -13,6 +13,7 @@
  * who owns what) before the core sees them.
  */
 
+import { getHeapStatistics } from "node:v8";
 import { isMainThread, workerData, type MessagePort } from "node:worker_threads";
 import { addr } from "../core/address.js";
 import { attachWorkerSide, SharedCounters, type RawFrameVisitor } from "../shm/index.js";
@@ -63,6 +64,8 @@ function run(data: ProtocolWorkerData): void {
         "worker.repliesDropped": dropped.replies,
         "worker.badFrames": dropped.badFrames,
         "worker.badControl": seal.badControl,
+        // This thread's own JavaScript heap (each worker has its own isolate).
+        "worker.heap_used_bytes": getHeapStatistics().used_heap_size,
       };
       if (envelope !== null) for (const [k, v] of Object.entries(envelope.stats())) out[`seal.${k}`] = v;
       return out;

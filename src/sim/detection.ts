@@ -71,12 +71,22 @@ export function killUnderLoss(c: StudyCase): KillOutcome {
   };
 }
 
+/** What a partition study run found. */
+export interface PartitionOutcome {
+  /** Cut to the last cross pair (observer, member) first seen non-alive (ms); null if some never was. */
+  readonly allNonAliveMs: number | null;
+  /** That last pair, as node indices (null if none or never). */
+  readonly lastPair: readonly [number, number] | null;
+  /** Members suspected (or declared dead) after the cut by a member of their own side: false alarms. */
+  readonly sameSideSuspicions: number;
+}
+
 /**
  * A converged cluster of `c.nodes` cut into halves at period 10 (for the rest of the run):
- * the time from the cut until every member holds every member of the other half non-alive
- * (ms), or null if some pair was still alive at the end (30 s later).
+ * the time from the cut until every member holds every member of the other half non-alive,
+ * and the false alarms on either side meanwhile (see PartitionOutcome).
  */
-export function partitionCrossDetection(c: StudyCase): number | null {
+export function partitionCrossDetection(c: StudyCase): PartitionOutcome {
   const overrides = studyOverrides(c.overrides);
   const periodMs = overrides.probeIntervalMs as number;
   const splitAt = Math.floor(c.nodes / 2);
@@ -94,13 +104,23 @@ export function partitionCrossDetection(c: StudyCase): number | null {
   // Cross pairs (observer, member) not yet seen non-alive since the cut; the last one's time.
   const pending = new Set<number>();
   for (let o = 0; o < c.nodes; o++) for (let m = 0; m < c.nodes; m++) if (o < splitAt !== m < splitAt) pending.add(o * c.nodes + m);
-  let lastMs: number | null = null;
+  let allNonAliveMs: number | null = null;
+  let lastPair: [number, number] | null = null;
+  let sameSideSuspicions = 0;
   const observer: WorldObserver = {
     onCoreEvent(w, node, event) {
       if (event.type !== "member" || w.nowMs < cutAtMs || event.member.state === MemberState.Alive) return;
       const m = w.byKey.get(event.member.address.key);
-      if (m === undefined || !pending.delete(node.index * c.nodes + m)) return;
-      if (pending.size === 0) lastMs = w.nowMs - cutAtMs;
+      if (m === undefined) return;
+      if (node.index < splitAt === m < splitAt) {
+        if (event.previous === MemberState.Alive) sameSideSuspicions++;
+        return;
+      }
+      if (!pending.delete(node.index * c.nodes + m)) return;
+      if (pending.size === 0) {
+        allNonAliveMs = w.nowMs - cutAtMs;
+        lastPair = [node.index, m];
+      }
     },
     onAction() {},
     onBroadcastSent() {},
@@ -109,5 +129,5 @@ export function partitionCrossDetection(c: StudyCase): number | null {
   };
   world.addObserver(observer);
   world.run();
-  return lastMs;
+  return { allNonAliveMs, lastPair, sameSideSuspicions };
 }
