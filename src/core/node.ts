@@ -1145,15 +1145,16 @@ export class SwimNode {
         if (slot === NO_SLOT) continue;
         to = t.address(slot);
       }
-      // As many seqs as the datagram holds (the thread preset's frames are small).
+      // A request is a probe-sized datagram, with as many seqs as that holds (the thread
+      // preset's frames are small).
       let body: RepairRequestBody = ask.body;
-      const capacity = this.fullWriter.capacity;
+      const capacity = this.probeWriter.capacity;
       while (body.seqs.length > 1 && headerBytes(this.self, t.incarnation[SELF] as number, body) > capacity) {
         body = { ...body, seqs: body.seqs.slice(0, Math.max(1, body.seqs.length >> 1)) };
       }
       if (headerBytes(this.self, t.incarnation[SELF] as number, body) > capacity) continue;
       this.stats.repairRequestsSent++;
-      this.sendBody(rt, to, body, "full");
+      this.sendBody(rt, to, body, "probe");
     }
     if (more) this.armRepair(nowMs, rt);
   }
