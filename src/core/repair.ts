@@ -5,7 +5,7 @@
  *    (`floor`), the highest seq known to exist (seen here, or advertised by a member's digest),
  *    and which member told of it (`hint`);
  *  - the digest: while an origin epoch was active lately, "the highest seq I have seen of it"
- *    rides, at most once per digest interval, in the room a datagram has left (a DIGEST item),
+ *    rides, at most twice per probe interval, in the room a datagram has left (a DIGEST item),
  *    so that a member that missed the last broadcasts of a stream (tail loss) learns of them;
  *    gaps (seq 10 and 12 seen, 11 not) show by themselves;
  *  - the repair round: every `tickMs`, the seqs still missing on two rounds in a row are asked
@@ -41,6 +41,8 @@ export const MAX_ATTEMPTS = 8;
 export const BACKFILL_SEQS = 64;
 /** Repair rounds are this many gossip intervals apart. */
 const TICK_GOSSIP_INTERVALS = 2;
+/** Digests one node sends per probe interval at most (and at most one per gossip interval). */
+const DIGESTS_PER_PROBE_INTERVAL = 2;
 /** Origins stay active, and stored broadcasts kept, this many probe intervals. */
 const WINDOW_PROBE_INTERVALS = 10;
 
@@ -133,7 +135,7 @@ export class BroadcastRepair {
   ) {
     this.tickMs = Math.max(1, TICK_GOSSIP_INTERVALS * config.gossipIntervalMs);
     this.windowMs = WINDOW_PROBE_INTERVALS * config.probeIntervalMs;
-    this.digestIntervalMs = Math.max(1, config.gossipIntervalMs);
+    this.digestIntervalMs = Math.max(1, config.gossipIntervalMs, Math.floor(config.probeIntervalMs / DIGESTS_PER_PROBE_INTERVAL));
     this.maxStored = config.maxQueuedBroadcasts;
   }
 
