@@ -11,7 +11,11 @@
  * Fresh items get a larger fanout: a broadcast this node originated since the last regular
  * round is, when a burst round comes, first pushed, packed with the other fresh ones, to every
  * live member (up to FRESH_PUSH_MAX_PEERS), the same datagram to each; then it spreads like
- * any other queued item. Without bursts the regular round forgets them unpushed. So on a lossless
+ * any other queued item. An item that waited a whole regular round without a burst round
+ * coming is forgotten unpushed (a few broadcasts at a time never burst, so they spread by plain
+ * gossip); one queued since the last regular round waits for the next (a stream that starts
+ * slowly, as each of many senders' does, starts bursting within a round and pushes its first
+ * items too). So on a lossless
  * network every live member of a cluster of up to 33 hears each broadcast from its origin
  * directly, and gossip adds the redundancy that covers loss.
  *
@@ -26,6 +30,15 @@ import type { DatagramWriter } from "./wire/codec.js";
 
 /** Members a fresh item is pushed to at once, at most. */
 export const FRESH_PUSH_MAX_PEERS = 32;
+/**
+ * Own broadcasts waiting for the fresh push that start burst rounds whatever the queue's depth:
+ * a stream of them has begun. Without this, a stream from one of many senders (each at a
+ * modest rate) would wait until relayed items filled the queue past the burst threshold, and
+ * its first broadcasts would spread by the regular rounds only. Only where the budget leaves
+ * room beyond the regular rounds: else pushing faster than the cluster relays only overflows
+ * the relays' queues.
+ */
+export const FRESH_BURST_ITEMS = 8;
 /** Most peers in one cycle of burst-round destinations (a fresh random order after each cycle). */
 const MAX_BURST_CYCLE_PEERS = 64;
 
@@ -43,6 +56,8 @@ export class GossipPacer {
   /** Encoded items of this node's own broadcasts still to be pushed to every member, oldest first. */
   private fresh: Uint8Array[] = [];
   private freshHead = 0;
+  /** Fresh items below this index were already waiting at the last regular round. */
+  private freshMark = 0;
 
   constructor(
     config: SwimConfig,
@@ -69,6 +84,7 @@ export class GossipPacer {
     // so the array stays within twice maxFresh however long bursts keep going.
     if (this.freshHead > 0 && this.freshHead >= this.freshCount) {
       this.fresh = this.fresh.slice(this.freshHead);
+      this.freshMark = Math.max(0, this.freshMark - this.freshHead);
       this.freshHead = 0;
     }
     this.fresh.push(item);
@@ -85,10 +101,7 @@ export class GossipPacer {
     // An item larger than an empty datagram's room cannot occur (maxBroadcastBytes keeps to
     // it); dropping such a head item keeps the push from stalling all the same.
     if (appended === 0 && this.freshHead < this.fresh.length) this.freshHead++;
-    if (this.freshHead === this.fresh.length) {
-      this.fresh = [];
-      this.freshHead = 0;
-    }
+    if (this.freshHead === this.fresh.length) this.clearFresh();
     return appended;
   }
 
@@ -96,6 +109,17 @@ export class GossipPacer {
   clearFresh(): void {
     this.fresh = [];
     this.freshHead = 0;
+    this.freshMark = 0;
+  }
+
+  /**
+   * A regular round without a burst round pending: forgets the fresh items that were already
+   * waiting at the previous regular round; the newer ones wait for one more.
+   */
+  regularRound(): void {
+    this.freshHead = Math.max(this.freshHead, this.freshMark);
+    if (this.freshHead >= this.fresh.length) this.clearFresh();
+    this.freshMark = this.fresh.length;
   }
 
   get burstIntervalMs(): number {
@@ -104,14 +128,16 @@ export class GossipPacer {
 
   /**
    * Whether a queue of `queuedBroadcastBytes` calls for burst rounds (none are pending yet):
-   * when it is deeper than one regular round carries, or, within one gossip interval after the
-   * last burst round that had work, when anything is queued (bursts linger between the items of
-   * a steady stream instead of stopping and starting).
+   * when it is deeper than one regular round carries, or FRESH_BURST_ITEMS of this node's own
+   * wait for the fresh push, or, within one gossip interval after the last burst round that
+   * had work, when anything is queued (bursts linger between the items of a steady stream
+   * instead of stopping and starting).
    */
   shouldBurst(nowMs: number, queuedBroadcastBytes: number): boolean {
     const threshold = this.pacing.burstThresholdBytes;
     if (this.burstArmed || threshold === 0 || queuedBroadcastBytes === 0) return false;
-    return queuedBroadcastBytes > threshold || nowMs < this.lingerUntilMs;
+    const freshStream = this.freshCount >= FRESH_BURST_ITEMS && this.pacing.budgetBytesPerSec > this.pacing.regularBytesPerSec;
+    return queuedBroadcastBytes > threshold || freshStream || nowMs < this.lingerUntilMs;
   }
 
   /** A burst round had work at `nowMs`: bursts linger for one gossip interval. */

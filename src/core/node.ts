@@ -564,8 +564,8 @@ export class SwimNode {
     this.dedupe.sight(this.self.key, this.broadcastEpoch, seq);
     const item = this.queueBroadcast(b);
     this.repair.onDelivered(nowMs, b, item, null);
-    this.armGossip(nowMs, rt);
     this.pacer.addFresh(item);
+    this.armGossip(nowMs, rt);
     this.stats.broadcastsSent++;
     return { ok: true, epoch: this.broadcastEpoch, seq };
   }
@@ -1684,7 +1684,7 @@ export class SwimNode {
 
   private onGossipTick(nowMs: number, rt: Runtime): void {
     // Own broadcasts are pushed to every member only by burst rounds (dissemination.ts).
-    if (!this.pacer.burstArmed) this.pacer.clearFresh();
+    if (!this.pacer.burstArmed) this.pacer.regularRound();
     if (this.updates.size === 0 && this.broadcasts.size === 0) {
       this.gossipTickArmed = false;
       return;
