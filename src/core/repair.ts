@@ -10,16 +10,22 @@
  *    gaps (seq 10 and 12 seen, 11 not) show by themselves;
  *  - the repair round: every `tickMs`, the seqs still missing on two rounds in a row are asked
  *    for (REPAIR_REQUEST, at most MAX_REPAIR_SEQS each, at most MAX_REQUESTS_PER_TICK a round),
- *    from the member that told of them, then the origin, then any live member, in turn; after
- *    MAX_ATTEMPTS rounds without progress the seqs are given up (counted);
+ *    from the member that told of them, then the origin, then any live member, in turn; seqs
+ *    asked for MAX_ATTEMPTS rounds without the lowest missing one moving are given up (the
+ *    lower half of the last request, or all of it when nothing else is missing; counted), and
+ *    the next ones are asked for (beyond MAX_REPAIR_SEQS missing, a request asks for the
+ *    oldest and the newest half and half);
  *  - the store of recent broadcasts (encoded items) that answers such requests, bounded by count
  *    (maxQueuedBroadcasts), bytes (REPAIR_STORE_MAX_BYTES) and age (`windowMs`): overflow evicts
  *    the oldest and is counted.
  * The node sends and receives; this module decides. Pure: time comes in as an argument.
  *
  * A member only asks for what its peers stored since it started (REPAIR_REQUEST's maxAgeMs is
- * its uptime), so a member that joins late is not handed the history it never was there for;
- * and of an origin epoch it first hears of at seq s, it asks for at most BACKFILL_SEQS before s.
+ * its uptime), so a member that joins late is not handed the history it never was there for.
+ * Of an origin epoch it first hears of at seq s, it asks for the seqs before s as far back as
+ * the dedupe window reaches (it may have been cut off from that origin by a partition), or for
+ * at most BACKFILL_SEQS of them in its first window after start (it is most likely joining,
+ * and its peers would serve none of them anyway).
  */
 
 import type { Address } from "./address.js";
@@ -37,7 +43,7 @@ export const MAX_REQUESTS_PER_TICK = 4;
 export const MAX_REPAIR_DATAGRAMS = 4;
 /** Repair rounds without progress before the missing seqs of an origin epoch are given up. */
 export const MAX_ATTEMPTS = 8;
-/** Seqs before the first one heard of an origin epoch that are still asked for. */
+/** Seqs before the first one heard of an origin epoch still asked for by a node that started within the window. */
 export const BACKFILL_SEQS = 64;
 /** Repair rounds are this many gossip intervals apart. */
 const TICK_GOSSIP_INTERVALS = 2;
@@ -96,6 +102,10 @@ interface Progress {
   /** Seqs were missing on the last round. */
   waiting: boolean;
   attempts: number;
+  /** The lowest missing seq when `attempts` began counting. */
+  attemptsFrom: number;
+  /** Seqs missing at the last round (requests carry at most MAX_REPAIR_SEQS of them). */
+  missingCount: number;
 }
 
 interface Stored {
@@ -122,6 +132,8 @@ export class BroadcastRepair {
   private storedBytes = 0;
   private nextDigestAtMs = -Infinity;
   private digestCursor = 0;
+  /** Where the next repair round starts among the origin epochs followed. */
+  private tickCursor = 0;
   /** A repair-round timer is pending. */
   tickArmed = false;
 
@@ -157,7 +169,7 @@ export class BroadcastRepair {
   onDelivered(nowMs: number, b: UserBroadcast, item: Uint8Array, from: Address | null): void {
     this.keep(nowMs, `${b.origin.key}/${b.epoch}/${b.seq}`, item);
     const own = b.origin.key === this.self.key;
-    const p = this.follow(nowMs, b.origin, b.epoch, own ? b.seq : Math.max(0, b.seq - BACKFILL_SEQS));
+    const p = this.follow(nowMs, b.origin, b.epoch, own ? b.seq : Math.max(0, b.seq - this.backfill(nowMs)));
     if (b.seq > p.highestSeen || p.highestSeen < 0) p.highestSeen = b.seq;
     this.advertised(nowMs, p, b.seq, from);
   }
@@ -170,7 +182,7 @@ export class BroadcastRepair {
       const key = `${e.origin.key}/${e.epoch}`;
       const known = this.progress.get(key);
       if (known !== undefined && e.highestSeq <= known.highest) continue;
-      this.advertised(nowMs, known ?? this.follow(nowMs, e.origin, e.epoch, Math.max(0, e.highestSeq + 1 - BACKFILL_SEQS)), e.highestSeq, from);
+      this.advertised(nowMs, known ?? this.follow(nowMs, e.origin, e.epoch, Math.max(0, e.highestSeq + 1 - this.backfill(nowMs))), e.highestSeq, from);
     }
   }
 
@@ -204,7 +216,12 @@ export class BroadcastRepair {
     this.expire(nowMs);
     const asks: RepairAsk[] = [];
     const maxAgeMs = Math.min(0xffffffff, Math.max(0, Math.floor(nowMs - this.startedAtMs)));
-    for (const [key, p] of this.progress) {
+    // Origin epochs take turns from where the last round's requests stopped: MAX_REQUESTS_PER_TICK
+    // must not let the first ones (a joiner's unservable history, say) starve the others.
+    const entries = [...this.progress];
+    const start = entries.length === 0 ? 0 : this.tickCursor % entries.length;
+    for (let i = 0; i < entries.length; i++) {
+      const [key, p] = entries[(start + i) % entries.length] as [string, Progress];
       const missing = this.missing(p);
       if (missing.length === 0) {
         p.waiting = false;
@@ -217,11 +234,17 @@ export class BroadcastRepair {
         p.waiting = true;
         continue;
       }
+      // The lowest missing one moved: the last requests were answered; count afresh.
+      if (missing[0] !== p.attemptsFrom) {
+        p.attempts = 0;
+        p.attemptsFrom = missing[0] as number;
+      }
       if (p.attempts >= MAX_ATTEMPTS) {
-        this.giveUp(p);
+        this.giveUp(p, missing);
         continue;
       }
       if (asks.length >= MAX_REQUESTS_PER_TICK) continue;
+      this.tickCursor = start + i + 1;
       const turn = p.attempts++ % 3;
       const to = turn === 0 && p.hint !== null ? p.hint : turn === 1 && originLive(p.origin) ? p.origin : null;
       asks.push({ to, body: { type: MessageType.RepairRequest, origin: p.origin, epoch: p.epoch, maxAgeMs, seqs: missing } });
@@ -241,7 +264,10 @@ export class BroadcastRepair {
     return out;
   }
 
-  /** The missing seqs of `p`, lowest first, at most MAX_REPAIR_SEQS; moves its floor past what is settled. */
+  /**
+   * The missing seqs of `p` to ask for, lowest first: all of them, or the lowest and the highest
+   * MAX_REPAIR_SEQS / 2 when there are more; moves its floor past what is settled.
+   */
   private missing(p: Progress): number[] {
     const originKey = p.origin.key;
     // Older than the dedupe window: a late copy would be taken as stale anyway.
@@ -252,16 +278,30 @@ export class BroadcastRepair {
       p.floor = lowest;
     }
     while (p.floor <= p.highest && this.seen(originKey, p.epoch, p.floor)) p.floor++;
-    const out: number[] = [];
-    for (let s = p.floor; s <= p.highest && out.length < MAX_REPAIR_SEQS; s++) if (!this.seen(originKey, p.epoch, s)) out.push(s);
-    return out;
+    const all: number[] = [];
+    for (let s = p.floor; s <= p.highest; s++) if (!this.seen(originKey, p.epoch, s)) all.push(s);
+    p.missingCount = all.length;
+    if (all.length <= MAX_REPAIR_SEQS) return all;
+    // The oldest and the newest: the oldest leave the stores first, and the newest are the ones
+    // most likely stored at all (a member that just started misses history nobody serves it).
+    const half = MAX_REPAIR_SEQS >> 1;
+    return all.slice(0, half).concat(all.slice(all.length - half));
   }
 
-  private giveUp(p: Progress): void {
-    for (let s = p.floor; s <= p.highest; s++) if (!this.seen(p.origin.key, p.epoch, s)) this.stats.repairSeqsGivenUp++;
-    p.floor = p.highest + 1;
-    p.waiting = false;
+  /**
+   * Gives up the lower half of `missing` (the seqs the last requests asked for, lowest first;
+   * all of them when they were all that was missing): the floor moves past them.
+   */
+  private giveUp(p: Progress, missing: readonly number[]): void {
+    const below = p.missingCount <= missing.length ? missing.length : MAX_REPAIR_SEQS >> 1;
+    this.stats.repairSeqsGivenUp += below;
+    p.floor = (missing[below - 1] as number) + 1;
     p.attempts = 0;
+  }
+
+  /** Seqs before the first one heard of an origin epoch that are asked for (see the header). */
+  private backfill(nowMs: number): number {
+    return nowMs - this.startedAtMs >= this.windowMs ? this.dedupeWindow : BACKFILL_SEQS;
   }
 
   /** The progress of (origin, epoch), created with `floor` if new (evicting the stalest one when full). */
@@ -282,7 +322,7 @@ export class BroadcastRepair {
       if (stalest !== null) this.progress.delete(stalest);
       this.stats.repairOriginsEvicted++;
     }
-    p = { origin, epoch, floor, highestSeen: -1, highest: floor - 1, activeAtMs: nowMs, hint: null, waiting: false, attempts: 0 };
+    p = { origin, epoch, floor, highestSeen: -1, highest: floor - 1, activeAtMs: nowMs, hint: null, waiting: false, attempts: 0, attemptsFrom: -1, missingCount: 0 };
     this.progress.set(key, p);
     return p;
   }
