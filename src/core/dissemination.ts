@@ -13,9 +13,7 @@
  * live member (up to FRESH_PUSH_MAX_PEERS), the same datagram to each; then it spreads like
  * any other queued item. An item that waited a whole regular round without a burst round
  * coming is forgotten unpushed (a few broadcasts at a time never burst, so they spread by plain
- * gossip); one queued since the last regular round waits for the next (a stream that starts
- * slowly, as each of many senders' does, starts bursting within a round and pushes its first
- * items too). So on a lossless
+ * gossip); one queued since the last regular round waits for the next. So on a lossless
  * network every live member of a cluster of up to 33 hears each broadcast from its origin
  * directly, and gossip adds the redundancy that covers loss.
  *
@@ -30,15 +28,6 @@ import type { DatagramWriter } from "./wire/codec.js";
 
 /** Members a fresh item is pushed to at once, at most. */
 export const FRESH_PUSH_MAX_PEERS = 32;
-/**
- * Own broadcasts waiting for the fresh push that start burst rounds whatever the queue's depth:
- * a stream of them has begun. Without this, a stream from one of many senders (each at a
- * modest rate) would wait until relayed items filled the queue past the burst threshold, and
- * its first broadcasts would spread by the regular rounds only. Only where the budget leaves
- * room beyond the regular rounds: else pushing faster than the cluster relays only overflows
- * the relays' queues.
- */
-export const FRESH_BURST_ITEMS = 8;
 /** Most peers in one cycle of burst-round destinations (a fresh random order after each cycle). */
 const MAX_BURST_CYCLE_PEERS = 64;
 
@@ -128,16 +117,14 @@ export class GossipPacer {
 
   /**
    * Whether a queue of `queuedBroadcastBytes` calls for burst rounds (none are pending yet):
-   * when it is deeper than one regular round carries, or FRESH_BURST_ITEMS of this node's own
-   * wait for the fresh push, or, within one gossip interval after the last burst round that
-   * had work, when anything is queued (bursts linger between the items of a steady stream
+   * when it is deeper than one regular round carries, or, within one gossip interval after the
+   * last burst round that had work, when anything is queued (bursts linger between the items of a steady stream
    * instead of stopping and starting).
    */
   shouldBurst(nowMs: number, queuedBroadcastBytes: number): boolean {
     const threshold = this.pacing.burstThresholdBytes;
     if (this.burstArmed || threshold === 0 || queuedBroadcastBytes === 0) return false;
-    const freshStream = this.freshCount >= FRESH_BURST_ITEMS && this.pacing.budgetBytesPerSec > this.pacing.regularBytesPerSec;
-    return queuedBroadcastBytes > threshold || freshStream || nowMs < this.lingerUntilMs;
+    return queuedBroadcastBytes > threshold || nowMs < this.lingerUntilMs;
   }
 
   /** A burst round had work at `nowMs`: bursts linger for one gossip interval. */
