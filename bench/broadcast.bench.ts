@@ -20,6 +20,8 @@
  *   node dist/bench/broadcast.bench.js [--agents 3,10,20] [--workers 0,1] [--rates 500,1000,2000,4000]
  *                                      [--senders 1,10] [--seconds 10] [--payload-bytes 64]
  *                                      [--heartbeat 500] [--latency-agents 2] [--no-stop] [--sim] [--json]
+ *   with --sim also: [--loss 0,0.2] [--kill 2] [--seeds 1,2,3] (datagram loss, nodes crashed as the
+ *   burst starts, and seeds; deliveries made by broadcast repair are reported apart)
  */
 
 import { execFileSync, spawn } from "node:child_process";
@@ -54,6 +56,10 @@ interface Args {
   latencyAgents: number;
   stopAtFirstMiss: boolean;
   sim: boolean;
+  /** Simulator only: loss rates, nodes crashed at the start of the burst, seeds. */
+  losses: number[];
+  kill: number;
+  seeds: number[];
   json: boolean;
 }
 
@@ -69,6 +75,9 @@ function parseArgs(argv: string[]): Args {
     latencyAgents: 2,
     stopAtFirstMiss: true,
     sim: false,
+    losses: [0],
+    kill: 0,
+    seeds: [1],
     json: false,
   };
   const list = (s: string): number[] => s.split(",").map(Number);
@@ -85,6 +94,9 @@ function parseArgs(argv: string[]): Args {
     else if (a === "--latency-agents") args.latencyAgents = Math.max(1, Number(next()));
     else if (a === "--no-stop") args.stopAtFirstMiss = false;
     else if (a === "--sim") args.sim = true;
+    else if (a === "--loss") args.losses = list(next());
+    else if (a === "--kill") args.kill = Number(next());
+    else if (a === "--seeds") args.seeds = list(next());
     else if (a === "--json") args.json = true;
     else throw new Error(`unknown argument ${a}`);
   }
@@ -337,7 +349,11 @@ interface SimTrial {
   nodes: number;
   senders: number;
   offeredPerSec: number;
+  loss: number;
+  seed: number;
   reach: number;
+  /** Deliveries made by broadcast repair (included in reach and latency). */
+  repaired: number;
   latencyP50Ms: number;
   latencyP99Ms: number;
   duplicateDeliveries: number;
@@ -352,29 +368,36 @@ function simTrials(args: Args): SimTrial[] {
   const out: SimTrial[] = [];
   for (const nodes of args.agents) {
     for (const senders of args.senders) {
-      for (const rate of args.rates) {
-        // Broadcasts go out over the middle half of the periods after the fault period.
-        const params = { ...DEFAULT_PARAMS, seed: 1, nodes, faultPeriod: 10, periods: 10 + 2 * args.seconds, broadcastBytes: args.payloadBytes };
-        const { report, world } = runSimulation({ ...params, broadcasts: rate * args.seconds, broadcastSenders: Math.min(senders, nodes) });
-        let refused = 0;
-        for (const n of world.nodes) if (n.core !== null) refused += n.core.stats.broadcastsRefused;
-        const b = report.broadcasts;
-        const t: SimTrial = {
-          nodes,
-          senders: Math.min(senders, nodes),
-          offeredPerSec: rate,
-          reach: b.reach,
-          latencyP50Ms: round1(b.latencyMs.p50),
-          latencyP99Ms: round1(b.latencyMs.p99),
-          duplicateDeliveries: report.violations.byKind.DUPLICATE_DELIVERY ?? 0,
-          refused,
-          datagramsPerNodePerSec: Math.round(report.traffic.datagramsPerNodePerSec),
-          bytesPerNodePerSec: Math.round(report.traffic.bytesPerNodePerSec),
-          holds: b.reach === 1 && refused === 0 && b.latencyMs.p99 <= 1000 && (report.violations.byKind.DUPLICATE_DELIVERY ?? 0) === 0,
-        };
-        out.push(t);
-        if (!args.json) process.stderr.write(`${JSON.stringify(t)}\n`);
-        if (!t.holds && args.stopAtFirstMiss) break;
+      for (const loss of args.losses) {
+        for (const seed of args.seeds) {
+          for (const rate of args.rates) {
+            // Broadcasts go out over the middle half of the periods after the fault period.
+            const params = { ...DEFAULT_PARAMS, seed, nodes, loss, kill: args.kill, faultPeriod: 10, periods: 10 + 2 * args.seconds, broadcastBytes: args.payloadBytes };
+            const { report, world } = runSimulation({ ...params, broadcasts: rate * args.seconds, broadcastSenders: Math.min(senders, nodes) });
+            let refused = 0;
+            for (const n of world.nodes) if (n.core !== null) refused += n.core.stats.broadcastsRefused;
+            const b = report.broadcasts;
+            const t: SimTrial = {
+              nodes,
+              senders: Math.min(senders, nodes),
+              offeredPerSec: rate,
+              loss,
+              seed,
+              reach: b.reach,
+              repaired: b.repaired,
+              latencyP50Ms: round1(b.latencyMs.p50),
+              latencyP99Ms: round1(b.latencyMs.p99),
+              duplicateDeliveries: report.violations.byKind.DUPLICATE_DELIVERY ?? 0,
+              refused,
+              datagramsPerNodePerSec: Math.round(report.traffic.datagramsPerNodePerSec),
+              bytesPerNodePerSec: Math.round(report.traffic.bytesPerNodePerSec),
+              holds: b.reach === 1 && refused === 0 && b.latencyMs.p99 <= 1000 && (report.violations.byKind.DUPLICATE_DELIVERY ?? 0) === 0,
+            };
+            out.push(t);
+            if (!args.json) process.stderr.write(`${JSON.stringify(t)}\n`);
+            if (!t.holds && args.stopAtFirstMiss) break;
+          }
+        }
       }
     }
   }

@@ -1,14 +1,13 @@
 /**
  * Broadcast throughput in the simulator: thousands of broadcasts per second through one node
- * reach every live node exactly once at 0 % loss, with nodes crashing as the burst starts (and
- * spread over every node at 0 % loss). At 20 % loss delivery rests on redundancy alone (each node
- * hears each broadcast about 8 times; there is no repair path yet), so a few (broadcast, node)
- * pairs in 10,000 can be missed: there the test holds what is true today (never a duplicate,
- * at least 99.9 % of the pairs, p99 within 1 s), not "every node"; the burst rounds and the
- * fresh push really run; 1 and 2
- * simulator workers give the same report; and a few broadcasts at a time never start burst
- * rounds, so the dissemination curve the cluster benchmark compares with the analytic epidemic
- * curve is still plain gossip. TAMTAM_SEED=<n> replays one seed.
+ * reach every live node exactly once at 0 % and at 20 % loss, with nodes crashing as the burst
+ * starts (and spread over every node). At 20 % loss gossip redundancy alone misses a few
+ * (broadcast, node) pairs in 10,000; broadcast repair (src/core/repair.ts: digests, repair
+ * requests) pulls those, so every live node gets every broadcast, exactly once, on every seed,
+ * and the repair path is seen doing that work. The burst rounds and the fresh push really
+ * run; 1 and 2 simulator workers give the same report; and a few broadcasts at a time never
+ * start burst rounds, so the dissemination curve the cluster benchmark compares with the
+ * analytic epidemic curve is still plain gossip. TAMTAM_SEED=<n> replays one seed.
  */
 
 import assert from "node:assert/strict";
@@ -18,6 +17,8 @@ import { runSimulationSharded } from "../src/sim/sharded.js";
 import { DEFAULT_PARAMS, runSimulation, type SimParams, type SimReport } from "../src/sim/simulate.js";
 
 const SEEDS: readonly number[] = process.env.TAMTAM_SEED !== undefined ? [Number(process.env.TAMTAM_SEED)] : [1, 2, 3];
+/** The 20 % loss runs take more seeds: a missed pair is rare (about 1 in 8,000 without repair). */
+const LOSS_SEEDS: readonly number[] = process.env.TAMTAM_SEED !== undefined ? SEEDS : [1, 2, 3, 4, 5];
 
 /**
  * 2,000 broadcasts per second for 3 s from period 10 on (the middle half of periods 10..16),
@@ -51,16 +52,48 @@ function assertDelivered(report: SimReport, minReach = 1): void {
 
 describe("broadcast throughput (simulated)", () => {
   for (const seed of SEEDS) {
-    for (const loss of [0, 0.2]) {
-      const what = loss === 0 ? "reach every live node exactly once" : "reach at least 99.9 % of the (broadcast, live node) pairs, never twice,";
-      test(`2,000 broadcasts/s through one node ${what} at ${loss * 100} % loss, with crashes (seed ${seed})`, () => {
-        const { report, world } = runSimulation(burst(seed, { loss }));
-        assertDelivered(report, loss === 0 ? 1 : 0.999);
-        assert.ok(total(world, "gossipBursts") > 0 && total(world, "freshPushDatagrams") > 0, "burst rounds and the fresh push ran");
-        assert.equal(total(world, "broadcastsRefused") + total(world, "broadcastsDropped"), 0, "no queue overflowed");
-      });
-    }
+    test(`2,000 broadcasts/s through one node reach every live node exactly once at 0 % loss, with crashes (seed ${seed})`, () => {
+      const { report, world } = runSimulation(burst(seed));
+      assertDelivered(report);
+      assert.ok(total(world, "gossipBursts") > 0 && total(world, "freshPushDatagrams") > 0, "burst rounds and the fresh push ran");
+      assert.equal(total(world, "broadcastsRefused") + total(world, "broadcastsDropped"), 0, "no queue overflowed");
+      assert.equal(total(world, "broadcastsRepaired"), 0, "without loss, gossip alone delivers: nothing to repair");
+    });
   }
+
+  test("2,000 broadcasts/s through one node reach every live node exactly once at 20 % loss, with crashes, on every seed (repair pulls what gossip missed)", () => {
+    let repaired = 0;
+    for (const seed of LOSS_SEEDS) {
+      const { report, world } = runSimulation(burst(seed, { loss: 0.2 }));
+      assertDelivered(report);
+      assert.equal(report.broadcasts.minReach, 1, `every broadcast reached every live node ${where(report)}`);
+      assert.ok(total(world, "gossipBursts") > 0 && total(world, "freshPushDatagrams") > 0, "burst rounds and the fresh push ran");
+      assert.equal(total(world, "broadcastsRefused") + total(world, "broadcastsDropped"), 0, "no queue overflowed");
+      assert.equal(total(world, "repairSeqsGivenUp"), 0, `nothing given up ${where(report)}`);
+      repaired += total(world, "broadcastsRepaired");
+    }
+    // Gossip alone misses a few pairs per run at this loss: the repair path is what closes them.
+    assert.ok(repaired > 0, "repair delivered what gossip missed");
+  });
+
+  test("across a partition, restarts and pauses at 10 % loss, repair brings every steady node every broadcast once", () => {
+    // 20 nodes, 150 broadcasts per second from period 10 on. A partition of 4 periods: each
+    // side's broadcasts reach the other only by repair after the heal; restarted nodes miss
+    // what was sent while they were down and rejoining (and are handed no history from before
+    // their start); paused ones catch up.
+    const base = { ...DEFAULT_PARAMS, seed: SEEDS[0] as number, nodes: 20, periods: 30, faultPeriod: 10, broadcasts: 3000, loss: 0.1 };
+    const runs: Partial<SimParams>[] = [{ partition: { fromPeriod: 10, toPeriod: 14, fraction: 0.5, oneWay: false } }, { restart: 3, pause: 2 }];
+    for (const faults of runs) {
+      const { report, world } = runSimulation({ ...base, ...faults });
+      assert.equal(report.violations.total, 0, `violations ${JSON.stringify(report.violations)} ${JSON.stringify(faults)}`);
+      assert.equal(report.broadcasts.reach, 1, `reach ${report.broadcasts.reach} (worst ${report.broadcasts.minReach}) ${JSON.stringify(faults)}`);
+      assert.ok(total(world, "broadcastsRepaired") > 0, "repair delivered some");
+    }
+  });
+
+  test("the same rate spread over every node reaches every live node exactly once at 20 % loss, with crashes", () => {
+    for (const seed of SEEDS) assertDelivered(runSimulation(burst(seed, { broadcastSenders: 0, loss: 0.2 })).report);
+  });
 
   test("the same rate spread over every node reaches every live node exactly once at 0 % loss, with crashes", () => {
     for (const seed of SEEDS) assertDelivered(runSimulation(burst(seed, { broadcastSenders: 0 })).report);
@@ -83,6 +116,7 @@ describe("broadcast throughput (simulated)", () => {
   test("1 and 2 simulator workers give the same report at a high broadcast rate with loss and crashes", async () => {
     const params = burst(SEEDS[0] as number, { loss: 0.2, broadcasts: 3000 });
     const single = runSimulation(params).report;
+    assertDelivered(single);
     const sharded = await runSimulationSharded(params, 2);
     assert.equal(JSON.stringify(sharded.report), JSON.stringify(single));
     const one = await runSimulationSharded(params, 1);

@@ -23,6 +23,7 @@ import {
   encodeBroadcastItem,
   encodeCookieItem,
   encodeDatagram,
+  encodeDigestItem,
   encodeUpdateItem,
   headerBytes,
   updateItemBytes,
@@ -30,11 +31,14 @@ import {
 } from "../src/core/wire/codec.js";
 import {
   MAX_DATAGRAM_BYTES,
+  MAX_DIGEST_ENTRIES,
   MAX_RELAY_COUNT,
+  MAX_REPAIR_SEQS,
   MemberState,
   MessageType,
   type Body,
   type Datagram,
+  type DigestEntry,
   type MemberUpdate,
   type UserBroadcast,
 } from "../src/core/wire/messages.js";
@@ -85,9 +89,17 @@ function datagram(from: Address, incarnation: number, body: Body, updates: Membe
   return cookie === undefined ? { from, incarnation, body, updates, broadcasts } : { from, incarnation, body, updates, broadcasts, cookie };
 }
 
-/** Bytes of the COOKIE_ECHO and REQUEST_OPTIONS items a datagram carries (0 without them). */
+/** Bytes of the COOKIE_ECHO, REQUEST_OPTIONS and DIGEST items a datagram carries (0 without them). */
 const cookieItemBytes = (d: Datagram): number =>
-  (d.cookie === undefined ? 0 : COOKIE_ITEM_BYTES) + (d.requestOptions === undefined ? 0 : REQUEST_OPTIONS_ITEM_BYTES);
+  (d.cookie === undefined ? 0 : COOKIE_ITEM_BYTES) + (d.requestOptions === undefined ? 0 : REQUEST_OPTIONS_ITEM_BYTES) + digestItemBytes(d.digest);
+
+/** Bytes of the DIGEST item holding `entries` (0 without one). */
+function digestItemBytes(entries: readonly DigestEntry[] | undefined): number {
+  if (entries === undefined) return 0;
+  const encoded = encodeDigestItem(entries, MAX_DATAGRAM_BYTES);
+  assert.ok(encoded !== null && encoded.count === entries.length);
+  return encoded.item.length;
+}
 
 const alive = (incarnation: number, member: Address): MemberUpdate => ({ state: MemberState.Alive, incarnation, member });
 const dead = (incarnation: number, member: Address): MemberUpdate => ({ state: MemberState.Dead, incarnation, member });
@@ -161,7 +173,12 @@ const bodyArb: fc.Arbitrary<Body> = fc.oneof(
     .map(([type, peer, epoch, id, what, payload]): Body =>
       type === MessageType.Relay ? { type, peer, epoch, id, what, payload } : { type: MessageType.Relayed, peer, epoch, id, what, payload },
     ),
+  fc
+    .tuple(addressArb, u32Arb, u32Arb, fc.uniqueArray(u32Arb, { minLength: 1, maxLength: MAX_REPAIR_SEQS }))
+    .map(([origin, epoch, maxAgeMs, seqs]): Body => ({ type: MessageType.RepairRequest, origin, epoch, maxAgeMs, seqs: seqs.sort((a, b) => a - b) })),
+  fc.constant<Body>({ type: MessageType.Repair }),
 );
+const digestArb: fc.Arbitrary<DigestEntry[]> = fc.array(fc.record({ origin: addressArb, epoch: u32Arb, highestSeq: u32Arb }, PLAIN), { minLength: 1, maxLength: 6 });
 const requestOptionsArb = fc.record({ ackWanted: fc.boolean(), relayCount: fc.integer({ min: 0, max: MAX_RELAY_COUNT }) }, PLAIN);
 const datagramArb = (maxUpdates: number, maxBroadcasts: number, maxPayload: number): fc.Arbitrary<Datagram> =>
   fc
@@ -173,9 +190,11 @@ const datagramArb = (maxUpdates: number, maxBroadcasts: number, maxPayload: numb
       broadcasts: fc.array(broadcastArb(maxPayload), { maxLength: maxBroadcasts }),
       cookie: fc.option(cookieArb, { freq: 3 }),
       requestOptions: fc.option(requestOptionsArb, { freq: 2 }),
+      digest: fc.option(digestArb, { freq: 3 }),
     }, PLAIN)
     .map((r): Datagram => {
-      const d = datagram(r.from, r.incarnation, r.body, r.updates, r.broadcasts, r.cookie ?? undefined);
+      const plain = datagram(r.from, r.incarnation, r.body, r.updates, r.broadcasts, r.cookie ?? undefined);
+      const d = r.digest === null ? plain : { ...plain, digest: r.digest };
       // Only a REQUEST keeps its options through a decode.
       return r.requestOptions === null || r.body.type !== MessageType.Request ? d : { ...d, requestOptions: r.requestOptions };
     });
@@ -338,6 +357,30 @@ const GOLDEN: readonly Golden[] = [
     size: 36,
   },
   {
+    name: "REPAIR_REQUEST from IPv4 for seqs 10, 11 and 140 of origin B4, epoch 7, stored within 300 ms",
+    d: datagram(A4, 0, { type: MessageType.RepairRequest, origin: B4, epoch: 7, maxAgeMs: 300, seqs: [10, 11, 140] }),
+    hex: `546d0100 0b ${A4_HEX} 00 ${B4_HEX} 07 ac02 03 0a 01 8101`,
+    size: 28,
+  },
+  {
+    name: "REPAIR from IPv6 with one broadcast",
+    d: datagram(B6, 2, { type: MessageType.Repair }, [], [{ origin: A4, epoch: 7, seq: 11, payload: hex("6869") }]),
+    hex: `546d0100 0c ${B6_HEX} 02   20 ${A4_HEX} 07 0b 02 6869`,
+    size: 38,
+  },
+  {
+    name: "GOSSIP with a DIGEST item (B4 epoch 7 up to seq 300, A6 epoch 1 up to seq 0)",
+    d: {
+      ...datagram(A4, 0, { type: MessageType.Gossip }),
+      digest: [
+        { origin: B4, epoch: 7, highestSeq: 300 },
+        { origin: A6, epoch: 1, highestSeq: 0 },
+      ],
+    },
+    hex: `546d0100 07 ${A4_HEX} 00   83 1f ${B4_HEX} 07 ac02 ${A6_HEX} 01 00`,
+    size: 46,
+  },
+  {
     name: "GOSSIP from IPv6 with no items",
     d: datagram(B6, 0, { type: MessageType.Gossip }),
     hex: `546d0100 07 ${B6_HEX} 00`,
@@ -376,6 +419,45 @@ describe("golden vectors", () => {
     assert.ok(GOLDEN.some((g) => g.d.cookie !== undefined), "the COOKIE_ECHO item");
     assert.ok(GOLDEN.some((g) => g.d.updates.some((u) => u.tags !== undefined)), "the TAGS item");
     assert.ok(GOLDEN.some((g) => g.d.requestOptions !== undefined), "the REQUEST_OPTIONS item");
+    assert.ok(GOLDEN.some((g) => g.d.digest !== undefined), "the DIGEST item");
+  });
+
+  test("a DIGEST item takes as many entries as fit in the room given, at most MAX_DIGEST_ENTRIES", () => {
+    const entries: DigestEntry[] = [
+      { origin: B4, epoch: 7, highestSeq: 300 },
+      { origin: A6, epoch: 1, highestSeq: 0 },
+    ];
+    // Tag, length and the first (10-byte) entry: 12 bytes.
+    assert.equal(encodeDigestItem(entries, 11), null);
+    const one = encodeDigestItem(entries, 12);
+    assert.equal(one?.count, 1);
+    assert.equal(toHex(one!.item), toHex(hex(`83 0a ${B4_HEX} 07 ac02`)));
+    assert.equal(encodeDigestItem(entries, 32)?.count, 1);
+    assert.equal(encodeDigestItem(entries, 33)?.count, 2);
+    const many = Array.from({ length: MAX_DIGEST_ENTRIES + 5 }, (_, i): DigestEntry => ({ origin: A4, epoch: i, highestSeq: i }));
+    assert.equal(encodeDigestItem(many, MAX_DATAGRAM_BYTES)?.count, MAX_DIGEST_ENTRIES);
+    assert.throws(() => encodeDatagram({ ...datagram(A4, 0, { type: MessageType.Gossip }), digest: many }), RangeError);
+    assert.throws(() => encodeDatagram({ ...datagram(A4, 0, { type: MessageType.Gossip }), digest: [] }), RangeError);
+  });
+
+  test("a DIGEST of more than MAX_DIGEST_ENTRIES entries is BAD_LENGTH; after the first DIGEST item, more are ignored", () => {
+    const entry = `${A4_HEX} 01 01`;
+    const count = MAX_DIGEST_ENTRIES + 1;
+    const content = entry.replace(/\s+/g, "").repeat(count);
+    const len = content.length / 2;
+    assertProtocolError(hex(`546d0100 07 ${A4_HEX} 00 83 ${toHex(Uint8Array.of((len & 0x7f) | 0x80, len >> 7))} ${content}`), "BAD_LENGTH");
+    const two = decodeDatagram(hex(`546d0100 07 ${A4_HEX} 00   83 09 ${A4_HEX} 01 01   83 09 ${B4_HEX} 02 02`));
+    assert.deepStrictEqual(two.digest, [{ origin: A4, epoch: 1, highestSeq: 1 }]);
+  });
+
+  test("a REPAIR_REQUEST asks for 1..MAX_REPAIR_SEQS strictly increasing seqs; the encoder refuses anything else", () => {
+    const ask = (seqs: number[]): Body => ({ type: MessageType.RepairRequest, origin: B4, epoch: 1, maxAgeMs: 0, seqs });
+    assert.throws(() => encodeDatagram(datagram(A4, 0, ask([]))), RangeError);
+    assert.throws(() => encodeDatagram(datagram(A4, 0, ask([3, 3]))), RangeError);
+    assert.throws(() => encodeDatagram(datagram(A4, 0, ask([4, 3]))), RangeError);
+    assert.throws(() => encodeDatagram(datagram(A4, 0, ask(Array.from({ length: MAX_REPAIR_SEQS + 1 }, (_, i) => i)))), RangeError);
+    const most = datagram(A4, 0, ask(Array.from({ length: MAX_REPAIR_SEQS }, (_, i) => 2 ** 32 - MAX_REPAIR_SEQS + i)));
+    assert.deepStrictEqual(decodeDatagram(encodeDatagram(most)), most);
   });
 
   test("a REQUEST_OPTIONS item encodes to its golden bytes; a relay count out of range is refused", () => {
@@ -409,7 +491,7 @@ describe("golden vectors", () => {
   test("old message numbers keep their meaning (the registry is append-only)", () => {
     assert.deepStrictEqual(
       { ...MessageType },
-      { Ping: 1, Ack: 2, PingReq: 3, Nack: 4, Join: 5, Sync: 6, Gossip: 7, Cookie: 8, Request: 9, Response: 10, RequestAck: 16, Relay: 17, Relayed: 18 },
+      { Ping: 1, Ack: 2, PingReq: 3, Nack: 4, Join: 5, Sync: 6, Gossip: 7, Cookie: 8, Request: 9, Response: 10, RequestAck: 16, Relay: 17, Relayed: 18, RepairRequest: 11, Repair: 12 },
     );
   });
 
@@ -530,7 +612,7 @@ describe("ProtocolError codes", () => {
     ["BAD_FLAGS", "SEALED plus an unknown bit", `546d0103 01 ${A4_HEX} 00 01`],
     ["SEALED", "flag bit 0", `546d0101 01 ${A4_HEX} 00 01`],
     ["UNKNOWN_TYPE", "type 0", `546d0100 00 ${A4_HEX} 00 01`],
-    ["UNKNOWN_TYPE", "type 11", `546d0100 0b ${A4_HEX} 00 01`],
+    ["UNKNOWN_TYPE", "type 13", `546d0100 0d ${A4_HEX} 00 01`],
     ["TRUNCATED", "REQUEST payload longer than the datagram", `546d0100 09 ${A4_HEX} 00 01 01 01 05 0102`],
     ["TRUNCATED", "RESPONSE without its payload length", `546d0100 0a ${A4_HEX} 00 01 01`],
     ["TRUNCATED", "COOKIE without its cookie", `546d0100 08 ${A4_HEX} 00 01 0102030405`],
@@ -565,7 +647,19 @@ describe("ProtocolError codes", () => {
     ["BAD_FLAGS", "RELAY what 2", `546d0100 11 ${A4_HEX} 00 ${B6_HEX} 07 2a 02 00`],
     ["BAD_LENGTH", "REQUEST_OPTIONS of 3 bytes", `546d0100 09 ${A4_HEX} 00 07 2a 02 00   82 03 01 02 03`],
     ["BAD_LENGTH", "REQUEST_OPTIONS relay count 6", `546d0100 09 ${A4_HEX} 00 07 2a 02 00   82 02 01 06`],
-    ["UNKNOWN_TYPE", "message type 0x0b (not assigned)", `546d0100 0b ${A4_HEX} 00`],
+    ["UNKNOWN_TYPE", "message type 0x0f (not assigned)", `546d0100 0f ${A4_HEX} 00`],
+    ["TRUNCATED", "REPAIR_REQUEST without its seqs", `546d0100 0b ${A4_HEX} 00 ${B4_HEX} 07 00 02 05`],
+    ["TRUNCATED", "REPAIR_REQUEST without its origin", `546d0100 0b ${A4_HEX} 00 04 0a00`],
+    ["BAD_LENGTH", "REPAIR_REQUEST for 0 seqs", `546d0100 0b ${A4_HEX} 00 ${B4_HEX} 07 00 00`],
+    ["BAD_LENGTH", "REPAIR_REQUEST for 65 seqs", `546d0100 0b ${A4_HEX} 00 ${B4_HEX} 07 00 41 ${"01".repeat(65)}`],
+    ["BAD_LENGTH", "REPAIR_REQUEST with a repeated seq (delta 0)", `546d0100 0b ${A4_HEX} 00 ${B4_HEX} 07 00 02 05 00`],
+    ["BAD_LENGTH", "REPAIR_REQUEST seq past 2^32-1", `546d0100 0b ${A4_HEX} 00 ${B4_HEX} 07 00 02 ffffffff0f 01`],
+    ["BAD_ADDRESS", "REPAIR_REQUEST origin port 0", `546d0100 0b ${A4_HEX} 00 04 0a000001 0000 07 00 01 01`],
+    ["BAD_LENGTH", "an empty DIGEST item", `${PING} 83 00`],
+    ["BAD_LENGTH", "a DIGEST entry running past its item", `${PING} 83 05 ${A4_HEX} 07 01`],
+    ["TRUNCATED", "a DIGEST item longer than the datagram", `${PING} 83 20 ${A4_HEX}`],
+    ["BAD_ADDRESS", "a DIGEST entry of family 5", `${PING} 83 09 05 0a000001 1f0a 01 01`],
+    ["VARINT_NONCANONICAL", "a DIGEST entry's seq 0x80 0x00", `${PING} 83 0a ${A4_HEX} 01 8000`],
     ["UNKNOWN_TYPE", "message type 0x13 (beyond the last)", `546d0100 13 ${A4_HEX} 00`],
     ["TRUNCATED", "TAGS item longer than the datagram", `${PING} 10 01 ${A4_HEX} 81 0b ${ROLE_WEB_HEX}`],
     ["BAD_TAGS", "TAGS item first, after no ALIVE item", `${PING} 81 0a ${ROLE_WEB_HEX}`],
@@ -726,6 +820,7 @@ describe("DatagramWriter", () => {
       if (g.d.requestOptions !== undefined) assert.equal(w.tryAppend(encodeRequestOptionsItem(g.d.requestOptions)), true);
       for (const u of g.d.updates) assert.equal(w.tryAppend(encodeUpdateItem(u)), true);
       for (const b of g.d.broadcasts) assert.equal(w.tryAppend(encodeBroadcastItem(b)), true);
+      if (g.d.digest !== undefined) assert.equal(w.tryAppend(encodeDigestItem(g.d.digest, w.remaining)!.item), true);
       outputs.push(w.finish());
     }
     for (let i = 0; i < GOLDEN.length; i++) assert.equal(toHex(outputs[i]!), toHex(hex(GOLDEN[i]!.hex)), GOLDEN[i]!.name);
@@ -893,7 +988,7 @@ describe("fuzzing", () => {
 
   test("random bytes after a valid fixed header decode or throw a ProtocolError", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 9 }), fc.uint8Array({ maxLength: 2000 }), (type, rest) => {
+      fc.property(fc.integer({ min: 0, max: 0x14 }), fc.uint8Array({ maxLength: 2000 }), (type, rest) => {
         const bytes = new Uint8Array(5 + rest.length);
         bytes.set(hex("546d0100"));
         bytes[4] = type;
@@ -943,6 +1038,8 @@ describe("fuzzing", () => {
           boundaries.set((at += updateItemBytes(u)), prefix(d.updates.slice(0, i + 1), [], true, true));
         }
         for (let i = 0; i < d.broadcasts.length; i++) boundaries.set((at += broadcastItemBytes(d.broadcasts[i]!)), prefix(d.updates, d.broadcasts.slice(0, i + 1), true, true));
+        // The DIGEST item comes last: the whole datagram ends with it.
+        if (d.digest !== undefined) boundaries.set((at += digestItemBytes(d.digest)), d);
         assert.equal(at, bytes.length);
         for (let len = 0; len <= bytes.length; len++) {
           const result = checkDecode(bytes.subarray(0, len));

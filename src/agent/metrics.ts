@@ -141,6 +141,20 @@ export const METRICS: readonly MetricSpec[] = [
     read: labelled({ duplicate: "core.broadcastsDuplicate", stale: "core.broadcastsStale" }),
   },
   { name: "tamtam_broadcasts_dropped_total", type: "counter", help: "User broadcasts dropped from a full piggyback queue.", read: one("core.broadcastsDropped") },
+  { name: "tamtam_broadcasts_repaired_total", type: "counter", help: "User broadcasts first delivered here by broadcast repair (gossip had missed them).", read: one("core.broadcastsRepaired") },
+  {
+    name: "tamtam_broadcast_repair_requests_total", type: "counter", label: "direction",
+    help: "Broadcast repair requests sent and received (from members).",
+    read: labelled({ sent: "core.repairRequestsSent", received: "core.repairRequestsReceived" }),
+  },
+  {
+    name: "tamtam_broadcast_repair_given_up_total", type: "counter",
+    help: "Missing broadcasts given up on: no member had them after every attempt, or they left the dedupe window.", read: one("core.repairSeqsGivenUp"),
+  },
+  {
+    name: "tamtam_broadcast_repair_store_evictions_total", type: "counter",
+    help: "Recent broadcasts evicted from the repair store by its count or byte bound.", read: one("core.repairStoreEvictions"),
+  },
   {
     name: "tamtam_stream_dropped_total", type: "counter", label: "stream",
     help: "Items lost by Stream (broadcasts) and Monitor (members) subscribers that fell behind.",

@@ -55,6 +55,19 @@ export class DedupeWindows {
     return "new";
   }
 
+  /**
+   * Whether (origin, epoch, seq) was sighted, or is too old for the window to say (stale, as
+   * `sight` would call it). Changes nothing (not even the origin's recency).
+   */
+  seen(originKey: string, epoch: number, seq: number): boolean {
+    const w = this.origins.get(`${originKey}/${epoch}`);
+    if (w === undefined) return false;
+    const ahead = (seq - w.highest) | 0;
+    if (ahead > 0) return false;
+    if (-ahead >= this.windowSize) return true;
+    return this.isSet(w, seq);
+  }
+
   private set(w: OriginWindow, seq: number): void {
     const bit = (seq >>> 0) % this.windowSize;
     w.bits[bit >>> 5] = ((w.bits[bit >>> 5] as number) | (1 << (bit & 31))) >>> 0;

@@ -11,7 +11,9 @@
  * Fresh items get a larger fanout: a broadcast this node originated since the last regular
  * round is, when a burst round comes, first pushed, packed with the other fresh ones, to every
  * live member (up to FRESH_PUSH_MAX_PEERS), the same datagram to each; then it spreads like
- * any other queued item. Without bursts the regular round forgets them unpushed. So on a lossless
+ * any other queued item. An item that waited a whole regular round without a burst round
+ * coming is forgotten unpushed (a few broadcasts at a time never burst, so they spread by plain
+ * gossip); one queued since the last regular round waits for the next. So on a lossless
  * network every live member of a cluster of up to 33 hears each broadcast from its origin
  * directly, and gossip adds the redundancy that covers loss.
  *
@@ -43,6 +45,8 @@ export class GossipPacer {
   /** Encoded items of this node's own broadcasts still to be pushed to every member, oldest first. */
   private fresh: Uint8Array[] = [];
   private freshHead = 0;
+  /** Fresh items below this index were already waiting at the last regular round. */
+  private freshMark = 0;
 
   constructor(
     config: SwimConfig,
@@ -69,6 +73,7 @@ export class GossipPacer {
     // so the array stays within twice maxFresh however long bursts keep going.
     if (this.freshHead > 0 && this.freshHead >= this.freshCount) {
       this.fresh = this.fresh.slice(this.freshHead);
+      this.freshMark = Math.max(0, this.freshMark - this.freshHead);
       this.freshHead = 0;
     }
     this.fresh.push(item);
@@ -85,10 +90,7 @@ export class GossipPacer {
     // An item larger than an empty datagram's room cannot occur (maxBroadcastBytes keeps to
     // it); dropping such a head item keeps the push from stalling all the same.
     if (appended === 0 && this.freshHead < this.fresh.length) this.freshHead++;
-    if (this.freshHead === this.fresh.length) {
-      this.fresh = [];
-      this.freshHead = 0;
-    }
+    if (this.freshHead === this.fresh.length) this.clearFresh();
     return appended;
   }
 
@@ -96,6 +98,17 @@ export class GossipPacer {
   clearFresh(): void {
     this.fresh = [];
     this.freshHead = 0;
+    this.freshMark = 0;
+  }
+
+  /**
+   * A regular round without a burst round pending: forgets the fresh items that were already
+   * waiting at the previous regular round; the newer ones wait for one more.
+   */
+  regularRound(): void {
+    this.freshHead = Math.max(this.freshHead, this.freshMark);
+    if (this.freshHead >= this.fresh.length) this.clearFresh();
+    this.freshMark = this.fresh.length;
   }
 
   get burstIntervalMs(): number {
@@ -105,8 +118,8 @@ export class GossipPacer {
   /**
    * Whether a queue of `queuedBroadcastBytes` calls for burst rounds (none are pending yet):
    * when it is deeper than one regular round carries, or, within one gossip interval after the
-   * last burst round that had work, when anything is queued (bursts linger between the items of
-   * a steady stream instead of stopping and starting).
+   * last burst round that had work, when anything is queued (bursts linger between the items of a steady stream
+   * instead of stopping and starting).
    */
   shouldBurst(nowMs: number, queuedBroadcastBytes: number): boolean {
     const threshold = this.pacing.burstThresholdBytes;

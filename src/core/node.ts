@@ -47,12 +47,21 @@ import {
 import { MemberTable, NO_SLOT, ProbeOrder, SlotSet } from "./member-table.js";
 import { Prng } from "./prng.js";
 import { emptyReconnectStats, type ReconnectStats, ReconnectTargets } from "./reconnect.js";
+import { BroadcastRepair, emptyRepairStats, MAX_REPAIR_DATAGRAMS, type RepairStats } from "./repair.js";
 import { ClusterRequests } from "./requests.js";
 import { RttHistogram } from "./rtt-histogram.js";
 import { EMPTY_TAGS, sameBytes, tagsProblem } from "./tags.js";
 import type { CoreEvent, MemberInfo, Runtime, Timer } from "./runtime.js";
 import { TransmitQueue } from "./transmit-queue.js";
-import { DatagramWriter, decodeDatagram, encodeBroadcastItem, encodeCookieItem, encodeUpdateItem } from "./wire/codec.js";
+import {
+  DatagramWriter,
+  decodeDatagram,
+  encodeBroadcastItem,
+  encodeCookieItem,
+  encodeDigestItem,
+  encodeUpdateItem,
+  headerBytes,
+} from "./wire/codec.js";
 import {
   type Body,
   type Datagram,
@@ -60,6 +69,7 @@ import {
   MessageType,
   SEALED_OVERHEAD_BYTES,
   type MemberUpdate,
+  type RepairRequestBody,
   type UserBroadcast,
 } from "./wire/messages.js";
 
@@ -122,7 +132,7 @@ export type BroadcastOutcome =
   | { readonly ok: false; readonly code: "EMPTY" | "TOO_LARGE" | "LEFT" | "QUEUE_FULL"; readonly message: string };
 
 /** Counters of one node; all monotonic (but DampingStats.membersDamped, a level). */
-export interface CoreStats extends ReconnectStats, DampingStats {
+export interface CoreStats extends ReconnectStats, DampingStats, RepairStats {
   datagramsSent: number;
   bytesSent: number;
   datagramsReceived: number;
@@ -337,6 +347,7 @@ export class SwimNode {
     probesAnsweredLimited: 0,
     ...emptyReconnectStats(),
     ...emptyDampingStats(),
+    ...emptyRepairStats(),
     tagsUpdated: 0,
     tagsRefused: 0,
   };
@@ -379,6 +390,8 @@ export class SwimNode {
   /** Paces the gossip rounds: the bandwidth budget and the burst rounds of a deep broadcast queue. */
   private readonly pacer: GossipPacer;
   private readonly dedupe: DedupeWindows;
+  /** Anti-entropy for user broadcasts: digests, repair requests, the store of recent ones. */
+  private readonly repair: BroadcastRepair;
   /** Builds ping, ack, nack, join and cookie datagrams (probePacketBytes). */
   private readonly probeWriter: DatagramWriter;
   /** Builds ping-req datagrams: the probe writer, or one of the largest PING_REQ header if that is larger. */
@@ -423,6 +436,8 @@ export class SwimNode {
     this.broadcasts = new TransmitQueue(options.config.maxQueuedBroadcasts);
     this.pacer = new GossipPacer(options.config, options.config.maxQueuedBroadcasts);
     this.dedupe = new DedupeWindows(options.config.broadcastDedupeWindow, options.config.maxBroadcastOrigins);
+    const dedupe = this.dedupe;
+    this.repair = new BroadcastRepair(options.config, options.self, (key, epoch, seq) => dedupe.seen(key, epoch, seq), options.config.broadcastDedupeWindow, this.stats);
     this.envelopeBytes = options.config.sealed ? SEALED_OVERHEAD_BYTES : 0;
     this.probeWriter = new DatagramWriter(options.config.probePacketBytes - this.envelopeBytes);
     this.fullWriter = new DatagramWriter(options.config.maxPacketBytes - this.envelopeBytes);
@@ -464,6 +479,7 @@ export class SwimNode {
     if (this.started) return;
     this.started = true;
     this.lastNowMs = nowMs;
+    this.repair.begin(nowMs);
     this.table.stateChangedAtMs[SELF] = nowMs;
     this.emitMember(rt, SELF, null, null);
     // Our tags ride on the first datagrams (the JOIN included), ahead of any member list.
@@ -547,8 +563,9 @@ export class SwimNode {
     const b: UserBroadcast = { origin: this.self, epoch: this.broadcastEpoch, seq, payload: payload.slice() };
     this.dedupe.sight(this.self.key, this.broadcastEpoch, seq);
     const item = this.queueBroadcast(b);
-    this.armGossip(nowMs, rt);
+    this.repair.onDelivered(nowMs, b, item, null);
     this.pacer.addFresh(item);
+    this.armGossip(nowMs, rt);
     this.stats.broadcastsSent++;
     return { ok: true, epoch: this.broadcastEpoch, seq };
   }
@@ -803,7 +820,8 @@ export class SwimNode {
     // its answer to an address outside the cluster that never asked). Sealed, a member is also
     // a key holder (see src/seal/envelope.ts).
     const type = d.body.type;
-    if ((type === MessageType.Request || type === MessageType.Relay || type === MessageType.Relayed) && this.table.find(d.from) === NO_SLOT) {
+    const membersOnly = type === MessageType.Request || type === MessageType.Relay || type === MessageType.Relayed || type === MessageType.RepairRequest;
+    if (membersOnly && this.table.find(d.from) === NO_SLOT) {
       this.refused("NOT_A_MEMBER");
       return;
     }
@@ -829,7 +847,9 @@ export class SwimNode {
       t.lastHeardAtMs[sender] = nowMs;
       this.lastHeardFromMemberAtMs = nowMs;
     }
-    for (const b of d.broadcasts) this.receiveBroadcast(b, rt);
+    const repaired = type === MessageType.Repair;
+    for (const b of d.broadcasts) this.receiveBroadcast(nowMs, b, d.from, repaired, rt);
+    if (d.digest !== undefined && sender !== NO_SLOT && !this.leaving) this.repair.onDigest(nowMs, d.from, d.digest);
     this.handleBody(nowMs, d, sender, bytes.length, rt);
     this.armGossip(nowMs, rt);
     if (sender === NO_SLOT || this.leaving) return;
@@ -888,6 +908,9 @@ export class SwimNode {
         return;
       case "gossipBurst":
         this.onGossipBurst(nowMs, rt);
+        return;
+      case "repair":
+        this.onRepairTick(nowMs, rt);
         return;
       case "reconnect":
         this.onReconnectTick(nowMs, rt);
@@ -987,6 +1010,11 @@ export class SwimNode {
       case MessageType.Relayed:
         this.clusterRequests.onRelayed(body, rt);
         return;
+      case MessageType.RepairRequest:
+        this.onRepairRequest(nowMs, d.from, body, rt);
+        return;
+      case MessageType.Repair:
+        return;
     }
   }
 
@@ -1081,7 +1109,8 @@ export class SwimNode {
     for (const [seq, relay] of this.relays) if (relay.expiresAtMs <= nowMs) this.relays.delete(seq);
   }
 
-  private receiveBroadcast(b: UserBroadcast, rt: Runtime): void {
+  /** A broadcast from `from`; `repaired`: in a REPAIR datagram (delivered, not gossiped on). */
+  private receiveBroadcast(nowMs: number, b: UserBroadcast, from: Address, repaired: boolean, rt: Runtime): void {
     const sighting = this.dedupe.sight(b.origin.key, b.epoch, b.seq);
     if (sighting === "duplicate") {
       this.stats.broadcastsDuplicate++;
@@ -1092,8 +1121,74 @@ export class SwimNode {
       return;
     }
     this.stats.broadcastsDelivered++;
+    if (repaired) this.stats.broadcastsRepaired++;
     rt.emit({ type: "broadcast", origin: b.origin, epoch: b.epoch, seq: b.seq, payload: b.payload });
-    if (!this.leaving) this.queueBroadcast(b);
+    if (this.leaving) return;
+    // Members that missed it are repaired one by one; the others have it already.
+    const item = repaired ? encodeBroadcastItem(b) : this.queueBroadcast(b);
+    this.repair.onDelivered(nowMs, b, item, from);
+  }
+
+  /**
+   * A repair round (see repair.ts): asks members for the broadcasts still missing here; runs
+   * while origin epochs are followed.
+   */
+  private onRepairTick(nowMs: number, rt: Runtime): void {
+    this.repair.tickArmed = false;
+    if (this.leaving) return;
+    const t = this.table;
+    const { asks, more } = this.repair.tick(nowMs, (a) => this.isLive(a));
+    for (const ask of asks) {
+      let to = ask.to;
+      if (to === null) {
+        const slot = this.probeable.pick(this.rng);
+        if (slot === NO_SLOT) continue;
+        to = t.address(slot);
+      }
+      // A request is a probe-sized datagram, with as many seqs as that holds (the thread
+      // preset's frames are small).
+      let body: RepairRequestBody = ask.body;
+      const capacity = this.probeWriter.capacity;
+      while (body.seqs.length > 1 && headerBytes(this.self, t.incarnation[SELF] as number, body) > capacity) {
+        body = { ...body, seqs: body.seqs.slice(0, Math.max(1, body.seqs.length >> 1)) };
+      }
+      if (headerBytes(this.self, t.incarnation[SELF] as number, body) > capacity) continue;
+      this.stats.repairRequestsSent++;
+      this.sendBody(rt, to, body, "probe");
+    }
+    if (more) this.armRepair(nowMs, rt);
+  }
+
+  /**
+   * Answers a member's REPAIR_REQUEST with the stored broadcasts it asks for, in at most
+   * MAX_REPAIR_DATAGRAMS REPAIR datagrams, as far as the gossip budget allows now.
+   */
+  private onRepairRequest(nowMs: number, from: Address, body: RepairRequestBody, rt: Runtime): void {
+    this.stats.repairRequestsReceived++;
+    const items = this.leaving ? [] : this.repair.serve(nowMs, body);
+    const w = this.fullWriter;
+    const incarnation = this.table.incarnation[SELF] as number;
+    let next = 0;
+    let datagrams = 0;
+    while (next < items.length && datagrams < MAX_REPAIR_DATAGRAMS && this.pacer.datagramsAllowed(nowMs, w.capacity) > 0) {
+      w.begin(this.self, incarnation, { type: MessageType.Repair });
+      const first = next;
+      while (next < items.length && w.tryAppend(items[next] as Uint8Array)) next++;
+      // An item larger than an empty datagram's room cannot occur (maxBroadcastBytes keeps to it).
+      if (next === first) break;
+      const datagram = w.finish();
+      this.transmit(rt, from, datagram);
+      this.pacer.spend(nowMs, datagram.length);
+      this.stats.repairDatagramsSent++;
+      datagrams++;
+    }
+    if (datagrams === 0) this.stats.repairRequestsUnanswered++;
+  }
+
+  private armRepair(nowMs: number, rt: Runtime): void {
+    if (this.repair.tickArmed || !this.started || this.leaving || this.repair.trackedOrigins === 0) return;
+    rt.setTimer(nowMs + this.repair.tickMs, { kind: "repair" });
+    this.repair.tickArmed = true;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -1580,6 +1675,7 @@ export class SwimNode {
    */
   private armGossip(nowMs: number, rt: Runtime): void {
     this.armGossipBurst(nowMs, rt);
+    this.armRepair(nowMs, rt);
     if (this.gossipTickArmed || !this.started || this.config.gossipIntervalMs <= 0) return;
     if (this.updates.size === 0 && this.broadcasts.size === 0) return;
     rt.setTimer(nowMs + this.rng.nextInt(this.config.gossipIntervalMs) + 1, { kind: "gossip" });
@@ -1588,7 +1684,7 @@ export class SwimNode {
 
   private onGossipTick(nowMs: number, rt: Runtime): void {
     // Own broadcasts are pushed to every member only by burst rounds (dissemination.ts).
-    if (!this.pacer.burstArmed) this.pacer.clearFresh();
+    if (!this.pacer.burstArmed) this.pacer.regularRound();
     if (this.updates.size === 0 && this.broadcasts.size === 0) {
       this.gossipTickArmed = false;
       return;
@@ -1955,6 +2051,8 @@ export class SwimNode {
     this.broadcasts.fill(w, retransmitLimit(this.config.broadcastRetransmitMult, n), counted);
     this.stats.updatesDropped = this.updates.dropped;
     this.stats.broadcastsDropped = this.broadcasts.dropped;
+    // A digest takes only the room the queues left (see repair.ts).
+    if (limitBytes === Infinity) this.appendDigest(w);
     this.transmit(rt, to, w.finish());
   }
 
@@ -1962,6 +2060,14 @@ export class SwimNode {
   private expectedToAnswer(to: Address): boolean {
     const slot = this.table.find(to);
     return slot === NO_SLOT || this.table.state[slot] === MemberState.Alive;
+  }
+
+  /** Appends a DIGEST item of recently active origin epochs to `w` when one is due and fits. */
+  private appendDigest(w: DatagramWriter): void {
+    const entries = this.repair.digestDue(this.lastNowMs);
+    if (entries === null) return;
+    const digest = encodeDigestItem(entries, w.remaining);
+    if (digest !== null && w.tryAppend(digest.item)) this.repair.digestSent(this.lastNowMs, digest.count);
   }
 
   private transmit(rt: Runtime, to: Address, datagram: Uint8Array): void {

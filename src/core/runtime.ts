@@ -33,6 +33,8 @@ export type Timer =
   | { readonly kind: "gossip" }
   /** A burst gossip round while a deep broadcast queue drains (see dissemination.ts). */
   | { readonly kind: "gossipBurst" }
+  /** A broadcast repair round (see repair.ts). */
+  | { readonly kind: "repair" }
   | { readonly kind: "reconnect" }
   /** `once`: an extra exchange shortly after a join, not the periodic round. */
   | { readonly kind: "pushPull"; readonly once: boolean }

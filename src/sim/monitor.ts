@@ -274,6 +274,7 @@ export class Monitor implements WorldObserver {
     let bytesSent = 0;
     let maxDatagramBytes = 0;
     let protocolErrors = 0;
+    let broadcastsRepaired = 0;
     const nodeTraces: number[] = [];
     // Tags at the end: each running node's view of every other running node's tags.
     let tagPairs = 0;
@@ -294,6 +295,7 @@ export class Monitor implements WorldObserver {
       bytesSent += n.bytesSent;
       maxDatagramBytes = Math.max(maxDatagramBytes, n.maxDatagramBytes, n.largestDatagramBytes);
       protocolErrors += n.core?.stats.protocolErrors ?? 0;
+      broadcastsRepaired += n.core?.stats.broadcastsRepaired ?? 0;
       nodeTraces.push(n.index, this.nodeTraces[n.index] as number);
     }
     return {
@@ -330,6 +332,7 @@ export class Monitor implements WorldObserver {
       bytesSent,
       maxDatagramBytes,
       protocolErrors,
+      broadcastsRepaired,
       datagramsDropped: w.datagramsDropped,
       datagramsToShards: w.datagramsToShards,
       eventsProcessed: w.eventsProcessed,

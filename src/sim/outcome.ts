@@ -76,6 +76,8 @@ export interface SimCounters {
   readonly bytesSent: number;
   readonly maxDatagramBytes: number;
   readonly protocolErrors: number;
+  /** Broadcasts first delivered by a REPAIR datagram (broadcast repair), at nodes running at the end. */
+  readonly broadcastsRepaired: number;
   readonly datagramsDropped: number;
   /** Datagrams that crossed from one shard to another (0 with one shard). */
   readonly datagramsToShards: number;
@@ -96,6 +98,7 @@ const SUMMED_COUNTERS = [
   "datagramsSent",
   "bytesSent",
   "protocolErrors",
+  "broadcastsRepaired",
   "datagramsDropped",
   "datagramsToShards",
   "eventsProcessed",
@@ -218,6 +221,7 @@ export function mergeOutcomes(shards: readonly ShardOutcome[]): SimOutcome {
     bytesSent: 0,
     maxDatagramBytes: 0,
     protocolErrors: 0,
+    broadcastsRepaired: 0,
     datagramsDropped: 0,
     datagramsToShards: 0,
     eventsProcessed: 0,

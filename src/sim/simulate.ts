@@ -141,6 +141,11 @@ export interface SimReport {
     readonly latencyMs: Distribution;
     /** Mean fraction of steady nodes that had a broadcast, by whole periods after sending. */
     readonly curve: readonly number[];
+    /**
+     * Deliveries made by broadcast repair rather than gossip (counted by the nodes running at
+     * the end); they are in reach, latency and curve too.
+     */
+    readonly repaired: number;
   };
   readonly traffic: {
     readonly datagramsPerNodePerSec: number;
@@ -308,6 +313,7 @@ export function buildReport(params: SimParams, scenario: Scenario, config: SwimC
       minReach: curveCount === 0 ? 1 : round6(minReach),
       latencyMs: distribution(latencies),
       curve: curveSums.map((s) => (curveCount === 0 ? 1 : round6(s / curveCount))),
+      repaired: outcome.broadcastsRepaired,
     },
     traffic: {
       datagramsPerNodePerSec: round3(outcome.datagramsSent / n / seconds),
@@ -395,7 +401,7 @@ export function formatReport(r: SimReport): string {
   const b = r.broadcasts;
   if (b.sent > 0) {
     lines.push(
-      `broadcasts: ${b.sent} sent, reach ${pct(b.reach)} (worst ${pct(b.minReach)}), latency p50 ${ms(b.latencyMs.p50)} p99 ${ms(b.latencyMs.p99)}`,
+      `broadcasts: ${b.sent} sent, reach ${pct(b.reach)} (worst ${pct(b.minReach)}), latency p50 ${ms(b.latencyMs.p50)} p99 ${ms(b.latencyMs.p99)}, ${b.repaired} deliveries by repair`,
     );
   }
   const t = r.traffic;

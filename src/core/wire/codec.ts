@@ -17,6 +17,8 @@ import {
   MAX_MESSAGE_TYPE,
   MemberState,
   MAX_RELAY_COUNT,
+  MAX_DIGEST_ENTRIES,
+  MAX_REPAIR_SEQS,
   MessageType,
   RELAY_RESPONSE,
   REQUEST_ACK_WANTED,
@@ -27,7 +29,9 @@ import {
   WIRE_VERSION,
   type Body,
   type Datagram,
+  type DigestEntry,
   type MemberUpdate,
+  type RepairRequestBody,
   type RequestOptions,
   type UserBroadcast,
 } from "./messages.js";
@@ -107,9 +111,32 @@ function bodyBytes(body: Body): number {
     case MessageType.Relayed:
       if (body.what !== 0 && body.what !== RELAY_RESPONSE) throw new RangeError(`a relayed answer is an ack (0) or a response (1), got ${body.what}`);
       return addressBytes(body.peer) + varintBytes(body.epoch) + varintBytes(body.id) + 1 + varintBytes(body.payload.length) + body.payload.length;
+    case MessageType.RepairRequest:
+      return repairRequestBodyBytes(body);
+    case MessageType.Repair:
+      return 0;
     default:
       throw new RangeError(`unknown message type ${String((body as { type: unknown }).type)}`);
   }
+}
+
+/** Bytes of a REPAIR_REQUEST body. RangeError unless 1..MAX_REPAIR_SEQS strictly increasing u32 seqs. */
+export function repairRequestBodyBytes(body: RepairRequestBody): number {
+  const seqs = body.seqs;
+  if (seqs.length < 1 || seqs.length > MAX_REPAIR_SEQS) throw new RangeError(`a repair request asks for 1..${MAX_REPAIR_SEQS} seqs, got ${seqs.length}`);
+  let n = addressBytes(body.origin) + varintBytes(body.epoch) + varintBytes(body.maxAgeMs) + varintBytes(seqs.length) + varintBytes(seqs[0] as number);
+  for (let i = 1; i < seqs.length; i++) {
+    const delta = (seqs[i] as number) - (seqs[i - 1] as number);
+    if (!(delta >= 1)) throw new RangeError(`repair request seqs must increase strictly, got ${seqs[i - 1]} then ${seqs[i]}`);
+    n += varintBytes(delta);
+    varintBytes(seqs[i] as number);
+  }
+  return n;
+}
+
+/** Bytes of one DIGEST entry. */
+export function digestEntryBytes(e: DigestEntry): number {
+  return addressBytes(e.origin) + varintBytes(e.epoch) + varintBytes(e.highestSeq);
 }
 
 function checkCookie(cookie: Uint8Array): void {
@@ -214,9 +241,46 @@ function writeHeader(buf: Uint8Array, from: Address, incarnation: number, body: 
       p = writeVarint(buf, p + 1, body.payload.length);
       buf.set(body.payload, p);
       return p + body.payload.length;
+    case MessageType.RepairRequest: {
+      p = writeAddress(buf, p, body.origin);
+      p = writeVarint(buf, p, body.epoch);
+      p = writeVarint(buf, p, body.maxAgeMs);
+      const seqs = body.seqs;
+      p = writeVarint(buf, p, seqs.length);
+      p = writeVarint(buf, p, seqs[0] as number);
+      for (let i = 1; i < seqs.length; i++) p = writeVarint(buf, p, (seqs[i] as number) - (seqs[i - 1] as number));
+      return p;
+    }
     default:
       return p;
   }
+}
+
+/**
+ * A complete DIGEST item holding as many of `entries` (in order) as fit in `roomBytes`, at most
+ * MAX_DIGEST_ENTRIES, and how many it holds; null when not even one fits.
+ */
+export function encodeDigestItem(entries: readonly DigestEntry[], roomBytes: number): { readonly item: Uint8Array; readonly count: number } | null {
+  let contentBytes = 0;
+  let count = 0;
+  for (const e of entries) {
+    if (count >= MAX_DIGEST_ENTRIES) break;
+    const next = contentBytes + digestEntryBytes(e);
+    if (1 + varintBytes(next) + next > roomBytes) break;
+    contentBytes = next;
+    count++;
+  }
+  if (count === 0) return null;
+  const out = new Uint8Array(1 + varintBytes(contentBytes) + contentBytes);
+  out[0] = ItemTag.Digest;
+  let p = writeVarint(out, 1, contentBytes);
+  for (let i = 0; i < count; i++) {
+    const e = entries[i] as DigestEntry;
+    p = writeAddress(out, p, e.origin);
+    p = writeVarint(out, p, e.epoch);
+    p = writeVarint(out, p, e.highestSeq);
+  }
+  return { item: out, count };
 }
 
 function writeUpdate(buf: Uint8Array, p: number, u: MemberUpdate): number {
@@ -355,8 +419,8 @@ export class DatagramWriter {
 
 /**
  * The canonical encoding: header, body, the COOKIE_ECHO item if any, the REQUEST_OPTIONS item
- * if any, every update in order (an ALIVE with tags followed by its TAGS item), then every
- * broadcast in order. RangeError if a value is not encodable or the result would
+ * if any, every update in order (an ALIVE with tags followed by its TAGS item), every
+ * broadcast in order, then the DIGEST item if any. RangeError if a value is not encodable or the result would
  * exceed `maxBytes`.
  */
 export function encodeDatagram(d: Datagram, maxBytes: number = MAX_DATAGRAM_BYTES): Uint8Array {
@@ -375,6 +439,13 @@ export function encodeDatagram(d: Datagram, maxBytes: number = MAX_DATAGRAM_BYTE
   }
   for (let i = 0; i < updates.length; i++) size += updateItemBytes(updates[i] as MemberUpdate);
   for (let i = 0; i < broadcasts.length; i++) size += broadcastItemBytes(broadcasts[i] as UserBroadcast);
+  let digestItem: Uint8Array | undefined;
+  if (d.digest !== undefined) {
+    const encoded = encodeDigestItem(d.digest, MAX_DATAGRAM_BYTES);
+    if (encoded === null || encoded.count !== d.digest.length) throw new RangeError(`a digest holds 1..${MAX_DIGEST_ENTRIES} entries, got ${d.digest.length}`);
+    digestItem = encoded.item;
+    size += digestItem.length;
+  }
   if (size > maxBytes || size > MAX_DATAGRAM_BYTES) {
     throw new RangeError(`a ${size}-byte datagram exceeds the ${Math.min(maxBytes, MAX_DATAGRAM_BYTES)}-byte limit`);
   }
@@ -384,6 +455,7 @@ export function encodeDatagram(d: Datagram, maxBytes: number = MAX_DATAGRAM_BYTE
   if (options !== undefined) p = writeRequestOptionsItem(out, p, options);
   for (let i = 0; i < updates.length; i++) p = writeUpdate(out, p, updates[i] as MemberUpdate);
   for (let i = 0; i < broadcasts.length; i++) p = writeBroadcast(out, p, broadcasts[i] as UserBroadcast);
+  if (digestItem !== undefined) out.set(digestItem, p);
   return out;
 }
 
@@ -394,6 +466,7 @@ export function encodeDatagram(d: Datagram, maxBytes: number = MAX_DATAGRAM_BYTE
 let at = 0;
 
 const GOSSIP_BODY: Body = Object.freeze({ type: MessageType.Gossip });
+const REPAIR_BODY: Body = Object.freeze({ type: MessageType.Repair });
 
 function fail(code: ProtocolErrorCode, offset: number, detail?: string): never {
   throw new ProtocolError(code, offset, detail);
@@ -517,6 +590,25 @@ function readBody(b: Uint8Array, type: number): Body {
       const payload = readPayload(b);
       return type === MessageType.Relay ? { type: MessageType.Relay, peer, epoch, id, what, payload } : { type: MessageType.Relayed, peer, epoch, id, what, payload };
     }
+    case MessageType.RepairRequest: {
+      const origin = readAddress(b);
+      const epoch = readVarint(b);
+      const maxAgeMs = readVarint(b);
+      const countAt = at;
+      const count = readVarint(b);
+      if (count < 1 || count > MAX_REPAIR_SEQS) fail("BAD_LENGTH", countAt, `a repair request asks for 1..${MAX_REPAIR_SEQS} seqs, not ${count}`);
+      const seqs: number[] = [readVarint(b)];
+      for (let i = 1; i < count; i++) {
+        const deltaAt = at;
+        const delta = readVarint(b);
+        const seq = (seqs[i - 1] as number) + delta;
+        if (delta === 0 || seq > 0xffffffff) fail("BAD_LENGTH", deltaAt, delta === 0 ? "repair seqs must increase strictly" : "repair seq past 2^32-1");
+        seqs.push(seq);
+      }
+      return { type: MessageType.RepairRequest, origin, epoch, maxAgeMs, seqs };
+    }
+    case MessageType.Repair:
+      return REPAIR_BODY;
     default:
       return fail("UNKNOWN_TYPE", 4, `message type 0x${type.toString(16)}`);
   }
@@ -569,6 +661,7 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
   const broadcasts: UserBroadcast[] = [];
   let cookie: Uint8Array | undefined;
   let requestOptions: RequestOptions | undefined;
+  let digest: DigestEntry[] | undefined;
   // The index in `updates` of the ALIVE item just read (a TAGS item may follow it), else -1.
   let aliveJustRead = -1;
   while (at < n) {
@@ -627,6 +720,28 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
       // The first one counts.
       if (cookie === undefined) cookie = copyBytes(b, at, len);
       at += len;
+    } else if (tag === ItemTag.Digest) {
+      const lengthAt = at;
+      const len = readVarint(b);
+      if (len > n - at) fail("TRUNCATED", itemStart, `digest item of ${len} bytes, ${n - at} left`);
+      if (len === 0) fail("BAD_LENGTH", lengthAt, "an empty digest");
+      const end = at + len;
+      const entries: DigestEntry[] = [];
+      // Entries are read inside the item's length only: one that runs past it is BAD_LENGTH.
+      const within = b.subarray(0, end);
+      while (at < end) {
+        if (entries.length >= MAX_DIGEST_ENTRIES) fail("BAD_LENGTH", at, `a digest holds at most ${MAX_DIGEST_ENTRIES} entries`);
+        const entryAt = at;
+        try {
+          const origin = readAddress(within);
+          const epoch = readVarint(within);
+          entries.push({ origin, epoch, highestSeq: readVarint(within) });
+        } catch (e) {
+          if (e instanceof ProtocolError && e.code === "TRUNCATED") fail("BAD_LENGTH", entryAt, "a digest entry runs past the item");
+          throw e;
+        }
+      }
+      if (digest === undefined) digest = entries;
     } else if (tag >= EXTENSION_TAG_MIN) {
       // An extension item from a newer version: skip it by its length.
       const len = readVarint(b);
@@ -636,6 +751,7 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
       fail("UNKNOWN_ITEM", itemStart, `item tag 0x${tag.toString(16)}`);
     }
   }
-  const d: Datagram = cookie === undefined ? { from, incarnation, body, updates, broadcasts } : { from, incarnation, body, updates, broadcasts, cookie };
+  let d: Datagram = cookie === undefined ? { from, incarnation, body, updates, broadcasts } : { from, incarnation, body, updates, broadcasts, cookie };
+  if (digest !== undefined) d = { ...d, digest };
   return requestOptions === undefined || body.type !== MessageType.Request ? d : { ...d, requestOptions };
 }

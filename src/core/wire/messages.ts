@@ -64,6 +64,18 @@
  *   RELAYED  0x12  (the RELAY layout)           a RELAY passed on by the member that got it:
  *                                               peer is the target that sent the RELAY, the
  *                                               datagram goes to the origin. what > 1 is BAD_FLAGS.
+ *   REPAIR_REQUEST 0x0B  address origin,        "send me these broadcasts of (origin, epoch) again"
+ *                  varint epoch, varint maxAgeMs, (see core/repair.ts): seqs, strictly increasing,
+ *                  varint count (1..MAX_REPAIR_  delta-encoded (the first as is, then each one's
+ *                  SEQS), varint first seq,      distance to the one before, >= 1; no seq past
+ *                  (count - 1) x varint delta    2^32-1). maxAgeMs: only broadcasts the answering
+ *                                               member stored at most that long ago (the
+ *                                               requester's uptime: nothing from before it ran).
+ *                                               Anything else is BAD_LENGTH.
+ *   REPAIR   0x0C  (empty)                      the answer to a REPAIR_REQUEST: BROADCAST items
+ *                                               only, as stored; the receiver delivers the new
+ *                                               ones (exactly once, as any other) and does not
+ *                                               gossip them on.
  *
  * Items (the canonical encoding puts membership items before broadcast items; the decoder
  * accepts any order):
@@ -88,6 +100,12 @@
  *                   u8 relay count (0..MAX_RELAY_COUNT): how a target answers the REQUEST
  *                   it rides on. Any other length is BAD_LENGTH; on other messages it is
  *                   ignored; unknown flag bits are BAD_FLAGS.
+ *   0x83 DIGEST     extension item: varint length (>= 1), then 1..MAX_DIGEST_ENTRIES entries
+ *                   filling exactly that length, each `address origin, varint epoch, varint
+ *                   highestSeq`: the highest broadcast seq the sender has seen of each origin
+ *                   epoch that was active lately (see core/repair.ts). Entries that do not fill
+ *                   the length exactly, or none, or too many, are BAD_LENGTH; after the first
+ *                   DIGEST item of a datagram, more are ignored. Older versions skip it.
  */
 
 import type { Address } from "../address.js";
@@ -120,6 +138,8 @@ export const MessageType = {
   RequestAck: 0x10,
   Relay: 0x11,
   Relayed: 0x12,
+  RepairRequest: 0x0b,
+  Repair: 0x0c,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -151,10 +171,12 @@ export const ItemTag = {
   Tags: 0x81,
   /** An extension item: how a REQUEST is to be answered. */
   RequestOptions: 0x82,
+  /** An extension item: the highest broadcast seq seen per recently active origin epoch. */
+  Digest: 0x83,
 } as const;
 export type ItemTag = (typeof ItemTag)[keyof typeof ItemTag];
 
-/** The largest message type this version knows (0x0b..0x0f are not assigned yet: UNKNOWN_TYPE). */
+/** The largest message type this version knows (0x0d..0x0f are not assigned yet: UNKNOWN_TYPE). */
 export const MAX_MESSAGE_TYPE = MessageType.Relayed;
 /** REQUEST_OPTIONS flag: targets acknowledge the request at once. */
 export const REQUEST_ACK_WANTED = 0x01;
@@ -165,6 +187,11 @@ export const RELAY_ACK = 0;
 export const RELAY_RESPONSE = 1;
 /** Bytes of a cookie in a COOKIE body and a COOKIE_ECHO item. */
 export const WIRE_COOKIE_BYTES = 8;
+
+/** Most seqs one REPAIR_REQUEST asks for. */
+export const MAX_REPAIR_SEQS = 64;
+/** Most entries of one DIGEST item. */
+export const MAX_DIGEST_ENTRIES = 64;
 
 /** Item tags from here on carry a varint length and are skipped when unknown. */
 export const EXTENSION_TAG_MIN = 0x80;
@@ -195,6 +222,13 @@ export interface UserBroadcast {
   readonly payload: Uint8Array;
 }
 
+/** One entry of a DIGEST item: the highest seq the sender has seen of (origin, epoch). */
+export interface DigestEntry {
+  readonly origin: Address;
+  readonly epoch: number;
+  readonly highestSeq: number;
+}
+
 export type Body =
   | { readonly type: typeof MessageType.Ping; readonly seq: number }
   | { readonly type: typeof MessageType.Ack; readonly seq: number }
@@ -214,7 +248,20 @@ export type Body =
   | { readonly type: typeof MessageType.Response; readonly epoch: number; readonly id: number; readonly payload: Uint8Array }
   | { readonly type: typeof MessageType.RequestAck; readonly epoch: number; readonly id: number }
   | RelayBody<typeof MessageType.Relay>
-  | RelayBody<typeof MessageType.Relayed>;
+  | RelayBody<typeof MessageType.Relayed>
+  | RepairRequestBody
+  | { readonly type: typeof MessageType.Repair };
+
+/** A REPAIR_REQUEST body: seqs of (origin, epoch) the sender misses. */
+export interface RepairRequestBody {
+  readonly type: typeof MessageType.RepairRequest;
+  readonly origin: Address;
+  readonly epoch: number;
+  /** Only broadcasts stored at most this long ago (ms) are wanted. */
+  readonly maxAgeMs: number;
+  /** 1..MAX_REPAIR_SEQS seqs, strictly increasing. */
+  readonly seqs: readonly number[];
+}
 
 /** A RELAY or RELAYED body: an ack or answer of request (epoch, id) passed through another member. */
 export interface RelayBody<T extends typeof MessageType.Relay | typeof MessageType.Relayed> {
@@ -237,4 +284,6 @@ export interface Datagram {
   readonly cookie?: Uint8Array;
   /** The REQUEST_OPTIONS item of a REQUEST, when it carries one. */
   readonly requestOptions?: RequestOptions;
+  /** The entries of the datagram's (first) DIGEST item, when it carries one. */
+  readonly digest?: readonly DigestEntry[];
 }
