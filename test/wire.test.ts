@@ -158,9 +158,11 @@ const bodyArb: fc.Arbitrary<Body> = fc.oneof(
   fc.tuple(u32Arb, u32Arb).map(([epoch, id]): Body => ({ type: MessageType.RequestAck, epoch, id })),
   fc
     .tuple(fc.constantFrom(MessageType.Relay, MessageType.Relayed), addressArb, u32Arb, u32Arb, fc.constantFrom(0, 1), fc.uint8Array({ maxLength: 40 }))
-    .map(([type, peer, epoch, id, what, payload]): Body =>
-      type === MessageType.Relay ? { type, peer, epoch, id, what, payload } : { type: MessageType.Relayed, peer, epoch, id, what, payload },
-    ),
+    // An ack (what 0) has no payload.
+    .map(([type, peer, epoch, id, what, bytes]): Body => {
+      const payload = what === 0 ? new Uint8Array(0) : bytes;
+      return type === MessageType.Relay ? { type, peer, epoch, id, what, payload } : { type: MessageType.Relayed, peer, epoch, id, what, payload };
+    }),
 );
 const requestOptionsArb = fc.record({ ackWanted: fc.boolean(), relayCount: fc.integer({ min: 0, max: MAX_RELAY_COUNT }) }, PLAIN);
 const datagramArb = (maxUpdates: number, maxBroadcasts: number, maxPayload: number): fc.Arbitrary<Datagram> =>
@@ -395,6 +397,12 @@ describe("golden vectors", () => {
     assert.equal(withUnknownExtension.updates.length, 1);
   });
 
+  test("a relayed ack carries no payload: encoding one with a payload is refused, as its decoding is (BAD_LENGTH)", () => {
+    for (const type of [MessageType.Relay, MessageType.Relayed] as const) {
+      assert.throws(() => encodeDatagram(datagram(A4, 0, { type, peer: B6, epoch: 7, id: 42, what: 0, payload: hex("ff") })), RangeError);
+    }
+  });
+
   test("tags only on ALIVE: encoding them on another state is refused", () => {
     assert.throws(() => updateItemBytes({ state: MemberState.Dead, incarnation: 1, member: A4, tags: hex("00") }), RangeError);
   });
@@ -563,6 +571,8 @@ describe("ProtocolError codes", () => {
     ["BAD_FLAGS", "SYNC flags 0xff", `546d0100 06 ${A4_HEX} 00 ff`],
     ["BAD_FLAGS", "REQUEST_OPTIONS flag bit 1", `546d0100 09 ${A4_HEX} 00 07 2a 02 00   82 02 02 00`],
     ["BAD_FLAGS", "RELAY what 2", `546d0100 11 ${A4_HEX} 00 ${B6_HEX} 07 2a 02 00`],
+    ["BAD_LENGTH", "RELAY of an ack (what 0) with a 1-byte payload", `546d0100 11 ${A4_HEX} 00 ${B6_HEX} 07 2a 00 01 ff`],
+    ["BAD_LENGTH", "RELAYED ack (what 0) with a 2-byte payload", `546d0100 12 ${A4_HEX} 00 ${B6_HEX} 07 2a 00 02 00ff`],
     ["BAD_LENGTH", "REQUEST_OPTIONS of 3 bytes", `546d0100 09 ${A4_HEX} 00 07 2a 02 00   82 03 01 02 03`],
     ["BAD_LENGTH", "REQUEST_OPTIONS relay count 6", `546d0100 09 ${A4_HEX} 00 07 2a 02 00   82 02 01 06`],
     ["UNKNOWN_TYPE", "message type 0x0b (not assigned)", `546d0100 0b ${A4_HEX} 00`],

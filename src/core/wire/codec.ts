@@ -18,6 +18,7 @@ import {
   MemberState,
   MAX_RELAY_COUNT,
   MessageType,
+  RELAY_ACK,
   RELAY_RESPONSE,
   REQUEST_ACK_WANTED,
   SYNC_REPLY_WANTED,
@@ -105,7 +106,8 @@ function bodyBytes(body: Body): number {
       return varintBytes(body.epoch) + varintBytes(body.id);
     case MessageType.Relay:
     case MessageType.Relayed:
-      if (body.what !== 0 && body.what !== RELAY_RESPONSE) throw new RangeError(`a relayed answer is an ack (0) or a response (1), got ${body.what}`);
+      if (body.what !== RELAY_ACK && body.what !== RELAY_RESPONSE) throw new RangeError(`a relayed answer is an ack (0) or a response (1), got ${body.what}`);
+      if (body.what === RELAY_ACK && body.payload.length > 0) throw new RangeError(`a relayed ack has no payload, got ${body.payload.length} bytes`);
       return addressBytes(body.peer) + varintBytes(body.epoch) + varintBytes(body.id) + 1 + varintBytes(body.payload.length) + body.payload.length;
     default:
       throw new RangeError(`unknown message type ${String((body as { type: unknown }).type)}`);
@@ -514,7 +516,9 @@ function readBody(b: Uint8Array, type: number): Body {
       const what = b[p] as number;
       if (what > RELAY_RESPONSE) fail("BAD_FLAGS", p, `relay kind ${what}`);
       at = p + 1;
+      const lengthAt = at;
       const payload = readPayload(b);
+      if (what === RELAY_ACK && payload.length > 0) fail("BAD_LENGTH", lengthAt, `a relayed ack has no payload, got ${payload.length} bytes`);
       return type === MessageType.Relay ? { type: MessageType.Relay, peer, epoch, id, what, payload } : { type: MessageType.Relayed, peer, epoch, id, what, payload };
     }
     default:

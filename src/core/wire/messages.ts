@@ -60,7 +60,8 @@
  *                  varint id, u8 what,          or RESPONSE (what 1) of request (epoch, id),
  *                  varint length, bytes payload sent through another member as well as
  *                                               directly (REQUEST_OPTIONS relay count). peer:
- *                                               the request's origin. An ACK has length 0.
+ *                                               the request's origin. An ACK has length 0
+ *                                               (any other is BAD_LENGTH).
  *   RELAYED  0x12  (the RELAY layout)           a RELAY passed on by the member that got it:
  *                                               peer is the target that sent the RELAY, the
  *                                               datagram goes to the origin. what > 1 is BAD_FLAGS.
