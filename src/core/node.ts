@@ -1213,9 +1213,16 @@ export class SwimNode {
     return slot;
   }
 
-  /** A member held failed came back: counts a flap; true when that starts its damping. */
+  /**
+   * A member held failed came back: counts a flap; true when that starts its damping. A damped
+   * member whose entry the full damping table dropped for it is released: its host hears so.
+   */
   private recordFlap(nowMs: number, key: string, rt: Runtime): boolean {
-    const releaseAtMs = this.damping.recordFlap(key, nowMs);
+    const { releaseAtMs, evictedDamped } = this.damping.recordFlap(key, nowMs);
+    if (evictedDamped !== null) {
+      const slot = this.table.findKey(evictedDamped);
+      if (slot !== NO_SLOT) this.emitMember(rt, slot, this.table.state[slot] as MemberState, this.table.incarnation[slot] as number, true);
+    }
     if (releaseAtMs < 0) return false;
     rt.setTimer(releaseAtMs, { kind: "flapRelease", key });
     return true;
