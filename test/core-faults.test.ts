@@ -239,4 +239,17 @@ describe("flap damping", () => {
     assert.equal(released[0]?.event.type === "member" && released[0].event.member.damped, false);
     assert.equal(n.stats.dampingReleased, 1);
   });
+
+  test("dead again at a higher incarnation is no comeback: no flap", () => {
+    const { n, rt } = node(config({ reapAfterMs: 600_000 }));
+    learnThenLose(n, rt, B, 0);
+    n.handleDatagram(rt.nowMs, craft(C, 0, [dead(B, 1)], GOSSIP), rt);
+    n.handleDatagram(rt.nowMs, craft(C, 0, [dead(B, 4)], GOSSIP), rt);
+    assert.equal(n.member(B.key)?.incarnation, 4);
+    assert.equal(n.member(B.key)?.flaps, 0);
+    assert.equal(n.stats.flapsRecorded, 0);
+    // Back alive: one comeback.
+    n.handleDatagram(rt.nowMs, craft(B, 5, [], GOSSIP), rt);
+    assert.equal(n.member(B.key)?.flaps, 1);
+  });
 });

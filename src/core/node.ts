@@ -1258,7 +1258,9 @@ export class SwimNode {
     t.stateChangedAtMs[slot] = nowMs;
     t.suspicion.delete(slot);
     t.suspectedBy.delete(slot);
-    const flapped = previous === MemberState.Dead && state !== MemberState.Left && this.recordFlap(nowMs, t.address(slot).key, rt);
+    // A comeback: dead, then alive or suspect again (dead again at a higher incarnation, or left, is none).
+    const back = state === MemberState.Alive || state === MemberState.Suspect;
+    const flapped = previous === MemberState.Dead && back && this.recordFlap(nowMs, t.address(slot).key, rt);
     switch (state) {
       case MemberState.Alive:
         this.dead.delete(slot);
