@@ -208,6 +208,11 @@ interface Probe {
   /** The target's slot; NO_SLOT once it has left the table (its slot may be reused). */
   targetSlot: number;
   readonly startMs: number;
+  /**
+   * When the latest direct ping of this probe went (its repeats share the seq): an ack measures
+   * its round trip from here, so a repeated ping does not report the wait before it as delay.
+   */
+  lastPingMs: number;
   acked: boolean;
   expectedNacks: number;
   nacks: number;
@@ -866,7 +871,7 @@ export class SwimNode {
         this.onProbeDeadline(nowMs, timer.seq, rt);
         return;
       case "probeRetry":
-        this.onProbeRetry(timer.seq, rt);
+        this.onProbeRetry(nowMs, timer.seq, rt);
         return;
       case "relayRetry":
         this.onRelayRetry(timer.seq, rt);
@@ -996,15 +1001,18 @@ export class SwimNode {
     if (probe !== undefined) {
       if (!probe.acked) {
         probe.acked = true;
-        // Only a direct answer measures the round trip.
+        // Only a direct answer measures the round trip, from the latest ping sent (the pings of
+        // one probe share a seq, so which one it answers is not known; the latest bounds it
+        // from below, where the first would count every wait for a repeat as delay).
+        const rttMs = nowMs - probe.lastPingMs;
         if (from.key === probe.target.key) {
           this.stats.probesAckedDirect++;
-          this.ackRtt.observe(nowMs - probe.startMs);
+          this.ackRtt.observe(rttMs);
         } else {
           this.stats.probesAckedIndirect++;
         }
         if (probe.targetSlot !== NO_SLOT && from.key === probe.target.key) {
-          this.table.lastRttMs[probe.targetSlot] = nowMs - probe.startMs;
+          this.table.lastRttMs[probe.targetSlot] = rttMs;
           this.prove(probe.targetSlot);
         }
         this.adjustHealth(-1);
@@ -1434,7 +1442,7 @@ export class SwimNode {
   private startProbe(nowMs: number, slot: number, expedited: boolean, rt: Runtime): void {
     const seq = this.takeSeq();
     const target = this.table.address(slot);
-    this.probes.set(seq, { seq, target, targetSlot: slot, startMs: nowMs, acked: false, expectedNacks: 0, nacks: 0, helperKeys: [], nackedBy: new Set(), expedited });
+    this.probes.set(seq, { seq, target, targetSlot: slot, startMs: nowMs, lastPingMs: nowMs, acked: false, expectedNacks: 0, nacks: 0, helperKeys: [], nackedBy: new Set(), expedited });
     this.stats.pingsSent++;
     // Lifeguard's buddy system: a suspect hears of its suspicion in the probe itself.
     const buddy = this.config.lifeguard && this.table.state[slot] === MemberState.Suspect ? encodeUpdateItem(this.updateOf(slot)) : null;
@@ -1458,10 +1466,11 @@ export class SwimNode {
   }
 
   /** Pings a probe's target once more while it has not answered. */
-  private onProbeRetry(seq: number, rt: Runtime): void {
+  private onProbeRetry(nowMs: number, seq: number, rt: Runtime): void {
     const probe = this.probes.get(seq);
     if (probe === undefined || probe.acked || probe.targetSlot === NO_SLOT) return;
     this.stats.pingsRepeated++;
+    probe.lastPingMs = nowMs;
     const slot = probe.targetSlot;
     const buddy = this.config.lifeguard && this.table.state[slot] === MemberState.Suspect ? encodeUpdateItem(this.updateOf(slot)) : null;
     this.sendBody(rt, probe.target, { type: MessageType.Ping, seq }, "probe", buddy, Infinity, true);
