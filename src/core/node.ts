@@ -188,7 +188,10 @@ export interface CoreStats extends ReconnectStats, DampingStats {
   probesAnsweredLimited: number;
   /** Tags of other members taken from alive statements (new or changed). */
   tagsUpdated: number;
-  /** Tags statements not taken: larger than this node's limit (maxTagsBytes). */
+  /**
+   * Alive statements refused whole for their tags: larger than this node's limit (maxTagsBytes).
+   * Each also counts as a BAD_TAGS protocol error; the member's state does not change.
+   */
   tagsRefused: number;
 }
 
@@ -1117,6 +1120,13 @@ export class SwimNode {
   private mergeUpdate(nowMs: number, u: MemberUpdate, syncFrom: Address | null, rt: Runtime): number {
     const t = this.table;
     const slot = t.find(u.member);
+    // An alive statement is one with its tags: tags this node will not hold (beyond its limit)
+    // make the whole statement void, not just its tags (else a peer could move a member's
+    // state and incarnation with tags no one can store).
+    if (u.tags !== undefined && tagsProblem(this.config, u.tags) !== null) {
+      this.refuseStatement("BAD_TAGS");
+      return slot === SELF ? NO_SLOT : slot;
+    }
     if (slot === SELF) {
       this.mergeAboutSelf(nowMs, u, rt);
       return NO_SLOT;
@@ -1162,15 +1172,11 @@ export class SwimNode {
 
   /**
    * Takes the tags of an alive statement at `incarnation` about the member at `slot`, unless
-   * they are older than those held or larger than this node's limit (counted). True if they
-   * changed what is held.
+   * they are older than those held (mergeUpdate has refused tags beyond this node's limit, with
+   * their statement). True if they changed what is held.
    */
   private storeTags(slot: number, incarnation: number, tags: Uint8Array): boolean {
     const t = this.table;
-    if (tagsProblem(this.config, tags) !== null) {
-      this.stats.tagsRefused++;
-      return false;
-    }
     const held = t.tags.get(slot);
     if (held !== undefined && held.incarnation > incarnation) return false;
     if (held !== undefined && sameBytes(held.bytes, tags)) {
@@ -1825,6 +1831,14 @@ export class SwimNode {
     const w = this.probeWriter;
     w.begin(this.self, this.table.incarnation[SELF] as number, { type: MessageType.Cookie, seq, cookie: this.cookies.make(to, nowMs) });
     this.transmit(rt, to, w.finish());
+  }
+
+  /** A statement received that is refused whole: a typed, counted protocol error; nothing changes. */
+  private refuseStatement(code: ProtocolErrorCode): void {
+    this.stats.protocolErrors++;
+    const byCode = this.stats.protocolErrorsByCode;
+    byCode[code] = (byCode[code] ?? 0) + 1;
+    if (code === "BAD_TAGS") this.stats.tagsRefused++;
   }
 
   private refused(reason: RequestRefusal): void {
