@@ -303,7 +303,7 @@ describe("labels without keys, and migration", () => {
   });
 
   test("an agent that holds keys takes cluster requests only sealed, even while it accepts plaintext", () => {
-    const request = datagram(7, { type: MessageType.Request, epoch: 1, id: 1, kind: 1, payload: Uint8Array.of(1) });
+    const request = datagram(7, { type: MessageType.Request, epoch: 1, id: 1, kind: 1, answerKey: new Uint8Array(16), payload: Uint8Array.of(1) });
     const plain = envelope({ keys: [] }).env;
     const accepting = envelope({ acceptPlaintext: true });
     assert.equal(accepting.env.unwrap(plain.wrap(request), "10.0.0.1", 1), null, "a plaintext request is dropped");

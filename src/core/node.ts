@@ -426,7 +426,11 @@ export class SwimNode {
     this.probeIntervalMs = options.config.probeIntervalMs;
     this.probeTimeoutMs = options.config.probeTimeoutMs;
     this.nextSeq = 1 + this.rng.nextInt(0x7fffffff);
-    this.cookies = new CookieJar(options.cookieSecret ?? defaultCookieSecret(options.seed));
+    // One secret of this life keys the join cookies and the answer keys of cluster requests;
+    // their SipHash inputs differ in length (11 or 23 bytes, 16 or 28), so neither can stand
+    // for the other.
+    const secret = options.cookieSecret ?? defaultCookieSecret(options.seed);
+    this.cookies = new CookieJar(secret);
     this.updates = new TransmitQueue(options.config.maxQueuedUpdates);
     this.broadcasts = new TransmitQueue(options.config.maxQueuedBroadcasts);
     this.pacer = new GossipPacer(options.config, options.config.maxQueuedBroadcasts);
@@ -461,7 +465,7 @@ export class SwimNode {
       },
       members: () => this.memberList(),
       hasLeft: () => this.leaving,
-    });
+    }, secret);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -981,7 +985,7 @@ export class SwimNode {
         this.clusterRequests.onResponse(d.from, body, rt);
         return;
       case MessageType.RequestAck:
-        this.clusterRequests.onAck(d.from, body.epoch, body.id, rt);
+        this.clusterRequests.onAck(d.from, body.epoch, body.id, body.mac, rt);
         return;
       case MessageType.Relay:
         // Passed on only to a member: a RELAY must not turn this node into a sender of answers
