@@ -9,7 +9,7 @@ import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 
-import { addr, makeAddress, type Address } from "../src/core/address.js";
+import { addr, DEFAULT_INTERN_GENERATION, internStats, makeAddress, setInternGeneration, type Address } from "../src/core/address.js";
 import { PROTOCOL_ERROR_CODES, ProtocolError, type ProtocolErrorCode } from "../src/core/errors.js";
 import { encodeTags } from "../src/core/tags.js";
 import {
@@ -982,5 +982,40 @@ describe("fuzzing", () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe("address interning", () => {
+  test("hostile datagrams naming ever new addresses keep the intern tables bounded; addresses in use stay shared", () => {
+    setInternGeneration(64);
+    try {
+      const member = decodeDatagram(encodeDatagram(datagram(addr("10.1.0.1:7946"), 0, { type: MessageType.Ping, seq: 1 }))).from;
+      const member6 = decodeDatagram(encodeDatagram(datagram(addr("[2001:db8::1]:7946"), 0, { type: MessageType.Ping, seq: 1 }))).from;
+      const evictedBefore = internStats.evicted;
+      const ip4 = new Uint8Array(4);
+      const ip6 = new Uint8Array(16);
+      ip6[0] = 0x20;
+      const N = 5000;
+      for (let i = 0; i < N; i++) {
+        ip4.set([198, 51, (i >> 8) & 0xff, i & 0xff]);
+        ip6.set([(i >> 8) & 0xff, i & 0xff], 14);
+        // A stranger's datagram naming a random address, then one of the member (in use).
+        const hostile = datagram(makeAddress(ip4, 1 + (i % 60000)), 0, { type: MessageType.Gossip }, [alive(1, makeAddress(ip6, 7946))]);
+        decodeDatagram(encodeDatagram(hostile));
+        const d = decodeDatagram(encodeDatagram(datagram(member, 0, { type: MessageType.Gossip }, [alive(1, member6)])));
+        assert.equal(d.from, member, "an address in use stays the same object");
+        assert.equal(d.updates[0]?.member, member6);
+      }
+      // Two generations of 64 per family at most.
+      assert.ok(internStats.interned <= 4 * 64, `${internStats.interned} addresses held`);
+      assert.ok(internStats.evicted - evictedBefore >= 2 * N - 4 * 64, "the others were forgotten, counted");
+      // A forgotten address decodes to an equal one (same key and id), a new object.
+      const first = makeAddress(Uint8Array.of(198, 51, 0, 0), 1);
+      assert.equal(first.key, "198.51.0.0:1");
+      assert.equal(first.id, (((198 << 24) | (51 << 16)) >>> 0) * 65536 + 1);
+    } finally {
+      setInternGeneration(DEFAULT_INTERN_GENERATION);
+    }
+    assert.throws(() => setInternGeneration(63), RangeError);
   });
 });
