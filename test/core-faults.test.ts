@@ -167,11 +167,11 @@ describe("flap damping", () => {
   test("one restart, or comebacks far apart, never damp; --flap-damping off never damps", () => {
     const stats = emptyDampingStats();
     const on = new FlapDamping(config(), 16, stats);
-    assert.equal(on.recordFlap("x", 0), -1);
-    assert.equal(on.recordFlap("x", 180_000), -1, "3 half-lives later the penalty is 1125");
+    assert.equal(on.recordFlap("x", 0).releaseAtMs, -1);
+    assert.equal(on.recordFlap("x", 180_000).releaseAtMs, -1, "3 half-lives later the penalty is 1125");
     assert.equal(on.view("x", 180_000).damped, false);
     const off = new FlapDamping(config({ flapDamping: false }), 16, emptyDampingStats());
-    for (let i = 0; i < 10; i++) assert.equal(off.recordFlap("x", i), -1);
+    for (let i = 0; i < 10; i++) assert.equal(off.recordFlap("x", i).releaseAtMs, -1);
     assert.equal(off.view("x", 10).flaps, 0);
   });
 
@@ -184,5 +184,72 @@ describe("flap damping", () => {
     assert.equal(stats.dampingEntriesDropped, 1);
     assert.equal(d.view("a", 2).flaps, 0);
     assert.equal(d.view("c", 2).flaps, 1);
+  });
+
+  test("a full table drops an undamped entry before a damped one; a damped one that must go is released, and named", () => {
+    const stats = emptyDampingStats();
+    const d = new FlapDamping(config(), 3, stats);
+    for (const t of [0, 1, 2]) d.recordFlap("a", t);
+    for (const t of [3, 4, 5]) d.recordFlap("b", t);
+    d.recordFlap("u", 6);
+    assert.equal(stats.membersDamped, 2);
+    // "u" is the newest entry but the only undamped one: it goes, not a damped one.
+    assert.deepEqual(d.recordFlap("c", 7), { releaseAtMs: -1, evictedDamped: null });
+    assert.equal(d.view("u", 7).flaps, 0);
+    assert.equal(d.isDamped("a") && d.isDamped("b"), true);
+    // Every entry damped: the one updated longest ago goes, and its damping ends.
+    for (const t of [8, 9]) d.recordFlap("c", t);
+    assert.equal(stats.membersDamped, 3);
+    const outcome = d.recordFlap("e", 10);
+    assert.equal(outcome.evictedDamped, "a");
+    assert.equal(d.isDamped("a"), false);
+    assert.equal(stats.membersDamped, 2);
+    assert.equal(stats.dampingReleased, 1);
+    assert.equal(stats.dampingEntriesDropped, 2);
+  });
+
+  test("a damped member dropped from the full table gets its release event", () => {
+    const c = config({ reapAfterMs: 1000, maxMembers: 16 });
+    const { n, rt, run } = node(c);
+    const members = Array.from({ length: 16 }, (_, i) => addr(`10.0.1.${i + 1}:7946`));
+    // 16 members (the table's bound) damped in turn; all but the first die and are reaped
+    // (their entries stay), so that the member table has room for the next.
+    for (const [i, m] of members.entries()) {
+      const base = i * 2000;
+      for (let k = 0; k < 3; k++) {
+        rt.nowMs = base + k;
+        learnThenLose(n, rt, m, 2 * k);
+        n.handleDatagram(rt.nowMs, craft(m, 2 * k + 1, [], GOSSIP), rt);
+      }
+      assert.equal(n.member(m.key)?.damped, true, `member ${i} damped`);
+      if (i > 0) {
+        n.handleDatagram(rt.nowMs, craft(C, 0, [dead(m, 5)], GOSSIP), rt);
+        run(base + 1500);
+      }
+    }
+    const first = members[0] as Address;
+    const before = rt.memberEvents(first.key).length;
+    // One more flapping member: the table is full of damped entries, the oldest (the first member's) goes.
+    rt.nowMs = 40_000;
+    learnThenLose(n, rt, D, 0);
+    n.handleDatagram(rt.nowMs, craft(D, 1, [], GOSSIP), rt);
+    assert.equal(n.member(first.key)?.damped, false);
+    const released = rt.memberEvents(first.key).slice(before).filter((e) => e.event.type === "member" && e.event.dampingChanged);
+    assert.equal(released.length, 1, "one event ends the damping");
+    assert.equal(released[0]?.event.type === "member" && released[0].event.member.damped, false);
+    assert.equal(n.stats.dampingReleased, 1);
+  });
+
+  test("dead again at a higher incarnation is no comeback: no flap", () => {
+    const { n, rt } = node(config({ reapAfterMs: 600_000 }));
+    learnThenLose(n, rt, B, 0);
+    n.handleDatagram(rt.nowMs, craft(C, 0, [dead(B, 1)], GOSSIP), rt);
+    n.handleDatagram(rt.nowMs, craft(C, 0, [dead(B, 4)], GOSSIP), rt);
+    assert.equal(n.member(B.key)?.incarnation, 4);
+    assert.equal(n.member(B.key)?.flaps, 0);
+    assert.equal(n.stats.flapsRecorded, 0);
+    // Back alive: one comeback.
+    n.handleDatagram(rt.nowMs, craft(B, 5, [], GOSSIP), rt);
+    assert.equal(n.member(B.key)?.flaps, 1);
   });
 });

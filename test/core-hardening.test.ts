@@ -1,8 +1,8 @@
 /**
  * Core behaviour under well-formed but unlucky or hostile input: a push-pull SYNC never passes
  * for a join answer, a shorter period keeps room for indirect probes, the member table and the
- * reap timers stay bounded, and a leave announcement leads every datagram however full the
- * queue is.
+ * reap timers stay bounded, a leave announcement leads every datagram however full the
+ * queue is, and a probe whose first ping was lost measures its round trip from the repeat.
  */
 
 import assert from "node:assert/strict";
@@ -13,6 +13,7 @@ import { SwimNode } from "../src/core/node.js";
 import type { CoreEvent, Runtime, Timer } from "../src/core/runtime.js";
 import { decodeDatagram, encodeDatagram } from "../src/core/wire/codec.js";
 import { type Datagram, MemberState, MessageType, type MemberUpdate } from "../src/core/wire/messages.js";
+import { GOSSIP, RecordingRuntime, craft } from "./helpers/cluster.js";
 
 class Recorder implements Runtime {
   readonly sent: { to: Address; d: Datagram }[] = [];
@@ -197,5 +198,32 @@ describe("core hardening", () => {
     const sync = rt.sent.find((s) => s.to.key === B.key && s.d.body.type === MessageType.Sync);
     assert.ok(sync !== undefined, "the new life is sent the member list");
     assert.ok(sync.d.updates.some((u) => u.member.key === B.key && u.state === MemberState.Left && u.incarnation === 5));
+  });
+
+  test("a probe answered after repeated pings measures the round trip from the latest ping, not the first", () => {
+    const config = makeConfig("lan", { directPings: 3, pushPullIntervalMs: 0 });
+    const rt = new RecordingRuntime(A);
+    const n = new SwimNode({ self: A, config, seed: 5, incarnation: 1, broadcastEpoch: 1 });
+    n.start(0, rt);
+    n.handleDatagram(0, craft(B, 1, [], GOSSIP), rt);
+    const pingsToB = (): { atMs: number; seq: number }[] =>
+      rt.sent.filter((d) => d.to.key === B.key && d.decoded?.body.type === MessageType.Ping).map((d) => ({ atMs: d.atMs, seq: (d.decoded?.body as { seq: number }).seq }));
+    // Only the probe tick and its repeats run: the first ping and its repeats go unanswered.
+    const probing = (t: Timer): boolean => t.kind === "probe" || t.kind === "probeRetry";
+    for (let t = 10; pingsToB().length === 0 && t < 5000; t += 10) rt.runTimers(n, t, probing);
+    const first = pingsToB()[0];
+    assert.ok(first !== undefined);
+    rt.runTimers(n, first.atMs + config.probeTimeoutMs - 10, probing);
+    const pings = pingsToB();
+    assert.equal(pings.length, 3, "the first ping and two repeats, one seq");
+    assert.ok(pings.every((p) => p.seq === first.seq));
+    const latest = pings[2] as { atMs: number };
+    assert.ok(latest.atMs > first.atMs);
+    // The ack comes 3 ms after the latest ping.
+    rt.nowMs = latest.atMs + 3;
+    n.handleDatagram(rt.nowMs, craft(B, 1, [], { type: MessageType.Ack, seq: first.seq }), rt);
+    assert.equal(n.member(B.key)?.lastRttMs, 3);
+    assert.equal(n.ackRtt.count, 1);
+    assert.equal(n.ackRtt.sumMs, 3);
   });
 });

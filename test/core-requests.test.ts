@@ -3,14 +3,15 @@
  * request and its host answers; answers are collected once per member; lost datagrams are
  * retried within the timeout; a silent member is reported at the deadline; a request ends as
  * soon as every member answered; repeated requests and answers are dropped (a repeated request
- * gets the remembered answer again); and every bound holds.
+ * gets the remembered answer again); every bound holds; and an ack or answer counts only with
+ * its target's answer MAC, so neither a relay nor another member can alter or make one up.
  */
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 
 import { type Address, parseAddress } from "../src/core/address.js";
-import { MAX_IN_FLIGHT, MAX_REMEMBERED, QUERY_SENDS, REQUEST_SENDS, maxAnswerBytes, maxRequestPayloadBytes, type RequestStartOptions } from "../src/core/requests.js";
+import { answerKeyOf, answerMac, MAX_IN_FLIGHT, MAX_REMEMBERED, QUERY_SENDS, REQUEST_SENDS, maxAnswerBytes, maxRequestPayloadBytes, type RequestStartOptions } from "../src/core/requests.js";
 import { makeConfig } from "../src/core/config.js";
 import type { CoreEvent } from "../src/core/runtime.js";
 import { MemberState, MessageType } from "../src/core/wire/messages.js";
@@ -193,7 +194,7 @@ describe("cluster requests", () => {
     const c = bootstrapped(2);
     const strangerAddress = parseAddress("192.0.2.99:7946") as Address;
     const before = c.sentLog.length;
-    c.inject(1, craft(strangerAddress, 0, [], { type: MessageType.Request, epoch: 1, id: 1, kind: KIND, payload: Uint8Array.of(1) }));
+    c.inject(1, craft(strangerAddress, 0, [], { type: MessageType.Request, epoch: 1, id: 1, kind: KIND, answerKey: new Uint8Array(16), payload: Uint8Array.of(1) }));
     assert.equal(eventsOf(c, "request", 1).length, 0, "the host never sees it");
     assert.equal(c.sentLog.slice(before).filter((d) => d.to.key === strangerAddress.key).length, 0, "nothing goes back");
     assert.equal(c.node(1).stats.requestsRefusedByReason.NOT_A_MEMBER, 1);
@@ -204,7 +205,7 @@ describe("cluster requests", () => {
     const c = bootstrapped(2);
     const config = c.config;
     for (let i = 0; i < MAX_REMEMBERED + 10; i++) {
-      c.inject(1, craft(c.address(0), 0, [], { type: MessageType.Request, epoch: 1, id: i + 1, kind: KIND, payload: Uint8Array.of(i & 0xff) }));
+      c.inject(1, craft(c.address(0), 0, [], { type: MessageType.Request, epoch: 1, id: i + 1, kind: KIND, answerKey: new Uint8Array(16), payload: Uint8Array.of(i & 0xff) }));
     }
     assert.equal(eventsOf(c, "request", 1).length, MAX_REMEMBERED + 10);
     // The oldest handles were forgotten: answering them is refused; the newest still works.
@@ -304,13 +305,82 @@ describe("cluster requests with targets, acknowledgements and relays (queries)",
     const c = bootstrapped(2);
     const stranger = parseAddress("192.0.2.99:7946") as Address;
     const before = c.sentLog.length;
-    c.inject(1, craft(stranger, 0, [], { type: MessageType.Relay, peer: c.address(0), epoch: 1, id: 1, what: 1, payload: Uint8Array.of(1) }));
-    c.inject(0, craft(stranger, 0, [], { type: MessageType.Relayed, peer: c.address(1), epoch: 1, id: 1, what: 1, payload: Uint8Array.of(1) }));
+    c.inject(1, craft(stranger, 0, [], { type: MessageType.Relay, peer: c.address(0), epoch: 1, id: 1, what: 1, mac: new Uint8Array(8), payload: Uint8Array.of(1) }));
+    c.inject(0, craft(stranger, 0, [], { type: MessageType.Relayed, peer: c.address(1), epoch: 1, id: 1, what: 1, mac: new Uint8Array(8), payload: Uint8Array.of(1) }));
     assert.equal(c.sentLog.length, before, "nothing passed on");
     assert.equal(c.node(1).clusterRequests.stats.relaysForwarded, 0);
     assert.equal(c.node(0).clusterRequests.stats.relayedReceived, 0);
     assert.equal(c.node(1).stats.requestsRefusedByReason.NOT_A_MEMBER, 1);
     const refused = startWith(c, 0, 24, { answer: { ackWanted: false, relayCount: 6 } });
     assert.equal(refused.ok ? "" : refused.code, "BAD_OPTIONS");
+  });
+
+  test("each target gets its own answer key; the answer key binds request, target and payload", () => {
+    const c = bootstrapped(4);
+    startWith(c, 0, 25, { answer: { ackWanted: true, relayCount: 1 } });
+    c.deliverAll();
+    const keys = new Map<string, string>();
+    for (const d of c.sentLog.filter(isType(MessageType.Request))) {
+      const body = d.decoded?.body;
+      assert.ok(body?.type === MessageType.Request);
+      const hex = Buffer.from(body.answerKey).toString("hex");
+      assert.equal(keys.get(d.to.key) ?? hex, hex, "every send to one target carries the same key");
+      keys.set(d.to.key, hex);
+    }
+    assert.equal(keys.size, 3);
+    assert.equal(new Set(keys.values()).size, 3, "a different key per target");
+    const secret = new Uint8Array(16).fill(7);
+    const k = answerKeyOf(secret, 1, 2, c.address(1));
+    assert.notDeepEqual(k, answerKeyOf(secret, 1, 3, c.address(1)));
+    assert.notDeepEqual(k, answerKeyOf(secret, 2, 2, c.address(1)));
+    assert.notDeepEqual(k, answerKeyOf(secret, 1, 2, c.address(2)));
+    const mac = answerMac(k, 1, 1, 2, Uint8Array.of(1, 2));
+    assert.notDeepEqual(mac, answerMac(k, 1, 1, 2, Uint8Array.of(1, 3)));
+    assert.notDeepEqual(mac, answerMac(k, 0, 1, 2, Uint8Array.of(1, 2)));
+    assert.notDeepEqual(mac, answerMac(k, 1, 1, 3, Uint8Array.of(1, 2)));
+  });
+
+  test("neither a relay nor another member can alter or make up a target's ack or answer; the genuine one still counts", () => {
+    const c = bootstrapped(4);
+    const answered = new Set<string>();
+    // Node 1's direct acks and answers to node 0 are lost, and every relayed copy is held back:
+    // what reaches node 0 for node 1 is what this test (playing a relay) sends.
+    const isAnswerOfOne = (d: SentDatagram): boolean =>
+      d.to.key === c.key(0) &&
+      ((d.from.key === c.key(1) && (isType(MessageType.RequestAck)(d) || isType(MessageType.Response)(d))) ||
+        (isType(MessageType.Relayed)(d) && (d.decoded?.body as { peer: Address }).peer.key === c.key(1)));
+    const held: SentDatagram[] = [];
+    const undo = c.addDropRule((d) => {
+      if (!isAnswerOfOne(d)) return false;
+      if (isType(MessageType.Relayed)(d)) held.push(d);
+      return true;
+    });
+    startWith(c, 0, 26, { answer: { ackWanted: true, relayCount: 2 } });
+    c.runUntil(() => (answerAll(c, answered), held.some((d) => (d.decoded?.body as { what: number }).what === 1)), TIMEOUT_MS);
+    undo();
+    const genuine = held.find((d) => (d.decoded?.body as { what: number }).what === 1);
+    assert.ok(genuine?.decoded?.body.type === MessageType.Relayed);
+    const body = genuine.decoded.body;
+    const relay = genuine.from;
+    const s0 = c.node(0).clusterRequests.stats;
+    const fromOne = (): number => eventsOf(c, "requestAnswer", 0).filter((e) => e.event.from.key === c.key(1)).length;
+    // 1. A relay alters the answer it passes on: same MAC, other payload.
+    c.inject(0, craft(relay, c.node(2).incarnation, [], { ...body, payload: Uint8Array.of(66, 66) }));
+    // 2. Node 2 (a target itself) makes up node 1's answer with the only key it has, its own,
+    //    relayed and as a direct RESPONSE naming node 1 as its sender.
+    const requestToTwo = c.sentLog.find((d) => isType(MessageType.Request)(d) && d.to.key === c.key(2))?.decoded?.body;
+    assert.ok(requestToTwo?.type === MessageType.Request);
+    const forgedMac = answerMac(requestToTwo.answerKey, 1, body.epoch, body.id, Uint8Array.of(66, 66));
+    c.inject(0, craft(c.address(2), c.node(2).incarnation, [], { ...body, mac: forgedMac, payload: Uint8Array.of(66, 66) }));
+    c.inject(0, craft(c.address(1), c.node(1).incarnation, [], { type: MessageType.Response, epoch: body.epoch, id: body.id, mac: forgedMac, payload: Uint8Array.of(66, 66) }));
+    // 3. A made-up acknowledgement for node 1 (the origin has not had node 1's yet).
+    c.inject(0, craft(c.address(2), c.node(2).incarnation, [], { ...body, what: 0, mac: answerMac(requestToTwo.answerKey, 0, body.epoch, body.id, new Uint8Array(0)), payload: new Uint8Array(0) }));
+    assert.equal(fromOne(), 0, "no forged answer is believed");
+    assert.equal(eventsOf(c, "requestAck", 0).filter((e) => e.event.from.key === c.key(1)).length, 0, "nor a forged ack");
+    assert.equal(s0.answerMacsRefused, 4);
+    // The genuine relayed answer is still taken.
+    c.inject(0, genuine.bytes);
+    assert.equal(fromOne(), 1);
+    assert.deepStrictEqual([...(eventsOf(c, "requestAnswer", 0).find((e) => e.event.from.key === c.key(1))?.event.payload ?? [])], [1, 9]);
   });
 });

@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 
 import { makeConfig } from "../src/core/config.js";
 import { SwimNode } from "../src/core/node.js";
+import { addr } from "../src/core/address.js";
 import { decodeTags, encodeTags, maxTagsBytes, MAX_TAGS_BYTES_CAP, sameBytes, tagsProblem, TAGS_OVERHEAD_BYTES } from "../src/core/tags.js";
 import { MemberState, MessageType, SEALED_OVERHEAD_BYTES } from "../src/core/wire/messages.js";
 import { ManualCluster, craft } from "./helpers/cluster.js";
@@ -145,6 +146,33 @@ describe("tags in the cluster", () => {
     c.inject(0, craft(stranger, 50, [{ state: MemberState.Alive, incarnation: 50, member: stranger, tags: big }]));
     assert.equal(tagsHeld(c, 0, 1), null);
     assert.equal(c.node(0).stats.tagsRefused, 1);
+  });
+
+  test("an alive statement with tags beyond the limit is refused whole, in gossip and member lists and about self: a BAD_TAGS error, no state change", () => {
+    const c = new ManualCluster({ size: 3 });
+    c.bootstrap();
+    const big = tagsOf({ k: "x".repeat(maxTagsBytes(c.config)) });
+    const observer = c.node(0);
+    const held = observer.member(c.key(1))?.incarnation ?? -1;
+    const selfBefore = observer.incarnation;
+    const errorsBefore = observer.stats.protocolErrors;
+    const statement = (member: ReturnType<typeof addr>, incarnation: number) => ({ state: MemberState.Alive, incarnation, member, tags: big });
+    // Gossip from member 2 about member 1 at a higher incarnation.
+    c.inject(0, craft(c.address(2), c.node(2).incarnation, [statement(c.address(1), held + 5)]));
+    assert.equal(observer.member(c.key(1))?.incarnation, held, "member 1's incarnation unchanged");
+    // A member list naming a newcomer.
+    const newcomer = addr("10.77.0.1:7946");
+    c.inject(0, craft(c.address(2), c.node(2).incarnation, [statement(newcomer, 1)], { type: MessageType.Sync, replyWanted: false, seq: 0 }));
+    assert.equal(observer.member(newcomer.key), undefined, "no member learned from it");
+    // About the observer itself, above its incarnation: nothing to refute.
+    c.inject(0, craft(c.address(2), c.node(2).incarnation, [statement(c.address(0), selfBefore + 3)]));
+    assert.equal(observer.incarnation, selfBefore);
+    assert.equal(observer.stats.protocolErrors - errorsBefore, 3);
+    assert.equal(observer.stats.protocolErrorsByCode.BAD_TAGS, 3);
+    assert.equal(observer.stats.tagsRefused, 3);
+    // The rest of such a datagram still counts: a plain statement beside the refused one is taken.
+    c.inject(0, craft(c.address(2), c.node(2).incarnation, [statement(c.address(1), held + 7), { state: MemberState.Alive, incarnation: held + 6, member: c.address(1) }]));
+    assert.equal(observer.member(c.key(1))?.incarnation, held + 6);
   });
 
   test("with the largest tags every datagram fits its budget, on the lan and the thread preset, sealed or not", () => {

@@ -124,7 +124,7 @@ describe("queries between real agents", () => {
       // A payload larger than one datagram allows is refused before anything is sent.
       const tooLarge = await tamtam(a, ["query", "echo", "y".repeat(1200)]);
       assert.equal(tooLarge.code, 2);
-      assert.match(tooLarge.stderr, /^tamtam: the agent rejected the request: a query named "echo" carries at most 1147 bytes of payload, got 1200\n$/);
+      assert.match(tooLarge.stderr, /^tamtam: the agent rejected the request: a query named "echo" carries at most 1131 bytes of payload, got 1200\n$/);
 
       // A member without a handler says so at once; text output, one line each.
       const text = await tamtam(e, ["query", "unknown", "--node", a.gossip, "--no-ack"]);

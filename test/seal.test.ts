@@ -263,6 +263,23 @@ describe("replay windows across restarts", () => {
     assert.equal(guard.check("b", 1, 3, 526), "replay");
   });
 
+  test("only a key holder can crowd a member's boot window out (then the member's current datagrams replay once each); datagrams that do not open never touch it", () => {
+    const { env } = envelope();
+    const member = envelope({ boot: 77, counter: 500 }).env;
+    const genuine = [member.wrap(datagram(100)), member.wrap(datagram(100))];
+    for (const d of genuine) assert.ok(env.unwrap(d, "10.0.0.1", 1) !== null);
+    // A stranger (another key) cannot: its datagrams in the member's name do not open.
+    for (let boot = 1; boot <= 2 * BOOTS_PER_SENDER; boot++) {
+      assert.equal(env.unwrap(envelope({ boot, counter: 0, keys: [K32] }).env.wrap(datagram(100)), "10.0.0.1", 1), null);
+    }
+    assert.equal(env.unwrap(genuine[0] as Uint8Array, "10.0.0.1", 1), null, "still a replay");
+    // A key holder can: BOOTS_PER_SENDER new boot ids in the member's name evict its window.
+    for (let boot = 1; boot <= BOOTS_PER_SENDER; boot++) assert.ok(env.unwrap(envelope({ boot, counter: 0 }).env.wrap(datagram(100)), "10.0.0.1", 1) !== null);
+    assert.equal(env.stats()["replay.bootsEvicted"], 1);
+    assert.ok(env.unwrap(genuine[0] as Uint8Array, "10.0.0.1", 1) !== null, "replayed once (documented in src/seal/replay.ts)");
+    assert.equal(env.unwrap(genuine[0] as Uint8Array, "10.0.0.1", 1), null, "and no more");
+  });
+
   test("the guard's tables are bounded; evictions are counted", () => {
     const guard = new ReplayGuard(3);
     for (let i = 0; i < 5; i++) assert.equal(guard.check(`s${i}`, 1, 0, 1), "ok");
@@ -303,7 +320,7 @@ describe("labels without keys, and migration", () => {
   });
 
   test("an agent that holds keys takes cluster requests only sealed, even while it accepts plaintext", () => {
-    const request = datagram(7, { type: MessageType.Request, epoch: 1, id: 1, kind: 1, payload: Uint8Array.of(1) });
+    const request = datagram(7, { type: MessageType.Request, epoch: 1, id: 1, kind: 1, answerKey: new Uint8Array(16), payload: Uint8Array.of(1) });
     const plain = envelope({ keys: [] }).env;
     const accepting = envelope({ acceptPlaintext: true });
     assert.equal(accepting.env.unwrap(plain.wrap(request), "10.0.0.1", 1), null, "a plaintext request is dropped");

@@ -9,7 +9,7 @@ import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 
-import { addr, makeAddress, type Address } from "../src/core/address.js";
+import { addr, DEFAULT_INTERN_GENERATION, internStats, makeAddress, setInternGeneration, type Address } from "../src/core/address.js";
 import { PROTOCOL_ERROR_CODES, ProtocolError, type ProtocolErrorCode } from "../src/core/errors.js";
 import { encodeTags } from "../src/core/tags.js";
 import {
@@ -106,6 +106,9 @@ const dead = (incarnation: number, member: Address): MemberUpdate => ({ state: M
 const aliveTagged = (incarnation: number, member: Address, tags: Uint8Array): MemberUpdate => ({ state: MemberState.Alive, incarnation, member, tags });
 /** The tags role=web: count 1, key "role", value "web". */
 const ROLE_WEB_HEX = "01 04 726f6c65 03 776562";
+/** An answer key (16 bytes) and an answer MAC (8) as they sit in request and answer bodies. */
+const KEY_HEX = "000102030405060708090a0b0c0d0e0f";
+const MAC_HEX = "a0a1a2a3a4a5a6a7";
 const left = (incarnation: number, member: Address): MemberUpdate => ({ state: MemberState.Left, incarnation, member });
 const suspect = (incarnation: number, member: Address, suspectedBy: Address): MemberUpdate => ({
   state: MemberState.Suspect,
@@ -154,6 +157,8 @@ const updateArb: fc.Arbitrary<MemberUpdate> = fc.oneof(
 const broadcastArb = (maxPayload: number): fc.Arbitrary<UserBroadcast> =>
   fc.record({ origin: addressArb, epoch: u32Arb, seq: u32Arb, payload: fc.uint8Array({ minLength: 1, maxLength: maxPayload }) }, PLAIN);
 const cookieArb = fc.uint8Array({ minLength: 8, maxLength: 8 });
+const answerKeyArb = fc.uint8Array({ minLength: 16, maxLength: 16 });
+const macArb = fc.uint8Array({ minLength: 8, maxLength: 8 });
 const bodyArb: fc.Arbitrary<Body> = fc.oneof(
   u32Arb.map((seq): Body => ({ type: MessageType.Ping, seq })),
   u32Arb.map((seq): Body => ({ type: MessageType.Ack, seq })),
@@ -164,15 +169,17 @@ const bodyArb: fc.Arbitrary<Body> = fc.oneof(
   fc.constant<Body>({ type: MessageType.Gossip }),
   fc.tuple(u32Arb, cookieArb).map(([seq, cookie]): Body => ({ type: MessageType.Cookie, seq, cookie })),
   fc
-    .tuple(u32Arb, u32Arb, u32Arb, fc.uint8Array({ maxLength: 40 }))
-    .map(([epoch, id, kind, payload]): Body => ({ type: MessageType.Request, epoch, id, kind, payload })),
-  fc.tuple(u32Arb, u32Arb, fc.uint8Array({ maxLength: 40 })).map(([epoch, id, payload]): Body => ({ type: MessageType.Response, epoch, id, payload })),
-  fc.tuple(u32Arb, u32Arb).map(([epoch, id]): Body => ({ type: MessageType.RequestAck, epoch, id })),
+    .tuple(u32Arb, u32Arb, u32Arb, answerKeyArb, fc.uint8Array({ maxLength: 40 }))
+    .map(([epoch, id, kind, answerKey, payload]): Body => ({ type: MessageType.Request, epoch, id, kind, answerKey, payload })),
+  fc.tuple(u32Arb, u32Arb, macArb, fc.uint8Array({ maxLength: 40 })).map(([epoch, id, mac, payload]): Body => ({ type: MessageType.Response, epoch, id, mac, payload })),
+  fc.tuple(u32Arb, u32Arb, macArb).map(([epoch, id, mac]): Body => ({ type: MessageType.RequestAck, epoch, id, mac })),
   fc
-    .tuple(fc.constantFrom(MessageType.Relay, MessageType.Relayed), addressArb, u32Arb, u32Arb, fc.constantFrom(0, 1), fc.uint8Array({ maxLength: 40 }))
-    .map(([type, peer, epoch, id, what, payload]): Body =>
-      type === MessageType.Relay ? { type, peer, epoch, id, what, payload } : { type: MessageType.Relayed, peer, epoch, id, what, payload },
-    ),
+    .tuple(fc.constantFrom(MessageType.Relay, MessageType.Relayed), addressArb, u32Arb, u32Arb, fc.constantFrom(0, 1), macArb, fc.uint8Array({ maxLength: 40 }))
+    // An ack (what 0) has no payload.
+    .map(([type, peer, epoch, id, what, mac, bytes]): Body => {
+      const payload = what === 0 ? new Uint8Array(0) : bytes;
+      return type === MessageType.Relay ? { type, peer, epoch, id, what, mac, payload } : { type: MessageType.Relayed, peer, epoch, id, what, mac, payload };
+    }),
   fc
     .tuple(addressArb, u32Arb, u32Arb, fc.uniqueArray(u32Arb, { minLength: 1, maxLength: MAX_REPAIR_SEQS }))
     .map(([origin, epoch, maxAgeMs, seqs]): Body => ({ type: MessageType.RepairRequest, origin, epoch, maxAgeMs, seqs: seqs.sort((a, b) => a - b) })),
@@ -304,21 +311,21 @@ const GOLDEN: readonly Golden[] = [
   },
   {
     name: "REQUEST from IPv4, epoch 0xdeadbeef, id 300, kind 1, 3-byte payload, with an ALIVE item",
-    d: datagram(A4, 2, { type: MessageType.Request, epoch: 0xdeadbeef, id: 300, kind: 1, payload: hex("010203") }, [alive(5, B4)]),
-    hex: `546d0100 09 ${A4_HEX} 02 effdb6f50d ac02 01 03 010203   10 05 ${B4_HEX}`,
-    size: 34,
+    d: datagram(A4, 2, { type: MessageType.Request, epoch: 0xdeadbeef, id: 300, kind: 1, answerKey: hex(KEY_HEX), payload: hex("010203") }, [alive(5, B4)]),
+    hex: `546d0100 09 ${A4_HEX} 02 effdb6f50d ac02 01 ${KEY_HEX} 03 010203   10 05 ${B4_HEX}`,
+    size: 50,
   },
   {
     name: "REQUEST from IPv6 with an empty payload",
-    d: datagram(A6, 0, { type: MessageType.Request, epoch: 0, id: 1, kind: 128, payload: new Uint8Array(0) }),
-    hex: `546d0100 09 ${A6_HEX} 00 00 01 8001 00`,
-    size: 30,
+    d: datagram(A6, 0, { type: MessageType.Request, epoch: 0, id: 1, kind: 128, answerKey: hex(KEY_HEX), payload: new Uint8Array(0) }),
+    hex: `546d0100 09 ${A6_HEX} 00 00 01 8001 ${KEY_HEX} 00`,
+    size: 46,
   },
   {
     name: "RESPONSE from IPv6, epoch 7, id 300, 2-byte payload",
-    d: datagram(B6, 1, { type: MessageType.Response, epoch: 7, id: 300, payload: hex("00ff") }),
-    hex: `546d0100 0a ${B6_HEX} 01 07 ac02 02 00ff`,
-    size: 31,
+    d: datagram(B6, 1, { type: MessageType.Response, epoch: 7, id: 300, mac: hex(MAC_HEX), payload: hex("00ff") }),
+    hex: `546d0100 0a ${B6_HEX} 01 07 ac02 ${MAC_HEX} 02 00ff`,
+    size: 39,
   },
   {
     name: "GOSSIP from IPv4 with an ALIVE item and its TAGS item (role=web)",
@@ -334,27 +341,27 @@ const GOLDEN: readonly Golden[] = [
   },
   {
     name: "REQUEST with REQUEST_OPTIONS (ack wanted, relay through 2)",
-    d: { ...datagram(A4, 0, { type: MessageType.Request, epoch: 7, id: 42, kind: 2, payload: new Uint8Array(0) }), requestOptions: { ackWanted: true, relayCount: 2 } },
-    hex: `546d0100 09 ${A4_HEX} 00 07 2a 02 00   82 02 01 02`,
-    size: 21,
+    d: { ...datagram(A4, 0, { type: MessageType.Request, epoch: 7, id: 42, kind: 2, answerKey: hex(KEY_HEX), payload: new Uint8Array(0) }), requestOptions: { ackWanted: true, relayCount: 2 } },
+    hex: `546d0100 09 ${A4_HEX} 00 07 2a 02 ${KEY_HEX} 00   82 02 01 02`,
+    size: 37,
   },
   {
     name: "REQUEST_ACK from IPv6, epoch 7, id 42",
-    d: datagram(A6, 1, { type: MessageType.RequestAck, epoch: 7, id: 42 }),
-    hex: `546d0100 10 ${A6_HEX} 01 07 2a`,
-    size: 27,
+    d: datagram(A6, 1, { type: MessageType.RequestAck, epoch: 7, id: 42, mac: hex(MAC_HEX) }),
+    hex: `546d0100 10 ${A6_HEX} 01 07 2a ${MAC_HEX}`,
+    size: 35,
   },
   {
     name: "RELAY of a response to IPv6 B6, epoch 7, id 300, 2-byte payload",
-    d: datagram(A4, 0, { type: MessageType.Relay, peer: B6, epoch: 7, id: 300, what: 1, payload: hex("00ff") }),
-    hex: `546d0100 11 ${A4_HEX} 00 ${B6_HEX} 07 ac02 01 02 00ff`,
-    size: 39,
+    d: datagram(A4, 0, { type: MessageType.Relay, peer: B6, epoch: 7, id: 300, what: 1, mac: hex(MAC_HEX), payload: hex("00ff") }),
+    hex: `546d0100 11 ${A4_HEX} 00 ${B6_HEX} 07 ac02 01 ${MAC_HEX} 02 00ff`,
+    size: 47,
   },
   {
     name: "RELAYED ack of IPv6 A6, epoch 7, id 42",
-    d: datagram(B4, 3, { type: MessageType.Relayed, peer: A6, epoch: 7, id: 42, what: 0, payload: new Uint8Array(0) }),
-    hex: `546d0100 12 ${B4_HEX} 03 ${A6_HEX} 07 2a 00 00`,
-    size: 36,
+    d: datagram(B4, 3, { type: MessageType.Relayed, peer: A6, epoch: 7, id: 42, what: 0, mac: hex(MAC_HEX), payload: new Uint8Array(0) }),
+    hex: `546d0100 12 ${B4_HEX} 03 ${A6_HEX} 07 2a 00 ${MAC_HEX} 00`,
+    size: 44,
   },
   {
     name: "REPAIR_REQUEST from IPv4 for seqs 10, 11 and 140 of origin B4, epoch 7, stored within 300 ms",
@@ -475,6 +482,19 @@ describe("golden vectors", () => {
     assert.ok(0x81 >= 0x80 && 0x82 >= 0x80);
     const withUnknownExtension = decodeDatagram(hex(`546d0100 07 ${A4_HEX} 00   10 05 ${B4_HEX}   8f 03 010203`));
     assert.equal(withUnknownExtension.updates.length, 1);
+  });
+
+  test("a relayed ack carries no payload: encoding one with a payload is refused, as its decoding is (BAD_LENGTH)", () => {
+    for (const type of [MessageType.Relay, MessageType.Relayed] as const) {
+      assert.throws(() => encodeDatagram(datagram(A4, 0, { type, peer: B6, epoch: 7, id: 42, what: 0, mac: hex(MAC_HEX), payload: hex("ff") })), RangeError);
+    }
+  });
+
+  test("answer keys and MACs have their fixed sizes: others are refused when encoding", () => {
+    assert.throws(() => encodeDatagram(datagram(A4, 0, { type: MessageType.Request, epoch: 1, id: 1, kind: 1, answerKey: new Uint8Array(15), payload: new Uint8Array(0) })), RangeError);
+    assert.throws(() => encodeDatagram(datagram(A4, 0, { type: MessageType.Response, epoch: 1, id: 1, mac: new Uint8Array(9), payload: new Uint8Array(0) })), RangeError);
+    assert.throws(() => encodeDatagram(datagram(A4, 0, { type: MessageType.RequestAck, epoch: 1, id: 1, mac: new Uint8Array(0) })), RangeError);
+    assert.throws(() => encodeDatagram(datagram(A4, 0, { type: MessageType.Relay, peer: B6, epoch: 1, id: 1, what: 1, mac: new Uint8Array(7), payload: hex("00") })), RangeError);
   });
 
   test("tags only on ALIVE: encoding them on another state is refused", () => {
@@ -643,10 +663,16 @@ describe("ProtocolError codes", () => {
     ["BAD_LENGTH", "broadcast length 0", `${PING} 20 ${A4_HEX} 01 01 00`],
     ["BAD_FLAGS", "SYNC flag bit 1", `546d0100 06 ${A4_HEX} 00 02`],
     ["BAD_FLAGS", "SYNC flags 0xff", `546d0100 06 ${A4_HEX} 00 ff`],
-    ["BAD_FLAGS", "REQUEST_OPTIONS flag bit 1", `546d0100 09 ${A4_HEX} 00 07 2a 02 00   82 02 02 00`],
-    ["BAD_FLAGS", "RELAY what 2", `546d0100 11 ${A4_HEX} 00 ${B6_HEX} 07 2a 02 00`],
-    ["BAD_LENGTH", "REQUEST_OPTIONS of 3 bytes", `546d0100 09 ${A4_HEX} 00 07 2a 02 00   82 03 01 02 03`],
-    ["BAD_LENGTH", "REQUEST_OPTIONS relay count 6", `546d0100 09 ${A4_HEX} 00 07 2a 02 00   82 02 01 06`],
+    ["BAD_FLAGS", "REQUEST_OPTIONS flag bit 1", `546d0100 09 ${A4_HEX} 00 07 2a 02 ${KEY_HEX} 00   82 02 02 00`],
+    ["BAD_FLAGS", "RELAY what 2", `546d0100 11 ${A4_HEX} 00 ${B6_HEX} 07 2a 02 ${MAC_HEX} 00`],
+    ["BAD_LENGTH", "RELAY of an ack (what 0) with a 1-byte payload", `546d0100 11 ${A4_HEX} 00 ${B6_HEX} 07 2a 00 ${MAC_HEX} 01 ff`],
+    ["BAD_LENGTH", "RELAYED ack (what 0) with a 2-byte payload", `546d0100 12 ${A4_HEX} 00 ${B6_HEX} 07 2a 00 ${MAC_HEX} 02 00ff`],
+    ["TRUNCATED", "REQUEST with a 15-byte answer key", `546d0100 09 ${A4_HEX} 00 07 2a 02 000102030405060708090a0b0c0d0e`],
+    ["TRUNCATED", "RESPONSE with a 7-byte MAC", `546d0100 0a ${A4_HEX} 00 07 2a a0a1a2a3a4a5a6`],
+    ["TRUNCATED", "REQUEST_ACK without its MAC", `546d0100 10 ${A4_HEX} 00 07 2a`],
+    ["TRUNCATED", "RELAY without its MAC", `546d0100 11 ${A4_HEX} 00 ${B6_HEX} 07 2a 01`],
+    ["BAD_LENGTH", "REQUEST_OPTIONS of 3 bytes", `546d0100 09 ${A4_HEX} 00 07 2a 02 ${KEY_HEX} 00   82 03 01 02 03`],
+    ["BAD_LENGTH", "REQUEST_OPTIONS relay count 6", `546d0100 09 ${A4_HEX} 00 07 2a 02 ${KEY_HEX} 00   82 02 01 06`],
     ["UNKNOWN_TYPE", "message type 0x0f (not assigned)", `546d0100 0f ${A4_HEX} 00`],
     ["TRUNCATED", "REPAIR_REQUEST without its seqs", `546d0100 0b ${A4_HEX} 00 ${B4_HEX} 07 00 02 05`],
     ["TRUNCATED", "REPAIR_REQUEST without its origin", `546d0100 0b ${A4_HEX} 00 04 0a00`],
@@ -1053,5 +1079,40 @@ describe("fuzzing", () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe("address interning", () => {
+  test("hostile datagrams naming ever new addresses keep the intern tables bounded; addresses in use stay shared", () => {
+    setInternGeneration(64);
+    try {
+      const member = decodeDatagram(encodeDatagram(datagram(addr("10.1.0.1:7946"), 0, { type: MessageType.Ping, seq: 1 }))).from;
+      const member6 = decodeDatagram(encodeDatagram(datagram(addr("[2001:db8::1]:7946"), 0, { type: MessageType.Ping, seq: 1 }))).from;
+      const evictedBefore = internStats.evicted;
+      const ip4 = new Uint8Array(4);
+      const ip6 = new Uint8Array(16);
+      ip6[0] = 0x20;
+      const N = 5000;
+      for (let i = 0; i < N; i++) {
+        ip4.set([198, 51, (i >> 8) & 0xff, i & 0xff]);
+        ip6.set([(i >> 8) & 0xff, i & 0xff], 14);
+        // A stranger's datagram naming a random address, then one of the member (in use).
+        const hostile = datagram(makeAddress(ip4, 1 + (i % 60000)), 0, { type: MessageType.Gossip }, [alive(1, makeAddress(ip6, 7946))]);
+        decodeDatagram(encodeDatagram(hostile));
+        const d = decodeDatagram(encodeDatagram(datagram(member, 0, { type: MessageType.Gossip }, [alive(1, member6)])));
+        assert.equal(d.from, member, "an address in use stays the same object");
+        assert.equal(d.updates[0]?.member, member6);
+      }
+      // Two generations of 64 per family at most.
+      assert.ok(internStats.interned <= 4 * 64, `${internStats.interned} addresses held`);
+      assert.ok(internStats.evicted - evictedBefore >= 2 * N - 4 * 64, "the others were forgotten, counted");
+      // A forgotten address decodes to an equal one (same key and id), a new object.
+      const first = makeAddress(Uint8Array.of(198, 51, 0, 0), 1);
+      assert.equal(first.key, "198.51.0.0:1");
+      assert.equal(first.id, (((198 << 24) | (51 << 16)) >>> 0) * 65536 + 1);
+    } finally {
+      setInternGeneration(DEFAULT_INTERN_GENERATION);
+    }
+    assert.throws(() => setInternGeneration(63), RangeError);
   });
 });

@@ -16,7 +16,7 @@ export interface Address {
   readonly key: string;
   /**
    * A number for the (ip, port), the same for every Address object of it (also after the
-   * intern table starts afresh, and in every thread): exactly ip * 65536 + port for IPv4
+   * intern tables forget it, and in every thread): exactly ip * 65536 + port for IPv4
    * (below 2^48), 2^52 plus a 52-bit hash of the bytes for IPv6. Member tables hash it; two
    * IPv6 addresses may share one, so equal ids do not prove equal addresses.
    */
@@ -24,10 +24,10 @@ export interface Address {
 }
 
 /**
- * The Address for `ip` and `port`. Addresses are interned: the same (ip, port) always yields
- * the same frozen object, so member keys are shared strings whose hash is computed once, which
- * keeps member-table lookups cheap when every datagram names dozens of members. The IP bytes
- * are copied; never mutate `Address.ip`.
+ * The Address for `ip` and `port`. Addresses are interned: the same (ip, port) yields the same
+ * frozen object while it is in use (see the intern tables below), so member keys are shared
+ * strings whose hash is computed once, which keeps member-table lookups cheap when every
+ * datagram names dozens of members. The IP bytes are copied; never mutate `Address.ip`.
  */
 export function makeAddress(ip: Uint8Array, port: number): Address {
   if (ip.length !== 4 && ip.length !== 16) throw new RangeError(`an IP address has 4 or 16 bytes, not ${ip.length}`);
@@ -36,25 +36,81 @@ export function makeAddress(ip: Uint8Array, port: number): Address {
 }
 
 /**
- * Interned addresses kept at most, per family; beyond it the table starts afresh (correct, only
- * slower). Large enough for the biggest simulated clusters; small enough that hostile traffic
- * naming random addresses costs tens of MB at worst.
+ * The intern tables, one per family, bounded: two generations of at most `internGeneration`
+ * addresses each. A lookup that misses the young generation but finds the address in the old
+ * one moves it to the young one; when the young one is full it becomes the old one and the
+ * previous old one is dropped (its addresses that were not used since are forgotten, counted
+ * in `internStats.evicted`). So the addresses in use (members, their suspectors, broadcast
+ * origins) stay shared, while hostile datagrams naming random addresses cost at most
+ * 2 * internGeneration addresses per family (about 400 bytes each for IPv4 and 560 for IPv6:
+ * some 8 MB in all with the default), instead of growing with every address ever named.
+ * Forgetting an address is correct, only slower: a later Address for it is a new object with
+ * the same key and id.
  */
-const MAX_INTERNED = 1 << 18;
-const internedV4 = new Map<number, Address>();
-const internedV6 = new Map<string, Address>();
+export const DEFAULT_INTERN_GENERATION = 4096;
+let internGeneration = DEFAULT_INTERN_GENERATION;
+
+/** Counters of the intern tables (this thread's; monotonic but `interned`, the addresses held now). */
+export const internStats = { interned: 0, evicted: 0 };
+
+/** The two generations of one family's table. */
+class InternGenerations<K> {
+  young = new Map<K, Address>();
+  private old = new Map<K, Address>();
+
+  /** The address at `id` from the old generation, taken out of it (the caller adds it back), or undefined. */
+  take(id: K): Address | undefined {
+    const a = this.old.get(id);
+    if (a !== undefined) this.old.delete(id);
+    return a;
+  }
+
+  /** Adds `a` to the young generation, which first becomes the old one if it is full. */
+  add(id: K, a: Address): void {
+    if (this.young.size >= internGeneration) {
+      internStats.evicted += this.old.size;
+      internStats.interned -= this.old.size;
+      this.old = this.young;
+      this.young = new Map();
+    }
+    this.young.set(id, a);
+  }
+}
+
+const internedV4 = new InternGenerations<number>();
+const internedV6 = new InternGenerations<string>();
+
+/**
+ * Sets the generation size of the intern tables (addresses per family and generation, at
+ * least 64), for hosts that know they deal with more addresses at once (a simulator running
+ * a large cluster in one thread). Tables in use keep their contents.
+ */
+export function setInternGeneration(addresses: number): void {
+  if (!Number.isInteger(addresses) || addresses < 64) throw new RangeError(`an intern generation holds at least 64 addresses, got ${addresses}`);
+  internGeneration = addresses;
+}
+
+/** The generation size of the intern tables now. */
+export function internGenerationSize(): number {
+  return internGeneration;
+}
 
 /** The interned IPv4 Address for bytes b[p..p+3] and `port` (1..65535, not checked). */
 export function internIpv4(b: Uint8Array, p: number, port: number): Address {
   const id = ((((b[p] as number) << 24) | ((b[p + 1] as number) << 16) | ((b[p + 2] as number) << 8) | (b[p + 3] as number)) >>> 0) * 65536 + port;
-  let a = internedV4.get(id);
+  const a = internedV4.young.get(id);
+  return a !== undefined ? a : internIpv4Miss(b, p, port, id);
+}
+
+function internIpv4Miss(b: Uint8Array, p: number, port: number, id: number): Address {
+  let a = internedV4.take(id);
   if (a === undefined) {
-    if (internedV4.size >= MAX_INTERNED) internedV4.clear();
     const ip = new Uint8Array(4);
     for (let i = 0; i < 4; i++) ip[i] = b[p + i] as number;
     a = Object.freeze({ family: 4 as const, ip, port, key: `${formatIp(ip)}:${port}`, id });
-    internedV4.set(id, a);
+    internStats.interned++;
   }
+  internedV4.add(id, a);
   return a;
 }
 
@@ -63,14 +119,19 @@ export function internIpv6(b: Uint8Array, p: number, port: number): Address {
   // One call builds one flat 9-unit key (concatenation would build a rope to flatten first).
   const g = (i: number): number => ((b[p + i] as number) << 8) | (b[p + i + 1] as number);
   const id = String.fromCharCode(g(0), g(2), g(4), g(6), g(8), g(10), g(12), g(14), port);
-  let a = internedV6.get(id);
+  const a = internedV6.young.get(id);
+  return a !== undefined ? a : internIpv6Miss(b, p, port, id);
+}
+
+function internIpv6Miss(b: Uint8Array, p: number, port: number, id: string): Address {
+  let a = internedV6.take(id);
   if (a === undefined) {
-    if (internedV6.size >= MAX_INTERNED) internedV6.clear();
     const ip = new Uint8Array(16);
     for (let i = 0; i < 16; i++) ip[i] = b[p + i] as number;
     a = Object.freeze({ family: 6 as const, ip, port, key: `[${formatIp(ip)}]:${port}`, id: ipv6Id(ip, port) });
-    internedV6.set(id, a);
+    internStats.interned++;
   }
+  internedV6.add(id, a);
   return a;
 }
 

@@ -30,7 +30,9 @@
  * The damped member itself is probed, suspected, declared dead and refutes exactly as before,
  * so detecting its real failure and healing are not slowed.
  * The table is bounded (`maxEntries`); when full, the entry updated longest ago that is not
- * damped is forgotten (counted).
+ * damped is forgotten (counted). Only when every entry is damped does a damped one go (the one
+ * updated longest ago): its damping ends then, and recordFlap names it, so that the node tells
+ * its host (a release event) and whoever saw the member damped also sees it released.
  */
 
 import type { SwimConfig } from "./config.js";
@@ -69,6 +71,14 @@ export interface DampingView {
 
 export const NOT_DAMPED: DampingView = { damped: false, flapPenalty: 0, flaps: 0, dampedUntilMs: -1 };
 
+/** What one flap did: when to check the member's release (-1: no damping started), and a damped member whose entry was evicted to make room (its damping ended), or null. */
+export interface FlapOutcome {
+  readonly releaseAtMs: number;
+  readonly evictedDamped: string | null;
+}
+
+const NO_CHANGE: FlapOutcome = { releaseAtMs: -1, evictedDamped: null };
+
 interface Entry {
   penalty: number;
   atMs: number;
@@ -90,25 +100,27 @@ export class FlapDamping {
 
   /**
    * The member at `key` came back. Returns the time its damping should be checked for release
-   * when this flap starts a damping episode, else -1.
+   * when this flap starts a damping episode (else -1), and the key of a damped member whose
+   * entry had to go to make room (its damping ended: the caller reports the release).
    */
-  recordFlap(key: string, nowMs: number): number {
-    if (!this.config.flapDamping) return -1;
+  recordFlap(key: string, nowMs: number): FlapOutcome {
+    if (!this.config.flapDamping) return NO_CHANGE;
     this.stats.flapsRecorded++;
     let e = this.entries.get(key);
+    let evictedDamped: string | null = null;
     if (e === undefined) {
-      if (this.entries.size >= this.maxEntries) this.evict();
+      if (this.entries.size >= this.maxEntries) evictedDamped = this.evict();
       e = { penalty: 0, atMs: nowMs, flaps: 0, damped: false };
       this.entries.set(key, e);
     }
     this.decay(e, nowMs);
     e.penalty = Math.min(this.ceiling, e.penalty + FLAP_PENALTY);
     e.flaps++;
-    if (e.damped || e.penalty < this.config.flapSuppressPenalty) return -1;
+    if (e.damped || e.penalty < this.config.flapSuppressPenalty) return evictedDamped === null ? NO_CHANGE : { releaseAtMs: -1, evictedDamped };
     e.damped = true;
     this.stats.dampingStarted++;
     this.stats.membersDamped++;
-    return this.releaseAtMs(e);
+    return { releaseAtMs: this.releaseAtMs(e), evictedDamped };
   }
 
   /**
@@ -148,21 +160,34 @@ export class FlapDamping {
     e.atMs = Math.max(e.atMs, nowMs);
   }
 
-  /** Forgets the undamped entry updated longest ago (or, if every entry is damped, the oldest). */
-  private evict(): void {
-    let victim: string | null = null;
-    let victimAt = Infinity;
+  /**
+   * Forgets the undamped entry updated longest ago; if every entry is damped, the damped one
+   * updated longest ago, whose damping ends with it (counted as released): returns its key then,
+   * else null.
+   */
+  private evict(): string | null {
+    let undamped: string | null = null;
+    let undampedAt = Infinity;
+    let damped: string | null = null;
+    let dampedAt = Infinity;
     for (const [key, e] of this.entries) {
-      if (!e.damped && e.atMs < victimAt) {
-        victim = key;
-        victimAt = e.atMs;
+      if (!e.damped && e.atMs < undampedAt) {
+        undamped = key;
+        undampedAt = e.atMs;
+      } else if (e.damped && e.atMs < dampedAt) {
+        damped = key;
+        dampedAt = e.atMs;
       }
     }
-    if (victim === null) {
-      victim = this.entries.keys().next().value as string;
-      this.stats.membersDamped--;
-    }
-    this.entries.delete(victim);
     this.stats.dampingEntriesDropped++;
+    if (undamped !== null) {
+      this.entries.delete(undamped);
+      return null;
+    }
+    const victim = damped as string;
+    this.entries.delete(victim);
+    this.stats.dampingReleased++;
+    this.stats.membersDamped--;
+    return victim;
   }
 }

@@ -198,7 +198,10 @@ export interface CoreStats extends ReconnectStats, DampingStats, RepairStats {
   probesAnsweredLimited: number;
   /** Tags of other members taken from alive statements (new or changed). */
   tagsUpdated: number;
-  /** Tags statements not taken: larger than this node's limit (maxTagsBytes). */
+  /**
+   * Alive statements refused whole for their tags: larger than this node's limit (maxTagsBytes).
+   * Each also counts as a BAD_TAGS protocol error; the member's state does not change.
+   */
   tagsRefused: number;
 }
 
@@ -218,6 +221,11 @@ interface Probe {
   /** The target's slot; NO_SLOT once it has left the table (its slot may be reused). */
   targetSlot: number;
   readonly startMs: number;
+  /**
+   * When the latest direct ping of this probe went (its repeats share the seq): an ack measures
+   * its round trip from here, so a repeated ping does not report the wait before it as delay.
+   */
+  lastPingMs: number;
   acked: boolean;
   expectedNacks: number;
   nacks: number;
@@ -431,7 +439,11 @@ export class SwimNode {
     this.probeIntervalMs = options.config.probeIntervalMs;
     this.probeTimeoutMs = options.config.probeTimeoutMs;
     this.nextSeq = 1 + this.rng.nextInt(0x7fffffff);
-    this.cookies = new CookieJar(options.cookieSecret ?? defaultCookieSecret(options.seed));
+    // One secret of this life keys the join cookies and the answer keys of cluster requests;
+    // their SipHash inputs differ in length (11 or 23 bytes, 16 or 28), so neither can stand
+    // for the other.
+    const secret = options.cookieSecret ?? defaultCookieSecret(options.seed);
+    this.cookies = new CookieJar(secret);
     this.updates = new TransmitQueue(options.config.maxQueuedUpdates);
     this.broadcasts = new TransmitQueue(options.config.maxQueuedBroadcasts);
     this.pacer = new GossipPacer(options.config, options.config.maxQueuedBroadcasts);
@@ -468,7 +480,7 @@ export class SwimNode {
       },
       members: () => this.memberList(),
       hasLeft: () => this.leaving,
-    });
+    }, secret);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -886,7 +898,7 @@ export class SwimNode {
         this.onProbeDeadline(nowMs, timer.seq, rt);
         return;
       case "probeRetry":
-        this.onProbeRetry(timer.seq, rt);
+        this.onProbeRetry(nowMs, timer.seq, rt);
         return;
       case "relayRetry":
         this.onRelayRetry(timer.seq, rt);
@@ -996,7 +1008,7 @@ export class SwimNode {
         this.clusterRequests.onResponse(d.from, body, rt);
         return;
       case MessageType.RequestAck:
-        this.clusterRequests.onAck(d.from, body.epoch, body.id, rt);
+        this.clusterRequests.onAck(d.from, body.epoch, body.id, body.mac, rt);
         return;
       case MessageType.Relay:
         // Passed on only to a member: a RELAY must not turn this node into a sender of answers
@@ -1024,15 +1036,18 @@ export class SwimNode {
     if (probe !== undefined) {
       if (!probe.acked) {
         probe.acked = true;
-        // Only a direct answer measures the round trip.
+        // Only a direct answer measures the round trip, from the latest ping sent (the pings of
+        // one probe share a seq, so which one it answers is not known; the latest bounds it
+        // from below, where the first would count every wait for a repeat as delay).
+        const rttMs = nowMs - probe.lastPingMs;
         if (from.key === probe.target.key) {
           this.stats.probesAckedDirect++;
-          this.ackRtt.observe(nowMs - probe.startMs);
+          this.ackRtt.observe(rttMs);
         } else {
           this.stats.probesAckedIndirect++;
         }
         if (probe.targetSlot !== NO_SLOT && from.key === probe.target.key) {
-          this.table.lastRttMs[probe.targetSlot] = nowMs - probe.startMs;
+          this.table.lastRttMs[probe.targetSlot] = rttMs;
           this.prove(probe.targetSlot);
         }
         this.adjustHealth(-1);
@@ -1204,6 +1219,13 @@ export class SwimNode {
   private mergeUpdate(nowMs: number, u: MemberUpdate, syncFrom: Address | null, rt: Runtime): number {
     const t = this.table;
     const slot = t.find(u.member);
+    // An alive statement is one with its tags: tags this node will not hold (beyond its limit)
+    // make the whole statement void, not just its tags (else a peer could move a member's
+    // state and incarnation with tags no one can store).
+    if (u.tags !== undefined && tagsProblem(this.config, u.tags) !== null) {
+      this.refuseStatement("BAD_TAGS");
+      return slot === SELF ? NO_SLOT : slot;
+    }
     if (slot === SELF) {
       this.mergeAboutSelf(nowMs, u, rt);
       return NO_SLOT;
@@ -1249,15 +1271,11 @@ export class SwimNode {
 
   /**
    * Takes the tags of an alive statement at `incarnation` about the member at `slot`, unless
-   * they are older than those held or larger than this node's limit (counted). True if they
-   * changed what is held.
+   * they are older than those held (mergeUpdate has refused tags beyond this node's limit, with
+   * their statement). True if they changed what is held.
    */
   private storeTags(slot: number, incarnation: number, tags: Uint8Array): boolean {
     const t = this.table;
-    if (tagsProblem(this.config, tags) !== null) {
-      this.stats.tagsRefused++;
-      return false;
-    }
     const held = t.tags.get(slot);
     if (held !== undefined && held.incarnation > incarnation) return false;
     if (held !== undefined && sameBytes(held.bytes, tags)) {
@@ -1308,9 +1326,16 @@ export class SwimNode {
     return slot;
   }
 
-  /** A member held failed came back: counts a flap; true when that starts its damping. */
+  /**
+   * A member held failed came back: counts a flap; true when that starts its damping. A damped
+   * member whose entry the full damping table dropped for it is released: its host hears so.
+   */
   private recordFlap(nowMs: number, key: string, rt: Runtime): boolean {
-    const releaseAtMs = this.damping.recordFlap(key, nowMs);
+    const { releaseAtMs, evictedDamped } = this.damping.recordFlap(key, nowMs);
+    if (evictedDamped !== null) {
+      const slot = this.table.findKey(evictedDamped);
+      if (slot !== NO_SLOT) this.emitMember(rt, slot, this.table.state[slot] as MemberState, this.table.incarnation[slot] as number, true);
+    }
     if (releaseAtMs < 0) return false;
     rt.setTimer(releaseAtMs, { kind: "flapRelease", key });
     return true;
@@ -1346,7 +1371,9 @@ export class SwimNode {
     t.stateChangedAtMs[slot] = nowMs;
     t.suspicion.delete(slot);
     t.suspectedBy.delete(slot);
-    const flapped = previous === MemberState.Dead && state !== MemberState.Left && this.recordFlap(nowMs, t.address(slot).key, rt);
+    // A comeback: dead, then alive or suspect again (dead again at a higher incarnation, or left, is none).
+    const back = state === MemberState.Alive || state === MemberState.Suspect;
+    const flapped = previous === MemberState.Dead && back && this.recordFlap(nowMs, t.address(slot).key, rt);
     switch (state) {
       case MemberState.Alive:
         this.dead.delete(slot);
@@ -1520,7 +1547,7 @@ export class SwimNode {
   private startProbe(nowMs: number, slot: number, expedited: boolean, rt: Runtime): void {
     const seq = this.takeSeq();
     const target = this.table.address(slot);
-    this.probes.set(seq, { seq, target, targetSlot: slot, startMs: nowMs, acked: false, expectedNacks: 0, nacks: 0, helperKeys: [], nackedBy: new Set(), expedited });
+    this.probes.set(seq, { seq, target, targetSlot: slot, startMs: nowMs, lastPingMs: nowMs, acked: false, expectedNacks: 0, nacks: 0, helperKeys: [], nackedBy: new Set(), expedited });
     this.stats.pingsSent++;
     // Lifeguard's buddy system: a suspect hears of its suspicion in the probe itself.
     const buddy = this.config.lifeguard && this.table.state[slot] === MemberState.Suspect ? encodeUpdateItem(this.updateOf(slot)) : null;
@@ -1544,10 +1571,11 @@ export class SwimNode {
   }
 
   /** Pings a probe's target once more while it has not answered. */
-  private onProbeRetry(seq: number, rt: Runtime): void {
+  private onProbeRetry(nowMs: number, seq: number, rt: Runtime): void {
     const probe = this.probes.get(seq);
     if (probe === undefined || probe.acked || probe.targetSlot === NO_SLOT) return;
     this.stats.pingsRepeated++;
+    probe.lastPingMs = nowMs;
     const slot = probe.targetSlot;
     const buddy = this.config.lifeguard && this.table.state[slot] === MemberState.Suspect ? encodeUpdateItem(this.updateOf(slot)) : null;
     this.sendBody(rt, probe.target, { type: MessageType.Ping, seq }, "probe", buddy, Infinity, true);
@@ -1903,6 +1931,14 @@ export class SwimNode {
     const w = this.probeWriter;
     w.begin(this.self, this.table.incarnation[SELF] as number, { type: MessageType.Cookie, seq, cookie: this.cookies.make(to, nowMs) });
     this.transmit(rt, to, w.finish());
+  }
+
+  /** A statement received that is refused whole: a typed, counted protocol error; nothing changes. */
+  private refuseStatement(code: ProtocolErrorCode): void {
+    this.stats.protocolErrors++;
+    const byCode = this.stats.protocolErrorsByCode;
+    byCode[code] = (byCode[code] ?? 0) + 1;
+    if (code === "BAD_TAGS") this.stats.tagsRefused++;
   }
 
   private refused(reason: RequestRefusal): void {

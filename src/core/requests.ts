@@ -33,13 +33,39 @@
  * RELAYs of members, each one datagram; the origin takes one answer per target, dropping
  * (and counting) duplicates, late ones and those of members not asked.
  * The epoch is the node's broadcast epoch: (epoch, id) never repeats across lives.
+ *
+ * Who can answer for a target (threat model). A target's acknowledgement and answer count only
+ * when they carry its answer MAC: SipHash-2-4, keyed by the answer key, of (what, epoch, id,
+ * payload) (answerMac). The answer key is the origin's for this request and this target
+ * (answerKey: SipHash-2-4 under a secret of the origin's life, of (epoch, id, target address)),
+ * sent only to that target, in its REQUEST; the origin recomputes it to check, and keeps
+ * nothing. So:
+ *   - a relay, which sees the RELAY it passes on (MAC and payload) but never the REQUEST (that
+ *     goes straight from origin to target), can pass an answer on or drop it, but cannot alter
+ *     it or make one up: a changed payload or a made-up RELAYED fails the MAC, and is dropped
+ *     and counted (answerMacsRefused);
+ *   - another target gets a REQUEST too, but with its own key, so it cannot answer for others;
+ *   - neither can anyone else who names a target as the sender of a RESPONSE or REQUEST_ACK
+ *     (TamTam knows a sender by the address its datagram names, not by the UDP source).
+ * What is left: in a plaintext cluster, whoever can read the origin's REQUEST to a target on
+ * the network (on the path, or on a shared segment) learns that target's answer key and can
+ * answer in its name; plaintext gossip trusts its network in any case. Sealed, REQUESTs are
+ * secret, and every key holder is trusted (it can seal anything in any member's name), so
+ * this adds nothing there. A replayed answer of an earlier request fails too (epoch and id are
+ * in the MAC). Without a key anyone can still send a REQUEST in a member's name (requests are
+ * not authenticated), also one with the (epoch, id) of a real one before the real one arrives:
+ * the target then answers under the wrong key and the origin drops that answer, a lost answer
+ * (reported missing), never a forged one.
  */
 
 import type { Address } from "./address.js";
 import type { SwimConfig } from "./config.js";
 import type { CoreEvent, MemberInfo, Runtime } from "./runtime.js";
+import { SIPHASH_KEY_BYTES, SIPHASH_OUTPUT_BYTES, siphash24 } from "./siphash.js";
 import { encodeRequestOptionsItem } from "./wire/codec.js";
 import {
+  ANSWER_KEY_BYTES,
+  ANSWER_MAC_BYTES,
   type Body,
   MAX_RELAY_COUNT,
   MemberState,
@@ -69,17 +95,19 @@ export const QUERY_SENDS = 8;
 export const MIN_REQUEST_TIMEOUT_MS = 10;
 export const MAX_REQUEST_TIMEOUT_MS = 600_000;
 /**
- * Largest REQUEST or RESPONSE header: fixed header 5, IPv6 from 19, incarnation 5, epoch 5,
- * id 5, kind 5, payload length 3.
+ * Largest REQUEST header: fixed header 5, IPv6 from 19, incarnation 5, epoch 5, id 5, kind 5,
+ * answer key 16, payload length 3.
  */
-const MAX_REQUEST_HEADER_BYTES = 5 + 19 + 5 + 5 + 5 + 5 + 3;
+const MAX_REQUEST_HEADER_BYTES = 5 + 19 + 5 + 5 + 5 + 5 + ANSWER_KEY_BYTES + 3;
 /** The REQUEST_OPTIONS item a REQUEST may carry. */
 const REQUEST_OPTIONS_BYTES = 4;
 /**
- * Largest RELAY or RELAYED header: fixed header 5, IPv6 from 19, incarnation 5, IPv6 peer 19,
- * epoch 5, id 5, what 1, payload length 3.
+ * Largest RELAY or RELAYED header (a RESPONSE's is smaller): fixed header 5, IPv6 from 19,
+ * incarnation 5, IPv6 peer 19, epoch 5, id 5, what 1, answer MAC 8, payload length 3.
  */
-const MAX_RELAY_HEADER_BYTES = 5 + 19 + 5 + 19 + 5 + 5 + 1 + 3;
+const MAX_RELAY_HEADER_BYTES = 5 + 19 + 5 + 19 + 5 + 5 + 1 + ANSWER_MAC_BYTES + 3;
+/** Bytes of the secret answer keys are derived from. */
+export const ANSWER_SECRET_BYTES = SIPHASH_KEY_BYTES;
 
 /** Largest request payload under `config` (bytes): one datagram with its options item, envelope included. */
 export function maxRequestPayloadBytes(config: SwimConfig): number {
@@ -133,6 +161,11 @@ export interface RequestStats {
   relaysRefused: number;
   /** RELAYED datagrams received (each then counts as an ack or answer, taken or dropped). */
   relayedReceived: number;
+  /**
+   * Acks and answers of targets (direct or relayed) whose answer MAC is not the target's:
+   * made up or altered on the way (a relay or anyone naming a target); dropped.
+   */
+  answerMacsRefused: number;
 }
 
 /** What the requests need from their node. */
@@ -160,7 +193,9 @@ interface Outgoing {
   readonly maxSends: number;
   readonly timeoutMs: number;
   readonly deadlineMs: number;
-  readonly body: Body;
+  readonly id: number;
+  readonly kind: number;
+  readonly payload: Uint8Array;
   sends: number;
 }
 
@@ -168,6 +203,8 @@ interface Remembered {
   readonly from: Address;
   readonly epoch: number;
   readonly id: number;
+  /** The answer key the origin gave this node for it. */
+  readonly answerKey: Uint8Array;
   /** The host's answer once given. */
   answer: Uint8Array | null;
   /** How the origin wants it answered (its REQUEST_OPTIONS), or null. */
@@ -195,6 +232,7 @@ export class ClusterRequests {
     relaysForwarded: 0,
     relaysRefused: 0,
     relayedReceived: 0,
+    answerMacsRefused: 0,
   };
   readonly maxPayloadBytes: number;
   readonly maxAnswerBytes: number;
@@ -205,12 +243,17 @@ export class ClusterRequests {
   private readonly handles = new Map<number, string>();
   private nextId = 1;
   private nextHandle = 1;
+  private readonly secret: Uint8Array;
 
+  /** `secret`: ANSWER_SECRET_BYTES drawn once per node life (answer keys are derived from it). */
   constructor(
     config: SwimConfig,
     private readonly epoch: number,
     private readonly link: RequestLink,
+    secret: Uint8Array,
   ) {
+    if (secret.length !== ANSWER_SECRET_BYTES) throw new RangeError(`an answer secret has ${ANSWER_SECRET_BYTES} bytes, got ${secret.length}`);
+    this.secret = secret.slice();
     this.maxPayloadBytes = maxRequestPayloadBytes(config);
     this.maxAnswerBytes = maxAnswerBytes(config);
   }
@@ -247,10 +290,9 @@ export class ClusterRequests {
     this.stats.requestsStarted++;
     const id = this.nextId;
     this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
-    const body: Body = { type: MessageType.Request, epoch: this.epoch, id, kind, payload: payload.slice() };
     const optionsItem = options.answer === undefined ? null : encodeRequestOptionsItem(options.answer);
     const maxSends = optionsItem === null ? REQUEST_SENDS : QUERY_SENDS;
-    const req: Outgoing = { token, targets, answered: new Set(), acked: new Set(), optionsItem, maxSends, timeoutMs, deadlineMs: nowMs + timeoutMs, body, sends: 0 };
+    const req: Outgoing = { token, targets, answered: new Set(), acked: new Set(), optionsItem, maxSends, timeoutMs, deadlineMs: nowMs + timeoutMs, id, kind, payload: payload.slice(), sends: 0 };
     if (targets.size === 0) {
       this.finish(req, rt);
       return { ok: true, targets: 0 };
@@ -296,7 +338,7 @@ export class ClusterRequests {
         }
       }
     }
-    const remembered: Remembered = { from, epoch: body.epoch, id: body.id, answer: null, options: options ?? null };
+    const remembered: Remembered = { from, epoch: body.epoch, id: body.id, answerKey: body.answerKey, answer: null, options: options ?? null };
     this.remembered.set(key, remembered);
     const handle = this.nextHandle;
     this.nextHandle = this.nextHandle >= 0xffffffff ? 1 : this.nextHandle + 1;
@@ -307,13 +349,14 @@ export class ClusterRequests {
     rt.emit(event);
   }
 
-  /** A REQUEST_ACK from a target (or passed on by a relay): emits `requestAck` the first time. */
-  onAck(from: Address, epoch: number, id: number, rt: Runtime): void {
+  /** A REQUEST_ACK from a target (or passed on by a relay), with its MAC: emits `requestAck` the first time. */
+  onAck(from: Address, epoch: number, id: number, mac: Uint8Array, rt: Runtime): void {
     const req = epoch === this.epoch ? this.outgoing.get(id) : undefined;
     if (req === undefined || req.optionsItem === null || !req.targets.has(from.key) || req.acked.has(from.key)) {
       this.stats.acksDropped++;
       return;
     }
+    if (!this.macIsTargets(from, id, RELAY_ACK, EMPTY, mac)) return;
     req.acked.add(from.key);
     this.stats.acksReceived++;
     rt.emit({ type: "requestAck", token: req.token, from: req.targets.get(from.key) as Address });
@@ -321,28 +364,33 @@ export class ClusterRequests {
 
   /** A RELAY from member `from`: passes its ack or answer on to the origin it names. */
   onRelay(from: Address, self: Address, body: Extract<Body, { type: typeof MessageType.Relay }>, rt: Runtime): void {
-    if (body.peer.key === self.key || body.payload.length > this.maxAnswerBytes || (body.what === RELAY_ACK && body.payload.length > 0)) {
+    // (A RELAY of an ack with a payload does not decode: BAD_LENGTH.)
+    if (body.peer.key === self.key || body.payload.length > this.maxAnswerBytes) {
       this.stats.relaysRefused++;
       return;
     }
     this.stats.relaysForwarded++;
-    this.link.send(rt, body.peer, { type: MessageType.Relayed, peer: from, epoch: body.epoch, id: body.id, what: body.what, payload: body.payload });
+    this.link.send(rt, body.peer, { type: MessageType.Relayed, peer: from, epoch: body.epoch, id: body.id, what: body.what, mac: body.mac, payload: body.payload });
   }
 
-  /** A RELAYED ack or answer: as if it came from the target that sent it (body.peer). */
+  /**
+   * A RELAYED ack or answer: as if it came from the target that sent it (body.peer), which its
+   * MAC must prove (see the header: a relay cannot make one up).
+   */
   onRelayed(body: Extract<Body, { type: typeof MessageType.Relayed }>, rt: Runtime): void {
     this.stats.relayedReceived++;
-    if (body.what === RELAY_ACK) this.onAck(body.peer, body.epoch, body.id, rt);
-    else this.onResponse(body.peer, { type: MessageType.Response, epoch: body.epoch, id: body.id, payload: body.payload }, rt);
+    if (body.what === RELAY_ACK) this.onAck(body.peer, body.epoch, body.id, body.mac, rt);
+    else this.onResponse(body.peer, { type: MessageType.Response, epoch: body.epoch, id: body.id, mac: body.mac, payload: body.payload }, rt);
   }
 
-  /** A RESPONSE from another member. */
+  /** A RESPONSE from another member (or passed on by a relay), with its MAC. */
   onResponse(from: Address, body: Extract<Body, { type: typeof MessageType.Response }>, rt: Runtime): void {
     const req = body.epoch === this.epoch ? this.outgoing.get(body.id) : undefined;
     if (req === undefined || !req.targets.has(from.key) || req.answered.has(from.key) || body.payload.length > this.maxAnswerBytes) {
       this.stats.answersDropped++;
       return;
     }
+    if (!this.macIsTargets(from, body.id, RELAY_RESPONSE, body.payload, body.mac)) return;
     req.answered.add(from.key);
     req.acked.add(from.key);
     this.stats.answersReceived++;
@@ -400,30 +448,42 @@ export class ClusterRequests {
       if (req.answered.has(key)) continue;
       this.stats.requestDatagramsSent++;
       if (retry) this.stats.requestRetries++;
-      this.link.send(rt, to, req.body, req.optionsItem);
+      // Each target its own answer key (the same in every send of this request).
+      const answerKey = answerKeyOf(this.secret, this.epoch, req.id, to);
+      this.link.send(rt, to, { type: MessageType.Request, epoch: this.epoch, id: req.id, kind: req.kind, answerKey, payload: req.payload }, req.optionsItem);
     }
+  }
+
+  /** Whether `mac` is the answer MAC target `from` makes for request `id` of this life; counted when not. */
+  private macIsTargets(from: Address, id: number, what: number, payload: Uint8Array, mac: Uint8Array): boolean {
+    const expected = answerMac(answerKeyOf(this.secret, this.epoch, id, from), what, this.epoch, id, payload);
+    if (sameMac(expected, mac)) return true;
+    this.stats.answerMacsRefused++;
+    return false;
   }
 
   private sendAck(r: Remembered, rt: Runtime): void {
     this.stats.acksSent++;
-    this.link.send(rt, r.from, { type: MessageType.RequestAck, epoch: r.epoch, id: r.id });
-    this.sendRelays(r, RELAY_ACK, new Uint8Array(0), rt);
+    const mac = answerMac(r.answerKey, RELAY_ACK, r.epoch, r.id, EMPTY);
+    this.link.send(rt, r.from, { type: MessageType.RequestAck, epoch: r.epoch, id: r.id, mac });
+    this.sendRelays(r, RELAY_ACK, EMPTY, mac, rt);
   }
 
   private sendAnswer(r: Remembered, rt: Runtime): void {
     this.stats.answersSent++;
     const payload = r.answer as Uint8Array;
-    this.link.send(rt, r.from, { type: MessageType.Response, epoch: r.epoch, id: r.id, payload });
-    this.sendRelays(r, RELAY_RESPONSE, payload, rt);
+    const mac = answerMac(r.answerKey, RELAY_RESPONSE, r.epoch, r.id, payload);
+    this.link.send(rt, r.from, { type: MessageType.Response, epoch: r.epoch, id: r.id, mac, payload });
+    this.sendRelays(r, RELAY_RESPONSE, payload, mac, rt);
   }
 
   /** The relayed copies of an ack or answer, through the relay count of random members the origin asked for. */
-  private sendRelays(r: Remembered, what: number, payload: Uint8Array, rt: Runtime): void {
+  private sendRelays(r: Remembered, what: number, payload: Uint8Array, mac: Uint8Array, rt: Runtime): void {
     const count = r.options?.relayCount ?? 0;
     if (count === 0) return;
     for (const via of this.link.relays(count, [r.from])) {
       this.stats.relaysSent++;
-      this.link.send(rt, via, { type: MessageType.Relay, peer: r.from, epoch: r.epoch, id: r.id, what, payload });
+      this.link.send(rt, via, { type: MessageType.Relay, peer: r.from, epoch: r.epoch, id: r.id, what, mac, payload });
     }
   }
 
@@ -434,4 +494,54 @@ export class ClusterRequests {
     else this.stats.requestsIncomplete++;
     rt.emit({ type: "requestDone", token: req.token, missing });
   }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The answer key of request (epoch, id) for `target`: two SipHash-2-4 outputs under the
+ * origin's `secret`, of a domain byte (1, 2), epoch and id (u32 BE) and the target's address as
+ * on the wire. Deterministic, so every send of a request carries the same key and the origin
+ * keeps none.
+ */
+export function answerKeyOf(secret: Uint8Array, epoch: number, id: number, target: Address): Uint8Array {
+  const ipBytes = target.ip.length;
+  const input = new Uint8Array(1 + 4 + 4 + 1 + ipBytes + 2);
+  putU32(input, 1, epoch);
+  putU32(input, 5, id);
+  input[9] = target.family;
+  input.set(target.ip, 10);
+  input[10 + ipBytes] = target.port >>> 8;
+  input[11 + ipBytes] = target.port & 0xff;
+  const key = new Uint8Array(ANSWER_KEY_BYTES);
+  input[0] = 1;
+  siphash24(secret, input, key.subarray(0, SIPHASH_OUTPUT_BYTES));
+  input[0] = 2;
+  siphash24(secret, input, key.subarray(SIPHASH_OUTPUT_BYTES));
+  return key;
+}
+
+/** The answer MAC: SipHash-2-4 under `answerKey` of what (u8), epoch and id (u32 BE), payload. */
+export function answerMac(answerKey: Uint8Array, what: number, epoch: number, id: number, payload: Uint8Array): Uint8Array {
+  const input = new Uint8Array(9 + payload.length);
+  input[0] = what;
+  putU32(input, 1, epoch);
+  putU32(input, 5, id);
+  input.set(payload, 9);
+  return siphash24(answerKey, input, new Uint8Array(ANSWER_MAC_BYTES));
+}
+
+function putU32(b: Uint8Array, p: number, v: number): void {
+  b[p] = v >>> 24;
+  b[p + 1] = (v >>> 16) & 0xff;
+  b[p + 2] = (v >>> 8) & 0xff;
+  b[p + 3] = v & 0xff;
+}
+
+/** Compares two MACs without an early exit. */
+function sameMac(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= (a[i] as number) ^ (b[i] as number);
+  return diff === 0;
 }

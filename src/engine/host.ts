@@ -9,7 +9,7 @@
 
 import type { SwimNodeOptions } from "../core/node.js";
 import { SwimNode } from "../core/node.js";
-import type { Address } from "../core/address.js";
+import { type Address, internStats } from "../core/address.js";
 import type { CoreEvent, Runtime, Timer } from "../core/runtime.js";
 import { TimerQueue } from "../core/timer-queue.js";
 import { ACK_RTT_BUCKETS_MS } from "../core/rtt-histogram.js";
@@ -191,6 +191,9 @@ export class CoreHost {
       if (typeof count === "number") out[`core.requestsRefused.${reason}`] = count;
     }
     for (const [name, value] of Object.entries(node.clusterRequests.stats)) out[`core.clusterRequests.${name}`] = value;
+    // This thread's address intern tables (src/core/address.ts): held now, and forgotten.
+    out["core.addressIntern.interned"] = internStats.interned;
+    out["core.addressIntern.evicted"] = internStats.evicted;
     out["core.healthScore"] = node.healthScore;
     out["core.incarnation"] = node.incarnation;
     out["core.members"] = node.memberCount;

@@ -51,6 +51,22 @@
  *
  * Everything is bounded: MAX_SENDERS senders (least recently heard evicted, counted), each
  * with at most BOOTS_PER_SENDER windows of WINDOW_BITS bits.
+ *
+ * What a key holder can do to these windows: it can seal datagrams that name any member as
+ * their sender, with boot ids of its choosing, and every such datagram opens. So BOOTS_PER_SENDER
+ * new boot ids in a member's name (at an incarnation not below that member's newest start,
+ * less one) crowd that member's real boot window out, and the member's datagrams of its current
+ * life can then be replayed to this receiver, each once (the first one replayed starts a new
+ * window for that boot). The same holds for the sender table as a whole (MAX_SENDERS names
+ * crowd a member out). This is accepted, not fixed: it gives a key holder nothing it does not
+ * have already, since it can seal any datagram in any member's name, newer and saying more than
+ * a replay would; and any table of bounded size can be crowded out by a party that can mint
+ * authentic boot ids at will. Strangers cannot do it: only datagrams that opened touch the
+ * windows. A key holder removed from the keyring (a key rotation) can no longer add windows;
+ * windows it crowded out before its key was removed stay out (until the member restarts or
+ * this agent does), which lets whoever recorded that member's sealed datagrams of its current
+ * life replay each of them once, with the old content and incarnation that the core ranks
+ * below everything newer.
  */
 
 export const WINDOW_BITS = 1024;

@@ -12,7 +12,7 @@
  * seq) alone, so a node sees the same inputs in the same order however the world is split.
  */
 
-import { type Address, makeAddress } from "../core/address.js";
+import { type Address, internGenerationSize, makeAddress, setInternGeneration } from "../core/address.js";
 import { makeConfig, type SwimConfig, validateConfig } from "../core/config.js";
 import { SwimNode } from "../core/node.js";
 import { Prng } from "../core/prng.js";
@@ -146,6 +146,8 @@ export class World {
     if (!Number.isInteger(scenario.nodes) || scenario.nodes < 1 || scenario.nodes > 131_072) {
       throw new RangeError(`nodes must be in 1..131072, got ${scenario.nodes}`);
     }
+    // Every node of this thread's shard shares the address intern tables: room for all of them.
+    setInternGeneration(Math.max(internGenerationSize(), scenario.nodes));
     this.periodMs = this.config.probeIntervalMs;
     this.endMs = scenario.periods * this.periodMs;
     this.lossRate = scenario.network.lossRate;

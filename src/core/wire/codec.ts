@@ -20,6 +20,9 @@ import {
   MAX_DIGEST_ENTRIES,
   MAX_REPAIR_SEQS,
   MessageType,
+  ANSWER_KEY_BYTES,
+  ANSWER_MAC_BYTES,
+  RELAY_ACK,
   RELAY_RESPONSE,
   REQUEST_ACK_WANTED,
   SYNC_REPLY_WANTED,
@@ -102,15 +105,20 @@ function bodyBytes(body: Body): number {
       checkCookie(body.cookie);
       return varintBytes(body.seq) + WIRE_COOKIE_BYTES;
     case MessageType.Request:
-      return varintBytes(body.epoch) + varintBytes(body.id) + varintBytes(body.kind) + varintBytes(body.payload.length) + body.payload.length;
+      checkFixed("an answer key", body.answerKey, ANSWER_KEY_BYTES);
+      return varintBytes(body.epoch) + varintBytes(body.id) + varintBytes(body.kind) + ANSWER_KEY_BYTES + varintBytes(body.payload.length) + body.payload.length;
     case MessageType.Response:
-      return varintBytes(body.epoch) + varintBytes(body.id) + varintBytes(body.payload.length) + body.payload.length;
+      checkFixed("an answer MAC", body.mac, ANSWER_MAC_BYTES);
+      return varintBytes(body.epoch) + varintBytes(body.id) + ANSWER_MAC_BYTES + varintBytes(body.payload.length) + body.payload.length;
     case MessageType.RequestAck:
-      return varintBytes(body.epoch) + varintBytes(body.id);
+      checkFixed("an answer MAC", body.mac, ANSWER_MAC_BYTES);
+      return varintBytes(body.epoch) + varintBytes(body.id) + ANSWER_MAC_BYTES;
     case MessageType.Relay:
     case MessageType.Relayed:
-      if (body.what !== 0 && body.what !== RELAY_RESPONSE) throw new RangeError(`a relayed answer is an ack (0) or a response (1), got ${body.what}`);
-      return addressBytes(body.peer) + varintBytes(body.epoch) + varintBytes(body.id) + 1 + varintBytes(body.payload.length) + body.payload.length;
+      if (body.what !== RELAY_ACK && body.what !== RELAY_RESPONSE) throw new RangeError(`a relayed answer is an ack (0) or a response (1), got ${body.what}`);
+      if (body.what === RELAY_ACK && body.payload.length > 0) throw new RangeError(`a relayed ack has no payload, got ${body.payload.length} bytes`);
+      checkFixed("an answer MAC", body.mac, ANSWER_MAC_BYTES);
+      return addressBytes(body.peer) + varintBytes(body.epoch) + varintBytes(body.id) + 1 + ANSWER_MAC_BYTES + varintBytes(body.payload.length) + body.payload.length;
     case MessageType.RepairRequest:
       return repairRequestBodyBytes(body);
     case MessageType.Repair:
@@ -140,7 +148,11 @@ export function digestEntryBytes(e: DigestEntry): number {
 }
 
 function checkCookie(cookie: Uint8Array): void {
-  if (cookie.length !== WIRE_COOKIE_BYTES) throw new RangeError(`a cookie has ${WIRE_COOKIE_BYTES} bytes, got ${cookie.length}`);
+  checkFixed("a cookie", cookie, WIRE_COOKIE_BYTES);
+}
+
+function checkFixed(what: string, bytes: Uint8Array, length: number): void {
+  if (!(bytes instanceof Uint8Array) || bytes.length !== length) throw new RangeError(`${what} has ${length} bytes, got ${String((bytes as Uint8Array | undefined)?.length)}`);
 }
 
 /** Bytes of a COOKIE_ECHO item: tag, length, cookie. */
@@ -220,25 +232,30 @@ function writeHeader(buf: Uint8Array, from: Address, incarnation: number, body: 
       p = writeVarint(buf, p, body.epoch);
       p = writeVarint(buf, p, body.id);
       p = writeVarint(buf, p, body.kind);
-      p = writeVarint(buf, p, body.payload.length);
+      buf.set(body.answerKey, p);
+      p = writeVarint(buf, p + ANSWER_KEY_BYTES, body.payload.length);
       buf.set(body.payload, p);
       return p + body.payload.length;
     case MessageType.Response:
       p = writeVarint(buf, p, body.epoch);
       p = writeVarint(buf, p, body.id);
-      p = writeVarint(buf, p, body.payload.length);
+      buf.set(body.mac, p);
+      p = writeVarint(buf, p + ANSWER_MAC_BYTES, body.payload.length);
       buf.set(body.payload, p);
       return p + body.payload.length;
     case MessageType.RequestAck:
       p = writeVarint(buf, p, body.epoch);
-      return writeVarint(buf, p, body.id);
+      p = writeVarint(buf, p, body.id);
+      buf.set(body.mac, p);
+      return p + ANSWER_MAC_BYTES;
     case MessageType.Relay:
     case MessageType.Relayed:
       p = writeAddress(buf, p, body.peer);
       p = writeVarint(buf, p, body.epoch);
       p = writeVarint(buf, p, body.id);
       buf[p] = body.what;
-      p = writeVarint(buf, p + 1, body.payload.length);
+      buf.set(body.mac, p + 1);
+      p = writeVarint(buf, p + 1 + ANSWER_MAC_BYTES, body.payload.length);
       buf.set(body.payload, p);
       return p + body.payload.length;
     case MessageType.RepairRequest: {
@@ -557,25 +574,25 @@ function readBody(b: Uint8Array, type: number): Body {
     }
     case MessageType.Cookie: {
       const seq = readVarint(b);
-      const p = at;
-      if (WIRE_COOKIE_BYTES > b.length - p) fail("TRUNCATED", p, "cookie");
-      at = p + WIRE_COOKIE_BYTES;
-      return { type: MessageType.Cookie, seq, cookie: copyBytes(b, p, WIRE_COOKIE_BYTES) };
+      return { type: MessageType.Cookie, seq, cookie: readFixed(b, WIRE_COOKIE_BYTES, "cookie") };
     }
     case MessageType.Request: {
       const epoch = readVarint(b);
       const id = readVarint(b);
       const kind = readVarint(b);
-      return { type: MessageType.Request, epoch, id, kind, payload: readPayload(b) };
+      const answerKey = readFixed(b, ANSWER_KEY_BYTES, "answer key");
+      return { type: MessageType.Request, epoch, id, kind, answerKey, payload: readPayload(b) };
     }
     case MessageType.Response: {
       const epoch = readVarint(b);
       const id = readVarint(b);
-      return { type: MessageType.Response, epoch, id, payload: readPayload(b) };
+      const mac = readFixed(b, ANSWER_MAC_BYTES, "answer MAC");
+      return { type: MessageType.Response, epoch, id, mac, payload: readPayload(b) };
     }
     case MessageType.RequestAck: {
       const epoch = readVarint(b);
-      return { type: MessageType.RequestAck, epoch, id: readVarint(b) };
+      const id = readVarint(b);
+      return { type: MessageType.RequestAck, epoch, id, mac: readFixed(b, ANSWER_MAC_BYTES, "answer MAC") };
     }
     case MessageType.Relay:
     case MessageType.Relayed: {
@@ -587,8 +604,11 @@ function readBody(b: Uint8Array, type: number): Body {
       const what = b[p] as number;
       if (what > RELAY_RESPONSE) fail("BAD_FLAGS", p, `relay kind ${what}`);
       at = p + 1;
+      const mac = readFixed(b, ANSWER_MAC_BYTES, "answer MAC");
+      const lengthAt = at;
       const payload = readPayload(b);
-      return type === MessageType.Relay ? { type: MessageType.Relay, peer, epoch, id, what, payload } : { type: MessageType.Relayed, peer, epoch, id, what, payload };
+      if (what === RELAY_ACK && payload.length > 0) fail("BAD_LENGTH", lengthAt, `a relayed ack has no payload, got ${payload.length} bytes`);
+      return type === MessageType.Relay ? { type: MessageType.Relay, peer, epoch, id, what, mac, payload } : { type: MessageType.Relayed, peer, epoch, id, what, mac, payload };
     }
     case MessageType.RepairRequest: {
       const origin = readAddress(b);
@@ -612,6 +632,14 @@ function readBody(b: Uint8Array, type: number): Body {
     default:
       return fail("UNKNOWN_TYPE", 4, `message type 0x${type.toString(16)}`);
   }
+}
+
+/** `length` bytes at the read position (copied): a cookie, an answer key or MAC. */
+function readFixed(b: Uint8Array, length: number, what: string): Uint8Array {
+  const p = at;
+  if (length > b.length - p) fail("TRUNCATED", p, what);
+  at = p + length;
+  return copyBytes(b, p, length);
 }
 
 /** A request's or response's payload: varint length, then that many bytes (copied). */

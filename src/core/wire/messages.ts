@@ -44,26 +44,38 @@
  *                                               request with a COOKIE_ECHO item carrying the
  *                                               cookie. Sent without items.
  *   REQUEST  0x09  varint epoch, varint id,     a cluster request (see core/requests.ts):
- *                  varint kind, varint length,  (epoch, id) names it among all requests of
- *                  bytes payload                the sender's life (epoch: its broadcast
- *                                               epoch); kind says what it is for (1 keyring
+ *                  varint kind,                 (epoch, id) names it among all requests of
+ *                  u8[16] answer key,           the sender's life (epoch: its broadcast
+ *                  varint length, bytes payload epoch); kind says what it is for (1 keyring
  *                                               operation; the receiving host decides);
- *                                               payload 0..length bytes. Answered with a
+ *                                               payload 0..length bytes. The answer key is
+ *                                               the origin's for this request AND this
+ *                                               target (each target gets its own): the target
+ *                                               MACs its acknowledgement and answer with it,
+ *                                               and only the origin and the target know it
+ *                                               (see core/requests.ts). Answered with a
  *                                               RESPONSE; a repeated request gets the same
  *                                               answer again.
  *   RESPONSE 0x0A  varint epoch, varint id,     the answer to REQUEST (epoch, id), payload
- *                  varint length, bytes payload of 0..length bytes, as the host gave it.
- *   REQUEST_ACK 0x10  varint epoch, varint id   "request (epoch, id) arrived; its answer is
- *                                               being prepared": sent by a target when the
+ *                  u8[8] mac,                   of 0..length bytes, as the host gave it.
+ *                  varint length, bytes payload mac: the answer MAC (core/requests.ts
+ *                                               answerMac: SipHash-2-4 under the answer key
+ *                                               of what 1, epoch, id, payload).
+ *   REQUEST_ACK 0x10  varint epoch, varint id,  "request (epoch, id) arrived; its answer is
+ *                  u8[8] mac                    being prepared": sent by a target when the
  *                                               REQUEST's REQUEST_OPTIONS item asks for it.
+ *                                               mac: the answer MAC of what 0, no payload.
  *   RELAY    0x11  address peer, varint epoch,  "pass this on to peer": a target's ACK (what 0)
  *                  varint id, u8 what,          or RESPONSE (what 1) of request (epoch, id),
- *                  varint length, bytes payload sent through another member as well as
- *                                               directly (REQUEST_OPTIONS relay count). peer:
- *                                               the request's origin. An ACK has length 0.
+ *                  u8[8] mac,                   with its answer MAC, sent through another
+ *                  varint length, bytes payload member as well as directly (REQUEST_OPTIONS
+ *                                               relay count). peer: the request's origin.
+ *                                               An ACK has length 0 (any other is BAD_LENGTH).
  *   RELAYED  0x12  (the RELAY layout)           a RELAY passed on by the member that got it:
  *                                               peer is the target that sent the RELAY, the
- *                                               datagram goes to the origin. what > 1 is BAD_FLAGS.
+ *                                               datagram goes to the origin, which believes
+ *                                               it only when its MAC is the target's. what > 1
+ *                                               is BAD_FLAGS.
  *   REPAIR_REQUEST 0x0B  address origin,        "send me these broadcasts of (origin, epoch) again"
  *                  varint epoch, varint maxAgeMs, (see core/repair.ts): seqs, strictly increasing,
  *                  varint count (1..MAX_REPAIR_  delta-encoded (the first as is, then each one's
@@ -185,6 +197,10 @@ export const MAX_RELAY_COUNT = 5;
 /** RELAY / RELAYED `what`: an acknowledgement or an answer. */
 export const RELAY_ACK = 0;
 export const RELAY_RESPONSE = 1;
+/** Bytes of the answer key in a REQUEST body (a SipHash-2-4 key). */
+export const ANSWER_KEY_BYTES = 16;
+/** Bytes of the answer MAC in a RESPONSE, REQUEST_ACK, RELAY and RELAYED body. */
+export const ANSWER_MAC_BYTES = 8;
 /** Bytes of a cookie in a COOKIE body and a COOKIE_ECHO item. */
 export const WIRE_COOKIE_BYTES = 8;
 
@@ -243,10 +259,19 @@ export type Body =
       readonly epoch: number;
       readonly id: number;
       readonly kind: number;
+      /** ANSWER_KEY_BYTES: the key this target MACs its answers with. */
+      readonly answerKey: Uint8Array;
       readonly payload: Uint8Array;
     }
-  | { readonly type: typeof MessageType.Response; readonly epoch: number; readonly id: number; readonly payload: Uint8Array }
-  | { readonly type: typeof MessageType.RequestAck; readonly epoch: number; readonly id: number }
+  | {
+      readonly type: typeof MessageType.Response;
+      readonly epoch: number;
+      readonly id: number;
+      /** ANSWER_MAC_BYTES. */
+      readonly mac: Uint8Array;
+      readonly payload: Uint8Array;
+    }
+  | { readonly type: typeof MessageType.RequestAck; readonly epoch: number; readonly id: number; readonly mac: Uint8Array }
   | RelayBody<typeof MessageType.Relay>
   | RelayBody<typeof MessageType.Relayed>
   | RepairRequestBody
@@ -271,6 +296,8 @@ export interface RelayBody<T extends typeof MessageType.Relay | typeof MessageTy
   readonly id: number;
   /** RELAY_ACK or RELAY_RESPONSE. */
   readonly what: number;
+  /** The target's answer MAC (ANSWER_MAC_BYTES), passed on unchanged. */
+  readonly mac: Uint8Array;
   readonly payload: Uint8Array;
 }
 
