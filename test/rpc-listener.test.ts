@@ -176,34 +176,46 @@ test("localhost binds its loopback addresses on one port; an address in use is r
   }
 });
 
-test("close() waits for the server's calls to end within the grace time, then cuts them", async () => {
-  const graceful = new EchoServer();
-  const listener = new RpcListener(async () => graceful, () => undefined);
+/** A listener serving `server`, with one connection that has exchanged a byte through it. */
+async function servingOneCall(server: EchoServer): Promise<{ listener: RpcListener; port: number; socket: Socket }> {
+  const listener = new RpcListener(async () => server, () => undefined);
   const port = await listener.listenTcp("127.0.0.1:0");
   const socket = await open(port);
   socket.write("x");
   await receive(socket, 1);
-  let closed = false;
-  const closing = listener.close(60_000).then(() => {
-    closed = true;
-  });
-  await new Promise((resolve) => setImmediate(resolve));
-  assert.equal(graceful.shutdowns, 1);
-  assert.equal(closed, false, "close waits for the calls to end");
-  graceful.finishShutdown?.();
-  await closing;
-  assert.equal(graceful.forced, 0);
+  return { listener, port, socket };
+}
+
+test("close() waits for the server's calls to end within the grace time, then cuts them", async () => {
+  const graceful = new EchoServer();
+  const first = await servingOneCall(graceful);
+  try {
+    let closed = false;
+    const closing = first.listener.close(60_000).then(() => {
+      closed = true;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(graceful.shutdowns, 1);
+    assert.equal(closed, false, "close waits for the calls to end");
+    graceful.finishShutdown?.();
+    await closing;
+    assert.equal(graceful.forced, 0);
+  } finally {
+    first.socket.destroy();
+    first.listener.forceClose();
+  }
 
   const stubborn = new EchoServer();
-  const cut = new RpcListener(async () => stubborn, () => undefined);
-  const cutPort = await cut.listenTcp("127.0.0.1:0");
-  const held = await open(cutPort);
-  held.write("y");
-  await receive(held, 1);
-  await cut.close(50);
-  assert.equal(stubborn.forced, 1, "calls still open after the grace time are cut");
-  // New connections are refused once closing began.
-  await assert.rejects(open(cutPort));
+  const second = await servingOneCall(stubborn);
+  try {
+    await second.listener.close(50);
+    assert.equal(stubborn.forced, 1, "calls still open after the grace time are cut");
+    // New connections are refused once closing began.
+    await assert.rejects(open(second.port));
+  } finally {
+    second.socket.destroy();
+    second.listener.forceClose();
+  }
 });
 
 test("an agent loads its gRPC server with the first call, not before", async () => {
