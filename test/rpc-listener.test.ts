@@ -159,9 +159,10 @@ test("a server that fails to load is reported once, and connections are closed i
   }
 });
 
-test("localhost binds its loopback addresses on one port; an address in use is refused", async () => {
+test("localhost binds its loopback addresses on one port, [::] takes IPv4 too, an address in use is refused", async () => {
   const listener = new RpcListener(async () => new EchoServer(), () => undefined);
   const other = new RpcListener(async () => new EchoServer(), () => undefined);
+  const wildcard = new RpcListener(async () => new EchoServer(), () => undefined);
   try {
     const port = await listener.listenTcp("localhost:0");
     // Every address localhost names here answers on the one port.
@@ -169,10 +170,14 @@ test("localhost binds its loopback addresses on one port; an address in use is r
     assert.ok(addresses.length >= 1);
     for (const address of addresses) (await open(port, address)).destroy();
     await assert.rejects(other.listenTcp(`127.0.0.1:${port}`), /EADDRINUSE/);
+    // The IPv6 wildcard takes IPv4 clients too (dual-stack), as grpc-js's binding of [::] did.
+    const wildcardPort = await wildcard.listenTcp("[::]:0");
+    (await open(wildcardPort, "127.0.0.1")).destroy();
     await assert.rejects(other.listenTcp("nonsense"), /is not HOST:PORT/);
   } finally {
     listener.forceClose();
     other.forceClose();
+    wildcard.forceClose();
   }
 });
 

@@ -6,8 +6,9 @@
  *
  * A TCP address binds what grpc-js would bind for it: an IP literal as is; a host name on every
  * address it resolves to (`localhost`: 127.0.0.1 and ::1), all on one port (with port 0, the
- * port the first address got). Binding succeeds when one address does. A Unix socket path is
- * bound as given; the socket file's life is rpc-endpoint.ts's.
+ * port the first address got). Binding succeeds when one address does. `[::]` is dual-stack
+ * where the system allows it, as with grpc-js, so it takes IPv4 clients too. A Unix socket path
+ * is bound as given; the socket file's life is rpc-endpoint.ts's.
  *
  * Bounded: connections that arrive while the server loads wait, paused, up to
  * MAX_WAITING_CONNECTIONS; more are closed and counted.
@@ -71,7 +72,7 @@ export class RpcListener {
     let bound = 0;
     for (const ip of [...new Set(ips)]) {
       try {
-        port = await this.listenOne({ host: ip, port, ipv6Only: isIP(ip) === 6 });
+        port = await this.listenOne({ host: ip, port });
         bound++;
       } catch (err) {
         firstError ??= err as Error;
@@ -81,7 +82,7 @@ export class RpcListener {
     return port;
   }
 
-  private listenOne(options: { path: string } | { host: string; port: number; ipv6Only: boolean }): Promise<number> {
+  private listenOne(options: { path: string } | { host: string; port: number }): Promise<number> {
     const server = createServer({ pauseOnConnect: true }, (socket) => this.accept(socket));
     return new Promise<number>((resolve, reject) => {
       server.once("error", reject);
