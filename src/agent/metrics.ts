@@ -21,6 +21,7 @@ import type * as PromClient from "prom-client";
 import { PROTOCOL_ERROR_CODES } from "../core/errors.js";
 import { ACK_RTT_BUCKETS_MS } from "../core/rtt-histogram.js";
 import { MEMBER_STATE_NAMES } from "../core/wire/messages.js";
+import { parseHostPort } from "../rpc/grpc-wire.js";
 
 const requireModule = createRequire(import.meta.url);
 
@@ -232,14 +233,6 @@ export interface MetricsEndpoint {
   close(): Promise<void>;
 }
 
-/** HOST and PORT of `HOST:PORT` (`[v6]:PORT` too), or null. The command line checks the same shape. */
-export function parseMetricsAddress(text: string): { host: string; port: number } | null {
-  const m = /^(?:\[([^\][\s]+)\]|([^:\s[\]]+)):([0-9]{1,5})$/.exec(text);
-  const port = m === null ? NaN : Number(m[3]);
-  if (m === null || port > 65535) return null;
-  return { host: (m[1] ?? m[2]) as string, port };
-}
-
 /** The `/metrics` text of one Stats snapshot (what a scrape returns). */
 export async function renderMetrics(prom: typeof PromClient, stats: Stats): Promise<{ text: string; contentType: string }> {
   const registry = new prom.Registry();
@@ -285,7 +278,7 @@ function ackRttHistogram(prom: typeof PromClient, stats: Stats): PromClient.Hist
  * listener's error (EADDRINUSE, EADDRNOTAVAIL, ...).
  */
 export async function listenMetrics(address: string): Promise<MetricsEndpoint> {
-  const where = parseMetricsAddress(address);
+  const where = parseHostPort(address);
   if (where === null) throw new Error("must be HOST:PORT (like 127.0.0.1:9100 or [::1]:9100)");
   const http = requireModule("node:http") as typeof import("node:http");
   // prom-client is loaded by the first scrape, not at start-up (it costs start-up time).

@@ -12,7 +12,7 @@ import { chmodSync, lstatSync, rmSync } from "node:fs";
 import { createConnection } from "node:net";
 import { resolve } from "node:path";
 import { parseIp } from "../core/address.js";
-import { unixSocketPath } from "../rpc/grpc-wire.js";
+import { parseHostPort, unixSocketPath } from "../rpc/grpc-wire.js";
 
 /** Mode of the agent's Unix socket: only its owner may connect. */
 export const RPC_SOCKET_MODE = 0o600;
@@ -106,8 +106,7 @@ export function removeSocket(path: string): void {
  */
 export function isLocalOnly(rpc: string): boolean {
   if (unixSocketPath(rpc) !== null) return true;
-  const match = /^(?:\[([^\]]+)\]|([^:]+)):\d+$/.exec(rpc);
-  const host = match?.[1] ?? match?.[2] ?? "";
+  const host = parseHostPort(rpc)?.host ?? "";
   if (host.toLowerCase() === "localhost") return true;
   const ip = parseIp(host);
   if (ip === null) return false;

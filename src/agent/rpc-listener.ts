@@ -16,6 +16,7 @@
 
 import { lookup } from "node:dns/promises";
 import { isIP, createServer, type Server, type Socket } from "node:net";
+import { parseHostPort } from "../rpc/grpc-wire.js";
 import type { GrpcServer } from "./grpc-server.js";
 
 /** Connections that may wait for the gRPC server to load; beyond it they are closed and counted. */
@@ -29,9 +30,6 @@ export interface RpcListenerCounters {
   /** Times the gRPC server was loaded (0 until the first connection, then 1). */
   serverLoads: number;
 }
-
-/** `HOST:PORT` or `[IPV6]:PORT`, as the settings check it. */
-const HOST_PORT = /^(?:\[([^\][\s]+)\]|([^:\s[\]]+)):([0-9]{1,5})$/;
 
 export class RpcListener {
   readonly counters: RpcListenerCounters = { connections: 0, connectionsRefused: 0, serverLoads: 0 };
@@ -63,10 +61,10 @@ export class RpcListener {
 
   /** Listens on `HOST:PORT` (see the header); resolves to the port bound, rejects with the first error when no address could be bound. */
   async listenTcp(address: string): Promise<number> {
-    const match = HOST_PORT.exec(address);
-    if (match === null) throw new Error(`"${address}" is not HOST:PORT`);
-    const host = match[1] ?? match[2] ?? "";
-    let port = Number(match[3]);
+    const parsed = parseHostPort(address);
+    if (parsed === null) throw new Error(`"${address}" is not HOST:PORT`);
+    const host = parsed.host;
+    let port = parsed.port;
     const ips = isIP(host) !== 0 ? [host] : (await lookup(host, { all: true, order: "ipv4first" })).map((a) => a.address);
     let firstError: Error | null = null;
     let bound = 0;

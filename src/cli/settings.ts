@@ -97,7 +97,7 @@ import {
   type PresetName,
   periodProblem,
 } from "../core/config.js";
-import { unixSocketPath } from "../rpc/grpc-wire.js";
+import { parseHostPort, unixSocketPath } from "../rpc/grpc-wire.js";
 import { keyProblem, labelProblem } from "../seal/checks.js";
 import { EVENT_HANDLER_TIMEOUT_MS, eventHandlerProblem } from "../agent/event-filter.js";
 import { MAX_ENGINE_WORKERS } from "../engine/limits.js";
@@ -148,14 +148,11 @@ interface Spec {
 /** Every preset's gossip budget, for help texts: "lan 4000000, local 8000000, ...". */
 export const PRESET_GOSSIP_BUDGETS_TEXT = PRESET_NAMES.map((name) => `${name} ${PRESETS[name].gossipBudgetBytesPerSec}`).join(", ");
 
-const HOST_PORT = /^(\[[^\][\s]+\]|[^:\s[\]]+):([0-9]{1,5})$/;
-
 /** An RPC address: HOST:PORT, or a Unix socket unix:PATH (see `unixSocketPath`). */
 function checkHostPortOrUnix(value: string): string | null {
   const path = unixSocketPath(value);
-  const m = HOST_PORT.exec(value);
-  const port = m === null ? NaN : Number(m[2]);
-  return (path !== null ? path !== "" : port >= 1 && port <= 65535)
+  const port = parseHostPort(value)?.port ?? NaN;
+  return (path !== null ? path !== "" : port >= 1)
     ? null
     : "must be HOST:PORT (like localhost:6262 or [::1]:6262) or unix:PATH (like unix:/run/tamtam.sock)";
 }
@@ -188,8 +185,7 @@ function checkMulticastGroup(value: string): string | null {
 
 /** The Prometheus endpoint's address: HOST:PORT, port 0 for any free one. */
 function checkMetricsAddress(value: string): string | null {
-  const m = HOST_PORT.exec(value);
-  return m !== null && Number(m[2]) <= 65535 ? null : "must be HOST:PORT (like 127.0.0.1:9100 or [::1]:9100)";
+  return parseHostPort(value) !== null ? null : "must be HOST:PORT (like 127.0.0.1:9100 or [::1]:9100)";
 }
 
 function checkNonEmpty(value: string): string | null {

@@ -82,12 +82,11 @@ export function encodeEmbeddedFile(proto: FileDescriptorProto): string {
 /** Rebuilds the tree `encodeEmbeddedFile` wrote, with one shared prototype of defaults per message type. */
 function decodeEmbeddedFile(json: string): FileDescriptorProto {
   const [typeNames, defaults, root] = JSON.parse(json) as Encoded;
-  const prototypes = defaults.map((fields) => ({ ...fields }));
   const decode = (value: Json): unknown => {
     if (value === null || typeof value !== "object") return value;
     if (Array.isArray(value)) return value.map(decode);
     const index = value[TYPE_KEY] as number;
-    const message = Object.create(prototypes[index] as object) as Record<string, unknown>;
+    const message = Object.create(defaults[index] as object) as Record<string, unknown>;
     message.$typeName = typeNames[index];
     for (const key of Object.keys(value)) {
       if (key !== TYPE_KEY) message[key] = decode(value[key] as Json);

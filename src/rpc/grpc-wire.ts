@@ -54,6 +54,17 @@ export const AUTHORIZATION_HEADER = "authorization";
 export const BEARER_PREFIX = "Bearer ";
 
 /**
+ * HOST and PORT of a TCP address `HOST:PORT` or `[IPV6]:PORT` (no white space, PORT 0..65535),
+ * or null: the one reading of `--rpc`, `--metrics-address` and the command line's targets.
+ */
+export function parseHostPort(address: string): { host: string; port: number } | null {
+  const m = /^(?:\[([^\][\s]+)\]|([^:\s[\]]+)):([0-9]{1,5})$/.exec(address);
+  const port = m === null ? NaN : Number(m[3]);
+  if (m === null || port > 65535) return null;
+  return { host: (m[1] ?? m[2]) as string, port };
+}
+
+/**
  * The socket path of a `unix:` gRPC address, read as grpc-js reads it: `unix:PATH`, where PATH
  * is absolute (`unix:/run/tamtam.sock`) or relative to the working directory
  * (`unix:tamtam.sock`), or `unix:///ABSOLUTE/PATH`. Null for any other address (HOST:PORT);

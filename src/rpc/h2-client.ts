@@ -23,7 +23,7 @@ import { createConnection, type Socket } from "node:net";
 import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import type { ServerStreamingCall } from "./adapter.js";
-import { ERROR_CODE_TRAILER, GrpcStatus, grpcStatusName, methodPath, unixSocketPath } from "./grpc-wire.js";
+import { ERROR_CODE_TRAILER, GrpcStatus, grpcStatusName, methodPath, parseHostPort, unixSocketPath } from "./grpc-wire.js";
 import { H2ClientSession, H2Error, type H2ClientStream, type H2Headers } from "./h2-session.js";
 
 /** Largest response message accepted (grpc-js's default receive limit). */
@@ -435,13 +435,13 @@ function dialTargets(address: string): DialTarget {
     if (path === "") throw new Error(`"${address}" names no socket path (use unix:PATH)`);
     return { path };
   }
-  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(address);
-  if (match === null) throw new Error(`"${address}" is not HOST:PORT`);
-  const host = (match[1] ?? match[2]) as string;
+  const parsed = parseHostPort(address);
+  if (parsed === null) throw new Error(`"${address}" is not HOST:PORT`);
+  const { host, port } = parsed;
   // `localhost` is the loopback addresses themselves (RFC 6761): trying them directly skips a
   // name lookup and Node's first IPv6-address check, which together cost several ms of a CLI
   // call. The agent's default `--rpc localhost:6262` listens on both.
-  return { hosts: host === "localhost" ? ["127.0.0.1", "::1"] : [host], port: Number(match[3]) };
+  return { hosts: host === "localhost" ? ["127.0.0.1", "::1"] : [host], port };
 }
 
 /** A connection to the Unix socket, or to the first of the TCP hosts that accepts one. */
