@@ -235,16 +235,51 @@ function unaryHandler(
   return (call, callback) => answerOnce(method, call, callback, (context) => handler(call.request, context));
 }
 
+/**
+ * Messages a server stream may have written but not yet handed to HTTP/2 before its handler
+ * waits for the transport (grpc-js's own mark is 16). Bounds what a slow reader holds in the
+ * agent per call, beyond the handler's own bounded queue: about 256 × the message size.
+ */
+export const STREAM_WRITE_AHEAD_MESSAGES = 256;
+
+/** The part of grpc-js's server call (1.x, no interceptors) that sends one message. */
+interface MessageSender {
+  sendMessage(message: unknown, callback: () => void): void;
+}
+
+/**
+ * Lets a grpc-js server stream hand every message waiting in its buffer to HTTP/2 at once.
+ * grpc-js's writable has no `_writev`, so it sends one message and waits for that write's
+ * callback, which HTTP/2 completes once per event-loop turn: a stream then carries one or two
+ * messages per turn, which on a busy agent (long turns) is a few hundred per second. With this
+ * `_writev`, all buffered messages go to HTTP/2 together and complete together, in order; the
+ * callback is the last message's. Where the call does not have grpc-js's inner call (another
+ * version, an interceptor in front), the stream keeps its one-at-a-time writes.
+ */
+export function sendBufferedMessagesTogether(call: AnyStreamCall): boolean {
+  const inner = (call as unknown as { call?: Partial<MessageSender> }).call;
+  if (inner === undefined || typeof inner.sendMessage !== "function") return false;
+  const sender = inner as MessageSender;
+  const noop = (): void => {};
+  (call as unknown as { _writev: (chunks: { chunk: unknown }[], callback: () => void) => void })._writev = (chunks, callback) => {
+    const last = chunks.length - 1;
+    for (let i = 0; i <= last; i++) sender.sendMessage((chunks[i] as { chunk: unknown }).chunk, i === last ? callback : noop);
+  };
+  return true;
+}
+
 function serverStreamHandler(
   method: DescMethod,
   handler: ServerStreamHandler<DescMessage, DescMessage>,
 ): grpc.handleServerStreamingCall<MessageShape<DescMessage>, MessageShape<DescMessage>> {
   return (call) => {
     const { context, done } = contextFor(call);
+    sendBufferedMessagesTogether(call);
     const run = async (): Promise<void> => {
       for await (const init of handler(call.request, context)) {
         if (context.signal.aborted) break;
-        if (!call.write(create(method.output, init))) {
+        call.write(create(method.output, init));
+        if (call.writableLength >= STREAM_WRITE_AHEAD_MESSAGES) {
           // Backpressure: wait for the transport, unless the call goes away first.
           try {
             await once(call, "drain", { signal: context.signal });
