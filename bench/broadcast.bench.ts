@@ -12,13 +12,15 @@
  *
  * A trial "holds" when nothing is lost or duplicated, every offered message was accepted, p99
  * is at most 1 s and the delivered rate keeps up with the offered one (≥ 95 %). Rates ramp up
- * per cluster and stop after the first rate that does not hold.
+ * per cluster and stop after the first rate that does not hold. A fresh cluster first gets
+ * `--warmup-seconds` of the lowest rate from the most senders: that trial is reported (phase
+ * "warm-up": cold code on every agent at once) but not ranked.
  *
  * `--sim` runs the same trials in the simulator instead (the real core in virtual time, 1 ms
  * mean latency, no CPU limit): what the protocol itself carries, whatever the host's load.
  *
- *   node dist/bench/broadcast.bench.js [--agents 3,10,20] [--workers 0,1] [--rates 500,1000,2000,4000]
- *                                      [--senders 1,10] [--seconds 10] [--payload-bytes 64]
+ *   node dist/bench/broadcast.bench.js [--agents 3,10,20] [--workers 0,2] [--rates 500,1000,2000,4000]
+ *                                      [--senders 1,10] [--seconds 10] [--warmup-seconds 3] [--payload-bytes 64]
  *                                      [--heartbeat 500] [--latency-agents 2] [--no-stop] [--sim] [--json]
  *   with --sim also: [--loss 0,0.2] [--kill 2] [--seeds 1,2,3] (datagram loss, nodes crashed as the
  *   burst starts, and seeds; deliveries made by broadcast repair are reported apart)
@@ -47,7 +49,10 @@ const TICK_MS = 5;
 
 interface Args {
   agents: number[];
-  workers: (0 | 1)[];
+  /** `--workers` values of the agents: 0 inline, N the core on a worker thread with N − 1 seal/open workers. */
+  workers: number[];
+  /** Unmeasured seconds of traffic a fresh cluster gets before its first measured trial. */
+  warmupSeconds: number;
   rates: number[];
   senders: number[];
   seconds: number;
@@ -66,7 +71,8 @@ interface Args {
 function parseArgs(argv: string[]): Args {
   const args: Args = {
     agents: [3, 10, 20],
-    workers: [0, 1],
+    workers: [0, 2],
+    warmupSeconds: 3,
     rates: [500, 1000, 2000, 4000],
     senders: [1, 10],
     seconds: 10,
@@ -85,7 +91,8 @@ function parseArgs(argv: string[]): Args {
     const a = argv[i];
     const next = (): string => argv[++i] ?? "";
     if (a === "--agents") args.agents = list(next());
-    else if (a === "--workers") args.workers = list(next()).map((w) => (w === 0 ? 0 : 1));
+    else if (a === "--workers") args.workers = list(next());
+    else if (a === "--warmup-seconds") args.warmupSeconds = Math.max(0, Number(next()));
     else if (a === "--rates") args.rates = list(next()).sort((x, y) => x - y);
     else if (a === "--senders") args.senders = list(next());
     else if (a === "--seconds") args.seconds = Number(next());
@@ -126,7 +133,7 @@ function ephemeralPort(): Promise<number> {
   });
 }
 
-async function launch(home: string, workers: 0 | 1, heartbeatMs: number, seed: string | null): Promise<ClusterAgent> {
+async function launch(home: string, workers: number, heartbeatMs: number, seed: string | null): Promise<ClusterAgent> {
   const [udp, rpcPort] = [await ephemeralPort(), await ephemeralPort()];
   const rpc = `127.0.0.1:${rpcPort}`;
   const argv = [BIN, "--rpc", rpc, "agent", "--bind", "127.0.0.1", "-p", String(udp), "--workers", String(workers)];
@@ -175,7 +182,10 @@ function cpuSeconds(pid: number): number {
 
 interface Trial {
   agents: number;
-  engine: "inline" | "worker";
+  /** "inline" or "workers N" (the agents' `--workers`). */
+  engine: string;
+  /** The fresh cluster's first seconds of traffic (cold code, empty caches): reported, not ranked. */
+  warmup: boolean;
   senders: number;
   offeredPerSec: number;
   seconds: number;
@@ -209,7 +219,9 @@ function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
 }
 
-async function trial(cluster: ClusterAgent[], engine: 0 | 1, senders: number, rate: number, args: Args, id: number): Promise<Trial> {
+const engineName = (workers: number): string => (workers === 0 ? "inline" : `workers ${workers}`);
+
+async function trial(cluster: ClusterAgent[], workers: number, senders: number, rate: number, args: Args, id: number): Promise<Trial> {
   const n = cluster.length;
   const total = Math.round(rate * args.seconds);
   const sentAt = new Float64Array(total).fill(NaN);
@@ -307,7 +319,8 @@ async function trial(cluster: ClusterAgent[], engine: 0 | 1, senders: number, ra
   const p99 = quantile(latencies, 0.99);
   return {
     agents: n,
-    engine: engine === 0 ? "inline" : "worker",
+    engine: engineName(workers),
+    warmup: false,
     senders,
     offeredPerSec: rate,
     seconds: round1((sendEnd - start) / 1000),
@@ -332,7 +345,7 @@ const round2 = (x: number): number => Math.round(x * 100) / 100;
 
 // ---------------------------------------------------------------------------------------------
 
-async function cluster(n: number, workers: 0 | 1, args: Args, home: string): Promise<ClusterAgent[]> {
+async function cluster(n: number, workers: number, args: Args, home: string): Promise<ClusterAgent[]> {
   const agents = [await launch(home, workers, args.heartbeatMs, null)];
   const seed = (agents[0] as ClusterAgent).gossip;
   agents.push(...(await Promise.all(Array.from({ length: n - 1 }, () => launch(home, workers, args.heartbeatMs, seed)))));
@@ -420,6 +433,16 @@ async function main(): Promise<void> {
       for (const workers of args.workers) {
         const agents = await cluster(n, workers, args, home);
         try {
+          if (args.warmupSeconds > 0) {
+            // A fresh cluster's first seconds run cold code (the JIT has not compiled the paths a
+            // burst takes yet) on every agent at once; that transient is reported apart.
+            const spread = Math.min(Math.max(...args.senders), n);
+            const w = await trial(agents, workers, spread, args.rates[0] as number, { ...args, seconds: args.warmupSeconds }, ++id);
+            w.warmup = true;
+            trials.push(w);
+            if (!args.json) process.stderr.write(`${JSON.stringify(w)}\n`);
+            await sleep(1000);
+          }
           for (const senders of args.senders) {
             for (const rate of args.rates) {
               const t = await trial(agents, workers, Math.min(senders, n), rate, args, ++id);
@@ -440,9 +463,9 @@ async function main(): Promise<void> {
     rmSync(home, { recursive: true, force: true });
   }
   const best = (n: number, engine: string, senders: number): number =>
-    Math.max(0, ...trials.filter((t) => t.agents === n && t.engine === engine && t.senders === Math.min(senders, n) && t.holds).map((t) => t.offeredPerSec));
+    Math.max(0, ...trials.filter((t) => t.agents === n && t.engine === engine && t.senders === Math.min(senders, n) && t.holds && !t.warmup).map((t) => t.offeredPerSec));
   const highest = args.agents.flatMap((n) =>
-    args.workers.flatMap((w) => args.senders.map((s) => ({ agents: n, engine: w === 0 ? "inline" : "worker", senders: Math.min(s, n), highestHoldingRate: best(n, w === 0 ? "inline" : "worker", s) }))),
+    args.workers.flatMap((w) => args.senders.map((s) => ({ agents: n, engine: engineName(w), senders: Math.min(s, n), highestHoldingRate: best(n, engineName(w), s) }))),
   );
   if (args.json) {
     console.log(JSON.stringify({ suite: "broadcast", node: process.version, seconds: args.seconds, payloadBytes: args.payloadBytes, heartbeatMs: args.heartbeatMs, trials, highest }));
@@ -453,6 +476,7 @@ async function main(): Promise<void> {
     trials.map((t) => ({
       agents: t.agents,
       engine: t.engine,
+      phase: t.warmup ? "warm-up" : "measured",
       senders: t.senders,
       "offered/s": t.offeredPerSec,
       "delivered to all/s": t.deliveredToAllPerSec,

@@ -73,13 +73,17 @@ describe("simulated clusters", () => {
     });
   }
 
+  // With one ping per probe (memberlist's), where local health is what keeps a lossy member from
+  // suspecting others. The lan preset's four pings already remove most of those suspicions, so
+  // there both come out about equal (192 and 197 over seeds 1-10) and only the deaths differ.
   test("at 30 % loss Lifeguard gives fewer false suspicions than plain SWIM, and no false deaths where plain SWIM gives some", () => {
     let withLifeguard = 0;
     let without = 0;
     let deathsWithout = 0;
+    const overrides = { directPings: 1 };
     for (const seed of SEEDS) {
-      const on = sim({ nodes: 60, seed, periods: 60, loss: 0.3 }).report;
-      const off = sim({ nodes: 60, seed, periods: 60, loss: 0.3, lifeguard: false }).report;
+      const on = sim({ nodes: 60, seed, periods: 60, loss: 0.3, overrides }).report;
+      const off = sim({ nodes: 60, seed, periods: 60, loss: 0.3, lifeguard: false, overrides }).report;
       assertNoViolations(on);
       assertNoViolations(off);
       assert.equal(on.falsePositives.deaths, 0, `Lifeguard on declared a running node dead ${where(on)}`);

@@ -139,6 +139,13 @@ export interface SwimConfig {
   syncMaxDatagrams: number;
   /** Reserve room in every datagram for the AES-GCM envelope (SEALED_OVERHEAD_BYTES). */
   sealed: boolean;
+  /**
+   * Probe targets from the cluster's shared schedule (src/core/probe-schedule.ts: every member
+   * probed by one other member per period, the round taken from wall-clock time) instead of
+   * memberlist's independent shuffled rounds. Same traffic; a crashed member is first probed
+   * within one period instead of now and then several.
+   */
+  sharedProbeSchedule: boolean;
 }
 
 export type PresetName = "lan" | "local" | "wan" | "thread";
@@ -160,6 +167,7 @@ const common = {
   joinAttempts: 3,
   syncMaxDatagrams: 256,
   sealed: false,
+  sharedProbeSchedule: true,
   reconnectTimeoutMs: 86_400_000,
   maxReconnectTargets: 1024,
   flapDamping: true,
@@ -431,7 +439,7 @@ interface Range {
   readonly zeroDisables?: boolean;
 }
 
-const RANGES: Readonly<Record<Exclude<keyof SwimConfig, "lifeguard" | "sealed" | "flapDamping">, Range>> = {
+const RANGES: Readonly<Record<Exclude<keyof SwimConfig, "lifeguard" | "sealed" | "flapDamping" | "sharedProbeSchedule">, Range>> = {
   probeIntervalMs: { min: PERIOD_MIN_MS, max: PERIOD_MAX_MS, unit: "ms" },
   probeTimeoutMs: { min: 1, max: (c) => c.probeIntervalMs, unit: "ms" },
   probeTimeoutPercent: { min: 1, max: 100, unit: "%" },

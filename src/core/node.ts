@@ -45,6 +45,7 @@ import {
   suspicionTimeoutMs,
 } from "./formulas.js";
 import { MemberTable, NO_SLOT, ProbeOrder, SlotSet } from "./member-table.js";
+import { SharedProbeSchedule } from "./probe-schedule.js";
 import { Prng } from "./prng.js";
 import { emptyReconnectStats, type ReconnectStats, ReconnectTargets } from "./reconnect.js";
 import { BroadcastRepair, emptyRepairStats, MAX_REPAIR_DATAGRAMS, type RepairStats } from "./repair.js";
@@ -107,6 +108,13 @@ export interface SwimNodeOptions {
   readonly reconnectTargets?: readonly Address[];
   /** This node's tags, encoded (src/core/tags.ts); RangeError if tagsProblem finds one. Default: none. */
   readonly tags?: Uint8Array;
+  /**
+   * Wall-clock milliseconds (since the Unix epoch) minus nowMs: the shared probe schedule counts
+   * its rounds in wall-clock time, which members share (config.sharedProbeSchedule). Hosts whose
+   * nowMs is a monotonic clock pass its origin (performance.timeOrigin). Default 0: nowMs is
+   * itself the shared clock, as in the simulator.
+   */
+  readonly wallClockOffsetMs?: number;
 }
 
 export type TagsOutcome =
@@ -368,6 +376,8 @@ export class SwimNode {
   /** Dead (not left) members: reconnect targets and, for a while, gossip peers. */
   private readonly dead: SlotSet;
   private readonly probeOrder = new ProbeOrder();
+  private readonly probeSchedule = new SharedProbeSchedule();
+  private readonly wallClockOffsetMs: number;
   /** Keys of members waiting for their expedited check (bounded, FIFO). */
   private readonly expedited: string[] = [];
   /**
@@ -434,6 +444,7 @@ export class SwimNode {
 
   constructor(options: SwimNodeOptions) {
     this.self = options.self;
+    this.wallClockOffsetMs = options.wallClockOffsetMs ?? 0;
     this.config = options.config;
     this.rng = new Prng(options.seed);
     this.probeIntervalMs = options.config.probeIntervalMs;
@@ -1392,7 +1403,7 @@ export class SwimNode {
       case MemberState.Left:
         // Its address must show again that it receives before it gets a member list.
         t.proven[slot] = 0;
-        this.probeable.delete(slot);
+        if (this.probeable.delete(slot)) this.probeSchedule.invalidate();
         if (state === MemberState.Dead) this.dead.add(slot);
         else this.dead.delete(slot);
         // One reap timer per member at most; it re-arms itself if the state changed meanwhile.
@@ -1409,13 +1420,16 @@ export class SwimNode {
 
   private makeProbeable(slot: number): void {
     // Insert at a random place in the rest of this round, as memberlist does.
-    if (this.probeable.add(slot)) this.probeOrder.insert(slot, this.rng);
+    if (this.probeable.add(slot)) {
+      this.probeOrder.insert(slot, this.rng);
+      this.probeSchedule.invalidate();
+    }
   }
 
   private removeMember(slot: number, rt: Runtime): void {
     const address = this.table.address(slot);
     if (this.table.state[slot] === MemberState.Suspect) this.suspects--;
-    this.probeable.delete(slot);
+    if (this.probeable.delete(slot)) this.probeSchedule.invalidate();
     this.dead.delete(slot);
     this.updates.remove(address.key);
     for (const probe of this.probes.values()) if (probe.targetSlot === slot) probe.targetSlot = NO_SLOT;
@@ -1428,6 +1442,7 @@ export class SwimNode {
     this.probeable.renumber(newSlots);
     this.dead.renumber(newSlots);
     this.probeOrder.renumber(newSlots);
+    this.probeSchedule.invalidate();
     for (const probe of this.probes.values()) if (probe.targetSlot !== NO_SLOT) probe.targetSlot = newSlots[probe.targetSlot] as number;
   }
 
@@ -1537,11 +1552,35 @@ export class SwimNode {
     // now as well).
     for (const probe of [...this.probes.values()]) if (!probe.expedited) this.onProbeDeadline(nowMs, probe.seq, rt);
     if (!this.leaving) {
-      const slot = this.probeOrder.next(this.probeable, this.rng);
+      const slot = this.nextProbeTarget(nowMs);
       if (slot !== NO_SLOT) this.startProbe(nowMs, slot, false, rt);
     }
     rt.setTimer(nowMs + this.scaled(this.probeIntervalMs), { kind: "probe", epoch: this.probeEpoch });
     if (this.relays.size > 0) this.purgeRelays(nowMs);
+  }
+
+  /**
+   * This period's round-robin target: from the shared schedule, or the node's own shuffled
+   * round. The schedule needs a probe every period; a node whose health stretches its interval
+   * (Lifeguard) skips rounds, possibly always the same ones modulo the cycle, and would probe
+   * the same member again and again: it walks its own round instead.
+   */
+  private nextProbeTarget(nowMs: number): number {
+    if (this.config.sharedProbeSchedule && this.scaled(this.config.probeIntervalMs) === this.config.probeIntervalMs) {
+      const round = Math.floor((nowMs + this.wallClockOffsetMs) / this.config.probeIntervalMs);
+      const t = this.table;
+      const probeable = this.probeable;
+      const slot = this.probeSchedule.target(
+        round,
+        this.self.key,
+        probeable.size,
+        () => Array.from({ length: probeable.size }, (_, i) => probeable.at(i)),
+        (s) => t.address(s).key,
+        (s) => probeable.has(s),
+      );
+      if (slot !== NO_SLOT) return slot;
+    }
+    return this.probeOrder.next(this.probeable, this.rng);
   }
 
   private startProbe(nowMs: number, slot: number, expedited: boolean, rt: Runtime): void {

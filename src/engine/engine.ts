@@ -11,7 +11,7 @@
  *     worker threads (with N >= 2, N - 1 seal/open workers in front of the protocol worker).
  *
  * nowMs is performance.now() on the main thread's time base; wall-clock time only seeds the
- * starting incarnation.
+ * starting incarnation and counts the shared probe schedule's rounds (nowMs + timeOrigin).
  *
  * Advertised address: `advertise` if given; else the bind address and bound port; for a
  * wildcard bind (`0.0.0.0` / `::`) the loopback of that family (`127.0.0.1` / `::1`), since
@@ -77,6 +77,8 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
       ...(options.tags === undefined ? {} : { tags: options.tags }),
       seeds: options.seeds ?? [],
       reconnectTargets: options.reconnectTargets ?? [],
+      // nowMs is performance.now(): wall-clock time is that plus its origin.
+      wallClockOffsetMs: performance.timeOrigin,
     };
     if (options.tags !== undefined) {
       const problem = tagsProblem(config, options.tags);

@@ -82,6 +82,8 @@ function run(data: ProtocolWorkerData): void {
       seeds: data.seedKeys.map(addr),
       reconnectTargets: data.reconnectTargetKeys.map(addr),
       ...(data.tags === undefined ? {} : { tags: data.tags }),
+      // nowMs is on the main thread's time base, which starts at its timeOrigin.
+      wallClockOffsetMs: data.baseTimeOriginMs,
     },
     sink,
   );

@@ -240,7 +240,7 @@ function unaryHandler(
  * waits for the transport (grpc-js's own mark is 16). Bounds what a slow reader holds in the
  * agent per call, beyond the handler's own bounded queue: about 256 × the message size.
  */
-export const STREAM_WRITE_AHEAD_MESSAGES = 256;
+export const STREAM_WRITE_AHEAD_MESSAGES = 64;
 
 /** The part of grpc-js's server call (1.x, no interceptors) that sends one message. */
 interface MessageSender {

@@ -1,0 +1,92 @@
+/**
+ * Tests of the shared probe schedule (src/core/probe-schedule.ts): with one view of the
+ * membership, every round is a permutation (each member probed by exactly one other), each
+ * member's cycle is a round robin, the order changes from cycle to cycle, and a member that
+ * stopped being probeable is never returned.
+ */
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { NO_SLOT } from "../src/core/member-table.js";
+import { SharedProbeSchedule } from "../src/core/probe-schedule.js";
+
+/** A cluster of `n` members, 10.0.0.1:7946 ... ; member i knows the others as slots 1.. (its own numbering). */
+function cluster(n: number): { keys: string[]; schedules: SharedProbeSchedule[]; slotsOf: number[][] } {
+  const keys = Array.from({ length: n }, (_, i) => `10.0.${i >> 8}.${i & 255}:7946`);
+  // Each member numbers the others in its own table order (shuffled by a fixed stride) to show
+  // that slots are local: only the addresses are shared.
+  const slotsOf = keys.map((_, self) => keys.map((_, other) => (other === self ? NO_SLOT : 1 + ((other * 7 + self) % n))));
+  return { keys, schedules: keys.map(() => new SharedProbeSchedule()), slotsOf };
+}
+
+/** Whom member `self` probes in `round`, as a member index. */
+function targetOf(c: ReturnType<typeof cluster>, self: number, round: number, probeable: (other: number) => boolean = () => true): number {
+  const slots = c.slotsOf[self] as number[];
+  const members = slots.map((slot, other) => ({ slot, other })).filter((m) => m.slot !== NO_SLOT && probeable(m.other));
+  const keyOfSlot = new Map(members.map((m) => [m.slot, c.keys[m.other] as string]));
+  const slot = (c.schedules[self] as SharedProbeSchedule).target(
+    round,
+    c.keys[self] as string,
+    members.length,
+    () => members.map((m) => m.slot),
+    (s) => keyOfSlot.get(s) as string,
+    (s) => keyOfSlot.has(s),
+  );
+  return slot === NO_SLOT ? -1 : (members.find((m) => m.slot === slot) as { other: number }).other;
+}
+
+test("every round is a permutation: each member is probed by exactly one other", () => {
+  for (const n of [2, 3, 5, 10, 20, 33]) {
+    const c = cluster(n);
+    for (let round = 1_000_000; round < 1_000_000 + 3 * n; round++) {
+      const probedBy = new Array<number>(n).fill(0);
+      for (let self = 0; self < n; self++) {
+        const target = targetOf(c, self, round);
+        assert.notEqual(target, self, `n ${n}, round ${round}: member ${self} probes itself`);
+        assert.ok(target >= 0);
+        probedBy[target] = (probedBy[target] as number) + 1;
+      }
+      assert.deepEqual(probedBy, new Array<number>(n).fill(1), `n ${n}, round ${round}`);
+    }
+  }
+});
+
+test("over one cycle of n − 1 rounds each member probes every other exactly once", () => {
+  const n = 12;
+  const c = cluster(n);
+  const cycleStart = 5 * (n - 1);
+  for (let self = 0; self < n; self++) {
+    const seen = new Set<number>();
+    for (let round = cycleStart; round < cycleStart + n - 1; round++) seen.add(targetOf(c, self, round));
+    assert.equal(seen.size, n - 1, `member ${self}`);
+    assert.ok(!seen.has(self));
+  }
+});
+
+test("the order is new every cycle: neighbours in address order are not always paired", () => {
+  const n = 10;
+  const c = cluster(n);
+  // Member 0's target in the first round of each cycle: a fixed order would give the same one.
+  const firstTargets = new Set<number>();
+  for (let cycle = 0; cycle < 20; cycle++) firstTargets.add(targetOf(c, 0, cycle * (n - 1)));
+  assert.ok(firstTargets.size >= 4, `member 0 began ${firstTargets.size} of 20 cycles with the same few members`);
+});
+
+test("a member that stopped being probeable is never the target", () => {
+  const n = 8;
+  const c = cluster(n);
+  for (let round = 0; round < 40; round++) targetOf(c, 0, round);
+  const gone = 3;
+  (c.schedules[0] as SharedProbeSchedule).invalidate();
+  for (let round = 40; round < 80; round++) {
+    const target = targetOf(c, 0, round, (other) => other !== gone);
+    assert.notEqual(target, gone, `round ${round}`);
+    assert.ok(target >= 0);
+  }
+  // Without the invalidation the stale order is caught by the probeable check.
+  const fresh = cluster(n);
+  for (let round = 0; round < 40; round++) targetOf(fresh, 0, round);
+  for (let round = 40; round < 80; round++) assert.notEqual(targetOf(fresh, 0, round, (other) => other !== gone), gone);
+  // Alone: nobody to probe.
+  assert.equal(targetOf(cluster(1), 0, 7), -1);
+});
