@@ -56,10 +56,11 @@ function parseArgs(argv: string[]): Args {
 
 /** The candidates: memberlist's parameters, steps towards the defaults, and one step beyond. */
 const CANDIDATES: readonly { readonly name: string; readonly overrides: Partial<SwimConfig> }[] = [
-  { name: "memberlist: 1 ping, k 3, mult 4, K 2, max 6x", overrides: { directPings: 1, indirectChecks: 3, suspicionMult: 4, suspicionConfirmations: 2, suspicionMaxTimeoutMult: 6 } },
+  { name: "memberlist: 1 ping, k 3, mult 4, K 2, max 6x, own rounds", overrides: { directPings: 1, indirectChecks: 3, suspicionMult: 4, suspicionConfirmations: 2, suspicionMaxTimeoutMult: 6, sharedProbeSchedule: false } },
   { name: "1 ping, k 3, mult 1, K 3, max 24x", overrides: { directPings: 1, indirectChecks: 3, suspicionMult: 1, suspicionConfirmations: 3, suspicionMaxTimeoutMult: 24 } },
   { name: "2 pings, k 3, mult 2, K 3, max 12x", overrides: { directPings: 2, indirectChecks: 3, suspicionMult: 2, suspicionConfirmations: 3, suspicionMaxTimeoutMult: 12 } },
   { name: "4 pings, k 4, mult 1, K 3, max 24x (lan default)", overrides: {} },
+  { name: "the lan default with independent shuffled probe rounds", overrides: { sharedProbeSchedule: false } },
   { name: "4 pings, k 4, mult 1, K 1, max 24x", overrides: { suspicionConfirmations: 1 } },
 ];
 const LOSSES = [0, 0.1, 0.3] as const;
@@ -75,6 +76,8 @@ interface SimRow {
   loss: number;
   deadAtAllMedianMs: number | null;
   deadAtAllP90Ms: number | null;
+  deadAtAllP99Ms: number | null;
+  deadAtAllMaxMs: number | null;
   undetected: number;
   falseSuspicionsPerRun: number;
   falseDeaths: number;
@@ -111,6 +114,8 @@ function simulate(seeds: number): { rows: SimRow[]; partitions: SimPartitionRow[
         loss,
         deadAtAllMedianMs: quantile(times, 0.5),
         deadAtAllP90Ms: quantile(times, 0.9),
+        deadAtAllP99Ms: quantile(times, 0.99),
+        deadAtAllMaxMs: quantile(times, 1),
         undetected,
         falseSuspicionsPerRun: Math.round((suspicions / seeds) * 100) / 100,
         falseDeaths: deaths,
@@ -221,6 +226,8 @@ if (!args.json && args.seeds > 0) {
       loss: `${r.loss * 100} %`,
       "dead at all, median (ms)": r.deadAtAllMedianMs,
       "p90 (ms)": r.deadAtAllP90Ms,
+      "p99 (ms)": r.deadAtAllP99Ms,
+      "max (ms)": r.deadAtAllMaxMs,
       "false suspicions / run": r.falseSuspicionsPerRun,
       "false deaths": r.falseDeaths,
     })),
