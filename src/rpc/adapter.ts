@@ -238,7 +238,9 @@ function unaryHandler(
 /**
  * Messages a server stream may have written but not yet handed to HTTP/2 before its handler
  * waits for the transport (grpc-js's own mark is 16). Bounds what a slow reader holds in the
- * agent per call, beyond the handler's own bounded queue: about 256 × the message size.
+ * agent per call, beyond the handler's own bounded queue (64 × the message size), and how much
+ * one stream writes per event-loop turn: with 100 subscribers, 256 per turn made turns long
+ * enough to double the agent's ACK round-trip p99 (bench/RESULTS.md).
  */
 export const STREAM_WRITE_AHEAD_MESSAGES = 64;
 
