@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Agent, counterSum, startCluster, stopAgents, until, untilConverged } from "./agents.js";
+import { benchArgs, unknownArgument } from "./lib.js";
 
 interface Args {
   agents: number[];
@@ -31,7 +32,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === "--idle-seconds") args.idleSeconds = Number(next());
     else if (a === "--heartbeat") args.heartbeatMs = Number(next());
     else if (a === "--json") args.json = true;
-    else throw new Error(`unknown argument ${a}`);
+    else unknownArgument(a);
   }
   return args;
 }
@@ -103,7 +104,7 @@ function round1(x: number): number {
   return Math.round(x * 10) / 10;
 }
 
-const args = parseArgs(process.argv.slice(2));
+const args = parseArgs(benchArgs(import.meta.url));
 const results: Result[] = [];
 for (const n of args.agents) for (const w of args.workers) results.push(await measure(n, w, args));
 if (args.json) {

@@ -35,7 +35,7 @@ import { createInterface } from "node:readline";
 import { TamTam } from "../src/gen/service/tamtam_pb.js";
 import { createClient, type ServiceClient } from "../src/rpc/adapter.js";
 import { DEFAULT_PARAMS, runSimulation } from "../src/sim/simulate.js";
-import { isAlive, killChildren, round1, track } from "./lib.js";
+import { isAlive, killChildren, round1, track, benchArgs, unknownArgument } from "./lib.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const BIN = join(ROOT, (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { bin: { tamtam: string } }).bin.tamtam);
@@ -105,7 +105,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === "--kill") args.kill = Number(next());
     else if (a === "--seeds") args.seeds = list(next());
     else if (a === "--json") args.json = true;
-    else throw new Error(`unknown argument ${a}`);
+    else unknownArgument(a);
   }
   return args;
 }
@@ -418,7 +418,7 @@ function simTrials(args: Args): SimTrial[] {
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseArgs(benchArgs(import.meta.url));
   if (args.sim) {
     const trials = simTrials(args);
     if (args.json) console.log(JSON.stringify({ suite: "broadcast-sim", node: process.version, seconds: args.seconds, payloadBytes: args.payloadBytes, trials }));

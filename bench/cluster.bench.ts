@@ -31,6 +31,7 @@ import { steadyNodes } from "../src/sim/outcome.js";
 import { runSimulationSharded } from "../src/sim/sharded.js";
 import { DEFAULT_PARAMS, type SimReport } from "../src/sim/simulate.js";
 import { distribution } from "../src/sim/stats.js";
+import { benchArgs, unknownArgument } from "./lib.js";
 
 /** Clusters at least this large start warm under --start auto: a cold start's join storm is O(N^2) datagrams. */
 const AUTO_WARM_NODES = 5_000;
@@ -82,7 +83,7 @@ function parseArgs(argv: string[]): Args | { one: RunSpec } {
     else if (arg === "--start") a.start = next() as Args["start"];
     else if (arg === "--svg") a.svg = next();
     else if (arg === "--json") a.json = true;
-    else throw new Error(`unknown argument ${arg}`);
+    else unknownArgument(arg);
   }
   if (!["cold", "warm", "auto"].includes(a.start)) throw new Error(`--start must be cold, warm or auto, got ${a.start}`);
   return a;
@@ -246,7 +247,7 @@ function disseminationLag(run: RunResult, analytic: number[]): { level: number; 
 }
 
 async function main(): Promise<void> {
-  const parsed = parseArgs(process.argv.slice(2));
+  const parsed = parseArgs(benchArgs(import.meta.url));
   if ("one" in parsed) {
     process.stdout.write(`${JSON.stringify(await runOne(parsed.one))}\n`);
     return;

@@ -25,7 +25,7 @@
  */
 
 import { Bench } from "tinybench";
-import { type CaseStats, type Family, FAMILIES, memberAddress, PORT, round1, statsOf } from "./lib.js";
+import { type CaseStats, type Family, FAMILIES, memberAddress, PORT, round1, statsOf, benchArgs } from "./lib.js";
 import { availableParallelism } from "node:os";
 import { makeAddress, type Address } from "../src/core/address.js";
 import {
@@ -342,7 +342,7 @@ function verdict(updatesPerSec: number): string {
 }
 
 async function main(): Promise<void> {
-  const json = process.argv.includes("--json");
+  const json = benchArgs(import.meta.url).includes("--json");
   const sizesTable = itemSizes();
   const { cases, perType, setups } = await timed();
   const throughput = throughputRows(cases, setups);

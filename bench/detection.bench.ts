@@ -28,6 +28,7 @@ import type { SwimConfig } from "../src/core/config.js";
 import { killUnderLoss, partitionCrossDetection } from "../src/sim/detection.js";
 import { LabCluster } from "../test/helpers/lab-cluster.js";
 import { labAvailable, NetLab } from "../test/helpers/netns.js";
+import { benchArgs, unknownArgument } from "./lib.js";
 
 interface Args {
   seeds: number;
@@ -49,7 +50,7 @@ function parseArgs(argv: string[]): Args {
     else if (arg === "--losses") a.losses = (argv[++i] ?? "").split(",").filter((x) => x !== "").map(Number);
     else if (arg === "--partitions") a.partitions = next();
     else if (arg === "--json") a.json = true;
-    else throw new Error(`unknown argument ${arg}`);
+    else unknownArgument(arg);
   }
   return a;
 }
@@ -216,7 +217,7 @@ async function realAgents(args: Args): Promise<{ rows: RealRow[]; partitionMs: n
   }
 }
 
-const args = parseArgs(process.argv.slice(2));
+const args = parseArgs(benchArgs(import.meta.url));
 const sim = simulate(args.seeds);
 if (!args.json && args.seeds > 0) {
   console.log(`simulator: 20 members, 500 ms period, ${args.seeds} seeds per cell (a crash, then 30 s under loss)`);

@@ -47,7 +47,7 @@ import { join } from "node:path";
 import { createInterface, type Interface } from "node:readline";
 import { TamTam } from "../src/gen/service/tamtam_pb.js";
 import { createClient, type ServiceClient } from "../src/rpc/adapter.js";
-import { children, freePort, killChildren, track } from "./lib.js";
+import { children, freePort, killChildren, track, benchArgs, unknownArgument } from "./lib.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const BIN = join(ROOT, (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { bin: { tamtam: string } }).bin.tamtam);
@@ -141,7 +141,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === "--payload-bytes") args.payloadBytes = Math.max(16, Number(next()));
     else if (a === "--skip-inbound") args.inbound = false;
     else if (a === "--skip-broadcast") args.broadcast = false;
-    else throw new Error(`unknown argument ${a}`);
+    else unknownArgument(a);
   }
   return args;
 }
@@ -873,7 +873,7 @@ async function busyRun(mode: Mode, rep: number, args: Args, home: string): Promi
 // ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseArgs(benchArgs(import.meta.url));
   const home = mkdtempSync(join(tmpdir(), "tamtam-load-"));
   const started = performance.now();
   const runs: InboundRun[] = [];

@@ -28,7 +28,7 @@ import { DEFAULT_PARAMS, runSimulation, type SimParams } from "../src/sim/simula
 import { TamTam } from "../src/gen/service/tamtam_pb.js";
 import { createH2Client } from "../src/rpc/h2-client.js";
 import { labAvailable, NetLab } from "../test/helpers/netns.js";
-import { killChildren, track } from "./lib.js";
+import { killChildren, track, benchArgs, unknownArgument } from "./lib.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const BIN = join(ROOT, (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { bin: { tamtam: string } }).bin.tamtam);
@@ -46,7 +46,7 @@ function parseArgs(argv: string[]): Args {
     if (a === "--seeds") args.seeds = Number(argv[++i]);
     else if (a === "--no-real") args.real = false;
     else if (a === "--json") args.json = true;
-    else throw new Error(`unknown argument ${a}`);
+    else unknownArgument(a);
   }
   return args;
 }
@@ -306,7 +306,7 @@ function simCut(seeds: number): { lifeguard: boolean; medianMs: number | null; m
 
 // ---------------------------------------------------------------------------------------------
 
-const args = parseArgs(process.argv.slice(2));
+const args = parseArgs(benchArgs(import.meta.url));
 const heal = simHeal(args.seeds);
 const flapRows = simFlap(args.seeds);
 const cutRows = simCut(2 * args.seeds);

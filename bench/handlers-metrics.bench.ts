@@ -31,9 +31,9 @@ import { CommandRunner } from "../src/agent/command-runner.js";
 import { renderMetrics } from "../src/agent/metrics.js";
 import { agentStats } from "../test/helpers/agent-stats.js";
 import { type AgentProc, cleanEnv, freeTcpPort, freeUdpPort, logMessages, ProcessGroup, removeDir, tempDir } from "../test/helpers/processes.js";
-import { round1, statsOf } from "./lib.js";
+import { round1, statsOf, benchArgs } from "./lib.js";
 
-const argv = process.argv.slice(2);
+const argv = benchArgs(import.meta.url);
 const flag = (name: string): boolean => argv.includes(name);
 const option = (name: string, fallback: number): number => {
   const i = argv.indexOf(name);

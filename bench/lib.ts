@@ -1,14 +1,40 @@
 /**
- * Shared pieces of the benchmarks: per-case statistics from a tinybench task (median and
- * spread in ns per operation), member addresses for synthetic clusters, and the tracking of
- * child processes (every one killed by PID when the benchmark ends, however it ends).
+ * Shared pieces of the benchmarks: their command lines (`--help` prints the suite's header
+ * comment, an unknown argument is one line and exit code 2), per-case statistics from a
+ * tinybench task (median and spread in ns per operation), member addresses for synthetic
+ * clusters, and the tracking of child processes (every one killed by PID when the benchmark
+ * ends, however it ends).
  */
 
 import type { ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { basename } from "node:path";
+import { fileURLToPath } from "node:url";
 import { createSocket } from "node:dgram";
 import { createServer } from "node:net";
 import type { Task } from "tinybench";
 import { makeAddress, type Address } from "../src/core/address.js";
+
+/**
+ * The suite's arguments. With `--help` or `-h` it prints the suite's header comment (what it
+ * measures and its options) and exits 0. `moduleUrl` is the suite's `import.meta.url`.
+ */
+export function benchArgs(moduleUrl: string): string[] {
+  const argv = process.argv.slice(2);
+  if (argv.includes("--help") || argv.includes("-h")) {
+    const source = readFileSync(fileURLToPath(moduleUrl), "utf8");
+    const header = /^\/\*\*\n([\s\S]*?)\n \*\//.exec(source)?.[1] ?? "";
+    process.stdout.write(`${header.split("\n").map((line) => line.replace(/^ \*( |$)/, "")).join("\n")}\n`);
+    process.exit(0);
+  }
+  return argv;
+}
+
+/** An argument the suite does not know: one line on stderr, exit code 2. */
+export function unknownArgument(arg: string | undefined): never {
+  process.stderr.write(`${basename(process.argv[1] ?? "bench")}: unknown argument ${arg ?? ""}; see --help\n`);
+  process.exit(2);
+}
 
 export const PORT = 7946;
 

@@ -46,6 +46,7 @@ import { MemberState, MessageType, SEALED_OVERHEAD_BYTES, WIRE_MAGIC_0, WIRE_MAG
 import { decodeKey } from "../src/seal/checks.js";
 import { Envelope, LABEL_TAG_BYTES } from "../src/seal/envelope.js";
 import { Keyring } from "../src/seal/keyring.js";
+import { benchArgs, unknownArgument } from "./lib.js";
 
 interface Args {
   targetIp: string;
@@ -92,7 +93,7 @@ function parseArgs(argv: string[]): Args {
       if (typeof key === "string") throw new Error(`--key ${key}`);
       args.key = key;
     } else if (a === "--label") args.label = next();
-    else throw new Error(`unknown argument ${a}`);
+    else unknownArgument(a);
   }
   if (parseIp(args.targetIp) === null || !(args.targetPort > 0 && args.targetPort < 65536)) throw new Error("--target IP:PORT is required");
   if (!(args.sources >= 1 && args.sources <= 4096)) throw new Error("--sources must be 1..4096");
@@ -574,7 +575,7 @@ function emit(obj: Record<string, unknown>): void {
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseArgs(benchArgs(import.meta.url));
   sources = [];
   try {
     if (args.key !== null || args.label !== null) {

@@ -18,7 +18,7 @@ import { availableParallelism } from "node:os";
 import { makeConfig } from "../src/core/config.js";
 import { SwimNode } from "../src/core/node.js";
 import type { Runtime } from "../src/core/runtime.js";
-import { memberAddress, round1 } from "./lib.js";
+import { memberAddress, round1, benchArgs, unknownArgument } from "./lib.js";
 
 interface Args {
   nodes: number;
@@ -34,7 +34,7 @@ function parseArgs(argv: string[]): Args {
     if (arg === "--nodes") a.nodes = next();
     else if (arg === "--members") a.members = next();
     else if (arg === "--json") a.json = true;
-    else throw new Error(`unknown argument ${arg}`);
+    else unknownArgument(arg);
   }
   if (!Number.isInteger(a.nodes) || a.nodes < 1 || !Number.isInteger(a.members) || a.members < 1) {
     throw new Error("--nodes and --members take positive integers");
@@ -65,7 +65,7 @@ const NULL_RUNTIME: Runtime = {
 function main(): void {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (gc === undefined) throw new Error("run with node --expose-gc");
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseArgs(benchArgs(import.meta.url));
   const config = makeConfig("lan", { maxMembers: Math.max(1024, args.members + 1) });
   const addresses = Array.from({ length: args.members }, (_, i) => memberAddress(4, i));
 

@@ -18,7 +18,7 @@
 
 import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { freePort, killChildren, track } from "./lib.js";
+import { freePort, killChildren, track, benchArgs } from "./lib.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
@@ -53,7 +53,7 @@ interface Row {
 }
 
 async function main(): Promise<number> {
-  const argv = process.argv.slice(2);
+  const argv = benchArgs(import.meta.url);
   const runsAt = argv.indexOf("--runs");
   const runs = runsAt >= 0 ? Number(argv[runsAt + 1]) : 15;
   const json = argv.includes("--json");

@@ -25,7 +25,7 @@
  */
 
 import { Bench, type Task } from "tinybench";
-import { type CaseStats, type Family, FAMILIES, memberAddress, PORT, round1, statsOf } from "./lib.js";
+import { type CaseStats, type Family, FAMILIES, memberAddress, PORT, round1, statsOf, benchArgs } from "./lib.js";
 import { availableParallelism } from "node:os";
 import { makeAddress, type Address } from "../src/core/address.js";
 import { makeConfig } from "../src/core/config.js";
@@ -354,7 +354,7 @@ function addHandle(bench: Bench, names: string[], s: HandleSetup): void {
 // ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  const json = process.argv.includes("--json");
+  const json = benchArgs(import.meta.url).includes("--json");
 
   // Part 1: one fill per call, so a short budget, a precise clock and the timer cost removed.
   const fillBench = new Bench({ time: 100, warmupTime: 50, throws: true, timestampProvider: "hrtimeNow", subtractTimerOverhead: true });

@@ -13,6 +13,7 @@ import { Prng } from "../src/core/prng.js";
 import { MessageType } from "../src/core/wire/messages.js";
 import type { CoreEvent } from "../src/core/runtime.js";
 import { ManualCluster } from "../test/helpers/cluster.js";
+import { benchArgs } from "./lib.js";
 
 interface Args {
   queries: number;
@@ -124,7 +125,7 @@ function measure(args: Args, loss: number, relay: number): Row {
   };
 }
 
-const args = parseArgs(process.argv.slice(2));
+const args = parseArgs(benchArgs(import.meta.url));
 const rows: Row[] = [];
 for (const loss of [0, 0.2]) for (const relay of [0, 1, 2]) rows.push(measure(args, loss, relay));
 if (args.json) {

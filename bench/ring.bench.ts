@@ -12,6 +12,7 @@ import { Bench } from "tinybench";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import { availableParallelism } from "node:os";
 import { ShmRing } from "../src/shm/index.js";
+import { benchArgs } from "./lib.js";
 
 const BATCH_FRAMES = 256;
 const FRAME_SIZES_BYTES = [64, 512] as const;
@@ -182,7 +183,7 @@ async function twoThread(): Promise<Record<string, { recordsPerSec: number; medi
 }
 
 async function main(): Promise<void> {
-  const json = process.argv.includes("--json");
+  const json = benchArgs(import.meta.url).includes("--json");
   const single = await singleThread();
   const dual = await twoThread();
   if (json) {

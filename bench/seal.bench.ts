@@ -16,7 +16,7 @@
 
 import { availableParallelism } from "node:os";
 import { Bench } from "tinybench";
-import { type CaseStats, round1, statsOf } from "./lib.js";
+import { type CaseStats, round1, statsOf, benchArgs } from "./lib.js";
 import { SEALED_OVERHEAD_BYTES } from "../src/core/wire/messages.js";
 import { Envelope } from "../src/seal/envelope.js";
 import { Keyring } from "../src/seal/keyring.js";
@@ -50,7 +50,7 @@ interface Row {
 }
 
 async function main(): Promise<void> {
-  const json = process.argv.includes("--json");
+  const json = benchArgs(import.meta.url).includes("--json");
   const bench = new Bench(BENCH_OPTIONS);
   const meta = new Map<string, Omit<Row, keyof CaseStats | "datagramsPerSecPerThread" | "p75Ns" | "p99Ns" | "medianNs">>();
   for (const wireBytes of SIZES) {

@@ -21,6 +21,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Agent, counterSum, startCluster, stopAgents, untilConverged } from "./agents.js";
+import { benchArgs, unknownArgument } from "./lib.js";
 
 interface Args {
   agents: number;
@@ -48,7 +49,7 @@ function parseArgs(argv: string[]): Args {
     else if (arg === "--drain-seconds") a.drainSeconds = next();
     else if (arg === "--warmup-seconds") a.warmupSeconds = next();
     else if (arg === "--json") a.json = true;
-    else throw new Error(`unknown argument ${arg}`);
+    else unknownArgument(arg);
   }
   if (!(a.agents >= 2 && a.minutes > 0 && a.rate > 0)) throw new Error("--agents >= 2, --minutes > 0 and --rate > 0 are required");
   if (![0, 1, 2].includes(a.workers)) throw new Error(`--workers takes 0, 1 or 2, got ${a.workers}`);
@@ -108,7 +109,7 @@ const mib = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
 const growthPercent = (from: readonly number[] | undefined, to: readonly number[]): number[] =>
   to.map((x, i) => (from === undefined ? 0 : Math.round((x / (from[i] as number) - 1) * 1000) / 10));
 
-const args = parseArgs(process.argv.slice(2));
+const args = parseArgs(benchArgs(import.meta.url));
 const home = mkdtempSync(join(tmpdir(), "tamtam-soak-"));
 let agents: Agent[] = [];
 const streams: AbortController[] = [];

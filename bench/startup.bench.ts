@@ -44,7 +44,7 @@ import { availableParallelism, cpus, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { TamTam } from "../src/gen/service/tamtam_pb.js";
 import { createClient, type ServiceClient } from "../src/rpc/adapter.js";
-import { children, freePort, isAlive, killChildren, track } from "./lib.js";
+import { children, freePort, isAlive, killChildren, track, benchArgs, unknownArgument } from "./lib.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const PART_SCRIPT = new URL("./startup-part.js", import.meta.url).pathname;
@@ -126,7 +126,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === "--many") args.many = Math.max(2, positive(next(), a));
     else if (a === "--sigterms") args.sigterms = positive(next(), a);
     else if (a === "--script-agents") args.scriptAgents = positive(next(), a);
-    else throw new Error(`unknown argument ${a}`);
+    else unknownArgument(a);
   }
   return args;
 }
@@ -1081,7 +1081,7 @@ function printReport(r: Report): void {
 }
 
 async function main(): Promise<number> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseArgs(benchArgs(import.meta.url));
   const bin = readBin();
   const log = (s: string): void => {
     if (!args.json) process.stderr.write(`${s}\n`);

@@ -18,7 +18,7 @@
  */
 
 import { Bench, type Task } from "tinybench";
-import { type CaseStats, round1, statsOf } from "./lib.js";
+import { type CaseStats, round1, statsOf, benchArgs } from "./lib.js";
 import { availableParallelism } from "node:os";
 import { Prng } from "../src/core/prng.js";
 import type { Timer } from "../src/core/runtime.js";
@@ -83,7 +83,7 @@ function holdCase(mix: Mix, size: number): () => void {
 }
 
 async function main(): Promise<void> {
-  const json = process.argv.includes("--json");
+  const json = benchArgs(import.meta.url).includes("--json");
   const bench = new Bench({ time: 500, warmupTime: 150, throws: true });
   const names: { name: string; mix: Mix; size: number }[] = [];
   for (const mix of MIXES) {
