@@ -7,6 +7,8 @@
  *    time until every other member holds it dead (median and p90 over the seeds), false
  *    suspicions (per 30 s run) and false deaths (in all); and a 5|5 partition: time until every
  *    member holds every member across the cut non-alive.
+ *    Then the `lan` default with the members' wall clocks off by up to 0, 50, 250 and 1000 ms
+ *    either way (the shared probe schedule counts its rounds in wall-clock periods).
  * 2. Real agents (with --agents > 0 and root): one `tamtam agent` per network namespace
  *    (test/helpers/lab-cluster.ts), default period, the current defaults. For each loss rate,
  *    a fresh cluster: loss on every host's input for --seconds, counting the (observer,
@@ -94,9 +96,22 @@ interface SimPartitionRow {
   sameSideSuspicions: number;
 }
 
-function simulate(seeds: number): { rows: SimRow[]; partitions: SimPartitionRow[] } {
+/** Wall clocks off by up to this much either way (ms): how the shared probe schedule degrades. */
+const CLOCK_SKEWS_MS = [0, 50, 250, 1000] as const;
+
+interface SimSkewRow {
+  clockSkewMs: number;
+  loss: number;
+  deadAtAllMedianMs: number | null;
+  deadAtAllP90Ms: number | null;
+  deadAtAllMaxMs: number | null;
+  falseSuspicionsPerRun: number;
+}
+
+function simulate(seeds: number): { rows: SimRow[]; partitions: SimPartitionRow[]; clockSkew: SimSkewRow[] } {
   const rows: SimRow[] = [];
   const partitions: SimPartitionRow[] = [];
+  const clockSkew: SimSkewRow[] = [];
   for (const c of CANDIDATES) {
     for (const loss of LOSSES) {
       const times: number[] = [];
@@ -133,7 +148,25 @@ function simulate(seeds: number): { rows: SimRow[]; partitions: SimPartitionRow[
     }
     partitions.push({ candidate: c.name, medianMs: quantile(cuts, 0.5), p90Ms: quantile(cuts, 0.9), maxMs: quantile(cuts, 1), never, sameSideSuspicions });
   }
-  return { rows, partitions };
+  // The lan default with members' clocks apart, at 10 % loss.
+  for (const clockSkewMs of CLOCK_SKEWS_MS) {
+    const times: number[] = [];
+    let suspicions = 0;
+    for (let seed = 1; seed <= seeds; seed++) {
+      const r = killUnderLoss({ nodes: 20, seed, loss: 0.1, clockSkewMs });
+      if (r.deadAtAllMs !== null) times.push(r.deadAtAllMs);
+      suspicions += r.falseSuspicions;
+    }
+    clockSkew.push({
+      clockSkewMs,
+      loss: 0.1,
+      deadAtAllMedianMs: quantile(times, 0.5),
+      deadAtAllP90Ms: quantile(times, 0.9),
+      deadAtAllMaxMs: quantile(times, 1),
+      falseSuspicionsPerRun: Math.round((suspicions / Math.max(1, seeds)) * 100) / 100,
+    });
+  }
+  return { rows, partitions, clockSkew };
 }
 
 interface RealRow {
@@ -235,6 +268,8 @@ if (!args.json && args.seeds > 0) {
   );
   console.log("simulator: 5|5 partition of 10 members, time until every cross pair is non-alive");
   console.table(sim.partitions);
+  console.log("simulator: the lan default with wall clocks off by up to ± clockSkewMs, crash at 10 % loss");
+  console.table(sim.clockSkew);
 }
 const real = args.agents > 0 ? await realAgents(args) : "not asked (--agents 0)";
 if (args.json) console.log(JSON.stringify({ suite: "detection", node: process.version, seeds: args.seeds, sim, real }));

@@ -26,6 +26,8 @@ export interface StudyCase {
   readonly loss: number;
   /** Protocol overrides on the `lan` preset; the period defaults to DEFAULT_HEARTBEAT_MS. */
   readonly overrides?: Partial<SwimConfig>;
+  /** Each member's wall clock off by up to this much either way (ms); default 0. */
+  readonly clockSkewMs?: number;
 }
 
 export interface KillOutcome {
@@ -61,6 +63,7 @@ export function killUnderLoss(c: StudyCase): KillOutcome {
     kill: 1,
     faultPeriod: FAULT_PERIOD,
     loss: c.loss,
+    clockSkewMs: c.clockSkewMs ?? 0,
     overrides: studyOverrides(c.overrides),
   });
   return {
@@ -98,6 +101,7 @@ export function partitionCrossDetection(c: StudyCase): PartitionOutcome {
     periods: FAULT_PERIOD + MEASURED_PERIODS,
     network: { latencyMinMs: DEFAULT_PARAMS.latencyMinMs, latencyMeanMs: DEFAULT_PARAMS.latencyMeanMs, lossRate: c.loss, duplicateRate: 0 },
     warmStart: true,
+    clockSkewMs: c.clockSkewMs ?? 0,
     actions: [{ kind: "partition", atMs: cutAtMs, untilMs: (FAULT_PERIOD + MEASURED_PERIODS + 1) * periodMs, splitAt, oneWay: false }],
   });
   const world = new World(scenario);

@@ -62,6 +62,8 @@ export interface SimParams {
   readonly warmStart: boolean;
   /** Every node has tags (node=INDEX, role=web|db) that must reach every other node. */
   readonly tags: boolean;
+  /** Each node's wall clock is off by up to this much either way (ms, drawn per node): the shared probe schedule's rounds. */
+  readonly clockSkewMs: number;
   /** Extra protocol overrides (e.g. from tests). */
   readonly overrides: Partial<SwimConfig>;
 }
@@ -92,6 +94,7 @@ export const DEFAULT_PARAMS: SimParams = {
   restartIncarnation: "clock",
   warmStart: false,
   tags: false,
+  clockSkewMs: 0,
   overrides: {},
 };
 

@@ -5,6 +5,7 @@
  */
 
 import type { PresetName, SwimConfig } from "../core/config.js";
+import { Prng } from "../core/prng.js";
 import { encodeTags } from "../core/tags.js";
 
 export interface NetworkModel {
@@ -63,6 +64,11 @@ export interface Scenario {
   readonly restartIncarnation: "clock" | "zero";
   /** Every node starts with tags (simNodeTags) that its alive statements carry. */
   readonly tags: boolean;
+  /**
+   * Each node's wall clock is off by up to this much either way (ms; per node, from the seed,
+   * see clockOffsetMs): it moves the rounds of the shared probe schedule. 0: one clock for all.
+   */
+  readonly clockSkewMs: number;
   readonly actions: readonly ScenarioAction[];
 }
 
@@ -84,12 +90,22 @@ export function makeScenario(partial: Partial<Scenario> & Pick<Scenario, "nodes"
     warmStart: false,
     restartIncarnation: "clock",
     tags: false,
+    clockSkewMs: 0,
     actions: [],
     ...partial,
   };
 }
 
 const ascii = (text: string): Uint8Array => Uint8Array.from(text, (c) => c.charCodeAt(0));
+
+/** How far node `index`'s wall clock is off (ms), uniform in ±skewMs, from its own seeded stream. */
+export function clockOffsetMs(seed: number, index: number, skewMs: number): number {
+  if (skewMs <= 0) return 0;
+  return (new Prng(seed, CLOCK_STREAM + index).nextU32() / 2 ** 32) * 2 * skewMs - skewMs;
+}
+
+/** PRNG streams of the clock offsets: apart from the nodes' (2i + 1, 2i + 2) and the scenario's. */
+const CLOCK_STREAM = 0x40000000;
 
 /** The tags of simulated node `index` (encoded): node=INDEX and role=web (every third node) or db. */
 export function simNodeTags(index: number): Uint8Array {

@@ -74,6 +74,7 @@ export function planScenario(p: SimParams): Scenario {
     restartIncarnation: p.restartIncarnation,
     warmStart: p.warmStart,
     tags: p.tags,
+    clockSkewMs: p.clockSkewMs,
     actions,
   });
 }

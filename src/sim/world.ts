@@ -18,7 +18,7 @@ import { SwimNode } from "../core/node.js";
 import { Prng } from "../core/prng.js";
 import type { CoreEvent, Runtime, Timer } from "../core/runtime.js";
 import { EventHeap, type SimEventKey } from "./event-heap.js";
-import { type Scenario, type ScenarioAction, simNodeTags } from "./scenario.js";
+import { clockOffsetMs, type Scenario, type ScenarioAction, simNodeTags } from "./scenario.js";
 
 /** Inbound datagrams a paused node keeps (its socket buffer); more are dropped. */
 const PAUSED_SOCKET_BUFFER = 256;
@@ -282,6 +282,7 @@ export class World {
       incarnation,
       broadcastEpoch: n.life,
       ...(this.scenario.tags ? { tags: simNodeTags(n.index) } : {}),
+      wallClockOffsetMs: clockOffsetMs(this.scenario.seed, n.index, this.scenario.clockSkewMs),
     });
     return n.core;
   }
