@@ -7,30 +7,33 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { addr, type Address } from "../src/core/address.js";
 import { NO_SLOT } from "../src/core/member-table.js";
 import { SharedProbeSchedule } from "../src/core/probe-schedule.js";
 
-/** A cluster of `n` members, 10.0.0.1:7946 ... ; member i knows the others as slots 1.. (its own numbering). */
-function cluster(n: number): { keys: string[]; schedules: SharedProbeSchedule[]; slotsOf: number[][] } {
-  const keys = Array.from({ length: n }, (_, i) => `10.0.${i >> 8}.${i & 255}:7946`);
+/** A cluster of `n` members, 10.0.0.0:7946 ... ; each numbers the others in its own slots (1..). */
+function cluster(n: number): { keys: Address[]; schedules: SharedProbeSchedule[]; slotsOf: number[][] } {
+  const keys = Array.from({ length: n }, (_, i) => addr(`10.0.${i >> 8}.${i & 255}:7946`));
   // Each member numbers the others in its own table order (shuffled by a fixed stride) to show
   // that slots are local: only the addresses are shared.
   const slotsOf = keys.map((_, self) => keys.map((_, other) => (other === self ? NO_SLOT : 1 + ((other * 7 + self) % n))));
-  return { keys, schedules: keys.map(() => new SharedProbeSchedule()), slotsOf };
+  const schedules = keys.map((key, self) => {
+    const addressOfSlot = new Map((slotsOf[self] as number[]).map((slot, other) => [slot, keys[other] as Address]));
+    return new SharedProbeSchedule(key, (slot) => addressOfSlot.get(slot) as Address);
+  });
+  return { keys, schedules, slotsOf };
 }
 
 /** Whom member `self` probes in `round`, as a member index. */
 function targetOf(c: ReturnType<typeof cluster>, self: number, round: number, probeable: (other: number) => boolean = () => true): number {
   const slots = c.slotsOf[self] as number[];
   const members = slots.map((slot, other) => ({ slot, other })).filter((m) => m.slot !== NO_SLOT && probeable(m.other));
-  const keyOfSlot = new Map(members.map((m) => [m.slot, c.keys[m.other] as string]));
+  const probeableSlots = new Set(members.map((m) => m.slot));
   const slot = (c.schedules[self] as SharedProbeSchedule).target(
     round,
-    c.keys[self] as string,
     members.length,
     () => members.map((m) => m.slot),
-    (s) => keyOfSlot.get(s) as string,
-    (s) => keyOfSlot.has(s),
+    (s) => probeableSlots.has(s),
   );
   return slot === NO_SLOT ? -1 : (members.find((m) => m.slot === slot) as { other: number }).other;
 }
@@ -51,10 +54,11 @@ test("every round is a permutation: each member is probed by exactly one other",
   }
 });
 
-test("over one cycle of n − 1 rounds each member probes every other exactly once", () => {
+test("in any n − 1 rounds of one cycle each member probes every other exactly once", () => {
   const n = 12;
   const c = cluster(n);
-  const cycleStart = 5 * (n - 1);
+  // A cycle is the power of two at or above n − 1 rounds: 16 here.
+  const cycleStart = 5 * 16 + 3;
   for (let self = 0; self < n; self++) {
     const seen = new Set<number>();
     for (let round = cycleStart; round < cycleStart + n - 1; round++) seen.add(targetOf(c, self, round));
@@ -66,9 +70,9 @@ test("over one cycle of n − 1 rounds each member probes every other exactly on
 test("the order is new every cycle: neighbours in address order are not always paired", () => {
   const n = 10;
   const c = cluster(n);
-  // Member 0's target in the first round of each cycle: a fixed order would give the same one.
+  // Member 0's target in the first round of each cycle (16 rounds): a fixed order would give the same one.
   const firstTargets = new Set<number>();
-  for (let cycle = 0; cycle < 20; cycle++) firstTargets.add(targetOf(c, 0, cycle * (n - 1)));
+  for (let cycle = 0; cycle < 20; cycle++) firstTargets.add(targetOf(c, 0, cycle * 16));
   assert.ok(firstTargets.size >= 4, `member 0 began ${firstTargets.size} of 20 cycles with the same few members`);
 });
 
@@ -89,4 +93,41 @@ test("a member that stopped being probeable is never the target", () => {
   for (let round = 40; round < 80; round++) assert.notEqual(targetOf(fresh, 0, round, (other) => other !== gone), gone);
   // Alone: nobody to probe.
   assert.equal(targetOf(cluster(1), 0, 7), -1);
+});
+
+test("members leaving and joining keep the order every member would build afresh", () => {
+  const n = 12;
+  const c = cluster(n);
+  const round0 = 7 * (n - 1) + 3;
+  for (let self = 0; self < n; self++) targetOf(c, self, round0);
+  // Member 5 leaves: every other member drops it, as the core does (remove), mid-cycle.
+  const gone = 5;
+  const present = (other: number): boolean => other !== gone;
+  for (let self = 0; self < n; self++) {
+    if (self !== gone) (c.schedules[self] as SharedProbeSchedule).remove((c.slotsOf[self] as number[])[gone] as number);
+  }
+  const fresh = cluster(n);
+  for (let round = round0 + 1; round < round0 + 3 * n; round++) {
+    const probedBy = new Map<number, number>();
+    for (let self = 0; self < n; self++) {
+      if (self === gone) continue;
+      const target = targetOf(c, self, round, present);
+      assert.equal(target, targetOf(fresh, self, round, present), `member ${self}, round ${round}: kept order differs from a fresh one`);
+      probedBy.set(target, (probedBy.get(target) ?? 0) + 1);
+    }
+    assert.equal(probedBy.size, n - 1, `round ${round}: not a permutation`);
+  }
+  // It comes back: added (add) where a fresh build would put it.
+  for (let self = 0; self < n; self++) {
+    if (self === gone) continue;
+    const slot = (c.slotsOf[self] as number[])[gone] as number;
+    (c.schedules[self] as SharedProbeSchedule).add(slot);
+  }
+  const again = cluster(n);
+  for (let round = round0 + 3 * n; round < round0 + 4 * n; round++) {
+    for (let self = 0; self < n; self++) {
+      if (self === gone) continue;
+      assert.equal(targetOf(c, self, round), targetOf(again, self, round), `member ${self}, round ${round} after the return`);
+    }
+  }
 });

@@ -442,6 +442,11 @@ export class SlotSet {
   }
 
   /** A uniformly random item, or NO_SLOT when empty. */
+  /** The items, copied. */
+  toArray(): Int32Array {
+    return this.items.slice(0, this.n);
+  }
+
   pick(rng: Prng): number {
     return this.n === 0 ? NO_SLOT : (this.items[rng.nextInt(this.n)] as number);
   }

@@ -18,6 +18,8 @@ import type { DatagramWriter } from "./wire/codec.js";
 interface QueuedItem {
   readonly key: string;
   readonly bytes: Uint8Array;
+  /** This item's share of the fill's `limit`: it leaves after limit * limitFactor transmissions. */
+  readonly limitFactor: number;
   transmits: number;
   prev: QueuedItem | null;
   next: QueuedItem | null;
@@ -50,12 +52,15 @@ export class TransmitQueue {
     return this.byKey.size;
   }
 
-  /** Queues `bytes` under `key`, replacing any older item with that key. */
-  enqueue(key: string, bytes: Uint8Array): void {
+  /**
+   * Queues `bytes` under `key`, replacing any older item with that key. `limitFactor` (1, 2, ...)
+   * multiplies the retransmit limit of this item only.
+   */
+  enqueue(key: string, bytes: Uint8Array, limitFactor = 1): void {
     const old = this.byKey.get(key);
     if (old !== undefined) this.detach(old);
     else if (this.byKey.size >= this.maxItems) this.evictOne();
-    const item: QueuedItem = { key, bytes, transmits: 0, prev: null, next: null };
+    const item: QueuedItem = { key, bytes, limitFactor, transmits: 0, prev: null, next: null };
     this.byKey.set(key, item);
     this.queuedBytes += bytes.length;
     this.link(item);
@@ -68,7 +73,7 @@ export class TransmitQueue {
   /** Transmissions left for `key` under `limit` (0 when not queued). */
   remaining(key: string, limit: number): number {
     const item = this.byKey.get(key);
-    return item === undefined ? 0 : Math.max(0, limit - item.transmits);
+    return item === undefined ? 0 : Math.max(0, limit * item.limitFactor - item.transmits);
   }
 
   remove(key: string): void {
@@ -79,7 +84,8 @@ export class TransmitQueue {
   /**
    * Appends queued items to `writer`, least-sent first, until nothing more fits. Each appended
    * item counts one transmission (unless `counted` is false: a datagram to a member that is
-   * not expected to answer, see SwimNode.sendBody); items reaching `limit` leave the queue.
+   * not expected to answer, see SwimNode.sendBody); items reaching `limit` (times their
+   * limitFactor) leave the queue.
    * Returns the number of items appended.
    */
   fill(writer: DatagramWriter, limit: number, counted = true): number {
@@ -103,7 +109,7 @@ export class TransmitQueue {
       const item = sent[i] as QueuedItem;
       this.unlink(item);
       item.transmits++;
-      if (item.transmits >= limit) {
+      if (item.transmits >= limit * item.limitFactor) {
         this.byKey.delete(item.key);
         this.queuedBytes -= item.bytes.length;
       } else this.link(item);

@@ -66,7 +66,8 @@ export interface Scenario {
   readonly tags: boolean;
   /**
    * Each node's wall clock is off by up to this much either way (ms; per node, from the seed,
-   * see clockOffsetMs): it moves the rounds of the shared probe schedule. 0: one clock for all.
+   * see clockOffsetMs): it moves the rounds of the shared probe schedule. 0: one clock for all
+   * (whose epoch the seed draws).
    */
   readonly clockSkewMs: number;
   readonly actions: readonly ScenarioAction[];
@@ -98,10 +99,15 @@ export function makeScenario(partial: Partial<Scenario> & Pick<Scenario, "nodes"
 
 const ascii = (text: string): Uint8Array => Uint8Array.from(text, (c) => c.charCodeAt(0));
 
-/** How far node `index`'s wall clock is off (ms), uniform in ±skewMs, from its own seeded stream. */
+/**
+ * Node `index`'s wall clock at virtual time 0 (ms since the Unix epoch): the scenario's own
+ * epoch, drawn from the seed (so that seeds sample different rounds of the shared probe
+ * schedule, as clusters started at different times do), off by up to ±skewMs for this node.
+ */
 export function clockOffsetMs(seed: number, index: number, skewMs: number): number {
-  if (skewMs <= 0) return 0;
-  return (new Prng(seed, CLOCK_STREAM + index).nextU32() / 2 ** 32) * 2 * skewMs - skewMs;
+  const epochMs = new Prng(seed, CLOCK_STREAM - 1).nextU32() * 1000;
+  if (skewMs <= 0) return epochMs;
+  return epochMs + (new Prng(seed, CLOCK_STREAM + index).nextU32() / 2 ** 32) * 2 * skewMs - skewMs;
 }
 
 /** PRNG streams of the clock offsets: apart from the nodes' (2i + 1, 2i + 2) and the scenario's. */
