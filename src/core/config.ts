@@ -143,7 +143,9 @@ export interface SwimConfig {
    * Probe targets from the cluster's shared schedule (src/core/probe-schedule.ts: every member
    * probed by one other member per period, the round taken from wall-clock time) instead of
    * memberlist's independent shuffled rounds. Same traffic; a crashed member is first probed
-   * within one period instead of now and then several.
+   * within one period instead of now and then several. A member still walks its own shuffled
+   * round for a few periods after its membership changed, and while its health stretches its
+   * interval (see SwimNode's nextProbeTarget).
    */
   sharedProbeSchedule: boolean;
 }

@@ -1584,7 +1584,8 @@ export class SwimNode {
    * the membership has been calm for SCHEDULE_CALM_TICKS probe ticks: while members join (a
    * cluster forming, say), views differ and the schedule's orders with them, and the shuffled
    * round spreads knowledge better (simulator: 200 members joining at 30 % loss agreed in 40
-   * periods on 4 of 8 seeds with the schedule, 7 of 8 without). It also needs a probe every
+   * periods on 4 of 8 seeds with the schedule from the first tick, 6 of 8 with this wait, 7 of
+   * 8 with shuffled rounds only). It also needs a probe every
    * period; a node whose health stretches its interval (Lifeguard) skips rounds, possibly
    * always the same ones modulo the cycle, and would probe one member again and again.
    */
