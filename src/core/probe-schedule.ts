@@ -60,11 +60,6 @@ export class SharedProbeSchedule {
     private readonly addressOf: (slot: number) => Address,
   ) {}
 
-  /** Forget the order: it is built afresh before the next target. */
-  invalidate(): void {
-    this.stale = true;
-  }
-
   /** `slot` became probeable. */
   add(slot: number): void {
     if (this.stale) return;
