@@ -20,18 +20,8 @@
  * memory moves as members come and go, so that a large cluster does not re-sort on every death.
  */
 
-import type { Address } from "./address.js";
+import { fmix32, type Address } from "./address.js";
 import { NO_SLOT } from "./member-table.js";
-
-const fmix32 = (x: number): number => {
-  let h = x | 0;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h;
-};
 
 /**
  * A member's place in a cycle's order: a 31-bit hash of its Address.id (a function of its IP
