@@ -121,9 +121,9 @@ export class SharedProbeSchedule {
     return slot === NO_SLOT ? this.self : this.addressOf(slot);
   }
 
-  /** Whether the member in `a` comes before the one in `b` in this cycle's order (ranks, then keys). */
-  private before(a: number, rankA: number, b: number, rankB: number): boolean {
-    return rankA < rankB || (rankA === rankB && this.address(a).key < this.address(b).key);
+  /** Between members of equal rank (a hash collision), whether `a` comes first: by address, as every member orders them. */
+  private keyBefore(a: number, b: number): boolean {
+    return this.address(a).key < this.address(b).key;
   }
 
   private build(cycle: number, members: ArrayLike<number>): void {
@@ -144,7 +144,7 @@ export class SharedProbeSchedule {
     }
     // Equal ranks (a hash collision) are ordered by address, as every member orders them.
     for (let j = 1; j < n; j++) {
-      for (let k = j; k > 0 && ranks[k] === ranks[k - 1] && this.before(this.order[k] as number, 0, this.order[k - 1] as number, 0); k--) {
+      for (let k = j; k > 0 && ranks[k] === ranks[k - 1] && this.keyBefore(this.order[k] as number, this.order[k - 1] as number); k--) {
         const slot = this.order[k] as number;
         this.order[k] = this.order[k - 1] as number;
         this.order[k - 1] = slot;
@@ -164,7 +164,8 @@ export class SharedProbeSchedule {
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
       const other = this.order[mid] as number;
-      if (this.before(other, rankOf(this.address(other), this.cycle), slot, rank)) lo = mid + 1;
+      const otherRank = rankOf(this.address(other), this.cycle);
+      if (otherRank < rank || (otherRank === rank && this.keyBefore(other, slot))) lo = mid + 1;
       else hi = mid;
     }
     return lo;
