@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { addr } from "../src/core/address.js";
 import { makeConfig } from "../src/core/config.js";
+import { DedupeWindows } from "../src/core/dedupe.js";
 import { BroadcastRepair, emptyRepairStats, MAX_ATTEMPTS, REPAIR_STORE_MAX_BYTES } from "../src/core/repair.js";
 import { encodeBroadcastItem } from "../src/core/wire/codec.js";
 import { MessageType, type UserBroadcast } from "../src/core/wire/messages.js";
@@ -142,12 +143,14 @@ describe("BroadcastRepair", () => {
   const peer = addr("10.0.0.3:7946");
   const broadcast = (seq: number, bytes = 16): UserBroadcast => ({ origin, epoch: 9, seq, payload: new Uint8Array(bytes).fill(seq & 0xff) });
 
-  function make(maxQueuedBroadcasts = 4096, seen: Set<number> = new Set()): { r: BroadcastRepair; stats: ReturnType<typeof emptyRepairStats>; seen: Set<number> } {
+  /** A BroadcastRepair over real dedupe windows; `seen.add(seq)` delivers seq of `origin`'s epoch 9 there. */
+  function make(maxQueuedBroadcasts = 4096): { r: BroadcastRepair; stats: ReturnType<typeof emptyRepairStats>; seen: { add(seq: number): void } } {
     const stats = emptyRepairStats();
     const config = makeConfig("lan", { maxQueuedBroadcasts });
-    const r = new BroadcastRepair(config, self, (_key, _epoch, seq) => seen.has(seq), config.broadcastDedupeWindow, stats);
+    const windows = new DedupeWindows(config.broadcastDedupeWindow, config.maxBroadcastOrigins);
+    const r = new BroadcastRepair(config, self, windows, config.broadcastDedupeWindow, stats);
     r.begin(0);
-    return { r, stats, seen };
+    return { r, stats, seen: { add: (seq) => void windows.sight(origin.key, 9, seq) } };
   }
 
   test("the store keeps to its count bound (evictions counted) and to its age; a request gets only what was stored within its maxAgeMs", () => {

@@ -6,6 +6,7 @@
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import fc from "fast-check";
 
 import { addr, formatIp, makeAddress, parseAddress, parseIp, type Address } from "../src/core/address.js";
 import {
@@ -794,6 +795,38 @@ describe("DedupeWindows", () => {
     assert.equal(d.sight("o", 1, 1), "new");
     assert.equal(d.sight("p", 0, 1), "new");
     assert.equal(d.sight("o", 0, 1), "duplicate");
+  });
+
+  test("span reads (countUnseen, firstUnseen, lastUnseen) agree with seen, seq by seq, across the window's reach and the 32-bit wrap", () => {
+    const naive = (d: DedupeWindows, from: number, to: number) => {
+      const unseen: number[] = [];
+      for (let s = from; s <= to; s++) if (!d.seen("o", 0, s)) unseen.push(s);
+      return { count: unseen.length, first: unseen[0] ?? to + 1, last: unseen.at(-1) ?? from - 1 };
+    };
+    fc.assert(
+      fc.property(
+        fc.constantFrom(64, 128),
+        fc.constantFrom(0, 1000, 2 ** 32 - 200),
+        fc.array(fc.integer({ min: 0, max: 400 }), { maxLength: 120 }),
+        fc.integer({ min: -50, max: 450 }),
+        fc.integer({ min: 0, max: 300 }),
+        (windowSize, base, offsets, fromOffset, spanLength) => {
+          const d = new DedupeWindows(windowSize, 4);
+          for (const o of offsets) d.sight("o", 0, (base + o) >>> 0);
+          const from = Math.max(0, base + fromOffset);
+          const to = Math.min(2 ** 32 - 1, from + spanLength);
+          const want = naive(d, from, to);
+          assert.equal(d.countUnseen("o", 0, from, to), want.count);
+          assert.equal(d.firstUnseen("o", 0, from, to), want.first);
+          assert.equal(d.lastUnseen("o", 0, from, to), want.last);
+        },
+      ),
+      { numRuns: 2000 },
+    );
+    const d = new DedupeWindows(64, 4);
+    assert.equal(d.countUnseen("never", 0, 10, 19), 10, "an origin never sighted: all unseen");
+    assert.equal(d.firstUnseen("o", 0, 5, 4), 5, "an empty span has nothing unseen");
+    assert.equal(d.lastUnseen("o", 0, 5, 4), 4);
   });
 
   test("origins are bounded, least recently used forgotten first", () => {

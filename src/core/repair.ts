@@ -31,6 +31,7 @@
 import type { Address } from "./address.js";
 import type { SwimConfig } from "./config.js";
 import type { DigestEntry, RepairRequestBody, UserBroadcast } from "./wire/messages.js";
+import type { SightingLog } from "./dedupe.js";
 import { MAX_REPAIR_SEQS, MessageType } from "./wire/messages.js";
 
 /** Bytes of broadcast items the store keeps at most. */
@@ -140,8 +141,8 @@ export class BroadcastRepair {
   constructor(
     config: SwimConfig,
     private readonly self: Address,
-    /** Whether (origin, epoch, seq) was delivered here (the dedupe windows). */
-    private readonly seen: (originKey: string, epoch: number, seq: number) => boolean,
+    /** What was delivered here (the dedupe windows). */
+    private readonly sightings: SightingLog,
     private readonly dedupeWindow: number,
     private readonly stats: RepairStats,
   ) {
@@ -269,23 +270,39 @@ export class BroadcastRepair {
    * MAX_REPAIR_SEQS / 2 when there are more; moves its floor past what is settled.
    */
   private missing(p: Progress): number[] {
+    const log = this.sightings;
     const originKey = p.origin.key;
+    const epoch = p.epoch;
     // Older than the dedupe window: a late copy would be taken as stale anyway.
     const lowest = p.highest - this.dedupeWindow + 1;
     if (p.floor < lowest) {
       // Only the last window's worth can still be unseen (the rest is stale to the dedupe windows too).
-      for (let s = Math.max(p.floor, lowest - this.dedupeWindow); s < lowest; s++) if (!this.seen(originKey, p.epoch, s)) this.stats.repairSeqsGivenUp++;
+      this.stats.repairSeqsGivenUp += log.countUnseen(originKey, epoch, Math.max(p.floor, lowest - this.dedupeWindow), lowest - 1);
       p.floor = lowest;
     }
-    while (p.floor <= p.highest && this.seen(originKey, p.epoch, p.floor)) p.floor++;
-    const all: number[] = [];
-    for (let s = p.floor; s <= p.highest; s++) if (!this.seen(originKey, p.epoch, s)) all.push(s);
-    p.missingCount = all.length;
-    if (all.length <= MAX_REPAIR_SEQS) return all;
-    // The oldest and the newest: the oldest leave the stores first, and the newest are the ones
-    // most likely stored at all (a member that just started misses history nobody serves it).
-    const half = MAX_REPAIR_SEQS >> 1;
-    return all.slice(0, half).concat(all.slice(all.length - half));
+    if (p.floor > p.highest) {
+      p.missingCount = 0;
+      return [];
+    }
+    p.floor = log.firstUnseen(originKey, epoch, p.floor, p.highest);
+    p.missingCount = log.countUnseen(originKey, epoch, p.floor, p.highest);
+    // All of them, or the oldest and the newest: the oldest leave the stores first, and the
+    // newest are the ones most likely stored at all (a member that just started misses history
+    // nobody serves it).
+    const all = p.missingCount <= MAX_REPAIR_SEQS;
+    const oldest = all ? p.missingCount : MAX_REPAIR_SEQS >> 1;
+    const out: number[] = [];
+    for (let next = p.floor; out.length < oldest; next++) {
+      next = log.firstUnseen(originKey, epoch, next, p.highest);
+      out.push(next);
+    }
+    if (all) return out;
+    const newest: number[] = [];
+    for (let next = p.highest; newest.length < MAX_REPAIR_SEQS - oldest; next--) {
+      next = log.lastUnseen(originKey, epoch, p.floor, next);
+      newest.push(next);
+    }
+    return out.concat(newest.reverse());
   }
 
   /**
