@@ -96,6 +96,26 @@ function serializer<D extends DescMessage>(schema: D): (value: MessageShape<D>) 
   };
 }
 
+/** `fn`, computed once per argument object and remembered while that object lives (weakly held). */
+export function oncePerObject<T extends object, R>(fn: (value: T) => R): (value: T) => R {
+  const results = new WeakMap<T, R>();
+  return (value) => {
+    if (results.has(value)) return results.get(value) as R;
+    const result = fn(value);
+    results.set(value, result);
+    return result;
+  };
+}
+
+/**
+ * A server stream's response serializer: encodes each message object once, however many calls
+ * write it. A fan-out (Stream, Monitor) hands every subscriber the same object, so a broadcast
+ * to 100 subscribers costs one encoding, not 100.
+ */
+function sharedSerializer<D extends DescMessage>(schema: D): (value: MessageShape<D>) => Buffer {
+  return oncePerObject(serializer(schema));
+}
+
 function deserializer<D extends DescMessage>(schema: D): (bytes: Buffer) => MessageShape<D> {
   return (bytes) => fromBinary(schema, bytes);
 }
@@ -113,7 +133,7 @@ function methodDefinition<I extends DescMessage, O extends DescMessage>(
     responseStream: method.methodKind === "server_streaming",
     requestSerialize: serializer(method.input),
     requestDeserialize: deserializer(method.input),
-    responseSerialize: serializer(method.output),
+    responseSerialize: method.methodKind === "server_streaming" ? sharedSerializer(method.output) : serializer(method.output),
     responseDeserialize: deserializer(method.output),
   };
 }

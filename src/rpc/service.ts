@@ -26,6 +26,7 @@ import { tagFilter, type TagFilter } from "../agent/tags.js";
 import { MAX_RELAY_COUNT } from "../core/wire/messages.js";
 import {
   LogLevel_Level,
+  MessageSchema,
   type KeysReply,
   KeysReplySchema,
   type Node,
@@ -39,7 +40,7 @@ import {
   Status,
   TamTam,
 } from "../gen/service/tamtam_pb.js";
-import type { CallContext, ServiceImplementation } from "./adapter.js";
+import { oncePerObject, type CallContext, type ServiceImplementation } from "./adapter.js";
 import { broadcastStream } from "./broadcast-stream.js";
 import { checkedBroadcast, checkedForget, checkedJoin } from "../agent/api-checks.js";
 import { AgentError, toRpcError } from "./status.js";
@@ -157,6 +158,11 @@ async function* mappedStream<O>(gen: AsyncGenerator<O>): AsyncGenerator<O> {
 }
 
 export function tamTamService(agent: AgentApi): ServiceImplementation<typeof TamTam.method> {
+  // A fan-out hands every subscriber the same item object: each item becomes one message (made
+  // with `create`, so the stream handler passes it on as it is), which the stream's serializer
+  // then encodes once for all of them (sharedSerializer in adapter.ts).
+  const broadcastMessage = oncePerObject((bytes: Uint8Array) => create(MessageSchema, { bytes }));
+  const nodeMessage = oncePerObject(nodeFrom);
   return {
     join: mapped(async (req) => {
       await checkedJoin(agent, addressFrom(req));
@@ -171,8 +177,8 @@ export function tamTamService(agent: AgentApi): ServiceImplementation<typeof Tam
       return OK;
     }),
     broadcastStream: mapped(async (requests, context) => await broadcastStream(agent, requests, context)),
-    stream: (_req, context) => mappedStream(drain(agent.subscribeBroadcasts(), context, (bytes) => ({ bytes }))),
-    monitor: (_req, context) => mappedStream(drain(agent.subscribeMembers(), context, nodeFrom)),
+    stream: (_req, context) => mappedStream(drain(agent.subscribeBroadcasts(), context, broadcastMessage)),
+    monitor: (_req, context) => mappedStream(drain(agent.subscribeMembers(), context, nodeMessage)),
     nodes: mapped(async () => ({ nodes: (await agent.members()).map(nodeFrom) })),
     healthy: mapped(async () => ({
       // Healthy: still a member, i.e. alive or suspected (not dead, not left).
