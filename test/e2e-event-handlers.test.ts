@@ -14,6 +14,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { chmodSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { COALESCE_MAX_DELAY_MS, COALESCE_QUIET_MS } from "../src/agent/event-handlers.js";
 import { agentStats } from "./helpers/agent-stats.js";
 import { type AgentProc, cleanEnv, freeTcpPort, freeUdpPort, logMessages, poll, processGone as gone, ProcessGroup, removeDir, tempDir } from "./helpers/processes.js";
 
@@ -77,6 +78,25 @@ async function withSandbox(fn: (group: ProcessGroup, env: Record<string, string>
   }
 }
 
+/**
+ * The batches events at these times (ms) make: a batch closes after COALESCE_QUIET_MS without
+ * an event, or COALESCE_MAX_DELAY_MS after its first.
+ */
+function batchesOf(timesMs: readonly number[]): number {
+  const sorted = [...timesMs].sort((x, y) => x - y);
+  let batches = 0;
+  let firstMs = -Infinity;
+  let lastMs = -Infinity;
+  for (const t of sorted) {
+    if (t - lastMs > COALESCE_QUIET_MS || t - firstMs > COALESCE_MAX_DELAY_MS) {
+      batches++;
+      firstMs = t;
+    }
+    lastMs = t;
+  }
+  return batches;
+}
+
 describe("event handlers of a real agent", () => {
   test("join, user, leave and failure events reach the handler with the documented environment", { timeout: 90_000 }, async () => {
     await withSandbox(async (group, env, dir) => {
@@ -135,8 +155,12 @@ describe("event handlers of a real agent", () => {
       await poll(() => rack.every((m) => memberLines(dir, "member-failed").includes(`${m.gossip}\tdead`)), 60_000, 100);
       const failedRuns = runs(dir).filter((r) => r.event === "member-failed").length;
       const deadAt = a.linesOf("stderr").flatMap((l) => (/is now dead/.test(l) ? [Number(/"time":(\d+)/.exec(l)?.[1])] : []));
-      t.diagnostic(`8 failures ran the handler ${failedRuns} times; declared dead over ${Math.max(...deadAt) - Math.min(...deadAt)} ms: ${deadAt.map((x) => x - Math.min(...deadAt)).join(", ")}`);
-      assert.ok(failedRuns <= 4, `${failedRuns} runs for 8 failures`);
+      const batches = batchesOf(deadAt);
+      t.diagnostic(`8 failures ran the handler ${failedRuns} times; declared dead over ${Math.max(...deadAt) - Math.min(...deadAt)} ms: ${deadAt.map((x) => x - Math.min(...deadAt)).join(", ")} (${batches} batches)`);
+      // Usually all 8 are dead within a second: one batch. A survivor whose host stalled may
+      // declare them over many seconds (Lifeguard stretches its probes while none answers),
+      // and then each window is a batch of its own.
+      assert.ok(failedRuns <= Math.max(4, batches + 1), `${failedRuns} runs for 8 failures in ${batches} batches`);
       const stats = await agentStats(a.rpc);
       assert.ok((stats["handlers.memberEvents"] ?? 0) >= 17, "9 joins and 8 failures taken into batches");
     });
