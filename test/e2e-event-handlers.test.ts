@@ -88,7 +88,8 @@ function batchesOf(timesMs: readonly number[]): number {
   let firstMs = -Infinity;
   let lastMs = -Infinity;
   for (const t of sorted) {
-    if (t - lastMs > COALESCE_QUIET_MS || t - firstMs > COALESCE_MAX_DELAY_MS) {
+    // Logged times are whole milliseconds: a gap of exactly the limit counts as past it.
+    if (t - lastMs >= COALESCE_QUIET_MS || t - firstMs >= COALESCE_MAX_DELAY_MS) {
       batches++;
       firstMs = t;
     }

@@ -21,8 +21,8 @@ export interface SightingLog {
 
 /**
  * Spans longer than this, or reaching this far from an origin's highest seq (where 32-bit
- * wrap-around could matter), are read seq by seq by `seen`'s own rules. Repair's spans are at
- * most two windows long.
+ * wrap-around could matter), are read seq by seq by `seen`'s own rules: one step per seq, so a
+ * caller keeps its spans short. Repair's are at most two windows long.
  */
 const MAX_FAST_SPAN = 0x40000000;
 
