@@ -470,8 +470,7 @@ export class SwimNode {
     this.broadcasts = new TransmitQueue(options.config.maxQueuedBroadcasts);
     this.pacer = new GossipPacer(options.config, options.config.maxQueuedBroadcasts);
     this.dedupe = new DedupeWindows(options.config.broadcastDedupeWindow, options.config.maxBroadcastOrigins);
-    const dedupe = this.dedupe;
-    this.repair = new BroadcastRepair(options.config, options.self, dedupe, options.config.broadcastDedupeWindow, this.stats);
+    this.repair = new BroadcastRepair(options.config, options.self, this.dedupe, options.config.broadcastDedupeWindow, this.stats);
     this.envelopeBytes = options.config.sealed ? SEALED_OVERHEAD_BYTES : 0;
     this.probeWriter = new DatagramWriter(options.config.probePacketBytes - this.envelopeBytes);
     this.fullWriter = new DatagramWriter(options.config.maxPacketBytes - this.envelopeBytes);
