@@ -65,7 +65,7 @@ test("server streams: batched writes, in order, bounded by a slow reader", { tim
       assert.equal(next, MESSAGES);
       // Server and client share this process's turns. grpc-js alone sends one message per turn
       // (about 2 per turn here); fewer than 8 means its call changed shape and the adapter's
-      // batching (sendBufferedMessagesTogether) no longer applies.
+      // batching (sendFramedBatches) no longer applies.
       assert.ok(MESSAGES / turns > 8, `${MESSAGES} messages took ${turns} event-loop turns`);
     });
 

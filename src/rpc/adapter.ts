@@ -264,29 +264,110 @@ function unaryHandler(
  */
 export const STREAM_WRITE_AHEAD_MESSAGES = 64;
 
-/** The part of grpc-js's server call (1.x, no interceptors) that sends one message. */
-interface MessageSender {
-  sendMessage(message: unknown, callback: () => void): void;
+/** gRPC's length-prefixed message: a compression flag (0: none), the length (big-endian), the bytes. */
+function framedMessage(body: Uint8Array): Buffer {
+  const framed = Buffer.allocUnsafe(body.byteLength + 5);
+  framed.writeUInt8(0, 0);
+  framed.writeUInt32BE(body.byteLength, 1);
+  framed.set(body, 5);
+  return framed;
 }
 
 /**
- * Lets a grpc-js server stream hand every message waiting in its buffer to HTTP/2 at once.
- * grpc-js's writable has no `_writev`, so it sends one message and waits for that write's
- * callback, which HTTP/2 completes once per event-loop turn: a stream then carries one or two
- * messages per turn, which on a busy agent (long turns) is a few hundred per second. With this
- * `_writev`, all buffered messages go to HTTP/2 together and complete together, in order; the
- * callback is the last message's. Where the call does not have grpc-js's inner call (another
- * version, an interceptor in front), the stream keeps its one-at-a-time writes.
+ * The parts of grpc-js's base server call (1.x, `BaseServerInterceptingCall`, no interceptors)
+ * that its `sendMessage` uses to send one message: the HTTP/2 stream and the checks around it.
  */
-export function sendBufferedMessagesTogether(call: AnyStreamCall): boolean {
-  const inner = (call as unknown as { call?: Partial<MessageSender> }).call;
-  if (inner === undefined || typeof inner.sendMessage !== "function") return false;
-  const sender = inner as MessageSender;
-  const noop = (): void => {};
-  (call as unknown as { _writev: (chunks: { chunk: unknown }[], callback: () => void) => void })._writev = (chunks, callback) => {
-    const last = chunks.length - 1;
-    for (let i = 0; i <= last; i++) sender.sendMessage((chunks[i] as { chunk: unknown }).chunk, i === last ? callback : noop);
+interface BaseServerCall {
+  readonly stream: { write(chunk: Buffer, callback: (error?: Error | null) => void): boolean };
+  readonly maxSendMessageSize: number;
+  readonly callEventTracker?: { addMessageSent(): void } | null;
+  checkCancelled(): boolean;
+  maybeSendMetadata(): void;
+  sendStatus(status: { code: grpc.status; details: string; metadata: grpc.Metadata | null }): void;
+}
+
+/** The grpc-js base call under a server stream, or null where it has another shape (another version, an interceptor). */
+function baseServerCall(call: AnyStreamCall): BaseServerCall | null {
+  const inner = (call as unknown as { call?: Partial<Record<keyof BaseServerCall, unknown>> }).call;
+  if (inner === undefined || inner === null) return null;
+  const stream = inner.stream as { write?: unknown } | undefined;
+  const ok =
+    typeof stream?.write === "function" &&
+    typeof inner.maxSendMessageSize === "number" &&
+    typeof inner.checkCancelled === "function" &&
+    typeof inner.maybeSendMetadata === "function" &&
+    typeof inner.sendStatus === "function";
+  return ok ? (inner as unknown as BaseServerCall) : null;
+}
+
+/**
+ * Makes a grpc-js server stream send each batch of messages as one HTTP/2 write of their framed
+ * bytes, each message framed once for every call that writes it (`framed`, memoized per
+ * message object by the caller).
+ *
+ * grpc-js's writable has no `_writev`: it sends one message, waits for that write's callback
+ * (which HTTP/2 completes once per event-loop turn), and frames and copies every message for
+ * every call. With 100 subscribers at 2,000 broadcasts/s that was 200,000 framings, stream
+ * writes and write callbacks per second on the main thread (bench/RESULTS.md). Here, whatever
+ * the writable has buffered leaves in one write, in order, framed from the shared bytes, and the
+ * callback is that write's. What grpc-js's `sendMessage` does around a message is kept: nothing
+ * is sent on a cancelled call, the response headers go first, a message over the call's send
+ * limit ends the call with RESOURCE_EXHAUSTED, a failed write with INTERNAL, and the call's
+ * channelz counters see every message.
+ *
+ * Returns false (the stream keeps grpc-js's one-at-a-time writes) where the call does not have
+ * grpc-js's base call (another version, an interceptor in front).
+ */
+export function sendFramedBatches(call: AnyStreamCall, framed: (message: unknown) => Buffer): boolean {
+  const base = baseServerCall(call);
+  if (base === null) return false;
+  const write = (buffers: readonly Buffer[], bytes: number, callback: () => void): void => {
+    base.maybeSendMetadata();
+    const chunk = buffers.length === 1 ? (buffers[0] as Buffer) : Buffer.concat(buffers, bytes);
+    base.stream.write(chunk, (error) => {
+      if (error !== undefined && error !== null) {
+        base.sendStatus({ code: grpc.status.INTERNAL, details: "Internal server error", metadata: null });
+        return;
+      }
+      for (let i = 0; i < buffers.length; i++) base.callEventTracker?.addMessageSent();
+      callback();
+    });
   };
+  const checkedFrame = (message: unknown): { buffer: Buffer } | { code: grpc.status; details: string } => {
+    let buffer: Buffer;
+    try {
+      buffer = framed(message);
+    } catch {
+      return { code: grpc.status.INTERNAL, details: "Error serializing response" };
+    }
+    if (base.maxSendMessageSize !== -1 && buffer.length - 5 > base.maxSendMessageSize) {
+      return { code: grpc.status.RESOURCE_EXHAUSTED, details: `Sent message larger than max (${buffer.length} vs. ${base.maxSendMessageSize})` };
+    }
+    return { buffer };
+  };
+  const send = (messages: readonly unknown[], callback: () => void): void => {
+    if (base.checkCancelled()) return;
+    const buffers: Buffer[] = [];
+    let bytes = 0;
+    for (const message of messages) {
+      const checked = checkedFrame(message);
+      if ("code" in checked) {
+        // As grpc-js: the messages before it are sent, then the call ends with the status.
+        if (buffers.length > 0) write(buffers, bytes, () => undefined);
+        base.sendStatus({ ...checked, metadata: null });
+        return;
+      }
+      buffers.push(checked.buffer);
+      bytes += checked.buffer.length;
+    }
+    write(buffers, bytes, callback);
+  };
+  const writable = call as unknown as {
+    _write: (chunk: unknown, encoding: string, callback: () => void) => void;
+    _writev: (chunks: { chunk: unknown }[], callback: () => void) => void;
+  };
+  writable._write = (chunk, _encoding, callback) => send([chunk], callback);
+  writable._writev = (chunks, callback) => send(chunks.map((c) => c.chunk), callback);
   return true;
 }
 
@@ -294,12 +375,28 @@ function serverStreamHandler(
   method: DescMethod,
   handler: ServerStreamHandler<DescMessage, DescMessage>,
 ): grpc.handleServerStreamingCall<MessageShape<DescMessage>, MessageShape<DescMessage>> {
+  // One framing per message object for all the calls of this method (a fan-out shares them).
+  const framedOnce = oncePerObject((message: MessageShape<DescMessage>) => framedMessage(toBinary(method.output, message)));
+  const framed = (message: unknown): Buffer => framedOnce(message as MessageShape<DescMessage>);
   return (call) => {
     const { context, done } = contextFor(call);
-    sendBufferedMessagesTogether(call);
+    sendFramedBatches(call, framed);
+    // Everything the handler yields within one tick (a fan-out delivers a turn's items to every
+    // subscriber in one microtask cascade) leaves in one write: corked at the tick's first
+    // message, uncorked once the tick's microtasks are done.
+    let corked = false;
+    const uncork = (): void => {
+      corked = false;
+      call.uncork();
+    };
     const run = async (): Promise<void> => {
       for await (const init of handler(call.request, context)) {
         if (context.signal.aborted) break;
+        if (!corked) {
+          corked = true;
+          call.cork();
+          process.nextTick(uncork);
+        }
         call.write(create(method.output, init));
         if (call.writableLength >= STREAM_WRITE_AHEAD_MESSAGES) {
           // Backpressure: wait for the transport, unless the call goes away first.
