@@ -4,7 +4,8 @@
  * datagrams into the outbound ring (sealed first, when the engine seals) and events/replies into
  * the events ring, and loops: drain commands and received datagrams (bounded batches), fire due
  * timers, publish, then sleep in the rings' waitSync until a doorbell, a control message or the
- * next timer deadline. A frame that does not fit its ring is dropped and counted. It ends after
+ * next timer deadline. What a received datagram makes the core send (an ACK) is published as
+ * soon as that datagram is handled, ahead of the rest of its batch. A frame that does not fit its ring is dropped and counted. It ends after
  * the stop command, whose reply is its last frame.
  *
  * Received datagrams come either raw from the main thread (the inbound ring: this worker opens
@@ -98,6 +99,13 @@ function run(data: ProtocolWorkerData): void {
     }
     host.dispatch(now(), cmd);
   };
+  // What a received datagram makes the core send (an ACK, an answer to an indirect probe) is
+  // published at once, not after the rest of the batch and the timers: the main thread sends it
+  // on its next turn, and a prober's round trip does not wait for this worker's other work.
+  const answer = (receivedAtMs: number, datagram: Uint8Array): void => {
+    host.handleDatagram(receivedAtMs, datagram);
+    rings.outbound.publish();
+  };
   const view = newDatagramInView();
   // Raw from the main thread: opened here (when sealing), then admitted.
   let inboundFrame = -1;
@@ -110,14 +118,14 @@ function run(data: ProtocolWorkerData): void {
     // A view into the ring: the core copies whatever it keeps.
     const received = bytes.subarray(view.payloadOffset, view.payloadOffset + view.payloadBytes);
     if (envelope === null) {
-      host.handleDatagram(view.receivedAtMs, received);
+      answer(view.receivedAtMs, received);
       return;
     }
     seal.ring = -1;
     seal.frame = inboundFrame;
     const opened = envelope.authenticate(received, null, 0);
     const datagram = opened === null ? null : envelope.admit(opened);
-    if (datagram !== null) host.handleDatagram(view.receivedAtMs, datagram);
+    if (datagram !== null) answer(view.receivedAtMs, datagram);
   };
   // Opened by a seal/open worker: admitted here (the replay windows are this thread's).
   const onOpened: RawFrameVisitor = (bytes, offset, lengthBytes) => {
@@ -129,7 +137,7 @@ function run(data: ProtocolWorkerData): void {
     // A replay found here cannot be traced to its source (the opened rings skip what the openers dropped).
     seal.frame = -1;
     const datagram = envelope === null ? opened : envelope.admit({ datagram: opened, sealed: view.sealed, boot: view.boot, counter: view.counter });
-    if (datagram !== null) host.handleDatagram(view.receivedAtMs, datagram);
+    if (datagram !== null) answer(view.receivedAtMs, datagram);
   };
 
   while (!host.stopped) {
