@@ -192,6 +192,39 @@ describe("Monitor coalescing", () => {
   });
 });
 
+describe("subscriber batches", () => {
+  test("a waiting reader gets everything published in one run as one batch, at most its maximum", async () => {
+    const f = new Fanout<number>(8, 4);
+    const s = f.subscribe();
+    assert.ok(s !== null);
+    const waiting = s.nextBatch(3);
+    for (let i = 1; i <= 5; i++) f.publish(i);
+    assert.deepEqual(await waiting, [1, 2, 3]);
+    assert.deepEqual(await s.nextBatch(3), [4, 5], "the rest at once, without waiting");
+    assert.equal(f.counters.delivered, 5);
+    // A full queue still drops its oldest (counted), batches or not.
+    for (let i = 6; i <= 15; i++) f.publish(i);
+    assert.equal(s.dropped, 2);
+    assert.deepEqual(await s.nextBatch(100), [8, 9, 10, 11, 12, 13, 14, 15]);
+    const closed = s.nextBatch(3);
+    s.close();
+    assert.equal(await closed, null, "a closed subscription ends a waiting read");
+    assert.equal(await s.nextBatch(3), null);
+  });
+
+  test("a batch keeps coalescing: one member's burst comes as its latest state, in the place of the first", async () => {
+    const f = new Fanout<{ key: string; v: number }>(8, 4, (x) => x.key);
+    const s = f.subscribe();
+    assert.ok(s !== null);
+    const waiting = s.nextBatch(8);
+    f.publish({ key: "a", v: 1 });
+    f.publish({ key: "b", v: 1 });
+    f.publish({ key: "a", v: 2 });
+    assert.deepEqual(await waiting, [{ key: "a", v: 2 }, { key: "b", v: 1 }]);
+    s.close();
+  });
+});
+
 describe("damped members' events", () => {
   const change = (m: MemberInfo, previous: MemberState | null, dampingChanged = false): CoreEvent => ({
     type: "member",

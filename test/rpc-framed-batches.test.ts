@@ -11,6 +11,7 @@ import { Writable } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
 import { TamTam } from "../src/gen/service/tamtam_pb.js";
 import { addService, createClient, sendFramedBatches } from "../src/rpc/adapter.js";
+import { requireToken } from "../src/rpc/token.js";
 import { stubService } from "./helpers/service-stubs.js";
 // grpc-js's internal module: only to watch whether its own framing is used.
 import { BaseServerInterceptingCall } from "@grpc/grpc-js/build/src/server-interceptors.js";
@@ -125,42 +126,70 @@ test("a call of another shape keeps grpc-js's writes", () => {
   assert.equal(sendFramedBatches(call as never, framed), false);
 });
 
-test("grpc-js's server streams take the framed writes, and its send limit still holds", { timeout: 20_000 }, async () => {
-  // grpc-js frames a message itself in serializeMessage; on the framed path it never does.
+/** Counts grpc-js's own framings (serializeMessage) while `body` runs; on the framed path there are none. */
+async function countingGrpcJsFramings(body: () => Promise<void>): Promise<number> {
   const proto = BaseServerInterceptingCall.prototype as unknown as { serializeMessage: (value: unknown) => Buffer };
   const original = proto.serializeMessage;
-  let grpcJsFramings = 0;
+  let framings = 0;
   proto.serializeMessage = function (this: unknown, value: unknown) {
-    grpcJsFramings++;
+    framings++;
     return original.call(this, value);
   };
-  const server = new grpc.Server({ "grpc.max_send_message_length": 100 });
-  addService(
-    server,
-    TamTam,
-    stubService({
-      async *stream() {
-        yield { bytes: new Uint8Array(10) };
-        yield { bytes: new Uint8Array(1000) };
-      },
-    }),
-  );
+  try {
+    await body();
+  } finally {
+    proto.serializeMessage = original;
+  }
+  return framings;
+}
+
+async function serving(server: grpc.Server, stream: () => AsyncGenerator<{ bytes: Uint8Array }>) {
+  addService(server, TamTam, stubService({ stream }));
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
-  const client = createClient(TamTam, `127.0.0.1:${port}`);
+  return createClient(TamTam, `127.0.0.1:${port}`);
+}
+
+test("grpc-js's server streams take the framed writes, and its send limit still holds", { timeout: 20_000 }, async () => {
+  const server = new grpc.Server({ "grpc.max_send_message_length": 100 });
+  const client = await serving(server, async function* () {
+    yield { bytes: new Uint8Array(10) };
+    yield { bytes: new Uint8Array(1000) };
+  });
   try {
     const got: number[] = [];
-    await assert.rejects(
-      (async () => {
-        for await (const m of client.stream({})) got.push(m.bytes.length);
-      })(),
-      (err: { code?: number }) => err.code === grpc.status.RESOURCE_EXHAUSTED,
-    );
+    const framings = await countingGrpcJsFramings(async () => {
+      await assert.rejects(
+        (async () => {
+          for await (const m of client.stream({})) got.push(m.bytes.length);
+        })(),
+        (err: { code?: number }) => err.code === grpc.status.RESOURCE_EXHAUSTED,
+      );
+    });
     assert.deepEqual(got, [10]);
-    assert.equal(grpcJsFramings, 0, "grpc-js's call changed shape: its streams no longer take the framed writes");
+    assert.equal(framings, 0, "grpc-js's call changed shape: its streams no longer take the framed writes");
   } finally {
-    proto.serializeMessage = original;
+    client.close();
+    server.forceShutdown();
+  }
+});
+
+test("behind the token check too, a stream's messages take the framed writes", { timeout: 20_000 }, async () => {
+  const server = new grpc.Server({ interceptors: [requireToken("secret")] });
+  const client = await serving(server, async function* () {
+    for (let i = 0; i < 50; i++) yield { bytes: new Uint8Array([i]) };
+  });
+  try {
+    const metadata = new grpc.Metadata();
+    metadata.set("authorization", "Bearer secret");
+    const got: number[] = [];
+    const framings = await countingGrpcJsFramings(async () => {
+      for await (const m of client.stream({}, { metadata })) got.push(m.bytes[0] as number);
+    });
+    assert.deepEqual(got, Array.from({ length: 50 }, (_, i) => i));
+    assert.equal(framings, 0);
+  } finally {
     client.close();
     server.forceShutdown();
   }

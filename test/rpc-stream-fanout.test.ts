@@ -1,9 +1,10 @@
 /**
  * Tests that a fan-out to many stream subscribers is encoded once: the Stream and Monitor
- * handlers (src/rpc/service.ts) hand every subscriber the same message object for one item, and
- * a server stream's serializer (src/rpc/adapter.ts) encodes one message object once however many
- * calls write it; unary replies are encoded afresh each time. Then, over a real server, 20
- * subscribers each receive every broadcast once, in order.
+ * handlers (src/rpc/service.ts) hand every subscriber the same message object for one item (in
+ * one batch for the items published together), and a server stream's serializer
+ * (src/rpc/adapter.ts) encodes one message object once however many calls write it; unary
+ * replies are encoded afresh each time. Then, over a real server, 20 subscribers each receive
+ * every broadcast once, in order.
  */
 
 import { test } from "node:test";
@@ -13,7 +14,7 @@ import { create, fromBinary, isMessage } from "@bufbuild/protobuf";
 import { Fanout } from "../src/agent/fanout.js";
 import type { AgentApi } from "../src/agent/api.js";
 import { EmptySchema, MessageSchema, ResponseSchema, TamTam } from "../src/gen/service/tamtam_pb.js";
-import { addService, createClient, serviceDefinition, type CallContext } from "../src/rpc/adapter.js";
+import { addService, createClient, MessageBatch, serviceDefinition, type CallContext } from "../src/rpc/adapter.js";
 import { tamTamService } from "../src/rpc/service.js";
 
 /** An AgentApi whose only working part is the broadcast fan-out (all a Stream call touches). */
@@ -37,7 +38,7 @@ test("a server stream's serializer encodes one message object once; a unary repl
   assert.notEqual(definition.join.responseSerialize(reply), definition.join.responseSerialize(reply));
 });
 
-test("every Stream subscriber gets the same message object for one broadcast", async () => {
+test("every Stream subscriber gets the same message objects, one batch per run of broadcasts", async () => {
   const broadcasts = new Fanout<Uint8Array>(16, 8);
   const service = tamTamService(streamingAgent(broadcasts));
   const abort = new AbortController();
@@ -46,13 +47,23 @@ test("every Stream subscriber gets the same message object for one broadcast", a
   const firsts = calls.map((c) => c.next());
   while (broadcasts.subscriberCount < calls.length) await new Promise((resolve) => setImmediate(resolve));
   broadcasts.publish(new Uint8Array([7, 7]));
-  const got = await Promise.all(firsts);
-  const messages = got.map((r) => r.value as unknown);
-  assert.ok(isMessage(messages[0], MessageSchema), "a message, which the stream handler writes as it is");
-  for (const m of messages) assert.equal(m, messages[0]);
   broadcasts.publish(new Uint8Array([8]));
+  const batches = (await Promise.all(firsts)).map((r) => r.value as unknown);
+  for (const b of batches) assert.ok(b instanceof MessageBatch, "a batch, which the stream handler writes in one go");
+  const first = (batches[0] as MessageBatch<unknown>).messages;
+  assert.equal(first.length, 2, "both broadcasts of the run in one batch");
+  assert.ok(isMessage(first[0], MessageSchema), "messages, which the stream handler writes as they are");
+  assert.deepEqual([...(first[0] as { bytes: Uint8Array }).bytes], [7, 7]);
+  for (const b of batches) {
+    const messages = (b as MessageBatch<unknown>).messages;
+    assert.equal(messages[0], first[0]);
+    assert.equal(messages[1], first[1]);
+  }
+  broadcasts.publish(new Uint8Array([9]));
   const second = await Promise.all(calls.map((c) => c.next()));
-  assert.notEqual(second[0]?.value, messages[0], "another broadcast, another message");
+  const next = (second[0]?.value as MessageBatch<unknown>).messages;
+  assert.equal(next.length, 1);
+  assert.notEqual(next[0], first[0], "another broadcast, another message");
   abort.abort();
   await Promise.all(calls.map((c) => c.return?.(undefined)));
 });

@@ -8,6 +8,11 @@
  * has an undelivered item in a subscriber's queue replaces it in place (counted as coalesced):
  * a reader that falls behind a burst of changes of one member gets its latest state once, in
  * the place of the first, instead of every step.
+ *
+ * A subscriber reads one item at a time (the async iterator) or, where it can write many at once
+ * (a gRPC stream), everything queued at once (`nextBatch`): a waiting reader then wakes once for
+ * all the items published in the same synchronous run (one engine turn's deliveries), not once
+ * per item.
  */
 
 export interface FanoutCounters {
@@ -31,6 +36,10 @@ export class Subscription<T> implements AsyncIterable<T> {
   private readonly queuedByKey = new Map<string, number>();
   private closed = false;
   private waiter: ((r: IteratorResult<T>) => void) | null = null;
+  /** A reader waiting in nextBatch(); woken in a microtask, after the publishes of this run. */
+  private batchWaiter: ((items: T[] | null) => void) | null = null;
+  private batchWakeScheduled = false;
+  private batchMaxItems = 1;
 
   constructor(
     readonly capacity: number,
@@ -63,6 +72,10 @@ export class Subscription<T> implements AsyncIterable<T> {
       this.counters.delivered++;
       waiter({ value: item, done: false });
       return;
+    }
+    if (this.batchWaiter !== null && !this.batchWakeScheduled) {
+      this.batchWakeScheduled = true;
+      queueMicrotask(this.wakeBatchReader);
     }
     if (this.count === this.capacity) {
       // Full: forget the oldest, keep the newest.
@@ -101,6 +114,34 @@ export class Subscription<T> implements AsyncIterable<T> {
     });
   }
 
+  /**
+   * The oldest queued items, up to `maxItems`, as soon as there is one; null once closed. Items
+   * published while the reader waits are handed over together, after the run that published them.
+   */
+  nextBatch(maxItems: number): Promise<T[] | null> {
+    if (this.count > 0) return Promise.resolve(this.takeUpTo(maxItems));
+    if (this.closed) return Promise.resolve(null);
+    this.batchMaxItems = maxItems;
+    return new Promise((resolve) => {
+      this.batchWaiter = resolve;
+    });
+  }
+
+  private readonly wakeBatchReader = (): void => {
+    this.batchWakeScheduled = false;
+    const waiter = this.batchWaiter;
+    if (waiter === null || this.count === 0) return;
+    this.batchWaiter = null;
+    waiter(this.takeUpTo(this.batchMaxItems));
+  };
+
+  private takeUpTo(maxItems: number): T[] {
+    const items = new Array<T>(Math.max(1, Math.min(this.count, maxItems)));
+    for (let i = 0; i < items.length; i++) items[i] = this.take();
+    this.counters.delivered += items.length;
+    return items;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -110,6 +151,9 @@ export class Subscription<T> implements AsyncIterable<T> {
     const waiter = this.waiter;
     this.waiter = null;
     waiter?.({ value: undefined, done: true });
+    const batchWaiter = this.batchWaiter;
+    this.batchWaiter = null;
+    batchWaiter?.(null);
     this.onClose(this);
   }
 

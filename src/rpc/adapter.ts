@@ -173,15 +173,25 @@ export type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
 ) => MessageInitShape<O> | Promise<MessageInitShape<O>>;
 
 /**
- * A server-streaming handler: the async iterable's items are sent in order; the stream ends OK
- * when the iterable completes, or with the thrown status. On cancellation the adapter stops
- * pulling and calls the iterator's `return()`; a generator blocked on an await should watch
- * `context.signal` to end promptly.
+/**
+ * Several messages a server-streaming handler yields at once (e.g. everything a subscriber has
+ * queued): written in order, and leaving in one HTTP/2 write, with one pass through the
+ * handler's async iterator instead of one per message.
+ */
+export class MessageBatch<T> {
+  constructor(readonly messages: readonly T[]) {}
+}
+
+/**
+ * A server-streaming handler: the async iterable's items (messages, or batches of them) are sent
+ * in order; the stream ends OK when the iterable completes, or with the thrown status. On
+ * cancellation the adapter stops pulling and calls the iterator's `return()`; a generator
+ * blocked on an await should watch `context.signal` to end promptly.
  */
 export type ServerStreamHandler<I extends DescMessage, O extends DescMessage> = (
   request: MessageShape<I>,
   context: CallContext,
-) => AsyncIterable<MessageInitShape<O>>;
+) => AsyncIterable<MessageInitShape<O> | MessageBatch<MessageInitShape<O>>>;
 
 /**
  * A client-streaming handler: reads the requests from the async iterable (it pulls from the
@@ -257,10 +267,12 @@ function unaryHandler(
 
 /**
  * Messages a server stream may have written but not yet handed to HTTP/2 before its handler
- * waits for the transport (grpc-js's own mark is 16). Bounds what a slow reader holds in the
- * agent per call, beyond the handler's own bounded queue (64 × the message size), and how much
- * one stream writes per event-loop turn: with 100 subscribers, 256 per turn made turns long
- * enough to double the agent's ACK round-trip p99 (bench/RESULTS.md).
+ * waits for the transport (grpc-js's own mark is 16), checked after each message or batch; the
+ * Stream and Monitor handlers take batches of at most this many from their queues. Bounds what a
+ * slow reader holds in the agent per call, beyond the handler's own bounded queue (at most twice
+ * this many messages), and how much one stream writes per event-loop turn: with 100
+ * subscribers, 256 per turn made turns long enough to double the agent's ACK round-trip p99
+ * (bench/RESULTS.md).
  */
 export const STREAM_WRITE_AHEAD_MESSAGES = 64;
 
@@ -286,9 +298,25 @@ interface BaseServerCall {
   sendStatus(status: { code: grpc.status; details: string; metadata: grpc.Metadata | null }): void;
 }
 
+/**
+ * Interceptor calls known to pass messages, headers and statuses through untouched (the token
+ * check: it only looks at the request's metadata). sendFramedBatches looks through them to the
+ * base call; any other interceptor keeps grpc-js's own writes.
+ */
+const passThroughCalls = new WeakSet<object>();
+
+/** Registers an interceptor call whose responder leaves sendMetadata, sendMessage and sendStatus to grpc-js's defaults. */
+export function passesResponsesThrough(call: grpc.ServerInterceptingCall): grpc.ServerInterceptingCall {
+  passThroughCalls.add(call);
+  return call;
+}
+
 /** The grpc-js base call under a server stream, or null where it has another shape (another version, an interceptor). */
 function baseServerCall(call: AnyStreamCall): BaseServerCall | null {
-  const inner = (call as unknown as { call?: Partial<Record<keyof BaseServerCall, unknown>> }).call;
+  let inner = (call as unknown as { call?: Partial<Record<keyof BaseServerCall, unknown>> }).call;
+  while (inner !== undefined && inner !== null && passThroughCalls.has(inner)) {
+    inner = (inner as { nextCall?: Partial<Record<keyof BaseServerCall, unknown>> }).nextCall;
+  }
   if (inner === undefined || inner === null) return null;
   const stream = inner.stream as { write?: unknown } | undefined;
   const ok =
@@ -397,7 +425,8 @@ function serverStreamHandler(
           call.cork();
           process.nextTick(uncork);
         }
-        call.write(create(method.output, init));
+        if (init instanceof MessageBatch) for (const message of init.messages) call.write(create(method.output, message));
+        else call.write(create(method.output, init));
         if (call.writableLength >= STREAM_WRITE_AHEAD_MESSAGES) {
           // Backpressure: wait for the transport, unless the call goes away first.
           try {

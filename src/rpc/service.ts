@@ -40,7 +40,7 @@ import {
   Status,
   TamTam,
 } from "../gen/service/tamtam_pb.js";
-import { oncePerObject, type CallContext, type ServiceImplementation } from "./adapter.js";
+import { MessageBatch, oncePerObject, STREAM_WRITE_AHEAD_MESSAGES, type CallContext, type ServiceImplementation } from "./adapter.js";
 import { broadcastStream } from "./broadcast-stream.js";
 import { checkedBroadcast, checkedForget, checkedJoin } from "../agent/api-checks.js";
 import { AgentError, toRpcError } from "./status.js";
@@ -125,13 +125,19 @@ function keysReply(o: KeysOutcome): KeysReply {
   });
 }
 
-/** Ends `sub` when the call is cancelled, so a blocked `next()` returns at once. */
-async function* drain<T, O>(sub: Subscription<T> | null, context: CallContext, map: (item: T) => O): AsyncGenerator<O> {
+/** A subscription's items, mapped, in batches; ends `sub` when the call is cancelled, so a blocked read returns at once. */
+async function* drain<T, O>(sub: Subscription<T> | null, context: CallContext, map: (item: T) => O): AsyncGenerator<MessageBatch<O>> {
   if (sub === null) throw new AgentError("TOO_MANY_SUBSCRIBERS", "too many stream subscribers; try again later");
   const onAbort = (): void => sub.close();
   context.signal.addEventListener("abort", onAbort, { once: true });
   try {
-    for await (const item of sub) yield map(item);
+    // Whatever queued up since the last pass goes out together (one HTTP/2 write), at most what
+    // the stream may write ahead of its transport.
+    for (;;) {
+      const items = await sub.nextBatch(STREAM_WRITE_AHEAD_MESSAGES);
+      if (items === null) break;
+      yield new MessageBatch(items.map(map));
+    }
   } finally {
     context.signal.removeEventListener("abort", onAbort);
     sub.close();

@@ -12,6 +12,7 @@
 
 import { createHash, timingSafeEqual } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
+import { passesResponsesThrough } from "./adapter.js";
 import { AUTHORIZATION_HEADER, BEARER_PREFIX } from "./grpc-wire.js";
 
 /** The details of the UNAUTHENTICATED answer. */
@@ -36,8 +37,9 @@ function presents(metadata: grpc.Metadata, expected: Buffer): boolean {
 export function requireToken(token: string): grpc.ServerInterceptor {
   if (token === "") throw new Error("the RPC token must not be empty");
   const expected = digest(token);
+  // Registered as passing responses through: a stream's batched writes may go past it (adapter.ts).
   return (_method, call) =>
-    new grpc.ServerInterceptingCall(call, {
+    passesResponsesThrough(new grpc.ServerInterceptingCall(call, {
       start: (next) => {
         next({
           onReceiveMetadata: (metadata, pass) => {
@@ -46,5 +48,5 @@ export function requireToken(token: string): grpc.ServerInterceptor {
           },
         });
       },
-    });
+    }));
 }
