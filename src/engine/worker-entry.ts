@@ -5,8 +5,8 @@
  * the events ring, and loops: drain commands and received datagrams (bounded batches), fire due
  * timers, publish, then sleep in the rings' waitSync until a doorbell, a control message or the
  * next timer deadline. What a received datagram makes the core send (an ACK) is published as
- * soon as that datagram is handled, ahead of the rest of its batch. A frame that does not fit its ring is dropped and counted. It ends after
- * the stop command, whose reply is its last frame.
+ * soon as that datagram is handled, ahead of the rest of its batch. A frame that does not fit
+ * its ring is dropped and counted. It ends after the stop command, whose reply is its last frame.
  *
  * Received datagrams come either raw from the main thread (the inbound ring: this worker opens
  * them itself) or opened by the seal/open workers in front of it (their opened rings); either

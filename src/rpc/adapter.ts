@@ -173,7 +173,6 @@ export type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
 ) => MessageInitShape<O> | Promise<MessageInitShape<O>>;
 
 /**
-/**
  * Several messages a server-streaming handler yields at once (e.g. everything a subscriber has
  * queued): written in order, and leaving in one HTTP/2 write, with one pass through the
  * handler's async iterator instead of one per message.
