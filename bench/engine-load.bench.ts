@@ -15,6 +15,9 @@
  *      1000 datagrams received. "Sustained rate" = the achieved send rate of the highest step
  *      which, like every step below it, lost < 0.1 %. Each mode runs `--reps` times (default 3),
  *      the modes alternating; medians per step, and worker/inline ratios from the same run.
+ *      Gossip steps carry `--probe-rate` (200) PINGs per second beside the gossip: the ACK
+ *      round trip (p50/p99) with the agent busy on that traffic (its main thread, inline), and
+ *      the suspicions it raised (every generator member answers, so each one is false).
  *   b. Broadcast throughput. Clusters of 3 and 10 agents (`--heartbeat 500`), a gRPC Stream
  *      subscriber on every agent, N broadcasts of 64 bytes (seq + send time inside) sent through
  *      the first agent's Broadcast RPC at increasing paced rates: messages/s delivered to every
@@ -31,7 +34,7 @@
  *      not take the CPU the agent is measured on.
  *
  *   node dist/bench/engine-load.bench.js [--json] [--reps 3] [--workers 0,1,2]
- *        [--traffic gossip|ping] [--seal sealed,plain] [--rates 20000,40000,...]
+ *        [--traffic gossip|ping] [--probe-rate 200] [--seal sealed,plain] [--rates 20000,40000,...]
  *        [--step-ms 2000] [--drain-ms 250] [--sources 256] [--clusters 3,10]
  *        [--broadcast-rates 25,100,1000] [--broadcasts 150] [--broadcast-rounds 2]
  *        [--quiet-ms 2500] [--payload-bytes 64] [--skip-inbound] [--skip-broadcast] [--skip-busy]
@@ -72,6 +75,8 @@ interface Args {
   modes: Mode[];
   /** Inbound traffic: full GOSSIP datagrams (default) or bare PINGs. */
   traffic: "gossip" | "ping";
+  /** PINGs per second beside each gossip step, to time ACKs under that load (0: none). */
+  probeRate: number;
   /** Inbound runs sealed (AES-GCM, a label), plaintext, or both (default). */
   seals: boolean[];
   busy: boolean;
@@ -99,6 +104,7 @@ function parseArgs(argv: string[]): Args {
     reps: 3,
     modes: [0, 1, 2],
     traffic: "gossip",
+    probeRate: 200,
     seals: [true, false],
     busy: true,
     busyStreams: 100,
@@ -126,6 +132,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === "--reps") args.reps = Math.max(1, Number(next()));
     else if (a === "--workers") args.modes = next().split(",").map(Number).filter((x) => Number.isInteger(x) && x >= 0);
     else if (a === "--traffic") args.traffic = next() === "ping" ? "ping" : "gossip";
+    else if (a === "--probe-rate") args.probeRate = Math.max(0, Number(next()));
     else if (a === "--seal") args.seals = next().split(",").map((x) => x === "sealed");
     else if (a === "--skip-busy") args.busy = false;
     else if (a === "--busy-streams") args.busyStreams = Number(next());
@@ -369,6 +376,8 @@ interface StepResult {
   hostStealCores: number;
   rttP50Ms: number;
   rttP99Ms: number;
+  /** Suspicions the agent raised in the step; every generator member answers, so each is false. */
+  suspicions: number;
 }
 
 interface InboundRun {
@@ -458,7 +467,7 @@ async function inboundRun(mode: Mode, sealed: boolean, rep: number, args: Args, 
       const s0 = await counters(agent);
       const d0 = socketDrops(agent.gossipPort);
       const h0 = udpRcvbufErrors();
-      (gen.stdin as NodeJS.WritableStream).write(`${JSON.stringify({ traffic: args.traffic, rate, durationMs: args.stepMs, drainMs: args.drainMs })}\n`);
+      (gen.stdin as NodeJS.WritableStream).write(`${JSON.stringify({ traffic: args.traffic, rate, durationMs: args.stepMs, drainMs: args.drainMs, pingRate: args.probeRate })}\n`);
       // A gossip step is built and sealed before its clock starts: CPU is sampled from then on.
       await nextJson(reader, "go", 90_000);
       const c0 = cpuSample(agent.pid);
@@ -474,11 +483,13 @@ async function inboundRun(mode: Mode, sealed: boolean, rep: number, args: Args, 
       const delta = (k: string): number => (s1[k] ?? 0) - (s0[k] ?? 0);
       const cpu = cpuDelta(agent.pid, c0, c1);
       const received = delta("transport.datagramsReceived");
-      // GOSSIP gets no answer: what the core handled of it (beside the ACKs to the agent's own probes) is what arrived.
-      const handled = delta("core.datagramsReceived") - (g.repliesSent as number);
+      // GOSSIP gets no answer: what the core handled of it (beside the ACKs to the agent's own
+      // probes, and the PINGs timed beside it, counted by their ACKs) is what arrived.
+      const probes = g.probes as { acks: number; rttMs: { p50: number; p99: number } } | undefined;
+      const handled = delta("core.datagramsReceived") - (g.repliesSent as number) - (probes?.acks ?? 0);
       const loss = args.traffic === "ping" ? (g.loss as number) : Math.max(0, 1 - handled / (g.sent as number));
       const genCpu = g.generatorCpuMs as { user: number; system: number };
-      const rtt = (g.rttMs ?? { p50: NaN, p99: NaN }) as { p50: number; p99: number };
+      const rtt = (probes?.rttMs ?? g.rttMs ?? { p50: NaN, p99: NaN }) as { p50: number; p99: number };
       steps.push({
         offeredRate: rate,
         achievedRate: g.achievedRate as number,
@@ -502,6 +513,7 @@ async function inboundRun(mode: Mode, sealed: boolean, rep: number, args: Args, 
         hostStealCores: host?.stealCores ?? NaN,
         rttP50Ms: rtt.p50,
         rttP99Ms: rtt.p99,
+        suspicions: delta("core.suspicionsRaised"),
       });
     }
     (gen.stdin as NodeJS.WritableStream).write(`${JSON.stringify({ exit: true })}\n`);
@@ -545,6 +557,8 @@ interface InboundSummary {
     hostStealCores: number;
     rttP50Ms: number;
     rttP99Ms: number;
+    /** Per run, in run order. */
+    suspicions: number[];
   }[];
 }
 
@@ -577,6 +591,7 @@ function summarizeInbound(runs: InboundRun[], mode: Mode, sealed: boolean, args:
         hostStealCores: m((s) => s.hostStealCores),
         rttP50Ms: m((s) => s.rttP50Ms),
         rttP99Ms: m((s) => s.rttP99Ms),
+        suspicions: at.map((s) => s.suspicions),
       };
     }),
   };
@@ -992,6 +1007,7 @@ async function main(): Promise<void> {
               agentCpuPer1000Ms: ratio(ws?.agentCpuPer1000Ms ?? NaN, ls?.agentCpuPer1000Ms ?? NaN),
               agentMainPer1000Ms: ratio(ws?.agentMainPer1000Ms ?? NaN, ls?.agentMainPer1000Ms ?? NaN),
               rttP50Ms: ratio(ws?.rttP50Ms ?? NaN, ls?.rttP50Ms ?? NaN),
+              rttP99Ms: ratio(ws?.rttP99Ms ?? NaN, ls?.rttP99Ms ?? NaN),
             };
           }),
         },
@@ -1121,6 +1137,7 @@ async function main(): Promise<void> {
           "host busy": num(x.hostBusyCores),
           "rtt p50 ms": num(x.rttP50Ms),
           "rtt p99 ms": num(x.rttP99Ms),
+          "false suspicions": x.suspicions.join(" "),
         })),
       );
     }
@@ -1133,6 +1150,7 @@ async function main(): Promise<void> {
           "CPU ms/1k": num(r.agentCpuPer1000Ms),
           "main ms/1k": num(r.agentMainPer1000Ms),
           "rtt p50": num(r.rttP50Ms),
+          "rtt p99": num(r.rttP99Ms),
         })),
       );
     }

@@ -15,7 +15,8 @@
  *     changes nothing) and one 64-byte broadcast of a pool of 64 the agent has seen before (a
  *     retransmission). Built (and sealed) before the step's clock starts, so the generator only
  *     sends while it is timed. Nothing answers them: the benchmark counts what the agent's core
- *     handled (its Stats) against what was sent.
+ *     handled (its Stats) against what was sent. With a `pingRate`, PINGs go beside them
+ *     (reported as `probes`: sent, ACKs, round-trip times), timing the agent's ACKs under that load.
  *   - "busy": PINGs at `pingRate` (RTTs measured) and, beside them, GOSSIP datagrams carrying
  *     `broadcastRate` fresh 64-byte broadcasts per second (BUSY_BROADCASTS_PER_DATAGRAM each),
  *     which the agent delivers to its Stream subscribers: the load that keeps its main thread busy.
@@ -382,7 +383,7 @@ interface StepSpec {
   rate: number;
   durationMs: number;
   drainMs: number;
-  /** busy: PINGs per second, and fresh broadcasts per second beside them. */
+  /** busy: PINGs per second, and fresh broadcasts per second beside them; gossip: PINGs per second beside the gossip (0: none). */
   pingRate: number;
   broadcastRate: number;
 }
@@ -507,12 +508,15 @@ async function runStep(spec: StepSpec, ports: Set<number>): Promise<Record<strin
     prepMs = performance.now() - p0;
   }
   const ping = spec.traffic === "gossip" ? null : newStepState(spec.traffic === "ping" ? spec.rate : spec.pingRate, spec.durationMs);
-  step = ping;
+  // Gossip steps with a pingRate: PINGs beside the gossip, to time the agent's ACKs under that load.
+  const probes = spec.traffic === "gossip" && spec.pingRate > 0 ? newStepState(spec.pingRate, spec.durationMs) : null;
+  step = ping ?? probes;
   const dropsBefore = socketDrops(ports);
   emit({ type: "go" });
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   if (ping === null) {
+    const probing = probes === null ? null : paced(spec.pingRate, spec.durationMs, probes.capacity, (k) => sendStepPing(probes, k));
     run = await paced(spec.rate, spec.durationMs, frames.length, (k) => {
       try {
         (sources[k % n] as Source).socket.send(frames[k] as Uint8Array);
@@ -520,6 +524,7 @@ async function runStep(spec: StepSpec, ports: Set<number>): Promise<Record<strin
         counters.sendErrors++;
       }
     });
+    await probing;
   } else if (spec.traffic === "ping") {
     run = await paced(spec.rate, spec.durationMs, ping.capacity, (k) => sendStepPing(ping, k));
   } else {
@@ -542,7 +547,8 @@ async function runStep(spec: StepSpec, ports: Set<number>): Promise<Record<strin
   const sendMs = run.sendMs;
   const sent = run.sent;
   const drainStart = performance.now();
-  while (performance.now() - drainStart < spec.drainMs && (ping === null || ping.acks < ping.sent)) await sleep(5);
+  const timed = ping ?? probes;
+  while (performance.now() - drainStart < spec.drainMs && (timed === null || timed.acks < timed.sent)) await sleep(5);
   // Late ACKs beyond the drain still count as late, not as this step's.
   step = null;
   const cpu = process.cpuUsage(cpu0);
@@ -561,6 +567,7 @@ async function runStep(spec: StepSpec, ports: Set<number>): Promise<Record<strin
     broadcastsSent,
     repliesSent: counters.repliesSent - repliesBefore,
     ...(ping === null ? {} : pingResults(ping)),
+    ...(probes === null ? {} : { probes: { sent: probes.sent, ...pingResults(probes) } }),
     lateAcksBefore: lateBefore,
     sendErrors: counters.sendErrors + counters.socketErrors - errorsBefore,
     generatorCpuMs: { user: Math.round(cpu.user / 1000), system: Math.round(cpu.system / 1000) },
