@@ -31,7 +31,7 @@ import {
   type MessageShape,
 } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
-import { methodPath } from "./grpc-wire.js";
+import { framedMessage, MESSAGE_PREFIX_BYTES, methodPath } from "./grpc-wire.js";
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -275,15 +275,6 @@ function unaryHandler(
  */
 export const STREAM_WRITE_AHEAD_MESSAGES = 64;
 
-/** gRPC's length-prefixed message: a compression flag (0: none), the length (big-endian), the bytes. */
-function framedMessage(body: Uint8Array): Buffer {
-  const framed = Buffer.allocUnsafe(body.byteLength + 5);
-  framed.writeUInt8(0, 0);
-  framed.writeUInt32BE(body.byteLength, 1);
-  framed.set(body, 5);
-  return framed;
-}
-
 /**
  * The parts of grpc-js's base server call (1.x, `BaseServerInterceptingCall`, no interceptors)
  * that its `sendMessage` uses to send one message: the HTTP/2 stream and the checks around it.
@@ -367,7 +358,7 @@ export function sendFramedBatches(call: AnyStreamCall, framed: (message: unknown
     } catch {
       return { code: grpc.status.INTERNAL, details: "Error serializing response" };
     }
-    if (base.maxSendMessageSize !== -1 && buffer.length - 5 > base.maxSendMessageSize) {
+    if (base.maxSendMessageSize !== -1 && buffer.length - MESSAGE_PREFIX_BYTES > base.maxSendMessageSize) {
       return { code: grpc.status.RESOURCE_EXHAUSTED, details: `Sent message larger than max (${buffer.length} vs. ${base.maxSendMessageSize})` };
     }
     return { buffer };

@@ -1,7 +1,7 @@
 /**
  * gRPC's own conventions, shared by the grpc-js adapter (adapter.ts) and the HTTP/2 client of
- * the command line (h2-client.ts): status codes, method paths and the trailer in which TamTam's
- * agent names its errors. Plain constants, so that a CLI call never loads @grpc/grpc-js.
+ * the command line (h2-client.ts): status codes, method paths, the messages' length prefix and
+ * the trailer in which TamTam's agent names its errors. Plain constants, so that a CLI call never loads @grpc/grpc-js.
  */
 
 import type { DescMethod } from "@bufbuild/protobuf";
@@ -39,6 +39,18 @@ export function grpcStatusName(code: number): string {
 /** True for an integer that is a gRPC status code (Node errors carry string codes such as "ECONNREFUSED"). */
 export function isGrpcStatusCode(value: unknown): value is GrpcStatusCode {
   return typeof value === "number" && NAMES.has(value);
+}
+
+/** Bytes before each gRPC message on the wire: a compression flag and the length (big-endian). */
+export const MESSAGE_PREFIX_BYTES = 5;
+
+/** One gRPC length-prefixed message: flag 0 (not compressed), the length, the bytes. */
+export function framedMessage(bytes: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(MESSAGE_PREFIX_BYTES + bytes.length);
+  out[0] = 0;
+  out.writeUInt32BE(bytes.length, 1);
+  out.set(bytes, MESSAGE_PREFIX_BYTES);
+  return out;
 }
 
 /** Trailer in which the agent sends its stable error code (`NO_ANSWER`, `BROADCAST_TOO_LARGE`, ...). */

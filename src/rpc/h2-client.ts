@@ -23,14 +23,13 @@ import { createConnection, type Socket } from "node:net";
 import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import type { ServerStreamingCall } from "./adapter.js";
-import { ERROR_CODE_TRAILER, GrpcStatus, grpcStatusName, methodPath, parseHostPort, unixSocketPath } from "./grpc-wire.js";
+import { ERROR_CODE_TRAILER, framedMessage, GrpcStatus, grpcStatusName, MESSAGE_PREFIX_BYTES, methodPath, parseHostPort, unixSocketPath } from "./grpc-wire.js";
 import { H2ClientSession, H2Error, type H2ClientStream, type H2Headers } from "./h2-session.js";
 
 /** Largest response message accepted (grpc-js's default receive limit). */
 export const MAX_RESPONSE_MESSAGE_BYTES = 4 * 1024 * 1024;
 /** Stream messages decoded ahead of the reader before the HTTP/2 stream is paused (flow control). */
 const STREAM_HIGH_WATER_MESSAGES = 64;
-const FRAME_HEADER_BYTES = 5;
 
 /** Trailers of a failed call, read like grpc-js's Metadata. */
 export interface CallMetadata {
@@ -184,14 +183,6 @@ interface RunningCall {
   resume(): void;
 }
 
-function frame(bytes: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + bytes.length);
-  out[0] = 0; // not compressed
-  out.writeUInt32BE(bytes.length, 1);
-  out.set(bytes, FRAME_HEADER_BYTES);
-  return out;
-}
-
 /**
  * Starts a call once `session` is up, with one request message or the messages an iterable
  * yields (each written when the stream has room for it); responses and the end go to `sink`.
@@ -250,7 +241,7 @@ function startCall(
         return;
       }
       readResponse(stream);
-      if (request instanceof Uint8Array) stream.end(frame(request));
+      if (request instanceof Uint8Array) stream.end(framedMessage(request));
       else void writeRequests(stream, request);
     },
     (error: Error) => finish(statusOfNodeError(error)),
@@ -262,7 +253,7 @@ function startCall(
     try {
       for await (const bytes of requests) {
         if (finished) return;
-        if (!stream.write(frame(bytes))) {
+        if (!stream.write(framedMessage(bytes))) {
           await new Promise<void>((resolve) => {
             const done = (): void => {
               stream.off("drain", done);
@@ -295,7 +286,7 @@ function startCall(
     stream.on("data", (chunk: Buffer) => {
       if (finished) return;
       pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-      while (pending.length >= FRAME_HEADER_BYTES) {
+      while (pending.length >= MESSAGE_PREFIX_BYTES) {
         if ((pending[0] as number) !== 0) {
           finish(new GrpcCallError(GrpcStatus.INTERNAL, "compressed responses are not supported"));
           return;
@@ -305,15 +296,15 @@ function startCall(
           finish(new GrpcCallError(GrpcStatus.RESOURCE_EXHAUSTED, `response message of ${length} bytes exceeds ${MAX_RESPONSE_MESSAGE_BYTES}`));
           return;
         }
-        if (pending.length < FRAME_HEADER_BYTES + length) break;
+        if (pending.length < MESSAGE_PREFIX_BYTES + length) break;
         try {
-          sink.message(pending.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + length));
+          sink.message(pending.subarray(MESSAGE_PREFIX_BYTES, MESSAGE_PREFIX_BYTES + length));
         } catch (error) {
           // A message that does not decode fails this call, never the program.
           finish(new GrpcCallError(GrpcStatus.INTERNAL, `a response message does not decode: ${(error as Error).message}`));
           return;
         }
-        pending = pending.subarray(FRAME_HEADER_BYTES + length);
+        pending = pending.subarray(MESSAGE_PREFIX_BYTES + length);
         if (finished) return;
       }
     });
