@@ -88,6 +88,26 @@ describe("tags in the cluster", () => {
     assert.ok(c.eventLog.some((e) => e.event.type === "member" && e.event.member.address.key === c.key(1) && e.event.member.tags !== null && sameBytes(e.event.member.tags, db)));
   });
 
+  test("a tags change is told directly to every alive member at once, besides the piggybacked statement", () => {
+    const c = new ManualCluster({ size: 5 });
+    c.bootstrap();
+    const cache = tagsOf({ role: "cache", zone: "b" });
+    const from = c.sentLog.length;
+    const outcome = c.call(c.slot(3), () => c.node(3).setTags(c.nowMs, cache, c.rt(3)));
+    assert.equal(outcome.ok, true);
+    // Before any timer runs: one GOSSIP datagram to each of the 4 others carrying the new statement.
+    const direct = c.sentLog.slice(from).filter((d) => d.from.key === c.key(3) && d.decoded?.body.type === MessageType.Gossip);
+    assert.deepStrictEqual(direct.map((d) => d.to.key).sort(), [0, 1, 2, 4].map((i) => c.key(i)).sort());
+    for (const d of direct) {
+      const statement = d.decoded?.updates.find((u) => u.member.key === c.key(3));
+      assert.ok(statement?.tags !== undefined && sameBytes(statement.tags, cache), "the new tags, in the statement");
+    }
+    // Those datagrams alone bring every member the change, even if all other traffic were lost.
+    const directIds = new Set(direct.map((d) => d.id));
+    c.deliverWhere((d) => directIds.has(d.id));
+    assert.ok(everyoneHolds(c, 3, cache));
+  });
+
   test("an alive statement without tags keeps the tags held; older tags never replace newer ones; tags come after a bare statement", () => {
     const c = new ManualCluster({ size: 2 });
     c.bootstrap();

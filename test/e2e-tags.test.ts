@@ -62,16 +62,25 @@ describe("tags between real agents", () => {
       });
       const everyoneSees = async (want: Record<string, Record<string, string>>): Promise<void> => {
         for (const agent of agents) {
+          let seen = "";
           await poll(
             async () => {
               const nodes = await nodesOf(agent);
+              seen = JSON.stringify(nodes);
               const alive = nodes.filter((n) => n.state === "alive");
               return alive.length === agents.length && alive.every((n) => JSON.stringify(n.tags) === JSON.stringify(want[n.address]));
             },
             30_000,
             100,
-            () => `waiting on ${agent.gossip}`,
-          );
+            () => `waiting on ${agent.gossip}, which sees ${seen}`,
+          ).catch(async (err: unknown) => {
+            const stats: Record<string, Record<string, number>> = {};
+            for (const x of agents) {
+              const all = await agentStats(x.rpc).catch(() => ({}) as Record<string, number>);
+              stats[x.gossip] = Object.fromEntries(Object.entries(all).filter(([k]) => /tag|protocolError|updates|sync|datagrams(Sent|Received)$/i.test(k)));
+            }
+            throw new Error(`${String(err)}; stats ${JSON.stringify(stats)}`);
+          });
         }
       };
 

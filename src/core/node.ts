@@ -314,6 +314,13 @@ export const LEAVE_FANOUT = 8;
  * datagram loss still hears of the leave before the process is gone.
  */
 export const LEAVE_MAX_COPIES = 3;
+/**
+ * Alive members told directly, at once, of this node's new tags (chosen by the PRNG), besides
+ * the piggybacked statement: in a cluster this small every member hears the change from its
+ * owner, instead of relying on a few piggybacked transmissions (a member that missed them all
+ * would show the old tags until a push-pull, up to pushPullIntervalMs later).
+ */
+export const TAGS_ANNOUNCE_FANOUT = LEAVE_FANOUT;
 /** Members whose flap history a node keeps at most (see flap-damping.ts). */
 const MAX_DAMPING_ENTRIES = 4096;
 /** This node's own slot in its member table. */
@@ -621,9 +628,22 @@ export class SwimNode {
     t.tags.set(SELF, { incarnation, bytes: tags.slice() });
     this.selfTagsStated = true;
     this.queueUpdate(SELF);
+    this.announceSelf(rt, TAGS_ANNOUNCE_FANOUT);
     this.armGossip(nowMs, rt);
     this.emitMember(rt, SELF, MemberState.Alive, previousIncarnation);
     return { ok: true, incarnation };
+  }
+
+  /** Sends this node's current statement alone, one GOSSIP datagram each, to up to `fanout` alive members chosen by the PRNG. */
+  private announceSelf(rt: Runtime, fanout: number): void {
+    const t = this.table;
+    const item = encodeUpdateItem(this.updateOf(SELF));
+    const w = this.probeWriter;
+    for (const peer of this.probeable.sample(this.rng, fanout, (slot) => t.state[slot] !== MemberState.Alive)) {
+      w.begin(this.self, t.incarnation[SELF] as number, { type: MessageType.Gossip });
+      w.tryAppend(item);
+      this.transmit(rt, t.address(peer), w.finish());
+    }
   }
 
   /**
