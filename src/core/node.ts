@@ -627,23 +627,21 @@ export class SwimNode {
     t.incarnation[SELF] = incarnation;
     t.tags.set(SELF, { incarnation, bytes: tags.slice() });
     this.selfTagsStated = true;
-    this.queueUpdate(SELF);
-    this.announceSelf(rt, TAGS_ANNOUNCE_FANOUT);
+    const statement = this.queueUpdate(SELF);
+    for (const peer of this.probeable.sample(this.rng, TAGS_ANNOUNCE_FANOUT, (slot) => t.state[slot] !== MemberState.Alive)) {
+      this.sendAlone(rt, peer, statement);
+    }
     this.armGossip(nowMs, rt);
     this.emitMember(rt, SELF, MemberState.Alive, previousIncarnation);
     return { ok: true, incarnation };
   }
 
-  /** Sends this node's current statement alone, one GOSSIP datagram each, to up to `fanout` alive members chosen by the PRNG. */
-  private announceSelf(rt: Runtime, fanout: number): void {
-    const t = this.table;
-    const item = encodeUpdateItem(this.updateOf(SELF));
+  /** Sends `item` (an encoded statement) alone to the member at `slot`, in one GOSSIP datagram. */
+  private sendAlone(rt: Runtime, slot: number, item: Uint8Array): void {
     const w = this.probeWriter;
-    for (const peer of this.probeable.sample(this.rng, fanout, (slot) => t.state[slot] !== MemberState.Alive)) {
-      w.begin(this.self, t.incarnation[SELF] as number, { type: MessageType.Gossip });
-      w.tryAppend(item);
-      this.transmit(rt, t.address(peer), w.finish());
-    }
+    w.begin(this.self, this.table.incarnation[SELF] as number, { type: MessageType.Gossip });
+    w.tryAppend(item);
+    this.transmit(rt, this.table.address(slot), w.finish());
   }
 
   /**
@@ -664,11 +662,10 @@ export class SwimNode {
     const previous = t.state[SELF] as MemberState;
     t.state[SELF] = MemberState.Left;
     t.stateChangedAtMs[SELF] = nowMs;
-    this.queueUpdate(SELF);
+    // The announcement leads every datagram from now on, ahead of whatever else is queued.
+    this.leaveItem = this.queueUpdate(SELF);
     this.armGossip(nowMs, rt);
     this.emitMember(rt, SELF, previous, previousIncarnation);
-    // The announcement leads every datagram from now on, ahead of whatever else is queued.
-    this.leaveItem = encodeUpdateItem(this.updateOf(SELF));
     const fanout = Math.max(LEAVE_FANOUT, this.config.gossipFanout);
     const peers = this.probeable.sample(this.rng, fanout, (slot) => t.state[slot] !== MemberState.Alive);
     if (peers.length < fanout) {
@@ -678,13 +675,8 @@ export class SwimNode {
     // The first datagram to each also carries what else is queued; the copies only the leave.
     for (const peer of peers) this.sendBody(rt, t.address(peer), { type: MessageType.Gossip }, "full");
     const copies = Math.min(LEAVE_MAX_COPIES, Math.ceil(fanout / peers.length));
-    const w = this.probeWriter;
     for (let copy = 1; copy < copies; copy++) {
-      for (const peer of peers) {
-        w.begin(this.self, t.incarnation[SELF] as number, { type: MessageType.Gossip });
-        w.tryAppend(this.leaveItem);
-        this.transmit(rt, t.address(peer), w.finish());
-      }
+      for (const peer of peers) this.sendAlone(rt, peer, this.leaveItem);
     }
   }
 
@@ -2262,15 +2254,17 @@ export class SwimNode {
   }
 
   /**
-   * Queues the member's current statement. A death or a leave goes out twice as often as other
-   * updates (DEPARTURE_RETRANSMIT_FACTOR): every member has to hear it, and a member that misses
-   * it keeps the departed one suspect (or alive) until its own suspicion runs out, up to
-   * suspicionMaxTimeoutMult times the minimum.
+   * Queues the member's current statement and returns it, encoded. A death or a leave goes out
+   * twice as often as other updates (DEPARTURE_RETRANSMIT_FACTOR): every member has to hear it,
+   * and a member that misses it keeps the departed one suspect (or alive) until its own
+   * suspicion runs out, up to suspicionMaxTimeoutMult times the minimum.
    */
-  private queueUpdate(slot: number): void {
+  private queueUpdate(slot: number): Uint8Array {
     const state = this.table.state[slot];
     const factor = state === MemberState.Dead || state === MemberState.Left ? DEPARTURE_RETRANSMIT_FACTOR : 1;
-    this.updates.enqueue(this.table.address(slot).key, encodeUpdateItem(this.updateOf(slot)), factor);
+    const item = encodeUpdateItem(this.updateOf(slot));
+    this.updates.enqueue(this.table.address(slot).key, item, factor);
+    return item;
   }
 
   private queueBroadcast(b: UserBroadcast): Uint8Array {
