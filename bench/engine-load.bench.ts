@@ -27,11 +27,16 @@
  *   c. A busy main thread. One sealed agent with `--busy-streams` (100) gRPC Stream
  *      subscribers, fed `--busy-broadcast-rate` (2,000) fresh broadcasts per second by the load
  *      generator's members for `--busy-seconds` (10), while the generator pings it at
- *      `--busy-ping-rate` (500/s): ACK round trips (p50/p99), PINGs lost, the suspicions the
- *      agent raised about its members (all of them answer at once, so every one is false),
- *      messages the subscribers got, and the agent's main-thread load. The subscribers count
- *      the messages of their HTTP/2 streams without decoding them, so that this process does
- *      not take the CPU the agent is measured on.
+ *      `--busy-ping-rate` (500/s), after `--busy-warmup-seconds` (2) of the same untimed: ACK
+ *      round trips (p50/p99), PINGs lost, the suspicions the agent raised about its members
+ *      (all of them answer at once, so every one is false), messages the subscribers got, and
+ *      the agent's main-thread load. The subscribers count the messages of their HTTP/2 streams
+ *      without decoding them, so that this process does not take the CPU the agent is measured
+ *      on. Each run is repeated for every rate of `--busy-gossip-rates` (0,2000): that many
+ *      sealed, full GOSSIP datagrams per second beside the load. 0 is the fan-out alone (the
+ *      2,000 broadcasts come in 200 datagrams per second); 2,000 is about what each agent of a
+ *      real 10-agent cluster receives while it carries 2,000 broadcasts per second
+ *      (broadcast.bench.ts, dgrams/agent/s).
  *
  *   node dist/bench/engine-load.bench.js [--json] [--reps 3] [--workers 0,1,2]
  *        [--traffic gossip|ping] [--probe-rate 200] [--seal sealed,plain] [--rates 20000,40000,...]
@@ -39,6 +44,7 @@
  *        [--broadcast-rates 25,100,1000] [--broadcasts 150] [--broadcast-rounds 2]
  *        [--quiet-ms 2500] [--payload-bytes 64] [--skip-inbound] [--skip-broadcast] [--skip-busy]
  *        [--busy-streams 100] [--busy-broadcast-rate 2000] [--busy-ping-rate 500] [--busy-seconds 10]
+ *        [--busy-gossip-rates 0,2000] [--busy-warmup-seconds 2]
  *
  * The machine is shared and small: generator, agent(s) and this process compete for the same
  * cores, so absolute numbers are of this machine; the ratios between the modes are the point.
@@ -84,6 +90,10 @@ interface Args {
   busyBroadcastRate: number;
   busyPingRate: number;
   busySeconds: number;
+  /** Background sealed GOSSIP datagrams per second beside the busy load, one run each. */
+  busyGossipRates: number[];
+  /** An untimed busy step first, of this many seconds. */
+  busyWarmupSeconds: number;
   rates: number[];
   stepMs: number;
   drainMs: number;
@@ -111,6 +121,8 @@ function parseArgs(argv: string[]): Args {
     busyBroadcastRate: 2_000,
     busyPingRate: 500,
     busySeconds: 10,
+    busyGossipRates: [0, 2_000],
+    busyWarmupSeconds: 2,
     rates: [20_000, 40_000, 80_000, 100_000, 120_000, 140_000, 160_000],
     stepMs: 2_000,
     drainMs: 250,
@@ -139,6 +151,8 @@ function parseArgs(argv: string[]): Args {
     else if (a === "--busy-broadcast-rate") args.busyBroadcastRate = Number(next());
     else if (a === "--busy-ping-rate") args.busyPingRate = Number(next());
     else if (a === "--busy-seconds") args.busySeconds = Number(next());
+    else if (a === "--busy-gossip-rates") args.busyGossipRates = next().split(",").map(Number).filter((x) => Number.isFinite(x) && x >= 0);
+    else if (a === "--busy-warmup-seconds") args.busyWarmupSeconds = Number(next());
     else if (a === "--rates") args.rates = list(next());
     else if (a === "--step-ms") args.stepMs = Number(next());
     else if (a === "--drain-ms") args.drainMs = Number(next());
@@ -806,6 +820,9 @@ async function broadcastCluster(n: number, mode: Mode, args: Args, home: string)
 interface BusyRun {
   mode: Mode;
   rep: number;
+  /** Background GOSSIP datagrams per second offered, and sent. */
+  gossipRate: number;
+  gossipSentPerSec: number;
   pingsSent: number;
   acks: number;
   pingLoss: number;
@@ -870,7 +887,7 @@ function countingSubscriber(session: ClientHttp2Session, onMessage: () => void):
   return { cancel: () => stream.close() };
 }
 
-async function busyRun(mode: Mode, rep: number, args: Args, home: string): Promise<BusyRun> {
+async function busyRun(mode: Mode, rep: number, gossipRate: number, args: Args, home: string): Promise<BusyRun> {
   let agent: Agent | null = null;
   let gen: ChildProcess | null = null;
   const calls: { cancel(): void }[] = [];
@@ -894,11 +911,17 @@ async function busyRun(mode: Mode, rep: number, args: Args, home: string): Promi
     const a = agent;
     await until(async () => ((await counters(a))["stream.subscribers"] ?? 0) >= args.busyStreams, 20_000, "stream subscribers");
     await sleep(500);
+    const busyStep = (durationMs: number): string =>
+      `${JSON.stringify({ traffic: "busy", pingRate: args.busyPingRate, broadcastRate: args.busyBroadcastRate, gossipRate, durationMs, drainMs: 500 })}\n`;
+    if (args.busyWarmupSeconds > 0) {
+      // Not timed: the first second of a new load (JIT, the generator's first sealed frames) is
+      // a transient that would otherwise be most of the p99.
+      (gen.stdin as NodeJS.WritableStream).write(busyStep(args.busyWarmupSeconds * 1000));
+      await nextJson(started.reader, "step", args.busyWarmupSeconds * 1000 + 60_000);
+    }
     const s0 = await counters(agent);
     const durationMs = args.busySeconds * 1000;
-    (gen.stdin as NodeJS.WritableStream).write(
-      `${JSON.stringify({ traffic: "busy", pingRate: args.busyPingRate, broadcastRate: args.busyBroadcastRate, durationMs, drainMs: 500 })}\n`,
-    );
+    (gen.stdin as NodeJS.WritableStream).write(busyStep(durationMs));
     await nextJson(started.reader, "go", 30_000);
     const c0 = cpuSample(agent.pid);
     const received0 = received;
@@ -914,6 +937,8 @@ async function busyRun(mode: Mode, rep: number, args: Args, home: string): Promi
     return {
       mode,
       rep,
+      gossipRate,
+      gossipSentPerSec: round(((g.gossipSent as number) * 1000) / (g.sendMs as number)),
       pingsSent: g.sent as number,
       acks: g.acks as number,
       pingLoss: g.loss as number,
@@ -961,9 +986,11 @@ async function main(): Promise<void> {
     if (args.busy) {
       for (let rep = 1; rep <= args.reps; rep++) {
         const order = rep % 2 === 1 ? args.modes : [...args.modes].reverse();
-        for (const mode of order) {
-          if (!args.json) process.stderr.write(`busy main thread: ${modeName(mode)} rep ${rep}/${args.reps}\n`);
-          busy.push(await busyRun(mode, rep, args, home));
+        for (const gossipRate of args.busyGossipRates) {
+          for (const mode of order) {
+            if (!args.json) process.stderr.write(`busy main thread, ${gossipRate} gossip/s beside: ${modeName(mode)} rep ${rep}/${args.reps}\n`);
+            busy.push(await busyRun(mode, rep, gossipRate, args, home));
+          }
         }
       }
     }
@@ -1013,30 +1040,35 @@ async function main(): Promise<void> {
         },
       ];
     });
-  const busyMedians = args.modes.map((mode) => {
-    const at = busy.filter((b) => b.mode === mode);
-    const m = (f: (b: BusyRun) => number): number => median(at.map(f));
-    return {
-      mode,
-      runs: at.length,
-      rttP50Ms: m((b) => b.rttP50Ms),
-      rttP99Ms: m((b) => b.rttP99Ms),
-      rttMaxMs: m((b) => b.rttMaxMs),
-      pingLoss: m((b) => b.pingLoss),
-      suspicions: at.map((b) => b.suspicions),
-      notAliveAtEnd: at.map((b) => b.notAliveAtEnd),
-      streamPerSubscriberPerSec: m((b) => b.streamPerSubscriberPerSec),
-      streamDrops: m((b) => b.streamDrops),
-      coreDelivered: m((b) => b.coreDelivered),
-      broadcastsSent: m((b) => b.broadcastsSent),
-      agentMainUtil: m((b) => b.agentMainUtil),
-      agentCpuUtil: m((b) => b.agentCpuUtil),
-    };
+  const busyMedians = args.busyGossipRates.flatMap((gossipRate) =>
+    args.modes.map((mode) => {
+      const at = busy.filter((b) => b.mode === mode && b.gossipRate === gossipRate);
+      const m = (f: (b: BusyRun) => number): number => median(at.map(f));
+      return {
+        mode,
+        gossipRate,
+        gossipSentPerSec: m((b) => b.gossipSentPerSec),
+        runs: at.length,
+        rttP50Ms: m((b) => b.rttP50Ms),
+        rttP99Ms: m((b) => b.rttP99Ms),
+        rttMaxMs: m((b) => b.rttMaxMs),
+        pingLoss: m((b) => b.pingLoss),
+        suspicions: at.map((b) => b.suspicions),
+        notAliveAtEnd: at.map((b) => b.notAliveAtEnd),
+        streamPerSubscriberPerSec: m((b) => b.streamPerSubscriberPerSec),
+        streamDrops: m((b) => b.streamDrops),
+        coreDelivered: m((b) => b.coreDelivered),
+        broadcastsSent: m((b) => b.broadcastsSent),
+        agentMainUtil: m((b) => b.agentMainUtil),
+        agentCpuUtil: m((b) => b.agentCpuUtil),
+      };
+    }),
+  );
+  const busyRatios = busyMedians.flatMap((b) => {
+    const inline = busyMedians.find((x) => x.mode === 0 && x.gossipRate === b.gossipRate);
+    if (b.mode === 0 || inline === undefined) return [];
+    return [{ mode: b.mode, gossipRate: b.gossipRate, rttP50Ms: ratio(b.rttP50Ms, inline.rttP50Ms), rttP99Ms: ratio(b.rttP99Ms, inline.rttP99Ms) }];
   });
-  const busyInline = busyMedians.find((b) => b.mode === 0);
-  const busyRatios = busyMedians
-    .filter((b) => b.mode !== 0 && busyInline !== undefined)
-    .map((b) => ({ mode: b.mode, rttP50Ms: ratio(b.rttP50Ms, busyInline?.rttP50Ms ?? NaN), rttP99Ms: ratio(b.rttP99Ms, busyInline?.rttP99Ms ?? NaN) }));
   const broadcastMedians = args.clusters.flatMap((n) =>
     ([0, 1] as Mode[]).flatMap((mode) =>
       args.broadcastRates.map((rate) => {
@@ -1162,11 +1194,12 @@ async function main(): Promise<void> {
   if (args.busy) {
     console.log(
       `\nc. busy main thread: a sealed agent, ${args.busyStreams} Stream subscribers, ${args.busyBroadcastRate} fresh broadcasts/s from its members,` +
-        ` PINGs at ${args.busyPingRate}/s, ${args.busySeconds} s; medians of ${args.reps} runs (suspicions and members not alive: every run)`,
+        ` PINGs at ${args.busyPingRate}/s, ${args.busySeconds} s (after ${args.busyWarmupSeconds} s untimed), with each rate of sealed GOSSIP/s beside it; medians of ${args.reps} runs (suspicions and members not alive: every run)`,
     );
     console.table(
       busyMedians.map((b) => ({
         engine: modeName(b.mode),
+        "gossip/s beside": num(b.gossipSentPerSec),
         "rtt p50 ms": num(b.rttP50Ms),
         "rtt p99 ms": num(b.rttP99Ms),
         "rtt max ms": num(b.rttMaxMs),
@@ -1179,7 +1212,7 @@ async function main(): Promise<void> {
         "agent CPU": num(b.agentCpuUtil),
       })),
     );
-    console.table(busyRatios.map((r) => ({ engine: `${modeName(r.mode)} / inline`, "rtt p50": num(r.rttP50Ms), "rtt p99": num(r.rttP99Ms) })));
+    console.table(busyRatios.map((r) => ({ engine: `${modeName(r.mode)} / inline`, "gossip/s offered": r.gossipRate, "rtt p50": num(r.rttP50Ms), "rtt p99": num(r.rttP99Ms) })));
   }
   if (args.broadcast) {
     console.log(

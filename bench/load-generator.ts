@@ -20,6 +20,8 @@
  *   - "busy": PINGs at `pingRate` (RTTs measured) and, beside them, GOSSIP datagrams carrying
  *     `broadcastRate` fresh 64-byte broadcasts per second (BUSY_BROADCASTS_PER_DATAGRAM each),
  *     which the agent delivers to its Stream subscribers: the load that keeps its main thread busy.
+ *     With a `gossipRate`, the retransmission GOSSIP of "gossip" steps goes beside it at that
+ *     rate: the background traffic of a large cluster, which the agent must open and merge too.
  *
  * With `--key` (base64) every datagram is sealed as an agent seals it (src/seal: one boot id
  * and nonce counter for the generator, each source naming itself inside), and what the agent
@@ -34,7 +36,7 @@
  * Output: JSON lines on stdout: {"type":"ready",...} once the agent has acked every source,
  * then per step {"type":"go"} as its clock starts (after any building) and {"type":"step",...}, then {"type":"done"}. With `--control stdin` the steps
  * come as JSON lines on stdin instead of --rates:
- * {"traffic":"ping"|"gossip"|"busy","rate":R,"durationMs":D,"drainMs":M,"pingRate":P,"broadcastRate":B},
+ * {"traffic":"ping"|"gossip"|"busy","rate":R,"durationMs":D,"drainMs":M,"pingRate":P,"broadcastRate":B,"gossipRate":G},
  * and {"exit":true} (or the end of stdin) ends the process.
  */
 
@@ -386,6 +388,8 @@ interface StepSpec {
   /** busy: PINGs per second, and fresh broadcasts per second beside them; gossip: PINGs per second beside the gossip (0: none). */
   pingRate: number;
   broadcastRate: number;
+  /** busy: retransmission GOSSIP datagrams per second beside the busy traffic (0: none). */
+  gossipRate: number;
 }
 
 /** Fresh broadcasts per GOSSIP datagram of a busy step. */
@@ -491,10 +495,11 @@ async function runStep(spec: StepSpec, ports: Set<number>): Promise<Record<strin
   let prepMs = 0;
   let broadcastsSent = 0;
   let frames: Uint8Array[] = [];
-  if (spec.traffic === "gossip") {
+  const gossipRate = spec.traffic === "gossip" ? spec.rate : spec.traffic === "busy" ? spec.gossipRate : 0;
+  if (gossipRate > 0) {
     // Built and sealed before the clock starts: while timed, the generator only sends.
     const p0 = performance.now();
-    frames = new Array<Uint8Array>(Math.ceil((spec.rate * spec.durationMs) / 1000));
+    frames = new Array<Uint8Array>(Math.ceil((gossipRate * spec.durationMs) / 1000));
     for (let k = 0; k < frames.length; k++) {
       const i = k % n;
       const b = k % BROADCAST_POOL;
@@ -515,21 +520,23 @@ async function runStep(spec: StepSpec, ports: Set<number>): Promise<Record<strin
   emit({ type: "go" });
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
+  const sendFrame = (k: number): void => {
+    try {
+      (sources[k % n] as Source).socket.send(frames[k] as Uint8Array);
+    } catch {
+      counters.sendErrors++;
+    }
+  };
+  let gossipSent = 0;
   if (ping === null) {
     const probing = probes === null ? null : paced(spec.pingRate, spec.durationMs, probes.capacity, (k) => sendStepPing(probes, k));
-    run = await paced(spec.rate, spec.durationMs, frames.length, (k) => {
-      try {
-        (sources[k % n] as Source).socket.send(frames[k] as Uint8Array);
-      } catch {
-        counters.sendErrors++;
-      }
-    });
+    run = await paced(spec.rate, spec.durationMs, frames.length, sendFrame);
     await probing;
   } else if (spec.traffic === "ping") {
     run = await paced(spec.rate, spec.durationMs, ping.capacity, (k) => sendStepPing(ping, k));
   } else {
-    const gossipRate = spec.broadcastRate / BUSY_BROADCASTS_PER_DATAGRAM;
-    const gossip = paced(gossipRate, spec.durationMs, Infinity, (k) => {
+    const background = frames.length === 0 ? null : paced(gossipRate, spec.durationMs, frames.length, sendFrame);
+    const gossip = paced(spec.broadcastRate / BUSY_BROADCASTS_PER_DATAGRAM, spec.durationMs, Infinity, (k) => {
       const i = k % n;
       const origin = (sources[i] as Source).address;
       const broadcasts: UserBroadcast[] = [];
@@ -543,6 +550,7 @@ async function runStep(spec: StepSpec, ports: Set<number>): Promise<Record<strin
     });
     run = await paced(spec.pingRate, spec.durationMs, ping.capacity, (k) => sendStepPing(ping, k));
     await gossip;
+    gossipSent = background === null ? 0 : (await background).sent;
   }
   const sendMs = run.sendMs;
   const sent = run.sent;
@@ -565,6 +573,7 @@ async function runStep(spec: StepSpec, ports: Set<number>): Promise<Record<strin
     sent,
     achievedRate: Math.round((sent * 1000) / sendMs),
     broadcastsSent,
+    ...(spec.traffic === "busy" ? { gossipSent } : {}),
     repliesSent: counters.repliesSent - repliesBefore,
     ...(ping === null ? {} : pingResults(ping)),
     ...(probes === null ? {} : { probes: { sent: probes.sent, ...pingResults(probes) } }),
@@ -598,7 +607,7 @@ async function main(): Promise<void> {
     const w = await warmup();
     emit({ type: "ready", sources: sources.length, warmupAcked: w.acked, warmupJoined: w.joined, warmupMs: w.ms, recvBufferBytes: sources[0]?.socket.getRecvBufferSize() ?? 0 });
     if (args.control === "args") {
-      for (const rate of args.rates) emit(await runStep({ traffic: "ping", rate, durationMs: args.durationMs, drainMs: args.drainMs, pingRate: 0, broadcastRate: 0 }, ports));
+      for (const rate of args.rates) emit(await runStep({ traffic: "ping", rate, durationMs: args.durationMs, drainMs: args.drainMs, pingRate: 0, broadcastRate: 0, gossipRate: 0 }, ports));
     } else {
       const lines = createInterface({ input: process.stdin });
       for await (const line of lines) {
@@ -614,6 +623,7 @@ async function main(): Promise<void> {
               drainMs: cmd.drainMs ?? args.drainMs,
               pingRate: cmd.pingRate ?? 500,
               broadcastRate: cmd.broadcastRate ?? 2_000,
+              gossipRate: cmd.gossipRate ?? 0,
             },
             ports,
           ),
