@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Message, MessageSchema } from "../src/gen/service/tamtam_pb.js";
 import { BROADCASTS_IN_FLIGHT, broadcastStream } from "../src/rpc/broadcast-stream.js";
-import { AgentError } from "../src/rpc/agent-error.js";
+import { AgentError } from "../src/api/errors.js";
 import type { CallContext } from "../src/rpc/adapter.js";
 
 const MAX_BYTES = 512;

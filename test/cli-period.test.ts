@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { PassThrough, Readable } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
 import { protocolConfig } from "../src/agent/agent.js";
-import type { AgentApi, MemberView } from "../src/agent/api.js";
+import type { AgentApi, MemberView } from "../src/api/agent-api.js";
 import { Fanout } from "../src/agent/fanout.js";
 import type { AgentOptions } from "../src/agent/options.js";
 import { EXIT } from "../src/cli/base-command.js";
@@ -28,7 +28,7 @@ import { periodFields, type PresetName, type SwimConfig } from "../src/core/conf
 import { TamTam } from "../src/gen/service/tamtam_pb.js";
 import { addService } from "../src/rpc/adapter.js";
 import { tamTamService } from "../src/rpc/service.js";
-import { AgentError } from "../src/rpc/status.js";
+import { AgentError } from "../src/api/errors.js";
 
 const RANGE = "10..600000 ms";
 

@@ -15,7 +15,7 @@ import { UsageError } from "clipanion";
 import { parseEventHandler, EVENT_NAMES, type EventHandlerSpec, queryEventHandler } from "../src/agent/event-filter.js";
 import { COALESCE_MAX_MEMBERS, EventHandlers, formatTags, memberEventOf, memberLine, memberTags, stdinParts, tagEnvironment } from "../src/agent/event-handlers.js";
 import { DEFAULT_MAX_STDIN_BYTES } from "../src/agent/command-runner.js";
-import { encodeTagMap } from "../src/agent/tags.js";
+import { encodeTagMap } from "../src/api/tags.js";
 import { addr, type Address } from "../src/core/address.js";
 import type { CoreEvent, MemberInfo } from "../src/core/runtime.js";
 import { MemberState } from "../src/core/wire/messages.js";

@@ -20,7 +20,8 @@ import { Response_Code, TamTam } from "../src/gen/service/tamtam_pb.js";
 import { addService } from "../src/rpc/adapter.js";
 import { GrpcStatus } from "../src/rpc/grpc-wire.js";
 import { createH2Client } from "../src/rpc/h2-client.js";
-import { AgentError, toRpcError } from "../src/rpc/status.js";
+import { AgentError } from "../src/api/errors.js";
+import { toRpcError } from "../src/rpc/status.js";
 import { rejection } from "./helpers/rpc-errors.js";
 import { stubService } from "./helpers/service-stubs.js";
 

@@ -12,8 +12,9 @@ import { addr } from "../src/core/address.js";
 import { MemberState } from "../src/core/wire/messages.js";
 import { ClusterRequestRefusedError, type Engine } from "../src/engine/engine.js";
 import { CommandRunner } from "../src/agent/command-runner.js";
-import { QueryResponder, type QueryEvent, runQuery } from "../src/agent/queries.js";
-import { AgentError } from "../src/rpc/status.js";
+import { QueryResponder, runQuery } from "../src/agent/queries.js";
+import type { QueryEvent } from "../src/api/agent-api.js";
+import { AgentError } from "../src/api/errors.js";
 import { memberInfo } from "./helpers/member-info.js";
 import { poll } from "./helpers/processes.js";
 

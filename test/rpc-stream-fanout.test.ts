@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, isMessage } from "@bufbuild/protobuf";
 import { Fanout } from "../src/agent/fanout.js";
-import type { AgentApi } from "../src/agent/api.js";
+import type { AgentApi } from "../src/api/agent-api.js";
 import { EmptySchema, MessageSchema, ResponseSchema, TamTam } from "../src/gen/service/tamtam_pb.js";
 import { addService, createClient, MessageBatch, serviceDefinition, type CallContext } from "../src/rpc/adapter.js";
 import { tamTamService } from "../src/rpc/service.js";

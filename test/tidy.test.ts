@@ -1,7 +1,8 @@
 /**
  * Purity of the core: every .ts file under src/core is scanned (outside comments) for names that
  * reach for a clock, timers, randomness, the process, Node modules or shared memory; and
- * src/core/tsconfig.json must type-check it with no ambient types at all.
+ * src/core/tsconfig.json must type-check it with no ambient types at all. And the folders of src
+ * depend on each other without a cycle (src/agent on src/rpc and src/api, never the way back).
  */
 
 import { describe, test } from "node:test";
@@ -12,6 +13,7 @@ import { fileURLToPath } from "node:url";
 
 /** The repository's src/core, from dist/test/tidy.test.js (or test/tidy.test.ts). */
 const CORE_DIR = fileURLToPath(new URL("../../src/core/", import.meta.url));
+const SRC_DIR = fileURLToPath(new URL("../../src/", import.meta.url));
 
 const FORBIDDEN: readonly [name: string, pattern: RegExp][] = [
   ["Date.now", /\bDate\s*\.\s*now\b/],
@@ -215,5 +217,66 @@ describe("src/core is pure", () => {
     assert.deepEqual(config.compilerOptions?.types, []);
     const lib = config.compilerOptions?.lib;
     assert.ok(Array.isArray(lib) && lib.every((l) => typeof l === "string" && !/^dom/i.test(l)), `lib ${JSON.stringify(lib)} has no DOM`);
+  });
+});
+
+/** The relative import and export specifiers of one source file (comments stripped). */
+function relativeSpecifiers(file: string): string[] {
+  const code = stripComments(readFileSync(file, "utf8"));
+  return [...code.matchAll(/\b(?:import|export)\b[^;"']*?\bfrom\s*["']([^"']+)["']|\bimport\s*\(\s*["']([^"']+)["']/g)]
+    .map((m) => (m[1] ?? m[2]) as string)
+    .filter((spec) => spec.startsWith("./") || spec.startsWith("../"));
+}
+
+/** src/<folder> of a path under src (files directly in src have none). */
+function folderOf(path: string): string | null {
+  const parts = relative(SRC_DIR, path).split(/[\\/]/);
+  return parts.length > 1 && parts[0] !== ".." ? (parts[0] as string) : null;
+}
+
+/** Every cycle of the graph, as folder paths that start and end at the same folder. */
+function folderCycles(edges: ReadonlyMap<string, ReadonlySet<string>>): string[][] {
+  const cycles: string[][] = [];
+  const visit = (path: string[]): void => {
+    const last = path[path.length - 1] as string;
+    for (const next of edges.get(last) ?? []) {
+      if (next === path[0]) cycles.push([...path, next]);
+      // Each cycle once: from its smallest folder name.
+      else if (next > (path[0] as string) && !path.includes(next)) visit([...path, next]);
+    }
+  };
+  for (const start of [...edges.keys()].sort()) visit([start]);
+  return cycles;
+}
+
+describe("src folders depend on each other without a cycle", () => {
+  test("the cycle finder finds cycles", () => {
+    const edges = new Map([
+      ["a", new Set(["b"])],
+      ["b", new Set(["c", "a"])],
+      ["c", new Set(["a"])],
+    ]);
+    assert.deepEqual(folderCycles(edges), [
+      ["a", "b", "c", "a"],
+      ["a", "b", "a"],
+    ]);
+    assert.deepEqual(folderCycles(new Map([["a", new Set(["b"])]])), []);
+  });
+
+  test("no folder of src imports, through any chain, from a folder that imports it", () => {
+    const edges = new Map<string, Set<string>>();
+    for (const file of tsFiles(SRC_DIR)) {
+      const from = folderOf(file);
+      if (from === null || from === "gen") continue;
+      for (const spec of relativeSpecifiers(file)) {
+        const to = folderOf(resolve(dirname(file), spec));
+        if (to === null || to === from) continue;
+        let set = edges.get(from);
+        if (set === undefined) edges.set(from, (set = new Set()));
+        set.add(to);
+      }
+    }
+    assert.ok((edges.get("agent")?.size ?? 0) > 0, "src/agent imports from other folders");
+    assert.deepEqual(folderCycles(edges).map((c) => c.join(" -> ")), []);
   });
 });

@@ -34,7 +34,7 @@ import type { CoreEvent, MemberInfo } from "../core/runtime.js";
 import { MEMBER_STATE_NAMES, MemberState } from "../core/wire/messages.js";
 import { type CommandLog, CommandRunner, type CommandRunnerStats, DEFAULT_MAX_STDIN_BYTES } from "./command-runner.js";
 import type { EventHandlerSpec, EventName, MemberEventName } from "./event-filter.js";
-import { decodeTagMap } from "./tags.js";
+import { decodeTagMap } from "../api/tags.js";
 
 /**
  * Quiet time that closes a batch of membership events, and the longest an event waits in one:

@@ -16,8 +16,7 @@ import { addService } from "../rpc/adapter.js";
 import { addReflection } from "../rpc/reflection.js";
 import { tamTamService } from "../rpc/service.js";
 import { requireToken } from "../rpc/token.js";
-import type { AgentApi } from "./api.js";
-import type { LogLevelName } from "./options.js";
+import type { AgentApi, LogLevelName } from "../api/agent-api.js";
 
 /** What the listener needs of a loaded gRPC server. */
 export interface GrpcServer {

@@ -17,7 +17,8 @@
 
 import { createHash } from "node:crypto";
 import type { Address } from "../core/address.js";
-import { AgentError, isAgentError } from "../rpc/agent-error.js";
+import type { KeyFailure, KeyOperation, KeysOutcome } from "../api/agent-api.js";
+import { AgentError, isAgentError } from "../api/errors.js";
 import type { Keyring } from "../seal/keyring.js";
 
 /** Cluster request kind of keyring operations. */
@@ -25,31 +26,7 @@ export const KEYRING_REQUEST_KIND = 1;
 const FINGERPRINT_BYTES = 8;
 const MAX_REASON_BYTES = 200;
 
-export type KeyOperation = "list" | "install" | "use" | "remove";
 const OPS: readonly KeyOperation[] = ["list", "install", "use", "remove"];
-
-export interface KeyCount {
-  /** "sha256:" + hex of the first 8 bytes of the key's SHA-256. */
-  readonly fingerprint: string;
-  readonly installed: number;
-  readonly primary: number;
-  /** Installed on this agent. */
-  readonly local: boolean;
-}
-
-export interface KeyFailure {
-  readonly member: Address;
-  readonly reason: string;
-}
-
-export interface KeysOutcome {
-  /** Members asked, this agent included. */
-  readonly members: number;
-  /** Members that confirmed, this agent included. */
-  readonly confirmed: number;
-  readonly keys: readonly KeyCount[];
-  readonly failures: readonly KeyFailure[];
-}
 
 /** The fingerprint bytes of `key`. */
 function fingerprintBytes(key: Uint8Array): Uint8Array {

@@ -7,7 +7,7 @@
 import { createRequire } from "node:module";
 import { pino, type Logger } from "pino";
 import type { PrettyStream } from "pino-pretty";
-import type { LogLevelName } from "./options.js";
+import type { LogLevelName } from "../api/agent-api.js";
 
 // pino-pretty is loaded only when a terminal reads the log: JSON-logging agents never pay for it.
 const requireModule = createRequire(import.meta.url);

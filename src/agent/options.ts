@@ -3,12 +3,11 @@
  * merged (flag > env > file > default). The CLI builds this; `runAgent` consumes it.
  */
 
+import type { LogLevelName } from "../api/agent-api.js";
 import type { FaultSettings, PresetName } from "../core/config.js";
 import type { EventHandlerSpec } from "./event-filter.js";
 import type { QueryHandlerSpec } from "./query-codec.js";
 
-export const LOG_LEVELS = ["all", "trace", "debug", "info", "warn", "error", "fatal", "off"] as const;
-export type LogLevelName = (typeof LOG_LEVELS)[number];
 
 export interface MulticastOptions {
   /** Announce and discover members by cluster name. */

@@ -23,22 +23,12 @@ import { MAX_TARGETS } from "../core/requests.js";
 import { MemberState } from "../core/wire/messages.js";
 import type { ClusterRequestProgress, Engine } from "../engine/engine.js";
 import { ClusterRequestRefusedError } from "../engine/engine.js";
-import { AgentError } from "../rpc/agent-error.js";
+import type { IncomingQuery, QueryEvent, QueryParams } from "../api/agent-api.js";
+import { AgentError } from "../api/errors.js";
+import { decodeTagMap, matchesTags, type TagFilter } from "../api/tags.js";
 import type { CommandRunner } from "./command-runner.js";
 import { Fanout, type Subscription } from "./fanout.js";
-import {
-  decodeAnswer,
-  decodeQuery,
-  encodeAnswer,
-  encodeFailure,
-  encodeQuery,
-  QUERY_REQUEST_KIND,
-  type QueryHandlerSpec,
-  queryHeaderBytes,
-  queryNameProblem,
-  QueryStatus,
-} from "./query-codec.js";
-import { decodeTagMap, matchesTags, type TagFilter } from "./tags.js";
+import { decodeAnswer, decodeQuery, encodeAnswer, encodeFailure, encodeQuery, QUERY_REQUEST_KIND, type QueryHandlerSpec, queryHeaderBytes, queryNameProblem, QueryStatus } from "./query-codec.js";
 
 /** What `handle` returns for a query answered at once. */
 const NOTHING_TO_WITHDRAW = (): void => undefined;
@@ -54,16 +44,6 @@ export const MAX_QUERY_SERVERS = 64;
 const COMMAND_SETTLE_MS = 2_000;
 /** Queries one ServeQueries stream may fall behind by before its oldest are dropped (and answered as failed at their timeout). */
 const SERVER_QUEUE_ITEMS = 256;
-
-/** A query handed to a ServeQueries stream. */
-export interface IncomingQuery {
-  readonly id: bigint;
-  readonly name: string;
-  readonly payload: Uint8Array;
-  readonly from: Address;
-  readonly timeoutMs: number;
-  readonly maxResponseBytes: number;
-}
 
 export interface QueryResponderCounters {
   received: number;
@@ -266,31 +246,6 @@ export class QueryResponder {
 
 // ---------------------------------------------------------------------------------------------
 // Sending a query.
-
-export interface QueryParams {
-  readonly name: string;
-  readonly payload: Uint8Array;
-  readonly filters: readonly TagFilter[];
-  /** Only these members (empty: all that match the filters). */
-  readonly nodes: readonly Address[];
-  readonly timeoutMs: number;
-  readonly ack: boolean;
-  readonly relayCount: number;
-}
-
-export type QueryEvent =
-  | { readonly type: "ack"; readonly from: Address }
-  | { readonly type: "response"; readonly from: Address; readonly payload: Uint8Array }
-  | { readonly type: "error"; readonly from: Address; readonly error: string }
-  | {
-      readonly type: "summary";
-      readonly asked: number;
-      readonly acknowledged: number;
-      readonly answered: number;
-      readonly failed: number;
-      readonly missing: readonly Address[];
-      readonly elapsedMs: number;
-    };
 
 /** Largest query payload for `name` (bytes), given the core's largest request payload. */
 export function maxQueryPayloadBytes(maxRequestPayloadBytes: number, name: string): number {

@@ -9,7 +9,7 @@ import { type EventHandlerSpec, parseEventHandler, queryEventHandler } from "../
 import { parseAddress, parseIp } from "../core/address.js";
 import type { PresetName } from "../core/config.js";
 import { parseQueryHandler, type QueryHandlerSpec } from "../agent/query-codec.js";
-import { parseTagAssignments } from "../agent/tags.js";
+import { parseTagAssignments } from "../api/tags.js";
 import { decodeKey } from "../seal/checks.js";
 import type { startingKeys } from "../seal/keyring.js";
 import { CliError, EXIT } from "./base-command.js";

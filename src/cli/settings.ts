@@ -101,7 +101,7 @@ import { parseHostPort, unixSocketPath } from "../rpc/grpc-wire.js";
 import { keyProblem, labelProblem } from "../seal/checks.js";
 import { EVENT_HANDLER_TIMEOUT_MS, eventHandlerProblem } from "../agent/event-filter.js";
 import { MAX_ENGINE_WORKERS } from "../engine/limits.js";
-import { parseTagAssignment } from "../agent/tags.js";
+import { parseTagAssignment } from "../api/tags.js";
 import { queryHandlerProblem } from "../agent/query-codec.js";
 
 // The YAML parser is loaded only when a config file is read: most calls have none, and loading

@@ -2,7 +2,7 @@
  * Member tags in the core: their canonical byte encoding, its check, and the size limit that
  * keeps a member's alive statement with its tags inside every datagram budget. The core treats
  * tags as bytes (keys and values are UTF-8 to the hosts, opaque here); hosts turn them into
- * strings (src/agent/tags.ts).
+ * strings (src/api/tags.ts).
  *
  * Encoding (the payload of a TAGS item, see wire/messages.ts):
  *   varint count, then count times: varint keyLength (1..MAX_TAG_KEY_BYTES), key bytes,

@@ -9,13 +9,12 @@
 
 import { parseAddress, type Address } from "../core/address.js";
 import { MEMBER_STATE_NAMES } from "../core/wire/messages.js";
-import type { MemberView } from "../agent/api.js";
-import type { Subscription } from "../agent/fanout.js";
-import type { AgentOptions, LogLevelName } from "../agent/options.js";
+import type { MemberView, ItemSubscription, LogLevelName } from "../api/agent-api.js";
+import type { AgentOptions } from "../agent/options.js";
 import { agentOptions, withStartingKeys } from "../cli/agent-options.js";
 import { AGENT_SETTINGS, type AgentSettingName, type FlagValues, resolveSettings, type SettingValue, systemIO } from "../cli/settings.js";
-import { checkedBroadcast, checkedForget, checkedJoin } from "../agent/api-checks.js";
-import { AgentError, type AgentErrorCode } from "../rpc/agent-error.js";
+import { checkedBroadcast, checkedForget, checkedJoin } from "../api/checks.js";
+import { AgentError, type AgentErrorCode } from "../api/errors.js";
 
 export { AgentError, type AgentErrorCode };
 
@@ -121,7 +120,7 @@ function addressOf(text: string): Address {
   return a;
 }
 
-function eventStream<A, B>(subscription: Subscription<A> | null, map: (item: A) => B): EventStream<B> {
+function eventStream<A, B>(subscription: ItemSubscription<A> | null, map: (item: A) => B): EventStream<B> {
   if (subscription === null) throw new AgentError("TOO_MANY_SUBSCRIBERS", "too many subscribers; close one first");
   return {
     get dropped() {

@@ -12,7 +12,7 @@ import type { SimReport } from "../sim/simulate.js";
 export type { AgentErrorCode, AgentHandle, AgentSettings, EventStream, Member, StartAgentOptions } from "./agent.js";
 export type { SimulateOptions } from "./simulate.js";
 export type { SimReport } from "../sim/simulate.js";
-export type { LogLevelName } from "../agent/options.js";
+export type { LogLevelName } from "../api/agent-api.js";
 
 /**
  * Starts an agent in this process, as `tamtam agent` with the same settings and defaults

@@ -5,16 +5,16 @@
  * QUEUE_WAIT_FIRST_MS to QUEUE_WAIT_MAX_STEP_MS) without reading further, so HTTP/2 flow control
  * holds the producer back; a queue that stays full for QUEUE_WAIT_LIMIT_MS ends the call with
  * BROADCAST_QUEUE_FULL (RESOURCE_EXHAUSTED). Refused messages (empty, too large) are counted
- * and skipped (the checks are src/agent/api-checks.ts's).
+ * and skipped (the checks are src/api/checks.ts's).
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
-import type { AgentApi } from "../agent/api.js";
+import type { AgentApi } from "../api/agent-api.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { BroadcastStreamReplySchema, Message } from "../gen/service/tamtam_pb.js";
 import type { CallContext } from "./adapter.js";
-import { checkBroadcast } from "../agent/api-checks.js";
-import { AgentError, isAgentError } from "./agent-error.js";
+import { checkBroadcast } from "../api/checks.js";
+import { AgentError, isAgentError } from "../api/errors.js";
 
 /** First wait for room in a full broadcast queue (ms); doubled up to QUEUE_WAIT_MAX_STEP_MS. */
 export const QUEUE_WAIT_FIRST_MS = 2;

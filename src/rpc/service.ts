@@ -11,18 +11,19 @@ import {
   type AgentApi,
   DEFAULT_KEYS_TIMEOUT_MS,
   DEFAULT_QUERY_TIMEOUT_MS,
+  type ItemSubscription,
+  type KeyOperation,
+  type KeysOutcome,
+  LOG_LEVELS,
   MAX_KEYS_TIMEOUT_MS,
   MAX_QUERY_TIMEOUT_MS,
   type MemberView,
   MIN_KEYS_TIMEOUT_MS,
   MIN_QUERY_TIMEOUT_MS,
-} from "../agent/api.js";
-import type { KeyOperation, KeysOutcome } from "../agent/keys.js";
+  type QueryEvent,
+} from "../api/agent-api.js";
 import { decodeKey } from "../seal/checks.js";
-import type { Subscription } from "../agent/fanout.js";
-import { LOG_LEVELS } from "../agent/options.js";
-import type { QueryEvent } from "../agent/queries.js";
-import { tagFilter, type TagFilter } from "../agent/tags.js";
+import { tagFilter, type TagFilter } from "../api/tags.js";
 import { MAX_RELAY_COUNT } from "../core/wire/messages.js";
 import {
   LogLevel_Level,
@@ -42,8 +43,9 @@ import {
 } from "../gen/service/tamtam_pb.js";
 import { MessageBatch, oncePerObject, STREAM_WRITE_AHEAD_MESSAGES, type CallContext, type ServiceImplementation } from "./adapter.js";
 import { broadcastStream } from "./broadcast-stream.js";
-import { checkedBroadcast, checkedForget, checkedJoin } from "../agent/api-checks.js";
-import { AgentError, toRpcError } from "./status.js";
+import { checkedBroadcast, checkedForget, checkedJoin } from "../api/checks.js";
+import { AgentError } from "../api/errors.js";
+import { toRpcError } from "./status.js";
 
 const STATUS_OF: Record<MemberState, Status> = {
   [MemberState.Alive]: Status.ALIVE,
@@ -126,7 +128,7 @@ function keysReply(o: KeysOutcome): KeysReply {
 }
 
 /** A subscription's items, mapped, in batches; ends `sub` when the call is cancelled, so a blocked read returns at once. */
-async function* drain<T, O>(sub: Subscription<T> | null, context: CallContext, map: (item: T) => O): AsyncGenerator<MessageBatch<O>> {
+async function* drain<T, O>(sub: ItemSubscription<T> | null, context: CallContext, map: (item: T) => O): AsyncGenerator<MessageBatch<O>> {
   if (sub === null) throw new AgentError("TOO_MANY_SUBSCRIBERS", "too many stream subscribers; try again later");
   const onAbort = (): void => sub.close();
   context.signal.addEventListener("abort", onAbort, { once: true });

@@ -1,16 +1,14 @@
 /**
- * Errors as the gRPC server sends them: an AgentError (agent-error.ts, which holds the one
- * table from the agent's stable codes to gRPC status codes) becomes an RpcError with the mapped
- * status, the one-line message and the stable code in the `tamtam-error` trailer; anything else
- * is INTERNAL.
+ * Errors as the gRPC server sends them: an AgentError (src/api/errors.ts) becomes an RpcError
+ * with the status of src/rpc/error-status.ts's table, the one-line message and the stable code
+ * in the `tamtam-error` trailer; anything else is INTERNAL.
  */
 
 import { Metadata } from "@grpc/grpc-js";
 import { RpcError } from "./adapter.js";
-import { AGENT_ERROR_STATUS, AgentError, type AgentErrorCode, isAgentError } from "./agent-error.js";
+import { type AgentErrorCode, isAgentError } from "../api/errors.js";
+import { AGENT_ERROR_STATUS } from "./error-status.js";
 import { ERROR_CODE_TRAILER } from "./grpc-wire.js";
-
-export { AGENT_ERROR_STATUS, AgentError, type AgentErrorCode, ERROR_CODE_TRAILER, isAgentError };
 
 /** Any error thrown by a handler, as the RpcError the server sends. */
 export function toRpcError(err: unknown): RpcError {

@@ -41,8 +41,7 @@
  */
 
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
-import { MessageType, FLAG_LABELED, FLAG_SEALED, SEALED_OVERHEAD_BYTES, WIRE_MAGIC_0, WIRE_MAGIC_1 } from "../core/wire/messages.js";
-import { ANNOUNCE_MAGIC_1 } from "../transport/announce.js";
+import { ANNOUNCE_MAGIC_1, MessageType, FLAG_LABELED, FLAG_SEALED, SEALED_OVERHEAD_BYTES, WIRE_MAGIC_0, WIRE_MAGIC_1 } from "../core/wire/messages.js";
 import { labelProblem } from "./checks.js";
 import type { Keyring } from "./keyring.js";
 import { ReplayGuard } from "./replay.js";

@@ -13,9 +13,8 @@
 
 import { type Address, internIpv4, internIpv6 } from "../core/address.js";
 import { ProtocolError } from "../core/errors.js";
+import { ANNOUNCE_MAGIC_1, WIRE_MAGIC_0 } from "../core/wire/messages.js";
 
-export const ANNOUNCE_MAGIC_0 = 0x54;
-export const ANNOUNCE_MAGIC_1 = 0x41;
 export const ANNOUNCE_VERSION = 1;
 export const MAX_CLUSTER_NAME_BYTES = 64;
 
@@ -40,7 +39,7 @@ export function encodeAnnouncement(a: Announcement): Uint8Array {
   const name = utf8.encode(a.clusterName);
   const ipBytes = a.address.ip.length;
   const out = new Uint8Array(4 + name.length + 1 + ipBytes + 2);
-  out[0] = ANNOUNCE_MAGIC_0;
+  out[0] = WIRE_MAGIC_0;
   out[1] = ANNOUNCE_MAGIC_1;
   out[2] = ANNOUNCE_VERSION;
   out[3] = name.length;
@@ -56,7 +55,7 @@ export function encodeAnnouncement(a: Announcement): Uint8Array {
 
 export function decodeAnnouncement(b: Uint8Array): Announcement {
   if (b.length < 4) throw new ProtocolError("TRUNCATED", b.length, "announcement header");
-  if (b[0] !== ANNOUNCE_MAGIC_0 || b[1] !== ANNOUNCE_MAGIC_1) throw new ProtocolError("BAD_MAGIC", 0);
+  if (b[0] !== WIRE_MAGIC_0 || b[1] !== ANNOUNCE_MAGIC_1) throw new ProtocolError("BAD_MAGIC", 0);
   if (b[2] !== ANNOUNCE_VERSION) throw new ProtocolError("BAD_VERSION", 2, `version ${b[2]}`);
   const nameLength = b[3] as number;
   if (nameLength < 1 || nameLength > MAX_CLUSTER_NAME_BYTES) throw new ProtocolError("BAD_LENGTH", 3, `cluster name of ${nameLength} bytes`);

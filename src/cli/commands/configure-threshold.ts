@@ -1,7 +1,7 @@
 /** `tamtam configure threshold LEVEL`: changes the agent's log level live. */
 
 import { Command, Option } from "clipanion";
-import { LOG_LEVELS, type LogLevelName } from "../../agent/options.js";
+import { LOG_LEVELS, type LogLevelName } from "../../api/agent-api.js";
 import type { LogLevel_Level } from "../../gen/service/tamtam_pb.js";
 import { CliError, EXIT, TamTamCommand } from "../base-command.js";
 

@@ -8,7 +8,7 @@
 import { parseIp } from "../../core/address.js";
 import { Status, type Node } from "../../gen/service/tamtam_pb.js";
 import type { Style } from "../base-command.js";
-import { matchesTags, type TagFilter, tagsText } from "../../agent/tags.js";
+import { matchesTags, type TagFilter, tagsText } from "../../api/tags.js";
 
 export const NODE_COLUMNS = ["NODE", "AGE", "EMIT #", "MILLIS", "STATUS"] as const;
 /** The columns when some member shown has tags. */

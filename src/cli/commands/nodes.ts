@@ -6,7 +6,7 @@
 
 import { Command, Option } from "clipanion";
 import type { NodeList } from "../../gen/service/tamtam_pb.js";
-import { parseTagFilter, type TagFilter } from "../../agent/tags.js";
+import { parseTagFilter, type TagFilter } from "../../api/tags.js";
 import { CliError, EXIT, TamTamCommand, type AgentClient } from "../base-command.js";
 
 /** `--tag KEY=REGEXP` filters from the command line; a bad one is a usage error. */

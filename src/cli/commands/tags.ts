@@ -6,7 +6,7 @@
 
 import { Command, Option } from "clipanion";
 import type { TagsReply } from "../../gen/service/tamtam_pb.js";
-import { parseTagAssignments, tagKeyProblem } from "../../agent/tags.js";
+import { parseTagAssignments, tagKeyProblem } from "../../api/tags.js";
 import { CliError, EXIT, TamTamCommand, type AgentClient } from "../base-command.js";
 
 const DETAILS_COMMON = `      The change travels with the agent's alive statement (its incarnation goes up by one) and

@@ -124,6 +124,8 @@ import type { Address } from "../address.js";
 
 export const WIRE_MAGIC_0 = 0x54;
 export const WIRE_MAGIC_1 = 0x6d;
+/** Second magic byte of a multicast discovery announcement (src/transport/announce.ts), after WIRE_MAGIC_0. */
+export const ANNOUNCE_MAGIC_1 = 0x41;
 export const WIRE_VERSION = 1;
 export const FLAG_SEALED = 0x01;
 export const FLAG_LABELED = 0x02;

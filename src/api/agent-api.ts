@@ -1,18 +1,18 @@
 /**
- * What the gRPC service (and any other front end) needs from a running agent, and the ranges
- * of what callers may ask. The agent implements it over its engine; tests implement it with a
- * fake. Methods throw AgentError (src/rpc/agent-error.ts) for anything a caller did wrong or
- * that did not work out. Types and constants only: the agent and its gRPC layer, two bundles,
- * both use it.
+ * src/api/agent-api.ts: what the gRPC service (and any other front end: the library, tests)
+ * needs from a running agent, the types of what it takes and returns, and the ranges of what
+ * callers may ask. The agent (src/agent) implements it over its engine; tests implement it with
+ * a fake. Methods throw AgentError (src/api/errors.ts) for anything a caller did wrong or that
+ * did not work out. Types and constants only: the agent and its gRPC layer, two bundles, both
+ * use it, and src/api depends on neither.
  */
 
 import type { Address } from "../core/address.js";
 import type { MemberInfo } from "../core/runtime.js";
-import type { Subscription } from "./fanout.js";
-import type { KeyOperation, KeysOutcome } from "./keys.js";
-import type { LogLevelName } from "./options.js";
-import type { IncomingQuery, QueryEvent, QueryParams } from "./queries.js";
-import type { Tags } from "./tags.js";
+import type { TagFilter, Tags } from "./tags.js";
+
+export const LOG_LEVELS = ["all", "trace", "debug", "info", "warn", "error", "fatal", "off"] as const;
+export type LogLevelName = (typeof LOG_LEVELS)[number];
 
 /** Default wait for the members' confirmations of a key operation (ms). */
 export const DEFAULT_KEYS_TIMEOUT_MS = 5_000;
@@ -44,6 +44,79 @@ export interface TagsState {
   readonly incarnation: number;
 }
 
+/**
+ * One subscriber's bounded queue of items (src/agent/fanout.ts): a reader that falls behind
+ * loses its oldest items, counted in `dropped`. An async iterable that ends when closed.
+ */
+export interface ItemSubscription<T> extends AsyncIterable<T> {
+  /** Items lost because this subscriber fell behind by more than its capacity. */
+  readonly dropped: number;
+  /** The oldest queued items, up to `maxItems`, as soon as there is one; null once closed. */
+  nextBatch(maxItems: number): Promise<T[] | null>;
+  close(): void;
+}
+
+/** A gossip key operation (src/agent/keys.ts). */
+export type KeyOperation = "list" | "install" | "use" | "remove";
+
+export interface KeyCount {
+  /** "sha256:" + hex of the first 8 bytes of the key's SHA-256. */
+  readonly fingerprint: string;
+  readonly installed: number;
+  readonly primary: number;
+  /** Installed on this agent. */
+  readonly local: boolean;
+}
+
+export interface KeyFailure {
+  readonly member: Address;
+  readonly reason: string;
+}
+
+export interface KeysOutcome {
+  /** Members asked, this agent included. */
+  readonly members: number;
+  /** Members that confirmed, this agent included. */
+  readonly confirmed: number;
+  readonly keys: readonly KeyCount[];
+  readonly failures: readonly KeyFailure[];
+}
+
+export interface QueryParams {
+  readonly name: string;
+  readonly payload: Uint8Array;
+  readonly filters: readonly TagFilter[];
+  /** Only these members (empty: all that match the filters). */
+  readonly nodes: readonly Address[];
+  readonly timeoutMs: number;
+  readonly ack: boolean;
+  readonly relayCount: number;
+}
+
+export type QueryEvent =
+  | { readonly type: "ack"; readonly from: Address }
+  | { readonly type: "response"; readonly from: Address; readonly payload: Uint8Array }
+  | { readonly type: "error"; readonly from: Address; readonly error: string }
+  | {
+      readonly type: "summary";
+      readonly asked: number;
+      readonly acknowledged: number;
+      readonly answered: number;
+      readonly failed: number;
+      readonly missing: readonly Address[];
+      readonly elapsedMs: number;
+    };
+
+/** A query handed to a ServeQueries stream. */
+export interface IncomingQuery {
+  readonly id: bigint;
+  readonly name: string;
+  readonly payload: Uint8Array;
+  readonly from: Address;
+  readonly timeoutMs: number;
+  readonly maxResponseBytes: number;
+}
+
 export interface AgentApi {
   /** This agent's advertised gossip address. */
   readonly localAddress: Address;
@@ -63,20 +136,20 @@ export interface AgentApi {
   setLogLevel(level: LogLevelName): void;
   stats(): Promise<Readonly<Record<string, number>>>;
   /** Broadcast payloads as they arrive; null when too many subscribers are connected. */
-  subscribeBroadcasts(): Subscription<Uint8Array> | null;
+  subscribeBroadcasts(): ItemSubscription<Uint8Array> | null;
   /**
    * A gossip key operation on this agent (throws AgentError if it refuses), then, unless
    * `local`, on every alive member within `timeoutMs` (src/agent/keys.ts). `key` is null for list.
    */
   keys(op: KeyOperation, key: Uint8Array | null, options: { readonly local: boolean; readonly timeoutMs: number }): Promise<KeysOutcome>;
   /** Membership changes as they happen; null when too many subscribers are connected. */
-  subscribeMembers(): Subscription<MemberView> | null;
+  subscribeMembers(): ItemSubscription<MemberView> | null;
   /** Adds or replaces tags of this agent (`set`), then deletes `remove` keys; gossiped to every member. */
   changeTags(set: Tags, remove: readonly string[]): Promise<TagsState>;
   /** Runs a query; `emit` gets its events, the summary last (see src/agent/queries.ts). */
   query(params: QueryParams, emit: (event: QueryEvent) => void): Promise<void>;
   /** Queries this agent receives, for a program that answers them; null when too many streams are open. */
-  serveQueries(names: readonly string[]): Subscription<IncomingQuery> | null;
+  serveQueries(names: readonly string[]): ItemSubscription<IncomingQuery> | null;
   /** A program's answer to a query it got from serveQueries; throws UNKNOWN_QUERY when it no longer waits. */
   respondQuery(id: bigint, payload: Uint8Array, error: string): void;
 }

@@ -1,13 +1,13 @@
 /**
- * The checks every front end of the agent applies before it calls the AgentApi (api.ts): the
- * gRPC service (src/rpc/service.ts, src/rpc/broadcast-stream.ts) and the library's startAgent
- * handle (src/lib/agent.ts). Plain functions without gRPC or protobuf, so that the library does
+ * src/api/checks.ts: the checks every front end of the agent applies before it calls the
+ * AgentApi (agent-api.ts): the gRPC service (src/rpc/service.ts, src/rpc/broadcast-stream.ts)
+ * and the library's startAgent handle (src/lib/agent.ts). Plain functions without gRPC or protobuf, so that the library does
  * not load the gRPC server to use them.
  */
 
 import type { Address } from "../core/address.js";
-import { AgentError } from "../rpc/agent-error.js";
-import type { AgentApi } from "./api.js";
+import { AgentError } from "./errors.js";
+import type { AgentApi } from "./agent-api.js";
 
 /** Throws the agent error for a payload no broadcast can carry (empty, over the agent's limit). */
 export function checkBroadcast(agent: Pick<AgentApi, "maxBroadcastBytes">, bytes: Uint8Array): void {
