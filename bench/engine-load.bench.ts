@@ -151,7 +151,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === "--busy-broadcast-rate") args.busyBroadcastRate = Number(next());
     else if (a === "--busy-ping-rate") args.busyPingRate = Number(next());
     else if (a === "--busy-seconds") args.busySeconds = Number(next());
-    else if (a === "--busy-gossip-rates") args.busyGossipRates = next().split(",").map(Number).filter((x) => Number.isFinite(x) && x >= 0);
+    else if (a === "--busy-gossip-rates") args.busyGossipRates = [...new Set(next().split(",").map(Number))];
     else if (a === "--busy-warmup-seconds") args.busyWarmupSeconds = Number(next());
     else if (a === "--rates") args.rates = list(next());
     else if (a === "--step-ms") args.stepMs = Number(next());
@@ -167,6 +167,12 @@ function parseArgs(argv: string[]): Args {
     else if (a === "--skip-broadcast") args.broadcast = false;
     else unknownArgument(a);
   }
+  const badValue = (what: string): never => {
+    process.stderr.write(`engine-load.bench: ${what}\n`);
+    process.exit(2);
+  };
+  if (args.busyGossipRates.length === 0 || !args.busyGossipRates.every((x) => Number.isFinite(x) && x >= 0)) badValue("--busy-gossip-rates takes datagram rates >= 0, comma-separated");
+  if (!(Number.isFinite(args.busyWarmupSeconds) && args.busyWarmupSeconds >= 0)) badValue("--busy-warmup-seconds takes a number of seconds >= 0");
   return args;
 }
 
@@ -1130,6 +1136,8 @@ async function main(): Promise<void> {
               broadcastRate: args.busyBroadcastRate,
               pingRate: args.busyPingRate,
               seconds: args.busySeconds,
+              warmupSeconds: args.busyWarmupSeconds,
+              gossipRates: args.busyGossipRates,
               medians: busyMedians,
               ratiosOverInline: busyRatios,
               runs: busy,
@@ -1199,7 +1207,7 @@ async function main(): Promise<void> {
     console.table(
       busyMedians.map((b) => ({
         engine: modeName(b.mode),
-        "gossip/s beside": num(b.gossipSentPerSec),
+        "gossip/s sent beside": num(b.gossipSentPerSec),
         "rtt p50 ms": num(b.rttP50Ms),
         "rtt p99 ms": num(b.rttP99Ms),
         "rtt max ms": num(b.rttMaxMs),

@@ -397,6 +397,8 @@ const BUSY_BROADCASTS_PER_DATAGRAM = 10;
 const BROADCAST_PAYLOAD_BYTES = 64;
 /** Broadcasts the gossip steps retransmit (the agent has seen each after the first step). */
 const BROADCAST_POOL = 64;
+/** Frames built and sealed between two turns of the event loop before a gossip step. */
+const BUILD_BATCH = 1_000;
 /** Largest datagram on the wire (the agents' maxPacketBytes). */
 const MAX_PACKET_BYTES = 1232;
 
@@ -497,10 +499,15 @@ async function runStep(spec: StepSpec, ports: Set<number>): Promise<Record<strin
   let frames: Uint8Array[] = [];
   const gossipRate = spec.traffic === "gossip" ? spec.rate : spec.traffic === "busy" ? spec.gossipRate : 0;
   if (gossipRate > 0) {
-    // Built and sealed before the clock starts: while timed, the generator only sends.
+    // Built and sealed before the clock starts: while timed, the generator only sends. Building
+    // yields every BUILD_BATCH frames, so that the members go on answering the agent's probes
+    // (sealing 100,000 frames takes about a second, long enough for the agent to suspect them).
+    // The first step that carries the pool broadcasts delivers them once to the agent's
+    // subscribers (64 items); the busy runs' untimed warm-up takes them.
     const p0 = performance.now();
     frames = new Array<Uint8Array>(Math.ceil((gossipRate * spec.durationMs) / 1000));
     for (let k = 0; k < frames.length; k++) {
+      if (k % BUILD_BATCH === BUILD_BATCH - 1) await immediate();
       const i = k % n;
       const b = k % BROADCAST_POOL;
       let plain = gossipCache.get(i * BROADCAST_POOL + b);

@@ -64,7 +64,7 @@ const EXTERNAL = ["yaml", "pino-pretty", "piscina", "@grpc/reflection", "@grpc/p
  * Modules that may be bundled into more than one layer: stateless, no instanceof across layers
  * (generated schemas are compared by type name, never by identity).
  */
-const SHAREABLE = [/^</, /^src\/gen\//, /^src\/core\//, /^src\/shm\//, /^src\/agent\/options\.ts$/, /^src\/agent\/event-filter\.ts$/, /^src\/engine\/limits\.ts$/, /^src\/rpc\/grpc-wire\.ts$/, /^src\/rpc\/embedded-descriptor\.ts$/, /^src\/api\/(agent-api|errors|tags)\.ts$/, /^src\/seal\/checks\.ts$/, /^src\/sim\/params\.ts$/, /^src\/agent\/query-codec\.ts$/, /(^|\/)node_modules\//];
+const SHAREABLE = [/^</, /^src\/gen\//, /^src\/core\//, /^src\/shm\//, /^src\/agent\/event-filter\.ts$/, /^src\/engine\/limits\.ts$/, /^src\/rpc\/grpc-wire\.ts$/, /^src\/rpc\/embedded-descriptor\.ts$/, /^src\/api\/(agent-api|errors|tags)\.ts$/, /^src\/seal\/checks\.ts$/, /^src\/sim\/params\.ts$/, /^src\/agent\/query-codec\.ts$/, /(^|\/)node_modules\//];
 /** The worker threads run in their own module graphs, so what they share with others is not shared at run time. */
 const OWN_GRAPH = new Set(["worker-entry.js", "opener-entry.js", "shard-worker.js"]);
 /** The executable only loads the others; it shares no module with them. */

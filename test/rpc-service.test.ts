@@ -10,7 +10,17 @@ import * as http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
 import { addr, type Address } from "../src/core/address.js";
 import { MemberState } from "../src/core/wire/messages.js";
-import type { AgentApi, MemberView, TagsState, IncomingQuery, QueryEvent, QueryParams, LogLevelName, KeyOperation, KeysOutcome } from "../src/api/agent-api.js";
+import type {
+  AgentApi,
+  IncomingQuery,
+  KeyOperation,
+  KeysOutcome,
+  LogLevelName,
+  MemberView,
+  QueryEvent,
+  QueryParams,
+  TagsState,
+} from "../src/api/agent-api.js";
 import type { Tags } from "../src/api/tags.js";
 import { Fanout } from "../src/agent/fanout.js";
 import type { AgentOptions } from "../src/agent/options.js";

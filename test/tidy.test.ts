@@ -223,8 +223,8 @@ describe("src/core is pure", () => {
 /** The relative import and export specifiers of one source file (comments stripped). */
 function relativeSpecifiers(file: string): string[] {
   const code = stripComments(readFileSync(file, "utf8"));
-  return [...code.matchAll(/\b(?:import|export)\b[^;"']*?\bfrom\s*["']([^"']+)["']|\bimport\s*\(\s*["']([^"']+)["']/g)]
-    .map((m) => (m[1] ?? m[2]) as string)
+  return [...code.matchAll(/\b(?:import|export)\b[^;"']*?\bfrom\s*["']([^"']+)["']|\bimport\s*\(\s*["']([^"']+)["']|\bimport\s*["']([^"']+)["']/g)]
+    .map((m) => (m[1] ?? m[2] ?? m[3]) as string)
     .filter((spec) => spec.startsWith("./") || spec.startsWith("../"));
 }
 

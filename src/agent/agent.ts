@@ -26,14 +26,15 @@ import { maxAnswerBytes, maxRequestPayloadBytes } from "../core/requests.js";
 import { tagsProblem } from "../core/tags.js";
 import type { CoreEvent, MemberInfo } from "../core/runtime.js";
 import { type BroadcastOutcome, ClusterRequestRefusedError, createEngine, type Engine } from "../engine/engine.js";
+import type { AgentApi, LogLevelName, MemberView } from "../api/agent-api.js";
 import { AgentError, type AgentErrorCode } from "../api/errors.js";
+import { decodeTagMap, encodeTagMap, tagKeyProblem, tagsText } from "../api/tags.js";
 import { DropLog } from "../seal/drop-log.js";
 import { Envelope } from "../seal/envelope.js";
 import { Keyring, writeKeyringFile } from "../seal/keyring.js";
 import { answerKeyRequest, applyKeyOperation, encodeKeyRequest, fingerprint, KEYRING_REQUEST_KIND, keysOutcome } from "./keys.js";
 import { DEFAULT_MULTICAST_IPV4, DEFAULT_MULTICAST_IPV6, MulticastDiscovery } from "../transport/multicast.js";
 import { isOwnGossipAddress, resolveGossipAddresses } from "./addresses.js";
-import type { AgentApi, MemberView, LogLevelName } from "../api/agent-api.js";
 import { EVENT_HANDLER_TIMEOUT_MS } from "./event-filter.js";
 import { EventHandlers } from "./event-handlers.js";
 import { Fanout } from "./fanout.js";
@@ -47,7 +48,6 @@ import type { AgentOptions } from "./options.js";
 import { CommandRunner } from "./command-runner.js";
 import { QUERY_REQUEST_KIND } from "./query-codec.js";
 import { QueryResponder, runQuery } from "./queries.js";
-import { decodeTagMap, encodeTagMap, tagKeyProblem, tagsText } from "../api/tags.js";
 
 /** Read by the command line before the agent starts (the keyring file and --encrypt). */
 export { startingKeys } from "../seal/keyring.js";

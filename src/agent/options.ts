@@ -8,7 +8,6 @@ import type { FaultSettings, PresetName } from "../core/config.js";
 import type { EventHandlerSpec } from "./event-filter.js";
 import type { QueryHandlerSpec } from "./query-codec.js";
 
-
 export interface MulticastOptions {
   /** Announce and discover members by cluster name. */
   readonly enabled: boolean;

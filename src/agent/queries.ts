@@ -28,7 +28,18 @@ import { AgentError } from "../api/errors.js";
 import { decodeTagMap, matchesTags, type TagFilter } from "../api/tags.js";
 import type { CommandRunner } from "./command-runner.js";
 import { Fanout, type Subscription } from "./fanout.js";
-import { decodeAnswer, decodeQuery, encodeAnswer, encodeFailure, encodeQuery, QUERY_REQUEST_KIND, type QueryHandlerSpec, queryHeaderBytes, queryNameProblem, QueryStatus } from "./query-codec.js";
+import {
+  decodeAnswer,
+  decodeQuery,
+  encodeAnswer,
+  encodeFailure,
+  encodeQuery,
+  QUERY_REQUEST_KIND,
+  type QueryHandlerSpec,
+  queryHeaderBytes,
+  queryNameProblem,
+  QueryStatus,
+} from "./query-codec.js";
 
 /** What `handle` returns for a query answered at once. */
 const NOTHING_TO_WITHDRAW = (): void => undefined;

@@ -3,8 +3,8 @@
  * needs from a running agent, the types of what it takes and returns, and the ranges of what
  * callers may ask. The agent (src/agent) implements it over its engine; tests implement it with
  * a fake. Methods throw AgentError (src/api/errors.ts) for anything a caller did wrong or that
- * did not work out. Types and constants only: the agent and its gRPC layer, two bundles, both
- * use it, and src/api depends on neither.
+ * did not work out. Types and constants only, bundled wherever they are used (the agent's gRPC
+ * layer, the CLI); src/api depends on neither src/agent nor src/rpc.
  */
 
 import type { Address } from "../core/address.js";

@@ -1,8 +1,8 @@
 /**
  * src/api/checks.ts: the checks every front end of the agent applies before it calls the
  * AgentApi (agent-api.ts): the gRPC service (src/rpc/service.ts, src/rpc/broadcast-stream.ts)
- * and the library's startAgent handle (src/lib/agent.ts). Plain functions without gRPC or protobuf, so that the library does
- * not load the gRPC server to use them.
+ * and the library's startAgent handle (src/lib/agent.ts). Plain functions without gRPC or
+ * protobuf, so that the library does not load the gRPC server to use them.
  */
 
 import type { Address } from "../core/address.js";

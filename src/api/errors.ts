@@ -1,7 +1,7 @@
 /**
- * src/api/errors.ts: the agent's stable error codes and AgentError, what every front end
- * (gRPC service, library, CLI) gets when the agent refuses or fails a request. The gRPC status
- * each code maps to is one table in src/rpc/error-status.ts.
+ * src/api/errors.ts: the agent's stable error codes and AgentError, what the agent throws when
+ * it refuses or fails a request: the library's callers get it as it is, gRPC clients (the CLI
+ * among them) as the status of src/rpc/error-status.ts's table with the code in a trailer.
  *
  * Plain constants and one class, without @grpc/grpc-js: the agent throws these before its gRPC
  * server is loaded (it is loaded with the first connection, see src/agent/rpc-listener.ts), and

@@ -1,6 +1,6 @@
 /**
- * Member tags as users write and read them: `KEY=VALUE` assignments (the agent's --tag, `tamtam
- * tags set`), string maps to and from the core's byte encoding (src/core/tags.ts), and tag
+ * src/api/tags.ts: member tags as users write and read them: `KEY=VALUE` assignments (the
+ * agent's --tag, `tamtam tags set`), string maps to and from the core's byte encoding (src/core/tags.ts), and tag
  * filters `KEY=REGEXP` (`tamtam nodes --tag`, `tamtam query --tag`), whose values are regular
  * expressions anchored at both ends, as Serf's are. Pure functions; no I/O.
  */

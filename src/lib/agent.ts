@@ -7,14 +7,14 @@
  * API sends in its `tamtam-error` trailer (src/rpc/status.ts).
  */
 
+import type { ItemSubscription, LogLevelName, MemberView } from "../api/agent-api.js";
+import { checkedBroadcast, checkedForget, checkedJoin } from "../api/checks.js";
+import { AgentError, type AgentErrorCode } from "../api/errors.js";
 import { parseAddress, type Address } from "../core/address.js";
 import { MEMBER_STATE_NAMES } from "../core/wire/messages.js";
-import type { MemberView, ItemSubscription, LogLevelName } from "../api/agent-api.js";
 import type { AgentOptions } from "../agent/options.js";
 import { agentOptions, withStartingKeys } from "../cli/agent-options.js";
 import { AGENT_SETTINGS, type AgentSettingName, type FlagValues, resolveSettings, type SettingValue, systemIO } from "../cli/settings.js";
-import { checkedBroadcast, checkedForget, checkedJoin } from "../api/checks.js";
-import { AgentError, type AgentErrorCode } from "../api/errors.js";
 
 export { AgentError, type AgentErrorCode };
 
