@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import type { CoreEvent, MemberInfo } from "../src/core/runtime.js";
+import type { ClusterEvent, MemberInfo } from "../src/core/runtime.js";
 import { MemberState } from "../src/core/wire/messages.js";
 import { DampedEventFilter } from "../src/agent/damped-events.js";
 import { memberEventOf } from "../src/agent/event-handlers.js";
@@ -226,7 +226,7 @@ describe("subscriber batches", () => {
 });
 
 describe("damped members' events", () => {
-  const change = (m: MemberInfo, previous: MemberState | null, dampingChanged = false): CoreEvent => ({
+  const change = (m: MemberInfo, previous: MemberState | null, dampingChanged = false): ClusterEvent => ({
     type: "member",
     member: m,
     previous,

@@ -17,7 +17,7 @@ import dgram from "node:dgram";
 import type { Worker } from "node:worker_threads";
 import { addr, type Address } from "../src/core/address.js";
 import { makeConfig, validateConfig, type SwimConfig } from "../src/core/config.js";
-import type { CoreEvent } from "../src/core/runtime.js";
+import { type CoreEvent, isRequestOutcome } from "../src/core/runtime.js";
 import { RATE_LIMIT_BURST } from "../src/core/cookie.js";
 import { decodeDatagram, encodeDatagram } from "../src/core/wire/codec.js";
 import { MEMBER_STATE_NAMES, MessageType, type Datagram } from "../src/core/wire/messages.js";
@@ -84,6 +84,11 @@ class Watch {
     return h?.[h.length - 1];
   }
 
+  /** The types of the events seen that answer this engine's own requests: none ever should. */
+  outcomesSeen(): string[] {
+    return this.events.filter((e) => isRequestOutcome(e)).map((e) => e.type);
+  }
+
   broadcasts(): Extract<CoreEvent, { type: "broadcast" }>[] {
     return this.events.filter((e): e is Extract<CoreEvent, { type: "broadcast" }> => e.type === "broadcast");
   }
@@ -140,6 +145,8 @@ async function joinAll(engines: Engine[], watches: Watch[]): Promise<void> {
   await Promise.all(
     watches.map((w, i) => w.until(`engine ${i} to see all ${keys.length} alive`, () => keys.every((k) => w.state(k) === "alive"))),
   );
+  // A join's outcome settles join() and reaches no listener.
+  for (const w of watches) assert.deepEqual(w.outcomesSeen(), []);
 }
 
 /** Polls `engine.stats()` until `check` holds (for counters that raise no event). */
@@ -260,6 +267,8 @@ for (const workers of [0, 1, 2]) {
         const all = await a.request(9, Uint8Array.of(1), 60_000);
         assert.deepEqual(all.answers.map((x) => x.from.key).sort(), [b.localAddress.key, c.localAddress.key].sort());
         assert.deepEqual(all.missing, []);
+        // Acks, answers and the end of a request settle request() and reach no listener.
+        assert.deepEqual((watches[0] as Watch).outcomesSeen(), []);
         await assert.rejects(a.request(9, new Uint8Array(fastConfig().maxPacketBytes), 500), { name: "ClusterRequestRefusedError", code: "TOO_LARGE" });
         const s = await a.stats();
         assert.equal(stat(s, "core.clusterRequests.requestsComplete"), 1);
@@ -316,12 +325,13 @@ for (const workers of [0, 1, 2]) {
     });
 
     test("ping returns an rtt for a live engine and null for a closed port", { timeout: TEST_TIMEOUT_MS }, async () => {
-      await withEngines(2, { workers }, async (engines) => {
+      await withEngines(2, { workers }, async (engines, watches) => {
         const [a, b] = engines as [Engine, Engine];
         const rttMs = await a.ping(b.localAddress);
         assert.equal(typeof rttMs, "number");
         assert.ok((rttMs as number) >= 0 && (rttMs as number) < 1_000);
         assert.equal(await a.ping(await closedPort()), null);
+        assert.deepEqual((watches[0] as Watch).outcomesSeen(), [], "a ping's outcome reaches no listener");
       });
     });
 

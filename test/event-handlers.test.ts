@@ -17,7 +17,7 @@ import { COALESCE_MAX_MEMBERS, EventHandlers, formatTags, memberEventOf, memberL
 import { DEFAULT_MAX_STDIN_BYTES } from "../src/agent/command-runner.js";
 import { encodeTagMap } from "../src/api/tags.js";
 import { addr, type Address } from "../src/core/address.js";
-import type { CoreEvent, MemberInfo } from "../src/core/runtime.js";
+import type { ClusterEvent, MemberInfo } from "../src/core/runtime.js";
 import { MemberState } from "../src/core/wire/messages.js";
 import { AGENT_SETTINGS, resolveSettings, type SettingsIO } from "../src/cli/settings.js";
 import { agentOptions } from "../src/cli/commands/agent.js";
@@ -38,7 +38,7 @@ function member(key: string, state: MemberState, incarnation = 1, isSelf = false
   return memberInfo(key, state, { incarnation, isSelf });
 }
 
-function change(m: MemberInfo, previous: MemberState | null, previousIncarnation: number | null = previous === null ? null : m.incarnation): CoreEvent {
+function change(m: MemberInfo, previous: MemberState | null, previousIncarnation: number | null = previous === null ? null : m.incarnation): ClusterEvent {
   return { type: "member", member: m, previous, previousIncarnation, dampingChanged: false };
 }
 

@@ -24,7 +24,7 @@ import {
 import { MEMBER_STATE_NAMES } from "../core/wire/messages.js";
 import { maxAnswerBytes, maxRequestPayloadBytes } from "../core/requests.js";
 import { tagsProblem } from "../core/tags.js";
-import type { CoreEvent, MemberInfo } from "../core/runtime.js";
+import type { ClusterEvent, MemberInfo } from "../core/runtime.js";
 import { type BroadcastOutcome, ClusterRequestRefusedError, createEngine, type Engine } from "../engine/engine.js";
 import type { AgentApi, LogLevelName, MemberView } from "../api/agent-api.js";
 import { AgentError, type AgentErrorCode } from "../api/errors.js";
@@ -294,7 +294,7 @@ async function startSteps(options: AgentOptions, log: AgentLogger, acquired: Rel
   // An answer is a status byte and the response.
   const queries = new QueryResponder(options.queryHandlers ?? [], queryRunner, queryHandlerTimeoutMs, maxAnswerBytes(config) - 1, engine.localAddress.key);
   acquired.push(() => queries.close());
-  engine.onEvent((coreEvent: CoreEvent) => {
+  engine.onEvent((coreEvent: ClusterEvent) => {
     if (coreEvent.type === "member" || coreEvent.type === "memberRemoved") snapshot?.changed();
     const event = damped.filter(coreEvent);
     if (event === null) {

@@ -8,7 +8,7 @@
  * damped members only, at most MAX_DAMPED_SHOWN (the oldest is forgotten first).
  */
 
-import type { CoreEvent } from "../core/runtime.js";
+import type { ClusterEvent } from "../core/runtime.js";
 import type { MemberState } from "../core/wire/messages.js";
 
 /** Damped members whose last shown state is kept at most (the core's damping table holds 4096). */
@@ -20,7 +20,7 @@ export class DampedEventFilter {
   private readonly shown = new Map<string, { readonly state: MemberState; readonly incarnation: number }>();
 
   /** The event applications should see instead of `event`, or null to hold it back. */
-  filter(event: CoreEvent): CoreEvent | null {
+  filter(event: ClusterEvent): ClusterEvent | null {
     if (event.type === "memberRemoved") {
       this.shown.delete(event.address.key);
       return event;

@@ -30,7 +30,7 @@
  */
 
 import type { Address } from "../core/address.js";
-import type { CoreEvent, MemberInfo } from "../core/runtime.js";
+import type { ClusterEvent, MemberInfo } from "../core/runtime.js";
 import { MEMBER_STATE_NAMES, MemberState } from "../core/wire/messages.js";
 import { type CommandLog, CommandRunner, type CommandRunnerStats, DEFAULT_MAX_STDIN_BYTES } from "./command-runner.js";
 import type { EventHandlerSpec, EventName, MemberEventName } from "./event-filter.js";
@@ -170,7 +170,7 @@ export class EventHandlers {
   }
 
   /** Takes one engine event (subscribe with `engine.onEvent((e) => handlers.onEvent(e))`). */
-  onEvent(event: CoreEvent): void {
+  onEvent(event: ClusterEvent): void {
     if (this.closed) return;
     if (event.type === "broadcast") {
       if (!this.wanted.has("user")) return;

@@ -103,3 +103,19 @@ export type CoreEvent =
   | { readonly type: "requestAnswer"; readonly token: number; readonly from: Address; readonly payload: Uint8Array }
   /** The end of cluster request `token`: the targets that did not answer (empty: all did). */
   | { readonly type: "requestDone"; readonly token: number; readonly missing: readonly Address[] };
+
+/** The types of RequestOutcome. */
+const REQUEST_OUTCOME_TYPES: ReadonlySet<CoreEvent["type"]> = new Set(["joinResult", "pingResult", "requestAck", "requestAnswer", "requestDone"]);
+
+/**
+ * What answers a request of this node's own host (join, ping, a cluster request), by the
+ * request's token: it settles that request, and concerns nobody else.
+ */
+export type RequestOutcome = Extract<CoreEvent, { type: "joinResult" | "pingResult" | "requestAck" | "requestAnswer" | "requestDone" }>;
+
+/** What happens in the cluster: every CoreEvent but the outcomes of this node's own requests. */
+export type ClusterEvent = Exclude<CoreEvent, RequestOutcome>;
+
+export function isRequestOutcome(event: CoreEvent): event is RequestOutcome {
+  return REQUEST_OUTCOME_TYPES.has(event.type);
+}

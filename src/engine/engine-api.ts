@@ -8,14 +8,14 @@ import type { Address } from "../core/address.js";
 import type { SwimConfig } from "../core/config.js";
 import type { BroadcastOutcome, TagsOutcome } from "../core/node.js";
 import type { RequestRefusal, RequestStartOptions } from "../core/requests.js";
-import type { CoreEvent, MemberInfo } from "../core/runtime.js";
+import type { ClusterEvent, MemberInfo } from "../core/runtime.js";
 import type { Envelope } from "../seal/envelope.js";
 import type { EngineRingsConfig } from "../shm/index.js";
 
 export { MAX_ENGINE_WORKERS } from "./limits.js";
 
 export type { BroadcastOutcome } from "../core/node.js";
-export type { CoreEvent, MemberInfo } from "../core/runtime.js";
+export type { ClusterEvent, CoreEvent, MemberInfo } from "../core/runtime.js";
 
 export interface JoinOutcome {
   readonly seed: Address;
@@ -23,7 +23,7 @@ export interface JoinOutcome {
   readonly ok: boolean;
 }
 
-export type EngineEventListener = (event: CoreEvent) => void;
+export type EngineEventListener = (event: ClusterEvent) => void;
 
 /** A running TamTam member: one socket, one core, in either mode. */
 export interface Engine {
@@ -72,7 +72,11 @@ export interface Engine {
   members(): Promise<MemberInfo[]>;
   /** Core, host, ring, transport and drop counters under flat dotted names. */
   stats(): Promise<Record<string, number>>;
-  /** Subscribes to CoreEvents; returns the unsubscribe function. Listener errors are counted. */
+  /**
+   * Subscribes to what happens in the cluster (member changes, broadcasts, requests from other
+   * members); returns the unsubscribe function. Listener errors are counted. The outcomes of
+   * this engine's own join, ping and cluster requests settle those calls and reach no listener.
+   */
   onEvent(listener: EngineEventListener): () => void;
   /** Called once if the engine fails (its worker died); every call is refused from then on. */
   onFailure(listener: (error: Error) => void): () => void;

@@ -11,7 +11,7 @@
 import type { Address } from "../core/address.js";
 import { periodProblem, type SwimConfig } from "../core/config.js";
 import type { BroadcastOutcome, SwimNodeOptions, TagsOutcome } from "../core/node.js";
-import type { CoreEvent, MemberInfo } from "../core/runtime.js";
+import { type CoreEvent, isRequestOutcome, type MemberInfo, type RequestOutcome } from "../core/runtime.js";
 import type { Envelope } from "../seal/envelope.js";
 import type { UdpTransport } from "../transport/udp.js";
 import {
@@ -254,31 +254,15 @@ export abstract class EngineBase implements Engine {
 
   // --- for the modes --------------------------------------------------------------------------
 
-  /** An event from the core: settles join/ping requests, then goes to every listener. */
+  /**
+   * An event from the core: the outcome of one of this engine's requests settles it (and goes
+   * no further); anything else goes to every listener.
+   */
   protected deliverEvent(event: CoreEvent): void {
     if (this.state === "stopped") return;
-    if (event.type === "joinResult") {
-      const p = this.pending.get(event.token);
-      const join = p?.kind === "join" ? p.join : undefined;
-      const i = join?.index.get(event.seed.key);
-      if (join !== undefined && i !== undefined && join.ok[i] === undefined) {
-        join.ok[i] = event.ok;
-        if (--join.remaining === 0) this.settle(event.token, joinOutcomes(join));
-      }
-    } else if (event.type === "pingResult") {
-      if (this.pending.get(event.token)?.kind === "ping") this.settle(event.token, event.rttMs);
-    } else if (event.type === "requestAnswer") {
-      const p = this.pending.get(event.token);
-      if (p?.kind === "request") {
-        p.answers?.push({ from: event.from, payload: event.payload });
-        this.progress(p, { type: "answer", from: event.from, payload: event.payload });
-      }
-    } else if (event.type === "requestAck") {
-      const p = this.pending.get(event.token);
-      if (p?.kind === "request") this.progress(p, { type: "ack", from: event.from });
-    } else if (event.type === "requestDone") {
-      const p = this.pending.get(event.token);
-      if (p?.kind === "request") this.settle(event.token, { answers: p.answers ?? [], missing: [...event.missing] });
+    if (isRequestOutcome(event)) {
+      this.settleOutcome(event);
+      return;
     }
     for (const listener of this.listeners) {
       try {
@@ -286,6 +270,37 @@ export abstract class EngineBase implements Engine {
       } catch {
         this.counters.listenerErrors++;
       }
+    }
+  }
+
+  /** A join, ping or cluster request's outcome (or part of it): settles or advances that request. */
+  private settleOutcome(event: RequestOutcome): void {
+    const p = this.pending.get(event.token);
+    switch (event.type) {
+      case "joinResult": {
+        const join = p?.kind === "join" ? p.join : undefined;
+        const i = join?.index.get(event.seed.key);
+        if (join !== undefined && i !== undefined && join.ok[i] === undefined) {
+          join.ok[i] = event.ok;
+          if (--join.remaining === 0) this.settle(event.token, joinOutcomes(join));
+        }
+        return;
+      }
+      case "pingResult":
+        if (p?.kind === "ping") this.settle(event.token, event.rttMs);
+        return;
+      case "requestAnswer":
+        if (p?.kind === "request") {
+          p.answers?.push({ from: event.from, payload: event.payload });
+          this.progress(p, { type: "answer", from: event.from, payload: event.payload });
+        }
+        return;
+      case "requestAck":
+        if (p?.kind === "request") this.progress(p, { type: "ack", from: event.from });
+        return;
+      case "requestDone":
+        if (p?.kind === "request") this.settle(event.token, { answers: p.answers ?? [], missing: [...event.missing] });
+        return;
     }
   }
 
