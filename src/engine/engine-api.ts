@@ -116,6 +116,12 @@ export interface EngineOptions {
   /** Busy-wait checks before a ring consumer sleeps (worker mode). */
   readonly spinIterations?: number;
   /**
+   * With seal/open workers (`workers` >= 2): received datagrams per event-loop turn that may go
+   * straight to the protocol worker while it sleeps, which then opens them itself (default 8;
+   * 0: every datagram through the seal/open workers).
+   */
+  readonly directPerTurn?: number;
+  /**
    * Seals outgoing and opens incoming datagrams (src/seal); needs `config.sealed`, which
    * reserves its room. Inline, the engine uses it on the main thread; with workers, each worker
    * builds its own from its settings and keys (kept live: the engine follows its keyring's

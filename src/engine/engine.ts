@@ -65,6 +65,9 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
     const problems = validateConfig(config);
     if (problems.length > 0) throw new RangeError(`invalid protocol config: ${problems.join("; ")}`);
     if (options.envelope !== undefined && !config.sealed) throw new RangeError("an envelope needs config.sealed, which reserves its room");
+    if (options.directPerTurn !== undefined && !(Number.isSafeInteger(options.directPerTurn) && options.directPerTurn >= 0)) {
+      throw new RangeError(`directPerTurn must be a whole number >= 0, not ${options.directPerTurn}`);
+    }
     const node: SwimNodeOptions = {
       self,
       config,
@@ -98,6 +101,7 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
       workers,
       rings: ringsConfig,
       ...(options.spinIterations === undefined ? {} : { spinIterations: options.spinIterations }),
+      ...(options.directPerTurn === undefined ? {} : { directPerTurn: options.directPerTurn }),
     });
   } catch (err) {
     await transport.close();

@@ -10,7 +10,8 @@
  *   - with `workers` = N >= 2, N - 1 seal/open workers (src/engine/opener-entry.ts) in front
  *     of it: the main thread deals received datagrams out to them round robin, they
  *     authenticate and open (the costly AES-GCM part), and pass what opened on to the protocol
- *     worker. With `workers` = 1 the protocol worker opens too.
+ *     worker; while the protocol worker sleeps, the first few datagrams of a turn go straight
+ *     to it instead. With `workers` = 1 the protocol worker opens every datagram.
  *
  * Control traffic that is not per datagram travels beside the rings: commands and their replies
  * on the commands/events rings, key changes over each worker's MessagePort (posted, then the
@@ -55,6 +56,11 @@ import {
 const PUMP_IDLE_WAIT_MS = 500;
 /** Frames the pump takes from a ring before it yields to the event loop. */
 const OUTPUT_BATCH = 512;
+/**
+ * Received datagrams per event-loop turn that may go straight to a sleeping protocol worker,
+ * past the seal/open workers (see onSocketDatagram), unless EngineOptions.directPerTurn says.
+ */
+export const DEFAULT_DIRECT_PER_TURN = 8;
 /** Sources of the last datagrams written to each ring kept (unparsed) for drop reports; a power of two. */
 const SOURCE_HISTORY = 1024;
 
@@ -69,6 +75,7 @@ export interface WorkerEngineOptions {
   readonly workers: number;
   readonly rings: EngineRingsConfig;
   readonly spinIterations?: number;
+  readonly directPerTurn?: number;
 }
 
 /** One worker thread of the engine, with its control port and counters. */
@@ -92,6 +99,9 @@ export class WorkerEngine extends EngineBase {
   private pumpDone = false;
   private publishScheduled = false;
   private nextOpener = 0;
+  /** Datagrams written to the inbound ring (past the openers) since the last publish. */
+  private directThisTurn = 0;
+  private readonly directPerTurn: number;
   private inboundDropped = 0;
   /** Per ring written by the main thread: [0] inbound, [k + 1] raw ring of opener k. */
   private readonly sources: SourceHistory[];
@@ -99,6 +109,7 @@ export class WorkerEngine extends EngineBase {
 
   constructor(init: EngineInit, node: SwimNodeOptions, options: WorkerEngineOptions) {
     super(init, options.workers);
+    this.directPerTurn = options.directPerTurn ?? DEFAULT_DIRECT_PER_TURN;
     const openerCount = options.workers - 1;
     const buffers = createEngineRingBuffers(options.rings, openerCount);
     const spin = options.spinIterations === undefined ? {} : { spinIterations: options.spinIterations };
@@ -270,14 +281,22 @@ export class WorkerEngine extends EngineBase {
     return ip.includes(":") ? `[${ip}]:${h.ports[i]}` : `${ip}:${h.ports[i]}`;
   }
 
-  /** Socket -> a ring, as received (no parsing here); published once per event-loop turn (batching). */
+  /**
+   * Socket -> a ring, as received (no parsing here); published once per event-loop turn
+   * (batching). With seal/open workers, a datagram goes to them round robin, unless the
+   * protocol worker sleeps: then it has nothing else to do, and the first few datagrams of the
+   * turn go straight to it (it opens them itself, as with one worker), which saves a hand-off
+   * and a thread wake-up per datagram while the agent is lightly loaded. A busy protocol
+   * worker never sleeps, so under load every datagram is opened in front of it.
+   */
   private readonly onSocketDatagram = (received: Uint8Array, fromIp: string, fromPort: number): void => {
     let ring: RingProducer;
     let history: SourceHistory;
     const raw = this.rings.raw;
-    if (raw.length === 0) {
+    if (raw.length === 0 || (this.directThisTurn < this.directPerTurn && this.rings.workerSleeping())) {
       ring = this.rings.inbound;
       history = this.sources[0] as SourceHistory;
+      if (raw.length > 0) this.directThisTurn++;
     } else {
       ring = raw[this.nextOpener] as RingProducer;
       history = this.sources[this.nextOpener + 1] as SourceHistory;
@@ -298,6 +317,7 @@ export class WorkerEngine extends EngineBase {
 
   private readonly publishInbound = (): void => {
     this.publishScheduled = false;
+    this.directThisTurn = 0;
     this.rings.inbound.publish();
     for (const ring of this.rings.raw) ring.publish();
   };

@@ -107,6 +107,8 @@ export interface MainSideRings {
   wakeOpener(k: number): void;
   /** Wakes the protocol worker if it sleeps. */
   wakeWorker(): void;
+  /** Whether the protocol worker has announced it is (about to be) asleep: all its rings were empty. */
+  workerSleeping(): boolean;
   readonly commands: RingProducer;
   readonly outbound: RingConsumer;
   readonly events: RingConsumer;
@@ -242,6 +244,7 @@ export function attachMainSide(buffers: EngineRingBuffers, options: AttachOption
     wakeWorker: () => {
       all.workerDoorbell.ring();
     },
+    workerSleeping: () => all.workerDoorbell.isConsumerSleeping(),
     commands: all.commands,
     outbound,
     events,
