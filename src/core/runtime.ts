@@ -105,17 +105,18 @@ export type CoreEvent =
   | { readonly type: "requestDone"; readonly token: number; readonly missing: readonly Address[] };
 
 /** The types of RequestOutcome. */
-const REQUEST_OUTCOME_TYPES: ReadonlySet<CoreEvent["type"]> = new Set(["joinResult", "pingResult", "requestAck", "requestAnswer", "requestDone"]);
+const REQUEST_OUTCOME_TYPES = ["joinResult", "pingResult", "requestAck", "requestAnswer", "requestDone"] as const;
+const REQUEST_OUTCOME_TYPE_SET: ReadonlySet<CoreEvent["type"]> = new Set(REQUEST_OUTCOME_TYPES);
 
 /**
  * What answers a request of this node's own host (join, ping, a cluster request), by the
  * request's token: it settles that request, and concerns nobody else.
  */
-export type RequestOutcome = Extract<CoreEvent, { type: "joinResult" | "pingResult" | "requestAck" | "requestAnswer" | "requestDone" }>;
+export type RequestOutcome = Extract<CoreEvent, { type: (typeof REQUEST_OUTCOME_TYPES)[number] }>;
 
 /** What happens in the cluster: every CoreEvent but the outcomes of this node's own requests. */
 export type ClusterEvent = Exclude<CoreEvent, RequestOutcome>;
 
 export function isRequestOutcome(event: CoreEvent): event is RequestOutcome {
-  return REQUEST_OUTCOME_TYPES.has(event.type);
+  return REQUEST_OUTCOME_TYPE_SET.has(event.type);
 }

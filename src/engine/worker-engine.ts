@@ -60,7 +60,7 @@ const OUTPUT_BATCH = 512;
  * Received datagrams per event-loop turn that may go straight to a sleeping protocol worker,
  * past the seal/open workers (see onSocketDatagram), unless EngineOptions.directPerTurn says.
  */
-export const DEFAULT_DIRECT_PER_TURN = 8;
+const DEFAULT_DIRECT_PER_TURN = 8;
 /** Sources of the last datagrams written to each ring kept (unparsed) for drop reports; a power of two. */
 const SOURCE_HISTORY = 1024;
 
